@@ -1,0 +1,413 @@
+//! One attempt: a single HTTP exchange (following redirects, which take no
+//! new slot, token or attempt), the body read under its size cap, all within
+//! the attempt timeout. It knows nothing of limits or retries.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::{Client, Method};
+use serde_json::value::RawValue;
+use url::Url;
+
+use crate::classify::classify;
+use crate::config::{BodyMode, Config};
+use crate::record::{Body, ErrorKind};
+use crate::redact::Redactor;
+use crate::request::Request;
+
+const MAX_REDIRECTS: usize = 10;
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Response {
+    /// The final status.
+    pub status: u16,
+    /// The final response's headers (for Retry-After and `--include-headers`).
+    pub headers: HeaderMap,
+    /// The body as it will be stored.
+    pub body: Option<Body>,
+    /// The final URL, when redirects were followed.
+    pub final_url: Option<Url>,
+    /// Why a redirect was not followed, if one was not.
+    pub note: Option<String>,
+}
+
+/// An attempt that produced no usable response.
+#[derive(Debug)]
+pub struct Failed {
+    /// The SPEC error kind.
+    pub kind: ErrorKind,
+    /// False only when the request provably never reached the server.
+    pub sent: bool,
+    /// What happened, without secrets.
+    pub message: String,
+    /// The status, when headers arrived before the failure.
+    pub status: Option<u16>,
+}
+
+/// How an attempt ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A complete response arrived.
+    Response(Response),
+    /// It failed.
+    Failed(Failed),
+}
+
+/// Runs one attempt of `req` within its timeout.
+pub async fn run(client: &Client, config: &Config, req: &Request) -> Outcome {
+    let limit = req.timeout.unwrap_or(config.timeout);
+    match tokio::time::timeout(limit, exchange(client, config, req)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Failed(Failed {
+            kind: ErrorKind::Timeout,
+            sent: true,
+            message: format!("no complete response within the timeout of {}", show(limit)),
+            status: None,
+        }),
+    }
+}
+
+/// Shows a duration the way users write them.
+pub fn show(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The state that changes from one redirect hop to the next.
+struct Hop {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+}
+
+async fn exchange(client: &Client, config: &Config, req: &Request) -> Outcome {
+    let mut hop = Hop {
+        method: req.method.clone(),
+        url: req.url.clone(),
+        headers: merged_headers(config, req),
+        body: req.body.clone(),
+    };
+    let mut followed = 0;
+    loop {
+        let mut builder = client
+            .request(hop.method.clone(), hop.url.clone())
+            .headers(hop.headers.clone());
+        if let Some(body) = &hop.body {
+            builder = builder.body(body.clone());
+        }
+        let resp = match builder.send().await {
+            Ok(resp) => resp,
+            Err(e) => return transport_failure(&e, None),
+        };
+        match next_hop(&hop, &resp, followed, &config.redactor) {
+            Redirect::Follow(next) => {
+                hop = next;
+                followed += 1;
+            }
+            Redirect::Stop(note) => {
+                let final_url = (followed > 0).then(|| hop.url.clone());
+                return finish(resp, config, final_url, note).await;
+            }
+        }
+    }
+}
+
+/// Run-wide headers, overridden by name by the request's own.
+fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
+    let mut headers = config.headers.clone();
+    for name in req.headers.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in &req.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    if req.json_body && !headers.contains_key(CONTENT_TYPE) {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    headers
+}
+
+enum Redirect {
+    Follow(Hop),
+    Stop(Option<String>),
+}
+
+/// Decides whether a response is a redirect to follow (SPEC section 4,
+/// "Redirects are safe").
+fn next_hop(hop: &Hop, resp: &reqwest::Response, followed: usize, redactor: &Redactor) -> Redirect {
+    let status = resp.status().as_u16();
+    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+        return Redirect::Stop(None);
+    }
+    let Some(target) = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|loc| hop.url.join(loc).ok())
+    else {
+        return Redirect::Stop(Some("redirect without a usable Location".into()));
+    };
+    let keeps_method = matches!(status, 307 | 308);
+    let is_get = matches!(hop.method, Method::GET | Method::HEAD);
+    let stop = if followed >= MAX_REDIRECTS {
+        Some(format!("stopped after {MAX_REDIRECTS} redirects"))
+    } else if !matches!(target.scheme(), "http" | "https") {
+        Some(format!(
+            "redirect to unsupported scheme `{}` not followed",
+            target.scheme()
+        ))
+    } else if hop.url.scheme() == "https" && target.scheme() == "http" {
+        Some("redirect from https to http refused".into())
+    } else if !keeps_method && !is_get {
+        Some(format!(
+            "{status} redirect of a {} request not followed",
+            hop.method
+        ))
+    } else {
+        None
+    };
+    if stop.is_some() {
+        return Redirect::Stop(stop);
+    }
+    let mut headers = hop.headers.clone();
+    if target.origin() != hop.url.origin() {
+        strip_secrets(&mut headers, redactor);
+    }
+    Redirect::Follow(Hop {
+        method: hop.method.clone(),
+        url: target,
+        headers,
+        body: if keeps_method { hop.body.clone() } else { None },
+    })
+}
+
+/// Drops every sensitive header before a request leaves its origin.
+fn strip_secrets(headers: &mut HeaderMap, redactor: &Redactor) {
+    let secret: Vec<_> = headers
+        .keys()
+        .filter(|k| redactor.is_secret_header(k.as_str()))
+        .cloned()
+        .collect();
+    for name in secret {
+        headers.remove(name);
+    }
+}
+
+async fn finish(
+    mut resp: reqwest::Response,
+    config: &Config,
+    final_url: Option<Url>,
+    note: Option<String>,
+) -> Outcome {
+    let status = resp.status().as_u16();
+    let bytes = match read_body(&mut resp, config).await {
+        Ok(bytes) => bytes,
+        Err(mut failed) => {
+            failed.status = Some(status);
+            return Outcome::Failed(failed);
+        }
+    };
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Outcome::Response(Response {
+        status,
+        headers: std::mem::take(resp.headers_mut()),
+        body: store(bytes, config.body_mode, content_type.as_deref()),
+        final_url,
+        note,
+    })
+}
+
+/// Reads the whole body, stopping at `max_body_size` decoded bytes without
+/// reading the rest (the connection is dropped, not drained).
+async fn read_body(resp: &mut reqwest::Response, config: &Config) -> Result<Bytes, Failed> {
+    let max = config.max_body_size;
+    let too_large = |status| Failed {
+        kind: ErrorKind::BodyTooLarge,
+        sent: true,
+        message: format!("response body is larger than --max-body-size ({max} bytes)"),
+        status,
+    };
+    let encoded = resp
+        .headers()
+        .contains_key(reqwest::header::CONTENT_ENCODING);
+    if !encoded && resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_large(None));
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if (buf.len() + chunk.len()) as u64 > max {
+                    return Err(too_large(None));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => match transport_failure(&e, None) {
+                Outcome::Failed(f) => return Err(f),
+                Outcome::Response(_) => unreachable!("transport_failure returns a failure"),
+            },
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error, status: Option<u16>) -> Outcome {
+    let c = classify(e);
+    Outcome::Failed(Failed {
+        kind: c.kind,
+        sent: c.sent,
+        message: c.message,
+        status,
+    })
+}
+
+/// Converts a body to its stored form under `mode` (SPEC section 3).
+pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option<Body> {
+    let b64 = |b: &[u8]| Body::Base64(base64::engine::general_purpose::STANDARD.encode(b));
+    match mode {
+        BodyMode::None => None,
+        BodyMode::Base64 => Some(b64(&bytes)),
+        BodyMode::Text => Some(match std::str::from_utf8(&bytes) {
+            Ok(text) => Body::Text(text.to_owned()),
+            Err(_) => b64(&bytes),
+        }),
+        BodyMode::Auto => Some(match std::str::from_utf8(&bytes) {
+            Ok(text) => {
+                json_body(text, content_type).unwrap_or_else(|| Body::Text(text.to_owned()))
+            }
+            Err(_) => b64(&bytes),
+        }),
+    }
+}
+
+/// The body as embedded JSON, when it is JSON: declared so, or an object or
+/// array. Whitespace is removed so the record stays one line; numbers keep
+/// their digits because the text is never re-encoded.
+fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
+    let declared = content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    let trimmed = text.trim_start();
+    if !declared && !trimmed.starts_with(['{', '[']) {
+        return None;
+    }
+    if trimmed.is_empty() {
+        return None;
+    }
+    RawValue::from_string(compact_json(text))
+        .ok()
+        .map(Body::Json)
+}
+
+/// Removes whitespace outside strings.
+pub fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Response headers as recorded: lower-case names, repeated values joined,
+/// secrets redacted.
+pub fn recorded_headers(headers: &HeaderMap, redactor: &Redactor) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in headers.keys() {
+        let joined = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let shown = redactor.header_value(name.as_str(), &joined).to_string();
+        out.push((name.as_str().to_string(), shown));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keeps_digits_and_loses_whitespace() {
+        let body = store(
+            Bytes::from_static(b"{\n  \"a\": 1.000,\n  \"b\": \"x y\\\" z\",\n  \"n\": 12345678901234567890123\n}\n"),
+            BodyMode::Auto,
+            Some("application/json"),
+        );
+        match body {
+            Some(Body::Json(raw)) => {
+                assert_eq!(
+                    raw.get(),
+                    r#"{"a":1.000,"b":"x y\" z","n":12345678901234567890123}"#
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn auto_picks_text_and_base64() {
+        assert_eq!(
+            store(
+                Bytes::from_static(b"hello"),
+                BodyMode::Auto,
+                Some("text/plain")
+            ),
+            Some(Body::Text("hello".into()))
+        );
+        assert_eq!(
+            store(
+                Bytes::from_static(b"42"),
+                BodyMode::Auto,
+                Some("text/plain")
+            ),
+            Some(Body::Text("42".into()))
+        );
+        assert_eq!(
+            store(Bytes::from_static(&[0xff, 0x00]), BodyMode::Auto, None),
+            Some(Body::Base64("/wA=".into()))
+        );
+        assert_eq!(
+            store(
+                Bytes::from_static(b"{broken"),
+                BodyMode::Auto,
+                Some("application/json")
+            ),
+            Some(Body::Text("{broken".into()))
+        );
+        assert_eq!(store(Bytes::from_static(b"x"), BodyMode::None, None), None);
+        assert_eq!(
+            store(Bytes::from_static(b"{}"), BodyMode::Text, None),
+            Some(Body::Text("{}".into()))
+        );
+        assert_eq!(
+            store(Bytes::from_static(b"hi"), BodyMode::Base64, None),
+            Some(Body::Base64("aGk=".into()))
+        );
+    }
+}

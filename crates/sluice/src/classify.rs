@@ -1,0 +1,240 @@
+//! One classifier for transport failures: it walks the error's source chain
+//! once and decides the SPEC error kind and whether the request may have
+//! reached the server. A body-phase timeout can hide under a "decode" or
+//! "body" error in reqwest, so no single predicate is trusted.
+
+use std::error::Error as StdError;
+use std::io;
+
+use crate::record::ErrorKind;
+
+/// The resolver's own error, so that DNS failures are found by type.
+#[derive(Debug, thiserror::Error)]
+#[error("could not resolve host `{host}`: {reason}")]
+pub struct DnsError {
+    /// The host name that failed.
+    pub host: String,
+    /// What the resolver said.
+    pub reason: String,
+}
+
+/// A classified transport failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classified {
+    /// The SPEC error kind.
+    pub kind: ErrorKind,
+    /// False only when the request provably never reached the server.
+    pub sent: bool,
+    /// A short explanation without URLs or header values.
+    pub message: String,
+}
+
+/// Classifies a reqwest error (or anything with the same source chain).
+pub fn classify(err: &(dyn StdError + 'static)) -> Classified {
+    let connect_phase = err
+        .downcast_ref::<reqwest::Error>()
+        .is_some_and(reqwest::Error::is_connect);
+    let mut found: Option<(ErrorKind, bool)> = None;
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(hit) = classify_one(e, connect_phase) {
+            found = Some(hit);
+            break;
+        }
+        cur = e.source();
+    }
+    let (kind, sent) = found.unwrap_or_else(|| fallback(err, connect_phase));
+    Classified {
+        kind,
+        sent,
+        message: describe(err),
+    }
+}
+
+/// Looks at one link of the chain; `None` means "ask the next link".
+fn classify_one(e: &(dyn StdError + 'static), connect_phase: bool) -> Option<(ErrorKind, bool)> {
+    if e.is::<DnsError>() {
+        return Some((ErrorKind::Dns, false));
+    }
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some((tls_kind(tls), false));
+    }
+    if let Some(h2) = e.downcast_ref::<h2::Error>() {
+        // REFUSED_STREAM: the server guarantees it did not process the request.
+        let refused = h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        return Some((ErrorKind::Reset, !refused));
+    }
+    if let Some(io) = e.downcast_ref::<io::Error>() {
+        if let Some(inner) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            return Some((tls_kind(inner), false));
+        }
+        return io_kind(io, connect_phase);
+    }
+    if let Some(h) = e.downcast_ref::<hyper::Error>() {
+        return hyper_kind(h, connect_phase);
+    }
+    None
+}
+
+fn tls_kind(e: &rustls::Error) -> ErrorKind {
+    match e {
+        rustls::Error::InvalidCertificate(_) => ErrorKind::Tls,
+        _ => ErrorKind::Connect,
+    }
+}
+
+fn io_kind(e: &io::Error, connect_phase: bool) -> Option<(ErrorKind, bool)> {
+    use io::ErrorKind as K;
+    let kind = match e.kind() {
+        K::TimedOut if connect_phase => ErrorKind::Connect,
+        K::TimedOut => ErrorKind::Timeout,
+        _ if connect_phase => ErrorKind::Connect,
+        K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
+            ErrorKind::Connect
+        }
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
+            ErrorKind::Reset
+        }
+        K::UnexpectedEof => ErrorKind::Protocol,
+        // Other io errors carry their cause further down the chain.
+        _ if e.get_ref().is_some() => return None,
+        _ => ErrorKind::Reset,
+    };
+    Some((kind, !connect_phase))
+}
+
+fn hyper_kind(e: &hyper::Error, connect_phase: bool) -> Option<(ErrorKind, bool)> {
+    if connect_phase {
+        return Some((ErrorKind::Connect, false));
+    }
+    if e.is_canceled() {
+        // hyper cancels a request when its pooled connection died before the
+        // request was written.
+        return Some((ErrorKind::Reset, false));
+    }
+    if e.is_timeout() {
+        return Some((ErrorKind::Timeout, true));
+    }
+    if e.is_parse() || e.is_parse_status() {
+        return Some((ErrorKind::Protocol, true));
+    }
+    if e.is_incomplete_message() {
+        return Some((ErrorKind::Reset, true));
+    }
+    // Body and io errors have a more precise cause further down.
+    if e.source().is_some() {
+        return None;
+    }
+    Some((ErrorKind::Protocol, true))
+}
+
+fn fallback(err: &(dyn StdError + 'static), connect_phase: bool) -> (ErrorKind, bool) {
+    if connect_phase {
+        return (ErrorKind::Connect, false);
+    }
+    match err.downcast_ref::<reqwest::Error>() {
+        Some(r) if r.is_timeout() => (ErrorKind::Timeout, true),
+        Some(r) if r.is_body() || r.is_decode() => (ErrorKind::Protocol, true),
+        _ => (ErrorKind::Reset, true),
+    }
+}
+
+/// The chain's messages joined, without the URL reqwest puts in its own.
+fn describe(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let text = match e.downcast_ref::<reqwest::Error>() {
+            Some(r) => reqwest_text(r),
+            None => e.to_string(),
+        };
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    if parts.is_empty() {
+        return "request failed".into();
+    }
+    parts.join(": ")
+}
+
+fn reqwest_text(r: &reqwest::Error) -> String {
+    if r.is_connect() {
+        "could not connect".into()
+    } else if r.is_timeout() {
+        "timed out".into()
+    } else if r.is_body() || r.is_decode() {
+        "error reading the response body".into()
+    } else if r.is_request() {
+        "error sending the request".into()
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Box<dyn StdError + Send + Sync>);
+
+    fn io(kind: io::ErrorKind) -> Outer {
+        Outer(Box::new(io::Error::new(kind, "x")))
+    }
+
+    #[test]
+    fn table() {
+        let cases: Vec<(Outer, ErrorKind, bool)> = vec![
+            (
+                io(io::ErrorKind::ConnectionRefused),
+                ErrorKind::Connect,
+                true,
+            ),
+            (io(io::ErrorKind::ConnectionReset), ErrorKind::Reset, true),
+            (io(io::ErrorKind::BrokenPipe), ErrorKind::Reset, true),
+            (io(io::ErrorKind::TimedOut), ErrorKind::Timeout, true),
+            (io(io::ErrorKind::UnexpectedEof), ErrorKind::Protocol, true),
+            (
+                Outer(Box::new(DnsError {
+                    host: "nx.invalid".into(),
+                    reason: "no such host".into(),
+                })),
+                ErrorKind::Dns,
+                false,
+            ),
+            (
+                Outer(Box::new(io::Error::other(
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+                ))),
+                ErrorKind::Tls,
+                false,
+            ),
+            (
+                Outer(Box::new(rustls::Error::HandshakeNotComplete)),
+                ErrorKind::Connect,
+                false,
+            ),
+            (
+                Outer(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM))),
+                ErrorKind::Reset,
+                false,
+            ),
+        ];
+        for (err, kind, sent) in cases {
+            let c = classify(&err);
+            assert_eq!((c.kind, c.sent), (kind, sent), "{:?}", err);
+        }
+    }
+
+    #[test]
+    fn dns_message_names_the_host() {
+        let c = classify(&Outer(Box::new(DnsError {
+            host: "nx.invalid".into(),
+            reason: "no such host".into(),
+        })));
+        assert!(c.message.contains("nx.invalid"), "{}", c.message);
+    }
+}

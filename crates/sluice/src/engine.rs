@@ -1,0 +1,776 @@
+//! The run: one dispatcher task owns every limit (global and per-origin
+//! concurrency, rates, budget, origin pauses and closures) and starts an
+//! attempt only when all of them agree, oldest request first. Attempts run as
+//! their own tasks; a request waiting to retry sits on a timer and holds no
+//! slot.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use futures::{FutureExt, Stream, StreamExt};
+use reqwest::Client;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::attempt::{self, Outcome};
+use crate::client::{self, ClientError};
+use crate::config::Config;
+use crate::event::Event;
+use crate::gcra::Gcra;
+use crate::intake::{Checked, Intake};
+use crate::order::Reorder;
+use crate::record::{ErrorKind, Record, RecordError};
+use crate::request::{Input, Request};
+use crate::retry::{self, Failure};
+
+/// A running batch: a stream of [`Event`]s that ends when every request has
+/// its record (or the run drained). Dropping it cancels everything in flight.
+pub struct Run {
+    events: mpsc::Receiver<Event>,
+    task: JoinHandle<()>,
+}
+
+impl Stream for Run {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a run on the current tokio runtime.
+///
+/// `inputs` is read with bounded read-ahead; `shutdown` resolving starts a
+/// drain: no new starts, waiting requests are dropped unwritten, in-flight
+/// ones finish and get their records. Fails only when the HTTP client cannot
+/// be built from `config` (for example an unreadable CA certificate).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use futures::StreamExt;
+/// let mock = sluice_mock::MockServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+/// let requests = (1..=3).map(|line| {
+///     let url = url::Url::parse(&format!("{}/fast", mock.url())).unwrap();
+///     sluice::Input::Request(sluice::Request::get(line, url))
+/// });
+/// let config = sluice::Config::builder().concurrency(2).build().unwrap();
+/// let run = sluice::run(config, futures::stream::iter(requests), std::future::pending()).unwrap();
+/// let records: Vec<sluice::Record> = run
+///     .filter_map(|e| async move { if let sluice::Event::Record(r) = e { Some(r) } else { None } })
+///     .collect()
+///     .await;
+/// assert_eq!(records.len(), 3);
+/// assert!(records.iter().all(|r| r.ok && r.attempts == 1));
+/// # }
+/// ```
+pub fn run<S, F>(config: Config, inputs: S, shutdown: F) -> Result<Run, ClientError>
+where
+    S: Stream<Item = Input> + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let client = client::build(&config)?;
+    let (tx, rx) = mpsc::channel(1024);
+    let dispatcher = Dispatcher::new(Arc::new(config), client, tx);
+    let task = tokio::spawn(dispatcher.run(Box::pin(inputs), Box::pin(shutdown)));
+    Ok(Run { events: rx, task })
+}
+
+/// A request and its progress through attempts.
+struct Job {
+    req: Arc<Request>,
+    cells: u64,
+    origin: usize,
+    seq: u64,
+    attempts: u32,
+    first: Option<(Instant, SystemTime)>,
+    not_before: Option<Instant>,
+    safe: bool,
+}
+
+/// Per-origin state: its queue and its own limits.
+struct Origin {
+    name: String,
+    queue: VecDeque<Job>,
+    in_flight: usize,
+    paused_until: Option<Instant>,
+    rate: Option<Gcra>,
+    closed: bool,
+    hard_failures: u32,
+    /// Key of this origin's entry in `ready`, when it has one.
+    ready_key: Option<u64>,
+    wake_at: Option<Instant>,
+}
+
+enum Timer {
+    Retry(Job),
+    Wake(usize),
+    Global,
+}
+
+type Done = (Job, Outcome, Instant);
+
+struct Dispatcher {
+    config: Arc<Config>,
+    client: Client,
+    events: mpsc::Sender<Event>,
+    outbox: VecDeque<Event>,
+    intake: Intake,
+    order: Option<Reorder>,
+    origins: Vec<Origin>,
+    by_name: HashMap<String, usize>,
+    /// Origins that could start their head request now, by the head's seq.
+    ready: BTreeMap<u64, usize>,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    timer_seq: u64,
+    global_wake: Option<Instant>,
+    rate: Option<Gcra>,
+    budget: Option<Gcra>,
+    tasks: JoinSet<Done>,
+    in_flight: usize,
+    queued: usize,
+    retry_waiting: usize,
+    next_seq: u64,
+    pending: Option<Input>,
+    input_done: bool,
+    draining: bool,
+}
+
+impl Dispatcher {
+    fn new(config: Arc<Config>, client: Client, events: mpsc::Sender<Event>) -> Dispatcher {
+        let now = Instant::now();
+        let burst = u64::from(config.burst.get());
+        Dispatcher {
+            intake: Intake::new(config.effective_budget_burst()),
+            order: config.ordered.then(Reorder::default),
+            rate: config.rate.map(|r| Gcra::new(r, burst, now)),
+            budget: config
+                .budget
+                .map(|b| Gcra::new(b, config.effective_budget_burst().unwrap_or(1), now)),
+            config,
+            client,
+            events,
+            outbox: VecDeque::new(),
+            origins: Vec::new(),
+            by_name: HashMap::new(),
+            ready: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            global_wake: None,
+            tasks: JoinSet::new(),
+            in_flight: 0,
+            queued: 0,
+            retry_waiting: 0,
+            next_seq: 0,
+            pending: None,
+            input_done: false,
+            draining: false,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut inputs: Pin<Box<dyn Stream<Item = Input> + Send>>,
+        mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) {
+        loop {
+            self.admit_pending();
+            self.dispatch(Instant::now());
+            if self.flush().await.is_err() {
+                return; // Nobody is listening any more.
+            }
+            if self.finished() {
+                break;
+            }
+            let next_timer = self.timers.first_key_value().map(|(k, _)| k.0);
+            let wants_input = self.wants_input();
+            tokio::select! {
+                biased;
+                _ = &mut shutdown, if !self.draining => self.drain(),
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    match done {
+                        Ok((job, outcome, at)) => self.complete(job, outcome, at),
+                        Err(e) if e.is_cancelled() => {}
+                        // Attempts catch their own panics, so this cannot happen.
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                }
+                _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
+                    self.fire_timers(Instant::now());
+                }
+                item = inputs.next(), if wants_input => match item {
+                    Some(item) => self.accept(item),
+                    None => self.input_done = true,
+                },
+            }
+        }
+        let _ = self.flush().await;
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        while let Some(event) = self.outbox.pop_front() {
+            self.events.send(event).await.map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        (self.input_done || self.draining)
+            && self.pending.is_none()
+            && self.queued == 0
+            && self.retry_waiting == 0
+            && self.tasks.is_empty()
+    }
+
+    fn wants_input(&self) -> bool {
+        !self.draining
+            && !self.input_done
+            && self.pending.is_none()
+            && self.queued < self.config.read_ahead + self.config.concurrency.get()
+    }
+
+    // ---- intake ---------------------------------------------------------
+
+    /// Under `ordered`, an item may enter only within the reorder window.
+    fn accept(&mut self, item: Input) {
+        self.pending = Some(item);
+        self.admit_pending();
+    }
+
+    fn admit_pending(&mut self) {
+        let Some(item) = self.pending.take() else {
+            return;
+        };
+        if let Some(order) = &self.order {
+            let window = self.config.reorder_window.get() as u64;
+            if order
+                .oldest()
+                .is_some_and(|oldest| item.line() > oldest + window)
+            {
+                self.pending = Some(item);
+                return;
+            }
+        }
+        match self.intake.check(item) {
+            Checked::Skip => {}
+            Checked::Reject(record) => {
+                self.register(record.line);
+                self.emit_record(record);
+            }
+            Checked::Run(req, cells) => self.enqueue_new(req, cells),
+        }
+    }
+
+    fn register(&mut self, line: u64) {
+        if let Some(order) = &mut self.order {
+            order.register(line);
+        }
+    }
+
+    fn enqueue_new(&mut self, req: Request, cells: u64) {
+        self.register(req.line);
+        let origin = self.origin_of(&req);
+        if self.origins[origin].closed {
+            self.drop_line(req.line);
+            return;
+        }
+        self.outbox.push_back(Event::Waiting {
+            line: req.line,
+            id: req.id.clone(),
+        });
+        let safe =
+            retry::safe_to_repeat(&req.method, &req.headers, self.config.retry_non_idempotent)
+                || retry::safe_to_repeat(&req.method, &self.config.headers, false);
+        let job = Job {
+            req: Arc::new(req),
+            cells,
+            origin,
+            seq: 0,
+            attempts: 0,
+            first: None,
+            not_before: None,
+            safe,
+        };
+        self.enqueue(job, Instant::now());
+    }
+
+    fn origin_of(&mut self, req: &Request) -> usize {
+        let name = req.url.origin().ascii_serialization();
+        if let Some(&i) = self.by_name.get(&name) {
+            return i;
+        }
+        let burst = u64::from(self.config.burst.get());
+        self.origins.push(Origin {
+            name: name.clone(),
+            queue: VecDeque::new(),
+            in_flight: 0,
+            paused_until: None,
+            rate: self
+                .config
+                .per_host_rate
+                .map(|r| Gcra::new(r, burst, Instant::now())),
+            closed: false,
+            hard_failures: 0,
+            ready_key: None,
+            wake_at: None,
+        });
+        self.by_name.insert(name, self.origins.len() - 1);
+        self.origins.len() - 1
+    }
+
+    fn enqueue(&mut self, mut job: Job, now: Instant) {
+        job.seq = self.next_seq;
+        self.next_seq += 1;
+        let o = job.origin;
+        self.origins[o].queue.push_back(job);
+        self.queued += 1;
+        self.refresh(o, now);
+    }
+
+    // ---- scheduling -----------------------------------------------------
+
+    /// Recomputes whether origin `o` could start its head request now.
+    fn refresh(&mut self, o: usize, now: Instant) {
+        if let Some(key) = self.origins[o].ready_key.take() {
+            self.ready.remove(&key);
+        }
+        let per_host = self
+            .config
+            .per_host_concurrency
+            .map_or(usize::MAX, |n| n.get());
+        let origin = &self.origins[o];
+        let Some(head) = origin.queue.front() else {
+            return;
+        };
+        if origin.closed || origin.in_flight >= per_host {
+            return;
+        }
+        let wake = [
+            origin.paused_until,
+            head.not_before,
+            origin.rate.as_ref().map(|g| g.ready_at(now, 1)),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        match wake {
+            Some(at) if at > now => self.wake_origin(o, at),
+            _ => {
+                let seq = head.seq;
+                self.origins[o].ready_key = Some(seq);
+                self.ready.insert(seq, o);
+            }
+        }
+    }
+
+    fn wake_origin(&mut self, o: usize, at: Instant) {
+        let origin = &mut self.origins[o];
+        if origin.wake_at.is_some_and(|w| w <= at) {
+            return;
+        }
+        origin.wake_at = Some(at);
+        self.add_timer(at, Timer::Wake(o));
+    }
+
+    fn add_timer(&mut self, at: Instant, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), timer);
+    }
+
+    /// Starts attempts, oldest ready request first, while every limit allows.
+    fn dispatch(&mut self, now: Instant) {
+        while !self.draining && self.in_flight < self.config.concurrency.get() {
+            let Some((_, &o)) = self.ready.first_key_value() else {
+                return;
+            };
+            let cells = self.origins[o].queue.front().map_or(0, |j| j.cells);
+            if let Some(at) = self.global_ready_at(now, cells) {
+                if self.global_wake.is_none_or(|w| w > at || w <= now) {
+                    self.global_wake = Some(at);
+                    self.add_timer(at, Timer::Global);
+                }
+                return;
+            }
+            self.start(o, cells, now);
+        }
+    }
+
+    /// When the global rate or budget cannot pass now, the instant they can.
+    fn global_ready_at(&self, now: Instant, cells: u64) -> Option<Instant> {
+        let rate = self.rate.as_ref().map(|g| g.ready_at(now, 1));
+        let budget = self
+            .budget
+            .as_ref()
+            .filter(|_| cells > 0)
+            .map(|g| g.ready_at(now, cells));
+        [rate, budget]
+            .into_iter()
+            .flatten()
+            .max()
+            .filter(|&at| at > now)
+    }
+
+    fn start(&mut self, o: usize, cells: u64, now: Instant) {
+        if let Some(g) = &mut self.rate {
+            g.take(now, 1);
+        }
+        if let Some(g) = self.budget.as_mut().filter(|_| cells > 0) {
+            g.take(now, cells);
+        }
+        let origin = &mut self.origins[o];
+        if let Some(g) = &mut origin.rate {
+            g.take(now, 1);
+        }
+        let mut job = origin.queue.pop_front().expect("a ready origin has a head");
+        origin.in_flight += 1;
+        self.queued -= 1;
+        self.in_flight += 1;
+        job.attempts += 1;
+        job.first.get_or_insert((now, SystemTime::now()));
+        self.refresh(o, now);
+        self.outbox.push_back(Event::Started {
+            line: job.req.line,
+            id: job.req.id.clone(),
+            attempt: job.attempts,
+            in_flight: self.in_flight,
+        });
+        let (client, config) = (self.client.clone(), Arc::clone(&self.config));
+        self.tasks.spawn(async move {
+            let outcome = AssertUnwindSafe(attempt::run(&client, &config, &job.req))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| internal_failure());
+            (job, outcome, Instant::now())
+        });
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                Timer::Retry(job) => {
+                    self.retry_waiting -= 1;
+                    if self.draining || self.origins[job.origin].closed {
+                        self.drop_line(job.req.line);
+                    } else {
+                        self.enqueue(job, now);
+                    }
+                }
+                Timer::Wake(o) => self.wake(o, now),
+                Timer::Global => self.global_wake = None,
+            }
+        }
+    }
+
+    fn wake(&mut self, o: usize, now: Instant) {
+        let origin = &mut self.origins[o];
+        origin.wake_at = None;
+        if origin.paused_until.is_some_and(|p| p <= now) {
+            origin.paused_until = None;
+            spread(&mut origin.queue, now);
+        }
+        self.refresh(o, now);
+    }
+
+    // ---- outcomes -------------------------------------------------------
+
+    fn complete(&mut self, job: Job, outcome: Outcome, at: Instant) {
+        let o = job.origin;
+        self.origins[o].in_flight -= 1;
+        self.in_flight -= 1;
+        let verdict = self.judge(&job, &outcome, at);
+        match verdict {
+            Verdict::Retry(wait) => self.schedule_retry(job, &outcome, wait, at),
+            Verdict::Drop => self.drop_line(job.req.line),
+            Verdict::Final(error) => self.finish(job, outcome, error, at),
+        }
+        self.refresh(o, Instant::now());
+    }
+
+    /// Decides what follows an attempt, pausing or closing its origin as the
+    /// server asks.
+    fn judge(&mut self, job: &Job, outcome: &Outcome, now: Instant) -> Verdict {
+        let failure = match outcome {
+            Outcome::Response(r) if (200..300).contains(&r.status) => return Verdict::Final(None),
+            Outcome::Response(r) => Failure::Status(r.status),
+            Outcome::Failed(f) => Failure::Error {
+                kind: f.kind,
+                sent: f.sent,
+            },
+        };
+        let asked = match outcome {
+            Outcome::Response(r) => retry::retry_after(&r.headers, SystemTime::now()),
+            Outcome::Failed(_) => None,
+        };
+        let backoff = retry::backoff(
+            self.config.backoff_initial,
+            self.config.backoff_max,
+            job.attempts,
+        );
+        let max = self.config.max_retry_after;
+        if let Failure::Status(status @ (429 | 503)) = failure {
+            if let Some(asked) = asked.filter(|&a| a > max) {
+                let reason = format!(
+                    "HTTP {status} with Retry-After {} exceeds --max-retry-after {}",
+                    attempt::show(asked),
+                    attempt::show(max)
+                );
+                self.close_origin(job.origin, &reason);
+                return Verdict::Final(Some((ErrorKind::RetryAfterTooLong, reason)));
+            }
+            self.pause(job.origin, asked.unwrap_or(backoff), now);
+        }
+        let allowed = job.attempts <= self.config.retries
+            && retry::wants_retry(&self.config.retry_on, failure, job.safe);
+        if !allowed {
+            return Verdict::Final(Some(describe_failure(outcome)));
+        }
+        if self.draining || self.origins[job.origin].closed {
+            return Verdict::Drop;
+        }
+        Verdict::Retry(asked.map_or(backoff, |a| a.min(max)))
+    }
+
+    fn pause(&mut self, o: usize, wait: Duration, now: Instant) {
+        let until = now + wait;
+        let origin = &mut self.origins[o];
+        if origin.paused_until.is_some_and(|p| p >= until) {
+            return;
+        }
+        origin.paused_until = Some(until);
+        self.outbox.push_back(Event::Paused {
+            origin: self.origins[o].name.clone(),
+            wait,
+        });
+        self.refresh(o, now);
+    }
+
+    fn schedule_retry(&mut self, job: Job, outcome: &Outcome, wait: Duration, now: Instant) {
+        // Requests held by an origin pause come back spread over up to a second.
+        let paused = self.origins[job.origin]
+            .paused_until
+            .is_some_and(|p| p > now);
+        let jitter = if paused {
+            Duration::from_secs_f64(fastrand::f64())
+        } else {
+            Duration::ZERO
+        };
+        let (kind, message) = describe_failure(outcome);
+        self.outbox.push_back(Event::Retrying {
+            line: job.req.line,
+            id: job.req.id.clone(),
+            attempt: job.attempts,
+            wait: wait + jitter,
+            reason: format!("{kind}: {message}"),
+        });
+        self.retry_waiting += 1;
+        self.add_timer(now + wait + jitter, Timer::Retry(job));
+    }
+
+    fn finish(
+        &mut self,
+        job: Job,
+        outcome: Outcome,
+        error: Option<(ErrorKind, String)>,
+        at: Instant,
+    ) {
+        self.count_hard_failure(&job, &outcome, error.is_some());
+        let record = self.record(job, outcome, error, at);
+        self.emit_record(record);
+    }
+
+    /// `--halt-after`: consecutive final failures that mean the origin refuses
+    /// us (401, 403, 407, dns, tls, connect) close it.
+    fn count_hard_failure(&mut self, job: &Job, outcome: &Outcome, failed: bool) {
+        let hard = failed
+            && match outcome {
+                Outcome::Response(r) => matches!(r.status, 401 | 403 | 407),
+                Outcome::Failed(f) => {
+                    matches!(f.kind, ErrorKind::Dns | ErrorKind::Tls | ErrorKind::Connect)
+                }
+            };
+        let origin = &mut self.origins[job.origin];
+        origin.hard_failures = if hard { origin.hard_failures + 1 } else { 0 };
+        let limit = self.config.halt_after;
+        if limit > 0 && origin.hard_failures >= limit && !origin.closed {
+            let reason = format!(
+                "{limit} consecutive requests failed with 401/403/407 or dns/tls/connect (--halt-after)"
+            );
+            self.close_origin(job.origin, &reason);
+        }
+    }
+
+    fn record(
+        &self,
+        job: Job,
+        outcome: Outcome,
+        error: Option<(ErrorKind, String)>,
+        at: Instant,
+    ) -> Record {
+        let (start, wall) = job.first.unwrap_or((at, SystemTime::now()));
+        let req = &job.req;
+        let redactor = &self.config.redactor;
+        let maybe_applied =
+            error.is_some() && retry::maybe_applied(&req.method, failure_of(&outcome));
+        let mut record = Record {
+            id: req.id.clone(),
+            line: req.line,
+            method: Some(req.method.to_string()),
+            url: Some(redactor.url(&req.url)),
+            ok: error.is_none(),
+            status: None,
+            attempts: job.attempts,
+            started_at: Some(wall),
+            duration: at.saturating_duration_since(start),
+            headers: None,
+            body: None,
+            error: error.map(|(kind, message)| RecordError {
+                kind,
+                message,
+                maybe_applied,
+            }),
+            final_url: None,
+        };
+        match outcome {
+            Outcome::Response(r) => {
+                record.status = Some(r.status);
+                if self.config.include_headers {
+                    record.headers = Some(attempt::recorded_headers(&r.headers, redactor));
+                }
+                record.body = r.body;
+                record.final_url = r.final_url.map(|u| redactor.url(&u));
+            }
+            Outcome::Failed(f) => record.status = f.status,
+        }
+        record
+    }
+
+    fn emit_record(&mut self, record: Record) {
+        match &mut self.order {
+            Some(order) => {
+                let ready = order.complete(record);
+                self.outbox.extend(ready.into_iter().map(Event::Record));
+            }
+            None => self.outbox.push_back(Event::Record(record)),
+        }
+    }
+
+    fn drop_line(&mut self, line: u64) {
+        self.outbox.push_back(Event::Dropped { line });
+        if let Some(order) = &mut self.order {
+            let ready = order.drop_line(line);
+            self.outbox.extend(ready.into_iter().map(Event::Record));
+        }
+    }
+
+    fn close_origin(&mut self, o: usize, reason: &str) {
+        if self.origins[o].closed {
+            return;
+        }
+        self.origins[o].closed = true;
+        let dropped: Vec<Job> = self.origins[o].queue.drain(..).collect();
+        self.queued -= dropped.len();
+        for job in dropped {
+            self.drop_line(job.req.line);
+        }
+        self.refresh(o, Instant::now());
+        self.outbox.push_back(Event::OriginClosed {
+            origin: self.origins[o].name.clone(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// The first interrupt: no new starts; queued and waiting requests are
+    /// dropped unwritten; in-flight ones finish.
+    fn drain(&mut self) {
+        self.draining = true;
+        let mut lines = Vec::new();
+        for origin in &mut self.origins {
+            lines.extend(origin.queue.drain(..).map(|j| j.req.line));
+            origin.ready_key = None;
+        }
+        self.ready.clear();
+        self.queued = 0;
+        let timers = std::mem::take(&mut self.timers);
+        for (_, timer) in timers {
+            if let Timer::Retry(job) = timer {
+                lines.push(job.req.line);
+            }
+        }
+        self.retry_waiting = 0;
+        self.pending = None;
+        for line in lines {
+            self.drop_line(line);
+        }
+    }
+}
+
+enum Verdict {
+    Retry(Duration),
+    Drop,
+    Final(Option<(ErrorKind, String)>),
+}
+
+fn failure_of(outcome: &Outcome) -> Failure {
+    match outcome {
+        Outcome::Response(r) => Failure::Status(r.status),
+        Outcome::Failed(f) => Failure::Error {
+            kind: f.kind,
+            sent: f.sent,
+        },
+    }
+}
+
+fn describe_failure(outcome: &Outcome) -> (ErrorKind, String) {
+    match outcome {
+        Outcome::Response(r) => {
+            let reason = reqwest::StatusCode::from_u16(r.status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            let mut message = format!("HTTP {} {reason}", r.status).trim_end().to_string();
+            if let Some(note) = &r.note {
+                message = format!("{message} ({note})");
+            }
+            (ErrorKind::HttpStatus, message)
+        }
+        Outcome::Failed(f) => (f.kind, f.message.clone()),
+    }
+}
+
+fn internal_failure() -> Outcome {
+    Outcome::Failed(attempt::Failed {
+        kind: ErrorKind::Protocol,
+        sent: true,
+        message: "internal error while handling the response (please report this)".into(),
+        status: None,
+    })
+}
+
+/// After a pause, queued requests restart spread over up to a second (10 ms
+/// per request), in queue order, so they do not arrive in lock-step.
+fn spread(queue: &mut VecDeque<Job>, now: Instant) {
+    let n = queue.len().min(100);
+    if n < 2 {
+        return;
+    }
+    let window = Duration::from_millis(10 * n as u64);
+    let mut offsets: Vec<Duration> = (0..n).map(|_| window.mul_f64(fastrand::f64())).collect();
+    offsets.sort();
+    for (job, offset) in queue.iter_mut().zip(offsets) {
+        job.not_before = Some(now + offset);
+    }
+}

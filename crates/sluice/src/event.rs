@@ -1,0 +1,65 @@
+//! What a run reports while it works: records, and the life of each request
+//! for progress displays and `-v` logs.
+
+use std::time::Duration;
+
+use crate::record::{Id, Record};
+
+/// One thing that happened in a run. Records arrive in output order
+/// (completion order, or input order under `ordered`).
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A request's final record.
+    Record(Record),
+    /// A request was read and waits for its turn.
+    Waiting {
+        /// Its line.
+        line: u64,
+        /// Its id.
+        id: Id,
+    },
+    /// An attempt started.
+    Started {
+        /// Its line.
+        line: u64,
+        /// Its id.
+        id: Id,
+        /// 1 for the first attempt.
+        attempt: u32,
+        /// Requests in flight, this one included.
+        in_flight: usize,
+    },
+    /// An attempt failed and the request will be tried again after `wait`.
+    Retrying {
+        /// Its line.
+        line: u64,
+        /// Its id.
+        id: Id,
+        /// The attempt that failed.
+        attempt: u32,
+        /// The wait before the next attempt.
+        wait: Duration,
+        /// Why the attempt failed (status or error kind and message).
+        reason: String,
+    },
+    /// An origin is paused (429 or 503) for `wait`.
+    Paused {
+        /// The origin, `scheme://host:port`.
+        origin: String,
+        /// How long no request to it will start.
+        wait: Duration,
+    },
+    /// An origin was closed: its remaining requests are neither sent nor written.
+    OriginClosed {
+        /// The origin.
+        origin: String,
+        /// Why.
+        reason: String,
+    },
+    /// A request was dropped without a record (the run is draining, or its
+    /// origin closed); `--resume` sends it again.
+    Dropped {
+        /// Its line.
+        line: u64,
+    },
+}

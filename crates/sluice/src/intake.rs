@@ -1,0 +1,222 @@
+//! The checks every input item passes before it may be sent, shared by a
+//! run and by `--dry-run`: ids are unique (compared as text), and a cost fits
+//! the budget's burst.
+//!
+//! Memory: a 16-byte hash per explicit id, plus one bit per line for lines
+//! whose id is their line number, so ten million lines stay small.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+use crate::record::{ErrorKind, Id, Record};
+use crate::request::{Input, Request};
+
+/// What to do with an input item.
+#[derive(Debug)]
+pub enum Checked {
+    /// Send it; `cells` is its cost in budget units (rounded up).
+    Run(Request, u64),
+    /// Write this record; nothing is sent.
+    Reject(Record),
+    /// The line already has a record from an earlier run: its id is claimed,
+    /// nothing is sent or written.
+    Skip,
+}
+
+/// Tracks ids and validates costs. Feed it every item in input order.
+#[derive(Debug, Default)]
+pub struct Intake {
+    explicit: HashSet<u128>,
+    implicit_lines: BitSet,
+    budget_burst: Option<u64>,
+}
+
+impl Intake {
+    /// A fresh intake; with a budget, costs above `budget_burst` are rejected.
+    pub fn new(budget_burst: Option<u64>) -> Intake {
+        Intake {
+            budget_burst,
+            ..Intake::default()
+        }
+    }
+
+    /// Checks one item.
+    pub fn check(&mut self, input: Input) -> Checked {
+        match input {
+            Input::Invalid(bad) => {
+                let id = bad.id.unwrap_or_else(|| Id::line(bad.line));
+                self.claim(&id, bad.line);
+                Checked::Reject(Record::unsent(
+                    id,
+                    bad.line,
+                    bad.method,
+                    bad.url,
+                    ErrorKind::InvalidRequest,
+                    bad.message,
+                ))
+            }
+            Input::Recorded { line, id } => {
+                self.claim(&id, line);
+                Checked::Skip
+            }
+            Input::Request(req) => self.check_request(req),
+        }
+    }
+
+    fn check_request(&mut self, req: Request) -> Checked {
+        if !self.claim(&req.id, req.line) {
+            let message = format!(
+                "line {}: id `{}` is already used by an earlier line; ids must be unique (compared as text)",
+                req.line, req.id
+            );
+            return self.reject(req, ErrorKind::DuplicateId, message);
+        }
+        let cells = cost_cells(req.cost);
+        if let Some(burst) = self.budget_burst.filter(|&b| cells > b) {
+            let message = format!(
+                "line {}: cost {} is more than --budget-burst ({burst}), so it could never be sent; raise --budget-burst or lower the cost",
+                req.line, req.cost
+            );
+            return self.reject(req, ErrorKind::InvalidRequest, message);
+        }
+        Checked::Run(req, cells)
+    }
+
+    fn reject(&self, req: Request, kind: ErrorKind, message: String) -> Checked {
+        Checked::Reject(Record::unsent(
+            req.id,
+            req.line,
+            Some(req.method.to_string()),
+            None,
+            kind,
+            message,
+        ))
+    }
+
+    /// Claims `id` for `line`; false when an earlier line owns it.
+    fn claim(&mut self, id: &Id, line: u64) -> bool {
+        let implicit = id.is_numeric() && id.as_str() == line.to_string();
+        if implicit {
+            // Taken by an earlier explicit id with this text?
+            if self.explicit.contains(&hash128(id.as_str())) {
+                return false;
+            }
+            self.implicit_lines.insert(line);
+            return true;
+        }
+        // An explicit id equal to an earlier line's implicit id.
+        if let Some(n) = canonical_line_number(id.as_str())
+            && n < line
+            && self.implicit_lines.contains(n)
+        {
+            return false;
+        }
+        self.explicit.insert(hash128(id.as_str()))
+    }
+}
+
+/// Budget cells for a cost: fractional costs are rounded up.
+pub fn cost_cells(cost: f64) -> u64 {
+    if cost.is_finite() && cost > 0.0 {
+        cost.ceil().min(u64::MAX as f64) as u64
+    } else {
+        0
+    }
+}
+
+/// `"17"` → 17, but not `"017"`, `"+17"` or `"-1"`: only the text a line
+/// number is written as.
+fn canonical_line_number(text: &str) -> Option<u64> {
+    if text.starts_with('0') || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn hash128(text: &str) -> u128 {
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        text.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
+/// A growable set of line numbers, one bit each.
+#[derive(Debug, Default, Clone)]
+pub struct BitSet {
+    words: Vec<u64>,
+}
+
+impl BitSet {
+    /// Adds `n`.
+    pub fn insert(&mut self, n: u64) {
+        let (w, b) = ((n / 64) as usize, n % 64);
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << b;
+    }
+
+    /// True when `n` was added.
+    pub fn contains(&self, n: u64) -> bool {
+        let (w, b) = ((n / 64) as usize, n % 64);
+        self.words.get(w).is_some_and(|word| word & (1 << b) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use url::Url;
+
+    fn req(line: u64, id: Option<Id>) -> Input {
+        let mut r = Request::get(line, Url::parse("http://127.0.0.1/").unwrap());
+        if let Some(id) = id {
+            r.id = id;
+        }
+        Input::Request(r)
+    }
+
+    fn kind(c: &Checked) -> Option<ErrorKind> {
+        match c {
+            Checked::Reject(r) => r.error_kind(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn ids_compare_as_text() {
+        let mut i = Intake::new(None);
+        assert_eq!(kind(&i.check(req(1, Some(Id::text("a"))))), None);
+        assert_eq!(
+            kind(&i.check(req(2, Some(Id::text("a"))))),
+            Some(ErrorKind::DuplicateId)
+        );
+        // An explicit "3" on line 3... then line 3's own id collides.
+        assert_eq!(kind(&i.check(req(4, Some(Id::text("7"))))), None);
+        assert_eq!(kind(&i.check(req(7, None))), Some(ErrorKind::DuplicateId));
+        // Line 5 takes id 5 implicitly; a later explicit 5 is a duplicate.
+        assert_eq!(kind(&i.check(req(5, None))), None);
+        assert_eq!(
+            kind(&i.check(req(9, Some(Id::text("5"))))),
+            Some(ErrorKind::DuplicateId)
+        );
+        // "05" is a different text.
+        assert_eq!(kind(&i.check(req(10, Some(Id::text("05"))))), None);
+    }
+
+    #[test]
+    fn costs_above_the_burst_are_invalid() {
+        let mut i = Intake::new(Some(100));
+        let mut r = Request::get(1, Url::parse("http://127.0.0.1/").unwrap());
+        r.cost = 100.5;
+        assert_eq!(
+            kind(&i.check(Input::Request(r))),
+            Some(ErrorKind::InvalidRequest)
+        );
+        assert_eq!(cost_cells(0.0), 0);
+        assert_eq!(cost_cells(2.1), 3);
+    }
+}

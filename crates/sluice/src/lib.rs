@@ -1,0 +1,43 @@
+//! sluice executes large batches of HTTP requests — a hundred or a hundred
+//! million — over one pooled client, with exact concurrency and rate limits,
+//! retries that honour what the server says, and exactly one result
+//! [`Record`] per request.
+//!
+//! The pipeline, one module per stage:
+//! [`source`] (input lines) → [`parse`] (line → [`Request`]) → [`intake`]
+//! (unique ids, costs) → [`engine`] (limits, retries; [`gcra`], [`retry`]) →
+//! [`attempt`] (one exchange; [`classify`] its failures) → [`Record`]s →
+//! [`sink`] (crash-safe output) and
+//! [`stats`].
+//!
+//! The engine never prints, exits or reads the environment: it takes a
+//! [`Config`], a stream of [`Input`]s and a shutdown future, and yields
+//! [`Event`]s. See [`run`] for an example.
+
+pub mod attempt;
+pub mod classify;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod gcra;
+pub mod intake;
+pub mod order;
+pub mod parse;
+pub mod record;
+pub mod redact;
+pub mod request;
+pub mod retry;
+pub mod sink;
+pub mod source;
+pub mod stats;
+pub mod units;
+
+pub use config::{BodyMode, Config, ConfigBuilder, ConfigError, ProxyConfig, TlsConfig};
+pub use engine::{Run, run};
+pub use event::Event;
+pub use record::{Body, ErrorKind, Id, Record, RecordError};
+pub use redact::Redactor;
+pub use request::{Input, InvalidLine, Request};
+pub use retry::RetryOn;
+pub use units::Rate;

@@ -1,0 +1,430 @@
+//! The result record: exactly one per request line (SPEC section 3), and its
+//! wire form, one JSON object per line.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A request's id: the `id` (or `custom_id`) of its line, else its line number.
+///
+/// Ids compare as text, so `7` and `"7"` are the same id; an integer id is
+/// written back as an integer with exactly its digits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Id {
+    text: String,
+    numeric: bool,
+}
+
+impl Id {
+    /// The default id of a line without one.
+    pub fn line(line: u64) -> Id {
+        Id {
+            text: line.to_string(),
+            numeric: true,
+        }
+    }
+
+    /// A string id.
+    pub fn text(text: impl Into<String>) -> Id {
+        Id {
+            text: text.into(),
+            numeric: false,
+        }
+    }
+
+    /// Reads an id from its JSON form: a string, or an integer of any size.
+    ///
+    /// Returns a message naming what was wrong for any other JSON value.
+    pub fn from_json(raw: &RawValue) -> Result<Id, String> {
+        let json = raw.get().trim();
+        if json.starts_with('"') {
+            let text: String = serde_json::from_str(json).map_err(|e| e.to_string())?;
+            return Ok(Id::text(text));
+        }
+        let digits = json.strip_prefix('-').unwrap_or(json);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(Id {
+                text: json.to_string(),
+                numeric: true,
+            });
+        }
+        Err(format!(
+            "must be a string or an integer, not {}",
+            json_kind(json)
+        ))
+    }
+
+    /// The id as text, the form in which ids are compared.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True when the id is written as a JSON integer.
+    pub fn is_numeric(&self) -> bool {
+        self.numeric
+    }
+}
+
+fn json_kind(json: &str) -> &'static str {
+    match json.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't') | Some(b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a fractional number",
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.numeric {
+            // The digits were checked when the id was made.
+            let raw: &RawValue =
+                serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
+            raw.serialize(s)
+        } else {
+            s.serialize_str(&self.text)
+        }
+    }
+}
+
+/// Why a request failed; the wire names are the SPEC's error kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The input line is bad.
+    InvalidRequest,
+    /// Refused, unreachable, connect-phase timeout, TLS handshake failure.
+    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// Certificate verification failed.
+    Tls,
+    /// The attempt did not complete within its timeout.
+    Timeout,
+    /// The connection was reset or closed before a complete response.
+    Reset,
+    /// The response was malformed or truncated.
+    Protocol,
+    /// The decoded body exceeded `--max-body-size`.
+    BodyTooLarge,
+    /// The final response was not 2xx.
+    HttpStatus,
+    /// The server asked for a wait beyond `--max-retry-after`.
+    RetryAfterTooLong,
+    /// An earlier line already used this id.
+    DuplicateId,
+}
+
+impl ErrorKind {
+    /// All kinds, in the order summaries list them.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::InvalidRequest,
+        ErrorKind::Connect,
+        ErrorKind::Dns,
+        ErrorKind::Tls,
+        ErrorKind::Timeout,
+        ErrorKind::Reset,
+        ErrorKind::Protocol,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::HttpStatus,
+        ErrorKind::RetryAfterTooLong,
+        ErrorKind::DuplicateId,
+    ];
+
+    /// The wire name, as in `--retry-on` and in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::HttpStatus => "http_status",
+            ErrorKind::RetryAfterTooLong => "retry_after_too_long",
+            ErrorKind::DuplicateId => "duplicate_id",
+        }
+    }
+
+    /// Kinds that describe the input rather than an attempt: never re-sent.
+    pub fn is_input_error(self) -> bool {
+        matches!(self, ErrorKind::InvalidRequest | ErrorKind::DuplicateId)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `error` object of a failed record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordError {
+    /// What went wrong, as one of the SPEC's kinds.
+    pub kind: ErrorKind,
+    /// A human-readable explanation, secrets already redacted.
+    pub message: String,
+    /// Set when a non-idempotent request failed after it was written: the
+    /// server may have applied it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub maybe_applied: bool,
+}
+
+/// A response body as stored in a record (`--body`).
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// Compact JSON text, embedded as a JSON value with its numbers untouched.
+    Json(Box<RawValue>),
+    /// A UTF-8 body, stored as a string.
+    Text(String),
+    /// Any other body, base64 encoded.
+    Base64(String),
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Body) -> bool {
+        match (self, other) {
+            (Body::Json(a), Body::Json(b)) => a.get() == b.get(),
+            (Body::Text(a), Body::Text(b)) | (Body::Base64(a), Body::Base64(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Body {
+    /// The `body_encoding` wire name.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Body::Json(_) => "json",
+            Body::Text(_) => "text",
+            Body::Base64(_) => "base64",
+        }
+    }
+}
+
+/// One result line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The request's id.
+    pub id: Id,
+    /// The request's line number in the input stream (1-based, across files).
+    pub line: u64,
+    /// The method; `None` when the line could not be parsed far enough.
+    pub method: Option<String>,
+    /// The resolved URL, redacted; `None` when the line could not be parsed.
+    pub url: Option<String>,
+    /// True for a 2xx final response.
+    pub ok: bool,
+    /// The final HTTP status, if a response arrived.
+    pub status: Option<u16>,
+    /// Attempts started, failed connects included.
+    pub attempts: u32,
+    /// Wall-clock time of the first attempt's start.
+    pub started_at: Option<SystemTime>,
+    /// From the first attempt's start to the final outcome.
+    pub duration: Duration,
+    /// Response headers (`--include-headers`), redacted.
+    pub headers: Option<Vec<(String, String)>>,
+    /// The response body under `--body`.
+    pub body: Option<Body>,
+    /// Why the request failed, if it did.
+    pub error: Option<RecordError>,
+    /// The URL of the final response when redirects were followed (redacted).
+    pub final_url: Option<String>,
+}
+
+impl Record {
+    /// A record for a line that was never sent (`invalid_request`, `duplicate_id`).
+    pub fn unsent(
+        id: Id,
+        line: u64,
+        method: Option<String>,
+        url: Option<String>,
+        kind: ErrorKind,
+        message: String,
+    ) -> Record {
+        Record {
+            id,
+            line,
+            method,
+            url,
+            ok: false,
+            status: None,
+            attempts: 0,
+            started_at: None,
+            duration: Duration::ZERO,
+            headers: None,
+            body: None,
+            error: Some(RecordError {
+                kind,
+                message,
+                maybe_applied: false,
+            }),
+            final_url: None,
+        }
+    }
+
+    /// The error kind, if the request failed.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.error.as_ref().map(|e| e.kind)
+    }
+
+    /// The record as one JSON line, with its trailing newline.
+    pub fn to_json_line(&self) -> String {
+        let mut out = serde_json::to_string(self).unwrap_or_else(|e| {
+            // Serialising our own plain data cannot fail; if it ever did, the
+            // line must still be valid JSON with this record's identity.
+            format!(
+                r#"{{"id":{},"line":{},"ok":false,"error":{{"kind":"protocol","message":{}}}}}"#,
+                serde_json::to_string(&self.id).unwrap_or_else(|_| "null".into()),
+                self.line,
+                serde_json::Value::String(e.to_string())
+            )
+        });
+        out.push('\n');
+        out
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &self.id)?;
+        m.serialize_entry("line", &self.line)?;
+        m.serialize_entry("method", &self.method)?;
+        m.serialize_entry("url", &self.url)?;
+        m.serialize_entry("ok", &self.ok)?;
+        m.serialize_entry("status", &self.status)?;
+        m.serialize_entry("attempts", &self.attempts)?;
+        m.serialize_entry("started_at", &self.started_at.map(rfc3339))?;
+        m.serialize_entry("duration_ms", &duration_ms(self.duration))?;
+        if let Some(headers) = &self.headers {
+            m.serialize_entry("headers", &HeaderMapSer(headers))?;
+        }
+        if let Some(body) = &self.body {
+            match body {
+                Body::Json(raw) => m.serialize_entry("body", raw)?,
+                Body::Text(t) | Body::Base64(t) => m.serialize_entry("body", t)?,
+            }
+            m.serialize_entry("body_encoding", body.encoding())?;
+        }
+        m.serialize_entry("error", &self.error)?;
+        if let Some(final_url) = &self.final_url {
+            m.serialize_entry("final_url", final_url)?;
+        }
+        m.end()
+    }
+}
+
+struct HeaderMapSer<'a>(&'a [(String, String)]);
+
+impl Serialize for HeaderMapSer<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// Milliseconds with microsecond precision, as `duration_ms` is written.
+pub fn duration_ms(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+/// Formats a wall-clock time as RFC 3339 in UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, mo, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) date; Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn ids_keep_their_form() {
+        assert_eq!(Id::from_json(&raw("\"u-17\"")).unwrap(), Id::text("u-17"));
+        let big = Id::from_json(&raw("18446744073709551616")).unwrap();
+        assert_eq!(serde_json::to_string(&big).unwrap(), "18446744073709551616");
+        assert_eq!(big.as_str(), "18446744073709551616");
+        assert_eq!(
+            Id::from_json(&raw("7")).unwrap().as_str(),
+            Id::text("7").as_str()
+        );
+        for bad in ["1.5", "1e400", "{}", "[1]", "true", "null"] {
+            assert!(Id::from_json(&raw(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_632_751_123);
+        assert_eq!(rfc3339(t), "2026-11-25T18:52:31.123Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn record_line_has_every_required_field() {
+        let mut r = Record::unsent(
+            Id::line(3),
+            3,
+            None,
+            None,
+            ErrorKind::InvalidRequest,
+            "bad".into(),
+        );
+        let line = r.to_json_line();
+        assert!(line.ends_with("}\n"));
+        assert_eq!(
+            line,
+            "{\"id\":3,\"line\":3,\"method\":null,\"url\":null,\"ok\":false,\"status\":null,\"attempts\":0,\"started_at\":null,\"duration_ms\":0.0,\"error\":{\"kind\":\"invalid_request\",\"message\":\"bad\"}}\n"
+        );
+        r.body = Some(Body::Json(raw("{\"n\":1.000}")));
+        assert!(
+            r.to_json_line()
+                .contains("\"body\":{\"n\":1.000},\"body_encoding\":\"json\"")
+        );
+    }
+}

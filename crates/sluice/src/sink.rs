@@ -1,0 +1,151 @@
+//! Crash-safe output: records are appended as whole lines to a bounded
+//! buffer that is written out when full and on a short timer, so a `kill -9`
+//! loses at most the last moment and can tear at most the last line.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::record::Record;
+
+/// Buffered bytes that trigger a write without waiting for the timer.
+const BUFFER_LIMIT: usize = 64 * 1024;
+
+/// Where records go.
+enum Target {
+    File(File),
+    Stdout(io::Stdout),
+}
+
+/// Writes records as JSON lines.
+pub struct Sink {
+    target: Target,
+    path: Option<PathBuf>,
+    buf: Vec<u8>,
+    fsync: bool,
+    last_sync: Instant,
+    dirty_since_sync: bool,
+}
+
+/// How to open the output file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Refuse a non-empty regular file.
+    Fresh,
+    /// Truncate whatever is there.
+    Overwrite,
+    /// Append after existing records.
+    Append,
+}
+
+/// The output could not be opened; the message says why and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OpenError(pub String);
+
+impl Sink {
+    /// Opens `path` for records, before anything is sent, so a bad path
+    /// fails fast.
+    pub fn open(path: &Path, mode: OpenMode, fsync: bool) -> Result<Sink, OpenError> {
+        let shown = path.display();
+        if mode == OpenMode::Fresh && is_non_empty_file(path) {
+            return Err(OpenError(format!(
+                "{shown} already holds results; use --resume to continue it, or --overwrite to replace it"
+            )));
+        }
+        let mut options = OpenOptions::new();
+        options.create(true);
+        match mode {
+            OpenMode::Append => options.append(true),
+            // Fresh may still be an empty file, a FIFO or /dev/null: never truncate those oddly.
+            OpenMode::Fresh => options.write(true),
+            OpenMode::Overwrite => options.write(true).truncate(true),
+        };
+        let file = options
+            .open(path)
+            .map_err(|e| OpenError(format!("cannot write the output {shown}: {e}")))?;
+        Ok(Sink::with_target(
+            Target::File(file),
+            Some(path.to_path_buf()),
+            fsync,
+        ))
+    }
+
+    /// Records to standard output.
+    pub fn stdout() -> Sink {
+        Sink::with_target(Target::Stdout(io::stdout()), None, false)
+    }
+
+    fn with_target(target: Target, path: Option<PathBuf>, fsync: bool) -> Sink {
+        Sink {
+            target,
+            path,
+            buf: Vec::with_capacity(BUFFER_LIMIT),
+            fsync,
+            last_sync: Instant::now(),
+            dirty_since_sync: false,
+        }
+    }
+
+    /// The output's name for messages.
+    pub fn name(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "stdout".to_string(), |p| p.display().to_string())
+    }
+
+    /// Queues one record; writes the buffer out when it is full.
+    pub fn write(&mut self, record: &Record) -> io::Result<()> {
+        self.buf.extend_from_slice(record.to_json_line().as_bytes());
+        if self.buf.len() >= BUFFER_LIMIT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands buffered lines to the operating system (call at least once a
+    /// second); under `--fsync`, also syncs to disk at most once a second.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let result = match &mut self.target {
+                Target::File(f) => f.write_all(&self.buf),
+                Target::Stdout(s) => {
+                    let mut lock = s.lock();
+                    lock.write_all(&self.buf).and_then(|_| lock.flush())
+                }
+            };
+            self.buf.clear();
+            result?;
+            self.dirty_since_sync = true;
+        }
+        if self.fsync && self.dirty_since_sync && self.last_sync.elapsed() >= Duration::from_secs(1)
+        {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything and, under `--fsync`, syncs it; for the end of a run.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.flush()?;
+        if self.fsync && self.dirty_since_sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if let Target::File(f) = &self.target {
+            f.sync_data()?;
+        }
+        self.last_sync = Instant::now();
+        self.dirty_since_sync = false;
+        Ok(())
+    }
+}
+
+/// True for a regular file with content (FIFOs and devices are never "results").
+pub fn is_non_empty_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0)
+}

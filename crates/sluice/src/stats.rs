@@ -1,0 +1,158 @@
+//! Statistics computed from records alone (as vegeta computes reports from
+//! results), so a summary can cover records written by earlier runs too.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::record::{ErrorKind, Record};
+
+/// The facts of one record that statistics need.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outcome {
+    /// 2xx final response.
+    pub ok: bool,
+    /// The final status, if any.
+    pub status: Option<u16>,
+    /// The error kind, if any.
+    pub kind: Option<ErrorKind>,
+    /// Attempts started.
+    pub attempts: u32,
+    /// First start to final outcome.
+    pub duration: Duration,
+}
+
+impl From<&Record> for Outcome {
+    fn from(r: &Record) -> Outcome {
+        Outcome {
+            ok: r.ok,
+            status: r.status,
+            kind: r.error_kind(),
+            attempts: r.attempts,
+            duration: r.duration,
+        }
+    }
+}
+
+/// Counts by outcome, status and error kind, and a latency histogram.
+#[derive(Clone, Debug)]
+pub struct Tally {
+    /// Records counted.
+    pub records: u64,
+    /// Of which ok.
+    pub ok: u64,
+    /// Count by final status.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Count by error kind.
+    pub by_kind: BTreeMap<ErrorKind, u64>,
+    /// Attempts started, over all records.
+    pub attempts: u64,
+    /// Attempts beyond each record's first.
+    pub retries: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            records: 0,
+            ok: 0,
+            by_status: BTreeMap::new(),
+            by_kind: BTreeMap::new(),
+            attempts: 0,
+            retries: 0,
+            latency_us: Histogram::new_with_bounds(1, 24 * 3_600_000_000, 3)
+                .expect("bounds from 1µs to a day at 3 digits are valid"),
+        }
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Tally {
+    /// Counts one record.
+    pub fn add(&mut self, o: Outcome) {
+        self.records += 1;
+        self.ok += u64::from(o.ok);
+        if let Some(s) = o.status {
+            *self.by_status.entry(s).or_default() += 1;
+        }
+        if let Some(k) = o.kind {
+            *self.by_kind.entry(k).or_default() += 1;
+        }
+        self.attempts += u64::from(o.attempts);
+        self.retries += u64::from(o.attempts.saturating_sub(1));
+        if o.attempts > 0 {
+            let us = u64::try_from(o.duration.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            self.latency_us.saturating_record(us);
+        }
+    }
+
+    /// Records that failed.
+    pub fn failed(&self) -> u64 {
+        self.records - self.ok
+    }
+
+    /// Percentiles over records with at least one attempt; `None` when there are none.
+    pub fn latency(&self) -> Option<Latency> {
+        if self.latency_us.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        let h = &self.latency_us;
+        Some(Latency {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_percentiles() {
+        let mut t = Tally::default();
+        for i in 1..=100u64 {
+            t.add(Outcome {
+                ok: i % 10 != 0,
+                status: Some(if i % 10 == 0 { 500 } else { 200 }),
+                kind: (i % 10 == 0).then_some(ErrorKind::HttpStatus),
+                attempts: if i % 10 == 0 { 4 } else { 1 },
+                duration: Duration::from_millis(i),
+            });
+        }
+        t.add(Outcome {
+            ok: false,
+            status: None,
+            kind: Some(ErrorKind::InvalidRequest),
+            attempts: 0,
+            duration: Duration::ZERO,
+        });
+        assert_eq!((t.records, t.ok, t.failed()), (101, 90, 11));
+        assert_eq!(t.by_status[&500], 10);
+        assert_eq!(t.by_kind[&ErrorKind::InvalidRequest], 1);
+        assert_eq!((t.attempts, t.retries), (130, 30));
+        let l = t.latency().unwrap();
+        assert!((l.p50_ms - 50.0).abs() < 0.1, "{l:?}");
+        assert!((l.max_ms - 100.0).abs() < 0.1, "{l:?}");
+    }
+}

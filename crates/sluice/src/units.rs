@@ -1,0 +1,164 @@
+//! Parsing of the value types that appear on the command line and in request
+//! lines: durations (`30s`), rates (`50/s`) and sizes (`16MiB`). Each is parsed
+//! in exactly one place so the CLI, the input parser and the library agree.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+/// An error in a written value; the message says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnitError(String);
+
+/// Parses a duration such as `500ms`, `30s`, `5m`, `1h` or `1.5s`.
+///
+/// A bare number is seconds. Negative, NaN and absurdly large values are
+/// refused rather than wrapped.
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let seconds_per_unit = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 0.001,
+        "us" | "µs" => 0.000_001,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(duration_error(text)),
+    };
+    let value: f64 = number.parse().map_err(|_| duration_error(text))?;
+    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| duration_error(text))
+}
+
+/// Converts a duration given in a request line as a JSON number (milliseconds).
+pub fn millis_to_duration(ms: f64) -> Result<Duration, UnitError> {
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|_| UnitError(format!("`{ms}` is not a valid number of milliseconds")))
+}
+
+fn duration_error(text: &str) -> UnitError {
+    UnitError(format!(
+        "`{text}` is not a duration: write a number with a unit, such as 500ms, 30s, 5m or 1h"
+    ))
+}
+
+/// A count of events per period: `50/s`, `3000/m`, `100000/h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// How many events the period allows.
+    pub count: NonZeroU64,
+    /// The length of the period.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `N/s`, `N/m`, `N/h` (also `N/sec`, `N/min`, `N/hour`, `N/d`).
+    pub fn parse(text: &str) -> Result<Rate, UnitError> {
+        let err = || {
+            UnitError(format!(
+                "`{text}` is not a rate: write a positive whole count per unit, such as 50/s, 3000/m or 100000/h"
+            ))
+        };
+        let (count, unit) = text.trim().split_once('/').ok_or_else(err)?;
+        let count: u64 = count.trim().parse().map_err(|_| err())?;
+        let count = NonZeroU64::new(count).ok_or_else(err)?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            "d" | "day" => Duration::from_secs(86_400),
+            _ => return Err(err()),
+        };
+        Ok(Rate { count, per })
+    }
+
+    /// Events per second, for display and for comparisons.
+    pub fn per_second(&self) -> f64 {
+        self.count.get() as f64 / self.per.as_secs_f64()
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            3600 => "h",
+            _ => "d",
+        };
+        write!(f, "{}/{}", self.count, unit)
+    }
+}
+
+/// Parses a byte size: `1024`, `64KiB`, `16MiB`, `1GiB`, `10MB`, `500kb`.
+pub fn parse_size(text: &str) -> Result<u64, UnitError> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(size_error(text)),
+    };
+    let value: f64 = number.parse().map_err(|_| size_error(text))?;
+    let bytes = value * multiplier;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(size_error(text));
+    }
+    Ok(bytes as u64)
+}
+
+fn size_error(text: &str) -> UnitError {
+    UnitError(format!(
+        "`{text}` is not a size: write bytes or a number with a unit, such as 64KiB, 16MiB or 1GiB"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        for bad in ["", "abc", "-5s", "5x", "1e400s", "s", "."] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        let r = Rate::parse("50/s").unwrap();
+        assert_eq!((r.count.get(), r.per), (50, Duration::from_secs(1)));
+        assert_eq!(Rate::parse("3000/m").unwrap().per_second(), 50.0);
+        assert_eq!(Rate::parse("100000/h").unwrap().to_string(), "100000/h");
+        for bad in ["0/s", "50", "50/y", "-1/s", "1.5/s", "/s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 * 1024 * 1024));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("64kib"), Ok(65536));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+}

@@ -1,0 +1,402 @@
+//! Command-line options (clap) and their translation into the engine's
+//! [`sluice::Config`]. Options are not the engine's config: this is the only
+//! place that reads the environment (`${VAR}` in `-H`, proxy variables).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use sluice::units::{Rate, parse_duration, parse_size};
+use sluice::{BodyMode, Config, ProxyConfig, Redactor, RetryOn, TlsConfig};
+
+/// Execute large batches of HTTP API calls fast, politely, and without losing a result.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Execute a batch: one request per input line, one JSON result line per request.
+    Run(Box<RunArgs>),
+    /// Start the fault-injecting test upstream (for demos, tests and benchmarks).
+    Mock {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Run 200 requests to /delay/1 at concurrency 15 against an in-process test upstream.
+    Demo,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// When stderr is a terminal.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// How response bodies are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BodyArg {
+    /// JSON as JSON, else UTF-8 text, else base64.
+    Auto,
+    /// UTF-8 text (base64 when not UTF-8).
+    Text,
+    /// Always base64.
+    Base64,
+    /// Not stored.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input files of JSON request lines or URLs; `-` (the default) is standard input.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Results file (JSON Lines); `-` is stdout. An existing non-empty file is refused
+    /// unless --resume or --overwrite is given.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Replace an existing output file.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+
+    /// Requests in flight at once, across all origins.
+    #[arg(short, long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub concurrency: u64,
+
+    /// Requests in flight at once per origin (scheme, host, port).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub per_host_concurrency: Option<u64>,
+
+    /// Attempt starts per unit across all origins: 50/s, 3000/m, 100000/h.
+    #[arg(long, value_name = "RATE", value_parser = Rate::parse)]
+    pub rate: Option<Rate>,
+
+    /// Attempt starts per unit per origin.
+    #[arg(long, value_name = "RATE", value_parser = Rate::parse)]
+    pub per_host_rate: Option<Rate>,
+
+    /// How many starts may bunch up under --rate and --per-host-rate.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: u32,
+
+    /// Weighted budget, e.g. tokens per minute (90000/m): each attempt spends its request's `cost`.
+    #[arg(long, value_name = "RATE", value_parser = Rate::parse)]
+    pub budget: Option<Rate>,
+
+    /// How much budget may be spent at once [default: one unit of --budget as written].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget_burst: Option<u64>,
+
+    /// One attempt, from send to whole body (30s, 500ms, 5m).
+    #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// DNS + TCP + TLS.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Retries after the first attempt.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub retries: u32,
+
+    /// The whole retry policy: statuses, ranges (500-599) and kinds timeout, connect, dns, reset.
+    #[arg(long, value_name = "LIST", default_value = "408,429,500,502,503,504,529,timeout,connect,dns,reset", value_parser = RetryOn::parse)]
+    pub retry_on: RetryOn,
+
+    /// Retry non-idempotent methods (POST, PATCH, ...) on everything in --retry-on.
+    #[arg(long)]
+    pub retry_non_idempotent: bool,
+
+    /// First backoff ceiling (exponential backoff with full jitter).
+    #[arg(long, default_value = "500ms", value_name = "DUR", value_parser = parse_duration)]
+    pub backoff_initial: Duration,
+
+    /// Largest backoff ceiling.
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+
+    /// Longest server-requested wait honoured; a 429/503 asking for more closes its origin.
+    #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
+    pub max_retry_after: Duration,
+
+    /// Close an origin after N consecutive final failures with 401/403/407 or dns/tls/connect (0: never).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub halt_after: u32,
+
+    /// Header added to every request ('Name: value'); ${VAR} in the value reads the environment.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Base for requests whose `url` is relative (joined as httpx joins).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Write results in input order.
+    #[arg(long)]
+    pub ordered: bool,
+
+    /// Under --ordered, no request starts more than N lines beyond the oldest request without a record.
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub reorder_window: u64,
+
+    /// Skip input lines already recorded in --output, then append.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// With --resume: also re-send lines whose record is a failure (their old records are replaced).
+    #[arg(long, requires = "resume")]
+    pub retry_failed: bool,
+
+    /// fsync the output at least once a second (survives power loss; costs a disk sync per second).
+    #[arg(long)]
+    pub fsync: bool,
+
+    /// How response bodies are stored.
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    pub body: BodyArg,
+
+    /// Larger bodies (decoded bytes) end the request with body_too_large.
+    #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_body_size: u64,
+
+    /// Record response headers.
+    #[arg(long)]
+    pub include_headers: bool,
+
+    /// One more header or query parameter to treat as secret (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub redact: Vec<String>,
+
+    /// Check every input line as a run would; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Progress on stderr.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub progress: ProgressMode,
+
+    /// Silence progress and summary (errors still print).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log each request's life on stderr (waiting, active, success, error, retry).
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Write a machine-readable summary (JSON) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Extra trusted CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Client private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Do not verify TLS certificates (warned on stderr and in the summary).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// Proxy for every request; otherwise HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured.
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    pub proxy: Option<String>,
+
+    /// Ignore proxy settings from the environment.
+    #[arg(long)]
+    pub no_proxy: bool,
+
+    /// Offer HTTP/2 (ALPN, or prior knowledge for http://).
+    #[arg(long)]
+    pub http2: bool,
+
+    /// Ask for gzip, br and zstd and decode (the size limit applies to decoded bytes).
+    #[arg(long)]
+    pub compressed: bool,
+}
+
+impl RunArgs {
+    /// The engine configuration these options describe.
+    pub fn config(&self) -> Result<Config> {
+        let redactor = Redactor::with_extra(&self.redact);
+        let mut b = Config::builder()
+            .concurrency(self.concurrency as usize)
+            .burst(self.burst)
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .retries(self.retries)
+            .retry_on(self.retry_on.clone())
+            .retry_non_idempotent(self.retry_non_idempotent)
+            .backoff_initial(self.backoff_initial)
+            .backoff_max(self.backoff_max)
+            .max_retry_after(self.max_retry_after)
+            .halt_after(self.halt_after)
+            .headers(parse_headers(&self.headers, &redactor)?)
+            .ordered(self.ordered)
+            .reorder_window(self.reorder_window as usize)
+            .body_mode(self.body_mode())
+            .max_body_size(self.max_body_size)
+            .include_headers(self.include_headers)
+            .redactor(redactor)
+            .tls(self.tls()?)
+            .proxy(self.proxy_config())
+            .http2(self.http2)
+            .compressed(self.compressed);
+        if let Some(n) = self.per_host_concurrency {
+            b = b.per_host_concurrency(n as usize);
+        }
+        if let Some(r) = self.rate {
+            b = b.rate(r);
+        }
+        if let Some(r) = self.per_host_rate {
+            b = b.per_host_rate(r);
+        }
+        if let Some(r) = self.budget {
+            b = b.budget(r);
+        }
+        if let Some(n) = self.budget_burst {
+            b = b.budget_burst(n);
+        }
+        Ok(b.build()?)
+    }
+
+    fn body_mode(&self) -> BodyMode {
+        match self.body {
+            BodyArg::Auto => BodyMode::Auto,
+            BodyArg::Text => BodyMode::Text,
+            BodyArg::Base64 => BodyMode::Base64,
+            BodyArg::None => BodyMode::None,
+        }
+    }
+
+    fn tls(&self) -> Result<TlsConfig> {
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p).with_context(|| format!("cannot read the {what} {}", p.display()))
+        };
+        let mut tls = TlsConfig {
+            insecure: self.insecure,
+            ..TlsConfig::default()
+        };
+        if let Some(ca) = &self.cacert {
+            tls.ca_pem.push(read(ca, "CA certificate (--cacert)")?);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            tls.identity_pem = Some((
+                read(cert, "client certificate (--cert)")?,
+                read(key, "client key (--key)")?,
+            ));
+        }
+        Ok(tls)
+    }
+
+    /// `--proxy`, else the environment as curl reads it.
+    fn proxy_config(&self) -> ProxyConfig {
+        if self.no_proxy {
+            return ProxyConfig::default();
+        }
+        if let Some(p) = &self.proxy {
+            return ProxyConfig {
+                http: Some(p.clone()),
+                https: Some(p.clone()),
+                no_proxy: None,
+            };
+        }
+        let env = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+        };
+        ProxyConfig {
+            http: env(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
+            https: env(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
+            no_proxy: env(&["no_proxy", "NO_PROXY"]),
+        }
+    }
+}
+
+/// Parses `-H 'Name: value'` options, expanding `${VAR}` from the environment.
+pub fn parse_headers(specs: &[String], redactor: &Redactor) -> Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    for spec in specs {
+        let Some((name, value)) = spec.split_once(':') else {
+            bail!(
+                "-H `{}`: write headers as 'Name: value'",
+                spec.split(':').next().unwrap_or("")
+            );
+        };
+        let name = name.trim();
+        let value = expand_env(value.trim(), name)?;
+        if value.contains(['\r', '\n', '\0']) || name.contains(['\r', '\n', '\0']) {
+            bail!("-H {name}: header names and values may not contain CR, LF or NUL");
+        }
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .with_context(|| format!("-H: `{name}` is not a valid header name"))?;
+        let mut value = HeaderValue::from_str(&value).with_context(|| {
+            format!("-H {name}: the value is not a valid header value (visible ASCII expected)")
+        })?;
+        if redactor.is_secret_header(name) {
+            value.set_sensitive(true);
+        }
+        headers.append(header, value);
+    }
+    Ok(headers)
+}
+
+/// Replaces `${VAR}` with the variable's value; an unset variable is an error.
+fn expand_env(value: &str, header: &str) -> Result<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            bail!("-H {header}: `${{` without a closing `}}`");
+        };
+        let var = &after[..end];
+        let val = std::env::var(var).map_err(|_| {
+            anyhow::anyhow!("-H {header}: environment variable `{var}` is not set; export it or remove ${{{var}}}")
+        })?;
+        out.push_str(&val);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_expand_and_refuse_bad_input() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("SLUICE_TEST_TOKEN", "abc") };
+        let r = Redactor::default();
+        let h = parse_headers(&["Authorization: Bearer ${SLUICE_TEST_TOKEN}".into()], &r).unwrap();
+        assert_eq!(h["authorization"], "Bearer abc");
+        assert!(h["authorization"].is_sensitive());
+        assert!(parse_headers(&["X: ${SLUICE_TEST_UNSET_VAR}".into()], &r).is_err());
+        assert!(parse_headers(&["NoColon".into()], &r).is_err());
+        assert!(parse_headers(&["Bad Name: x".into()], &r).is_err());
+        assert!(parse_headers(&["X: a\r\nY: b".into()], &r).is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! The `sluice` command: a thin layer over the `sluice` engine crate. It
+//! parses options, reads the environment, prints, and maps outcomes to exit
+//! statuses in one place.
+
+mod batch;
+mod cli;
+mod demo;
+mod report;
+mod run;
+mod signals;
+
+use clap::Parser;
+
+use crate::batch::exit;
+use crate::cli::{Cli, Command};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: cannot start the async runtime: {e}");
+            std::process::exit(exit::USAGE);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli.command));
+    // Attempts still running after a second interrupt are abandoned here.
+    runtime.shutdown_background();
+    std::process::exit(code);
+}
+
+async fn dispatch(command: Command) -> i32 {
+    let result = match command {
+        Command::Run(args) => run::run(*args).await,
+        Command::Demo => demo::demo().await,
+        Command::Mock { listen } => mock(listen).await,
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("sluice: error: {e:#}");
+        if e.downcast_ref::<run::Usage>().is_some() {
+            exit::USAGE
+        } else {
+            exit::STOPPED
+        }
+    })
+}
+
+async fn mock(listen: std::net::SocketAddr) -> anyhow::Result<i32> {
+    let server = sluice_mock::MockServer::start(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    println!("sluice mock listening on {}", server.url());
+    let _ = tokio::signal::ctrl_c().await;
+    server.shutdown().await;
+    Ok(exit::OK)
+}
