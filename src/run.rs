@@ -1,15 +1,16 @@
 //! `sluice run`: checks everything that can fail before a request is sent
 //! (configuration, inputs, output), then drives the batch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
+use sluice::resume::Recorded;
 use sluice::sink::{OpenMode, Sink};
 use sluice::source::Source;
-use sluice::stats::Tally;
 
 use crate::batch::{self, Feed, Ui, exit};
 use crate::cli::RunArgs;
@@ -32,21 +33,69 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         redactor: config.redactor.clone(),
         max_line_bytes: DEFAULT_MAX_LINE_BYTES,
     };
-    let source = Source::open(&args.inputs, opts).map_err(|e| Usage(e.into()))?;
+    let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(e.into()))?;
     if args.dry_run {
         return dry_run(source, config.effective_budget_burst(), args.quiet).await;
     }
+    let recorded = match (&args.output, args.resume) {
+        (Some(path), true) if path != Path::new("-") => {
+            let recorded = Recorded::scan(path, args.retry_failed).map_err(|e| Usage(e.into()))?;
+            check_inputs_match(&args.inputs, opts, &recorded).await?;
+            Some(Arc::new(recorded))
+        }
+        _ => None,
+    };
     let sink = open_output(&args)?;
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
-    let (feed, inputs) = Feed::wrap(source.into_stream());
+    let prior = recorded
+        .as_ref()
+        .map(|r| r.tally.clone())
+        .unwrap_or_default();
+    let stream = source.into_stream().map(move |item| {
+        let item = item.map_err(|e| e.to_string())?;
+        match &recorded {
+            Some(r) => r.filter(item).map_err(|e| e.to_string()),
+            None => Ok(item),
+        }
+    });
+    let (feed, inputs) = Feed::wrap(stream);
     let ui = Ui {
         display: Display::new(args.progress, args.quiet, args.verbose),
         quiet: args.quiet,
         summary_json: args.summary_json.clone(),
     };
-    let summary = batch::drive(config, feed, inputs, sink, Tally::default(), ui, signals).await?;
+    let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
     Ok(summary.exit_code)
+}
+
+/// Before a resumed run sends anything, every recorded line must still
+/// have the same id in the inputs (when they are files that can be read
+/// twice; standard input is checked as it streams).
+async fn check_inputs_match(
+    inputs: &[PathBuf],
+    opts: ParseOptions,
+    recorded: &Recorded,
+) -> Result<()> {
+    if inputs.is_empty() || inputs.iter().any(|p| p == Path::new("-")) {
+        return Ok(());
+    }
+    let source = Source::open(inputs, opts).map_err(|e| Usage(e.into()))?;
+    let mut stream = Box::pin(source.into_stream());
+    let mut last = 0;
+    while let Some(item) = stream.next().await {
+        let item = item.map_err(|e| Usage(e.into()))?;
+        last = item.line();
+        recorded.filter(item).map_err(|e| Usage(e.into()))?;
+    }
+    if recorded.last_line() > last {
+        return Err(Usage(anyhow!(
+            "the output has a record for line {} but the inputs have only {last} lines: the input changed; resume with the same inputs, or start a new output",
+            recorded.last_line()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn open_output(args: &RunArgs) -> Result<Sink> {
@@ -128,7 +177,7 @@ pub fn raise_open_file_limit(concurrency: usize) {
         }
     }
     let needed = concurrency as u64 * 2 + 64;
-    if (lim.rlim_cur as u64) < needed {
+    if lim.rlim_cur < needed {
         eprintln!(
             "sluice: warning: the open-file limit is {} but -c {concurrency} may need {needed}; raise it with `ulimit -n {needed}`",
             lim.rlim_cur

@@ -51,7 +51,7 @@ pub struct Failed {
 #[derive(Debug)]
 pub enum Outcome {
     /// A complete response arrived.
-    Response(Response),
+    Response(Box<Response>),
     /// It failed.
     Failed(Failed),
 }
@@ -108,7 +108,7 @@ async fn exchange(client: &Client, config: &Config, req: &Request) -> Outcome {
         };
         match next_hop(&hop, &resp, followed, &config.redactor) {
             Redirect::Follow(next) => {
-                hop = next;
+                hop = *next;
                 followed += 1;
             }
             Redirect::Stop(note) => {
@@ -135,7 +135,7 @@ fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
 }
 
 enum Redirect {
-    Follow(Hop),
+    Follow(Box<Hop>),
     Stop(Option<String>),
 }
 
@@ -180,12 +180,12 @@ fn next_hop(hop: &Hop, resp: &reqwest::Response, followed: usize, redactor: &Red
     if target.origin() != hop.url.origin() {
         strip_secrets(&mut headers, redactor);
     }
-    Redirect::Follow(Hop {
+    Redirect::Follow(Box::new(Hop {
         method: hop.method.clone(),
         url: target,
         headers,
         body: if keeps_method { hop.body.clone() } else { None },
-    })
+    }))
 }
 
 /// Drops every sensitive header before a request leaves its origin.
@@ -219,13 +219,13 @@ async fn finish(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    Outcome::Response(Response {
+    Outcome::Response(Box::new(Response {
         status,
         headers: std::mem::take(resp.headers_mut()),
         body: store(bytes, config.body_mode, content_type.as_deref()),
         final_url,
         note,
-    })
+    }))
 }
 
 /// Reads the whole body, stopping at `max_body_size` decoded bytes without

@@ -27,6 +27,7 @@ pub mod parse;
 pub mod record;
 pub mod redact;
 pub mod request;
+pub mod resume;
 pub mod retry;
 pub mod sink;
 pub mod source;

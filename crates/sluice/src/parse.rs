@@ -186,8 +186,8 @@ pub fn join_base_url(base: &Url, relative: &str) -> Result<Url, String> {
         let path = format!("{}/", dir.path());
         dir.set_path(&path);
     }
-    // `./` makes a `:` or `\` in the first segment part of the path instead
-    // of a scheme or a host.
+    // The `./` keeps a `:` or `\` in the first segment in the path, where it
+    // cannot become a scheme or a host.
     let below = format!("./{}", relative.trim_start_matches('/'));
     let joined = dir
         .join(&below)
@@ -274,10 +274,20 @@ struct Known {
     url: Option<String>,
 }
 
-/// A field's value, and how to show it in the record even when it is bad.
-struct Field<T> {
-    value: Result<T, String>,
+/// A bad field: what is wrong with it, and how to show it in the record.
+struct Bad {
+    problem: String,
     shown: Option<String>,
+}
+
+impl Bad {
+    /// A field that cannot be shown (missing, or of the wrong type).
+    fn unshown(problem: String) -> Bad {
+        Bad {
+            problem,
+            shown: None,
+        }
+    }
 }
 
 fn not_utf8(e: &std::str::Utf8Error) -> String {
@@ -301,24 +311,18 @@ fn parse_url_line(text: &str, line: &Line) -> Input {
             "line is JSON but not an object: write a request as a JSON object `{...}` or as a plain URL",
         );
     }
-    let field = url_field(text, line.opts);
-    match field.value {
+    match url_field(text, line.opts) {
         Ok(url) => Input::Request(Request::get(line.number, url)),
-        Err(problem) => line.invalid(known(field.shown), problem),
+        Err(bad) => line.invalid(known(bad.shown), bad.problem),
     }
 }
 
-fn url_field(text: &str, opts: &ParseOptions) -> Field<Url> {
-    match resolve_url(text, opts) {
-        Ok(url) => Field {
-            shown: Some(opts.redactor.url(&url)),
-            value: Ok(url),
-        },
-        Err(problem) => Field {
-            shown: (!text.is_empty()).then(|| clip(&opts.redactor.raw_url(text), FIELD_CLIP)),
-            value: Err(problem),
-        },
-    }
+/// The URL, or what is wrong with it and the URL as it may be shown.
+fn url_field(text: &str, opts: &ParseOptions) -> Result<Url, Bad> {
+    resolve_url(text, opts).map_err(|problem| Bad {
+        problem,
+        shown: (!text.is_empty()).then(|| clip(&opts.redactor.raw_url(text), FIELD_CLIP)),
+    })
 }
 
 /// A request URL: absolute http(s), or relative to the base URL.
@@ -427,35 +431,71 @@ fn parse_object(text: &str, line: &Line) -> Input {
     let id = read_id(&fields, line.number);
     let method = read_method(fields.method);
     let url = read_url(fields.url, line.opts);
-    let known = Known {
-        id: id.as_ref().ok().cloned(),
-        method: method.shown,
-        url: url.shown,
-    };
-    match build_request(&fields, id, method.value, url.value, line) {
-        Ok(request) => Input::Request(request),
-        Err(problem) => line.invalid(known, problem),
+    match (id, method, url, read_rest(&fields, &line.opts.redactor)) {
+        (Ok(id), Ok(method), Ok(url), Ok(rest)) => {
+            Input::Request(rest.into_request(id, line.number, method, url))
+        }
+        (id, method, url, rest) => reject(line, id, method, url, rest.err()),
     }
 }
 
-fn build_request(
-    fields: &Fields,
-    id: Result<Id, String>,
-    method: Result<Method, String>,
-    url: Result<Url, String>,
+/// The record of a JSON line with at least one bad field: the first problem,
+/// and every field that could be read.
+fn reject(
     line: &Line,
-) -> Result<Request, String> {
-    let (id, method, url) = (id?, method?, url?);
+    id: Result<Id, String>,
+    method: Result<Method, Bad>,
+    url: Result<Url, Bad>,
+    rest: Option<String>,
+) -> Input {
+    let problem = id
+        .as_ref()
+        .err()
+        .cloned()
+        .or_else(|| method.as_ref().err().map(|bad| bad.problem.clone()))
+        .or_else(|| url.as_ref().err().map(|bad| bad.problem.clone()))
+        .or(rest)
+        .expect("a line is rejected only when one of its fields is bad");
+    let known = Known {
+        id: id.ok(),
+        method: method.map_or_else(|bad| bad.shown, |m| Some(m.to_string())),
+        url: url.map_or_else(|bad| bad.shown, |u| Some(line.opts.redactor.url(&u))),
+    };
+    line.invalid(known, problem)
+}
+
+/// The fields of a request besides its id, method and URL.
+struct Rest {
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    json_body: bool,
+    timeout: Option<Duration>,
+    cost: f64,
+}
+
+impl Rest {
+    fn into_request(self, id: Id, line: u64, method: Method, url: Url) -> Request {
+        Request {
+            id,
+            line,
+            method,
+            url,
+            headers: self.headers,
+            body: self.body,
+            json_body: self.json_body,
+            timeout: self.timeout,
+            cost: self.cost,
+        }
+    }
+}
+
+fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, String> {
     let headers = match given(fields.headers) {
-        Some(raw) => read_headers(raw, &line.opts.redactor)?,
+        Some(raw) => read_headers(raw, redactor)?,
         None => HeaderMap::new(),
     };
     let (body, json_body) = read_body(fields)?;
-    Ok(Request {
-        id,
-        line: line.number,
-        method,
-        url,
+    Ok(Rest {
         headers,
         body,
         json_body,
@@ -494,31 +534,15 @@ fn id_from(raw: &RawValue, name: &str) -> Result<Id, String> {
     Id::from_json(raw).map_err(|e| format!("`{name}` {e}"))
 }
 
-fn read_method(raw: Option<&RawValue>) -> Field<Method> {
+fn read_method(raw: Option<&RawValue>) -> Result<Method, Bad> {
     let Some(raw) = given(raw) else {
-        return Field {
-            value: Ok(Method::GET),
-            shown: Some(Method::GET.to_string()),
-        };
+        return Ok(Method::GET);
     };
-    let text = match string_of(raw, "method") {
-        Ok(text) => text,
-        Err(problem) => {
-            return Field {
-                value: Err(problem),
-                shown: None,
-            };
-        }
-    };
-    let value = method_from(&text);
-    let shown = match &value {
-        Ok(method) => method.to_string(),
-        Err(_) => clip(&text, MAX_METHOD_BYTES),
-    };
-    Field {
-        value,
-        shown: Some(shown),
-    }
+    let text = string_of(raw, "method").map_err(Bad::unshown)?;
+    method_from(&text).map_err(|problem| Bad {
+        problem,
+        shown: Some(clip(&text, MAX_METHOD_BYTES)),
+    })
 }
 
 /// A method is case-insensitive here: `get` is sent as `GET`.
@@ -552,20 +576,14 @@ fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
-fn read_url(raw: Option<&RawValue>, opts: &ParseOptions) -> Field<Url> {
+fn read_url(raw: Option<&RawValue>, opts: &ParseOptions) -> Result<Url, Bad> {
     let Some(raw) = given(raw) else {
-        return Field {
-            value: Err("`url` is missing: every request line needs one".into()),
-            shown: None,
-        };
+        return Err(Bad::unshown(
+            "`url` is missing: every request line needs one".into(),
+        ));
     };
-    match string_of(raw, "url") {
-        Ok(text) => url_field(&text, opts),
-        Err(problem) => Field {
-            value: Err(problem),
-            shown: None,
-        },
-    }
+    let text = string_of(raw, "url").map_err(Bad::unshown)?;
+    url_field(&text, opts)
 }
 
 // ---- headers ---------------------------------------------------------------

@@ -27,7 +27,10 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// An input file could not be opened (missing, no permission, ...).
-    #[error("cannot open input `{}`: {source} (check the path and its permissions)", path.display())]
+    #[error(
+        "cannot open input `{}`: {source} (check the path and its permissions)",
+        show_path(path)
+    )]
     Open {
         /// The path as given.
         path: PathBuf,

@@ -1,0 +1,264 @@
+//! `--resume`: read the records an earlier run wrote, repair a torn last
+//! line, and tell which input lines already have a record (and with which
+//! id), so only the others are sent.
+//!
+//! Memory: a 4-byte fingerprint of the id per line (0 = no record), not the
+//! records themselves.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::record::{ErrorKind, Id};
+use crate::request::Input;
+use crate::stats::{Outcome, Tally};
+
+/// What the output file already holds.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    fingerprints: Vec<u32>,
+    /// Statistics over the records kept.
+    pub tally: Tally,
+    /// Records kept.
+    pub kept: u64,
+    /// Failed records removed for `--retry-failed`.
+    pub removed: u64,
+    /// Bytes of a torn last line that were cut off.
+    pub repaired_bytes: u64,
+}
+
+/// The output cannot be resumed; the message says why and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ResumeError(pub String);
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    line: u64,
+    ok: bool,
+    status: Option<u16>,
+    #[serde(default)]
+    attempts: u32,
+    #[serde(default)]
+    duration_ms: f64,
+    error: Option<LineError>,
+}
+
+#[derive(Deserialize)]
+struct LineError {
+    kind: ErrorKind,
+}
+
+impl Recorded {
+    /// Reads `path` (a missing file holds nothing), cuts a torn last line,
+    /// and with `retry_failed` rewrites the file without failed records
+    /// (through a temporary file and a rename) so their lines are sent again.
+    pub fn scan(path: &Path, retry_failed: bool) -> Result<Recorded, ResumeError> {
+        let shown = path.display();
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recorded::default()),
+            Err(e) => return Err(ResumeError(format!("cannot read {shown} to resume: {e}"))),
+        };
+        let mut rec = Recorded::default();
+        let mut keep = retry_failed.then(|| Rewrite::new(path)).transpose()?;
+        let good_end = rec.read_all(file, path, keep.as_mut())?;
+        match keep {
+            Some(rewrite) => rewrite.commit(path)?,
+            None => rec.repaired_bytes = truncate_torn(path, good_end)?,
+        }
+        Ok(rec)
+    }
+
+    /// Reads every complete line; returns the byte offset after the last one.
+    fn read_all(
+        &mut self,
+        file: File,
+        path: &Path,
+        mut keep: Option<&mut Rewrite>,
+    ) -> Result<u64, ResumeError> {
+        let mut reader = BufReader::new(file);
+        let (mut buf, mut offset, mut n) = (Vec::new(), 0u64, 0u64);
+        loop {
+            buf.clear();
+            let read = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
+            if read == 0 || buf.last() != Some(&b'\n') {
+                return Ok(offset); // EOF, or a torn last line.
+            }
+            n += 1;
+            let failed = self.add(&buf, n, path, keep.is_some())?;
+            if let Some(k) = keep.as_deref_mut() {
+                if failed {
+                    self.removed += 1;
+                } else {
+                    k.write(&buf)?;
+                }
+            }
+            offset += read as u64;
+        }
+    }
+
+    /// Adds one record; returns true when it is a failure that
+    /// `--retry-failed` re-sends (not an input error).
+    fn add(
+        &mut self,
+        raw: &[u8],
+        n: u64,
+        path: &Path,
+        retry_failed: bool,
+    ) -> Result<bool, ResumeError> {
+        let corrupt = |why: String| {
+            ResumeError(format!(
+                "{}:{n}: not a sluice record ({why}); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line",
+                path.display()
+            ))
+        };
+        let text = std::str::from_utf8(raw).map_err(|e| corrupt(e.to_string()))?;
+        let line: Line =
+            serde_json::from_str(text.trim_end()).map_err(|e| corrupt(e.to_string()))?;
+        let id = Id::from_json(line.id).map_err(|e| corrupt(format!("id {e}")))?;
+        let kind = line.error.as_ref().map(|e| e.kind);
+        let retry = !line.ok && kind.is_some_and(|k| !k.is_input_error());
+        self.claim(line.line, &id, path)?;
+        if retry && retry_failed {
+            self.unclaim(line.line);
+            return Ok(true);
+        }
+        self.kept += 1;
+        self.tally.add(Outcome {
+            ok: line.ok,
+            status: line.status,
+            kind,
+            attempts: line.attempts,
+            duration: Duration::try_from_secs_f64(line.duration_ms / 1000.0).unwrap_or_default(),
+        });
+        Ok(false)
+    }
+
+    fn claim(&mut self, line: u64, id: &Id, path: &Path) -> Result<(), ResumeError> {
+        let i = usize::try_from(line).map_err(|_| ResumeError("line number too large".into()))?;
+        if self.fingerprints.len() <= i {
+            self.fingerprints.resize(i + 1, 0);
+        }
+        if self.fingerprints[i] != 0 {
+            return Err(ResumeError(format!(
+                "{} holds two records for input line {line}; it was not written by one sluice run over these inputs",
+                path.display()
+            )));
+        }
+        self.fingerprints[i] = fingerprint(id);
+        Ok(())
+    }
+
+    fn unclaim(&mut self, line: u64) {
+        if let Some(f) = self.fingerprints.get_mut(line as usize) {
+            *f = 0;
+        }
+    }
+
+    /// True when `line` already has a record.
+    pub fn has(&self, line: u64) -> bool {
+        self.fingerprints
+            .get(line as usize)
+            .is_some_and(|&f| f != 0)
+    }
+
+    /// The highest line with a record.
+    pub fn last_line(&self) -> u64 {
+        self.fingerprints.iter().rposition(|&f| f != 0).unwrap_or(0) as u64
+    }
+
+    /// Turns an input item whose line has a record into [`Input::Recorded`];
+    /// fails when the record's id differs from the line's (the input changed).
+    pub fn filter(&self, input: Input) -> Result<Input, ResumeError> {
+        let line = input.line();
+        if !self.has(line) {
+            return Ok(input);
+        }
+        let id = match &input {
+            Input::Request(r) => r.id.clone(),
+            Input::Invalid(bad) => bad.id.clone().unwrap_or_else(|| Id::line(line)),
+            Input::Recorded { id, .. } => id.clone(),
+        };
+        if self.fingerprints[line as usize] != fingerprint(&id) {
+            return Err(ResumeError(format!(
+                "input line {line} has id `{id}` but its record has another id: the input changed since the output was written; resume with the same inputs, or start a new output"
+            )));
+        }
+        Ok(Input::Recorded { line, id })
+    }
+}
+
+/// A 32-bit fingerprint of an id's text, never 0.
+fn fingerprint(id: &Id) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    id.as_str().hash(&mut h);
+    (h.finish() as u32).max(1)
+}
+
+/// Cuts everything after `good_end` (a torn last line); returns the bytes cut.
+fn truncate_torn(path: &Path, good_end: u64) -> Result<u64, ResumeError> {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(good_end);
+    if len <= good_end {
+        return Ok(0);
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(good_end).map(|_| f))
+        .map_err(|e| {
+            ResumeError(format!(
+                "cannot repair the torn last line of {}: {e}",
+                path.display()
+            ))
+        })?;
+    let _ = file.sync_data();
+    Ok(len - good_end)
+}
+
+/// The kept records of a `--retry-failed` rewrite.
+struct Rewrite {
+    tmp: PathBuf,
+    out: io::BufWriter<File>,
+}
+
+impl Rewrite {
+    fn new(path: &Path) -> Result<Rewrite, ResumeError> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".sluice-tmp");
+        let tmp = path.with_file_name(name);
+        let file = File::create(&tmp)
+            .map_err(|e| ResumeError(format!("cannot create {}: {e}", tmp.display())))?;
+        Ok(Rewrite {
+            tmp,
+            out: io::BufWriter::new(file),
+        })
+    }
+
+    fn write(&mut self, line: &[u8]) -> Result<(), ResumeError> {
+        self.out
+            .write_all(line)
+            .map_err(|e| ResumeError(format!("cannot write {}: {e}", self.tmp.display())))
+    }
+
+    fn commit(self, path: &Path) -> Result<(), ResumeError> {
+        let fail = |e: io::Error| ResumeError(format!("cannot rewrite {}: {e}", path.display()));
+        let mut file = self.out.into_inner().map_err(|e| fail(e.into_error()))?;
+        file.flush().map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        std::fs::rename(&self.tmp, path).map_err(fail)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
