@@ -61,10 +61,8 @@ impl Drop for Run {
 /// # async fn main() {
 /// use futures::StreamExt;
 /// let mock = sluice_mock::MockServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-/// let requests = (1..=3).map(|line| {
-///     let url = url::Url::parse(&format!("{}/fast", mock.url())).unwrap();
-///     sluice::Input::Request(sluice::Request::get(line, url))
-/// });
+/// let url = url::Url::parse(&format!("{}/fast", mock.url())).unwrap();
+/// let requests = (1..=3).map(move |line| sluice::Input::Request(sluice::Request::get(line, url.clone())));
 /// let config = sluice::Config::builder().concurrency(2).build().unwrap();
 /// let run = sluice::run(config, futures::stream::iter(requests), std::future::pending()).unwrap();
 /// let records: Vec<sluice::Record> = run
