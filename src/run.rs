@@ -33,13 +33,13 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         redactor: config.redactor.clone(),
         max_line_bytes: DEFAULT_MAX_LINE_BYTES,
     };
-    let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(e.into()))?;
+    let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(anyhow!("{e}")))?;
     if args.dry_run {
         return dry_run(source, config.effective_budget_burst(), args.quiet).await;
     }
     let recorded = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
-            let recorded = Recorded::scan(path, args.retry_failed).map_err(|e| Usage(e.into()))?;
+            let recorded = Recorded::scan(path, args.retry_failed).map_err(|e| Usage(anyhow!("{e}")))?;
             check_inputs_match(&args.inputs, opts, &recorded).await?;
             Some(Arc::new(recorded))
         }
@@ -80,13 +80,13 @@ async fn check_inputs_match(
     if inputs.is_empty() || inputs.iter().any(|p| p == Path::new("-")) {
         return Ok(());
     }
-    let source = Source::open(inputs, opts).map_err(|e| Usage(e.into()))?;
+    let source = Source::open(inputs, opts).map_err(|e| Usage(anyhow!("{e}")))?;
     let mut stream = Box::pin(source.into_stream());
     let mut last = 0;
     while let Some(item) = stream.next().await {
-        let item = item.map_err(|e| Usage(e.into()))?;
+        let item = item.map_err(|e| Usage(anyhow!("{e}")))?;
         last = item.line();
-        recorded.filter(item).map_err(|e| Usage(e.into()))?;
+        recorded.filter(item).map_err(|e| Usage(anyhow!("{e}")))?;
     }
     if recorded.last_line() > last {
         return Err(Usage(anyhow!(
@@ -116,7 +116,7 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
     } else {
         OpenMode::Fresh
     };
-    Sink::open(path, mode, args.fsync).map_err(|e| Usage(e.into()).into())
+    Sink::open(path, mode, args.fsync).map_err(|e| Usage(anyhow!("{e}")).into())
 }
 
 /// `--dry-run`: every line is checked as a run would check it (duplicates
