@@ -618,7 +618,7 @@ impl<'de> Visitor<'de> for EntriesVisitor {
 /// `headers`: name → string, or name → array of strings (one header line
 /// each). Values are taken literally: `${VAR}` is not expanded.
 fn read_headers(raw: &RawValue, redactor: &Redactor) -> Result<HeaderMap, String> {
-    if json_kind(raw) != "an object" {
+    if json_kind(raw) != JsonKind::Object {
         return Err(format!(
             "`headers` must be an object of name → value, not {}",
             json_kind(raw)
@@ -674,14 +674,14 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
 
 /// The value texts of one header: a string, or a non-empty array of strings.
 fn header_texts(shown: &str, value: &RawValue) -> Result<Vec<String>, String> {
-    let wrong = |kind: &str| {
+    let wrong = |kind: &dyn fmt::Display| {
         format!("header `{shown}` must be a string or an array of strings, not {kind}")
     };
     match json_kind(value) {
-        "a string" => Ok(vec![
+        JsonKind::String => Ok(vec![
             decode_string(value).map_err(|e| format!("header `{shown}`: {e}"))?,
         ]),
-        "an array" => {
+        JsonKind::Array => {
             let items: Vec<&RawValue> =
                 serde_json::from_str(value.get()).map_err(|e| format!("header `{shown}`: {e}"))?;
             if items.is_empty() {
@@ -692,12 +692,14 @@ fn header_texts(shown: &str, value: &RawValue) -> Result<Vec<String>, String> {
             items
                 .into_iter()
                 .map(|item| match json_kind(item) {
-                    "a string" => decode_string(item).map_err(|e| format!("header `{shown}`: {e}")),
-                    kind => Err(wrong(&format!("an array holding {kind}"))),
+                    JsonKind::String => {
+                        decode_string(item).map_err(|e| format!("header `{shown}`: {e}"))
+                    }
+                    kind => Err(wrong(&format_args!("an array holding {kind}"))),
                 })
                 .collect()
         }
-        kind => Err(wrong(kind)),
+        kind => Err(wrong(&kind)),
     }
 }
 
@@ -751,8 +753,8 @@ fn read_base64(raw: &RawValue) -> Result<Vec<u8>, String> {
 /// A string duration (`"30s"`) or a number of milliseconds; more than zero.
 fn read_timeout(raw: &RawValue) -> Result<Duration, String> {
     let timeout = match json_kind(raw) {
-        "a string" => parse_duration(&string_of(raw, "timeout")?).map_err(|e| e.to_string()),
-        "a number" => {
+        JsonKind::String => parse_duration(&string_of(raw, "timeout")?).map_err(|e| e.to_string()),
+        JsonKind::Number => {
             number_of(raw).and_then(|ms| millis_to_duration(ms).map_err(|e| e.to_string()))
         }
         kind => Err(format!(
@@ -769,7 +771,7 @@ fn read_timeout(raw: &RawValue) -> Result<Duration, String> {
 /// A finite number, at least 0.
 fn read_cost(raw: &RawValue) -> Result<f64, String> {
     let kind = json_kind(raw);
-    if kind != "a number" {
+    if kind != JsonKind::Number {
         return Err(format!("`cost` must be a number, not {kind}"));
     }
     let cost = number_of(raw).map_err(|e| format!("`cost` {e}"))?;
@@ -785,21 +787,45 @@ fn read_cost(raw: &RawValue) -> Result<f64, String> {
 
 // ---- JSON helpers ----------------------------------------------------------
 
-/// What kind of JSON value `raw` is, as a phrase for messages.
-fn json_kind(raw: &RawValue) -> &'static str {
+/// The kind of a JSON value, shown in messages as "a string", "an object", ...
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JsonKind {
+    Object,
+    Array,
+    String,
+    Boolean,
+    Null,
+    Number,
+}
+
+impl fmt::Display for JsonKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JsonKind::Object => "an object",
+            JsonKind::Array => "an array",
+            JsonKind::String => "a string",
+            JsonKind::Boolean => "a boolean",
+            JsonKind::Null => "null",
+            JsonKind::Number => "a number",
+        })
+    }
+}
+
+/// The kind of `raw`, which serde_json has already checked is valid JSON.
+fn json_kind(raw: &RawValue) -> JsonKind {
     match raw.get().trim_start().as_bytes().first() {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b'"') => "a string",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
+        Some(b'{') => JsonKind::Object,
+        Some(b'[') => JsonKind::Array,
+        Some(b'"') => JsonKind::String,
+        Some(b't' | b'f') => JsonKind::Boolean,
+        Some(b'n') => JsonKind::Null,
+        _ => JsonKind::Number,
     }
 }
 
 fn string_of(raw: &RawValue, name: &str) -> Result<String, String> {
     match json_kind(raw) {
-        "a string" => decode_string(raw).map_err(|e| format!("`{name}`: {e}")),
+        JsonKind::String => decode_string(raw).map_err(|e| format!("`{name}`: {e}")),
         kind => Err(format!("`{name}` must be a string, not {kind}")),
     }
 }
