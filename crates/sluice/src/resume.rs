@@ -262,3 +262,119 @@ impl Rewrite {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Record, RecordError};
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sluice-resume-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        dir
+    }
+
+    fn record(line: u64, ok: bool) -> String {
+        let mut r = Record::unsent(
+            Id::line(line),
+            line,
+            Some("GET".into()),
+            None,
+            ErrorKind::Timeout,
+            "x".into(),
+        );
+        r.attempts = 1;
+        r.ok = ok;
+        if ok {
+            r.error = None;
+        } else {
+            r.error = Some(RecordError {
+                kind: ErrorKind::Timeout,
+                message: "x".into(),
+                maybe_applied: false,
+            });
+        }
+        r.to_json_line()
+    }
+
+    fn input(line: u64, id: Id) -> Input {
+        let mut req = crate::Request::get(line, url::Url::parse("http://127.0.0.1/").unwrap());
+        req.id = id;
+        Input::Request(req)
+    }
+
+    #[test]
+    fn a_missing_file_holds_nothing() {
+        let r = Recorded::scan(&temp("missing"), false).unwrap();
+        assert!(!r.has(1));
+        assert_eq!(r.last_line(), 0);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut() {
+        let path = temp("torn");
+        let whole = format!("{}{}", record(1, true), record(3, true));
+        std::fs::write(&path, format!("{whole}{{\"id\":2,\"line\":2,\"ok\":tr")).unwrap();
+        let r = Recorded::scan(&path, false).unwrap();
+        assert!(r.has(1) && r.has(3) && !r.has(2));
+        assert_eq!(r.kept, 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_damaged_middle_line_or_two_records_for_a_line_are_refused() {
+        let path = temp("corrupt");
+        std::fs::write(
+            &path,
+            format!("{}garbage\n{}", record(1, true), record(2, true)),
+        )
+        .unwrap();
+        let err = Recorded::scan(&path, false).unwrap_err();
+        assert!(err.0.contains(":2: not a sluice record"), "{err}");
+        std::fs::write(&path, format!("{}{}", record(1, true), record(1, true))).unwrap();
+        assert!(
+            Recorded::scan(&path, false)
+                .unwrap_err()
+                .0
+                .contains("two records for input line 1")
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn retry_failed_rewrites_without_failures() {
+        let path = temp("retry");
+        std::fs::write(
+            &path,
+            format!("{}{}{}", record(1, true), record(2, false), record(3, true)),
+        )
+        .unwrap();
+        let r = Recorded::scan(&path, true).unwrap();
+        assert!(r.has(1) && !r.has(2) && r.has(3));
+        assert_eq!((r.kept, r.removed), (2, 1));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}{}", record(1, true), record(3, true))
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn filter_skips_recorded_lines_and_catches_changed_ids() {
+        let path = temp("filter");
+        std::fs::write(&path, record(2, true)).unwrap();
+        let r = Recorded::scan(&path, false).unwrap();
+        assert!(matches!(
+            r.filter(input(1, Id::line(1))),
+            Ok(Input::Request(_))
+        ));
+        assert!(matches!(
+            r.filter(input(2, Id::line(2))),
+            Ok(Input::Recorded { line: 2, .. })
+        ));
+        let err = r.filter(input(2, Id::text("other"))).unwrap_err();
+        assert!(err.0.contains("input changed"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+}
