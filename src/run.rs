@@ -39,7 +39,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     }
     let recorded = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
-            let recorded = Recorded::scan(path, args.retry_failed).map_err(|e| Usage(anyhow!("{e}")))?;
+            let recorded =
+                Recorded::scan(path, args.retry_failed).map_err(|e| Usage(anyhow!("{e}")))?;
             check_inputs_match(&args.inputs, opts, &recorded).await?;
             Some(Arc::new(recorded))
         }
