@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures::{Stream, StreamExt};
 use sluice::sink::Sink;
-use sluice::stats::Tally;
+use sluice::stats::{Tally, Timeline};
 use sluice::{Config, Event, Input};
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,6 +81,7 @@ pub struct Ui {
     pub display: Display,
     pub quiet: bool,
     pub summary_json: Option<std::path::PathBuf>,
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// Runs the engine to the end and returns the summary (with its exit code).
@@ -105,7 +106,8 @@ pub async fn drive(
         this_run: Tally::default(),
         in_flight: 0,
         closed: Vec::new(),
-        dropped: 0,
+        timeline: Timeline::default(),
+        started,
         stop_tx: Some(stop_tx),
         signal: None,
         write_error: None,
@@ -150,6 +152,14 @@ pub async fn drive(
     if let Some(path) = &ui.summary_json {
         summary.write_json(path)?;
     }
+    if let Some(path) = &ui.report {
+        crate::html::write(
+            path,
+            &summary,
+            &state.timeline,
+            &state.all.latency_buckets(),
+        )?;
+    }
     Ok(summary)
 }
 
@@ -158,7 +168,8 @@ struct State {
     this_run: Tally,
     in_flight: usize,
     closed: Vec<String>,
-    dropped: u64,
+    timeline: Timeline,
+    started: Instant,
     stop_tx: Option<oneshot::Sender<()>>,
     signal: Option<Signal>,
     write_error: Option<String>,
@@ -178,6 +189,7 @@ impl State {
                 }
                 self.all.add((&record).into());
                 self.this_run.add((&record).into());
+                self.timeline.add(self.started.elapsed(), record.ok);
             }
             Event::Started { in_flight, .. } => self.in_flight = in_flight,
             Event::Retrying { .. } => self.in_flight = self.in_flight.saturating_sub(1),
@@ -185,8 +197,7 @@ impl State {
                 display.println(&format!("sluice: closed {origin}: {reason}"));
                 self.closed.push(format!("{origin}: {reason}"));
             }
-            Event::Dropped { .. } => self.dropped += 1,
-            Event::Waiting { .. } | Event::Paused { .. } => {}
+            Event::Dropped { .. } | Event::Waiting { .. } | Event::Paused { .. } => {}
         }
     }
 

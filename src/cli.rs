@@ -201,6 +201,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
 
+    /// Write a self-contained HTML report with plots to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+
     /// Extra trusted CA certificate (PEM).
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,

@@ -38,6 +38,7 @@ pub async fn demo() -> Result<i32> {
         display: Display::new(ProgressMode::Auto, false, false),
         quiet: false,
         summary_json: None,
+        report: None,
     };
     let signals = crate::signals::listen()?;
     let start = Instant::now();

@@ -5,6 +5,7 @@
 mod batch;
 mod cli;
 mod demo;
+mod html;
 mod report;
 mod run;
 mod signals;

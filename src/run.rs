@@ -65,6 +65,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         display: Display::new(args.progress, args.quiet, args.verbose),
         quiet: args.quiet,
         summary_json: args.summary_json.clone(),
+        report: args.report.clone(),
     };
     let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
     Ok(summary.exit_code)
