@@ -65,8 +65,14 @@ fn classify_one(e: &(dyn StdError + 'static), connect_phase: bool) -> Option<(Er
         return Some((ErrorKind::Reset, !refused));
     }
     if let Some(io) = e.downcast_ref::<io::Error>() {
-        if let Some(inner) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            return Some((tls_kind(inner), false));
+        // io::Error::source() skips the error it wraps, so look inside
+        // (TLS failures arrive as an io::Error around an io::Error around
+        // the rustls error).
+        if let Some(hit) = io
+            .get_ref()
+            .and_then(|inner| classify_one(inner, connect_phase))
+        {
+            return Some(hit);
         }
         return io_kind(io, connect_phase);
     }
@@ -209,6 +215,14 @@ mod tests {
                 Outer(Box::new(io::Error::other(
                     rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
                 ))),
+                ErrorKind::Tls,
+                false,
+            ),
+            (
+                Outer(Box::new(io::Error::other(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+                )))),
                 ErrorKind::Tls,
                 false,
             ),
