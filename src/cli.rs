@@ -329,10 +329,19 @@ impl RunArgs {
                 .iter()
                 .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
         };
+        let no_proxy = env(&["no_proxy", "NO_PROXY"]);
+        // curl treats `*` as "no host uses a proxy"; reqwest matches `*`
+        // only against names, not IP addresses, so handle it here.
+        if no_proxy
+            .as_deref()
+            .is_some_and(|list| list.split(',').any(|h| h.trim() == "*"))
+        {
+            return ProxyConfig::default();
+        }
         ProxyConfig {
             http: env(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
             https: env(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
-            no_proxy: env(&["no_proxy", "NO_PROXY"]),
+            no_proxy,
         }
     }
 }

@@ -1,0 +1,19 @@
+//! Integration tests of `sluice run`: the real binary against the in-process
+//! test upstream on 127.0.0.1 (port 0), one module per feature. Every result
+//! line is validated against `result.schema.json`.
+
+mod bodies;
+mod dryrun;
+mod errors;
+mod headers;
+mod limits;
+mod options;
+mod origins;
+mod output;
+mod records;
+mod redirects;
+mod resume;
+mod schema;
+mod signals;
+mod support;
+mod transport;

@@ -1,0 +1,49 @@
+//! Interrupts drain: the first SIGINT/SIGTERM stops new starts and lets
+//! in-flight requests finish and be written; a second one cancels them.
+
+use crate::support::*;
+
+async fn drains_on(signal: libc::c_int, code: i32) {
+    let server = mock().await;
+    let m = server.url();
+    let mut input = vec![format!("{m}/delay/0.5"); 3];
+    input.extend(vec![format!("{m}/fast"); 10]);
+    let child = Sluice::run(["-c", "3"]).stdin(lines(&input)).spawn();
+    until(&server, "3 requests in flight", |s| s.in_flight == 3).await;
+    child.signal(signal);
+    let out = child.finish().await;
+    out.code(code);
+    let recs = by_line(&out.records());
+    assert_eq!(
+        recs.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3],
+        "in-flight ones finish"
+    );
+    assert!(recs.values().all(|r| r["ok"] == true));
+    assert_eq!(server.stats().requests, 3, "nothing new starts");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_drains_and_exits_130() {
+    drains_on(libc::SIGINT, 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_143() {
+    drains_on(libc::SIGTERM, 143).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_interrupt_cancels_what_is_in_flight() {
+    let server = mock().await;
+    let input = lines(&vec![format!("{}/hang", server.url()); 4]);
+    let child = Sluice::run(["-c", "2"]).stdin(input).spawn();
+    until(&server, "2 requests in flight", |s| s.in_flight == 2).await;
+    child.signal(libc::SIGINT);
+    let out = child.finish_signalling(Some(libc::SIGINT)).await;
+    out.code(130);
+    assert_eq!(out.records().len(), 0, "cancelled requests are not written");
+    assert_eq!(server.stats().requests, 2);
+    server.shutdown().await;
+}

@@ -1,0 +1,135 @@
+//! Proxies (`--proxy`, the environment as curl reads it, `--no-proxy`),
+//! `--http2`, and the `--insecure` warning.
+
+use crate::support::*;
+
+/// The mock serves absolute-form requests too, so a second mock stands in
+/// for a plain HTTP proxy: whichever server counts the request carried it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_from_options_and_environment() {
+    let (target, proxy) = (mock().await, mock().await);
+    let input = format!("{}/echo\n", target.url());
+    let p = proxy.url();
+    let via = |s: Sluice| s.env("NO_PROXY", "").env("no_proxy", "");
+
+    via(Sluice::run(["--proxy", &p]))
+        .stdin(input.clone())
+        .output()
+        .await
+        .code(0);
+    assert_eq!(
+        (target.stats().requests, proxy.stats().requests),
+        (0, 1),
+        "--proxy"
+    );
+
+    via(Sluice::run(Vec::<&str>::new()))
+        .env("HTTP_PROXY", &p)
+        .stdin(input.clone())
+        .output()
+        .await
+        .code(0);
+    assert_eq!(
+        (target.stats().requests, proxy.stats().requests),
+        (0, 2),
+        "HTTP_PROXY"
+    );
+
+    via(Sluice::run(["--no-proxy"]))
+        .env("HTTP_PROXY", &p)
+        .stdin(input.clone())
+        .output()
+        .await
+        .code(0);
+    assert_eq!(
+        (target.stats().requests, proxy.stats().requests),
+        (1, 2),
+        "--no-proxy"
+    );
+
+    Sluice::run(Vec::<&str>::new())
+        .env("HTTP_PROXY", &p)
+        .env("NO_PROXY", "localhost,127.0.0.1")
+        .env("no_proxy", "localhost,127.0.0.1")
+        .stdin(input)
+        .output()
+        .await
+        .code(0);
+    assert_eq!(
+        (target.stats().requests, proxy.stats().requests),
+        (2, 2),
+        "NO_PROXY"
+    );
+    target.shutdown().await;
+    proxy.shutdown().await;
+}
+
+/// curl reads `NO_PROXY=*` as "no proxy for any host", IP addresses
+/// included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_proxy_star_bypasses_every_proxy() {
+    let (target, proxy) = (mock().await, mock().await);
+    for var in ["NO_PROXY", "no_proxy"] {
+        Sluice::run(Vec::<&str>::new())
+            .env("NO_PROXY", "")
+            .env("no_proxy", "")
+            .env(var, "*")
+            .env("HTTP_PROXY", &proxy.url())
+            .stdin(format!("{}/echo\n", target.url()))
+            .output()
+            .await
+            .code(0);
+    }
+    assert_eq!(proxy.stats().requests, 0, "the proxy was used");
+    assert_eq!(target.stats().requests, 2);
+    target.shutdown().await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_offered_on_request() {
+    let server = mock().await;
+    let input = lines(&vec![format!("{}/echo", server.url()); 3]);
+    let out = Sluice::run(["--http2"]).stdin(input.clone()).output().await;
+    out.code(0);
+    assert!(
+        out.records()
+            .iter()
+            .all(|r| r["body"]["version"] == "HTTP/2.0"),
+        "{}",
+        out.stdout
+    );
+    let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
+    out.code(0);
+    assert!(
+        out.records()
+            .iter()
+            .all(|r| r["body"]["version"] == "HTTP/1.1"),
+        "{}",
+        out.stdout
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_is_warned_on_stderr_and_in_the_summary() {
+    let server = mock().await;
+    let dir = tempdir();
+    let summary = dir.path().join("summary.json");
+    let out = Sluice::run([
+        "-k".as_ref(),
+        "--summary-json".as_ref(),
+        summary.as_os_str(),
+    ])
+    .stdin(format!("{}/fast\n", server.url()))
+    .output()
+    .await;
+    out.code(0);
+    let warned = |text: &str| {
+        let text = text.to_ascii_lowercase();
+        text.contains("insecure") || text.contains("not verified")
+    };
+    assert!(warned(&out.stderr), "{}", out.stderr);
+    assert!(warned(&std::fs::read_to_string(&summary).unwrap()));
+    server.shutdown().await;
+}

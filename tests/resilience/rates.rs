@@ -1,0 +1,174 @@
+//! Rates and budgets are exact: never more than rate × window + burst
+//! attempt starts in any window (read from the server's arrival times), and
+//! over a run they reach the rate.
+
+use serde_json::json;
+
+use crate::child::{achieved_rate, arrivals, json_line, max_in_window};
+use crate::support::*;
+
+/// At 100/s with burst 1: at most 101 starts in any 1 s window.
+fn assert_never_above_100(what: &str, sorted: &[f64]) {
+    let most = max_in_window(sorted, 1000.0);
+    eprintln!(
+        "{what}: {} arrivals, at most {most} in 1 s, {:.1}/s overall",
+        sorted.len(),
+        achieved_rate(sorted)
+    );
+    assert!(
+        most <= 101,
+        "{what}: {most} starts in one second at 100/s, burst 1"
+    );
+}
+
+/// Over the run, at least 95/s (a lower bound only).
+fn assert_reaches_100(what: &str, sorted: &[f64]) {
+    let rate = achieved_rate(sorted);
+    let mut gaps: Vec<f64> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    assert!(
+        // A lower bound with room for a loaded 2-core machine; a start that
+        // is late for every token shows up as ~50-90/s.
+        rate >= 90.0,
+        "{what}: only {rate:.1}/s achieved at 100/s (median gap between starts {:.2} ms, not 10)",
+        gaps[gaps.len() / 2]
+    );
+}
+
+/// 300 × /fast under --rate 100/s; the sorted arrival times.
+async fn global_rate_run() -> Vec<f64> {
+    let server = mock().await;
+    let input = lines(&vec![format!("{}/fast", server.url()); 300]);
+    let out = Sluice::run(["-q", "-c", "16", "--rate", "100/s"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(0);
+    assert_eq!(by_line(&out.records()).len(), 300);
+    let at = arrivals(&server, |_| true);
+    assert_eq!(at.len(), 300);
+    server.shutdown().await;
+    at
+}
+
+/// 200 × /fast to each of two origins under --per-host-rate 100/s; the
+/// sorted arrival times at each (the mocks reset together share a clock).
+async fn per_host_rate_run() -> (Vec<f64>, Vec<f64>) {
+    let (a, b) = (mock().await, mock().await);
+    let mut input = Vec::new();
+    for _ in 0..200 {
+        input.push(format!("{}/fast", a.url()));
+        input.push(format!("{}/fast", b.url()));
+    }
+    a.reset_stats();
+    b.reset_stats();
+    let out = Sluice::run(["-q", "-c", "16", "--per-host-rate", "100/s"])
+        .stdin(lines(&input))
+        .output()
+        .await;
+    out.code(0);
+    assert_eq!(by_line(&out.records()).len(), 400);
+    let (at_a, at_b) = (arrivals(&a, |_| true), arrivals(&b, |_| true));
+    assert_eq!((at_a.len(), at_b.len()), (200, 200));
+    a.shutdown().await;
+    b.shutdown().await;
+    (at_a, at_b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_rate_is_never_exceeded() {
+    assert_never_above_100("--rate 100/s", &global_rate_run().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_rate_is_reached() {
+    assert_reaches_100("--rate 100/s", &global_rate_run().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_host_rate_limits_each_origin_separately() {
+    let (at_a, at_b) = per_host_rate_run().await;
+    assert_never_above_100("origin A at --per-host-rate 100/s", &at_a);
+    assert_never_above_100("origin B at --per-host-rate 100/s", &at_b);
+    // The limit is per origin: together they exceed what one origin may.
+    let mut both = [at_a, at_b].concat();
+    both.sort_by(f64::total_cmp);
+    let most = max_in_window(&both, 1000.0);
+    assert!(
+        most > 101,
+        "two origins together: at most {most} starts in 1 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_host_rate_is_reached() {
+    let (at_a, at_b) = per_host_rate_run().await;
+    assert_reaches_100("origin A at --per-host-rate 100/s", &at_a);
+    assert_reaches_100("origin B at --per-host-rate 100/s", &at_b);
+}
+
+/// --budget 6000/m (100 units a second) with --budget-burst 600 and requests
+/// of cost 100: six start at once, then one a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_spends_each_request_cost() {
+    let server = mock().await;
+    let url = format!("{}/fast", server.url());
+    let input: Vec<String> = (0..8)
+        .map(|_| json_line(json!({"url": url, "cost": 100})))
+        .collect();
+    let out = Sluice::run([
+        "-q",
+        "-c",
+        "10",
+        "--budget",
+        "6000/m",
+        "--budget-burst",
+        "600",
+    ])
+    .stdin(lines(&input))
+    .output()
+    .await;
+    out.code(0);
+    assert_eq!(by_line(&out.records()).len(), 8);
+    let at = arrivals(&server, |_| true);
+    assert_eq!(at.len(), 8);
+    let t0 = at[0];
+    // Six fit the burst: without it, the sixth would come 5 s after the first.
+    assert!(at[5] - t0 < 1000.0, "the first six start together: {at:?}");
+    // Small tolerance: arrival times carry the loopback latency of each start.
+    assert!(at[6] - t0 >= 1000.0 - 50.0, "7th too early: {at:?}");
+    assert!(at[7] - t0 >= 2000.0 - 50.0, "8th too early: {at:?}");
+    server.shutdown().await;
+}
+
+/// A cost above the budget's burst could never be sent: `invalid_request`
+/// at once (the burst defaults to one unit of the rate as written: 600).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cost_above_the_budget_burst_is_an_invalid_request() {
+    let server = mock().await;
+    let url = format!("{}/fast", server.url());
+    let input = lines(&[
+        json_line(json!({"url": url, "cost": 700})),
+        json_line(json!({"url": url, "cost": 600})),
+    ]);
+    let out = Sluice::run(["-q", "--budget", "600/m"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(1);
+    let recs = by_line(&out.records());
+    assert_eq!(recs.len(), 2);
+    let bad = &recs[&1];
+    assert_eq!(kind(bad), "invalid_request", "{bad}");
+    assert_eq!(bad["attempts"], 0);
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("700"),
+        "{bad}"
+    );
+    assert_eq!(recs[&2]["ok"], true, "a cost equal to the burst is fine");
+    assert_eq!(server.stats().requests, 1);
+    server.shutdown().await;
+}

@@ -1,0 +1,170 @@
+//! Retries are polite: what is retried, how often, and after how long.
+
+use serde_json::json;
+
+use crate::child::{arrivals, json_line};
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_is_retried_until_it_succeeds_and_exhausted_retries_keep_the_last_status() {
+    let server = mock().await;
+    let m = server.url();
+    let input = lines(&[
+        format!("{m}/fail/2/k"),
+        format!("{m}/fail/10/k2"),
+        format!("{m}/status/404"),
+    ]);
+    let out = Sluice::run(["--retries", "2", "-q", "--backoff-initial", "10ms"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(1);
+    let recs = by_line(&out.records());
+    assert_eq!(recs.len(), 3);
+
+    let (ok, exhausted, not_found) = (&recs[&1], &recs[&2], &recs[&3]);
+    assert_eq!(ok["ok"], true, "{ok}");
+    assert_eq!(
+        (ok["status"].clone(), ok["attempts"].clone()),
+        (json!(200), json!(3))
+    );
+    assert_eq!(path_requests(&server, "/fail/2/k"), 3);
+
+    assert_eq!(exhausted["ok"], false, "{exhausted}");
+    assert_eq!(exhausted["status"], 503);
+    assert_eq!(exhausted["attempts"], 3, "--retries 2: three attempts");
+    assert_eq!(kind(exhausted), "http_status");
+    assert_eq!(path_requests(&server, "/fail/10/k2"), 3);
+
+    assert_eq!(not_found["status"], 404);
+    assert_eq!(not_found["attempts"], 1, "404 is not in --retry-on");
+    assert_eq!(kind(not_found), "http_status");
+    assert_eq!(path_requests(&server, "/status/404"), 1);
+    assert_eq!(server.stats().requests, 7);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_is_retried_only_where_the_server_did_not_act_or_it_is_made_safe() {
+    let server = mock().await;
+    let m = server.url();
+    let post = |path: &str| {
+        json_line(json!({"method": "POST", "url": format!("{m}{path}"), "body": {"n": 1}}))
+    };
+    let input = lines(&[
+        post("/fail/1/p"),
+        post("/fail/1/p429?status=429"),
+        post("/fail/1/q?status=500"),
+        json_line(json!({
+            "method": "POST",
+            "url": format!("{m}/fail/1/r?status=500"),
+            "headers": {"Idempotency-Key": "k-r"},
+            "body": {"n": 1}
+        })),
+    ]);
+    let out = Sluice::run(["-q", "--backoff-initial", "10ms"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(1);
+    let recs = by_line(&out.records());
+    assert_eq!(recs.len(), 4);
+
+    for (line, path) in [(1, "/fail/1/p"), (2, "/fail/1/p429")] {
+        let r = &recs[&line];
+        assert_eq!(
+            (r["ok"].clone(), r["attempts"].clone()),
+            (json!(true), json!(2)),
+            "{r}"
+        );
+        assert_eq!(path_requests(&server, path), 2, "{path}");
+    }
+
+    let q = &recs[&3];
+    assert_eq!(q["ok"], false, "{q}");
+    assert_eq!(q["status"], 500);
+    assert_eq!(q["attempts"], 1, "a POST is not retried on 500: {q}");
+    assert_eq!(kind(q), "http_status");
+    assert_eq!(q["error"]["maybe_applied"], true, "{q}");
+    assert_eq!(path_requests(&server, "/fail/1/q"), 1);
+
+    let r = &recs[&4];
+    assert_eq!(
+        (r["ok"].clone(), r["attempts"].clone()),
+        (json!(true), json!(2)),
+        "Idempotency-Key: {r}"
+    );
+    assert_eq!(path_requests(&server, "/fail/1/r"), 2);
+
+    // The same 500 with --retry-non-idempotent.
+    let input = lines(&[post("/fail/1/s?status=500")]);
+    let out = Sluice::run(["-q", "--retry-non-idempotent", "--backoff-initial", "10ms"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(0);
+    let recs = by_line(&out.records());
+    assert_eq!(recs[&1]["attempts"], 2, "{}", recs[&1]);
+    assert_eq!(path_requests(&server, "/fail/1/s"), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let server = mock().await;
+    let m = server.url();
+    let out = Sluice::run(["-q", "--backoff-initial", "10ms"])
+        .stdin(lines(&[format!("{m}/fail/1/ra?retry_after=2")]))
+        .output()
+        .await;
+    out.code(0);
+    let recs = by_line(&out.records());
+    assert_eq!(recs[&1]["attempts"], 2);
+    let at = arrivals(&server, |p| p == "/fail/1/ra");
+    assert_eq!(at.len(), 2);
+    assert!(
+        at[1] - at[0] >= 2000.0,
+        "Retry-After: 2 was not honoured: attempts {:.0} ms apart",
+        at[1] - at[0]
+    );
+    server.shutdown().await;
+}
+
+/// -c 2: while line 1 waits 3 s to retry (its origin A paused by a 503 with
+/// Retry-After: 3), both slots serve the other origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_to_retry_holds_no_slot() {
+    let (a, b) = (mock().await, mock().await);
+    let mut input = vec![format!("{}/fail/1/slow?retry_after=3", a.url())];
+    input.extend((0..10).map(|_| format!("{}/delay/0.3", b.url())));
+    a.reset_stats();
+    b.reset_stats();
+    let out = Sluice::run(["-q", "-c", "2", "--backoff-initial", "10ms"])
+        .stdin(lines(&input))
+        .output()
+        .await;
+    out.code(0);
+    let recs = by_line(&out.records());
+    assert_eq!(recs.len(), 11);
+    assert_eq!(recs[&1]["attempts"], 2);
+
+    let retry = arrivals(&a, |_| true);
+    let delays = arrivals(&b, |_| true);
+    assert_eq!((retry.len(), delays.len()), (2, 10));
+    assert!(retry[1] - retry[0] >= 3000.0, "Retry-After: 3 honoured");
+    // Both servers were reset together: their clocks agree to microseconds.
+    let last_done = delays[9] + 300.0;
+    assert!(
+        last_done <= retry[1],
+        "all ten /delay/0.3 should finish before the retry (last done {last_done:.0} ms, retry at {:.0} ms)",
+        retry[1]
+    );
+    let sb = b.stats();
+    assert_eq!(
+        sb.peak_in_flight, 2,
+        "both slots served B while A's retry waited: {sb:?}"
+    );
+    assert_eq!(a.stats().peak_in_flight, 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
