@@ -14,6 +14,8 @@
 //! [`Config`], a stream of [`Input`]s and a shutdown future, and yields
 //! [`Event`]s. See [`run`] for an example.
 
+#![warn(missing_docs)]
+
 pub mod attempt;
 pub mod classify;
 pub mod client;

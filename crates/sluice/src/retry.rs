@@ -108,9 +108,13 @@ impl fmt::Display for RetryOn {
 pub enum Failure {
     /// A complete response with this status.
     Status(u16),
-    /// No usable response: `sent` says whether the request may have reached
-    /// the server.
-    Error { kind: ErrorKind, sent: bool },
+    /// No usable response.
+    Error {
+        /// What went wrong.
+        kind: ErrorKind,
+        /// Whether the request may have reached the server.
+        sent: bool,
+    },
 }
 
 /// True when the server has said (or the failure shows) that it did not act
