@@ -17,18 +17,23 @@ use crate::cli::ProgressMode;
 /// Progress display and per-request logs; every method is a no-op when off.
 pub struct Display {
     bar: Option<ProgressBar>,
+    /// `--progress always` without a terminal: a plain line every second.
+    plain: Option<std::cell::Cell<std::time::Instant>>,
     verbose: bool,
 }
 
 impl Display {
     /// A display on stderr as `mode`, `quiet` and `verbose` ask.
     pub fn new(mode: ProgressMode, quiet: bool, verbose: bool) -> Display {
+        let terminal = std::io::stderr().is_terminal();
         let show = !quiet
             && match mode {
                 ProgressMode::Always => true,
                 ProgressMode::Never => false,
-                ProgressMode::Auto => std::io::stderr().is_terminal(),
+                ProgressMode::Auto => terminal,
             };
+        let plain = (show && !terminal).then(|| std::cell::Cell::new(std::time::Instant::now()));
+        let show = show && terminal;
         let bar = show.then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
             let style = ProgressStyle::with_template(
@@ -39,20 +44,30 @@ impl Display {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Display { bar, verbose }
+        Display {
+            bar,
+            plain,
+            verbose,
+        }
     }
 
     /// Updates the counters shown.
     pub fn update(&self, done: u64, read: u64, in_flight: usize, tally: &Tally, elapsed: Duration) {
+        let rps = done as f64 / elapsed.as_secs_f64().max(0.001);
+        let message = format!(
+            "{in_flight} in flight · {} ok · {} failed · {rps:.0}/s",
+            tally.ok,
+            tally.failed()
+        );
         if let Some(bar) = &self.bar {
             bar.set_length(read.max(done));
             bar.set_position(done);
-            let rps = done as f64 / elapsed.as_secs_f64().max(0.001);
-            bar.set_message(format!(
-                "{in_flight} in flight · {} ok · {} failed · {rps:.0}/s",
-                tally.ok,
-                tally.failed()
-            ));
+            bar.set_message(message);
+        } else if let Some(last) = &self.plain
+            && last.get().elapsed() >= Duration::from_secs(1)
+        {
+            last.set(std::time::Instant::now());
+            eprintln!("sluice: {done}/{} done · {message}", read.max(done));
         }
     }
 
