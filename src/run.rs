@@ -47,6 +47,11 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         _ => None,
     };
     let sink = open_output(&args)?;
+    if args.insecure {
+        eprintln!(
+            "sluice: warning: --insecure: TLS certificates are NOT verified; anyone on the path can read and change this traffic"
+        );
+    }
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
     let prior = recorded

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
+use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
-use reqwest::{Client, Method};
 use serde_json::value::RawValue;
 use url::Url;
 
 use crate::classify::classify;
+use crate::client::Clients;
 use crate::config::{BodyMode, Config};
 use crate::record::{Body, ErrorKind};
 use crate::redact::Redactor;
@@ -57,7 +58,7 @@ pub enum Outcome {
 }
 
 /// Runs one attempt of `req` within its timeout.
-pub async fn run(client: &Client, config: &Config, req: &Request) -> Outcome {
+pub async fn run(client: &Clients, config: &Config, req: &Request) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
     match tokio::time::timeout(limit, exchange(client, config, req)).await {
         Ok(outcome) => outcome,
@@ -87,7 +88,7 @@ struct Hop {
     body: Option<Bytes>,
 }
 
-async fn exchange(client: &Client, config: &Config, req: &Request) -> Outcome {
+async fn exchange(client: &Clients, config: &Config, req: &Request) -> Outcome {
     let mut hop = Hop {
         method: req.method.clone(),
         url: req.url.clone(),
@@ -97,6 +98,7 @@ async fn exchange(client: &Client, config: &Config, req: &Request) -> Outcome {
     let mut followed = 0;
     loop {
         let mut builder = client
+            .for_url(&hop.url)
             .request(hop.method.clone(), hop.url.clone())
             .headers(hop.headers.clone());
         if let Some(body) = &hop.body {

@@ -22,7 +22,47 @@ pub struct ClientError(pub String);
 /// flight to it, so a run at concurrency c ends with about c connections, and
 /// drops idle ones after `pool_idle_timeout`, below common server
 /// keep-alives, to avoid writing onto a connection the server is closing.
-pub fn build(config: &Config) -> Result<Client, ClientError> {
+pub fn build(config: &Config) -> Result<Clients, ClientError> {
+    if !config.http2 {
+        let one = build_one(config, Version::Http1)?;
+        return Ok(Clients {
+            http: one.clone(),
+            https: one,
+        });
+    }
+    Ok(Clients {
+        http: build_one(config, Version::PriorKnowledge)?,
+        https: build_one(config, Version::Alpn)?,
+    })
+}
+
+/// The clients of a run: under `--http2`, `http://` URLs use HTTP/2 with
+/// prior knowledge and `https://` URLs offer it through ALPN; otherwise both
+/// are the same HTTP/1.1 client.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    http: Client,
+    https: Client,
+}
+
+impl Clients {
+    /// The client for a URL's scheme.
+    pub fn for_url(&self, url: &url::Url) -> &Client {
+        if url.scheme() == "https" {
+            &self.https
+        } else {
+            &self.http
+        }
+    }
+}
+
+enum Version {
+    Http1,
+    PriorKnowledge,
+    Alpn,
+}
+
+fn build_one(config: &Config, version: Version) -> Result<Client, ClientError> {
     // Installing fails only when a provider is already installed, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let idle_per_host = config
@@ -42,10 +82,10 @@ pub fn build(config: &Config) -> Result<Client, ClientError> {
         .brotli(config.compressed)
         .zstd(config.compressed)
         .no_proxy();
-    b = if config.http2 {
-        b.http2_prior_knowledge()
-    } else {
-        b.http1_only()
+    b = match version {
+        Version::Http1 => b.http1_only(),
+        Version::PriorKnowledge => b.http2_prior_knowledge(),
+        Version::Alpn => b,
     };
     b = proxies(b, config)?;
     b = tls(b, config)?;

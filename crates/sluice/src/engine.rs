@@ -13,13 +13,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use futures::{FutureExt, Stream, StreamExt};
-use reqwest::Client;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::attempt::{self, Outcome};
-use crate::client::{self, ClientError};
+use crate::client::{self, ClientError, Clients};
 use crate::config::Config;
 use crate::event::Event;
 use crate::gcra::Gcra;
@@ -121,7 +120,7 @@ type Done = (Job, Outcome, Instant);
 
 struct Dispatcher {
     config: Arc<Config>,
-    client: Client,
+    client: Clients,
     events: mpsc::Sender<Event>,
     outbox: VecDeque<Event>,
     intake: Intake,
@@ -146,7 +145,7 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn new(config: Arc<Config>, client: Client, events: mpsc::Sender<Event>) -> Dispatcher {
+    fn new(config: Arc<Config>, client: Clients, events: mpsc::Sender<Event>) -> Dispatcher {
         let now = Instant::now();
         let burst = u64::from(config.burst.get());
         Dispatcher {
