@@ -16,4 +16,5 @@ mod resume;
 mod schema;
 mod signals;
 mod support;
+mod tls;
 mod transport;
