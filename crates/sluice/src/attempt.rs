@@ -221,9 +221,15 @@ async fn finish(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let headers = std::mem::take(resp.headers_mut());
+    // The connection goes back to the pool from a task of hyper's once the
+    // response is gone; give it a turn before this slot is reused, or the
+    // next request may open a new connection instead.
+    drop(resp);
+    tokio::task::yield_now().await;
     Outcome::Response(Box::new(Response {
         status,
-        headers: std::mem::take(resp.headers_mut()),
+        headers,
         body: store(bytes, config.body_mode, content_type.as_deref()),
         final_url,
         note,
