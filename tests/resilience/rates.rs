@@ -172,3 +172,45 @@ async fn a_cost_above_the_budget_burst_is_an_invalid_request() {
     assert_eq!(server.stats().requests, 1);
     server.shutdown().await;
 }
+
+/// First come, first served on the budget: a cheap request behind an
+/// expensive one that waits for budget does not overtake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheap_request_does_not_overtake_an_expensive_one() {
+    let server = mock().await;
+    let url = |path: &str| format!("{}{path}", server.url());
+    // Budget 100 a second, burst 100: the first spends it all, the second
+    // (cost 100) waits about a second, and the third (cost 1) must wait
+    // behind it although it would fit sooner.
+    let input = lines(&[
+        json_line(json!({"url": url("/fast"), "cost": 100})),
+        json_line(json!({"url": url("/echo"), "cost": 100})),
+        json_line(json!({"url": url("/status/200"), "cost": 1})),
+    ]);
+    let out = Sluice::run([
+        "-q",
+        "-c",
+        "10",
+        "--budget",
+        "6000/m",
+        "--budget-burst",
+        "100",
+    ])
+    .stdin(input)
+    .output()
+    .await;
+    out.code(0);
+    let expensive = arrivals(&server, |p| p == "/echo");
+    let cheap = arrivals(&server, |p| p == "/status/200");
+    let first = arrivals(&server, |p| p == "/fast");
+    assert_eq!((first.len(), expensive.len(), cheap.len()), (1, 1, 1));
+    assert!(
+        expensive[0] - first[0] >= 950.0,
+        "the second waited for budget: {expensive:?}"
+    );
+    assert!(
+        cheap[0] >= expensive[0],
+        "the cheap request overtook: {cheap:?} < {expensive:?}"
+    );
+    server.shutdown().await;
+}
