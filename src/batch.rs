@@ -126,6 +126,10 @@ pub async fn drive(
                 }
                 state.signal = Some(signal);
                 state.stop();
+                ui.display.println(&format!(
+                    "sluice: {}: finishing the requests in flight; send it again to cancel them",
+                    signal.name()
+                ));
             }
             _ = tick.tick() => {
                 if let Err(e) = sink.flush() {

@@ -20,6 +20,7 @@ pub struct Display {
     /// `--progress always` without a terminal: a plain line every second.
     plain: Option<std::cell::Cell<std::time::Instant>>,
     verbose: bool,
+    echo: EchoGuard,
 }
 
 impl Display {
@@ -37,17 +38,23 @@ impl Display {
         let bar = show.then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
             let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
             )
             .expect("the progress template is valid");
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
+        let echo = if bar.is_some() {
+            EchoGuard::quiet_ctl_echo()
+        } else {
+            EchoGuard(None)
+        };
         Display {
             bar,
             plain,
             verbose,
+            echo,
         }
     }
 
@@ -119,6 +126,46 @@ impl Display {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+        self.echo.restore();
+    }
+}
+
+/// While the bar is drawn, the terminal must not echo `^C`: the echo moves
+/// the cursor under the bar, which then cannot be cleared. The setting is
+/// restored when the display finishes or is dropped.
+struct EchoGuard(Option<libc::termios>);
+
+impl EchoGuard {
+    fn quiet_ctl_echo() -> EchoGuard {
+        // SAFETY: tcgetattr/tcsetattr only read and write the struct we pass,
+        // on stderr, which is a terminal here.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(2, &mut t) != 0 {
+                return EchoGuard(None);
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHOCTL;
+            if libc::tcsetattr(2, libc::TCSANOW, &t) != 0 {
+                return EchoGuard(None);
+            }
+            EchoGuard(Some(saved))
+        }
+    }
+
+    fn restore(&self) {
+        if let Some(saved) = &self.0 {
+            // SAFETY: as above; `saved` came from tcgetattr.
+            unsafe {
+                libc::tcsetattr(2, libc::TCSANOW, saved);
+            }
+        }
+    }
+}
+
+impl Drop for EchoGuard {
+    fn drop(&mut self) {
+        self.restore();
     }
 }
 
