@@ -32,21 +32,40 @@ pub mod exit {
     pub const SIGTERM: i32 = 143;
 }
 
+/// Why the input stream stopped early.
+#[derive(Clone, Debug)]
+pub struct FeedError {
+    /// What went wrong.
+    pub message: String,
+    /// The input does not match the records being resumed (exit 2), rather
+    /// than a read failure (exit 3).
+    pub changed_input: bool,
+}
+
+impl FeedError {
+    /// A read failure.
+    pub fn read(e: impl std::fmt::Display) -> FeedError {
+        FeedError {
+            message: e.to_string(),
+            changed_input: false,
+        }
+    }
+}
+
 /// Input items, with a count of those read and the first read error.
 pub struct Feed {
     /// Items read so far.
     pub read: Arc<AtomicU64>,
     /// Set when the input failed mid-stream.
-    pub error: Arc<std::sync::Mutex<Option<String>>>,
+    pub error: Arc<std::sync::Mutex<Option<FeedError>>>,
 }
 
 impl Feed {
     /// Wraps a source stream: counts items, and ends it at the first error,
     /// which is kept for the summary (exit 3).
-    pub fn wrap<S, E>(source: S) -> (Feed, impl Stream<Item = Input> + Send + 'static)
+    pub fn wrap<S>(source: S) -> (Feed, impl Stream<Item = Input> + Send + 'static)
     where
-        S: Stream<Item = Result<Input, E>> + Send + 'static,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<Input, FeedError>> + Send + 'static,
     {
         let feed = Feed {
             read: Arc::new(AtomicU64::new(0)),
@@ -64,7 +83,7 @@ impl Feed {
                     }
                     Err(e) => {
                         if let Ok(mut slot) = error.lock() {
-                            *slot = Some(e.to_string());
+                            *slot = Some(e);
                         }
                         None
                     }
@@ -90,7 +109,7 @@ pub async fn drive(
     feed: Feed,
     inputs: impl Stream<Item = Input> + Send + 'static,
     mut sink: Sink,
-    prior: Tally,
+    prior: Option<Tally>,
     ui: Ui,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<Summary> {
@@ -101,13 +120,17 @@ pub async fn drive(
         let _ = stop_rx.await;
     };
     let mut run = sluice::run(config, inputs, shutdown)?;
+    let resumed = prior.is_some();
     let mut state = State {
-        all: prior,
+        all: prior.unwrap_or_default(),
         this_run: Tally::default(),
         in_flight: 0,
         closed: Vec::new(),
         timeline: Timeline::default(),
         started,
+        pending: std::collections::VecDeque::new(),
+        settled: 0,
+        resumed,
         stop_tx: Some(stop_tx),
         signal: None,
         write_error: None,
@@ -135,6 +158,7 @@ pub async fn drive(
                 if let Err(e) = sink.flush() {
                     state.write_failed(&sink, e);
                 }
+                state.settle(&sink);
                 let read = feed.read.load(Ordering::Relaxed);
                 ui.display.update(state.this_run.records, read, state.in_flight, &state.this_run, started.elapsed());
             }
@@ -147,8 +171,12 @@ pub async fn drive(
     if let Err(e) = sink.finish() {
         state.write_failed(&sink, e);
     }
+    state.settle(&sink);
     ui.display.finish();
     let read_error = feed.error.lock().ok().and_then(|e| e.clone());
+    if let Some(e) = read_error.as_ref().filter(|_| ui.quiet) {
+        eprintln!("sluice: {}", e.message);
+    }
     let summary = state.summary(started.elapsed(), read_error, &feed, insecure);
     if !ui.quiet {
         eprint!("{}", summary.text());
@@ -174,6 +202,11 @@ struct State {
     closed: Vec<String>,
     timeline: Timeline,
     started: Instant,
+    /// Outcomes of records not yet handed to the OS, oldest first: counted
+    /// only once written, so the summary says how far the output got.
+    pending: std::collections::VecDeque<(sluice::stats::Outcome, Duration)>,
+    settled: u64,
+    resumed: bool,
     stop_tx: Option<oneshot::Sender<()>>,
     signal: Option<Signal>,
     write_error: Option<String>,
@@ -184,16 +217,15 @@ impl State {
         display.log(&event);
         match event {
             Event::Record(record) => {
-                if let Err(e) = sink.write(&record) {
-                    self.write_failed(sink, e);
-                    return;
-                }
                 if record.attempts > 0 {
                     self.in_flight = self.in_flight.saturating_sub(1);
                 }
-                self.all.add((&record).into());
-                self.this_run.add((&record).into());
-                self.timeline.add(self.started.elapsed(), record.ok);
+                self.pending
+                    .push_back(((&record).into(), self.started.elapsed()));
+                if let Err(e) = sink.write(&record) {
+                    self.write_failed(sink, e);
+                }
+                self.settle(sink);
             }
             Event::Started { in_flight, .. } => self.in_flight = in_flight,
             Event::Retrying { .. } => self.in_flight = self.in_flight.saturating_sub(1),
@@ -202,6 +234,19 @@ impl State {
                 self.closed.push(format!("{origin}: {reason}"));
             }
             Event::Dropped { .. } | Event::Waiting { .. } | Event::Paused { .. } => {}
+        }
+    }
+
+    /// Counts the records the sink has written since the last call.
+    fn settle(&mut self, sink: &Sink) {
+        while self.settled < sink.lines_written() {
+            let Some((outcome, at)) = self.pending.pop_front() else {
+                break;
+            };
+            self.settled += 1;
+            self.all.add(outcome);
+            self.this_run.add(outcome);
+            self.timeline.add(at, outcome.ok);
         }
     }
 
@@ -225,11 +270,12 @@ impl State {
     fn summary(
         &self,
         wall: Duration,
-        read_error: Option<String>,
+        read_error: Option<FeedError>,
         feed: &Feed,
         insecure: bool,
     ) -> Summary {
         let mut s = Summary::new(&self.all, &self.this_run, wall);
+        s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
         let read = feed.read.load(Ordering::Relaxed);
         s.not_written = read.saturating_sub(self.this_run.records);
@@ -242,10 +288,14 @@ impl State {
         } else if let Some(e) = &self.write_error {
             (exit::STOPPED, Some(e.clone()))
         } else if let Some(e) = read_error {
-            (
-                exit::STOPPED,
-                Some(format!("reading the input failed: {e}")),
-            )
+            if e.changed_input {
+                (exit::USAGE, Some(e.message))
+            } else {
+                (
+                    exit::STOPPED,
+                    Some(format!("reading the input failed: {}", e.message)),
+                )
+            }
         } else if !self.closed.is_empty() {
             (
                 exit::STOPPED,

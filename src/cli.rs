@@ -26,8 +26,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Start the fault-injecting test upstream (for demos, tests and benchmarks).
     Mock {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address to listen on: HOST:PORT, or a port alone (on 127.0.0.1); port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: SocketAddr,
     },
     /// Run 200 requests to /delay/1 at concurrency 15 against an in-process test upstream.
@@ -346,15 +346,27 @@ impl RunArgs {
     }
 }
 
+/// `--listen`: `HOST:PORT` (names resolved, first address) or a bare port on 127.0.0.1.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            format!("`{text}` is not an address: write HOST:PORT (127.0.0.1:8080) or a port")
+        })
+}
+
 /// Parses `-H 'Name: value'` options, expanding `${VAR}` from the environment.
 pub fn parse_headers(specs: &[String], redactor: &Redactor) -> Result<HeaderMap> {
     let mut headers = HeaderMap::new();
     for spec in specs {
         let Some((name, value)) = spec.split_once(':') else {
-            bail!(
-                "-H `{}`: write headers as 'Name: value'",
-                spec.split(':').next().unwrap_or("")
-            );
+            // The text may hold a secret (`Authorization Bearer ...`): do not echo it.
+            bail!("-H: a header has no `:`; write headers as 'Name: value'");
         };
         let name = name.trim();
         let value = expand_env(value.trim(), name)?;

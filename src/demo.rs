@@ -2,12 +2,10 @@
 //! `/delay/1` at concurrency 15 against an in-process test upstream — with
 //! the makespan beside its ideal and the connections the server saw.
 
-use std::convert::Infallible;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use sluice::sink::{OpenMode, Sink};
-use sluice::stats::Tally;
 use sluice::{Config, Input, Request};
 use sluice_mock::MockServer;
 
@@ -24,8 +22,9 @@ pub async fn demo() -> Result<i32> {
         .await
         .context("cannot start the test upstream on 127.0.0.1")?;
     let url = url::Url::parse(&format!("{}/delay/1", mock.url())).context("mock URL")?;
-    let requests = (1..=REQUESTS)
-        .map(move |line| Ok::<_, Infallible>(Input::Request(Request::get(line, url.clone()))));
+    let requests = (1..=REQUESTS).map(move |line| {
+        Ok::<_, batch::FeedError>(Input::Request(Request::get(line, url.clone())))
+    });
     let (feed, inputs) = Feed::wrap(futures::stream::iter(requests));
     let out = std::env::temp_dir().join("sluice-demo.jsonl");
     let sink = Sink::open(&out, OpenMode::Overwrite, false)?;
@@ -35,26 +34,26 @@ pub async fn demo() -> Result<i32> {
         mock.url()
     );
     let ui = Ui {
-        display: Display::new(ProgressMode::Auto, false, false),
+        display: Display::new(ProgressMode::Always, false, false),
         quiet: false,
         summary_json: None,
         report: None,
     };
     let signals = crate::signals::listen()?;
     let start = Instant::now();
-    let summary = batch::drive(config, feed, inputs, sink, Tally::default(), ui, signals).await?;
+    let summary = batch::drive(config, feed, inputs, sink, None, ui, signals).await?;
     let makespan = start.elapsed().as_secs_f64();
     let ideal = REQUESTS.div_ceil(CONCURRENCY as u64) as f64;
     let stats = mock.stats();
-    eprintln!(
+    println!(
         "makespan {makespan:.2}s, ideal {ideal:.2}s (ceil({REQUESTS}/{CONCURRENCY}) waves of 1s): {:+.2}%",
         (makespan / ideal - 1.0) * 100.0
     );
-    eprintln!(
+    println!(
         "the server saw {} connections for {} requests (peak {} in flight)",
         stats.connections, stats.requests, stats.peak_in_flight
     );
-    eprintln!("results: {}", out.display());
+    println!("results: {}", out.display());
     mock.shutdown().await;
     Ok(summary.exit_code)
 }

@@ -192,6 +192,8 @@ pub struct Summary {
     pub failed: u64,
     /// Records written by this run.
     pub sent_this_run: u64,
+    /// The run continued an earlier output (`--resume`).
+    pub resumed: bool,
     /// Count by final status.
     pub by_status: std::collections::BTreeMap<u16, u64>,
     /// Count by error kind.
@@ -226,6 +228,7 @@ impl Summary {
             ok: all.ok,
             failed: all.failed(),
             sent_this_run: this_run.records,
+            resumed: false,
             by_status: all.by_status.clone(),
             by_error: all
                 .by_kind
@@ -248,7 +251,7 @@ impl Summary {
     /// The human-readable form, for stderr.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        let resumed = if self.sent_this_run != self.records {
+        let resumed = if self.resumed {
             format!(" ({} sent this run)", self.sent_this_run)
         } else {
             String::new()

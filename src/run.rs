@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
+use sluice::Input;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
 use sluice::resume::Recorded;
 use sluice::sink::{OpenMode, Sink};
 use sluice::source::Source;
 
-use crate::batch::{self, Feed, Ui, exit};
+use crate::batch::{self, Feed, FeedError, Ui, exit};
 use crate::cli::RunArgs;
 use crate::report::Display;
 
@@ -35,18 +36,23 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     };
     let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(anyhow!("{e}")))?;
     if args.dry_run {
-        return dry_run(source, config.effective_budget_burst(), args.quiet).await;
+        let intake = Intake::new(config.effective_budget_burst(), config.redactor.clone());
+        return dry_run(source, intake, &args).await;
     }
     let recorded = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
             let recorded =
                 Recorded::scan(path, args.retry_failed).map_err(|e| Usage(anyhow!("{e}")))?;
             check_inputs_match(&args.inputs, opts, &recorded).await?;
+            recorded.commit().map_err(|e| Usage(anyhow!("{e}")))?;
             Some(Arc::new(recorded))
         }
         _ => None,
     };
     let sink = open_output(&args)?;
+    for path in [&args.summary_json, &args.report].into_iter().flatten() {
+        check_writable(path)?;
+    }
     if args.insecure {
         eprintln!(
             "sluice: warning: --insecure: TLS certificates are NOT verified; anyone on the path can read and change this traffic"
@@ -54,14 +60,14 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     }
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
-    let prior = recorded
-        .as_ref()
-        .map(|r| r.tally.clone())
-        .unwrap_or_default();
+    let prior = recorded.as_ref().map(|r| r.tally.clone());
     let stream = source.into_stream().map(move |item| {
-        let item = item.map_err(|e| e.to_string())?;
+        let item = item.map_err(FeedError::read)?;
         match &recorded {
-            Some(r) => r.filter(item).map_err(|e| e.to_string()),
+            Some(r) => r.filter(item).map_err(|e| FeedError {
+                message: e.to_string(),
+                changed_input: true,
+            }),
             None => Ok(item),
         }
     });
@@ -76,33 +82,44 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     Ok(summary.exit_code)
 }
 
-/// Before a resumed run sends anything, every recorded line must still
-/// have the same id in the inputs (when they are files that can be read
-/// twice; standard input is checked as it streams).
+/// Before a resumed run sends anything, every recorded line must still be a
+/// request line with the same id in the inputs. Only regular files can be
+/// read twice; pipes and standard input are checked as they stream.
 async fn check_inputs_match(
     inputs: &[PathBuf],
     opts: ParseOptions,
     recorded: &Recorded,
 ) -> Result<()> {
-    if inputs.is_empty() || inputs.iter().any(|p| p == Path::new("-")) {
+    let regular = |p: &PathBuf| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+    if inputs.is_empty() || !inputs.iter().all(regular) {
         return Ok(());
     }
     let source = Source::open(inputs, opts).map_err(|e| Usage(anyhow!("{e}")))?;
     let mut stream = Box::pin(source.into_stream());
-    let mut last = 0;
+    let mut matched = 0;
     while let Some(item) = stream.next().await {
         let item = item.map_err(|e| Usage(anyhow!("{e}")))?;
-        last = item.line();
-        recorded.filter(item).map_err(|e| Usage(anyhow!("{e}")))?;
+        if let Input::Recorded { .. } = recorded.filter(item).map_err(|e| Usage(anyhow!("{e}")))? {
+            matched += 1;
+        }
     }
-    if recorded.last_line() > last {
+    if matched < recorded.kept {
         return Err(Usage(anyhow!(
-            "the output has a record for line {} but the inputs have only {last} lines: the input changed; resume with the same inputs, or start a new output",
-            recorded.last_line()
+            "the output has {} records but only {matched} of their lines are still request lines in the inputs: the input changed; resume with the same inputs, or start a new output",
+            recorded.kept
         ))
         .into());
     }
     Ok(())
+}
+
+/// An extra output (`--summary-json`, `--report`) must be writable before
+/// anything is sent; it is written at the end.
+fn check_writable(path: &Path) -> Result<()> {
+    let probe = path.with_extension("sluice-probe");
+    std::fs::File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| Usage(anyhow!("cannot write {}: {e}", path.display())).into())
 }
 
 fn open_output(args: &RunArgs) -> Result<Sink> {
@@ -128,10 +145,9 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
 
 /// `--dry-run`: every line is checked as a run would check it (duplicates
 /// and costs included); bad lines' records go to stdout; nothing is sent.
-async fn dry_run(source: Source, budget_burst: Option<u64>, quiet: bool) -> Result<i32> {
-    let mut intake = Intake::new(budget_burst);
+async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i32> {
     let mut stream = Box::pin(source.into_stream());
-    let (mut good, mut bad) = (0u64, 0u64);
+    let mut report = DryRun::default();
     let mut out = std::io::stdout().lock();
     while let Some(item) = stream.next().await {
         let item = match item {
@@ -142,9 +158,15 @@ async fn dry_run(source: Source, budget_burst: Option<u64>, quiet: bool) -> Resu
             }
         };
         match intake.check(item) {
-            Checked::Run(..) | Checked::Skip => good += 1,
+            Checked::Run(..) | Checked::Skip => report.would_send += 1,
             Checked::Reject(record) => {
-                bad += 1;
+                report.bad += 1;
+                if let Some(kind) = record.error_kind() {
+                    *report
+                        .by_error
+                        .entry(kind.as_str().to_string())
+                        .or_default() += 1;
+                }
                 use std::io::Write;
                 if out.write_all(record.to_json_line().as_bytes()).is_err() {
                     return Ok(exit::STOPPED);
@@ -152,13 +174,52 @@ async fn dry_run(source: Source, budget_burst: Option<u64>, quiet: bool) -> Resu
             }
         }
     }
-    if !quiet {
-        eprintln!(
-            "sluice: dry run: {} request lines, {good} would be sent, {bad} bad; nothing was sent",
-            good + bad
-        );
+    report.dry_run = true;
+    report.request_lines = report.would_send + report.bad;
+    report.exit_code = if report.bad > 0 {
+        exit::FAILED
+    } else {
+        exit::OK
+    };
+    if !args.quiet {
+        eprintln!("{}", report.text());
     }
-    Ok(if bad > 0 { exit::FAILED } else { exit::OK })
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_string_pretty(&report).expect("the summary serialises");
+        std::fs::write(path, json + "\n")
+            .map_err(|e| anyhow!("cannot write the summary {}: {e}", path.display()))?;
+    }
+    Ok(report.exit_code)
+}
+
+/// The summary of a dry run.
+#[derive(Debug, Default, serde::Serialize)]
+struct DryRun {
+    dry_run: bool,
+    request_lines: u64,
+    would_send: u64,
+    bad: u64,
+    by_error: std::collections::BTreeMap<String, u64>,
+    exit_code: i32,
+}
+
+impl DryRun {
+    fn text(&self) -> String {
+        let kinds: Vec<String> = self
+            .by_error
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let detail = if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        };
+        format!(
+            "sluice: dry run: {} request lines: {} would be sent, {} bad{detail}; nothing was sent",
+            self.request_lines, self.would_send, self.bad
+        )
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit, so that many

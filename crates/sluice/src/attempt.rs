@@ -60,14 +60,32 @@ pub enum Outcome {
 /// Runs one attempt of `req` within its timeout.
 pub async fn run(client: &Clients, config: &Config, req: &Request) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
-    match tokio::time::timeout(limit, exchange(client, config, req)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::Failed(Failed {
+    let deadline = Deadline {
+        at: tokio::time::Instant::now() + limit,
+        limit,
+    };
+    exchange(client, config, req, deadline).await
+}
+
+/// The end of an attempt's time, shared by sending and reading the body so a
+/// timeout while reading still records the status that arrived.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    fn expired(&self, status: Option<u16>) -> Failed {
+        Failed {
             kind: ErrorKind::Timeout,
             sent: true,
-            message: format!("no complete response within the timeout of {}", show(limit)),
-            status: None,
-        }),
+            message: format!(
+                "no complete response within the timeout of {}",
+                show(self.limit)
+            ),
+            status,
+        }
     }
 }
 
@@ -88,7 +106,7 @@ struct Hop {
     body: Option<Bytes>,
 }
 
-async fn exchange(client: &Clients, config: &Config, req: &Request) -> Outcome {
+async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: Deadline) -> Outcome {
     let mut hop = Hop {
         method: req.method.clone(),
         url: req.url.clone(),
@@ -104,9 +122,10 @@ async fn exchange(client: &Clients, config: &Config, req: &Request) -> Outcome {
         if let Some(body) = &hop.body {
             builder = builder.body(body.clone());
         }
-        let resp = match builder.send().await {
-            Ok(resp) => resp,
-            Err(e) => return transport_failure(&e, None),
+        let resp = match tokio::time::timeout_at(deadline.at, builder.send()).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => return transport_failure(&e, None),
+            Err(_) => return Outcome::Failed(deadline.expired(None)),
         };
         match next_hop(&hop, &resp, followed, &config.redactor) {
             Redirect::Follow(next) => {
@@ -115,7 +134,7 @@ async fn exchange(client: &Clients, config: &Config, req: &Request) -> Outcome {
             }
             Redirect::Stop(note) => {
                 let final_url = (followed > 0).then(|| hop.url.clone());
-                return finish(resp, config, final_url, note).await;
+                return finish(resp, config, final_url, note, deadline).await;
             }
         }
     }
@@ -207,14 +226,17 @@ async fn finish(
     config: &Config,
     final_url: Option<Url>,
     note: Option<String>,
+    deadline: Deadline,
 ) -> Outcome {
     let status = resp.status().as_u16();
-    let bytes = match read_body(&mut resp, config).await {
-        Ok(bytes) => bytes,
-        Err(mut failed) => {
+    let read = tokio::time::timeout_at(deadline.at, read_body(&mut resp, config)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(mut failed)) => {
             failed.status = Some(status);
             return Outcome::Failed(failed);
         }
+        Err(_) => return Outcome::Failed(deadline.expired(Some(status))),
     };
     let content_type = resp
         .headers()

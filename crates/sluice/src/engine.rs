@@ -149,7 +149,7 @@ impl Dispatcher {
         let now = Instant::now();
         let burst = u64::from(config.burst.get());
         Dispatcher {
-            intake: Intake::new(config.effective_budget_burst()),
+            intake: Intake::new(config.effective_budget_burst(), config.redactor.clone()),
             order: config.ordered.then(Reorder::default),
             rate: config.rate.map(|r| Gcra::new(r, burst, now)),
             budget: config

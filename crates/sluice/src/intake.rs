@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 use crate::record::{ErrorKind, Id, Record};
+use crate::redact::Redactor;
 use crate::request::{Input, Request};
 
 /// What to do with an input item.
@@ -29,13 +30,16 @@ pub struct Intake {
     explicit: HashSet<u128>,
     implicit_lines: BitSet,
     budget_burst: Option<u64>,
+    redactor: Redactor,
 }
 
 impl Intake {
-    /// A fresh intake; with a budget, costs above `budget_burst` are rejected.
-    pub fn new(budget_burst: Option<u64>) -> Intake {
+    /// A fresh intake; with a budget, costs above `budget_burst` are
+    /// rejected. URLs in its records go through `redactor`.
+    pub fn new(budget_burst: Option<u64>, redactor: Redactor) -> Intake {
         Intake {
             budget_burst,
+            redactor,
             ..Intake::default()
         }
     }
@@ -64,18 +68,22 @@ impl Intake {
     }
 
     fn check_request(&mut self, req: Request) -> Checked {
+        let place = req
+            .place
+            .clone()
+            .unwrap_or_else(|| format!("line {}", req.line));
         if !self.claim(&req.id, req.line) {
             let message = format!(
-                "line {}: id `{}` is already used by an earlier line; ids must be unique (compared as text)",
-                req.line, req.id
+                "{place}: id `{}` is already used by an earlier line; ids must be unique (compared as text)",
+                req.id
             );
             return self.reject(req, ErrorKind::DuplicateId, message);
         }
         let cells = cost_cells(req.cost);
         if let Some(burst) = self.budget_burst.filter(|&b| cells > b) {
             let message = format!(
-                "line {}: cost {} is more than --budget-burst ({burst}), so it could never be sent; raise --budget-burst or lower the cost",
-                req.line, req.cost
+                "{place}: cost {} is more than --budget-burst ({burst}), so it could never be sent; raise --budget-burst or lower the cost",
+                req.cost
             );
             return self.reject(req, ErrorKind::InvalidRequest, message);
         }
@@ -87,7 +95,7 @@ impl Intake {
             req.id,
             req.line,
             Some(req.method.to_string()),
-            None,
+            Some(self.redactor.url(&req.url)),
             kind,
             message,
         ))
@@ -188,7 +196,7 @@ mod tests {
 
     #[test]
     fn ids_compare_as_text() {
-        let mut i = Intake::new(None);
+        let mut i = Intake::new(None, Redactor::default());
         assert_eq!(kind(&i.check(req(1, Some(Id::text("a"))))), None);
         assert_eq!(
             kind(&i.check(req(2, Some(Id::text("a"))))),
@@ -209,7 +217,7 @@ mod tests {
 
     #[test]
     fn costs_above_the_burst_are_invalid() {
-        let mut i = Intake::new(Some(100));
+        let mut i = Intake::new(Some(100), Redactor::default());
         let mut r = Request::get(1, Url::parse("http://127.0.0.1/").unwrap());
         r.cost = 100.5;
         assert_eq!(

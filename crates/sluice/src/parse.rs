@@ -159,10 +159,17 @@ pub fn parse_line(
         Ok(text) => text,
         Err(e) => return Some(ctx.invalid(Known::default(), not_utf8(&e))),
     };
-    Some(if text.starts_with('{') {
+    let input = if text.starts_with('{') {
         parse_object(text, &ctx)
     } else {
         parse_url_line(text, &ctx)
+    };
+    Some(match input {
+        Input::Request(mut req) => {
+            req.place = Some(origin.to_string());
+            Input::Request(req)
+        }
+        other => other,
     })
 }
 
@@ -485,6 +492,7 @@ impl Rest {
             json_body: self.json_body,
             timeout: self.timeout,
             cost: self.cost,
+            place: None,
         }
     }
 }

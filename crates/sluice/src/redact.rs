@@ -72,18 +72,25 @@ impl Redactor {
             let _ = shown.set_username(REDACTED);
         }
         if has_secret_param {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if self.is_secret_param(&k) {
-                        REDACTED.to_string()
+            // Rewrite only the secret values, keeping every other byte of the
+            // query as it was written (no re-encoding).
+            let query = url.query().unwrap_or("");
+            let rewritten: Vec<String> = query
+                .split('&')
+                .map(|pair| {
+                    let (key, _) = pair.split_once('=').unwrap_or((pair, ""));
+                    let decoded = url::form_urlencoded::parse(key.as_bytes())
+                        .next()
+                        .map(|(k, _)| k.into_owned())
+                        .unwrap_or_default();
+                    if self.is_secret_param(&decoded) {
+                        format!("{key}={REDACTED}")
                     } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
+                        pair.to_string()
+                    }
                 })
                 .collect();
-            shown.query_pairs_mut().clear().extend_pairs(pairs);
+            shown.set_query(Some(&rewritten.join("&")));
         }
         shown.to_string()
     }
@@ -135,6 +142,11 @@ mod tests {
         assert_eq!(
             shown,
             "https://REDACTED@h.example/a?api_key=REDACTED&x=1&token=REDACTED&x-custom-token=REDACTED"
+        );
+        let mixed = Url::parse("http://h/a?q=hello%20world&path=a/b&token=t1").unwrap();
+        assert_eq!(
+            r.url(&mixed),
+            "http://h/a?q=hello%20world&path=a/b&token=REDACTED"
         );
         let plain = Url::parse("http://h/a?q=1").unwrap();
         assert_eq!(r.url(&plain), "http://h/a?q=1");

@@ -33,6 +33,9 @@ pub struct Request {
     pub timeout: Option<Duration>,
     /// Spent from the run's budget by every attempt (default 1).
     pub cost: f64,
+    /// Where the line came from, `file:line` (the file's own line number),
+    /// for messages about it; `None` for requests not read from a file.
+    pub place: Option<String>,
 }
 
 impl Request {
@@ -54,6 +57,7 @@ impl Request {
             json_body: false,
             timeout: None,
             cost: 1.0,
+            place: None,
         }
     }
 }
@@ -75,6 +79,9 @@ pub struct InvalidLine {
 
 /// One item of the input stream the engine consumes.
 #[derive(Clone, Debug)]
+// Items stream through one at a time; boxing the request would cost an
+// allocation per line for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Input {
     /// A request to execute.
     Request(Request),

@@ -21,6 +21,8 @@ use crate::stats::{Outcome, Tally};
 #[derive(Debug, Default)]
 pub struct Recorded {
     fingerprints: Vec<u32>,
+    path: Option<PathBuf>,
+    retry_failed: bool,
     /// Statistics over the records kept.
     pub tally: Tally,
     /// Records kept.
@@ -56,9 +58,10 @@ struct LineError {
 }
 
 impl Recorded {
-    /// Reads `path` (a missing file holds nothing), cuts a torn last line,
-    /// and with `retry_failed` rewrites the file without failed records
-    /// (through a temporary file and a rename) so their lines are sent again.
+    /// Reads `path` (a missing file holds nothing) and cuts a torn last
+    /// line. With `retry_failed`, failed records do not count as recorded, so
+    /// their lines are sent again; call [`Recorded::commit`] once the inputs
+    /// are known to match, to drop them from the file.
     pub fn scan(path: &Path, retry_failed: bool) -> Result<Recorded, ResumeError> {
         let shown = path.display();
         let file = match File::open(path) {
@@ -66,23 +69,49 @@ impl Recorded {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recorded::default()),
             Err(e) => return Err(ResumeError(format!("cannot read {shown} to resume: {e}"))),
         };
-        let mut rec = Recorded::default();
-        let mut keep = retry_failed.then(|| Rewrite::new(path)).transpose()?;
-        let good_end = rec.read_all(file, path, keep.as_mut())?;
-        match keep {
-            Some(rewrite) => rewrite.commit(path)?,
-            None => rec.repaired_bytes = truncate_torn(path, good_end)?,
-        }
+        let mut rec = Recorded {
+            path: Some(path.to_path_buf()),
+            retry_failed,
+            ..Recorded::default()
+        };
+        let good_end = rec.read_all(file, path)?;
+        rec.repaired_bytes = truncate_torn(path, good_end)?;
         Ok(rec)
     }
 
+    /// Under `--retry-failed`, rewrites the file without its failed records
+    /// (through a temporary file and a rename), so each line keeps one record.
+    pub fn commit(&self) -> Result<(), ResumeError> {
+        let Some(path) = self
+            .path
+            .as_deref()
+            .filter(|_| self.retry_failed && self.removed > 0)
+        else {
+            return Ok(());
+        };
+        let file = File::open(path)
+            .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
+        let mut rewrite = Rewrite::new(path)?;
+        let mut reader = BufReader::new(file);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let read = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
+            if read == 0 {
+                break;
+            }
+            let failed = serde_json::from_slice::<Line>(&buf).is_ok_and(|l| is_retried(&l));
+            if !failed {
+                rewrite.write(&buf)?;
+            }
+        }
+        rewrite.commit(path)
+    }
+
     /// Reads every complete line; returns the byte offset after the last one.
-    fn read_all(
-        &mut self,
-        file: File,
-        path: &Path,
-        mut keep: Option<&mut Rewrite>,
-    ) -> Result<u64, ResumeError> {
+    fn read_all(&mut self, file: File, path: &Path) -> Result<u64, ResumeError> {
         let mut reader = BufReader::new(file);
         let (mut buf, mut offset, mut n) = (Vec::new(), 0u64, 0u64);
         loop {
@@ -94,13 +123,8 @@ impl Recorded {
                 return Ok(offset); // EOF, or a torn last line.
             }
             n += 1;
-            let failed = self.add(&buf, n, path, keep.is_some())?;
-            if let Some(k) = keep.as_deref_mut() {
-                if failed {
-                    self.removed += 1;
-                } else {
-                    k.write(&buf)?;
-                }
+            if self.add(&buf, n, path, self.retry_failed)? {
+                self.removed += 1;
             }
             offset += read as u64;
         }
@@ -126,7 +150,7 @@ impl Recorded {
             serde_json::from_str(text.trim_end()).map_err(|e| corrupt(e.to_string()))?;
         let id = Id::from_json(line.id).map_err(|e| corrupt(format!("id {e}")))?;
         let kind = line.error.as_ref().map(|e| e.kind);
-        let retry = !line.ok && kind.is_some_and(|k| !k.is_input_error());
+        let retry = is_retried(&line);
         self.claim(line.line, &id, path)?;
         if retry && retry_failed {
             self.unclaim(line.line);
@@ -195,6 +219,15 @@ impl Recorded {
         }
         Ok(Input::Recorded { line, id })
     }
+}
+
+/// True for a failure that `--retry-failed` sends again (not an input error).
+fn is_retried(line: &Line) -> bool {
+    !line.ok
+        && line
+            .error
+            .as_ref()
+            .is_some_and(|e| !e.kind.is_input_error())
 }
 
 /// A 32-bit fingerprint of an id's text, never 0.
@@ -353,6 +386,9 @@ mod tests {
         let r = Recorded::scan(&path, true).unwrap();
         assert!(r.has(1) && !r.has(2) && r.has(3));
         assert_eq!((r.kept, r.removed), (2, 1));
+        // Nothing is rewritten until the inputs are known to match.
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+        r.commit().unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             format!("{}{}", record(1, true), record(3, true))

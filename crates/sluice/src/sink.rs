@@ -23,6 +23,8 @@ pub struct Sink {
     target: Target,
     path: Option<PathBuf>,
     buf: Vec<u8>,
+    buffered_lines: u64,
+    written_lines: u64,
     fsync: bool,
     last_sync: Instant,
     dirty_since_sync: bool,
@@ -82,6 +84,8 @@ impl Sink {
             target,
             path,
             buf: Vec::with_capacity(BUFFER_LIMIT),
+            buffered_lines: 0,
+            written_lines: 0,
             fsync,
             last_sync: Instant::now(),
             dirty_since_sync: false,
@@ -98,6 +102,7 @@ impl Sink {
     /// Queues one record; writes the buffer out when it is full.
     pub fn write(&mut self, record: &Record) -> io::Result<()> {
         self.buf.extend_from_slice(record.to_json_line().as_bytes());
+        self.buffered_lines += 1;
         if self.buf.len() >= BUFFER_LIMIT {
             self.flush()?;
         }
@@ -116,7 +121,9 @@ impl Sink {
                 }
             };
             self.buf.clear();
+            let lines = std::mem::take(&mut self.buffered_lines);
             result?;
+            self.written_lines += lines;
             self.dirty_since_sync = true;
         }
         if self.fsync && self.dirty_since_sync && self.last_sync.elapsed() >= Duration::from_secs(1)
@@ -124,6 +131,12 @@ impl Sink {
             self.sync()?;
         }
         Ok(())
+    }
+
+    /// Records handed to the operating system so far (a failed write's
+    /// records are not counted: they may be lost).
+    pub fn lines_written(&self) -> u64 {
+        self.written_lines
     }
 
     /// Writes everything and, under `--fsync`, syncs it; for the end of a run.
