@@ -26,8 +26,27 @@ async fn tls_server() -> (String, String) {
         .expect("leaf params")
         .signed_by(&leaf_key, &issuer)
         .expect("leaf certificate");
+    let url = serve(leaf.der().clone(), &leaf_key).await;
+    (url, ca_cert.pem())
+}
+
+/// A server presenting one self-signed certificate marked as a CA, as
+/// `openssl req -x509` makes them; returns its URL and the certificate.
+async fn self_signed_ca_server() -> (String, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("certificate");
+    let url = serve(cert.der().clone(), &key).await;
+    (url, cert.pem())
+}
+
+/// Serves a fixed `200 ok` over TLS with `cert`; returns the URL.
+async fn serve(cert: CertificateDer<'static>, leaf_key: &KeyPair) -> String {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone()];
+    let chain: Vec<CertificateDer<'static>> = vec![cert];
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)
@@ -56,7 +75,7 @@ async fn tls_server() -> (String, String) {
             });
         }
     });
-    (url, ca_cert.pem())
+    url
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,4 +114,22 @@ async fn insecure_skips_verification_and_says_so() {
     out.code(0);
     assert_eq!(by_line(&out.records())[&1]["ok"], true);
     assert!(out.stderr.contains("NOT verified"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cacert_trusts_a_self_signed_ca_certificate_as_curl_does() {
+    let (url, cert) = self_signed_ca_server().await;
+    let dir = tempdir();
+    let ca_file = write_file(dir.path(), "self.pem", cert);
+    let ca_arg = ca_file.to_string_lossy().into_owned();
+    let out = Sluice::run(["-q", "--cacert", ca_arg.as_str()])
+        .stdin(format!("{url}\n"))
+        .output()
+        .await;
+    out.code(0);
+    assert_eq!(by_line(&out.records())[&1]["ok"], true);
+    // Without it, the same server is refused.
+    let out = Sluice::run(["-q"]).stdin(format!("{url}\n")).output().await;
+    out.code(1);
+    assert_eq!(kind(&by_line(&out.records())[&1]), "tls");
 }

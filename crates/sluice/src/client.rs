@@ -88,7 +88,7 @@ fn build_one(config: &Config, version: Version) -> Result<Client, ClientError> {
         Version::Alpn => b,
     };
     b = proxies(b, config)?;
-    b = tls(b, config)?;
+    b = tls(b, config, &version)?;
     b.build()
         .map_err(|e| ClientError(format!("could not set up the HTTP client: {e}")))
 }
@@ -112,8 +112,17 @@ fn proxies(
 fn tls(
     mut b: reqwest::ClientBuilder,
     config: &Config,
+    version: &Version,
 ) -> Result<reqwest::ClientBuilder, ClientError> {
     let t = &config.tls;
+    if !t.ca_pem.is_empty() && !t.insecure {
+        let alpn: &[&[u8]] = match version {
+            Version::Http1 => &[b"http/1.1"],
+            Version::PriorKnowledge => &[b"h2"],
+            Version::Alpn => &[b"h2", b"http/1.1"],
+        };
+        return Ok(b.tls_backend_preconfigured(crate::trust::client_config(t, alpn)?));
+    }
     for pem in &t.ca_pem {
         let certs = Certificate::from_pem_bundle(pem)
             .map_err(|e| ClientError(format!("could not read the CA certificate: {e}")))?;

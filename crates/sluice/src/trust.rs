@@ -1,0 +1,132 @@
+//! TLS trust with `--cacert`: the system's roots plus the given certificates,
+//! verified as usual — and, as curl does, a server that presents exactly one
+//! of the given certificates is trusted for the names in it, even when that
+//! certificate is a self-signed CA (which webpki refuses as an end entity:
+//! `openssl req -x509` makes such certificates by default).
+
+use std::sync::Arc;
+
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use crate::client::ClientError;
+use crate::config::TlsConfig;
+
+/// A rustls client configuration for `tls`, offering `alpn`.
+pub fn client_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let extra = extra_roots(tls)?;
+    let inner =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra.clone(), provider.clone())
+            .map_err(|e| ClientError(format!("could not load the trusted certificates: {e}")))?;
+    let verifier = Arc::new(PinnedOrVerified {
+        inner,
+        pinned: extra,
+    });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError(format!("TLS setup failed: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &tls.identity_pem {
+        Some((cert, key)) => {
+            let (chain, key) = identity(cert, key)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError(format!("could not use the client certificate: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+fn extra_roots(tls: &TlsConfig) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let mut roots = Vec::new();
+    for pem in &tls.ca_pem {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| ClientError(format!("could not read the CA certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError("the CA file holds no PEM certificate".into()));
+        }
+        roots.extend(certs);
+    }
+    Ok(roots)
+}
+
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn identity(cert: &[u8], key: &[u8]) -> Result<Identity, ClientError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        ClientError(format!("could not read the client {what}: {e}"))
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("key", &e))?;
+    Ok((chain, key))
+}
+
+/// The platform verifier, plus exact matches of the `--cacert` certificates.
+#[derive(Debug)]
+struct PinnedOrVerified {
+    inner: rustls_platform_verifier::Verifier,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedOrVerified {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verified {
+            Err(_)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
