@@ -119,7 +119,8 @@ pub async fn drive(
     let shutdown = async move {
         let _ = stop_rx.await;
     };
-    let mut run = sluice::run(config, inputs, shutdown)?;
+    let mut run = sluice::run(config, inputs, shutdown)
+        .map_err(|e| crate::run::Usage(anyhow::anyhow!("{e}")))?;
     let resumed = prior.is_some();
     let mut state = State {
         all: prior.unwrap_or_default(),
@@ -134,13 +135,20 @@ pub async fn drive(
         stop_tx: Some(stop_tx),
         signal: None,
         write_error: None,
+        engine_error: None,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             event = run.next() => match event {
                 Some(event) => state.handle(event, &mut sink, &ui.display),
-                None => break,
+                None => {
+                    if let Err(e) = run.join().await {
+                        eprintln!("sluice: {e}");
+                        state.engine_error = Some(e);
+                    }
+                    break;
+                }
             },
             Some(signal) = signals.recv() => {
                 if state.signal.is_some() {
@@ -210,6 +218,7 @@ struct State {
     stop_tx: Option<oneshot::Sender<()>>,
     signal: Option<Signal>,
     write_error: Option<String>,
+    engine_error: Option<String>,
 }
 
 impl State {
@@ -285,7 +294,7 @@ impl State {
                 sig.exit_code(),
                 Some(format!("interrupted by {}", sig.name())),
             )
-        } else if let Some(e) = &self.write_error {
+        } else if let Some(e) = self.write_error.as_ref().or(self.engine_error.as_ref()) {
             (exit::STOPPED, Some(e.clone()))
         } else if let Some(e) = read_error {
             if e.changed_input {

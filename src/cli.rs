@@ -262,7 +262,7 @@ impl RunArgs {
             .include_headers(self.include_headers)
             .redactor(redactor)
             .tls(self.tls()?)
-            .proxy(self.proxy_config())
+            .proxy(self.checked_proxy()?)
             .http2(self.http2)
             .compressed(self.compressed);
         if let Some(n) = self.per_host_concurrency {
@@ -310,6 +310,22 @@ impl RunArgs {
             ));
         }
         Ok(tls)
+    }
+
+    /// `--proxy`, else the environment as curl reads it; a proxy URL that is
+    /// not http:// or https:// is an error, not silently ignored.
+    fn checked_proxy(&self) -> Result<ProxyConfig> {
+        let proxy = self.proxy_config();
+        for url in [&proxy.http, &proxy.https].into_iter().flatten() {
+            let ok = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                bail!(
+                    "proxy `{}` is not an http:// or https:// URL (from --proxy or the *_PROXY variables)",
+                    sluice::Redactor::default().raw_url(url)
+                );
+            }
+        }
+        Ok(proxy)
     }
 
     /// `--proxy`, else the environment as curl reads it.
@@ -360,6 +376,18 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         })
 }
 
+/// Headers that frame the message or the connection: set by sluice, never by
+/// `-H` (a wrong Content-Length would truncate or desynchronise requests).
+const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "upgrade",
+];
+
 /// Parses `-H 'Name: value'` options, expanding `${VAR}` from the environment.
 pub fn parse_headers(specs: &[String], redactor: &Redactor) -> Result<HeaderMap> {
     let mut headers = HeaderMap::new();
@@ -375,6 +403,9 @@ pub fn parse_headers(specs: &[String], redactor: &Redactor) -> Result<HeaderMap>
         }
         let header = HeaderName::from_bytes(name.as_bytes())
             .with_context(|| format!("-H: `{name}` is not a valid header name"))?;
+        if FRAMING_HEADERS.contains(&header.as_str()) {
+            bail!("-H {name}: sluice sets this header itself; remove it");
+        }
         let mut value = HeaderValue::from_str(&value).with_context(|| {
             format!("-H {name}: the value is not a valid header value (visible ASCII expected)")
         })?;

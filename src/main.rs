@@ -2,6 +2,28 @@
 //! parses options, reads the environment, prints, and maps outcomes to exit
 //! statuses in one place.
 
+// Printing must never panic: a closed stderr or stdout (a log shipper that
+// died, `| head`) would otherwise abort the run and lose records. These
+// shadow the std macros for every module below.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod batch;
 mod cli;
 mod demo;

@@ -124,6 +124,16 @@ fn check_writable(path: &Path) -> Result<()> {
 
 fn open_output(args: &RunArgs) -> Result<Sink> {
     let path = args.output.as_deref().filter(|p| *p != Path::new("-"));
+    if let Some(out) = path.and_then(|p| std::fs::canonicalize(p).ok()) {
+        let same = |input: &PathBuf| std::fs::canonicalize(input).is_ok_and(|i| i == out);
+        if args.inputs.iter().any(same) {
+            return Err(Usage(anyhow!(
+                "the output {} is also an input: write the results to another file",
+                out.display()
+            ))
+            .into());
+        }
+    }
     let Some(path) = path else {
         if args.resume {
             return Err(Usage(anyhow!(
@@ -148,8 +158,20 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
 async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i32> {
     let mut stream = Box::pin(source.into_stream());
     let mut report = DryRun::default();
+    let mut signals = crate::signals::listen().context("cannot install signal handlers")?;
+    let mut interrupted = None;
     let mut out = std::io::stdout().lock();
-    while let Some(item) = stream.next().await {
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            Some(signal) = signals.recv() => {
+                interrupted = Some(signal);
+                None
+            }
+        };
+        let Some(item) = item else {
+            break;
+        };
         let item = match item {
             Ok(item) => item,
             Err(e) => {
@@ -176,10 +198,10 @@ async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i
     }
     report.dry_run = true;
     report.request_lines = report.would_send + report.bad;
-    report.exit_code = if report.bad > 0 {
-        exit::FAILED
-    } else {
-        exit::OK
+    report.exit_code = match interrupted {
+        Some(signal) => signal.exit_code(),
+        None if report.bad > 0 => exit::FAILED,
+        None => exit::OK,
     };
     if !args.quiet {
         eprintln!("{}", report.text());

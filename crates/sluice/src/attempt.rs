@@ -46,6 +46,8 @@ pub struct Failed {
     pub message: String,
     /// The status, when headers arrived before the failure.
     pub status: Option<u16>,
+    /// The cause is on this machine (out of file descriptors), not the server.
+    pub local: bool,
 }
 
 /// How an attempt ended.
@@ -61,7 +63,11 @@ pub enum Outcome {
 pub async fn run(client: &Clients, config: &Config, req: &Request) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
     let deadline = Deadline {
-        at: tokio::time::Instant::now() + limit,
+        at: tokio::time::Instant::now()
+            .checked_add(limit)
+            .unwrap_or_else(|| {
+                tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+            }),
         limit,
     };
     exchange(client, config, req, deadline).await
@@ -85,6 +91,7 @@ impl Deadline {
                 show(self.limit)
             ),
             status,
+            local: false,
         }
     }
 }
@@ -127,6 +134,16 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: De
             Ok(Err(e)) => return transport_failure(&e, None),
             Err(_) => return Outcome::Failed(deadline.expired(None)),
         };
+        let status = resp.status().as_u16();
+        if !(100..=599).contains(&status) {
+            return Outcome::Failed(Failed {
+                kind: ErrorKind::Protocol,
+                sent: true,
+                message: format!("the server answered with status {status}, outside 100-599"),
+                status: None,
+                local: false,
+            });
+        }
         match next_hop(&hop, &resp, followed, &config.redactor) {
             Redirect::Follow(next) => {
                 hop = *next;
@@ -267,6 +284,7 @@ async fn read_body(resp: &mut reqwest::Response, config: &Config) -> Result<Byte
         sent: true,
         message: format!("response body is larger than --max-body-size ({max} bytes)"),
         status,
+        local: false,
     };
     let encoded = resp
         .headers()
@@ -299,6 +317,7 @@ fn transport_failure(e: &reqwest::Error, status: Option<u16>) -> Outcome {
         sent: c.sent,
         message: c.message,
         status,
+        local: c.local,
     })
 }
 
@@ -333,6 +352,9 @@ fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
     if trimmed.is_empty() {
         return None;
     }
+    // Validate the text as received: compacting first could turn non-JSON
+    // such as `[1 2 3]` into JSON (`[123]`).
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
     RawValue::from_string(compact_json(text))
         .ok()
         .map(Body::Json)

@@ -27,13 +27,15 @@ pub struct Classified {
     pub sent: bool,
     /// A short explanation without URLs or header values.
     pub message: String,
+    /// The cause is on this machine (out of file descriptors), not the server.
+    pub local: bool,
 }
 
 /// Classifies a reqwest error (or anything with the same source chain).
 pub fn classify(err: &(dyn StdError + 'static)) -> Classified {
-    let connect_phase = err
-        .downcast_ref::<reqwest::Error>()
-        .is_some_and(reqwest::Error::is_connect);
+    let top = err.downcast_ref::<reqwest::Error>();
+    let connect_phase = top.is_some_and(reqwest::Error::is_connect);
+    let body_phase = top.is_some_and(|r| r.is_body() || r.is_decode());
     let mut found: Option<(ErrorKind, bool)> = None;
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -43,11 +45,25 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Classified {
         }
         cur = e.source();
     }
-    let (kind, sent) = found.unwrap_or_else(|| fallback(err, connect_phase));
+    let (mut kind, sent) = found.unwrap_or_else(|| fallback(err, connect_phase));
+    // An early end of the stream is a truncated body once the response has
+    // begun; before it (a TLS peer closing without close_notify), it is the
+    // connection going away.
+    if kind == ErrorKind::Protocol && !body_phase && is_unexpected_eof(err) {
+        kind = ErrorKind::Reset;
+    }
+    let local = out_of_descriptors(err);
+    let mut message = describe(err);
+    if local {
+        message.push_str(
+            ": the process ran out of file descriptors; raise the open-file limit (ulimit -n) or lower -c",
+        );
+    }
     Classified {
         kind,
-        sent,
-        message: describe(err),
+        sent: sent && !local,
+        message,
+        local,
     }
 }
 
@@ -60,9 +76,7 @@ fn classify_one(e: &(dyn StdError + 'static), connect_phase: bool) -> Option<(Er
         return Some((tls_kind(tls), false));
     }
     if let Some(h2) = e.downcast_ref::<h2::Error>() {
-        // REFUSED_STREAM: the server guarantees it did not process the request.
-        let refused = h2.reason() == Some(h2::Reason::REFUSED_STREAM);
-        return Some((ErrorKind::Reset, !refused));
+        return h2_kind(h2);
     }
     if let Some(io) = e.downcast_ref::<io::Error>() {
         // io::Error::source() skips the error it wraps, so look inside
@@ -80,6 +94,56 @@ fn classify_one(e: &(dyn StdError + 'static), connect_phase: bool) -> Option<(Er
         return hyper_kind(h, connect_phase);
     }
     None
+}
+
+fn h2_kind(e: &h2::Error) -> Option<(ErrorKind, bool)> {
+    if e.is_io() {
+        return None; // The io error below says more.
+    }
+    let kind = match e.reason() {
+        // The server guarantees it did not process the request.
+        Some(h2::Reason::REFUSED_STREAM) => return Some((ErrorKind::Reset, false)),
+        Some(
+            h2::Reason::PROTOCOL_ERROR
+            | h2::Reason::FRAME_SIZE_ERROR
+            | h2::Reason::COMPRESSION_ERROR
+            | h2::Reason::FLOW_CONTROL_ERROR,
+        ) => ErrorKind::Protocol,
+        _ => ErrorKind::Reset,
+    };
+    Some((kind, true))
+}
+
+fn is_unexpected_eof(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::UnexpectedEof)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// EMFILE, ENFILE: no socket could be made here, whatever the server is like.
+fn out_of_descriptors(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if matches!(io.raw_os_error(), Some(24 | 23)) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                if out_of_descriptors(inner) {
+                    return true;
+                }
+            }
+        }
+        cur = e.source();
+    }
+    false
 }
 
 fn tls_kind(e: &rustls::Error) -> ErrorKind {
@@ -202,7 +266,9 @@ mod tests {
             (io(io::ErrorKind::ConnectionReset), ErrorKind::Reset, true),
             (io(io::ErrorKind::BrokenPipe), ErrorKind::Reset, true),
             (io(io::ErrorKind::TimedOut), ErrorKind::Timeout, true),
-            (io(io::ErrorKind::UnexpectedEof), ErrorKind::Protocol, true),
+            // Outside a body read (no reqwest body error above it), an early EOF is
+            // the connection going away.
+            (io(io::ErrorKind::UnexpectedEof), ErrorKind::Reset, true),
             (
                 Outer(Box::new(DnsError {
                     host: "nx.invalid".into(),
@@ -233,6 +299,16 @@ mod tests {
             ),
             (
                 Outer(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM))),
+                ErrorKind::Reset,
+                false,
+            ),
+            (
+                Outer(Box::new(h2::Error::from(h2::Reason::PROTOCOL_ERROR))),
+                ErrorKind::Protocol,
+                true,
+            ),
+            (
+                Outer(Box::new(io::Error::from_raw_os_error(24))),
                 ErrorKind::Reset,
                 false,
             ),

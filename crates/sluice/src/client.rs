@@ -71,7 +71,10 @@ fn build_one(config: &Config, version: Version) -> Result<Client, ClientError> {
         .get();
     let mut b = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(config.connect_timeout)
+        // A connect stall must end as `connect` (nothing sent), not be cut
+        // by the attempt timeout as a `timeout` whose request may have
+        // been applied.
+        .connect_timeout(config.connect_timeout.min(config.timeout.mul_f64(0.95)))
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(idle_per_host)
         .tcp_nodelay(true)

@@ -42,6 +42,19 @@ impl Stream for Run {
     }
 }
 
+impl Run {
+    /// After the stream has ended: `Err` when the engine stopped because of
+    /// a bug (a panic) rather than because the work was done, so a caller
+    /// never mistakes a crash for a finished run.
+    pub async fn join(&mut self) -> Result<(), String> {
+        match (&mut self.task).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_panic() => Err("the engine stopped on an internal error (a bug: please report it); run again with --resume to continue".into()),
+            Err(_) => Err("the engine was cancelled".into()),
+        }
+    }
+}
+
 impl Drop for Run {
     fn drop(&mut self) {
         self.task.abort();
@@ -542,7 +555,7 @@ impl Dispatcher {
     }
 
     fn pause(&mut self, o: usize, wait: Duration, now: Instant) {
-        let until = now + wait;
+        let until = later(now, wait);
         let origin = &mut self.origins[o];
         if origin.paused_until.is_some_and(|p| p >= until) {
             return;
@@ -574,7 +587,7 @@ impl Dispatcher {
             reason: format!("{kind}: {message}"),
         });
         self.retry_waiting += 1;
-        self.add_timer(now + wait + jitter, Timer::Retry(job));
+        self.add_timer(later(now, wait.saturating_add(jitter)), Timer::Retry(job));
     }
 
     fn finish(
@@ -595,8 +608,10 @@ impl Dispatcher {
         let hard = failed
             && match outcome {
                 Outcome::Response(r) => matches!(r.status, 401 | 403 | 407),
+                // Running out of file descriptors is not the origin's fault.
                 Outcome::Failed(f) => {
-                    matches!(f.kind, ErrorKind::Dns | ErrorKind::Tls | ErrorKind::Connect)
+                    !f.local
+                        && matches!(f.kind, ErrorKind::Dns | ErrorKind::Tls | ErrorKind::Connect)
                 }
             };
         let origin = &mut self.origins[job.origin];
@@ -754,7 +769,14 @@ fn internal_failure() -> Outcome {
         sent: true,
         message: "internal error while handling the response (please report this)".into(),
         status: None,
+        local: false,
     })
+}
+
+/// `now + wait`, saturating far in the future instead of overflowing.
+fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// Timers closer than this are awaited by yielding rather than sleeping.

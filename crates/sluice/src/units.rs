@@ -30,13 +30,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
         _ => return Err(duration_error(text)),
     };
     let value: f64 = number.parse().map_err(|_| duration_error(text))?;
-    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| duration_error(text))
+    let d =
+        Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| duration_error(text))?;
+    if d > MAX_DURATION {
+        return Err(UnitError(format!(
+            "`{text}` is longer than the longest duration sluice accepts (100 days)"
+        )));
+    }
+    Ok(d)
 }
+
+/// Longer durations are surely typos, and would overflow clock arithmetic.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 86_400);
 
 /// Converts a duration given in a request line as a JSON number (milliseconds).
 pub fn millis_to_duration(ms: f64) -> Result<Duration, UnitError> {
     Duration::try_from_secs_f64(ms / 1000.0)
-        .map_err(|_| UnitError(format!("`{ms}` is not a valid number of milliseconds")))
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| {
+            UnitError(format!(
+                "`{ms}` is not a valid number of milliseconds (at most 100 days)"
+            ))
+        })
 }
 
 fn duration_error(text: &str) -> UnitError {
@@ -136,7 +152,17 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        for bad in ["", "abc", "-5s", "5x", "1e400s", "s", "."] {
+        for bad in [
+            "",
+            "abc",
+            "-5s",
+            "5x",
+            "1e400s",
+            "s",
+            ".",
+            "5000000000000000h",
+            "101d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
