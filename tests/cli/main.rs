@@ -6,6 +6,7 @@ mod bodies;
 mod dryrun;
 mod errors;
 mod headers;
+mod hostile;
 mod limits;
 mod options;
 mod origins;
