@@ -543,6 +543,13 @@ impl Dispatcher {
             }
             self.pause(job.origin, asked.unwrap_or(backoff), now);
         }
+        // A 429 or 503 whose body could not be read (too large, cut short)
+        // still asks the origin to slow down.
+        if let Outcome::Failed(f) = outcome
+            && matches!(f.status, Some(429 | 503))
+        {
+            self.pause(job.origin, backoff, now);
+        }
         let allowed = job.attempts <= self.config.retries
             && retry::wants_retry(&self.config.retry_on, failure, job.safe);
         if !allowed {

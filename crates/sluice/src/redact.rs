@@ -61,7 +61,9 @@ impl Redactor {
     pub fn url(&self, url: &Url) -> String {
         let has_userinfo = !url.username().is_empty() || url.password().is_some();
         let has_secret_param = url.query_pairs().any(|(k, _)| self.is_secret_param(&k));
-        if !has_userinfo && !has_secret_param {
+        // OAuth implicit flows put tokens in the fragment (`#access_token=`).
+        let secret_fragment = url.fragment().is_some_and(|f| self.has_secret_pair(f));
+        if !has_userinfo && !has_secret_param && !secret_fragment {
             return url.to_string();
         }
         let mut shown = url.clone();
@@ -74,25 +76,35 @@ impl Redactor {
         if has_secret_param {
             // Rewrite only the secret values, keeping every other byte of the
             // query as it was written (no re-encoding).
-            let query = url.query().unwrap_or("");
-            let rewritten: Vec<String> = query
-                .split('&')
-                .map(|pair| {
-                    let (key, _) = pair.split_once('=').unwrap_or((pair, ""));
-                    let decoded = url::form_urlencoded::parse(key.as_bytes())
-                        .next()
-                        .map(|(k, _)| k.into_owned())
-                        .unwrap_or_default();
-                    if self.is_secret_param(&decoded) {
-                        format!("{key}={REDACTED}")
-                    } else {
-                        pair.to_string()
-                    }
-                })
-                .collect();
-            shown.set_query(Some(&rewritten.join("&")));
+            shown.set_query(Some(&self.redact_pairs(url.query().unwrap_or(""))));
+        }
+        if secret_fragment {
+            shown.set_fragment(Some(&self.redact_pairs(url.fragment().unwrap_or(""))));
         }
         shown.to_string()
+    }
+
+    /// `a=1&token=x` with the values of secret names replaced, every other
+    /// byte kept as written (no re-encoding).
+    fn redact_pairs(&self, pairs: &str) -> String {
+        pairs
+            .split('&')
+            .map(|pair| {
+                let (key, _) = pair.split_once('=').unwrap_or((pair, ""));
+                if self.is_secret_param(&decode_key(key)) {
+                    format!("{key}={REDACTED}")
+                } else {
+                    pair.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    fn has_secret_pair(&self, pairs: &str) -> bool {
+        pairs
+            .split('&')
+            .any(|pair| self.is_secret_param(&decode_key(pair.split('=').next().unwrap_or(""))))
     }
 
     /// A raw URL string as it may be shown, for lines whose URL did not parse.
@@ -128,6 +140,13 @@ impl Redactor {
     }
 }
 
+fn decode_key(key: &str) -> String {
+    url::form_urlencoded::parse(key.as_bytes())
+        .next()
+        .map(|(k, _)| k.into_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +167,8 @@ mod tests {
             r.url(&mixed),
             "http://h/a?q=hello%20world&path=a/b&token=REDACTED"
         );
+        let frag = Url::parse("http://h/cb#state=1&access_token=SECRET").unwrap();
+        assert_eq!(r.url(&frag), "http://h/cb#state=1&access_token=REDACTED");
         let plain = Url::parse("http://h/a?q=1").unwrap();
         assert_eq!(r.url(&plain), "http://h/a?q=1");
     }
