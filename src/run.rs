@@ -9,7 +9,7 @@ use futures::StreamExt;
 use sluice::Input;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
-use sluice::resume::Recorded;
+use sluice::resume::{Mismatch, Recorded, id_of};
 use sluice::sink::{OpenMode, Sink};
 use sluice::source::Source;
 
@@ -43,9 +43,9 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         (Some(path), true) if path != Path::new("-") => {
             let recorded =
                 Recorded::scan(path, args.retry_failed).map_err(|e| Usage(anyhow!("{e}")))?;
-            check_inputs_match(&args.inputs, opts, &recorded).await?;
+            let checked = check_inputs_match(&args.inputs, opts, &recorded).await?;
             recorded.commit().map_err(|e| Usage(anyhow!("{e}")))?;
-            Some(Arc::new(recorded))
+            Some((Arc::new(recorded), checked))
         }
         _ => None,
     };
@@ -60,17 +60,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     }
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
-    let prior = recorded.as_ref().map(|r| r.tally.clone());
-    let stream = source.into_stream().map(move |item| {
-        let item = item.map_err(FeedError::read)?;
-        match &recorded {
-            Some(r) => r.filter(item).map_err(|e| FeedError {
-                message: e.to_string(),
-                changed_input: true,
-            }),
-            None => Ok(item),
-        }
-    });
+    let prior = recorded.as_ref().map(|(r, _)| r.tally.clone());
+    let stream = resumed_stream(source, recorded);
     let (feed, inputs) = Feed::wrap(stream);
     let ui = Ui {
         display: Display::new(args.progress, args.quiet, args.verbose),
@@ -84,33 +75,176 @@ pub async fn run(args: RunArgs) -> Result<i32> {
 
 /// Before a resumed run sends anything, every recorded line must still be a
 /// request line with the same id in the inputs. Only regular files can be
-/// read twice; pipes and standard input are checked as they stream.
+/// read twice; pipes and standard input are checked as they stream
+/// (returns false then).
 async fn check_inputs_match(
     inputs: &[PathBuf],
     opts: ParseOptions,
     recorded: &Recorded,
-) -> Result<()> {
+) -> Result<bool> {
     let regular = |p: &PathBuf| std::fs::metadata(p).is_ok_and(|m| m.is_file());
     if inputs.is_empty() || !inputs.iter().all(regular) {
-        return Ok(());
+        return Ok(false);
     }
-    let source = Source::open(inputs, opts).map_err(|e| Usage(anyhow!("{e}")))?;
-    let mut stream = Box::pin(source.into_stream());
-    let mut matched = 0;
+    let mut check = recorded.check();
+    let mut stream = Box::pin(
+        Source::open(inputs, opts.clone())
+            .map_err(|e| Usage(anyhow!("{e}")))?
+            .into_stream(),
+    );
     while let Some(item) = stream.next().await {
         let item = item.map_err(|e| Usage(anyhow!("{e}")))?;
-        if let Input::Recorded { .. } = recorded.filter(item).map_err(|e| Usage(anyhow!("{e}")))? {
-            matched += 1;
+        if let Err(m) = check.feed(&item) {
+            return Err(changed_input(recorded, m, inputs, opts).await);
         }
     }
-    if matched < recorded.kept {
-        return Err(Usage(anyhow!(
-            "the output has {} records but only {matched} of their lines are still request lines in the inputs: the input changed; resume with the same inputs, or start a new output",
-            recorded.kept
-        ))
-        .into());
+    if let Err(m) = check.finish() {
+        return Err(changed_input(recorded, m, inputs, opts).await);
     }
-    Ok(())
+    Ok(true)
+}
+
+/// The error for a changed input, naming the first line that differs.
+async fn changed_input(
+    recorded: &Recorded,
+    mismatch: Mismatch,
+    inputs: &[PathBuf],
+    opts: ParseOptions,
+) -> anyhow::Error {
+    let advice = "the input changed since the output was written; resume with the same inputs, or start a new output";
+    let mut ids = match recorded.block_ids(mismatch.block) {
+        Ok(ids) => ids,
+        Err(e) => return Usage(anyhow!("{e}")).into(),
+    };
+    if let Ok(source) = Source::open(inputs, opts) {
+        let mut stream = Box::pin(source.into_stream());
+        while let Some(Ok(item)) = stream.next().await {
+            let Some(recorded_id) = ids.remove(&item.line()) else {
+                continue;
+            };
+            let id = id_of(&item);
+            if id.as_str() != recorded_id {
+                let line = item.line();
+                return Usage(anyhow!(
+                    "input line {line} has id `{id}` but its record has id `{recorded_id}`: {advice}"
+                ))
+                .into();
+            }
+        }
+    }
+    match ids.first_key_value() {
+        Some((line, id)) => Usage(anyhow!(
+            "the output has a record for input line {line} (id `{id}`), which is no longer a request line: {advice}"
+        ))
+        .into(),
+        None => Usage(anyhow!("{}", mismatch.message())).into(),
+    }
+}
+
+/// The input of a resumed run: lines with a record become
+/// [`Input::Recorded`]. Inputs not checked up front (standard input, pipes)
+/// are checked as they stream: the lines of a block that holds records are
+/// held back until the block is known to match, so a changed input stops the
+/// run (exit 2) before any of its lines is sent.
+fn resumed_stream(
+    source: Source,
+    recorded: Option<(Arc<Recorded>, bool)>,
+) -> futures::stream::BoxStream<'static, Result<Input, FeedError>> {
+    let items = source.into_stream();
+    match recorded {
+        None => items.map(|i| i.map_err(FeedError::read)).boxed(),
+        Some((r, true)) => items
+            .map(move |i| Ok(r.filter(i.map_err(FeedError::read)?)))
+            .boxed(),
+        Some((r, false)) => held_back(items.boxed(), r),
+    }
+}
+
+/// State of [`held_back`].
+struct Held {
+    inner: futures::stream::BoxStream<'static, Result<Input, sluice::source::SourceError>>,
+    recorded: Arc<Recorded>,
+    position: (u64, u64),
+    held: Vec<Input>,
+    out: std::collections::VecDeque<Result<Input, FeedError>>,
+    ended: bool,
+}
+
+impl Held {
+    fn changed(&mut self, m: Mismatch) {
+        self.held.clear();
+        self.out.push_back(Err(FeedError {
+            message: m.message(),
+            changed_input: true,
+        }));
+        self.ended = true;
+    }
+
+    fn release(&mut self) {
+        for item in self.held.drain(..) {
+            self.out.push_back(Ok(self.recorded.filter(item)));
+        }
+    }
+
+    fn take(&mut self, item: Input) {
+        let before = self.position.0;
+        let mut check = self.recorded.check_from(before, self.position.1);
+        if let Err(m) = check.feed(&item) {
+            return self.changed(m);
+        }
+        self.position = check.position();
+        if self.position.0 != before {
+            self.release();
+        }
+        if self.recorded.block_has_records(self.position.0) {
+            self.held.push(item);
+        } else {
+            self.out.push_back(Ok(self.recorded.filter(item)));
+        }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        let (block, sum) = self.position;
+        match self.recorded.check_from(block, sum).finish() {
+            Ok(()) => self.release(),
+            Err(m) => self.changed(m),
+        }
+    }
+}
+
+fn held_back(
+    inner: futures::stream::BoxStream<'static, Result<Input, sluice::source::SourceError>>,
+    recorded: Arc<Recorded>,
+) -> futures::stream::BoxStream<'static, Result<Input, FeedError>> {
+    let state = Held {
+        inner,
+        recorded,
+        position: (0, 0),
+        held: Vec::new(),
+        out: std::collections::VecDeque::new(),
+        ended: false,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(next) = st.out.pop_front() {
+                return Some((next, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.inner.next().await {
+                Some(Ok(item)) => st.take(item),
+                Some(Err(e)) => {
+                    st.held.clear();
+                    st.out.push_back(Err(FeedError::read(e)));
+                    st.ended = true;
+                }
+                None => st.end(),
+            }
+        }
+    })
+    .boxed()
 }
 
 /// An extra output (`--summary-json`, `--report`) must be writable before

@@ -162,6 +162,54 @@ async fn resume_over_changed_input_exits_2() {
     server.shutdown().await;
 }
 
+/// On standard input the check happens as lines stream, but the lines of a
+/// block that holds records wait for it, so a changed input still sends
+/// nothing: exit 2, the file untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_over_changed_stdin_exits_2_having_sent_nothing() {
+    let server = mock().await;
+    let m = server.url();
+    let dir = tempdir();
+    let results = dir.path().join("results.jsonl");
+    let before = lines(&[
+        format!(r#"{{"id":"a","url":"{m}/fast"}}"#),
+        format!(r#"{{"id":"b","url":"{m}/fast"}}"#),
+    ]);
+    Sluice::run(["-o".as_ref(), results.as_os_str()])
+        .stdin(before.clone())
+        .output()
+        .await
+        .code(0);
+    let written = std::fs::read_to_string(&results).unwrap();
+    server.reset_stats();
+    let changed = lines(&[
+        format!(r#"{{"id":"a","url":"{m}/fast"}}"#),
+        format!(r#"{{"id":"x","url":"{m}/fast"}}"#),
+        format!(r#"{{"id":"c","url":"{m}/fast"}}"#),
+    ]);
+    let out = Sluice::run(["--resume".as_ref(), "-o".as_ref(), results.as_os_str()])
+        .stdin(changed)
+        .output()
+        .await;
+    out.code(2);
+    assert!(out.stderr.contains("input changed"), "{}", out.stderr);
+    assert_eq!(server.stats().requests, 0);
+    assert_eq!(std::fs::read_to_string(&results).unwrap(), written);
+    // The same input, grown by a line, resumes: only the new line is sent.
+    let grown = format!("{before}{}\n", format!(r#"{{"id":"c","url":"{m}/fast"}}"#));
+    Sluice::run(["--resume".as_ref(), "-o".as_ref(), results.as_os_str()])
+        .stdin(grown)
+        .output()
+        .await
+        .code(0);
+    assert_eq!(server.stats().requests, 1);
+    assert_eq!(
+        std::fs::read_to_string(&results).unwrap().lines().count(),
+        3
+    );
+    server.shutdown().await;
+}
+
 /// Results reach the file while the run goes on, so a `kill -9` loses only
 /// what was in flight, and `--resume` sends exactly that again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

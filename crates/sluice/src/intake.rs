@@ -172,6 +172,14 @@ impl BitSet {
         let (w, b) = ((n / 64) as usize, n % 64);
         self.words.get(w).is_some_and(|word| word & (1 << b) != 0)
     }
+
+    /// Removes `n`.
+    pub fn remove(&mut self, n: u64) {
+        let (w, b) = ((n / 64) as usize, n % 64);
+        if let Some(word) = self.words.get_mut(w) {
+            *word &= !(1 << b);
+        }
+    }
 }
 
 #[cfg(test)]

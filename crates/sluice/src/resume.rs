@@ -2,8 +2,9 @@
 //! line, and tell which input lines already have a record (and with which
 //! id), so only the others are sent.
 //!
-//! Memory: a 4-byte fingerprint of the id per line (0 = no record), not the
-//! records themselves.
+//! Memory: one bit per line (has it a record?) and, to check that the input
+//! did not change, one 8-byte digest of the records' ids per block of 1024
+//! lines — not the records themselves.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::intake::BitSet;
 use crate::record::{ErrorKind, Id};
 use crate::request::Input;
 use crate::stats::{Outcome, Tally};
@@ -20,7 +22,10 @@ use crate::stats::{Outcome, Tally};
 /// What the output file already holds.
 #[derive(Debug, Default)]
 pub struct Recorded {
-    fingerprints: Vec<u32>,
+    done: BitSet,
+    /// Per block of [`BLOCK`] lines, the wrapping sum of `mix(line, id)`
+    /// over its records.
+    digests: Vec<u64>,
     path: Option<PathBuf>,
     retry_failed: bool,
     /// Statistics over the records kept.
@@ -153,7 +158,7 @@ impl Recorded {
         let retry = is_retried(&line);
         self.claim(line.line, &id, path)?;
         if retry && retry_failed {
-            self.unclaim(line.line);
+            self.unclaim(line.line, &id);
             return Ok(true);
         }
         self.kept += 1;
@@ -168,56 +173,176 @@ impl Recorded {
     }
 
     fn claim(&mut self, line: u64, id: &Id, path: &Path) -> Result<(), ResumeError> {
-        let i = usize::try_from(line).map_err(|_| ResumeError("line number too large".into()))?;
-        if self.fingerprints.len() <= i {
-            self.fingerprints.resize(i + 1, 0);
-        }
-        if self.fingerprints[i] != 0 {
+        if self.done.contains(line) {
             return Err(ResumeError(format!(
                 "{} holds two records for input line {line}; it was not written by one sluice run over these inputs",
                 path.display()
             )));
         }
-        self.fingerprints[i] = fingerprint(id);
+        self.done.insert(line);
+        let block = block_of(line);
+        if self.digests.len() <= block {
+            self.digests.resize(block + 1, 0);
+        }
+        self.digests[block] = self.digests[block].wrapping_add(mix(line, id));
         Ok(())
     }
 
-    fn unclaim(&mut self, line: u64) {
-        if let Some(f) = self.fingerprints.get_mut(line as usize) {
-            *f = 0;
-        }
+    fn unclaim(&mut self, line: u64, id: &Id) {
+        self.done.remove(line);
+        let block = block_of(line);
+        self.digests[block] = self.digests[block].wrapping_sub(mix(line, id));
     }
 
     /// True when `line` already has a record.
     pub fn has(&self, line: u64) -> bool {
-        self.fingerprints
-            .get(line as usize)
-            .is_some_and(|&f| f != 0)
+        self.done.contains(line)
     }
 
-    /// The highest line with a record.
-    pub fn last_line(&self) -> u64 {
-        self.fingerprints.iter().rposition(|&f| f != 0).unwrap_or(0) as u64
-    }
-
-    /// Turns an input item whose line has a record into [`Input::Recorded`];
-    /// fails when the record's id differs from the line's (the input changed).
-    pub fn filter(&self, input: Input) -> Result<Input, ResumeError> {
+    /// Turns an input item whose line has a record into [`Input::Recorded`]
+    /// (its id is claimed, nothing is sent or written). Whether the ids
+    /// still match is [`Check`]'s business.
+    pub fn filter(&self, input: Input) -> Input {
         let line = input.line();
         if !self.has(line) {
-            return Ok(input);
+            return input;
         }
-        let id = match &input {
-            Input::Request(r) => r.id.clone(),
-            Input::Invalid(bad) => bad.id.clone().unwrap_or_else(|| Id::line(line)),
-            Input::Recorded { id, .. } => id.clone(),
+        Input::Recorded {
+            line,
+            id: id_of(&input),
+        }
+    }
+
+    /// A checker that the inputs, fed in order, match these records.
+    pub fn check(&self) -> Check<'_> {
+        self.check_from(0, 0)
+    }
+
+    /// True when a block of lines holds records (its lines must be checked).
+    pub fn block_has_records(&self, block: u64) -> bool {
+        self.digests.get(block as usize).is_some_and(|&d| d != 0)
+    }
+
+    /// A checker resumed at a [`Check::position`], for callers that keep
+    /// its state themselves.
+    pub fn check_from(&self, block: u64, sum: u64) -> Check<'_> {
+        Check {
+            recorded: self,
+            block,
+            sum,
+        }
+    }
+
+    /// The ids recorded for the lines of `block`, read again from the file,
+    /// to name the exact line where the input changed.
+    pub fn block_ids(
+        &self,
+        block: u64,
+    ) -> Result<std::collections::BTreeMap<u64, String>, ResumeError> {
+        let mut ids = std::collections::BTreeMap::new();
+        let Some(path) = &self.path else {
+            return Ok(ids);
         };
-        if self.fingerprints[line as usize] != fingerprint(&id) {
-            return Err(ResumeError(format!(
-                "input line {line} has id `{id}` but its record has another id: the input changed since the output was written; resume with the same inputs, or start a new output"
-            )));
+        let read_error = |e: io::Error| ResumeError(format!("cannot read {}: {e}", path.display()));
+        let file = File::open(path).map_err(read_error)?;
+        for raw in BufReader::new(file).split(b'\n') {
+            let raw = raw.map_err(read_error)?;
+            let Ok(line) = serde_json::from_slice::<Line>(&raw) else {
+                continue;
+            };
+            if line.line / BLOCK == block && self.has(line.line) {
+                if let Ok(id) = Id::from_json(line.id) {
+                    ids.insert(line.line, id.as_str().to_string());
+                }
+            }
         }
-        Ok(Input::Recorded { line, id })
+        Ok(ids)
+    }
+}
+
+/// Lines per digest block.
+pub const BLOCK: u64 = 1024;
+
+fn block_of(line: u64) -> usize {
+    usize::try_from(line / BLOCK).unwrap_or(usize::MAX)
+}
+
+/// The id an input line has (explicit, else its line number).
+pub fn id_of(input: &Input) -> Id {
+    match input {
+        Input::Request(r) => r.id.clone(),
+        Input::Invalid(bad) => bad.id.clone().unwrap_or_else(|| Id::line(bad.line)),
+        Input::Recorded { id, .. } => id.clone(),
+    }
+}
+
+/// The recorded lines of a block whose ids do not match the input's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The block: lines `block * BLOCK` to `block * BLOCK + BLOCK - 1`.
+    pub block: u64,
+}
+
+impl Mismatch {
+    /// What to tell the user when the exact line is not known.
+    pub fn message(&self) -> String {
+        let first = (self.block * BLOCK).max(1);
+        let last = self.block * BLOCK + BLOCK - 1;
+        format!(
+            "the records of input lines {first}-{last} do not match those lines' ids: the input changed since the output was written; resume with the same inputs, or start a new output"
+        )
+    }
+}
+
+/// Checks, block by block, that the inputs still hold the recorded lines
+/// with the same ids. Feed every item in input order, then call `finish`.
+#[derive(Debug)]
+pub struct Check<'a> {
+    recorded: &'a Recorded,
+    block: u64,
+    sum: u64,
+}
+
+impl Check<'_> {
+    /// Takes the next input item; fails once a finished block differs.
+    pub fn feed(&mut self, input: &Input) -> Result<(), Mismatch> {
+        let line = input.line();
+        while self.block < line / BLOCK {
+            self.close_block()?;
+        }
+        if self.recorded.has(line) {
+            self.sum = self.sum.wrapping_add(mix(line, &id_of(input)));
+        }
+        Ok(())
+    }
+
+    /// At the end of the input: every remaining block must match too (a
+    /// record beyond the input's last line means the input changed).
+    pub fn finish(mut self) -> Result<(), Mismatch> {
+        while (self.block as usize) < self.recorded.digests.len() {
+            self.close_block()?;
+        }
+        Ok(())
+    }
+
+    /// Where the check is, to continue it later with [`Recorded::check_from`].
+    pub fn position(&self) -> (u64, u64) {
+        (self.block, self.sum)
+    }
+
+    fn close_block(&mut self) -> Result<(), Mismatch> {
+        let expected = self
+            .recorded
+            .digests
+            .get(self.block as usize)
+            .copied()
+            .unwrap_or(0);
+        if self.sum != expected {
+            return Err(Mismatch { block: self.block });
+        }
+        self.block += 1;
+        self.sum = 0;
+        Ok(())
     }
 }
 
@@ -230,12 +355,13 @@ fn is_retried(line: &Line) -> bool {
             .is_some_and(|e| !e.kind.is_input_error())
 }
 
-/// A 32-bit fingerprint of an id's text, never 0.
-fn fingerprint(id: &Id) -> u32 {
+/// A 64-bit hash of a record's line and id, summed per block.
+fn mix(line: u64, id: &Id) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
+    line.hash(&mut h);
     id.as_str().hash(&mut h);
-    (h.finish() as u32).max(1)
+    h.finish()
 }
 
 /// Cuts everything after `good_end` (a torn last line); returns the bytes cut.
@@ -340,7 +466,7 @@ mod tests {
     fn a_missing_file_holds_nothing() {
         let r = Recorded::scan(&temp("missing"), false).unwrap();
         assert!(!r.has(1));
-        assert_eq!(r.last_line(), 0);
+        assert!(r.check().finish().is_ok());
     }
 
     #[test]
@@ -397,20 +523,37 @@ mod tests {
     }
 
     #[test]
-    fn filter_skips_recorded_lines_and_catches_changed_ids() {
+    fn filter_skips_recorded_lines_and_check_catches_changed_ids() {
         let path = temp("filter");
-        std::fs::write(&path, record(2, true)).unwrap();
+        std::fs::write(&path, format!("{}{}", record(2, true), record(5000, true))).unwrap();
         let r = Recorded::scan(&path, false).unwrap();
-        assert!(matches!(
-            r.filter(input(1, Id::line(1))),
-            Ok(Input::Request(_))
-        ));
+        assert!(matches!(r.filter(input(1, Id::line(1))), Input::Request(_)));
         assert!(matches!(
             r.filter(input(2, Id::line(2))),
-            Ok(Input::Recorded { line: 2, .. })
+            Input::Recorded { line: 2, .. }
         ));
-        let err = r.filter(input(2, Id::text("other"))).unwrap_err();
-        assert!(err.0.contains("input changed"), "{err}");
+        // The same inputs match.
+        let mut c = r.check();
+        for line in [1, 2, 3, 5000] {
+            c.feed(&input(line, Id::line(line))).unwrap();
+        }
+        c.finish().unwrap();
+        // A changed id is caught when its block ends.
+        let mut c = r.check();
+        c.feed(&input(2, Id::text("other"))).unwrap();
+        assert_eq!(
+            c.feed(&input(1025, Id::line(1025))),
+            Err(Mismatch { block: 0 })
+        );
+        assert!(Mismatch { block: 0 }.message().contains("lines 1-1023"));
+        // A recorded line missing from the input (here: the input is shorter).
+        let mut c = r.check();
+        c.feed(&input(2, Id::line(2))).unwrap();
+        assert_eq!(c.finish(), Err(Mismatch { block: 4 }));
+        assert_eq!(
+            r.block_ids(0).unwrap().get(&2).map(String::as_str),
+            Some("2")
+        );
         let _ = std::fs::remove_file(&path);
     }
 }
