@@ -196,7 +196,7 @@ async fn resume_over_changed_stdin_exits_2_having_sent_nothing() {
     assert_eq!(server.stats().requests, 0);
     assert_eq!(std::fs::read_to_string(&results).unwrap(), written);
     // The same input, grown by a line, resumes: only the new line is sent.
-    let grown = format!("{before}{}\n", format!(r#"{{"id":"c","url":"{m}/fast"}}"#));
+    let grown = format!("{before}{{\"id\":\"c\",\"url\":\"{m}/fast\"}}\n");
     Sluice::run(["--resume".as_ref(), "-o".as_ref(), results.as_os_str()])
         .stdin(grown)
         .output()
