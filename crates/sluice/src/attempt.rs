@@ -48,6 +48,9 @@ pub struct Failed {
     pub status: Option<u16>,
     /// The cause is on this machine (out of file descriptors), not the server.
     pub local: bool,
+    /// The response headers, when they arrived (a 429's Retry-After counts
+    /// even if its body could not be read).
+    pub headers: Option<HeaderMap>,
 }
 
 /// How an attempt ended.
@@ -92,6 +95,7 @@ impl Deadline {
             ),
             status,
             local: false,
+            headers: None,
         }
     }
 }
@@ -142,6 +146,7 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: De
                 message: format!("the server answered with status {status}, outside 100-599"),
                 status: None,
                 local: false,
+                headers: None,
             });
         }
         match next_hop(&hop, &resp, followed, &config.redactor) {
@@ -251,9 +256,14 @@ async fn finish(
         Ok(Ok(bytes)) => bytes,
         Ok(Err(mut failed)) => {
             failed.status = Some(status);
+            failed.headers = Some(std::mem::take(resp.headers_mut()));
             return Outcome::Failed(failed);
         }
-        Err(_) => return Outcome::Failed(deadline.expired(Some(status))),
+        Err(_) => {
+            let mut failed = deadline.expired(Some(status));
+            failed.headers = Some(std::mem::take(resp.headers_mut()));
+            return Outcome::Failed(failed);
+        }
     };
     let content_type = resp
         .headers()
@@ -285,6 +295,7 @@ async fn read_body(resp: &mut reqwest::Response, config: &Config) -> Result<Byte
         message: format!("response body is larger than --max-body-size ({max} bytes)"),
         status,
         local: false,
+        headers: None,
     };
     let encoded = resp
         .headers()
@@ -318,6 +329,7 @@ fn transport_failure(e: &reqwest::Error, status: Option<u16>) -> Outcome {
         message: c.message,
         status,
         local: c.local,
+        headers: None,
     })
 }
 

@@ -107,6 +107,9 @@ struct Job {
     first: Option<(Instant, SystemTime)>,
     not_before: Option<Instant>,
     safe: bool,
+    /// An earlier attempt of a non-idempotent request failed after it was
+    /// written: whatever the final outcome, the server may have applied it.
+    maybe_applied: bool,
 }
 
 /// Per-origin state: its queue and its own limits.
@@ -120,6 +123,8 @@ struct Origin {
     hard_failures: u32,
     /// Key of this origin's entry in `ready`, when it has one.
     ready_key: Option<u64>,
+    /// This origin's queue length counted in `ready_queued`.
+    counted: usize,
     wake_at: Option<Instant>,
 }
 
@@ -150,6 +155,8 @@ struct Dispatcher {
     tasks: JoinSet<Done>,
     in_flight: usize,
     queued: usize,
+    /// Queued requests of origins in `ready`.
+    ready_queued: usize,
     retry_waiting: usize,
     next_seq: u64,
     pending: Option<Input>,
@@ -181,6 +188,7 @@ impl Dispatcher {
             tasks: JoinSet::new(),
             in_flight: 0,
             queued: 0,
+            ready_queued: 0,
             retry_waiting: 0,
             next_seq: 0,
             pending: None,
@@ -243,11 +251,17 @@ impl Dispatcher {
             && self.tasks.is_empty()
     }
 
+    /// Read-ahead counts only requests whose origin could start them now:
+    /// an origin held back (paused, at its own limit or rate) must not stop
+    /// the reading of requests to other origins. Held requests are bounded
+    /// separately, so memory stays flat either way.
     fn wants_input(&self) -> bool {
+        let ahead = self.config.read_ahead + self.config.concurrency.get();
         !self.draining
             && !self.input_done
             && self.pending.is_none()
-            && self.queued < self.config.read_ahead + self.config.concurrency.get()
+            && self.ready_queued < ahead
+            && self.queued < ahead * HELD_FACTOR
     }
 
     // ---- intake ---------------------------------------------------------
@@ -311,6 +325,7 @@ impl Dispatcher {
             first: None,
             not_before: None,
             safe,
+            maybe_applied: false,
         };
         self.enqueue(job, Instant::now());
     }
@@ -333,6 +348,7 @@ impl Dispatcher {
             closed: false,
             hard_failures: 0,
             ready_key: None,
+            counted: 0,
             wake_at: None,
         });
         self.by_name.insert(name, self.origins.len() - 1);
@@ -354,6 +370,7 @@ impl Dispatcher {
     fn refresh(&mut self, o: usize, now: Instant) {
         if let Some(key) = self.origins[o].ready_key.take() {
             self.ready.remove(&key);
+            self.ready_queued -= std::mem::take(&mut self.origins[o].counted);
         }
         let per_host = self
             .config
@@ -377,8 +394,10 @@ impl Dispatcher {
         match wake {
             Some(at) if at > now => self.wake_origin(o, at),
             _ => {
-                let seq = head.seq;
+                let (seq, len) = (head.seq, origin.queue.len());
                 self.origins[o].ready_key = Some(seq);
+                self.origins[o].counted = len;
+                self.ready_queued += len;
                 self.ready.insert(seq, o);
             }
         }
@@ -503,7 +522,11 @@ impl Dispatcher {
         self.in_flight -= 1;
         let verdict = self.judge(&job, &outcome, at);
         match verdict {
-            Verdict::Retry(wait) => self.schedule_retry(job, &outcome, wait, at),
+            Verdict::Retry(wait) => {
+                let mut job = job;
+                job.maybe_applied |= retry::maybe_applied(&job.req.method, failure_of(&outcome));
+                self.schedule_retry(job, &outcome, wait, at)
+            }
             Verdict::Drop => self.drop_line(job.req.line),
             Verdict::Final(error) => self.finish(job, outcome, error, at),
         }
@@ -523,7 +546,14 @@ impl Dispatcher {
         };
         let asked = match outcome {
             Outcome::Response(r) => retry::retry_after(&r.headers, SystemTime::now()),
-            Outcome::Failed(_) => None,
+            Outcome::Failed(f) => f
+                .headers
+                .as_ref()
+                .and_then(|h| retry::retry_after(h, SystemTime::now())),
+        };
+        let status = match outcome {
+            Outcome::Response(r) => Some(r.status),
+            Outcome::Failed(f) => f.status,
         };
         let backoff = retry::backoff(
             self.config.backoff_initial,
@@ -531,7 +561,9 @@ impl Dispatcher {
             job.attempts,
         );
         let max = self.config.max_retry_after;
-        if let Failure::Status(status @ (429 | 503)) = failure {
+        // A 429 or 503 asks the origin to slow down, even when its body
+        // could not be read (too large, cut short).
+        if let Some(status @ (429 | 503)) = status {
             if let Some(asked) = asked.filter(|&a| a > max) {
                 let reason = format!(
                     "HTTP {status} with Retry-After {} exceeds --max-retry-after {}",
@@ -542,13 +574,6 @@ impl Dispatcher {
                 return Verdict::Final(Some((ErrorKind::RetryAfterTooLong, reason)));
             }
             self.pause(job.origin, asked.unwrap_or(backoff), now);
-        }
-        // A 429 or 503 whose body could not be read (too large, cut short)
-        // still asks the origin to slow down.
-        if let Outcome::Failed(f) = outcome
-            && matches!(f.status, Some(429 | 503))
-        {
-            self.pause(job.origin, backoff, now);
         }
         let allowed = job.attempts <= self.config.retries
             && retry::wants_retry(&self.config.retry_on, failure, job.safe);
@@ -642,8 +667,8 @@ impl Dispatcher {
         let (start, wall) = job.first.unwrap_or((at, SystemTime::now()));
         let req = &job.req;
         let redactor = &self.config.redactor;
-        let maybe_applied =
-            error.is_some() && retry::maybe_applied(&req.method, failure_of(&outcome));
+        let maybe_applied = error.is_some()
+            && (job.maybe_applied || retry::maybe_applied(&req.method, failure_of(&outcome)));
         let mut record = Record {
             id: req.id.clone(),
             line: req.line,
@@ -705,6 +730,21 @@ impl Dispatcher {
         for job in dropped {
             self.drop_line(job.req.line);
         }
+        // Requests of this origin waiting to retry go too, now: waiting for
+        // their timers would hold the run (and, under --ordered, every later
+        // record) for as long as the longest backoff.
+        let waiting: Vec<(Instant, u64)> = self
+            .timers
+            .iter()
+            .filter(|(_, t)| matches!(t, Timer::Retry(job) if job.origin == o))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in waiting {
+            if let Some(Timer::Retry(job)) = self.timers.remove(&key) {
+                self.retry_waiting -= 1;
+                self.drop_line(job.req.line);
+            }
+        }
         self.refresh(o, Instant::now());
         self.outbox.push_back(Event::OriginClosed {
             origin: self.origins[o].name.clone(),
@@ -720,9 +760,11 @@ impl Dispatcher {
         for origin in &mut self.origins {
             lines.extend(origin.queue.drain(..).map(|j| j.req.line));
             origin.ready_key = None;
+            origin.counted = 0;
         }
         self.ready.clear();
         self.queued = 0;
+        self.ready_queued = 0;
         let timers = std::mem::take(&mut self.timers);
         for (_, timer) in timers {
             if let Timer::Retry(job) = timer {
@@ -777,8 +819,13 @@ fn internal_failure() -> Outcome {
         message: "internal error while handling the response (please report this)".into(),
         status: None,
         local: false,
+        headers: None,
     })
 }
+
+/// How many times the read-ahead may be held back by origins that cannot
+/// start their requests (a pause, their own limits).
+const HELD_FACTOR: usize = 8;
 
 /// `now + wait`, saturating far in the future instead of overflowing.
 fn later(now: Instant, wait: Duration) -> Instant {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::intake::BitSet;
+use std::collections::BTreeMap;
+
 use crate::record::{ErrorKind, Id};
 use crate::request::Input;
 use crate::stats::{Outcome, Tally};
@@ -22,10 +23,9 @@ use crate::stats::{Outcome, Tally};
 /// What the output file already holds.
 #[derive(Debug, Default)]
 pub struct Recorded {
-    done: BitSet,
-    /// Per block of [`BLOCK`] lines, the wrapping sum of `mix(line, id)`
-    /// over its records.
-    digests: Vec<u64>,
+    /// The blocks of [`BLOCK`] lines that hold records. Sparse: a record
+    /// claiming line 10^14 costs one block, not a bitmap that long.
+    blocks: BTreeMap<u64, Block>,
     path: Option<PathBuf>,
     retry_failed: bool,
     /// Statistics over the records kept.
@@ -173,30 +173,33 @@ impl Recorded {
     }
 
     fn claim(&mut self, line: u64, id: &Id, path: &Path) -> Result<(), ResumeError> {
-        if self.done.contains(line) {
+        let block = self.blocks.entry(line / BLOCK).or_default();
+        if !block.set(line) {
             return Err(ResumeError(format!(
                 "{} holds two records for input line {line}; it was not written by one sluice run over these inputs",
                 path.display()
             )));
         }
-        self.done.insert(line);
-        let block = block_of(line);
-        if self.digests.len() <= block {
-            self.digests.resize(block + 1, 0);
-        }
-        self.digests[block] = self.digests[block].wrapping_add(mix(line, id));
+        block.digest = block.digest.wrapping_add(mix(line, id));
         Ok(())
     }
 
     fn unclaim(&mut self, line: u64, id: &Id) {
-        self.done.remove(line);
-        let block = block_of(line);
-        self.digests[block] = self.digests[block].wrapping_sub(mix(line, id));
+        let Some(block) = self.blocks.get_mut(&(line / BLOCK)) else {
+            return;
+        };
+        block.clear(line);
+        block.digest = block.digest.wrapping_sub(mix(line, id));
+        if block.is_empty() {
+            self.blocks.remove(&(line / BLOCK));
+        }
     }
 
     /// True when `line` already has a record.
     pub fn has(&self, line: u64) -> bool {
-        self.done.contains(line)
+        self.blocks
+            .get(&(line / BLOCK))
+            .is_some_and(|b| b.get(line))
     }
 
     /// Turns an input item whose line has a record into [`Input::Recorded`]
@@ -220,7 +223,17 @@ impl Recorded {
 
     /// True when a block of lines holds records (its lines must be checked).
     pub fn block_has_records(&self, block: u64) -> bool {
-        self.digests.get(block as usize).is_some_and(|&d| d != 0)
+        self.blocks.contains_key(&block)
+    }
+
+    /// The digest of a block's records (0 without records).
+    fn digest(&self, block: u64) -> u64 {
+        self.blocks.get(&block).map_or(0, |b| b.digest)
+    }
+
+    /// The first block with records from `from` on.
+    fn next_block(&self, from: u64) -> Option<u64> {
+        self.blocks.range(from..).next().map(|(&b, _)| b)
     }
 
     /// A checker resumed at a [`Check::position`], for callers that keep
@@ -263,8 +276,40 @@ impl Recorded {
 /// Lines per digest block.
 pub const BLOCK: u64 = 1024;
 
-fn block_of(line: u64) -> usize {
-    usize::try_from(line / BLOCK).unwrap_or(usize::MAX)
+/// The records of one block: a bit per line and the digest of their ids.
+#[derive(Debug, Default)]
+struct Block {
+    bits: [u64; (BLOCK / 64) as usize],
+    digest: u64,
+}
+
+impl Block {
+    fn index(line: u64) -> (usize, u64) {
+        let i = line % BLOCK;
+        ((i / 64) as usize, 1 << (i % 64))
+    }
+
+    /// Sets the line's bit; false when it was set already.
+    fn set(&mut self, line: u64) -> bool {
+        let (w, bit) = Block::index(line);
+        let fresh = self.bits[w] & bit == 0;
+        self.bits[w] |= bit;
+        fresh
+    }
+
+    fn clear(&mut self, line: u64) {
+        let (w, bit) = Block::index(line);
+        self.bits[w] &= !bit;
+    }
+
+    fn get(&self, line: u64) -> bool {
+        let (w, bit) = Block::index(line);
+        self.bits[w] & bit != 0
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bits.iter().all(|&w| w == 0)
+    }
 }
 
 /// The id an input line has (explicit, else its line number).
@@ -307,8 +352,17 @@ impl Check<'_> {
     /// Takes the next input item; fails once a finished block differs.
     pub fn feed(&mut self, input: &Input) -> Result<(), Mismatch> {
         let line = input.line();
-        while self.block < line / BLOCK {
+        if self.block < line / BLOCK {
             self.close_block()?;
+            // Blocks skipped over must hold no records.
+            if let Some(b) = self
+                .recorded
+                .next_block(self.block)
+                .filter(|&b| b < line / BLOCK)
+            {
+                return Err(Mismatch { block: b });
+            }
+            self.block = line / BLOCK;
         }
         if self.recorded.has(line) {
             self.sum = self.sum.wrapping_add(mix(line, &id_of(input)));
@@ -319,10 +373,11 @@ impl Check<'_> {
     /// At the end of the input: every remaining block must match too (a
     /// record beyond the input's last line means the input changed).
     pub fn finish(mut self) -> Result<(), Mismatch> {
-        while (self.block as usize) < self.recorded.digests.len() {
-            self.close_block()?;
+        self.close_block()?;
+        match self.recorded.next_block(self.block) {
+            Some(b) => Err(Mismatch { block: b }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Where the check is, to continue it later with [`Recorded::check_from`].
@@ -331,13 +386,7 @@ impl Check<'_> {
     }
 
     fn close_block(&mut self) -> Result<(), Mismatch> {
-        let expected = self
-            .recorded
-            .digests
-            .get(self.block as usize)
-            .copied()
-            .unwrap_or(0);
-        if self.sum != expected {
+        if self.sum != self.recorded.digest(self.block) {
             return Err(Mismatch { block: self.block });
         }
         self.block += 1;

@@ -113,17 +113,20 @@ impl Sink {
     /// second); under `--fsync`, also syncs to disk at most once a second.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
-            let result = match &mut self.target {
-                Target::File(f) => f.write_all(&self.buf),
+            let (written, result) = match &mut self.target {
+                Target::File(f) => write_counted(f, &self.buf),
                 Target::Stdout(s) => {
                     let mut lock = s.lock();
-                    lock.write_all(&self.buf).and_then(|_| lock.flush())
+                    let (n, r) = write_counted(&mut lock, &self.buf);
+                    (n, r.and_then(|_| lock.flush()))
                 }
             };
+            // Whole lines that made it count even when a later write failed.
+            self.written_lines +=
+                self.buf[..written].iter().filter(|&&b| b == b'\n').count() as u64;
             self.buf.clear();
-            let lines = std::mem::take(&mut self.buffered_lines);
+            self.buffered_lines = 0;
             result?;
-            self.written_lines += lines;
             self.dirty_since_sync = true;
         }
         if self.fsync && self.dirty_since_sync && self.last_sync.elapsed() >= Duration::from_secs(1)
@@ -156,6 +159,20 @@ impl Sink {
         self.dirty_since_sync = false;
         Ok(())
     }
+}
+
+/// `write_all` that also says how many bytes were written before a failure.
+fn write_counted(out: &mut impl Write, buf: &[u8]) -> (usize, io::Result<()>) {
+    let mut done = 0;
+    while done < buf.len() {
+        match out.write(&buf[done..]) {
+            Ok(0) => return (done, Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Err(e)),
+        }
+    }
+    (done, Ok(()))
 }
 
 /// True for a regular file with content (FIFOs and devices are never "results").
