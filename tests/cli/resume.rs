@@ -268,3 +268,29 @@ async fn after_kill_9_resume_sends_only_the_unrecorded_lines() {
     assert_eq!(path_requests(&server, "/fast"), 2);
     server.shutdown().await;
 }
+
+/// A foreign or damaged output claiming an absurd line number is refused
+/// (exit 2), never an allocation failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_refuses_an_absurd_line_number() {
+    let server = mock().await;
+    let dir = tempdir();
+    let results = write_file(
+        dir.path(),
+        "results.jsonl",
+        "{\"id\":\"x\",\"line\":100000000000000,\"ok\":true,\"status\":200}\n",
+    );
+    let input = write_file(dir.path(), "in.txt", format!("{}/fast\n", server.url()));
+    let out = Sluice::run([
+        "--resume".as_ref(),
+        "-o".as_ref(),
+        results.as_os_str(),
+        input.as_os_str(),
+    ])
+    .output()
+    .await;
+    out.code(2);
+    assert!(out.stderr.contains("100000000000000"), "{}", out.stderr);
+    assert_eq!(server.stats().requests, 0);
+    server.shutdown().await;
+}

@@ -128,3 +128,61 @@ async fn halt_after_closes_an_origin_that_refuses_everything() {
     );
     server.shutdown().await;
 }
+
+/// A paused origin does not hold other origins up through the read-ahead:
+/// more requests to the paused origin than the read-ahead holds are queued
+/// before a request to another origin, which is still served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_origin_does_not_stall_the_reading_of_others() {
+    let (a, b) = (mock().await, mock().await);
+    let (ma, mb) = (a.url(), b.url());
+    let mut input = vec![format!("{ma}/fail/1/p?status=429&retry_after=3")];
+    input.extend((0..1500).map(|_| format!("{ma}/fast")));
+    input.push(format!("{mb}/fast"));
+    a.reset_stats();
+    b.reset_stats();
+    let out = Sluice::run(["-q", "-c", "1"])
+        .stdin(lines(&input))
+        .output()
+        .await;
+    out.code(0);
+    let paused_at = a.stats().arrivals[0].ms;
+    let other = arrivals(&b, |_| true);
+    assert_eq!(other.len(), 1);
+    assert!(
+        other[0] < paused_at + 2000.0,
+        "the other origin waited for the pause: {:.0} ms after the 429",
+        other[0] - paused_at
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Closing an origin drops its requests waiting to retry at once: the run
+/// does not wait out their (long) backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_an_origin_drops_its_waiting_retries_at_once() {
+    let server = mock().await;
+    let m = server.url();
+    let input = lines(&[
+        format!("{m}/fail/5/w?status=500&retry_after=30"),
+        format!("{m}/status/401"),
+        format!("{m}/status/401"),
+    ]);
+    let started = std::time::Instant::now();
+    let out = Sluice::run(["-q", "-c", "1", "--halt-after", "2"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(3);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the run waited for a retry of a closed origin"
+    );
+    let recs = by_line(&out.records());
+    assert!(
+        !recs.contains_key(&1),
+        "the waiting retry got no record: {recs:?}"
+    );
+    server.shutdown().await;
+}
