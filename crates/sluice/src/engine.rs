@@ -355,11 +355,21 @@ impl Dispatcher {
         self.origins.len() - 1
     }
 
+    /// Queues a new request at the back of its origin's queue.
     fn enqueue(&mut self, mut job: Job, now: Instant) {
         job.seq = self.next_seq;
         self.next_seq += 1;
+        self.requeue(job, now);
+    }
+
+    /// Queues a request in order of its first arrival: a retry keeps its
+    /// place ahead of requests read after it, so its wait is the one the
+    /// server asked for, not that plus a whole queue.
+    fn requeue(&mut self, job: Job, now: Instant) {
         let o = job.origin;
-        self.origins[o].queue.push_back(job);
+        let queue = &mut self.origins[o].queue;
+        let at = queue.partition_point(|j| j.seq < job.seq);
+        queue.insert(at, job);
         self.queued += 1;
         self.refresh(o, now);
     }
@@ -371,6 +381,13 @@ impl Dispatcher {
         if let Some(key) = self.origins[o].ready_key.take() {
             self.ready.remove(&key);
             self.ready_queued -= std::mem::take(&mut self.origins[o].counted);
+        }
+        // A pause that has ended releases its queue spread out, whichever
+        // event notices it first.
+        let origin = &mut self.origins[o];
+        if origin.paused_until.is_some_and(|p| p <= now) {
+            origin.paused_until = None;
+            spread(&mut origin.queue, now);
         }
         let per_host = self
             .config
@@ -495,7 +512,7 @@ impl Dispatcher {
                     if self.draining || self.origins[job.origin].closed {
                         self.drop_line(job.req.line);
                     } else {
-                        self.enqueue(job, now);
+                        self.requeue(job, now);
                     }
                 }
                 Timer::Wake(o) => self.wake(o, now),
@@ -505,12 +522,7 @@ impl Dispatcher {
     }
 
     fn wake(&mut self, o: usize, now: Instant) {
-        let origin = &mut self.origins[o];
-        origin.wake_at = None;
-        if origin.paused_until.is_some_and(|p| p <= now) {
-            origin.paused_until = None;
-            spread(&mut origin.queue, now);
-        }
+        self.origins[o].wake_at = None;
         self.refresh(o, now);
     }
 
