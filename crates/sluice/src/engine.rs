@@ -887,3 +887,48 @@ fn spread(queue: &mut VecDeque<Job>, now: Instant) {
         job.not_before = Some(now + offset);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(seq: u64) -> Job {
+        let url = url::Url::parse("http://127.0.0.1/").expect("a valid URL");
+        Job {
+            req: Arc::new(Request::get(seq + 1, url)),
+            cells: 0,
+            origin: 0,
+            seq,
+            attempts: 0,
+            first: None,
+            not_before: None,
+            safe: true,
+            maybe_applied: false,
+        }
+    }
+
+    #[test]
+    fn an_ended_pause_releases_its_queue_spread_out_in_order() {
+        let now = Instant::now();
+        let mut queue: VecDeque<Job> = (0..50).map(job).collect();
+        spread(&mut queue, now);
+        let starts: Vec<Instant> = queue.iter().map(|j| j.not_before.expect("set")).collect();
+        // In queue order, within 10 ms per request (at most a second), and
+        // not all at the same instant.
+        assert!(starts.windows(2).all(|w| w[0] <= w[1]));
+        assert!(
+            starts
+                .iter()
+                .all(|&t| t >= now && t <= now + Duration::from_millis(500))
+        );
+        assert!(
+            starts[49] - starts[0] > Duration::from_millis(100),
+            "{:?}",
+            starts[49] - starts[0]
+        );
+        // A single waiting request goes at once.
+        let mut one: VecDeque<Job> = (0..1).map(job).collect();
+        spread(&mut one, now);
+        assert!(one[0].not_before.is_none());
+    }
+}
