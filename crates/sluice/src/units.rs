@@ -16,11 +16,7 @@ pub struct UnitError(String);
 /// A bare number is seconds. Negative, NaN and absurdly large values are
 /// refused rather than wrapped.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
+    let (number, unit) = split_number(text);
     let seconds_per_unit = match unit.trim() {
         "" | "s" | "sec" | "secs" => 1.0,
         "ms" => 0.001,
@@ -42,6 +38,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
 
 /// Longer durations are surely typos, and would overflow clock arithmetic.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 86_400);
+
+/// `"16MiB"` → `("16", "MiB")`: the leading number and the rest.
+fn split_number(text: &str) -> (&str, &str) {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    t.split_at(split)
+}
 
 /// Converts a duration given in a request line as a JSON number (milliseconds).
 pub fn millis_to_duration(ms: f64) -> Result<Duration, UnitError> {
@@ -111,11 +116,7 @@ impl fmt::Display for Rate {
 
 /// Parses a byte size: `1024`, `64KiB`, `16MiB`, `1GiB`, `10MB`, `500kb`.
 pub fn parse_size(text: &str) -> Result<u64, UnitError> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
+    let (number, unit) = split_number(text);
     let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
