@@ -119,7 +119,8 @@ impl Tally {
         // Percentiles are the middle of their bucket (within 0.05% at 3
         // significant digits); the maximum is exact.
         let h = &self.latency_us;
-        let at = |q: f64| h.median_equivalent(h.value_at_quantile(q)) as f64 / 1000.0;
+        let at =
+            |q: f64| (h.median_equivalent(h.value_at_quantile(q)) as f64 / 1000.0).min(self.max_ms);
         Some(Latency {
             p50_ms: at(0.50),
             p90_ms: at(0.90),
