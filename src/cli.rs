@@ -23,6 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Execute a batch: one request per input line, one JSON result line per request.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Start the fault-injecting test upstream (for demos, tests and benchmarks).
     Mock {
@@ -33,6 +34,17 @@ pub enum Command {
     /// Run 200 requests to /delay/1 at concurrency 15 against an in-process test upstream.
     Demo,
 }
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  sluice run urls.txt -c 50 -o results.jsonl
+  sluice run batch.jsonl --base-url https://api.openai.com \\
+      -H 'Authorization: Bearer ${OPENAI_API_KEY}' --rate 3000/m --budget 90000/m -o out.jsonl
+  sluice run requests.jsonl -o out.jsonl --resume            # continue after a crash or Ctrl-C
+  sluice run requests.jsonl --dry-run                        # check every line, send nothing
+
+Exit status: 0 all ok, 1 some failed, 2 nothing sent (usage, input or output error),
+3 stopped early (--resume continues), 130/143 interrupted.";
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,7 +86,7 @@ pub struct RunArgs {
     pub overwrite: bool,
 
     /// Requests in flight at once, across all origins.
-    #[arg(short, long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(short, long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub concurrency: u64,
 
     /// Requests in flight at once per origin (scheme, host, port).
