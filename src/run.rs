@@ -44,15 +44,29 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             let recorded =
                 Recorded::scan(path, args.retry_failed).map_err(|e| Usage(anyhow!("{e}")))?;
             let checked = check_inputs_match(&args.inputs, opts, &recorded).await?;
-            recorded.commit().map_err(|e| Usage(anyhow!("{e}")))?;
-            Some((Arc::new(recorded), checked))
+            if recorded.removed > 0 && !checked {
+                return Err(Usage(anyhow!(
+                    "--retry-failed rewrites the output, so its inputs must be files that can be read twice to be checked first (not standard input or a pipe)"
+                ))
+                .into());
+            }
+            Some((recorded, checked))
         }
         _ => None,
     };
-    let sink = open_output(&args)?;
+    // Every check before anything changes on disk or is sent.
+    check_output_is_not_an_input(&args)?;
     for path in [&args.summary_json, &args.report].into_iter().flatten() {
         check_writable(path)?;
     }
+    let recorded = match recorded {
+        Some((mut r, checked)) => {
+            r.commit().map_err(|e| Usage(anyhow!("{e}")))?;
+            Some((Arc::new(r), checked))
+        }
+        None => None,
+    };
+    let sink = open_output(&args)?;
     if args.insecure {
         eprintln!(
             "sluice: warning: --insecure: TLS certificates are NOT verified; anyone on the path can read and change this traffic"
@@ -256,7 +270,7 @@ fn check_writable(path: &Path) -> Result<()> {
         .map_err(|e| Usage(anyhow!("cannot write {}: {e}", path.display())).into())
 }
 
-fn open_output(args: &RunArgs) -> Result<Sink> {
+fn check_output_is_not_an_input(args: &RunArgs) -> Result<()> {
     let path = args.output.as_deref().filter(|p| *p != Path::new("-"));
     if let Some(out) = path.and_then(|p| std::fs::canonicalize(p).ok()) {
         let same = |input: &PathBuf| std::fs::canonicalize(input).is_ok_and(|i| i == out);
@@ -268,6 +282,11 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
             .into());
         }
     }
+    Ok(())
+}
+
+fn open_output(args: &RunArgs) -> Result<Sink> {
+    let path = args.output.as_deref().filter(|p| *p != Path::new("-"));
     let Some(path) = path else {
         if args.resume {
             return Err(Usage(anyhow!(

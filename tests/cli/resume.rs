@@ -294,3 +294,48 @@ async fn resume_refuses_an_absurd_line_number() {
     assert_eq!(server.stats().requests, 0);
     server.shutdown().await;
 }
+
+/// A resume refused before sending changes nothing on disk: the failed
+/// records `--retry-failed` would replace, and a torn last line, stay as
+/// they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_resume_leaves_the_output_untouched() {
+    let server = mock().await;
+    let m = server.url();
+    let dir = tempdir();
+    let results = dir.path().join("results.jsonl");
+    let input = write_file(
+        dir.path(),
+        "in.txt",
+        lines(&[format!("{m}/fast"), format!("{m}/status/500")]),
+    );
+    Sluice::run([
+        "--retries".as_ref(),
+        "0".as_ref(),
+        "-o".as_ref(),
+        results.as_os_str(),
+        input.as_os_str(),
+    ])
+    .output()
+    .await
+    .code(1);
+    let mut before = std::fs::read_to_string(&results).unwrap();
+    before.push_str("{\"id\":3,\"line\":3,\"ok\":tr");
+    std::fs::write(&results, &before).unwrap();
+    server.reset_stats();
+    let out = Sluice::run([
+        "--resume".as_ref(),
+        "--retry-failed".as_ref(),
+        "--summary-json".as_ref(),
+        dir.path().join("missing-dir/s.json").as_os_str(),
+        "-o".as_ref(),
+        results.as_os_str(),
+        input.as_os_str(),
+    ])
+    .output()
+    .await;
+    out.code(2);
+    assert_eq!(server.stats().requests, 0);
+    assert_eq!(std::fs::read_to_string(&results).unwrap(), before);
+    server.shutdown().await;
+}

@@ -253,15 +253,15 @@ impl Dispatcher {
 
     /// Read-ahead counts only requests whose origin could start them now:
     /// an origin held back (paused, at its own limit or rate) must not stop
-    /// the reading of requests to other origins. Held requests are bounded
-    /// separately, so memory stays flat either way.
+    /// the reading of requests to other origins. Held requests, and those
+    /// waiting to retry, are bounded separately, so memory stays flat.
     fn wants_input(&self) -> bool {
         let ahead = self.config.read_ahead + self.config.concurrency.get();
         !self.draining
             && !self.input_done
             && self.pending.is_none()
             && self.ready_queued < ahead
-            && self.queued < ahead * HELD_FACTOR
+            && self.queued + self.retry_waiting < ahead * HELD_FACTOR
     }
 
     // ---- intake ---------------------------------------------------------

@@ -36,6 +36,8 @@ pub struct Recorded {
     pub removed: u64,
     /// Bytes of a torn last line that were cut off.
     pub repaired_bytes: u64,
+    /// Where the last complete line ends.
+    good_end: u64,
 }
 
 /// The output cannot be resumed; the message says why and what to do.
@@ -63,8 +65,8 @@ struct LineError {
 }
 
 impl Recorded {
-    /// Reads `path` (a missing file holds nothing) and cuts a torn last
-    /// line. With `retry_failed`, failed records do not count as recorded, so
+    /// Reads `path` (a missing file holds nothing); nothing is changed
+    /// until [`Recorded::commit`]. With `retry_failed`, failed records do not count as recorded, so
     /// their lines are sent again; call [`Recorded::commit`] once the inputs
     /// are known to match, to drop them from the file.
     pub fn scan(path: &Path, retry_failed: bool) -> Result<Recorded, ResumeError> {
@@ -79,21 +81,23 @@ impl Recorded {
             retry_failed,
             ..Recorded::default()
         };
-        let good_end = rec.read_all(file, path)?;
-        rec.repaired_bytes = truncate_torn(path, good_end)?;
+        rec.good_end = rec.read_all(file, path)?;
         Ok(rec)
     }
 
-    /// Under `--retry-failed`, rewrites the file without its failed records
-    /// (through a temporary file and a rename), so each line keeps one record.
-    pub fn commit(&self) -> Result<(), ResumeError> {
-        let Some(path) = self
-            .path
-            .as_deref()
-            .filter(|_| self.retry_failed && self.removed > 0)
-        else {
+    /// Once every check before sending has passed: cuts a torn last line,
+    /// and under `--retry-failed` rewrites the file without its failed
+    /// records (through a temporary file and a rename), so each line keeps
+    /// one record. Call it before opening the file for appending.
+    pub fn commit(&mut self) -> Result<(), ResumeError> {
+        let Some(path) = self.path.clone() else {
             return Ok(());
         };
+        self.repaired_bytes = truncate_torn(&path, self.good_end)?;
+        if !(self.retry_failed && self.removed > 0) {
+            return Ok(());
+        }
+        let path = path.as_path();
         let file = File::open(path)
             .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
         let mut rewrite = Rewrite::new(path)?;
@@ -523,9 +527,10 @@ mod tests {
         let path = temp("torn");
         let whole = format!("{}{}", record(1, true), record(3, true));
         std::fs::write(&path, format!("{whole}{{\"id\":2,\"line\":2,\"ok\":tr")).unwrap();
-        let r = Recorded::scan(&path, false).unwrap();
+        let mut r = Recorded::scan(&path, false).unwrap();
         assert!(r.has(1) && r.has(3) && !r.has(2));
         assert_eq!(r.kept, 2);
+        r.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
         let _ = std::fs::remove_file(&path);
     }
@@ -558,7 +563,7 @@ mod tests {
             format!("{}{}{}", record(1, true), record(2, false), record(3, true)),
         )
         .unwrap();
-        let r = Recorded::scan(&path, true).unwrap();
+        let mut r = Recorded::scan(&path, true).unwrap();
         assert!(r.has(1) && !r.has(2) && r.has(3));
         assert_eq!((r.kept, r.removed), (2, 1));
         // Nothing is rewritten until the inputs are known to match.
