@@ -124,10 +124,10 @@ fn timeline_svg(timeline: &Timeline) -> String {
     }
     let _ = write!(
         svg,
-        "<text x=\"2\" y=\"12\">{peak}/s</text><text x=\"2\" y=\"{}\">{n} s</text>",
-        HEIGHT + 14.0
+        "<text x=\"0\" y=\"-4\">{peak}/s</text><text x=\"0\" y=\"{y}\">0 s</text><text x=\"{WIDTH}\" y=\"{y}\" text-anchor=\"end\">{n} s</text>",
+        y = HEIGHT + 14.0
     );
-    svg + "</svg>\n"
+    svg + SVG_CLOSE
 }
 
 fn latency_svg(buckets: &[(f64, u64)]) -> String {
@@ -148,19 +148,36 @@ fn latency_svg(buckets: &[(f64, u64)]) -> String {
         );
         let _ = write!(
             svg,
-            "<text x=\"{:.1}\" y=\"{}\">{upper:.0}</text>",
-            i as f64 * w,
-            HEIGHT + 14.0
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            i as f64 * w + w / 2.0,
+            HEIGHT + 14.0,
+            short_ms(upper)
         );
     }
-    svg + "</svg>\n<p>Bars: requests whose duration is at most the labelled milliseconds (logarithmic buckets).</p>\n"
+    let _ = write!(svg, "<text x=\"0\" y=\"-4\">{peak} requests</text>");
+    svg + SVG_CLOSE
+        + "<p>Each bar: requests whose duration is at most its label, in milliseconds (logarithmic buckets).</p>\n"
 }
 
+/// `0.25`, `3.2`, `819`: enough digits to tell buckets apart.
+fn short_ms(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.2}")
+    } else if ms < 10.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
+/// Closes what [`svg_open`] opened.
+const SVG_CLOSE: &str = "</g></svg>\n";
+
+/// An SVG with room above the chart for its scale and below for its axis.
 fn svg_open() -> String {
     format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{}\" viewBox=\"0 0 {WIDTH} {}\">",
-        HEIGHT + 20.0,
-        HEIGHT + 20.0
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{h}\" viewBox=\"0 0 {WIDTH} {h}\"><g transform=\"translate(0,16)\">",
+        h = HEIGHT + 36.0
     )
 }
 
