@@ -242,7 +242,11 @@ impl State {
                 display.println(&format!("sluice: closed {origin}: {reason}"));
                 self.closed.push(format!("{origin}: {reason}"));
             }
-            Event::Dropped { .. } | Event::Waiting { .. } | Event::Paused { .. } => {}
+            Event::Dropped { attempts, .. } => {
+                self.all.add_unrecorded_attempts(attempts);
+                self.this_run.add_unrecorded_attempts(attempts);
+            }
+            Event::Waiting { .. } | Event::Paused { .. } => {}
         }
     }
 

@@ -114,7 +114,7 @@ impl Display {
             Event::Record(r) => record_line(r),
             Event::Paused { origin, wait } => format!("{origin} paused for {}", show(*wait)),
             Event::OriginClosed { origin, reason } => format!("{origin} closed: {reason}"),
-            Event::Dropped { line } => {
+            Event::Dropped { line, .. } => {
                 format!("line {line} dropped (no record; --resume sends it)")
             }
         };

@@ -306,7 +306,7 @@ impl Dispatcher {
         self.register(req.line);
         let origin = self.origin_of(&req);
         if self.origins[origin].closed {
-            self.drop_line(req.line);
+            self.drop_line(req.line, 0);
             return;
         }
         self.outbox.push_back(Event::Waiting {
@@ -510,7 +510,7 @@ impl Dispatcher {
                 Timer::Retry(job) => {
                     self.retry_waiting -= 1;
                     if self.draining || self.origins[job.origin].closed {
-                        self.drop_line(job.req.line);
+                        self.drop_line(job.req.line, job.attempts);
                     } else {
                         self.requeue(job, now);
                     }
@@ -539,7 +539,7 @@ impl Dispatcher {
                 job.maybe_applied |= retry::maybe_applied(&job.req.method, failure_of(&outcome));
                 self.schedule_retry(job, &outcome, wait, at)
             }
-            Verdict::Drop => self.drop_line(job.req.line),
+            Verdict::Drop => self.drop_line(job.req.line, job.attempts),
             Verdict::Final(error) => self.finish(job, outcome, error, at),
         }
         self.refresh(o, Instant::now());
@@ -724,8 +724,8 @@ impl Dispatcher {
         }
     }
 
-    fn drop_line(&mut self, line: u64) {
-        self.outbox.push_back(Event::Dropped { line });
+    fn drop_line(&mut self, line: u64, attempts: u32) {
+        self.outbox.push_back(Event::Dropped { line, attempts });
         if let Some(order) = &mut self.order {
             let ready = order.drop_line(line);
             self.outbox.extend(ready.into_iter().map(Event::Record));
@@ -740,7 +740,7 @@ impl Dispatcher {
         let dropped: Vec<Job> = self.origins[o].queue.drain(..).collect();
         self.queued -= dropped.len();
         for job in dropped {
-            self.drop_line(job.req.line);
+            self.drop_line(job.req.line, job.attempts);
         }
         // Requests of this origin waiting to retry go too, now: waiting for
         // their timers would hold the run (and, under --ordered, every later
@@ -754,7 +754,7 @@ impl Dispatcher {
         for key in waiting {
             if let Some(Timer::Retry(job)) = self.timers.remove(&key) {
                 self.retry_waiting -= 1;
-                self.drop_line(job.req.line);
+                self.drop_line(job.req.line, job.attempts);
             }
         }
         self.refresh(o, Instant::now());
@@ -770,7 +770,7 @@ impl Dispatcher {
         self.draining = true;
         let mut lines = Vec::new();
         for origin in &mut self.origins {
-            lines.extend(origin.queue.drain(..).map(|j| j.req.line));
+            lines.extend(origin.queue.drain(..).map(|j| (j.req.line, j.attempts)));
             origin.ready_key = None;
             origin.counted = 0;
         }
@@ -780,13 +780,13 @@ impl Dispatcher {
         let timers = std::mem::take(&mut self.timers);
         for (_, timer) in timers {
             if let Timer::Retry(job) = timer {
-                lines.push(job.req.line);
+                lines.push((job.req.line, job.attempts));
             }
         }
         self.retry_waiting = 0;
         self.pending = None;
-        for line in lines {
-            self.drop_line(line);
+        for (line, attempts) in lines {
+            self.drop_line(line, attempts);
         }
     }
 }

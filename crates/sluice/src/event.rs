@@ -61,5 +61,7 @@ pub enum Event {
     Dropped {
         /// Its line.
         line: u64,
+        /// Attempts it had made (they count in the run's statistics).
+        attempts: u32,
     },
 }

@@ -106,6 +106,13 @@ impl Tally {
         }
     }
 
+    /// Counts attempts of a request that got no record (dropped by a
+    /// drain or a closed origin): the server saw them all the same.
+    pub fn add_unrecorded_attempts(&mut self, attempts: u32) {
+        self.attempts += u64::from(attempts);
+        self.retries += u64::from(attempts.saturating_sub(1));
+    }
+
     /// Records that failed.
     pub fn failed(&self) -> u64 {
         self.records - self.ok
