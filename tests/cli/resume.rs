@@ -1,11 +1,20 @@
 //! `--resume`: after a crash, exactly one record per request line, and only
 //! lines without a record are sent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::support::*;
+
+/// A test upstream, its URL, a temporary directory and a results path in it.
+async fn setup() -> (sluice_mock::MockServer, String, tempfile::TempDir, PathBuf) {
+    let server = mock().await;
+    let m = server.url();
+    let dir = tempdir();
+    let results = dir.path().join("results.jsonl");
+    (server, m, dir, results)
+}
 
 fn read_records(path: &Path) -> Vec<Value> {
     parse_records(&std::fs::read_to_string(path).expect("read the output file"))
@@ -13,10 +22,7 @@ fn read_records(path: &Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_repairs_a_torn_line_and_sends_only_what_is_missing() {
-    let server = mock().await;
-    let m = server.url();
-    let dir = tempdir();
-    let results = dir.path().join("results.jsonl");
+    let (server, m, dir, results) = setup().await;
     let input = write_file(
         dir.path(),
         "in.txt",
@@ -65,10 +71,7 @@ async fn resume_repairs_a_torn_line_and_sends_only_what_is_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failed_resends_failures_and_replaces_their_records() {
-    let server = mock().await;
-    let m = server.url();
-    let dir = tempdir();
-    let results = dir.path().join("results.jsonl");
+    let (server, m, dir, results) = setup().await;
     let input = write_file(
         dir.path(),
         "in.txt",
@@ -121,10 +124,7 @@ async fn retry_failed_resends_failures_and_replaces_their_records() {
 /// A record whose id differs from its line's id means the input changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_over_changed_input_exits_2() {
-    let server = mock().await;
-    let m = server.url();
-    let dir = tempdir();
-    let results = dir.path().join("results.jsonl");
+    let (server, m, dir, results) = setup().await;
     let before = write_file(
         dir.path(),
         "before.jsonl",
@@ -167,10 +167,7 @@ async fn resume_over_changed_input_exits_2() {
 /// nothing: exit 2, the file untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_over_changed_stdin_exits_2_having_sent_nothing() {
-    let server = mock().await;
-    let m = server.url();
-    let dir = tempdir();
-    let results = dir.path().join("results.jsonl");
+    let (server, m, _dir, results) = setup().await;
     let before = lines(&[
         format!(r#"{{"id":"a","url":"{m}/fast"}}"#),
         format!(r#"{{"id":"b","url":"{m}/fast"}}"#),
@@ -214,10 +211,7 @@ async fn resume_over_changed_stdin_exits_2_having_sent_nothing() {
 /// what was in flight, and `--resume` sends exactly that again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_resume_sends_only_the_unrecorded_lines() {
-    let server = mock().await;
-    let m = server.url();
-    let dir = tempdir();
-    let results = dir.path().join("results.jsonl");
+    let (server, m, dir, results) = setup().await;
     let input = write_file(
         dir.path(),
         "in.txt",
@@ -300,10 +294,7 @@ async fn resume_refuses_an_absurd_line_number() {
 /// they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_resume_leaves_the_output_untouched() {
-    let server = mock().await;
-    let m = server.url();
-    let dir = tempdir();
-    let results = dir.path().join("results.jsonl");
+    let (server, m, dir, results) = setup().await;
     let input = write_file(
         dir.path(),
         "in.txt",
