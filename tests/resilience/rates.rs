@@ -21,55 +21,57 @@ fn assert_never_above_100(what: &str, sorted: &[f64]) {
     );
 }
 
-/// Over the run, at least 95/s (a lower bound only).
-fn assert_reaches_100(what: &str, sorted: &[f64]) {
-    let rate = achieved_rate(sorted);
+/// Over the run, at least 85% of `rate` (a lower bound with room for a
+/// loaded 2-core machine). At 400/s a start late by the timer's millisecond
+/// for every token (the bug this guards against) reaches only ~70%.
+fn assert_reaches(what: &str, sorted: &[f64], rate: f64) {
+    let achieved = achieved_rate(sorted);
     let mut gaps: Vec<f64> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort_by(f64::total_cmp);
     assert!(
-        // A lower bound with room for a loaded 2-core machine; a start that
-        // is late for every token shows up as ~50-90/s.
-        rate >= 90.0,
-        "{what}: only {rate:.1}/s achieved at 100/s (median gap between starts {:.2} ms, not 10)",
+        achieved >= rate * 0.85,
+        "{what}: only {achieved:.1}/s achieved at {rate}/s (median gap between starts {:.2} ms)",
         gaps[gaps.len() / 2]
     );
 }
 
-/// 300 × /fast under --rate 100/s; the sorted arrival times.
-async fn global_rate_run() -> Vec<f64> {
+/// `n` × /fast under --rate `rate`; the sorted arrival times.
+async fn global_rate_run(rate: u32, n: usize) -> Vec<f64> {
     let server = mock().await;
-    let input = lines(&vec![format!("{}/fast", server.url()); 300]);
-    let out = Sluice::run(["-q", "-c", "16", "--rate", "100/s"])
+    let input = lines(&vec![format!("{}/fast", server.url()); n]);
+    let rate_arg = format!("{rate}/s");
+    let out = Sluice::run(["-q", "-c", "16", "--rate", rate_arg.as_str()])
         .stdin(input)
         .output()
         .await;
     out.code(0);
-    assert_eq!(by_line(&out.records()).len(), 300);
+    assert_eq!(by_line(&out.records()).len(), n);
     let at = arrivals(&server, |_| true);
-    assert_eq!(at.len(), 300);
+    assert_eq!(at.len(), n);
     server.shutdown().await;
     at
 }
 
-/// 200 × /fast to each of two origins under --per-host-rate 100/s; the
+/// `n` × /fast to each of two origins under --per-host-rate `rate`; the
 /// sorted arrival times at each (the mocks reset together share a clock).
-async fn per_host_rate_run() -> (Vec<f64>, Vec<f64>) {
+async fn per_host_rate_run(rate: u32, n: usize) -> (Vec<f64>, Vec<f64>) {
     let (a, b) = (mock().await, mock().await);
     let mut input = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..n {
         input.push(format!("{}/fast", a.url()));
         input.push(format!("{}/fast", b.url()));
     }
     a.reset_stats();
     b.reset_stats();
-    let out = Sluice::run(["-q", "-c", "16", "--per-host-rate", "100/s"])
+    let rate_arg = format!("{rate}/s");
+    let out = Sluice::run(["-q", "-c", "16", "--per-host-rate", rate_arg.as_str()])
         .stdin(lines(&input))
         .output()
         .await;
     out.code(0);
-    assert_eq!(by_line(&out.records()).len(), 400);
+    assert_eq!(by_line(&out.records()).len(), 2 * n);
     let (at_a, at_b) = (arrivals(&a, |_| true), arrivals(&b, |_| true));
-    assert_eq!((at_a.len(), at_b.len()), (200, 200));
+    assert_eq!((at_a.len(), at_b.len()), (n, n));
     a.shutdown().await;
     b.shutdown().await;
     (at_a, at_b)
@@ -77,17 +79,17 @@ async fn per_host_rate_run() -> (Vec<f64>, Vec<f64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_rate_is_never_exceeded() {
-    assert_never_above_100("--rate 100/s", &global_rate_run().await);
+    assert_never_above_100("--rate 100/s", &global_rate_run(100, 300).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_rate_is_reached() {
-    assert_reaches_100("--rate 100/s", &global_rate_run().await);
+    assert_reaches("--rate 400/s", &global_rate_run(400, 1200).await, 400.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_host_rate_limits_each_origin_separately() {
-    let (at_a, at_b) = per_host_rate_run().await;
+    let (at_a, at_b) = per_host_rate_run(100, 200).await;
     assert_never_above_100("origin A at --per-host-rate 100/s", &at_a);
     assert_never_above_100("origin B at --per-host-rate 100/s", &at_b);
     // The limit is per origin: together they exceed what one origin may.
@@ -102,9 +104,9 @@ async fn per_host_rate_limits_each_origin_separately() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_host_rate_is_reached() {
-    let (at_a, at_b) = per_host_rate_run().await;
-    assert_reaches_100("origin A at --per-host-rate 100/s", &at_a);
-    assert_reaches_100("origin B at --per-host-rate 100/s", &at_b);
+    let (at_a, at_b) = per_host_rate_run(400, 800).await;
+    assert_reaches("origin A at --per-host-rate 400/s", &at_a, 400.0);
+    assert_reaches("origin B at --per-host-rate 400/s", &at_b, 400.0);
 }
 
 /// --budget 6000/m (100 units a second) with --budget-burst 600 and requests
