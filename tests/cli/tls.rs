@@ -8,7 +8,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::support::{Sluice, by_line, kind, tempdir, write_file};
+use crate::support::{Out, Sluice, by_line, kind, tempdir, write_file};
 
 /// A loopback HTTPS server whose certificate is signed by a fresh CA;
 /// returns its URL and the CA in PEM.
@@ -41,6 +41,17 @@ async fn self_signed_ca_server() -> (String, String) {
     let cert = params.self_signed(&key).expect("certificate");
     let url = serve(cert.der().clone(), &key).await;
     (url, cert.pem())
+}
+
+/// Fetches `url` once with `pem` as the `--cacert` file.
+async fn fetch_trusting(url: &str, pem: String) -> Out {
+    let dir = tempdir();
+    let ca_file = write_file(dir.path(), "ca.pem", pem);
+    let ca_arg = ca_file.to_string_lossy().into_owned();
+    Sluice::run(["-q", "--cacert", ca_arg.as_str()])
+        .stdin(format!("{url}\n"))
+        .output()
+        .await
 }
 
 /// Serves a fixed `200 ok` over TLS with `cert`; returns the URL.
@@ -94,13 +105,7 @@ async fn unknown_certificates_fail_as_tls_and_are_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cacert_trusts_the_extra_ca() {
     let (url, ca) = tls_server().await;
-    let dir = tempdir();
-    let ca_file = write_file(dir.path(), "ca.pem", ca);
-    let ca_arg = ca_file.to_string_lossy().into_owned();
-    let out = Sluice::run(["-q", "--cacert", ca_arg.as_str()])
-        .stdin(format!("{url}\n"))
-        .output()
-        .await;
+    let out = fetch_trusting(&url, ca).await;
     out.code(0);
     let records = by_line(&out.records());
     assert_eq!(records[&1]["ok"], true);
@@ -119,13 +124,7 @@ async fn insecure_skips_verification_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cacert_trusts_a_self_signed_ca_certificate_as_curl_does() {
     let (url, cert) = self_signed_ca_server().await;
-    let dir = tempdir();
-    let ca_file = write_file(dir.path(), "self.pem", cert);
-    let ca_arg = ca_file.to_string_lossy().into_owned();
-    let out = Sluice::run(["-q", "--cacert", ca_arg.as_str()])
-        .stdin(format!("{url}\n"))
-        .output()
-        .await;
+    let out = fetch_trusting(&url, cert).await;
     out.code(0);
     assert_eq!(by_line(&out.records())[&1]["ok"], true);
     // Without it, the same server is refused.
