@@ -81,8 +81,8 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Replace an existing output file.
-    #[arg(long, conflicts_with = "resume")]
+    /// Replace existing non-empty output files (-o, --report, --summary-json); under --resume, -o is still appended to.
+    #[arg(long)]
     pub overwrite: bool,
 
     /// Requests in flight at once, across all origins.
