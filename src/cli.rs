@@ -113,7 +113,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub budget_burst: Option<u64>,
 
-    /// One attempt, from send to whole body (30s, 500ms, 5m).
+    /// One attempt, from send to whole body (30s, 500ms, 5m: every duration needs its unit, here and in an input line's `timeout`).
     #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Duration,
 
