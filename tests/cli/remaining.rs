@@ -95,3 +95,49 @@ async fn a_closed_stdout_does_not_advise_resume() {
     assert!(out.stderr.contains("-o FILE"), "{}", out.stderr);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_shows_a_fixed_total_with_an_eta_and_a_paused_origin() {
+    let server = mock().await;
+    let m = server.url();
+    let dir = tempdir();
+    let input = write_file(
+        dir.path(),
+        "in.txt",
+        lines(&vec![format!("{m}/delay/0.6"); 4]),
+    );
+    let out = Sluice::run([
+        "--progress".as_ref(),
+        "always".as_ref(),
+        "-c".as_ref(),
+        "1".as_ref(),
+        input.as_os_str(),
+    ])
+    .output()
+    .await;
+    out.code(0);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("/4 · ETA "))
+        .unwrap_or_else(|| panic!("a progress line with the total and an ETA: {}", out.stderr));
+    assert!(line.contains("1 in flight"), "{line}");
+
+    // A 429 with Retry-After pauses the origin: the progress says so.
+    let out = Sluice::run(["--progress", "always", "-c", "2"])
+        .stdin(lines(&[
+            format!("{m}/fail/1/p?status=429&retry_after=2"),
+            format!("{m}/fast?after"),
+        ]))
+        .output()
+        .await;
+    out.code(0);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("paused by the server (429/503) until ")),
+        "{}",
+        out.stderr
+    );
+    server.shutdown().await;
+}

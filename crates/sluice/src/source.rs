@@ -173,11 +173,11 @@ pub fn count_request_lines(paths: &[PathBuf]) -> Option<u64> {
         if path == Path::new("-") {
             return None;
         }
-        let file = std::fs::File::open(path).ok()?;
-        if !file.metadata().ok()?.is_file() {
+        // stat before open: opening a FIFO could block, or take its data.
+        if !std::fs::metadata(path).ok()?.is_file() {
             return None;
         }
-        total += count_in(file).ok()?;
+        total += count_in(std::fs::File::open(path).ok()?).ok()?;
     }
     Some(total)
 }
