@@ -269,8 +269,10 @@ fn record_line(r: &Record) -> String {
     match &r.error {
         None => format!("{head} success {} in {ms}ms", r.status.unwrap_or(0)),
         Some(e) => format!(
-            "{head} error {}: {} (after {} attempts, {ms}ms)",
-            e.kind, e.message, r.attempts
+            "{head} error {}: {} (after {}, {ms}ms)",
+            e.kind,
+            e.message,
+            plural(u64::from(r.attempts), "attempt")
         ),
     }
 }
