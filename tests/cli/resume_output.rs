@@ -98,6 +98,8 @@ async fn a_300_mib_torn_tail_is_cut_in_bounded_memory_and_reported() {
     let recs = by_line(&parse_records(&std::fs::read_to_string(&results).unwrap()));
     assert_eq!(recs.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
     let peak = children_peak_mib();
-    assert!(peak < 150, "a child peaked at {peak} MiB");
+    // Reading the tail would take more than 300 MiB; any child of this test
+    // binary stays far below 200 MiB.
+    assert!(peak < 200, "a child peaked at {peak} MiB");
     server.shutdown().await;
 }
