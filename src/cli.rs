@@ -81,8 +81,8 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Replace an existing output file.
-    #[arg(long, conflicts_with = "resume")]
+    /// Replace existing non-empty output files (-o, --report, --summary-json); under --resume, -o is still appended to.
+    #[arg(long)]
     pub overwrite: bool,
 
     /// Requests in flight at once, across all origins.
@@ -113,7 +113,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub budget_burst: Option<u64>,
 
-    /// One attempt, from send to whole body (30s, 500ms, 5m).
+    /// One attempt, from send to whole body (30s, 500ms, 5m: every duration needs its unit, here and in an input line's `timeout`).
     #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Duration,
 

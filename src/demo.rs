@@ -38,7 +38,10 @@ pub async fn demo() -> Result<i32> {
         quiet: false,
         summary_json: None,
         report: None,
+        resumable: true,
+        stdin_terminal: false,
     };
+    let _ = feed.total.set(REQUESTS);
     let signals = crate::signals::listen()?;
     let start = Instant::now();
     let summary = batch::drive(config, feed, inputs, sink, None, ui, signals).await?;

@@ -28,6 +28,7 @@ mod batch;
 mod cli;
 mod demo;
 mod html;
+mod outputs;
 mod report;
 mod run;
 mod signals;

@@ -3,6 +3,7 @@
 //! line is validated against `result.schema.json`.
 
 mod bodies;
+mod changed_input;
 mod dryrun;
 mod errors;
 mod headers;
@@ -11,9 +12,12 @@ mod limits;
 mod options;
 mod origins;
 mod output;
+mod overwrite;
 mod records;
 mod redirects;
+mod remaining;
 mod resume;
+mod resume_output;
 mod schema;
 mod signals;
 mod support;
