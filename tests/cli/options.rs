@@ -1,4 +1,4 @@
-//! Every option of SPEC section 1 is accepted, and `--report` writes its
+//! Every documented option of `sluice run` is accepted, and `--report` writes its
 //! self-contained HTML.
 
 use crate::support::*;
