@@ -4,9 +4,14 @@
 /// The endpoints as a Markdown table (`| path | answer |`).
 pub const ENDPOINTS_MD: &str = include_str!("endpoints.md");
 
+/// The endpoints as (path, answer) pairs of plain text, in table order.
+pub fn endpoints() -> Vec<(String, String)> {
+    ENDPOINTS_MD.lines().filter_map(row).skip(1).collect()
+}
+
 /// The endpoints as plain text: one per line, the paths aligned in a column.
 pub fn endpoint_list() -> String {
-    let rows: Vec<(String, String)> = ENDPOINTS_MD.lines().filter_map(row).skip(1).collect();
+    let rows = endpoints();
     let width = rows.iter().map(|(path, _)| path.chars().count()).max();
     let width = width.unwrap_or(0);
     rows.iter()

@@ -53,7 +53,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use endpoints::{ENDPOINTS_MD, endpoint_list};
+pub use endpoints::{ENDPOINTS_MD, endpoint_list, endpoints};
 pub use stats::{Arrival, MAX_ARRIVALS, PathStats, Stats};
 
 use handler::{ConnCtx, Shared};
