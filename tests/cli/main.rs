@@ -3,6 +3,7 @@
 //! line is validated against `result.schema.json`.
 
 mod bodies;
+mod docs;
 mod dryrun;
 mod errors;
 mod headers;
