@@ -7,6 +7,7 @@ mod docs;
 mod dryrun;
 mod errors;
 mod headers;
+mod help;
 mod hostile;
 mod limits;
 mod options;
