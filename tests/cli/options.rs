@@ -5,7 +5,7 @@ use crate::support::*;
 
 /// Each option with a valid value, checked by a dry run over one good line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_option_in_the_spec_is_accepted() {
+async fn every_documented_option_is_accepted() {
     let dir = tempdir();
     let out_file = dir.path().join("out.jsonl").display().to_string();
     let summary = dir.path().join("summary.json").display().to_string();
