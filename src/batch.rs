@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::report::{Display, Progress, Summary};
 use crate::signals::Signal;
 
-/// Exit statuses (SPEC section 3).
+/// Exit statuses, as `docs/exit-status.md` explains them.
 pub mod exit {
     /// Every request has an ok record.
     pub const OK: i32 = 0;

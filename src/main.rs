@@ -27,6 +27,7 @@ macro_rules! println {
 mod batch;
 mod cli;
 mod demo;
+mod help;
 mod html;
 mod outputs;
 mod report;
@@ -69,8 +70,9 @@ fn main() {
 async fn dispatch(command: Command) -> i32 {
     let result = match command {
         Command::Run(args) => run::run(*args).await,
-        Command::Demo => demo::demo().await,
+        Command::Demo(args) => demo::demo(args).await,
         Command::Mock { listen } => mock(listen).await,
+        Command::Help { topic } => Ok(help::print(topic.as_deref())),
     };
     result.unwrap_or_else(|e| {
         eprintln!("sluice: error: {e:#}");
@@ -83,9 +85,11 @@ async fn dispatch(command: Command) -> i32 {
 }
 
 async fn mock(listen: std::net::SocketAddr) -> anyhow::Result<i32> {
-    let server = sluice_mock::MockServer::start(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let server = sluice_mock::MockServer::start(listen).await.map_err(|e| {
+        run::Usage(anyhow::anyhow!(
+            "cannot listen on {listen}: {e}; choose another address with --listen"
+        ))
+    })?;
     println!("sluice mock listening on {}", server.url());
     let _ = tokio::signal::ctrl_c().await;
     server.shutdown().await;

@@ -82,7 +82,7 @@ async fn each_failure_has_its_kind() {
     server.shutdown().await;
 }
 
-/// SPEC section 4: non-idempotent methods are retried only where the server
+/// Non-idempotent methods are retried only where the server
 /// did not act, unless an Idempotency-Key or `--retry-non-idempotent` says so;
 /// failures after the request was written carry `maybe_applied`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,11 @@
 
 mod bodies;
 mod changed_input;
+mod docs;
 mod dryrun;
 mod errors;
 mod headers;
+mod help;
 mod hostile;
 mod limits;
 mod options;

@@ -27,6 +27,7 @@ const ECHO_LIMIT: usize = 64 * 1024 * 1024;
 
 const APPLICATION_JSON: &str = "application/json";
 const TEXT_PLAIN: &str = "text/plain";
+const TEXT_PLAIN_UTF8: &str = "text/plain; charset=utf-8";
 const OCTET_STREAM: &str = "application/octet-stream";
 const RETRY_AFTER_MS: &str = "retry-after-ms";
 
@@ -162,6 +163,7 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
     let query = parts.uri.query();
 
     match (first, rest) {
+        ("", None) => index(&parts.method),
         ("fast", None) => fast(),
         ("echo", None) => echo(&parts, &body),
         ("delay", Some(secs)) => delay(secs).await,
@@ -481,6 +483,16 @@ fn truncate() -> Response<MockBody> {
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
     response
+}
+
+/// `GET /`: the endpoint table as plain text, so `curl` on the bare address
+/// says what the server can do.
+fn index(method: &Method) -> Response<MockBody> {
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed("GET, HEAD");
+    }
+    let list = crate::endpoints::endpoint_list();
+    with_type(StatusCode::OK, TEXT_PLAIN_UTF8, MockBody::full(list))
 }
 
 fn stats_endpoint(shared: &Shared, req: &Request<Incoming>) -> Response<MockBody> {

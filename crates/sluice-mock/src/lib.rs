@@ -11,23 +11,10 @@
 //! # Endpoints
 //!
 //! Any method unless noted; JSON bodies with `content-type: application/json`.
+//! The table is [`ENDPOINTS_MD`], also served as plain text at `GET /` and
+//! shown by `sluice mock --help` ([`endpoint_list`]).
 //!
-//! | path | answer |
-//! |---|---|
-//! | `/fast` | 200 `{"ok":true}` |
-//! | `/echo` | 200: method, path, query, query_string, version, headers and body (or `body_base64`) |
-//! | `/delay/{secs}` | 200 `{"delay":secs}` after `secs` seconds (fractions allowed, at most 3600) |
-//! | `/status/{code}` | that status (200–599), body `{"status":code}` (none for 204, 205, 304) |
-//! | `/bytes/{n}` | 200, `n` bytes of `application/octet-stream`, byte `i` = `(i*7 + 0x80) % 256` (never UTF-8) |
-//! | `/ratelimit/{per_second}` | 200, or 429 with `Retry-After` past `per_second` requests a second (token bucket of capacity `per_second`, one per distinct value) |
-//! | `/fail/{n}/{key}` | the first `n` requests for `key` fail with 503 or `?status=`, with `Retry-After` from `?retry_after=` and `retry-after-ms` from `?retry_after_ms=`; then 200 `{"ok":true,"attempt":k}` |
-//! | `/redirect/{code}?to=URL` | that status (300–399) with `Location: URL` |
-//! | `/reset` | reads the request, then resets the TCP connection (RST), no response |
-//! | `/hang` | never answers |
-//! | `/drip/{bytes}/{secs}` | 200, `bytes` ASCII `x` in up to ten pieces spread evenly over `secs` |
-//! | `/truncate` | 200 with `Content-Length: 100`, 50 bytes of body, then the connection closes |
-//! | `GET /stats` | [`Stats`] as JSON; `?arrivals=1` adds the arrival times |
-//! | `POST /stats/reset` | 200 `{"ok":true}`; clears statistics and `/fail`, `/ratelimit` state |
+#![doc = include_str!("endpoints.md")]
 //!
 //! Anything else is 404 `{"error":"not found"}`; a bad path parameter is 400
 //! with `{"error":"..."}`.
@@ -48,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod body;
+mod endpoints;
 mod handler;
 mod stats;
 mod util;
@@ -65,6 +53,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use endpoints::{ENDPOINTS_MD, endpoint_list, endpoints};
 pub use stats::{Arrival, MAX_ARRIVALS, PathStats, Stats};
 
 use handler::{ConnCtx, Shared};

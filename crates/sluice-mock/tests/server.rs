@@ -119,6 +119,40 @@ async fn fast_answers_small_json() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_root_lists_the_endpoints() {
+    let server = start().await;
+    let (status, headers, body) = get(&server, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    let text = std::str::from_utf8(&body).expect("UTF-8");
+    assert_eq!(text, sluice_mock::endpoint_list());
+    for path in [
+        "GET /  ",
+        "/fast",
+        "/echo",
+        "/delay/{secs}",
+        "/status/{code}",
+        "/bytes/{count}",
+        "/ratelimit/{per_second}",
+        "/fail/{count}/{key}",
+        "/redirect/{code}?to=URL",
+        "/reset",
+        "/hang",
+        "/drip/{bytes}/{secs}",
+        "/truncate",
+        "GET /stats",
+        "POST /stats/reset",
+    ] {
+        assert!(text.contains(path), "{path} missing from GET /:\n{text}");
+    }
+    let mut conn = Conn::open(server.addr()).await;
+    let (status, headers, _) = conn.send("POST", "/", &[], "").await.expect("POST /");
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, HEAD");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_reflects_the_request() {
     let server = start().await;

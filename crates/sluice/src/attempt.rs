@@ -38,7 +38,7 @@ pub struct Response {
 /// An attempt that produced no usable response.
 #[derive(Debug)]
 pub struct Failed {
-    /// The SPEC error kind.
+    /// The error kind written in the record.
     pub kind: ErrorKind,
     /// False only when the request provably never reached the server.
     pub sent: bool,
@@ -182,8 +182,9 @@ enum Redirect {
     Stop(Option<String>),
 }
 
-/// Decides whether a response is a redirect to follow (SPEC section 4,
-/// "Redirects are safe").
+/// Decides whether a response is a redirect to follow: at most 10 hops,
+/// never from https to http, and a 301/302/303 answer to anything but
+/// GET/HEAD is recorded rather than followed.
 fn next_hop(hop: &Hop, resp: &reqwest::Response, followed: usize, redactor: &Redactor) -> Redirect {
     let status = resp.status().as_u16();
     if !matches!(status, 301 | 302 | 303 | 307 | 308) {
@@ -333,7 +334,8 @@ fn transport_failure(e: &reqwest::Error, status: Option<u16>) -> Outcome {
     })
 }
 
-/// Converts a body to its stored form under `mode` (SPEC section 3).
+/// Converts a body to its stored form under `mode`: under `auto`, JSON as
+/// JSON, else UTF-8 text, else base64; nothing is ever lost.
 pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option<Body> {
     let b64 = |b: &[u8]| Body::Base64(base64::engine::general_purpose::STANDARD.encode(b));
     match mode {

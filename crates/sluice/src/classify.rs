@@ -1,5 +1,5 @@
 //! One classifier for transport failures: it walks the error's source chain
-//! once and decides the SPEC error kind and whether the request may have
+//! once and decides the record's error kind and whether the request may have
 //! reached the server. A body-phase timeout can hide under a "decode" or
 //! "body" error in reqwest, so no single predicate is trusted.
 
@@ -21,7 +21,7 @@ pub struct DnsError {
 /// A classified transport failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classified {
-    /// The SPEC error kind.
+    /// The error kind written in the record.
     pub kind: ErrorKind,
     /// False only when the request provably never reached the server.
     pub sent: bool,

@@ -1,4 +1,5 @@
-//! The run's configuration and its builder. Defaults are the SPEC's; the CLI
+//! The run's configuration and its builder. Defaults are the documented
+//! ones (`sluice run --help` shows them); the CLI
 //! maps its options onto this type, so the engine never sees clap.
 
 use std::num::{NonZeroU32, NonZeroUsize};

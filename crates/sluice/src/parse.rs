@@ -1,5 +1,5 @@
 //! One input line → one [`Input`]: a request, or the reason its line was
-//! rejected (SPEC section 2).
+//! rejected (the format is in `docs/input.md`).
 //!
 //! A line is trimmed (a trailing `\r`, surrounding ASCII whitespace and a
 //! UTF-8 BOM go); an empty line or one starting with `#` is skipped. A line

@@ -1,4 +1,5 @@
-//! The result record: exactly one per request line (SPEC section 3), and its
+//! The result record: exactly one per request line (fields in
+//! `docs/output.md`, schema in `schema/result.schema.json`), and its
 //! wire form, one JSON object per line.
 
 use std::fmt;
@@ -97,7 +98,7 @@ impl Serialize for Id {
     }
 }
 
-/// Why a request failed; the wire names are the SPEC's error kinds.
+/// Why a request failed; the wire names are the documented error kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -173,7 +174,7 @@ impl fmt::Display for ErrorKind {
 /// The `error` object of a failed record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecordError {
-    /// What went wrong, as one of the SPEC's kinds.
+    /// What went wrong, as one of the documented kinds.
     pub kind: ErrorKind,
     /// A human-readable explanation, secrets already redacted.
     pub message: String,

@@ -1,5 +1,5 @@
 //! The input stream: files (or standard input) read lazily, line by line,
-//! and parsed into [`Input`] items (SPEC section 2).
+//! and parsed into [`Input`] items (the format is in `docs/input.md`).
 //!
 //! Every input is opened up front, so a missing file fails before anything is
 //! sent. Reading then holds at most one line plus a fixed-size buffer: a line
