@@ -69,7 +69,19 @@ async fn dispatch(command: Command) -> i32 {
     let result = match command {
         Command::Run(args) => run::run(*args).await,
         Command::Demo => demo::demo().await,
-        Command::Mock { listen } => mock(listen).await,
+        Command::Mock {
+            listen,
+            h2_max_streams,
+            goaway_after,
+            keep_alive,
+        } => {
+            let options = sluice_mock::MockOptions {
+                h2_max_streams,
+                goaway_after,
+                keep_alive,
+            };
+            mock(listen, options).await
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("sluice: error: {e:#}");
@@ -81,8 +93,11 @@ async fn dispatch(command: Command) -> i32 {
     })
 }
 
-async fn mock(listen: std::net::SocketAddr) -> anyhow::Result<i32> {
-    let server = sluice_mock::MockServer::start(listen)
+async fn mock(
+    listen: std::net::SocketAddr,
+    options: sluice_mock::MockOptions,
+) -> anyhow::Result<i32> {
+    let server = sluice_mock::MockServer::start_with(listen, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     println!("sluice mock listening on {}", server.url());

@@ -3,6 +3,7 @@
 //! line is validated against `result.schema.json`.
 
 mod bodies;
+mod connections;
 mod dryrun;
 mod errors;
 mod headers;

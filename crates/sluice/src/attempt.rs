@@ -62,18 +62,11 @@ pub enum Outcome {
     Failed(Failed),
 }
 
-/// Runs one attempt of `req` within its timeout.
+/// Runs one attempt of `req` within its timeout, which starts when the
+/// request is handed to a connection that can send it at once.
 pub async fn run(client: &Clients, config: &Config, req: &Request) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
-    let deadline = Deadline {
-        at: tokio::time::Instant::now()
-            .checked_add(limit)
-            .unwrap_or_else(|| {
-                tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400)
-            }),
-        limit,
-    };
-    exchange(client, config, req, deadline).await
+    exchange(client, config, req, limit).await
 }
 
 /// The end of an attempt's time, shared by sending and reading the body so a
@@ -85,6 +78,16 @@ struct Deadline {
 }
 
 impl Deadline {
+    fn starting_now(limit: Duration) -> Deadline {
+        let now = tokio::time::Instant::now();
+        Deadline {
+            at: now
+                .checked_add(limit)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400)),
+            limit,
+        }
+    }
+
     fn expired(&self, status: Option<u16>) -> Failed {
         Failed {
             kind: ErrorKind::Timeout,
@@ -117,7 +120,7 @@ struct Hop {
     body: Option<Bytes>,
 }
 
-async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: Deadline) -> Outcome {
+async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Duration) -> Outcome {
     let mut hop = Hop {
         method: req.method.clone(),
         url: req.url.clone(),
@@ -125,9 +128,13 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: De
         body: req.body.clone(),
     };
     let mut followed = 0;
+    let mut deadline: Option<Deadline> = None;
     loop {
-        let mut builder = client
-            .for_url(&hop.url)
+        // Held until the response is read: under --http2, the stream.
+        let lane = client.checkout(&hop.url).await;
+        let deadline = *deadline.get_or_insert_with(|| Deadline::starting_now(limit));
+        let mut builder = lane
+            .client()
             .request(hop.method.clone(), hop.url.clone())
             .headers(hop.headers.clone());
         if let Some(body) = &hop.body {
@@ -156,7 +163,9 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: De
             }
             Redirect::Stop(note) => {
                 let final_url = (followed > 0).then(|| hop.url.clone());
-                return finish(resp, config, final_url, note, deadline).await;
+                let outcome = finish(resp, config, final_url, note, deadline).await;
+                drop(lane);
+                return outcome;
             }
         }
     }

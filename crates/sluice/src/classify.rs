@@ -96,13 +96,29 @@ fn classify_one(e: &(dyn StdError + 'static), connect_phase: bool) -> Option<(Er
     None
 }
 
+/// HTTP/2 errors, judged by who raised them. The server's own refusals
+/// say the request was not processed (RFC 9113): `REFUSED_STREAM` (section
+/// 8.7), and a graceful GOAWAY (`NO_ERROR`), which h2 reports only on the
+/// streams above the GOAWAY's last stream id (section 6.8). Any other reset
+/// or GOAWAY from the server is the server aborting the exchange: `reset`,
+/// as the same abort is on HTTP/1.1 (a connection closed before the
+/// response). Only an error our side detected in the server's frames is
+/// `protocol`.
 fn h2_kind(e: &h2::Error) -> Option<(ErrorKind, bool)> {
     if e.is_io() {
         return None; // The io error below says more.
     }
-    let kind = match e.reason() {
-        // The server guarantees it did not process the request.
-        Some(h2::Reason::REFUSED_STREAM) => return Some((ErrorKind::Reset, false)),
+    let reason = e.reason();
+    if reason == Some(h2::Reason::REFUSED_STREAM) {
+        return Some((ErrorKind::Reset, false));
+    }
+    if e.is_go_away() && e.is_remote() && reason == Some(h2::Reason::NO_ERROR) {
+        return Some((ErrorKind::Reset, false));
+    }
+    if e.is_remote() {
+        return Some((ErrorKind::Reset, true));
+    }
+    let kind = match reason {
         Some(
             h2::Reason::PROTOCOL_ERROR
             | h2::Reason::FRAME_SIZE_ERROR
@@ -173,13 +189,19 @@ fn io_kind(e: &io::Error, connect_phase: bool) -> Option<(ErrorKind, bool)> {
     Some((kind, !connect_phase))
 }
 
+/// hyper's own account of the exchange. It knows whether a request was
+/// handed to a connection and written: a request it gives back unsent
+/// (`is_canceled`: the connection closed before the request went out, or
+/// was not ready) and a request it never dispatched (`is_user`: for a client
+/// with in-memory bodies, hyper's only user errors are refusals before the
+/// request is written, such as "dispatch task is gone" when an HTTP/2
+/// connection ends under a request still waiting for a stream) were not
+/// sent.
 fn hyper_kind(e: &hyper::Error, connect_phase: bool) -> Option<(ErrorKind, bool)> {
     if connect_phase {
         return Some((ErrorKind::Connect, false));
     }
-    if e.is_canceled() {
-        // hyper cancels a request when its pooled connection died before the
-        // request was written.
+    if e.is_canceled() || e.is_user() {
         return Some((ErrorKind::Reset, false));
     }
     if e.is_timeout() {
@@ -191,7 +213,7 @@ fn hyper_kind(e: &hyper::Error, connect_phase: bool) -> Option<(ErrorKind, bool)
     if e.is_incomplete_message() {
         return Some((ErrorKind::Reset, true));
     }
-    // Body and io errors have a more precise cause further down.
+    // Body, h2 and io errors have a more precise cause further down.
     if e.source().is_some() {
         return None;
     }
