@@ -114,14 +114,16 @@ async fn http2_requests_never_wait_for_a_stream_on_their_clock() {
 }
 
 /// nginx's `keepalive_requests`: each connection ends with a GOAWAY after
-/// 50 requests. Requests the server never processed (queued on the
-/// connection, or above the GOAWAY's last stream) are sent again, never
-/// reported `maybe_applied`.
+/// 50 requests, here with a 20-stream limit. Requests the server never
+/// processed (waiting for a stream on the connection, or above the
+/// GOAWAY's last stream) are sent again, never reported `maybe_applied`
+/// (they were: "dispatch task is gone", `reset`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_goaway_loses_no_post() {
     const N: usize = 1000;
     let server = mock_with(MockOptions {
         goaway_after: Some(50),
+        h2_max_streams: Some(20),
         ..MockOptions::default()
     })
     .await;
