@@ -349,4 +349,181 @@ mod tests {
         })));
         assert!(c.message.contains("nx.invalid"), "{}", c.message);
     }
+
+    /// What the server does to the first request of each connection.
+    #[derive(Clone, Copy, Debug)]
+    enum H2Act {
+        /// RST_STREAM with this error code.
+        Reset(u32),
+        /// GOAWAY with this last stream id and error code, then close.
+        GoAway(u32, u32),
+    }
+
+    /// A raw HTTP/2 server on 127.0.0.1 that answers each request's HEADERS
+    /// with `act`: the frames nginx and others send, byte for byte.
+    async fn raw_h2(act: H2Act) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let frame = |ty: u8, flags: u8, stream: u32, payload: &[u8]| {
+                        let len = payload.len() as u32;
+                        let mut f = len.to_be_bytes()[1..].to_vec();
+                        f.extend([ty, flags]);
+                        f.extend(stream.to_be_bytes());
+                        f.extend(payload);
+                        f
+                    };
+                    let _ = s.write_all(&frame(4, 0, 0, &[])).await;
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let mut pos = 24; // the client preface
+                    loop {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        while buf.len() >= pos + 9 {
+                            let len = u32::from_be_bytes([0, buf[pos], buf[pos + 1], buf[pos + 2]])
+                                as usize;
+                            if buf.len() < pos + 9 + len {
+                                break;
+                            }
+                            let (ty, flags) = (buf[pos + 3], buf[pos + 4]);
+                            let id = u32::from_be_bytes(buf[pos + 5..pos + 9].try_into().unwrap())
+                                & 0x7fff_ffff;
+                            pos += 9 + len;
+                            let reply = match (ty, act) {
+                                (4, _) if flags & 1 == 0 => frame(4, 1, 0, &[]),
+                                (6, _) if flags & 1 == 0 => {
+                                    frame(6, 1, 0, &buf[pos - len..pos].to_vec())
+                                }
+                                (1, H2Act::Reset(code)) => frame(3, 0, id, &code.to_be_bytes()),
+                                (1, H2Act::GoAway(last, code)) => {
+                                    let mut p = last.to_be_bytes().to_vec();
+                                    p.extend(code.to_be_bytes());
+                                    let _ = s.write_all(&frame(7, 0, 0, &p)).await;
+                                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                                    return;
+                                }
+                                _ => continue,
+                            };
+                            let _ = s.write_all(&reply).await;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    async fn fail(config: &crate::config::Config, url: &str) -> Classified {
+        let clients = crate::client::build(config).unwrap();
+        let url = url::Url::parse(url).unwrap();
+        let lane = clients.checkout(&url).await;
+        let err = lane
+            .client()
+            .post(url)
+            .body("x")
+            .send()
+            .await
+            .expect_err("the exchange fails");
+        classify(&err)
+    }
+
+    /// The errors hyper and h2 really produce, end to end through reqwest:
+    /// the kind, and "was it sent" from hyper's and h2's own account.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hyper_and_h2_errors() {
+        let mock = sluice_mock::MockServer::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let h1 = crate::config::Config::default();
+        let h2 = crate::config::Config {
+            http2: true,
+            ..crate::config::Config::default()
+        };
+        let base = mock.url();
+        let cases: Vec<(&str, &crate::config::Config, String, ErrorKind, bool)> = vec![
+            // hyper: connection closed before the response (IncompleteMessage).
+            (
+                "h1 abort",
+                &h1,
+                format!("{base}/abort"),
+                ErrorKind::Reset,
+                true,
+            ),
+            // h2: RST_STREAM PROTOCOL_ERROR from the server before any response.
+            (
+                "h2 abort",
+                &h2,
+                format!("{base}/abort"),
+                ErrorKind::Reset,
+                true,
+            ),
+            (
+                "h1 rst",
+                &h1,
+                format!("{base}/reset"),
+                ErrorKind::Reset,
+                true,
+            ),
+            (
+                "refused stream",
+                &h2,
+                raw_h2(H2Act::Reset(0x7)).await,
+                ErrorKind::Reset,
+                false,
+            ),
+            (
+                "internal error",
+                &h2,
+                raw_h2(H2Act::Reset(0x2)).await,
+                ErrorKind::Reset,
+                true,
+            ),
+            (
+                "graceful goaway above the stream",
+                &h2,
+                raw_h2(H2Act::GoAway(0, 0)).await,
+                ErrorKind::Reset,
+                false,
+            ),
+            (
+                "goaway with an error",
+                &h2,
+                raw_h2(H2Act::GoAway(1, 0x2)).await,
+                ErrorKind::Reset,
+                true,
+            ),
+        ];
+        for (name, config, url, kind, sent) in cases {
+            let c = fail(config, &url).await;
+            assert_eq!((c.kind, c.sent), (kind, sent), "{name}: {}", c.message);
+        }
+        mock.shutdown().await;
+    }
+
+    /// hyper gives back a request it never wrote (`is_canceled`): here the
+    /// connection is gone before the request is handed to it.
+    #[tokio::test]
+    async fn hyper_canceled_is_not_sent() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut send, conn) = hyper::client::conn::http1::handshake::<_, String>(
+            hyper_util::rt::TokioIo::new(client),
+        )
+        .await
+        .unwrap();
+        drop(server);
+        let _ = conn.await;
+        let err = send
+            .send_request(http::Request::new(String::from("x")))
+            .await
+            .expect_err("no connection");
+        assert!(err.is_canceled(), "{err}");
+        let c = classify(&Outer(Box::new(err)));
+        assert_eq!((c.kind, c.sent), (ErrorKind::Reset, false), "{}", c.message);
+    }
 }

@@ -276,11 +276,19 @@ impl Drop for StreamGuard {
 /// RFC 9113 (section 6.5.2) advises servers to allow.
 const ASSUMED_STREAMS: usize = 100;
 
+/// Longest wait for an origin's stream limit.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Learns an origin's `SETTINGS_MAX_CONCURRENT_STREAMS` on a connection of
 /// its own: the server's SETTINGS frame comes first, before its answer to
-/// our PING. No request is sent. Bounded by the connect timeout.
+/// our PING. No request is sent. Bounded by the connect timeout and
+/// [`PROBE_TIMEOUT`]: a server that does not answer a PING at once gets
+/// the assumed limit rather than holding up the run.
 async fn probe_streams(url: &url::Url, config: &Config) -> usize {
-    let within = config.connect_timeout.min(config.timeout);
+    let within = config
+        .connect_timeout
+        .min(config.timeout)
+        .min(PROBE_TIMEOUT);
     match tokio::time::timeout(within, probe(url, config)).await {
         Ok(Some(n)) => n.max(1),
         _ => ASSUMED_STREAMS,
