@@ -86,25 +86,35 @@ async fn no_proxy_star_bypasses_every_proxy() {
     proxy.shutdown().await;
 }
 
+/// `--http2` is used, and with `--include-headers` the record says which
+/// HTTP version carried each response (and no TLS version over plain HTTP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_is_offered_on_request() {
     let server = mock().await;
     let input = lines(&vec![format!("{}/echo", server.url()); 3]);
-    let out = Sluice::run(["--http2"]).stdin(input.clone()).output().await;
+    let out = Sluice::run(["--http2", "--include-headers"])
+        .stdin(input.clone())
+        .output()
+        .await;
     out.code(0);
     assert!(
         out.records()
             .iter()
-            .all(|r| r["body"]["version"] == "HTTP/2.0"),
+            .all(|r| r["body"]["version"] == "HTTP/2.0"
+                && r["http_version"] == "HTTP/2"
+                && r["tls_version"].is_null()),
         "{}",
         out.stdout
     );
-    let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
+    let out = Sluice::run(["--include-headers"])
+        .stdin(input)
+        .output()
+        .await;
     out.code(0);
     assert!(
         out.records()
             .iter()
-            .all(|r| r["body"]["version"] == "HTTP/1.1"),
+            .all(|r| r["body"]["version"] == "HTTP/1.1" && r["http_version"] == "HTTP/1.1"),
         "{}",
         out.stdout
     );

@@ -14,7 +14,7 @@ use url::Url;
 use crate::classify::classify;
 use crate::client::Clients;
 use crate::config::{BodyMode, Config};
-use crate::record::{Body, ErrorKind};
+use crate::record::{Body, ErrorKind, Transport};
 use crate::redact::Redactor;
 use crate::request::Request;
 
@@ -33,6 +33,8 @@ pub struct Response {
     pub final_url: Option<Url>,
     /// Why a redirect was not followed, if one was not.
     pub note: Option<String>,
+    /// The HTTP and TLS versions that carried the final response.
+    pub transport: Transport,
 }
 
 /// An attempt that produced no usable response.
@@ -260,6 +262,7 @@ async fn finish(
     deadline: Deadline,
 ) -> Outcome {
     let status = resp.status().as_u16();
+    let transport = transport_of(&resp);
     let read = tokio::time::timeout_at(deadline.at, read_body(&mut resp, config)).await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
@@ -291,7 +294,34 @@ async fn finish(
         body: store(bytes, config.body_mode, content_type.as_deref()),
         final_url,
         note,
+        transport,
     }))
+}
+
+/// The protocol versions of a response, as their RFCs name them.
+fn transport_of(resp: &reqwest::Response) -> Transport {
+    let http_version = match resp.version() {
+        reqwest::Version::HTTP_09 => "HTTP/0.9",
+        reqwest::Version::HTTP_10 => "HTTP/1.0",
+        reqwest::Version::HTTP_2 => "HTTP/2",
+        reqwest::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    };
+    let tls_version = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::version)
+        .and_then(|v| match v {
+            reqwest::tls::Version::TLS_1_0 => Some("TLSv1.0"),
+            reqwest::tls::Version::TLS_1_1 => Some("TLSv1.1"),
+            reqwest::tls::Version::TLS_1_2 => Some("TLSv1.2"),
+            reqwest::tls::Version::TLS_1_3 => Some("TLSv1.3"),
+            _ => None,
+        });
+    Transport {
+        http_version,
+        tls_version,
+    }
 }
 
 /// Reads the whole body, stopping at `max_body_size` decoded bytes without

@@ -373,6 +373,8 @@ fn build_one(
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(idle_per_host)
         .tcp_nodelay(true)
+        // For the TLS version in records.
+        .tls_info(true)
         .referer(false)
         .user_agent(config.user_agent.clone())
         .dns_resolver(Arc::new(SystemResolver))

@@ -699,12 +699,14 @@ impl Dispatcher {
                 maybe_applied,
             }),
             final_url: None,
+            transport: None,
         };
         match outcome {
             Outcome::Response(r) => {
                 record.status = Some(r.status);
                 if self.config.include_headers {
                     record.headers = Some(attempt::recorded_headers(&r.headers, redactor));
+                    record.transport = Some(r.transport);
                 }
                 record.body = r.body;
                 record.final_url = r.final_url.map(|u| redactor.url(&u));
