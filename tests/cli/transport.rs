@@ -143,3 +143,21 @@ async fn insecure_is_warned_on_stderr_and_in_the_summary() {
     assert!(warned(&std::fs::read_to_string(&summary).unwrap()));
     server.shutdown().await;
 }
+
+/// Under `--compressed` the body is decoded, and the record still shows the
+/// response's `content-encoding` (the decoder used to remove it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_bodies_are_decoded_and_keep_their_content_encoding() {
+    let url = fixed_server(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 31\r\nConnection: close\r\n\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\xca\xcf\x56\xb2\x2a\x29\x2a\x4d\xad\x05\x00\x90\x5f\xd4\xa7\x0b\x00\x00\x00",
+    )
+    .await;
+    let out = Sluice::run(["--compressed", "--include-headers"])
+        .stdin(format!("{url}/x\n"))
+        .output()
+        .await;
+    out.code(0);
+    let rec = &out.records()[0];
+    assert_eq!(rec["body"], serde_json::json!({"ok": true}), "{rec}");
+    assert_eq!(header(&rec["headers"], "content-encoding"), Some("gzip"));
+}

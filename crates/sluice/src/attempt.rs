@@ -7,8 +7,16 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use reqwest::Method;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use std::io;
+use std::pin::Pin;
+
+use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+use futures::TryStreamExt as _;
+use reqwest::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
+};
 use serde_json::value::RawValue;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
 use crate::classify::classify;
@@ -185,6 +193,9 @@ fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
     if req.json_body && !headers.contains_key(CONTENT_TYPE) {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
+    if config.compressed && !headers.contains_key(ACCEPT_ENCODING) {
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED_CODINGS));
+    }
     headers
 }
 
@@ -263,35 +274,31 @@ async fn finish(
 ) -> Outcome {
     let status = resp.status().as_u16();
     let transport = transport_of(&resp);
-    let read = tokio::time::timeout_at(deadline.at, read_body(&mut resp, config)).await;
+    let headers = std::mem::take(resp.headers_mut());
+    let read = tokio::time::timeout_at(deadline.at, read_body(resp, &headers, config)).await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(mut failed)) => {
             failed.status = Some(status);
-            failed.headers = Some(std::mem::take(resp.headers_mut()));
+            failed.headers = Some(headers);
             return Outcome::Failed(failed);
         }
         Err(_) => {
             let mut failed = deadline.expired(Some(status));
-            failed.headers = Some(std::mem::take(resp.headers_mut()));
+            failed.headers = Some(headers);
             return Outcome::Failed(failed);
         }
     };
-    let content_type = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let headers = std::mem::take(resp.headers_mut());
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let body = store(bytes, config.body_mode, content_type);
     // The connection goes back to the pool from a task of hyper's once the
     // response is gone; give it a turn before this slot is reused, or the
     // next request may open a new connection instead.
-    drop(resp);
     tokio::task::yield_now().await;
     Outcome::Response(Box::new(Response {
         status,
         headers,
-        body: store(bytes, config.body_mode, content_type.as_deref()),
+        body,
         final_url,
         note,
         transport,
@@ -324,39 +331,103 @@ fn transport_of(resp: &reqwest::Response) -> Transport {
     }
 }
 
+/// The codings `--compressed` asks for, as `Accept-Encoding`.
+const ACCEPTED_CODINGS: &str = "gzip, br, zstd";
+
+/// A content coding sluice decodes under `--compressed`.
+#[derive(Clone, Copy, Debug)]
+enum Coding {
+    Gzip,
+    Brotli,
+    Zstd,
+}
+
+/// The coding to undo: only under `--compressed` (sluice asked for it),
+/// and only a single coding it knows; anything else is stored as received.
+fn coding(headers: &HeaderMap, config: &Config) -> Option<Coding> {
+    if !config.compressed {
+        return None;
+    }
+    let value = headers.get(CONTENT_ENCODING)?.to_str().ok()?.trim();
+    match value.to_ascii_lowercase().as_str() {
+        "gzip" | "x-gzip" => Some(Coding::Gzip),
+        "br" => Some(Coding::Brotli),
+        "zstd" => Some(Coding::Zstd),
+        _ => None,
+    }
+}
+
 /// Reads the whole body, stopping at `max_body_size` decoded bytes without
-/// reading the rest (the connection is dropped, not drained).
-async fn read_body(resp: &mut reqwest::Response, config: &Config) -> Result<Bytes, Failed> {
+/// reading the rest (the connection is dropped, not drained). Under
+/// `--compressed` the body is decoded here rather than by the client, so
+/// the record keeps the response's `content-encoding`; the decoder yields
+/// only what is read, so a compression bomb stops at the limit too.
+async fn read_body(
+    resp: reqwest::Response,
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<Bytes, Failed> {
     let max = config.max_body_size;
-    let too_large = |status| Failed {
+    let too_large = || Failed {
         kind: ErrorKind::BodyTooLarge,
         sent: true,
         message: format!("response body is larger than --max-body-size ({max} bytes)"),
-        status,
+        status: None,
         local: false,
         headers: None,
     };
-    let encoded = resp
-        .headers()
-        .contains_key(reqwest::header::CONTENT_ENCODING);
+    let coding = coding(headers, config);
+    let encoded = headers.contains_key(CONTENT_ENCODING);
     if !encoded && resp.content_length().is_some_and(|n| n > max) {
-        return Err(too_large(None));
+        return Err(too_large());
     }
+    let stream = resp.bytes_stream().map_err(io::Error::other);
+    let raw = tokio_util::io::StreamReader::new(stream);
+    let mut reader: Pin<Box<dyn AsyncRead + Send>> = match coding {
+        None => Box::pin(raw),
+        Some(Coding::Gzip) => Box::pin(GzipDecoder::new(raw)),
+        Some(Coding::Brotli) => Box::pin(BrotliDecoder::new(raw)),
+        Some(Coding::Zstd) => Box::pin(ZstdDecoder::new(raw)),
+    };
     let mut buf = BytesMut::new();
+    let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if (buf.len() + chunk.len()) as u64 > max {
-                    return Err(too_large(None));
+        match reader.read(&mut chunk).await {
+            Ok(0) => return Ok(buf.freeze()),
+            Ok(n) => {
+                if (buf.len() + n) as u64 > max {
+                    return Err(too_large());
                 }
-                buf.extend_from_slice(&chunk);
+                buf.extend_from_slice(&chunk[..n]);
             }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => match transport_failure(&e, None) {
-                Outcome::Failed(f) => return Err(f),
-                Outcome::Response(_) => unreachable!("transport_failure returns a failure"),
-            },
+            Err(e) => return Err(body_failure(e, coding)),
         }
+    }
+}
+
+/// A failure while reading the body: the transport's own error, or a body
+/// that does not decode (`protocol`).
+fn body_failure(e: io::Error, coding: Option<Coding>) -> Failed {
+    if let Some(transport) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+    {
+        return match transport_failure(transport, None) {
+            Outcome::Failed(f) => f,
+            Outcome::Response(_) => unreachable!("transport_failure returns a failure"),
+        };
+    }
+    let what = match coding {
+        Some(c) => format!("could not decode the {c:?} response body: {e}"),
+        None => format!("error reading the response body: {e}"),
+    };
+    Failed {
+        kind: ErrorKind::Protocol,
+        sent: true,
+        message: what,
+        status: None,
+        local: false,
+        headers: None,
     }
 }
 

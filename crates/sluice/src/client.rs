@@ -378,9 +378,8 @@ fn build_one(
         .referer(false)
         .user_agent(config.user_agent.clone())
         .dns_resolver(Arc::new(SystemResolver))
-        .gzip(config.compressed)
-        .brotli(config.compressed)
-        .zstd(config.compressed)
+        // `--compressed` is decoded by `attempt` (reqwest is built without
+        // decoders), which keeps the response's content-encoding.
         .no_proxy();
     b = match version {
         Version::Http1 => b.http1_only(),
