@@ -43,11 +43,11 @@
 //! - `goaway_after`: after serving that many requests a connection ends
 //!   gracefully (HTTP/2 GOAWAY; HTTP/1.1 closes after the response), as
 //!   nginx's `keepalive_requests`;
-//! - `keep_alive`: an HTTP/1.1 connection idle that long is closed. The
-//!   server stops reading at that moment and the close lands
-//!   [`KEEP_ALIVE_CLOSE_LAG`] later, as on a busy server: a request sent into
-//!   that window is never read, which is the keep-alive race a client meets
-//!   when it reuses a connection the server is closing.
+//! - `keep_alive`: a connection idle that long (no request in progress) is
+//!   closed. The server stops reading at that moment and the close lands
+//!   [`KEEP_ALIVE_CLOSE_LAG`] later, as on a busy server: a request sent
+//!   into that window is never read, which is the keep-alive race a client
+//!   meets when it reuses a connection the server is closing.
 //!
 //! # Example
 //!
@@ -108,7 +108,7 @@ pub struct MockOptions {
     pub h2_max_streams: Option<u32>,
     /// End each connection gracefully after this many requests.
     pub goaway_after: Option<u64>,
-    /// Close HTTP/1.1 connections idle this long.
+    /// Close connections idle this long (no request in progress).
     pub keep_alive: Option<Duration>,
 }
 
