@@ -172,8 +172,15 @@ impl Drop for EchoGuard {
 fn record_line(r: &Record) -> String {
     let head = format!("line {} [{}]", r.line, r.id);
     let ms = sluice::record::duration_ms(r.duration);
+    let over = match r.transport {
+        Some(t) => match t.tls_version {
+            Some(tls) => format!(" over {} {tls}", t.http_version),
+            None => format!(" over {}", t.http_version),
+        },
+        None => String::new(),
+    };
     match &r.error {
-        None => format!("{head} success {} in {ms}ms", r.status.unwrap_or(0)),
+        None => format!("{head} success {}{over} in {ms}ms", r.status.unwrap_or(0)),
         Some(e) => format!(
             "{head} error {}: {} (after {} attempts, {ms}ms)",
             e.kind, e.message, r.attempts

@@ -161,3 +161,23 @@ async fn compressed_bodies_are_decoded_and_keep_their_content_encoding() {
     assert_eq!(rec["body"], serde_json::json!({"ok": true}), "{rec}");
     assert_eq!(header(&rec["headers"], "content-encoding"), Some("gzip"));
 }
+
+/// `-v` names the HTTP version of each response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_names_the_http_version() {
+    let server = mock().await;
+    for (args, version) in [(vec!["-v", "--http2"], "HTTP/2"), (vec!["-v"], "HTTP/1.1")] {
+        let out = Sluice::run(args)
+            .stdin(format!("{}/fast\n", server.url()))
+            .output()
+            .await;
+        out.code(0);
+        assert!(
+            out.stderr
+                .contains(&format!("success 200 over {version} in")),
+            "{}",
+            out.stderr
+        );
+    }
+    server.shutdown().await;
+}

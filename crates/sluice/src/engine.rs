@@ -706,8 +706,8 @@ impl Dispatcher {
                 record.status = Some(r.status);
                 if self.config.include_headers {
                     record.headers = Some(attempt::recorded_headers(&r.headers, redactor));
-                    record.transport = Some(r.transport);
                 }
+                record.transport = Some(r.transport);
                 record.body = r.body;
                 record.final_url = r.final_url.map(|u| redactor.url(&u));
             }

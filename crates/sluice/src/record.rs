@@ -244,8 +244,8 @@ pub struct Record {
     pub error: Option<RecordError>,
     /// The URL of the final response when redirects were followed (redacted).
     pub final_url: Option<String>,
-    /// The HTTP and TLS versions of the final response
-    /// (`--include-headers`).
+    /// The HTTP and TLS versions of the final response, for summaries and
+    /// `-v`; written with the headers (`--include-headers`).
     pub transport: Option<Transport>,
 }
 
@@ -338,7 +338,7 @@ impl Serialize for Record {
         if let Some(final_url) = &self.final_url {
             m.serialize_entry("final_url", final_url)?;
         }
-        if let Some(t) = &self.transport {
+        if let (Some(t), Some(_)) = (&self.transport, &self.headers) {
             m.serialize_entry("http_version", t.http_version)?;
             m.serialize_entry("tls_version", &t.tls_version)?;
         }
