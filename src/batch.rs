@@ -130,6 +130,7 @@ pub async fn drive(
         timeline: Timeline::default(),
         started,
         pending: std::collections::VecDeque::new(),
+        protocols: sluice::stats::Protocols::default(),
         settled: 0,
         resumed,
         stop_tx: Some(stop_tx),
@@ -213,6 +214,8 @@ struct State {
     /// Outcomes of records not yet handed to the OS, oldest first: counted
     /// only once written, so the summary says how far the output got.
     pending: std::collections::VecDeque<(sluice::stats::Outcome, Duration)>,
+    /// HTTP and TLS versions per origin.
+    protocols: sluice::stats::Protocols,
     settled: u64,
     resumed: bool,
     stop_tx: Option<oneshot::Sender<()>>,
@@ -231,6 +234,7 @@ impl State {
                 }
                 self.pending
                     .push_back(((&record).into(), self.started.elapsed()));
+                self.protocols.note(&record);
                 if let Err(e) = sink.write(&record) {
                     self.write_failed(sink, e);
                 }
@@ -290,6 +294,7 @@ impl State {
         let mut s = Summary::new(&self.all, &self.this_run, wall);
         s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
+        s.protocols = self.protocols.clone();
         let read = feed.read.load(Ordering::Relaxed);
         s.not_written = read.saturating_sub(self.this_run.records);
         s.insecure = insecure;

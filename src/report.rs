@@ -217,6 +217,8 @@ pub struct Summary {
     pub latency: Option<Latency>,
     /// Origins closed during the run, with the reason.
     pub closed_origins: Vec<String>,
+    /// HTTP and TLS versions of this run's responses, per origin.
+    pub protocols: sluice::stats::Protocols,
     /// Requests left without a record (interrupted or closed): `--resume` sends them.
     pub not_written: u64,
     /// How the run ended, if not normally.
@@ -248,6 +250,7 @@ impl Summary {
             requests_per_second: this_run.records as f64 / wall.as_secs_f64().max(1e-9),
             latency: all.latency(),
             closed_origins: Vec::new(),
+            protocols: sluice::stats::Protocols::default(),
             not_written: 0,
             stopped: None,
             insecure: false,
@@ -289,6 +292,10 @@ impl Summary {
                 "  latency  p50 {:.1}ms  p90 {:.1}ms  p99 {:.1}ms  max {:.1}ms\n",
                 l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
             );
+        }
+        for (origin, versions) in &self.protocols.0 {
+            let v: Vec<String> = versions.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            out += &format!("  protocol {origin} {}\n", v.join(", "));
         }
         for c in &self.closed_origins {
             out += &format!("  closed   {c}\n");

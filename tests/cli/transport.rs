@@ -162,13 +162,21 @@ async fn compressed_bodies_are_decoded_and_keep_their_content_encoding() {
     assert_eq!(header(&rec["headers"], "content-encoding"), Some("gzip"));
 }
 
-/// `-v` names the HTTP version of each response.
+/// `-v` names the HTTP version of each response, and the summary (text
+/// and JSON) counts them per origin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verbose_names_the_http_version() {
+async fn verbose_and_the_summary_name_the_http_version() {
     let server = mock().await;
-    for (args, version) in [(vec!["-v", "--http2"], "HTTP/2"), (vec!["-v"], "HTTP/1.1")] {
+    let dir = tempdir();
+    let summary = dir.path().join("summary.json");
+    let summary_arg = summary.to_string_lossy().into_owned();
+    for (http2, version) in [(true, "HTTP/2"), (false, "HTTP/1.1")] {
+        let mut args = vec!["-v", "--summary-json", summary_arg.as_str()];
+        if http2 {
+            args.push("--http2");
+        }
         let out = Sluice::run(args)
-            .stdin(format!("{}/fast\n", server.url()))
+            .stdin(lines(&vec![format!("{}/fast", server.url()); 2]))
             .output()
             .await;
         out.code(0);
@@ -178,6 +186,11 @@ async fn verbose_names_the_http_version() {
             "{}",
             out.stderr
         );
+        let line = format!("protocol {} {version}: 2", server.url());
+        assert!(out.stderr.contains(&line), "{line}\n{}", out.stderr);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        assert_eq!(json["protocols"][server.url()][version], 2, "{json}");
     }
     server.shutdown().await;
 }
