@@ -66,8 +66,8 @@ async fn timed_batch(server: &MockServer, http2: bool) -> Duration {
 /// nginx's `http2_max_concurrent_streams 10` at `--http2 -c 50`: sluice
 /// opens more connections, so HTTP/2 keeps HTTP/1.1's pace (it was five
 /// times slower, with requests queued inside one connection). Timed runs
-/// on a shared CI machine are noisy: the comparison is a ratio, measured up
-/// to three times.
+/// on a shared CI machine are noisy: the comparison is a ratio of the
+/// fastest runs, measured up to five times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_beyond_the_stream_limit_keeps_http1_pace() {
     let server = mock_with(MockOptions {
@@ -75,19 +75,21 @@ async fn http2_beyond_the_stream_limit_keeps_http1_pace() {
         ..MockOptions::default()
     })
     .await;
-    let mut ratios = Vec::new();
-    for _ in 0..3 {
-        let h1 = timed_batch(&server, false).await;
-        let h2 = timed_batch(&server, true).await;
-        let ratio = h2.as_secs_f64() / h1.as_secs_f64();
-        ratios.push(ratio);
+    // The fastest of up to five runs of each: the least disturbed by
+    // other work on the machine.
+    let (mut h1, mut h2) = (Duration::MAX, Duration::MAX);
+    let mut ratio = f64::INFINITY;
+    for _ in 0..5 {
+        h1 = h1.min(timed_batch(&server, false).await);
+        h2 = h2.min(timed_batch(&server, true).await);
+        ratio = h2.as_secs_f64() / h1.as_secs_f64();
         if ratio <= 1.25 {
             break;
         }
     }
     assert!(
-        ratios.iter().any(|&r| r <= 1.25),
-        "HTTP/2 over HTTP/1.1 time ratios: {ratios:?}"
+        ratio <= 1.25,
+        "HTTP/2 took {h2:?}, HTTP/1.1 {h1:?}: ratio {ratio:.2}"
     );
     server.shutdown().await;
 }
