@@ -167,6 +167,7 @@ pub async fn drive(
         timeline: Timeline::default(),
         started,
         pending: std::collections::VecDeque::new(),
+        protocols: sluice::stats::Protocols::default(),
         settled: 0,
         resumed,
         resumable: ui.resumable,
@@ -270,6 +271,8 @@ struct State {
     /// Outcomes of records not yet handed to the OS, oldest first: counted
     /// only once written, so the summary says how far the output got.
     pending: std::collections::VecDeque<(sluice::stats::Outcome, Duration)>,
+    /// HTTP and TLS versions per origin.
+    protocols: sluice::stats::Protocols,
     settled: u64,
     resumed: bool,
     stop_tx: Option<oneshot::Sender<()>>,
@@ -303,6 +306,7 @@ impl State {
                 self.forget(record.line);
                 self.pending
                     .push_back(((&record).into(), self.started.elapsed()));
+                self.protocols.note(&record);
                 if let Err(e) = sink.write(&record) {
                     self.write_failed(sink, e);
                 }
@@ -443,6 +447,7 @@ impl State {
         let mut s = Summary::new(&self.all, &self.this_run, wall);
         s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
+        s.protocols = self.protocols.clone();
         (s.not_written, s.not_written_exact) = feed.remaining(&self.all, &self.this_run);
         s.insecure = insecure;
         s.resumable = self.resumable;

@@ -38,6 +38,15 @@ pub enum Command {
         /// Address to listen on: HOST:PORT, or a port alone (on 127.0.0.1); port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: SocketAddr,
+        /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS announced per connection (nginx: 128) [default: 4096].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        h2_max_streams: Option<u32>,
+        /// End each connection gracefully after N requests: HTTP/2 GOAWAY, HTTP/1.1 close (nginx's keepalive_requests).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        goaway_after: Option<u64>,
+        /// Close a connection idle this long (no request in progress); the close lands 60ms after reading stops, so a request sent in between is lost, as on a busy server.
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        keep_alive: Option<Duration>,
     },
     /// Run 200 requests to /delay/1 at concurrency 15 against an in-process test upstream.
     ///
@@ -170,6 +179,11 @@ pub struct RunArgs {
     #[arg(help_heading = heading::LIMITS)]
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+
+    /// Close pooled connections idle this long; keep it below the server's keep-alive [default: 1s].
+    #[arg(help_heading = heading::LIMITS)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub pool_idle_timeout: Option<Duration>,
 
     /// Retries after the first attempt.
     #[arg(help_heading = heading::RETRIES)]
@@ -364,6 +378,9 @@ impl RunArgs {
             .compressed(self.compressed);
         if let Some(n) = self.per_host_concurrency {
             b = b.per_host_concurrency(n as usize);
+        }
+        if let Some(d) = self.pool_idle_timeout {
+            b = b.pool_idle_timeout(d);
         }
         if let Some(r) = self.rate {
             b = b.rate(r);

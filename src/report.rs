@@ -266,8 +266,15 @@ impl Drop for EchoGuard {
 fn record_line(r: &Record) -> String {
     let head = format!("line {} [{}]", r.line, r.id);
     let ms = sluice::record::duration_ms(r.duration);
+    let over = match r.transport {
+        Some(t) => match t.tls_version {
+            Some(tls) => format!(" over {} {tls}", t.http_version),
+            None => format!(" over {}", t.http_version),
+        },
+        None => String::new(),
+    };
     match &r.error {
-        None => format!("{head} success {} in {ms}ms", r.status.unwrap_or(0)),
+        None => format!("{head} success {}{over} in {ms}ms", r.status.unwrap_or(0)),
         Some(e) => format!(
             "{head} error {}: {} (after {}, {ms}ms)",
             e.kind,
@@ -306,6 +313,8 @@ pub struct Summary {
     pub latency: Option<Latency>,
     /// Origins closed during the run, with the reason.
     pub closed_origins: Vec<String>,
+    /// HTTP and TLS versions of this run's responses, per origin.
+    pub protocols: sluice::stats::Protocols,
     /// Requests left without a record (interrupted or closed): `--resume` sends them.
     /// Exact when the inputs are files (counted up front) or were read to
     /// their end; otherwise a lower bound.
@@ -347,6 +356,7 @@ impl Summary {
             requests_per_second: this_run.records as f64 / wall.as_secs_f64().max(1e-9),
             latency: all.latency(),
             closed_origins: Vec::new(),
+            protocols: sluice::stats::Protocols::default(),
             not_written: 0,
             not_written_exact: true,
             cancelled: 0,
@@ -414,6 +424,10 @@ impl Summary {
                 "  latency  p50 {:.1}ms  p90 {:.1}ms  p99 {:.1}ms  max {:.1}ms\n",
                 l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
             );
+        }
+        for (origin, versions) in &self.protocols.0 {
+            let v: Vec<String> = versions.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            out += &format!("  protocol {origin} {}\n", v.join(", "));
         }
         for c in &self.closed_origins {
             out += &format!("  closed   {c}\n");

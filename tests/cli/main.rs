@@ -4,6 +4,7 @@
 
 mod bodies;
 mod changed_input;
+mod connections;
 mod docs;
 mod dryrun;
 mod errors;

@@ -699,6 +699,7 @@ impl Dispatcher {
                 maybe_applied,
             }),
             final_url: None,
+            transport: None,
         };
         match outcome {
             Outcome::Response(r) => {
@@ -706,6 +707,7 @@ impl Dispatcher {
                 if self.config.include_headers {
                     record.headers = Some(attempt::recorded_headers(&r.headers, redactor));
                 }
+                record.transport = Some(r.transport);
                 record.body = r.body;
                 record.final_url = r.final_url.map(|u| redactor.url(&u));
             }

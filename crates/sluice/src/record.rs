@@ -245,6 +245,18 @@ pub struct Record {
     pub error: Option<RecordError>,
     /// The URL of the final response when redirects were followed (redacted).
     pub final_url: Option<String>,
+    /// The HTTP and TLS versions of the final response, for summaries and
+    /// `-v`; written with the headers (`--include-headers`).
+    pub transport: Option<Transport>,
+}
+
+/// Which protocol versions carried a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    /// `HTTP/1.1`, `HTTP/2`, ...
+    pub http_version: &'static str,
+    /// `TLSv1.3`, `TLSv1.2`, ...; `None` over plain HTTP.
+    pub tls_version: Option<&'static str>,
 }
 
 impl Record {
@@ -275,6 +287,7 @@ impl Record {
                 maybe_applied: false,
             }),
             final_url: None,
+            transport: None,
         }
     }
 
@@ -325,6 +338,10 @@ impl Serialize for Record {
         m.serialize_entry("error", &self.error)?;
         if let Some(final_url) = &self.final_url {
             m.serialize_entry("final_url", final_url)?;
+        }
+        if let (Some(t), Some(_)) = (&self.transport, &self.headers) {
+            m.serialize_entry("http_version", t.http_version)?;
+            m.serialize_entry("tls_version", &t.tls_version)?;
         }
         m.end()
     }
