@@ -26,8 +26,8 @@
 //! | `/hang` | never answers |
 //! | `/drip/{bytes}/{secs}` | 200, `bytes` ASCII `x` in up to ten pieces spread evenly over `secs` |
 //! | `/truncate` | 200 with `Content-Length: 100`, 50 bytes of body, then the connection closes |
-//! | `POST /v1/messages` | 200, a minimal Anthropic `Message` naming the request's `model`, with a `request-id` header; a `model` of `status-NNN` answers NNN with an Anthropic error body |
-//! | `POST /v1/chat/completions` | 200, a minimal OpenAI `chat.completion`, with an `x-request-id` header; a `model` of `status-NNN` answers NNN with an OpenAI error body |
+//! | `POST /v1/messages` | 200, a minimal Anthropic `Message` naming the request's `model`, with a `request-id` header; a `model` of `status-NNN` answers NNN with an Anthropic error body, `text-NNN` NNN with a `text/plain` body |
+//! | `POST /v1/chat/completions` | 200, a minimal OpenAI `chat.completion`, with an `x-request-id` header; a `model` of `status-NNN` answers NNN with an OpenAI error body, `text-NNN` NNN with a `text/plain` body |
 //! | `GET /stats` | [`Stats`] as JSON; `?arrivals=1` adds the arrival times |
 //! | `POST /stats/reset` | 200 `{"ok":true}`; clears statistics and `/fail`, `/ratelimit` state |
 //!

@@ -5,7 +5,8 @@
 //! Both answer 200 with a minimal, valid response object whose text names
 //! the request's `model`, with a request id header (`request-id`,
 //! `x-request-id`). A `model` of `status-NNN` answers status NNN with the
-//! provider's error body instead.
+//! provider's error body instead, and `text-NNN` answers NNN with a
+//! `text/plain` body (as a proxy in front of an API may).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -45,9 +46,29 @@ fn answer(status: StatusCode, header: &'static str, value: &Value) -> Response<M
     response
 }
 
+/// The `text/plain` answer a `text-NNN` model asks for.
+fn text_answer(model: &str) -> Option<Response<MockBody>> {
+    let code: u16 = model.strip_prefix("text-")?.parse().ok()?;
+    let status = StatusCode::from_u16(code)
+        .ok()
+        .filter(|s| s.as_u16() >= 200)?;
+    let mut response = Response::new(MockBody::full(
+        format!("upstream answered {code}").into_bytes(),
+    ));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    Some(response)
+}
+
 /// `POST /v1/messages`.
 pub fn messages(body: &[u8]) -> Response<MockBody> {
     let model = model(body);
+    if let Some(response) = text_answer(&model) {
+        return response;
+    }
     if let Some(status) = asked_status(&model) {
         let kind = match status.as_u16() {
             400 => "invalid_request_error",
@@ -78,6 +99,9 @@ pub fn messages(body: &[u8]) -> Response<MockBody> {
 /// `POST /v1/chat/completions`.
 pub fn chat_completions(body: &[u8]) -> Response<MockBody> {
     let model = model(body);
+    if let Some(response) = text_answer(&model) {
+        return response;
+    }
     if let Some(status) = asked_status(&model) {
         let error = json!({"error": {"message": format!("mock error {}", status.as_u16()), "type": "invalid_request_error", "param": null, "code": null}});
         return answer(status, "x-request-id", &error);
