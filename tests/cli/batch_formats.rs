@@ -391,3 +391,50 @@ async fn input_format_decides_which_lines_are_requests() {
         out.stdout
     );
 }
+
+#[tokio::test]
+async fn ordered_batch_output_is_in_input_order_and_the_summary_counts_it() {
+    let server = mock().await;
+    let dir = tempdir();
+    // Early lines are slow, so completion order differs from input order.
+    let input: Vec<String> = (1..=40)
+        .map(|i| {
+            let url = if i % 4 == 1 {
+                "/delay/0.2"
+            } else {
+                "/status/200"
+            };
+            json!({"custom_id": format!("r{i}"), "method": "GET", "url": url}).to_string()
+        })
+        .chain([json!({"custom_id": "bad", "url": "/status/404"}).to_string()])
+        .collect();
+    let input = write_file(dir.path(), "in.jsonl", lines(&input));
+    let summary = dir.path().join("summary.json");
+    let base = server.url();
+    let out = Sluice::run([
+        "-q".as_ref(),
+        "-c".as_ref(),
+        "8".as_ref(),
+        "--ordered".as_ref(),
+        "--base-url".as_ref(),
+        base.as_ref(),
+        "--output-format".as_ref(),
+        "anthropic-batch".as_ref(),
+        "--summary-json".as_ref(),
+        summary.as_os_str(),
+        input.as_os_str(),
+    ])
+    .output()
+    .await;
+    out.code(1);
+    let got: Vec<u64> = out
+        .stdout
+        .lines()
+        .map(|l| line_of(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert_eq!(got, (1..=41).collect::<Vec<_>>());
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["records"], 41, "{s}");
+    assert_eq!(s["ok"], 40, "{s}");
+    server.shutdown().await;
+}

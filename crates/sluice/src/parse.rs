@@ -1396,6 +1396,35 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_batch_lines_post_params_to_messages() {
+        let line = r#"{"custom_id": "q-1", "params": {"model": "claude", "max_tokens": 1.50, "messages": [{"role": "user", "content": "Hi"}]}, "cost": 3}"#;
+        let r = ok_with(line, &with_base("https://gw.example/anthropic"));
+        assert_eq!(r.id, Id::text("q-1"));
+        assert_eq!(r.method, Method::POST);
+        assert_eq!(r.url.as_str(), "https://gw.example/anthropic/v1/messages");
+        assert!(r.json_body);
+        assert_eq!(
+            r.body.as_deref(),
+            Some(&br#"{"model":"claude","max_tokens":1.50,"messages":[{"role":"user","content":"Hi"}]}"#[..])
+        );
+        assert_eq!(r.cost, 3.0);
+        // No base URL, a params that is not an object, or a sluice field beside it.
+        let bad = bad(r#"{"custom_id": "q-2", "params": {}}"#);
+        assert!(bad.message.contains("add --base-url"), "{}", bad.message);
+        assert_eq!(bad.id, Some(Id::text("q-2")));
+        let opts = with_base("https://h");
+        let bad = bad_with(r#"{"custom_id": "q-3", "params": []}"#, &opts);
+        assert!(bad.message.contains("must be an object"), "{}", bad.message);
+        let bad = bad_with(r#"{"custom_id": "q-4", "params": {}, "url": "/x"}"#, &opts);
+        assert!(
+            bad.message.contains("`params` and `url` are both set"),
+            "{}",
+            bad.message
+        );
+        assert_eq!(bad.id, Some(Id::text("q-4")));
+    }
+
+    #[test]
     fn json_body_keeps_every_digit_and_string_byte() {
         let r = ok(r#"{"url": "http://h/", "body": { "a" : [ 1 , 2.50, 1e400, 18446744073709551616, -0.0 ],
             "s" : "x  y\t\"q\" \\" , "u": "é" }}"#
