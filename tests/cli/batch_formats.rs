@@ -438,3 +438,56 @@ async fn ordered_batch_output_is_in_input_order_and_the_summary_counts_it() {
     assert_eq!(s["ok"], 40, "{s}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn resume_from_standard_input_checks_batch_records_as_they_stream() {
+    let server = mock().await;
+    let base = server.url();
+    let dir = tempdir();
+    let first = lines(&[
+        json!({"custom_id": "x", "url": "/status/200"}).to_string(),
+        json!({"custom_id": "y", "url": "/status/200"}).to_string(),
+    ]);
+    let out = dir.path().join("out.jsonl");
+    let args = |resume: bool| {
+        let mut a: Vec<std::ffi::OsString> = vec![
+            "-q".into(),
+            "--base-url".into(),
+            base.clone().into(),
+            "--output-format".into(),
+            "openai-batch".into(),
+            "-o".into(),
+            out.clone().into(),
+        ];
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    Sluice::run(args(false))
+        .stdin(first.clone())
+        .output()
+        .await
+        .code(0);
+    assert_eq!(server.stats().requests, 2);
+    // One line more: only it is sent.
+    let more = format!(
+        "{first}{}\n",
+        json!({"custom_id": "z", "url": "/status/200"})
+    );
+    Sluice::run(args(true))
+        .stdin(more.clone())
+        .output()
+        .await
+        .code(0);
+    assert_eq!(server.stats().requests, 3);
+    assert_eq!(by_custom_id(&[&out]).len(), 3);
+    // Line 1 now goes elsewhere: refused before any line of its block is sent.
+    let changed = more.replacen("/status/200", "/status/201", 1)
+        + &format!("{}\n", json!({"custom_id": "w", "url": "/status/200"}));
+    let res = Sluice::run(args(true)).stdin(changed).output().await;
+    res.code(2);
+    assert!(res.stderr.contains("input changed"), "{}", res.stderr);
+    assert_eq!(server.stats().requests, 3);
+    server.shutdown().await;
+}
