@@ -306,18 +306,12 @@ fn openai(record: &Record) -> OpenAiLine<'_> {
             (Some(response), None)
         }
         _ => {
-            let (kind, _) = kind_message(record);
-            let message = record
-                .error
-                .as_ref()
-                .map_or_else(|| "no response".to_string(), |e| e.message.clone());
-            (
-                None,
-                Some(OpenAiError {
-                    code: kind.as_str(),
-                    message,
-                }),
-            )
+            let (code, message) = match &record.error {
+                Some(e) => (e.kind.as_str(), e.message.clone()),
+                // A record without a response is always a failure; keep the line valid.
+                None => (ErrorKind::Protocol.as_str(), "no response".into()),
+            };
+            (None, Some(OpenAiError { code, message }))
         }
     };
     OpenAiLine {
