@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod format;
 pub mod gcra;
 pub mod intake;
 pub mod order;
