@@ -25,11 +25,14 @@ macro_rules! println {
 }
 
 mod batch;
+mod chart;
 mod cli;
 mod demo;
 mod html;
+mod recompute;
 mod report;
 mod run;
+mod settings;
 mod signals;
 
 use clap::Parser;
@@ -70,6 +73,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::Run(args) => run::run(*args).await,
         Command::Demo => demo::demo().await,
         Command::Mock { listen } => mock(listen).await,
+        Command::Report(args) => recompute::report(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("sluice: error: {e:#}");

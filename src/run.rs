@@ -81,7 +81,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         display: Display::new(args.progress, args.quiet, args.verbose),
         quiet: args.quiet,
         summary_json: args.summary_json.clone(),
-        report: args.report.clone(),
+        report: (args.report.clone())
+            .map(|path| (path, crate::settings::RunInfo::new(&args, &config))),
     };
     let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
     Ok(summary.exit_code)
