@@ -3,6 +3,7 @@
 //! line is validated against `result.schema.json`.
 
 mod bodies;
+mod browser;
 mod dryrun;
 mod errors;
 mod headers;
@@ -13,6 +14,7 @@ mod origins;
 mod output;
 mod records;
 mod redirects;
+mod report;
 mod resume;
 mod schema;
 mod signals;
