@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::html::{escape, short_ms};
+use crate::html::escape;
 
 const WIDTH: f64 = 880.0;
 const HEIGHT: f64 = 230.0;
@@ -81,7 +81,9 @@ impl Axis {
             for m in [1.0, 2.0, 5.0] {
                 let v = m * decade;
                 if v >= lo * 0.999 && v <= hi * 1.001 {
-                    ticks.push((v, short_ms(v)));
+                    let text = format!("{v:.3}");
+                    let text = text.trim_end_matches('0').trim_end_matches('.');
+                    ticks.push((v, text.to_string()));
                 }
             }
             decade *= 10.0;

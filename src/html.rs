@@ -220,7 +220,7 @@ fn charts(r: &Report) -> String {
     let mut h = String::from("<h2>Over time</h2>\n");
     let _ = writeln!(
         h,
-        "<p class=\"note\">From {} (UTC), in {} intervals of {}; times on the axis are since then.</p>",
+        "<p class=\"note\">From {}, in {} intervals of {}; times on the axes are since then.</p>",
         escape(&clock(start)),
         intervals.len(),
         show_seconds(width_s)
@@ -572,7 +572,7 @@ pub fn show_seconds(s: f64) -> String {
 }
 
 /// `0.25`, `3.2`, `819`: enough digits to tell bins apart.
-pub fn short_ms(ms: f64) -> String {
+fn short_ms(ms: f64) -> String {
     if ms < 1.0 {
         format!("{ms:.3}")
     } else if ms < 10.0 {
