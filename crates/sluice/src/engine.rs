@@ -700,6 +700,7 @@ impl Dispatcher {
         at: Instant,
     ) -> Record {
         let (start, wall) = job.first.unwrap_or((at, SystemTime::now()));
+        let timing = job.watch.finish().map(Box::new);
         let req = &job.req;
         let redactor = &self.config.redactor;
         let maybe_applied = error.is_some()
@@ -722,7 +723,7 @@ impl Dispatcher {
                 maybe_applied,
             }),
             final_url: None,
-            timing: job.watch.timing().map(Box::new),
+            timing,
         };
         match outcome {
             Outcome::Response(r) => {

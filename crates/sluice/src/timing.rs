@@ -152,11 +152,11 @@ impl Stopwatch {
     }
 
     /// What the record carries; `None` before any attempt.
-    pub fn timing(&self) -> Option<Timing> {
-        (!self.attempts.is_empty()).then(|| Timing {
+    pub fn finish(self) -> Option<Timing> {
+        (!self.attempts.is_empty()).then_some(Timing {
             queued_at: self.queued_at,
             waits: self.waits,
-            attempts: self.attempts.clone(),
+            attempts: self.attempts,
         })
     }
 }
@@ -185,7 +185,7 @@ mod tests {
         w.queued(t0 + 125 * MS);
         w.started(t0 + 128 * MS);
         w.ended(t0 + 170 * MS);
-        let t = w.timing().expect("attempts were made");
+        let t = w.finish().expect("attempts were made");
         assert_eq!(
             t.waits,
             Waits {
@@ -219,6 +219,6 @@ mod tests {
     #[test]
     fn nothing_to_report_before_an_attempt() {
         let w = Stopwatch::new(Instant::now(), SystemTime::UNIX_EPOCH);
-        assert!(w.timing().is_none());
+        assert!(w.finish().is_none());
     }
 }
