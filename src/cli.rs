@@ -46,8 +46,8 @@ Examples:
 
 Everything comes from the records: a file that several runs wrote (--resume) is
 covered whole. Run settings are not in records, so a recomputed report has none.
-Exit status: 0 done, 2 a file could not be read, holds a line that is not a
-record, or an output would replace an input.";
+Exit status: 0 done, 2 a file could not be read or written, holds a line that
+is not a record, or an output would replace an input.";
 
 /// `sluice report`: files of result lines, and what to write.
 #[derive(Debug, Args)]

@@ -24,10 +24,10 @@ pub fn report(args: ReportArgs) -> Result<i32> {
     let summary = summary(&report);
     print!("{}", summary.text());
     if let Some(path) = &args.json {
-        summary.write_json(path)?;
+        summary.write_json(path).map_err(Usage)?;
     }
     if let Some(path) = &args.html {
-        html::write(path, &summary, &report, Source::Files(&args.files))?;
+        html::write(path, &summary, &report, Source::Files(&args.files)).map_err(Usage)?;
     }
     Ok(exit::OK)
 }

@@ -81,6 +81,13 @@ async fn report_prints_the_summary_of_known_records() {
     assert_eq!(summary["records"], 40);
     assert_eq!(summary["retries"], 4);
     assert_eq!(summary["by_status"]["500"], 8);
+    // `-` reads standard input.
+    let piped = Sluice::new(["report", "-"])
+        .stdin(known_records())
+        .output()
+        .await;
+    piped.code(0);
+    assert_eq!(piped.stdout, KNOWN_SUMMARY);
 }
 
 /// Shards (or a resumed run's parts) in several files make one summary;
@@ -117,6 +124,17 @@ async fn report_refuses_bad_lines_and_writing_over_its_input() {
     out.code(2);
     let expected = format!("{}:7: not a sluice result line", bad.display());
     assert!(out.stderr.contains(&expected), "{}", out.stderr);
+
+    let missing = dir.path().join("missing.jsonl");
+    let out = Sluice::new(["report".as_ref(), missing.as_os_str()])
+        .output()
+        .await;
+    out.code(2);
+    assert!(
+        out.stderr.contains("cannot read the results file"),
+        "{}",
+        out.stderr
+    );
 
     let good = write_file(dir.path(), "good.jsonl", &all);
     for flag in ["--html", "--json"] {
