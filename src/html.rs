@@ -290,11 +290,11 @@ fn latency(intervals: &[&Interval], x: &Axis, at: impl Fn(usize) -> f64) -> Stri
         ("failed p50", series(false, 0.5), "#c0392b", Style::Line),
         ("failed p99", series(false, 0.99), "#c0392b", Style::Dashed),
     ];
-    let peak = lines
-        .iter()
-        .flat_map(|l| l.1.iter().flatten())
-        .fold(0.0f64, |a, &b| a.max(b));
-    let mut c = Chart::new("latency", x.clone(), Axis::linear(peak, "milliseconds"));
+    let values = || lines.iter().flat_map(|l| l.1.iter().flatten().copied());
+    let peak = values().fold(0.0f64, f64::max);
+    let least = values().fold(f64::INFINITY, f64::min);
+    let y = Axis::fitted(least.min(peak), peak, "milliseconds");
+    let mut c = Chart::new("latency", x.clone(), y);
     let xs: Vec<f64> = (0..intervals.len()).map(at).collect();
     for (name, values, color, style) in &lines {
         c.line(&Series {
