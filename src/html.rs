@@ -595,3 +595,36 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice::record::ErrorKind;
+    use sluice::stats::{Outcome, Sample};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn text_from_records_is_escaped_and_nothing_is_loaded() {
+        let mut r = Report::default();
+        r.add(&Sample {
+            outcome: Outcome {
+                ok: false,
+                status: Some(502),
+                kind: Some(ErrorKind::HttpStatus),
+                attempts: 1,
+                duration: Duration::from_millis(5),
+            },
+            message: Some("<script>alert(1)</script> & \"quotes\"".into()),
+            started_at: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            origin: None,
+            timing: None,
+        });
+        let s = crate::recompute::summary(&r);
+        let files = [PathBuf::from("<b>res</b>.jsonl")];
+        let html = render(&s, &r, &Source::Files(&files));
+        assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"));
+        assert!(html.contains("&lt;b&gt;res&lt;/b&gt;.jsonl"));
+        assert!(!html.contains("src=") && !html.contains("href="));
+    }
+}
