@@ -61,10 +61,45 @@ pub enum Command {
     /// Print help: of sluice, of a command, or of a topic.
     #[command(after_help = help::topics_help())]
     Help {
-        /// A command (run, mock, demo) or a topic (input, output, exit-status).
+        /// A command (run, report, mock, demo) or a topic (input, output, exit-status).
         #[arg(value_name = "COMMAND|TOPIC")]
         topic: Option<String>,
     },
+    /// Recompute the summary and the HTML report from result files alone.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
+}
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  sluice report results.jsonl                         # the summary, as the run printed it
+  sluice report shard-*.jsonl --html report.html      # one report over several files
+  sluice report results.jsonl --json summary.json
+
+Everything comes from the records: a file that several runs wrote (--resume) is
+covered whole. Run settings are not in records, so a recomputed report has none.
+Exit status: 0 done, 2 a file could not be read or written, holds a line that
+is not a record, an output would replace an input, or an output already holds
+data (give --overwrite to replace it).";
+
+/// `sluice report`: files of result lines, and what to write.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result files (JSON Lines written by `sluice run`); `-` is standard input.
+    #[arg(value_name = "RESULTS", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Write the HTML report to FILE (self-contained: no scripts, nothing loaded).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Write the summary as JSON to FILE (as `run --summary-json` does).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Replace an existing non-empty --html or --json file (never a results file).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// Options of `sluice demo`.

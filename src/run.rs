@@ -122,7 +122,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         display: Display::new(args.progress, args.quiet, args.verbose),
         quiet: args.quiet,
         summary_json: args.summary_json.clone(),
-        report: args.report.clone(),
+        report: (args.report.clone())
+            .map(|path| (path, crate::settings::RunInfo::new(&args, &config))),
         resumable,
         stdin_terminal: stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()),
     };

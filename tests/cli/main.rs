@@ -4,6 +4,7 @@
 
 mod batch_formats;
 mod bodies;
+mod browser;
 mod changed_input;
 mod connections;
 mod docs;
@@ -20,6 +21,7 @@ mod overwrite;
 mod records;
 mod redirects;
 mod remaining;
+mod report;
 mod resume;
 mod resume_output;
 mod schema;

@@ -27,6 +27,7 @@ use crate::order::Reorder;
 use crate::record::{ErrorKind, Record, RecordError};
 use crate::request::{Input, Request};
 use crate::retry::{self, Failure};
+use crate::timing::Stopwatch;
 
 /// A running batch: a stream of [`Event`]s that ends when every request has
 /// its record (or the run drained). Dropping it cancels everything in flight.
@@ -110,6 +111,8 @@ struct Job {
     /// An earlier attempt of a non-idempotent request failed after it was
     /// written: whatever the final outcome, the server may have applied it.
     maybe_applied: bool,
+    /// Where its time goes, for the record's `wait_ms` and `attempt_log`.
+    watch: Box<Stopwatch>,
 }
 
 /// Per-origin state: its queue and its own limits.
@@ -316,6 +319,7 @@ impl Dispatcher {
         let safe =
             retry::safe_to_repeat(&req.method, &req.headers, self.config.retry_non_idempotent)
                 || retry::safe_to_repeat(&req.method, &self.config.headers, false);
+        let now = Instant::now();
         let job = Job {
             req: Arc::new(req),
             cells,
@@ -326,8 +330,9 @@ impl Dispatcher {
             not_before: None,
             safe,
             maybe_applied: false,
+            watch: Box::new(Stopwatch::new(now, SystemTime::now())),
         };
-        self.enqueue(job, Instant::now());
+        self.enqueue(job, now);
     }
 
     fn origin_of(&mut self, req: &Request) -> usize {
@@ -365,7 +370,8 @@ impl Dispatcher {
     /// Queues a request in order of its first arrival: a retry keeps its
     /// place ahead of requests read after it, so its wait is the one the
     /// server asked for, not that plus a whole queue.
-    fn requeue(&mut self, job: Job, now: Instant) {
+    fn requeue(&mut self, mut job: Job, now: Instant) {
+        job.watch.queued(now);
         let o = job.origin;
         let queue = &mut self.origins[o].queue;
         let at = queue.partition_point(|j| j.seq < job.seq);
@@ -400,16 +406,18 @@ impl Dispatcher {
         if origin.closed || origin.in_flight >= per_host {
             return;
         }
-        let wake = [
-            origin.paused_until,
-            head.not_before,
-            origin.rate.as_ref().map(|g| g.ready_at(now, 1)),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        let rate_at = origin.rate.as_ref().map(|g| g.ready_at(now, 1));
+        let wake = [origin.paused_until, head.not_before, rate_at]
+            .into_iter()
+            .flatten()
+            .max();
         match wake {
-            Some(at) if at > now => self.wake_origin(o, at),
+            Some(at) if at > now => {
+                if rate_at == Some(at) {
+                    self.held_by_rate(o, now);
+                }
+                self.wake_origin(o, at)
+            }
             _ => {
                 let (seq, len) = (head.seq, origin.queue.len());
                 self.origins[o].ready_key = Some(seq);
@@ -442,6 +450,7 @@ impl Dispatcher {
             };
             let cells = self.origins[o].queue.front().map_or(0, |j| j.cells);
             if let Some(at) = self.global_ready_at(now, cells) {
+                self.held_by_rate(o, now);
                 if self.global_wake.is_none_or(|w| w > at || w <= now) {
                     self.global_wake = Some(at);
                     self.add_timer(at, Timer::Global);
@@ -449,6 +458,13 @@ impl Dispatcher {
                 return;
             }
             self.start(o, cells, now);
+        }
+    }
+
+    /// Origin `o`'s head request is next but a rate or budget limit holds it.
+    fn held_by_rate(&mut self, o: usize, now: Instant) {
+        if let Some(head) = self.origins[o].queue.front_mut() {
+            head.watch.held_by_rate(now);
         }
     }
 
@@ -484,6 +500,7 @@ impl Dispatcher {
         self.in_flight += 1;
         job.attempts += 1;
         job.first.get_or_insert((now, SystemTime::now()));
+        job.watch.started(now);
         self.refresh(o, now);
         self.outbox.push_back(Event::Started {
             line: job.req.line,
@@ -528,7 +545,8 @@ impl Dispatcher {
 
     // ---- outcomes -------------------------------------------------------
 
-    fn complete(&mut self, job: Job, outcome: Outcome, at: Instant) {
+    fn complete(&mut self, mut job: Job, outcome: Outcome, at: Instant) {
+        job.watch.ended(at);
         let o = job.origin;
         self.origins[o].in_flight -= 1;
         self.in_flight -= 1;
@@ -612,7 +630,7 @@ impl Dispatcher {
         self.refresh(o, now);
     }
 
-    fn schedule_retry(&mut self, job: Job, outcome: &Outcome, wait: Duration, now: Instant) {
+    fn schedule_retry(&mut self, mut job: Job, outcome: &Outcome, wait: Duration, now: Instant) {
         // Requests held by an origin pause come back spread over up to a second.
         let paused = self.origins[job.origin]
             .paused_until
@@ -623,6 +641,11 @@ impl Dispatcher {
             Duration::ZERO
         };
         let (kind, message) = describe_failure(outcome);
+        let status = match outcome {
+            Outcome::Response(r) => Some(r.status),
+            Outcome::Failed(f) => f.status,
+        };
+        job.watch.retrying(now, status, kind);
         self.outbox.push_back(Event::Retrying {
             line: job.req.line,
             id: job.req.id.clone(),
@@ -677,6 +700,7 @@ impl Dispatcher {
         at: Instant,
     ) -> Record {
         let (start, wall) = job.first.unwrap_or((at, SystemTime::now()));
+        let timing = job.watch.finish().map(Box::new);
         let req = &job.req;
         let redactor = &self.config.redactor;
         let maybe_applied = error.is_some()
@@ -700,6 +724,7 @@ impl Dispatcher {
             }),
             final_url: None,
             transport: None,
+            timing,
         };
         match outcome {
             Outcome::Response(r) => {
@@ -906,6 +931,7 @@ mod tests {
             not_before: None,
             safe: true,
             maybe_applied: false,
+            watch: Box::new(Stopwatch::new(Instant::now(), SystemTime::UNIX_EPOCH)),
         }
     }
 

@@ -35,6 +35,7 @@ pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod timing;
 pub mod trust;
 pub mod units;
 
