@@ -27,6 +27,7 @@ missing_debs=()
 command -v wrk >/dev/null || missing_debs+=(wrk)
 command -v hey >/dev/null || missing_debs+=(hey)
 command -v curl >/dev/null || missing_debs+=(curl)
+[[ -x /usr/bin/time ]] || missing_debs+=(time)
 if ((${#missing_debs[@]})); then
     log "installing ${missing_debs[*]} (apt-get)"
     apt-get update -qq
