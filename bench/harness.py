@@ -156,7 +156,8 @@ def peers_get(url, n, c, py_n):
     return [
         ("oha", ["oha", "-n", str(n), "-c", str(c), "--no-tui", url], n),
         ("wrk", ["wrk", "-t", "2", "-c", str(c), "-d", f"{WRK_SECONDS}s", url], None),
-        ("hey", ["hey", "-n", str(n), "-c", str(c), url], n),
+        # hey gives each of its c workers n ÷ c requests, so it sends n − n % c.
+        ("hey", ["hey", "-n", str(n), "-c", str(c), url], n - n % c),
         ("curl --parallel", ["curl", "-s", "-Z", "--parallel-max", str(c), "-o", "/dev/null",
                              f"{url}?[1-{n}]"], n),
         ("asyncio+httpx", ["python3", os.path.join(ROOT, "bench", "asyncio_baseline.py"),
@@ -288,7 +289,7 @@ def scenario_s4(up, work, report, results):
                  "-T", "application/json", url], S4_N),
         ("wrk", ["wrk", "-t", "2", "-c", str(c), "-d", f"{WRK_SECONDS}s", "-s", lua, url], None),
         ("hey", ["hey", "-n", str(S4_N), "-c", str(c), "-m", "POST", "-D", body_file,
-                 "-T", "application/json", url], S4_N),
+                 "-T", "application/json", url], S4_N - S4_N % c),
         ("curl --parallel", ["curl", "-s", "-Z", "--parallel-max", str(c), "-o", "/dev/null",
                              "-H", "Content-Type: application/json", "--data-binary", "@" + body_file,
                              f"{url}?[1-{S4_N}]"], S4_N),
