@@ -327,6 +327,10 @@ pub struct Summary {
     /// The output can be resumed (a regular file).
     #[serde(skip)]
     pub resumable: bool,
+    /// Attempts this run started (a run whose records were lost to a failed
+    /// write sent requests, yet has no rate).
+    #[serde(skip)]
+    pub attempts_this_run: u64,
     /// How the run ended, if not normally.
     pub stopped: Option<String>,
     /// TLS verification was off.
@@ -361,6 +365,7 @@ impl Summary {
             not_written_exact: true,
             cancelled: 0,
             resumable: true,
+            attempts_this_run: this_run.attempts,
             stopped: None,
             insecure: false,
             exit_code: 0,
@@ -388,6 +393,8 @@ impl Summary {
         };
         let rate = if self.requests_per_second > 0.0 {
             format!("{:.1} req/s", self.requests_per_second)
+        } else if self.attempts_this_run > 0 {
+            "none recorded".into()
         } else {
             "nothing sent".into()
         };
