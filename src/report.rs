@@ -167,15 +167,28 @@ impl Progress<'_> {
             parts.push(format!("ETA {}", clock(left as f64 / rate)));
         }
         match self.paused {
-            Some((origin, until)) => parts.push(format!(
-                "{origin} paused by the server (429/503) until {}, {} waiting",
-                local_time(until),
-                self.waiting + self.retrying
-            )),
-            None => parts.push(format!("{} in flight", self.in_flight)),
-        }
-        if self.retrying > 0 {
-            parts.push(format!("{} waiting to retry", self.retrying));
+            // One count of what waits, its retries inside it: `60 waiting ·
+            // 10 waiting to retry` read as 70 of 60 lines.
+            Some((origin, until)) => {
+                let retrying = match self.retrying {
+                    0 => String::new(),
+                    n => format!(" ({n} of them to retry)"),
+                };
+                parts.push(format!(
+                    "{origin} paused by the server (429/503) until {}, {} waiting{retrying}",
+                    local_time(until),
+                    self.waiting + self.retrying
+                ));
+                if self.in_flight > 0 {
+                    parts.push(format!("{} in flight", self.in_flight));
+                }
+            }
+            None => {
+                parts.push(format!("{} in flight", self.in_flight));
+                if self.retrying > 0 {
+                    parts.push(format!("{} waiting to retry", self.retrying));
+                }
+            }
         }
         parts.push(format!(
             "{} ok · {} failed",

@@ -132,12 +132,16 @@ async fn progress_shows_a_fixed_total_with_an_eta_and_a_paused_origin() {
         .output()
         .await;
     out.code(0);
+    let paused = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("paused by the server (429/503) until "))
+        .unwrap_or_else(|| panic!("a paused progress line: {}", out.stderr));
+    // The retry is counted once, inside what waits (it read as `1 waiting ·
+    // 1 waiting to retry`, two of one request).
     assert!(
-        out.stderr
-            .lines()
-            .any(|l| l.contains("paused by the server (429/503) until ")),
-        "{}",
-        out.stderr
+        paused.contains(", 1 waiting (1 of them to retry)") && !paused.contains("waiting to retry"),
+        "{paused}"
     );
     server.shutdown().await;
 }
