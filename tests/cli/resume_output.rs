@@ -49,6 +49,10 @@ async fn resume_into_a_device_or_fifo_is_refused() {
 /// Chromium of the browser tests included.)
 async fn run_measured(args: Vec<OsString>) -> (i32, String, i64) {
     tokio::task::spawn_blocking(move || {
+        #[expect(
+            clippy::zombie_processes,
+            reason = "reaped below by wait4, which also gives its rusage"
+        )]
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("run")
             .args(&args)
