@@ -170,6 +170,12 @@ async fn report_refuses_bad_lines_and_writing_over_its_input() {
     let out = Sluice::new(args(&[])).output().await;
     out.code(2);
     assert!(out.stderr.contains("--overwrite"), "{}", out.stderr);
+    // sluice report sends nothing; it said "nothing was sent".
+    assert!(
+        out.stderr.contains("nothing was written") && !out.stderr.contains("sent"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(std::fs::read_to_string(&old).unwrap(), "keep me");
     let out = Sluice::new(args(&["--overwrite"])).output().await;
     out.code(0);
