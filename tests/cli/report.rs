@@ -374,3 +374,39 @@ async fn a_resumed_runs_report_covers_the_whole_file() {
     );
     server.shutdown().await;
 }
+
+/// A results file in a provider's batch format has no timings: `sluice
+/// report` says what it is and what to do (it said "missing field `ok` at
+/// line 1 column 441").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_names_a_batch_format_file() {
+    let server = mock().await;
+    let dir = tempdir();
+    let results = dir.path().join("out.jsonl");
+    let input = format!("{}/fast\n", server.url());
+    Sluice::run([
+        "--output-format".as_ref(),
+        "openai-batch".as_ref(),
+        "-o".as_ref(),
+        results.as_os_str(),
+    ])
+    .stdin(input)
+    .output()
+    .await
+    .code(0);
+    let out = Sluice::new(["report".as_ref(), results.as_os_str()])
+        .output()
+        .await;
+    out.code(2);
+    let expected = format!(
+        "{}:1: an openai-batch result line, not a sluice record",
+        results.display()
+    );
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--output-format sluice"),
+        "{}",
+        out.stderr
+    );
+    server.shutdown().await;
+}
