@@ -36,7 +36,7 @@ impl Display {
         let plain = (show && !terminal).then(|| std::cell::Cell::new(std::time::Instant::now()));
         let show = show && terminal;
         let bar = show.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
+            let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr_with_hz(5));
             let style =
                 ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
                     .expect("the progress template is valid");
@@ -61,7 +61,9 @@ impl Display {
     pub fn update(&self, p: &Progress) {
         let message = p.message();
         if let Some(bar) = &self.bar {
-            bar.set_length(p.total.max(p.done));
+            // Never 0/0: indicatif draws that as a full bar (done), which is
+            // what a terminal showed while waiting for standard input.
+            bar.set_length(p.total.max(p.done).max(1));
             bar.set_position(p.done);
             bar.set_message(message);
         } else if let Some(last) = &self.plain
