@@ -142,7 +142,6 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Durat
     loop {
         // Held until the response is read: under --http2, the stream.
         let lane = client.checkout(&hop.url).await;
-        let deadline = *deadline.get_or_insert_with(|| Deadline::starting_now(limit));
         let mut builder = lane
             .client()
             .request(hop.method.clone(), hop.url.clone())
@@ -150,7 +149,29 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Durat
         if let Some(body) = &hop.body {
             builder = builder.body(body.clone());
         }
-        let resp = match tokio::time::timeout_at(deadline.at, builder.send()).await {
+        let mut send = std::pin::pin!(builder.send());
+        // The clock starts once the connection the request needs is there
+        // (see `connecting`): the request is handed to the client first
+        // (`biased`), which starts or joins a connect, then the clock waits
+        // for the client's connects to settle. A later hop keeps the first
+        // hop's clock.
+        let mut early = None;
+        let deadline = match deadline {
+            Some(d) => d,
+            None => {
+                tokio::select! {
+                    biased;
+                    done = send.as_mut() => early = Some(done),
+                    () = lane.connected() => {}
+                }
+                *deadline.insert(Deadline::starting_now(limit))
+            }
+        };
+        let sent = match early {
+            Some(done) => Ok(done),
+            None => tokio::time::timeout_at(deadline.at, send).await,
+        };
+        let resp = match sent {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => return transport_failure(&e, None),
             Err(_) => return Outcome::Failed(deadline.expired(None)),
