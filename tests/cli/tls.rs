@@ -194,7 +194,8 @@ async fn slow_handshake_front(
 /// `--http2`, requests waiting for a slow TLS handshake (300 ms, below the
 /// connect timeout of 95% of 400 ms) are not cut by the 400 ms timeout and
 /// answer in 250 ms. Before, the handshake counted against the attempt and
-/// every POST ended `timeout`, `maybe_applied`.
+/// every POST ended `timeout`, `maybe_applied`. `duration_ms` too runs
+/// from when the request was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attempt_clock_waits_for_a_slow_handshake() {
     let server = crate::support::mock().await;
@@ -226,6 +227,10 @@ async fn the_attempt_clock_waits_for_a_slow_handshake() {
     for record in records.values() {
         assert_eq!(record["ok"], true, "{record}");
         assert_eq!(record["http_version"], "HTTP/2", "{record}");
+        // From when it was sent: not the probe's and the lane's handshakes
+        // (300 ms each) before it.
+        let took = record["duration_ms"].as_f64().unwrap_or(f64::MAX);
+        assert!(took < 800.0, "{record}");
     }
     out.code(0);
     assert_eq!(crate::support::path_requests(&server, "/delay/0.25"), 10);

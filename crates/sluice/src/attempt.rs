@@ -73,10 +73,16 @@ pub enum Outcome {
 }
 
 /// Runs one attempt of `req` within its timeout, which starts when the
-/// request is handed to a connection that can send it at once.
-pub async fn run(client: &Clients, config: &Config, req: &Request) -> Outcome {
+/// request is handed to a connection that can send it at once; `sent` is
+/// set to that moment (it stays `None` if the attempt ended before).
+pub async fn run(
+    client: &Clients,
+    config: &Config,
+    req: &Request,
+    sent: &mut Option<tokio::time::Instant>,
+) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
-    exchange(client, config, req, limit).await
+    exchange(client, config, req, limit, sent).await
 }
 
 /// The end of an attempt's time, shared by sending and reading the body so a
@@ -130,7 +136,13 @@ struct Hop {
     body: Option<Bytes>,
 }
 
-async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Duration) -> Outcome {
+async fn exchange(
+    client: &Clients,
+    config: &Config,
+    req: &Request,
+    limit: Duration,
+    sent: &mut Option<tokio::time::Instant>,
+) -> Outcome {
     let mut hop = Hop {
         method: req.method.clone(),
         url: req.url.clone(),
@@ -164,14 +176,15 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Durat
                     done = send.as_mut() => early = Some(done),
                     () = lane.connected() => {}
                 }
+                *sent = Some(tokio::time::Instant::now());
                 *deadline.insert(Deadline::starting_now(limit))
             }
         };
-        let sent = match early {
+        let answer = match early {
             Some(done) => Ok(done),
             None => tokio::time::timeout_at(deadline.at, send).await,
         };
-        let resp = match sent {
+        let resp = match answer {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => return transport_failure(&e, None),
             Err(_) => return Outcome::Failed(deadline.expired(None)),
