@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::support::{Out, Sluice, by_line, kind, tempdir, write_file};
+use sluice_mock::{MockOptions, MockServer};
 
 /// A loopback HTTPS server whose certificate is signed by a fresh CA;
 /// returns its URL and the CA in PEM.
@@ -234,5 +235,38 @@ async fn the_attempt_clock_waits_for_a_slow_handshake() {
     }
     out.code(0);
     assert_eq!(crate::support::path_requests(&server, "/delay/0.25"), 10);
+    server.shutdown().await;
+}
+
+/// `-k` does not hide an HTTP/2 server's stream limit: the probe reads it
+/// without verifying the certificate, so `--http2 -c 50` against a 10-stream
+/// limit puts 50 requests on the wire (5 connections), not 10 with 40
+/// waiting inside one connection on their attempts' clocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_still_learns_the_stream_limit() {
+    let server = MockServer::start_with(
+        "127.0.0.1:0".parse().expect("a valid address"),
+        MockOptions {
+            h2_max_streams: Some(10),
+            ..MockOptions::default()
+        },
+    )
+    .await
+    .expect("the mock binds 127.0.0.1:0");
+    let (url, _) = slow_handshake_front(server.addr(), std::time::Duration::ZERO).await;
+    let input: String = (0..50)
+        .map(|i| format!("{{\"method\":\"POST\",\"url\":\"{url}/delay/0.5\",\"body\":{i}}}\n"))
+        .collect();
+    let out = Sluice::run(["-q", "--http2", "-k", "-c", "50", "--timeout", "5s"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(0);
+    let stats = server.stats();
+    assert_eq!(
+        (stats.requests, stats.peak_in_flight),
+        (50, 50),
+        "{stats:?}"
+    );
     server.shutdown().await;
 }

@@ -307,7 +307,7 @@ impl Drop for StreamGuard {
 }
 
 /// The stream limit assumed when the server's cannot be learned (through a
-/// proxy, with `--insecure`, or when the probe fails): the smallest value
+/// proxy, or when the probe fails): the smallest value
 /// RFC 9113 (section 6.5.2) advises servers to allow.
 const ASSUMED_STREAMS: usize = 100;
 
@@ -337,7 +337,7 @@ async fn probe(url: &url::Url, config: &Config) -> Option<usize> {
     } else {
         config.proxy.http.is_some()
     };
-    if proxied || (https && config.tls.insecure) {
+    if proxied {
         return None;
     }
     let host = url.host_str()?;
