@@ -18,11 +18,11 @@
 #   1a h2c        the same over --http2 (prior knowledge), http2_max_concurrent_streams 10
 #   1a h1tls      the same over https (HTTP/1.1, self-signed, --cacert)
 #   1a h2tls      the same over https (ALPN h2)
-#   1b            1,000 POSTs, --http2 -c 200 --timeout 500ms, 10 streams
+#   1b            1,000 POSTs, --http2 -c 200 --timeout 500ms, 10 streams (also with -k)
 #   1c            1,000 POSTs, --http2 -c 200, nginx's default 128 streams
 #   2a            2,000 POSTs, --http2 -c 200, keepalive_requests 100
 #   2b            5,000 POSTs, --http2 -c 200, nginx's defaults (1000)
-#   3a            28 POSTs at 1/s, HTTP/1.1, keepalive_timeout 1s
+#   3a            28 POSTs at 1/s, HTTP/1.1 and HTTP/2, keepalive_timeout 1s
 #   3b            400 POSTs, HTTP/1.1 -c 20, keepalive_timeout 1s, limit_req 429 + Retry-After: 1
 #   4 h1 / 4 h2   GET and POST to `return 444` (error kind, attempts)
 #
@@ -183,12 +183,14 @@ if sel 1a; then
     run 1a h1tls "same, over TLS" 500 POST /delay/0.05 -c 50
     run 1a h2c "same, 10 streams" 500 POST /delay/0.05 -c 50
     run 1a h2tls "same, 10 streams" 500 POST /delay/0.05 -c 50
+    run 1a h2tls "same, 10 streams, -k" 500 POST /delay/0.05 -c 50 -k
     stop_nginx
 fi
 if sel 1b; then
     start_nginx 'http2_max_concurrent_streams 10;'
     run 1b h2c "1000 POST -c 200 --timeout 500ms, 10 streams" 1000 POST /delay/0.05 -c 200 --timeout 500ms
     run 1b h2tls "same" 1000 POST /delay/0.05 -c 200 --timeout 500ms
+    run 1b h2tls "same, -k" 1000 POST /delay/0.05 -c 200 --timeout 500ms -k
     stop_nginx
 fi
 if sel 1c; then
@@ -212,6 +214,7 @@ fi
 if sel 3a; then
     start_nginx 'keepalive_timeout 1s;'
     run 3a h1 "28 POST at --rate 1/s, keepalive_timeout 1s" 28 POST /fast --rate 1/s
+    run 3a h2c "same over HTTP/2" 28 POST /fast --rate 1/s
     stop_nginx
 fi
 if sel 3b; then
