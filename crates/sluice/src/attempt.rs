@@ -94,8 +94,7 @@ struct Deadline {
 }
 
 impl Deadline {
-    fn starting_now(limit: Duration) -> Deadline {
-        let now = tokio::time::Instant::now();
+    fn starting_at(now: tokio::time::Instant, limit: Duration) -> Deadline {
         Deadline {
             at: now
                 .checked_add(limit)
@@ -171,13 +170,21 @@ async fn exchange(
         let deadline = match deadline {
             Some(d) => d,
             None => {
+                let handed = tokio::time::Instant::now();
                 tokio::select! {
                     biased;
                     done = send.as_mut() => early = Some(done),
                     () = lane.connected() => {}
                 }
-                *sent = Some(tokio::time::Instant::now());
-                *deadline.insert(Deadline::starting_now(limit))
+                // An exchange that ended while its lane was still
+                // connecting did not wait for that connection.
+                let start = if early.is_some() {
+                    handed
+                } else {
+                    tokio::time::Instant::now()
+                };
+                *sent = Some(start);
+                *deadline.insert(Deadline::starting_at(start, limit))
             }
         };
         let answer = match early {

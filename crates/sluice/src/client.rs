@@ -150,12 +150,18 @@ impl Checkout {
         &self.sender.client
     }
 
-    /// Resolves when the client is making no connection (at once when it
-    /// makes none). Called right after a request has been handed to the
-    /// client, it waits for the connection that request may need, at most
-    /// the connect timeout: the moment its attempt's clock should start.
+    /// Under `--http2`, resolves when the lane is making no connection (at
+    /// once when it makes none). Called right after a request has been
+    /// handed to the lane, it waits for the one connection the request
+    /// needs, at most the connect timeout: the moment its attempt's clock
+    /// should start. Over HTTP/1.1 it resolves at once: each request makes
+    /// its own connection (bounded by the connect timeout, below the
+    /// attempt's), and the shared client's other connects say nothing about
+    /// when this request was written.
     pub async fn connected(&self) {
-        self.sender.connecting.settled(self.connect_timeout).await;
+        if self._stream.is_some() {
+            self.sender.connecting.settled(self.connect_timeout).await;
+        }
     }
 }
 

@@ -233,7 +233,8 @@ pub struct Record {
     pub status: Option<u16>,
     /// Attempts started, failed connects included.
     pub attempts: u32,
-    /// Wall-clock time the first attempt was sent (its connection there).
+    /// Wall-clock time the first attempt was sent (under `--http2`, once
+    /// its connection was there).
     pub started_at: Option<SystemTime>,
     /// From the first attempt's sending to the final outcome.
     pub duration: Duration,
