@@ -73,10 +73,16 @@ pub enum Outcome {
 }
 
 /// Runs one attempt of `req` within its timeout, which starts when the
-/// request is handed to a connection that can send it at once.
-pub async fn run(client: &Clients, config: &Config, req: &Request) -> Outcome {
+/// request is handed to a connection that can send it at once; `sent` is
+/// set to that moment (it stays `None` if the attempt ended before).
+pub async fn run(
+    client: &Clients,
+    config: &Config,
+    req: &Request,
+    sent: &mut Option<tokio::time::Instant>,
+) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
-    exchange(client, config, req, limit).await
+    exchange(client, config, req, limit, sent).await
 }
 
 /// The end of an attempt's time, shared by sending and reading the body so a
@@ -88,8 +94,7 @@ struct Deadline {
 }
 
 impl Deadline {
-    fn starting_now(limit: Duration) -> Deadline {
-        let now = tokio::time::Instant::now();
+    fn starting_at(now: tokio::time::Instant, limit: Duration) -> Deadline {
         Deadline {
             at: now
                 .checked_add(limit)
@@ -130,7 +135,13 @@ struct Hop {
     body: Option<Bytes>,
 }
 
-async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Duration) -> Outcome {
+async fn exchange(
+    client: &Clients,
+    config: &Config,
+    req: &Request,
+    limit: Duration,
+    sent: &mut Option<tokio::time::Instant>,
+) -> Outcome {
     let mut hop = Hop {
         method: req.method.clone(),
         url: req.url.clone(),
@@ -142,7 +153,6 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Durat
     loop {
         // Held until the response is read: under --http2, the stream.
         let lane = client.checkout(&hop.url).await;
-        let deadline = *deadline.get_or_insert_with(|| Deadline::starting_now(limit));
         let mut builder = lane
             .client()
             .request(hop.method.clone(), hop.url.clone())
@@ -150,7 +160,38 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Durat
         if let Some(body) = &hop.body {
             builder = builder.body(body.clone());
         }
-        let resp = match tokio::time::timeout_at(deadline.at, builder.send()).await {
+        let mut send = std::pin::pin!(builder.send());
+        // The clock starts once the connection the request needs is there
+        // (see `connecting`): the request is handed to the client first
+        // (`biased`), which starts or joins a connect, then the clock waits
+        // for the client's connects to settle. A later hop keeps the first
+        // hop's clock.
+        let mut early = None;
+        let deadline = match deadline {
+            Some(d) => d,
+            None => {
+                let handed = tokio::time::Instant::now();
+                tokio::select! {
+                    biased;
+                    done = send.as_mut() => early = Some(done),
+                    () = lane.connected() => {}
+                }
+                // An exchange that ended while its lane was still
+                // connecting did not wait for that connection.
+                let start = if early.is_some() {
+                    handed
+                } else {
+                    tokio::time::Instant::now()
+                };
+                *sent = Some(start);
+                *deadline.insert(Deadline::starting_at(start, limit))
+            }
+        };
+        let answer = match early {
+            Some(done) => Ok(done),
+            None => tokio::time::timeout_at(deadline.at, send).await,
+        };
+        let resp = match answer {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => return transport_failure(&e, None),
             Err(_) => return Outcome::Failed(deadline.expired(None)),

@@ -13,6 +13,7 @@ use reqwest::{Certificate, Client, Identity, NoProxy, Proxy};
 
 use crate::classify::DnsError;
 use crate::config::Config;
+use crate::connecting::Connecting;
 
 /// A client could not be built from the configuration (bad CA file, proxy URL...).
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +28,14 @@ pub struct ClientError(pub String);
 /// keep-alives, to avoid writing onto a connection the server is closing.
 pub fn build(config: &Config) -> Result<Clients, ClientError> {
     if !config.http2 {
-        let one = build_one(config, Version::Http1, None)?;
+        let one = Sender::build(config, Version::Http1, None)?;
         return Ok(Clients {
             first: Lane {
                 http: one.clone(),
                 https: one,
             },
             lanes: None,
+            connect_timeout: connect_timeout(config),
         });
     }
     let tls = HttpTwoTls::new(config)?.map(Arc::new);
@@ -45,6 +47,7 @@ pub fn build(config: &Config) -> Result<Clients, ClientError> {
             extra: Mutex::new(Vec::new()),
             origins: Mutex::new(HashMap::new()),
         })),
+        connect_timeout: connect_timeout(config),
     })
 }
 
@@ -54,6 +57,8 @@ pub fn build(config: &Config) -> Result<Clients, ClientError> {
 #[derive(Clone, Debug)]
 pub struct Clients {
     first: Lane,
+    /// How long a connect may take ([`connect_timeout`]).
+    connect_timeout: std::time::Duration,
     /// Under `--http2`: the lanes beyond the first, and each origin's
     /// stream limit and streams in use per lane.
     lanes: Option<Arc<Lanes>>,
@@ -63,23 +68,42 @@ pub struct Clients {
 /// origin.
 #[derive(Clone, Debug)]
 struct Lane {
-    http: Client,
-    https: Client,
+    http: Sender,
+    https: Sender,
+}
+
+/// A client and the connections it is making.
+#[derive(Clone, Debug)]
+struct Sender {
+    client: Client,
+    connecting: Connecting,
+}
+
+impl Sender {
+    fn build(
+        config: &Config,
+        version: Version,
+        preconfigured: Option<rustls::ClientConfig>,
+    ) -> Result<Sender, ClientError> {
+        let connecting = Connecting::new();
+        let client = build_one(config, version, preconfigured, &connecting)?;
+        Ok(Sender { client, connecting })
+    }
 }
 
 impl Lane {
     fn http2(config: &Config, tls: Option<&HttpTwoTls>) -> Result<Lane, ClientError> {
         Ok(Lane {
-            http: build_one(
+            http: Sender::build(
                 config,
                 Version::PriorKnowledge,
                 tls.map(|t| t.prior.clone()),
             )?,
-            https: build_one(config, Version::Alpn, tls.map(|t| t.alpn.clone()))?,
+            https: Sender::build(config, Version::Alpn, tls.map(|t| t.alpn.clone()))?,
         })
     }
 
-    fn for_url(&self, url: &url::Url) -> &Client {
+    fn for_url(&self, url: &url::Url) -> &Sender {
         if url.scheme() == "https" {
             &self.https
         } else {
@@ -115,14 +139,29 @@ impl HttpTwoTls {
 /// until dropped, so keep it until the response body has been read.
 #[derive(Debug)]
 pub struct Checkout {
-    client: Client,
+    sender: Sender,
+    connect_timeout: std::time::Duration,
     _stream: Option<StreamGuard>,
 }
 
 impl Checkout {
     /// The client to send with.
     pub fn client(&self) -> &Client {
-        &self.client
+        &self.sender.client
+    }
+
+    /// Under `--http2`, resolves when the lane is making no connection (at
+    /// once when it makes none). Called right after a request has been
+    /// handed to the lane, it waits for the one connection the request
+    /// needs, at most the connect timeout: the moment its attempt's clock
+    /// should start. Over HTTP/1.1 it resolves at once: each request makes
+    /// its own connection (bounded by the connect timeout, below the
+    /// attempt's), and the shared client's other connects say nothing about
+    /// when this request was written.
+    pub async fn connected(&self) {
+        if self._stream.is_some() {
+            self.sender.connecting.settled(self.connect_timeout).await;
+        }
     }
 }
 
@@ -139,7 +178,8 @@ impl Clients {
     pub async fn checkout(&self, url: &url::Url) -> Checkout {
         let Some(lanes) = &self.lanes else {
             return Checkout {
-                client: self.first.for_url(url).clone(),
+                sender: self.first.for_url(url).clone(),
+                connect_timeout: self.connect_timeout,
                 _stream: None,
             };
         };
@@ -168,7 +208,7 @@ impl Clients {
             origin: Arc::clone(&origin),
             lane: index,
         };
-        let client = if index == 0 {
+        let sender = if index == 0 {
             self.first.for_url(url).clone()
         } else {
             lanes.lane(index - 1).map_or_else(
@@ -177,7 +217,8 @@ impl Clients {
             )
         };
         Checkout {
-            client,
+            sender,
+            connect_timeout: self.connect_timeout,
             _stream: Some(guard),
         }
     }
@@ -272,7 +313,7 @@ impl Drop for StreamGuard {
 }
 
 /// The stream limit assumed when the server's cannot be learned (through a
-/// proxy, with `--insecure`, or when the probe fails): the smallest value
+/// proxy, or when the probe fails): the smallest value
 /// RFC 9113 (section 6.5.2) advises servers to allow.
 const ASSUMED_STREAMS: usize = 100;
 
@@ -302,7 +343,7 @@ async fn probe(url: &url::Url, config: &Config) -> Option<usize> {
     } else {
         config.proxy.http.is_some()
     };
-    if proxied || (https && config.tls.insecure) {
+    if proxied {
         return None;
     }
     let host = url.host_str()?;
@@ -351,12 +392,20 @@ enum Version {
     Alpn,
 }
 
-/// One client; `preconfigured` is a TLS setup to use instead of building
-/// one from the configuration.
+/// How long a connect (TCP and TLS) may take: a connect stall must end as
+/// `connect` (nothing sent), not be cut by the attempt timeout as a
+/// `timeout` whose request may have been applied.
+fn connect_timeout(config: &Config) -> std::time::Duration {
+    config.connect_timeout.min(config.timeout.mul_f64(0.95))
+}
+
+/// One client, counting its connects in `connecting`; `preconfigured` is a
+/// TLS setup to use instead of building one from the configuration.
 fn build_one(
     config: &Config,
     version: Version,
     preconfigured: Option<rustls::ClientConfig>,
+    connecting: &Connecting,
 ) -> Result<Client, ClientError> {
     // Installing fails only when a provider is already installed, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -366,10 +415,8 @@ fn build_one(
         .get();
     let mut b = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        // A connect stall must end as `connect` (nothing sent), not be cut
-        // by the attempt timeout as a `timeout` whose request may have
-        // been applied.
-        .connect_timeout(config.connect_timeout.min(config.timeout.mul_f64(0.95)))
+        .connect_timeout(connect_timeout(config))
+        .connector_layer(connecting.layer())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(idle_per_host)
         .tcp_nodelay(true)

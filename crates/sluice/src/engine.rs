@@ -510,10 +510,22 @@ impl Dispatcher {
         });
         let (client, config) = (self.client.clone(), Arc::clone(&self.config));
         self.tasks.spawn(async move {
-            let outcome = AssertUnwindSafe(attempt::run(&client, &config, &job.req))
+            let mut sent = None;
+            let outcome = AssertUnwindSafe(attempt::run(&client, &config, &job.req, &mut sent))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| internal_failure());
+            // `duration_ms` and `started_at` run from when the first attempt
+            // was sent, not from its start (which may wait for a connection).
+            if let (1, Some(at)) = (job.attempts, sent) {
+                let ago = Instant::now().saturating_duration_since(at);
+                job.first = Some((
+                    at,
+                    SystemTime::now()
+                        .checked_sub(ago)
+                        .unwrap_or_else(SystemTime::now),
+                ));
+            }
             (job, outcome, Instant::now())
         });
     }

@@ -20,6 +20,7 @@ pub mod attempt;
 pub mod classify;
 pub mod client;
 pub mod config;
+mod connecting;
 pub mod engine;
 pub mod event;
 pub mod format;

@@ -235,9 +235,10 @@ pub struct Record {
     pub status: Option<u16>,
     /// Attempts started, failed connects included.
     pub attempts: u32,
-    /// Wall-clock time of the first attempt's start.
+    /// Wall-clock time the first attempt was sent (under `--http2`, once
+    /// its connection was there).
     pub started_at: Option<SystemTime>,
-    /// From the first attempt's start to the final outcome.
+    /// From the first attempt's sending to the final outcome.
     pub duration: Duration,
     /// Response headers (`--include-headers`), redacted.
     pub headers: Option<Vec<(String, String)>>,

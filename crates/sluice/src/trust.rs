@@ -14,17 +14,24 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use crate::client::ClientError;
 use crate::config::TlsConfig;
 
-/// A rustls client configuration for `tls`, offering `alpn`.
+/// A rustls client configuration for `tls`, offering `alpn`; under
+/// `--insecure`, one that accepts any certificate.
 pub fn client_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let extra = extra_roots(tls)?;
-    let inner =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra.clone(), provider.clone())
-            .map_err(|e| ClientError(format!("could not load the trusted certificates: {e}")))?;
-    let verifier = Arc::new(PinnedOrVerified {
-        inner,
-        pinned: extra,
-    });
+    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure {
+        Arc::new(Unverified(provider.clone()))
+    } else {
+        let extra = extra_roots(tls)?;
+        let inner = rustls_platform_verifier::Verifier::new_with_extra_roots(
+            extra.clone(),
+            provider.clone(),
+        )
+        .map_err(|e| ClientError(format!("could not load the trusted certificates: {e}")))?;
+        Arc::new(PinnedOrVerified {
+            inner,
+            pinned: extra,
+        })
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError(format!("TLS setup failed: {e}")))?
@@ -128,5 +135,55 @@ impl ServerCertVerifier for PinnedOrVerified {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// `--insecure`: any certificate for any name, as the user asked (the
+/// handshake's signatures are still checked).
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
