@@ -6,6 +6,14 @@
 //! global rate, per-host rate and budget all agree at the same instant, so each
 //! limiter must be asked first and charged after. Time is kept as integer
 //! nanoseconds scaled by the rate's count, so `7/s` is exact, not rounded.
+//!
+//! Timers are late: tokio's wheel ticks in milliseconds and rounds deadlines
+//! up. A cell the limiter refused is charged at the instant it was promised
+//! (at most [`CATCH_UP`] before the caller's `now`), not when the late timer
+//! woke its caller, so lateness never costs rate: at `1000/s` with burst 1 the
+//! starts come once per timer tick, and the schedule stays exact. The bound
+//! at the instants the limiter is charged is unchanged; at the real starts a
+//! window may hold the cells of `CATCH_UP` more.
 
 use std::time::Duration;
 
@@ -15,6 +23,10 @@ use crate::units::Rate;
 
 /// Periods are stretched by this ratio (201/200: 0.5% below the rate).
 const PACING: (u128, u128) = (201, 200);
+
+/// The most timer lateness a refused cell is credited with. Two timer ticks:
+/// over a 1 s window the credit stays inside the 0.5% pacing margin.
+pub const CATCH_UP: Duration = Duration::from_millis(2);
 
 /// A GCRA limiter: at most `burst + t / interval` cells in any window `t`.
 #[derive(Clone, Debug)]
@@ -27,6 +39,9 @@ pub struct Gcra {
     burst: u128,
     /// Theoretical arrival time, in scaled units since `origin`.
     tat: u128,
+    /// When a refused caller was told to come back, in scaled units: its cell
+    /// is charged then, not at the (late) instant it actually comes.
+    promised: Option<u128>,
 }
 
 impl Gcra {
@@ -43,6 +58,7 @@ impl Gcra {
             count: u128::from(rate.count.get()),
             burst: u128::from(burst.max(1)),
             tat: 0,
+            promised: None,
         }
     }
 
@@ -57,20 +73,29 @@ impl Gcra {
 
     /// The earliest instant at which `cells` may pass (`now` if they may now).
     /// Cells beyond the burst never pass; callers reject such costs up front.
-    pub fn ready_at(&self, now: Instant, cells: u64) -> Instant {
+    /// A later instant is a promise: the caller is expected back then.
+    pub fn ready_at(&mut self, now: Instant, cells: u64) -> Instant {
         let needed =
             (self.tat + u128::from(cells) * self.period).saturating_sub(self.burst * self.period);
         let now_s = self.scaled(now);
         if needed <= now_s {
             return now;
         }
+        self.promised = Some(needed);
         let nanos = needed.div_ceil(self.count);
         self.origin + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    /// Charges `cells`; call only when `ready_at(now, cells) <= now`.
+    /// Charges `cells`; call only when `ready_at(now, cells) <= now`. A cell
+    /// that was promised an instant is charged then (see [`CATCH_UP`]).
     pub fn take(&mut self, now: Instant, cells: u64) {
-        self.tat = self.tat.max(self.scaled(now)) + u128::from(cells) * self.period;
+        let now_s = self.scaled(now);
+        let catch_up = CATCH_UP.as_nanos() * self.count;
+        let at = match self.promised.take() {
+            Some(p) if p <= now_s => p.max(now_s.saturating_sub(catch_up)),
+            _ => now_s,
+        };
+        self.tat = self.tat.max(at) + u128::from(cells) * self.period;
     }
 }
 
@@ -118,6 +143,55 @@ mod tests {
                 "{r}: {got} starts in 3 s"
             );
         }
+    }
+
+    /// Wakes as tokio's timer does: at the next millisecond tick after the
+    /// deadline, plus some scheduling delay.
+    #[test]
+    fn late_timers_cost_no_rate() {
+        let t0 = Instant::now();
+        for r in ["1000/s", "400/s", "7/s"] {
+            let rate = rate(r);
+            let mut g = Gcra::new(rate, 1, t0);
+            let (mut now, mut s) = (t0, Vec::new());
+            while now < t0 + Duration::from_secs(5) {
+                let at = g.ready_at(now, 1);
+                if at > now {
+                    let tick = (at - t0).as_nanos().div_ceil(1_000_000) as u64;
+                    now = t0 + Duration::from_millis(tick) + Duration::from_micros(300);
+                    continue;
+                }
+                g.take(now, 1);
+                s.push(now - t0);
+            }
+            let per_sec = rate.per_second();
+            let got = s.len() as f64 / 5.0;
+            assert!(got >= per_sec * 0.99, "{r}: {got}/s");
+            // Never above the rate over a second (the catch-up credit fits
+            // inside the pacing margin), and never two at once at burst 1
+            // below 500/s.
+            for (i, &start) in s.iter().enumerate() {
+                let n = s[i..]
+                    .iter()
+                    .take_while(|&&t| t < start + Duration::from_secs(1))
+                    .count() as f64;
+                assert!(n <= per_sec + 1.0, "{r}: {n} in 1 s");
+            }
+            if per_sec < 500.0 {
+                assert!(s.windows(2).all(|w| w[1] > w[0]), "{r}");
+            }
+        }
+    }
+
+    #[test]
+    fn idle_time_earns_no_credit() {
+        let t0 = Instant::now();
+        let mut g = Gcra::new(rate("10/s"), 1, t0);
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(g.ready_at(later, 1), later);
+        g.take(later, 1);
+        // A full period (plus pacing) after the last start, not less.
+        assert_eq!(g.ready_at(later, 1), later + Duration::from_micros(100_500));
     }
 
     #[test]
