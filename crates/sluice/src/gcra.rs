@@ -8,12 +8,12 @@
 //! nanoseconds scaled by the rate's count, so `7/s` is exact, not rounded.
 //!
 //! Timers are late: tokio's wheel ticks in milliseconds and rounds deadlines
-//! up. A cell the limiter refused is charged at the instant it was promised
-//! (at most [`CATCH_UP`] before the caller's `now`), not when the late timer
-//! woke its caller, so lateness never costs rate: at `1000/s` with burst 1 the
-//! starts come once per timer tick, and the schedule stays exact. The bound
-//! at the instants the limiter is charged is unchanged; at the real starts a
-//! window may hold the cells of `CATCH_UP` more.
+//! up. While callers wait for the limiter (a cell was refused), cells are
+//! charged at the instants they were due, up to [`CATCH_UP`] before the
+//! caller's `now`, not at the late wake-up: so lateness never costs rate,
+//! and every cell that is due passes in the same wake-up. The bound holds at
+//! the instants the limiter charges; at the real starts a window may hold the
+//! cells of `CATCH_UP` more.
 
 use std::time::Duration;
 
@@ -24,9 +24,10 @@ use crate::units::Rate;
 /// Periods are stretched by this ratio (201/200: 0.5% below the rate).
 const PACING: (u128, u128) = (201, 200);
 
-/// The most timer lateness a refused cell is credited with. Two timer ticks:
-/// over a 1 s window the credit stays inside the 0.5% pacing margin.
-pub const CATCH_UP: Duration = Duration::from_millis(2);
+/// The most timer lateness a waiting caller is credited with: tokio's timer
+/// fires up to about two milliseconds late. Over windows of 0.6 s and more
+/// the credit stays inside the 0.5% pacing margin.
+pub const CATCH_UP: Duration = Duration::from_millis(3);
 
 /// A GCRA limiter: at most `burst + t / interval` cells in any window `t`.
 #[derive(Clone, Debug)]
@@ -39,9 +40,9 @@ pub struct Gcra {
     burst: u128,
     /// Theoretical arrival time, in scaled units since `origin`.
     tat: u128,
-    /// When a refused caller was told to come back, in scaled units: its cell
-    /// is charged then, not at the (late) instant it actually comes.
-    promised: Option<u128>,
+    /// A caller waits for this limiter: a cell was refused, and since then
+    /// no cell has found it idle for longer than [`CATCH_UP`].
+    backlogged: bool,
 }
 
 impl Gcra {
@@ -58,7 +59,7 @@ impl Gcra {
             count: u128::from(rate.count.get()),
             burst: u128::from(burst.max(1)),
             tat: 0,
-            promised: None,
+            backlogged: false,
         }
     }
 
@@ -73,29 +74,38 @@ impl Gcra {
 
     /// The earliest instant at which `cells` may pass (`now` if they may now).
     /// Cells beyond the burst never pass; callers reject such costs up front.
-    /// A later instant is a promise: the caller is expected back then.
+    /// A later instant means the caller waits (see [`CATCH_UP`]).
     pub fn ready_at(&mut self, now: Instant, cells: u64) -> Instant {
         let needed =
             (self.tat + u128::from(cells) * self.period).saturating_sub(self.burst * self.period);
         let now_s = self.scaled(now);
         if needed <= now_s {
+            if needed + self.catch_up() < now_s {
+                // Free for longer than any timer is late: idle, not waiting.
+                self.backlogged = false;
+            }
             return now;
         }
-        self.promised = Some(needed);
+        self.backlogged = true;
         let nanos = needed.div_ceil(self.count);
         self.origin + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    /// Charges `cells`; call only when `ready_at(now, cells) <= now`. A cell
-    /// that was promised an instant is charged then (see [`CATCH_UP`]).
+    /// Charges `cells`; call only when `ready_at(now, cells) <= now`. While
+    /// callers wait, cells are charged when they were due (at most
+    /// [`CATCH_UP`] ago), not at the late instant they come.
     pub fn take(&mut self, now: Instant, cells: u64) {
         let now_s = self.scaled(now);
-        let catch_up = CATCH_UP.as_nanos() * self.count;
-        let at = match self.promised.take() {
-            Some(p) if p <= now_s => p.max(now_s.saturating_sub(catch_up)),
-            _ => now_s,
+        let from = if self.backlogged {
+            now_s.saturating_sub(self.catch_up())
+        } else {
+            now_s
         };
-        self.tat = self.tat.max(at) + u128::from(cells) * self.period;
+        self.tat = self.tat.max(from) + u128::from(cells) * self.period;
+    }
+
+    fn catch_up(&self) -> u128 {
+        CATCH_UP.as_nanos() * self.count
     }
 }
 
