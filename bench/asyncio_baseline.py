@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """The asyncio + httpx pattern sluice replaces, written correctly, as a baseline.
 
-This is the worker pattern from shared/reference/async-api-calls.md: one shared
+This is the usual worker pattern for batches of API calls: one shared
 httpx.AsyncClient, an asyncio.Semaphore capping requests in flight, one worker
-coroutine per request (an `async def`, which the note's example forgets), and
-asyncio.gather over all of them. Results are collected in a deque as the note
-does ({"url", "status"}); nothing is written to disk.
+coroutine per request (an `async def`, which write-ups of the pattern often
+forget), and asyncio.gather over all of them. Results are collected in a deque
+as {"url", "status"}; nothing is written to disk.
 
 Two changes make it a fair (stronger) baseline:
   * httpx.Limits is raised to the concurrency, otherwise httpx's default pool
     (max_connections=100) would cap it below the semaphore;
-  * the per-request print() calls of the note are dropped (sluice runs with -q).
+  * the per-request print() calls of the usual pattern are dropped (sluice runs with -q).
 
 Usage: asyncio_baseline.py URL COUNT CONCURRENCY
 Prints one JSON line: {"requests", "ok", "errors", "wall_seconds", "requests_per_second"}.

@@ -2,9 +2,10 @@
 //! through the sink, feeds the display and the statistics, turns signals
 //! into a drain (first) or a cancel (second), and decides the exit status.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use futures::{Stream, StreamExt};
@@ -13,10 +14,10 @@ use sluice::stats::{Tally, Timeline};
 use sluice::{Config, Event, Input};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::report::{Display, Summary};
+use crate::report::{Display, Progress, Summary};
 use crate::signals::Signal;
 
-/// Exit statuses (SPEC section 3).
+/// Exit statuses, as `docs/exit-status.md` explains them.
 pub mod exit {
     /// Every request has an ok record.
     pub const OK: i32 = 0;
@@ -54,10 +55,16 @@ impl FeedError {
 
 /// Input items, with a count of those read and the first read error.
 pub struct Feed {
-    /// Items read so far.
+    /// Items read so far (lines already recorded, under `--resume`, not
+    /// counted).
     pub read: Arc<AtomicU64>,
     /// Set when the input failed mid-stream.
     pub error: Arc<std::sync::Mutex<Option<FeedError>>>,
+    /// Set once the input was read to its end.
+    pub ended: Arc<AtomicBool>,
+    /// Request lines in the whole input, when it could be counted up front
+    /// (regular files); set by a counting task while the run goes on.
+    pub total: Arc<OnceLock<u64>>,
 }
 
 impl Feed {
@@ -70,28 +77,54 @@ impl Feed {
         let feed = Feed {
             read: Arc::new(AtomicU64::new(0)),
             error: Arc::new(std::sync::Mutex::new(None)),
+            ended: Arc::new(AtomicBool::new(false)),
+            total: Arc::new(OnceLock::new()),
         };
-        let (read, error) = (Arc::clone(&feed.read), Arc::clone(&feed.error));
-        let stream = source
-            .scan((), move |_, item| {
-                let next = match item {
-                    Ok(input) => {
+        let (read, error, ended) = (
+            Arc::clone(&feed.read),
+            Arc::clone(&feed.error),
+            Arc::clone(&feed.ended),
+        );
+        let stream = futures::stream::unfold(Some(source.boxed()), move |inner| {
+            let (read, error, ended) = (Arc::clone(&read), Arc::clone(&error), Arc::clone(&ended));
+            async move {
+                let mut inner = inner?;
+                match inner.next().await {
+                    Some(Ok(input)) => {
                         if !matches!(input, Input::Recorded { .. }) {
                             read.fetch_add(1, Ordering::Relaxed);
                         }
-                        Some(input)
+                        Some((input, Some(inner)))
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         if let Ok(mut slot) = error.lock() {
                             *slot = Some(e);
                         }
                         None
                     }
-                };
-                futures::future::ready(next)
-            })
-            .boxed();
+                    None => {
+                        ended.store(true, Ordering::Relaxed);
+                        None
+                    }
+                }
+            }
+        })
+        .boxed();
         (feed, stream)
+    }
+
+    /// Requests without a record: exact when the input was counted up front
+    /// (or read to its end), else a lower bound (the flag says which).
+    fn remaining(&self, all: &Tally, this_run: &Tally) -> (u64, bool) {
+        match self.total.get() {
+            Some(&total) => (total.saturating_sub(all.records), true),
+            None => (
+                self.read
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(this_run.records),
+                self.ended.load(Ordering::Relaxed),
+            ),
+        }
     }
 }
 
@@ -101,6 +134,10 @@ pub struct Ui {
     pub quiet: bool,
     pub summary_json: Option<std::path::PathBuf>,
     pub report: Option<std::path::PathBuf>,
+    /// The output is a regular file, so `--resume` can continue the run.
+    pub resumable: bool,
+    /// The input is standard input at a terminal (say where input is read from).
+    pub stdin_terminal: bool,
 }
 
 /// Runs the engine to the end and returns the summary (with its exit code).
@@ -130,13 +167,25 @@ pub async fn drive(
         timeline: Timeline::default(),
         started,
         pending: std::collections::VecDeque::new(),
+        protocols: sluice::stats::Protocols::default(),
         settled: 0,
         resumed,
+        resumable: ui.resumable,
         stop_tx: Some(stop_tx),
         signal: None,
         write_error: None,
         engine_error: None,
+        in_flight_lines: HashMap::new(),
+        retry_lines: HashSet::new(),
+        waiting: HashSet::new(),
+        paused: HashMap::new(),
+        sent: 0,
+        cancelled: None,
     };
+    if ui.stdin_terminal && !ui.quiet {
+        ui.display
+            .println("sluice: reading requests from standard input, one per line; Ctrl-D ends it");
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -153,6 +202,7 @@ pub async fn drive(
             Some(signal) = signals.recv() => {
                 if state.signal.is_some() {
                     // Second interrupt: cancel what is in flight.
+                    state.cancel(signal, &ui.display);
                     break;
                 }
                 state.signal = Some(signal);
@@ -167,8 +217,7 @@ pub async fn drive(
                     state.write_failed(&sink, e);
                 }
                 state.settle(&sink);
-                let read = feed.read.load(Ordering::Relaxed);
-                ui.display.update(state.this_run.records, read, state.in_flight, &state.this_run, started.elapsed());
+                ui.display.update(&state.progress(&feed, ui.stdin_terminal));
             }
         }
         if state.write_error.is_some() {
@@ -186,6 +235,15 @@ pub async fn drive(
         eprintln!("sluice: {}", e.message);
     }
     let summary = state.summary(started.elapsed(), read_error, &feed, insecure);
+    if summary.exit_code == exit::OK
+        && summary.records == 0
+        && feed.read.load(Ordering::Relaxed) == 0
+        && feed.ended.load(Ordering::Relaxed)
+    {
+        eprintln!(
+            "sluice: warning: the input holds no requests (no lines, or only empty and # lines); nothing was sent"
+        );
+    }
     if !ui.quiet {
         eprint!("{}", summary.text());
     }
@@ -213,12 +271,27 @@ struct State {
     /// Outcomes of records not yet handed to the OS, oldest first: counted
     /// only once written, so the summary says how far the output got.
     pending: std::collections::VecDeque<(sluice::stats::Outcome, Duration)>,
+    /// HTTP and TLS versions per origin.
+    protocols: sluice::stats::Protocols,
     settled: u64,
     resumed: bool,
     stop_tx: Option<oneshot::Sender<()>>,
     signal: Option<Signal>,
     write_error: Option<String>,
     engine_error: Option<String>,
+    /// Requests in flight, by line, with the attempts they have started.
+    in_flight_lines: HashMap<u64, u32>,
+    /// Requests waiting to retry, by line.
+    retry_lines: HashSet<u64>,
+    /// Requests read and waiting for their first attempt, by line.
+    waiting: HashSet<u64>,
+    /// Paused origins and until when.
+    paused: HashMap<String, SystemTime>,
+    /// Records of this run whose request was sent (at least one attempt).
+    sent: u64,
+    /// In-flight requests a second interrupt cancelled.
+    cancelled: Option<u64>,
+    resumable: bool,
 }
 
 impl State {
@@ -228,25 +301,106 @@ impl State {
             Event::Record(record) => {
                 if record.attempts > 0 {
                     self.in_flight = self.in_flight.saturating_sub(1);
+                    self.sent += 1;
                 }
+                self.forget(record.line);
                 self.pending
                     .push_back(((&record).into(), self.started.elapsed()));
+                self.protocols.note(&record);
                 if let Err(e) = sink.write(&record) {
                     self.write_failed(sink, e);
                 }
                 self.settle(sink);
             }
-            Event::Started { in_flight, .. } => self.in_flight = in_flight,
-            Event::Retrying { .. } => self.in_flight = self.in_flight.saturating_sub(1),
+            Event::Started {
+                in_flight,
+                line,
+                attempt,
+                ..
+            } => {
+                self.in_flight = in_flight;
+                self.waiting.remove(&line);
+                self.retry_lines.remove(&line);
+                self.in_flight_lines.insert(line, attempt);
+            }
+            Event::Retrying { line, .. } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.in_flight_lines.remove(&line);
+                self.retry_lines.insert(line);
+            }
             Event::OriginClosed { origin, reason } => {
                 display.println(&format!("sluice: closed {origin}: {reason}"));
                 self.closed.push(format!("{origin}: {reason}"));
             }
-            Event::Dropped { attempts, .. } => {
+            Event::Dropped { attempts, line } => {
+                self.forget(line);
                 self.all.add_unrecorded_attempts(attempts);
                 self.this_run.add_unrecorded_attempts(attempts);
             }
-            Event::Waiting { .. } | Event::Paused { .. } => {}
+            Event::Waiting { line, .. } => {
+                self.waiting.insert(line);
+            }
+            Event::Paused { origin, wait } => {
+                self.paused.insert(origin, SystemTime::now() + wait);
+            }
+        }
+    }
+
+    /// A request has its record, or was dropped: it is no longer in flight,
+    /// waiting to retry, or (never attempted) waiting.
+    fn forget(&mut self, line: u64) {
+        self.in_flight_lines.remove(&line);
+        self.retry_lines.remove(&line);
+        self.waiting.remove(&line);
+    }
+
+    /// A second interrupt: what is in flight is abandoned without a record.
+    /// The server saw those attempts, so the statistics count them.
+    fn cancel(&mut self, signal: Signal, display: &Display) {
+        let n = self.in_flight_lines.len() as u64;
+        for (_, attempts) in self.in_flight_lines.drain() {
+            self.all.add_unrecorded_attempts(attempts);
+            self.this_run.add_unrecorded_attempts(attempts);
+        }
+        self.cancelled = Some(n);
+        let again = if self.resumable {
+            "; --resume sends them again"
+        } else {
+            ""
+        };
+        display.println(&format!(
+            "sluice: {} again: cancelled {} in flight without a record{again}",
+            signal.name(),
+            crate::report::plural(n, "request")
+        ));
+    }
+
+    /// What the progress line shows now.
+    fn progress<'a>(&'a mut self, feed: &Feed, stdin_terminal: bool) -> Progress<'a> {
+        let now = SystemTime::now();
+        self.paused.retain(|_, until| *until > now);
+        let read = feed.read.load(Ordering::Relaxed);
+        let prior = self.all.records - self.this_run.records;
+        let (total, exact) = match feed.total.get() {
+            Some(&total) => (total, true),
+            None => (prior + read, feed.ended.load(Ordering::Relaxed)),
+        };
+        Progress {
+            done: self.all.records,
+            total,
+            exact,
+            in_flight: self.in_flight,
+            waiting: self.waiting.len(),
+            retrying: self.retry_lines.len(),
+            paused: self
+                .paused
+                .iter()
+                .max_by_key(|(_, until)| **until)
+                .map(|(o, u)| (o.as_str(), *u)),
+            tally: &self.this_run,
+            sent: self.sent,
+            elapsed: self.started.elapsed(),
+            reading_stdin: stdin_terminal && read == 0 && !feed.ended.load(Ordering::Relaxed),
         }
     }
 
@@ -272,9 +426,12 @@ impl State {
     fn write_failed(&mut self, sink: &Sink, e: std::io::Error) {
         if self.write_error.is_none() {
             let msg = format!("writing results to {} failed: {e}", sink.name());
-            eprintln!(
-                "sluice: {msg}; stopping (records written so far are intact; fix the output and run again with --resume)"
-            );
+            let advice = if self.resumable {
+                "records written so far are intact; fix the output and run again with --resume"
+            } else {
+                "records written so far went there; --resume needs results in a regular file, so to be able to continue a stopped run, write them with -o FILE"
+            };
+            eprintln!("sluice: {msg}; stopping ({advice})");
             self.write_error = Some(msg);
         }
         self.stop();
@@ -290,13 +447,24 @@ impl State {
         let mut s = Summary::new(&self.all, &self.this_run, wall);
         s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
-        let read = feed.read.load(Ordering::Relaxed);
-        s.not_written = read.saturating_sub(self.this_run.records);
+        s.protocols = self.protocols.clone();
+        (s.not_written, s.not_written_exact) = feed.remaining(&self.all, &self.this_run);
         s.insecure = insecure;
+        s.resumable = self.resumable;
+        s.cancelled = self.cancelled.unwrap_or(0);
+        s.set_rate(self.sent, wall);
         let (code, why) = if let Some(sig) = self.signal {
+            let cancelled = match self.cancelled {
+                Some(n) => format!(
+                    "; a second {} cancelled {} in flight without a record",
+                    sig.name(),
+                    crate::report::plural(n, "request")
+                ),
+                None => String::new(),
+            };
             (
                 sig.exit_code(),
-                Some(format!("interrupted by {}", sig.name())),
+                Some(format!("interrupted by {}{cancelled}", sig.name())),
             )
         } else if let Some(e) = self.write_error.as_ref().or(self.engine_error.as_ref()) {
             (exit::STOPPED, Some(e.clone()))
@@ -312,7 +480,11 @@ impl State {
         } else if !self.closed.is_empty() {
             (
                 exit::STOPPED,
-                Some("origins were closed; run again with --resume later".into()),
+                Some(if self.resumable {
+                    "origins were closed; run again with --resume later".into()
+                } else {
+                    "origins were closed".into()
+                }),
             )
         } else if self.all.failed() > 0 {
             (exit::FAILED, None)

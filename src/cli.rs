@@ -12,9 +12,12 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sluice::units::{Rate, parse_duration, parse_size};
 use sluice::{BodyMode, Config, ProxyConfig, Redactor, RetryOn, TlsConfig};
 
+use crate::help;
+
 /// Execute large batches of HTTP API calls fast, politely, and without losing a result.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about, long_about = None)]
+#[command(disable_help_subcommand = true, after_help = help::main_after_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,28 +26,70 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Execute a batch: one request per input line, one JSON result line per request.
-    #[command(after_help = RUN_EXAMPLES)]
+    #[command(after_help = help::run_after_help())]
     Run(Box<RunArgs>),
     /// Start the fault-injecting test upstream (for demos, tests and benchmarks).
+    ///
+    /// An HTTP/1.1 server (HTTP/2 with prior knowledge on the same port) whose
+    /// endpoints each do one thing a real API does to its clients. It prints
+    /// the address it bound and serves until Ctrl-C.
+    #[command(after_help = help::mock_after_help())]
     Mock {
         /// Address to listen on: HOST:PORT, or a port alone (on 127.0.0.1); port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: SocketAddr,
+        /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS announced per connection (nginx: 128) [default: 4096].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        h2_max_streams: Option<u32>,
+        /// End each connection gracefully after N requests: HTTP/2 GOAWAY, HTTP/1.1 close (nginx's keepalive_requests).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        goaway_after: Option<u64>,
+        /// Close a connection idle this long (no request in progress); the close lands 60ms after reading stops, so a request sent in between is lost, as on a busy server.
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        keep_alive: Option<Duration>,
     },
     /// Run 200 requests to /delay/1 at concurrency 15 against an in-process test upstream.
-    Demo,
+    ///
+    /// Starts the test upstream on 127.0.0.1 (a free port), sends it 200 GET
+    /// requests to /delay/1 at concurrency 15, and shows the progress and the
+    /// summary on stderr. Then it prints on stdout the makespan beside its
+    /// ideal (14 s: ceil(200/15) waves of one second), the connections the
+    /// server saw (15: one per slot, reused) and where the records are.
+    Demo(DemoArgs),
+    /// Print help: of sluice, of a command, or of a topic.
+    #[command(after_help = help::topics_help())]
+    Help {
+        /// A command (run, mock, demo) or a topic (input, output, exit-status).
+        #[arg(value_name = "COMMAND|TOPIC")]
+        topic: Option<String>,
+    },
 }
 
-const RUN_EXAMPLES: &str = "\
-Examples:
-  sluice run urls.txt -c 50 -o results.jsonl
-  sluice run batch.jsonl --base-url https://api.openai.com \\
-      -H 'Authorization: Bearer ${OPENAI_API_KEY}' --rate 3000/m --budget 90000/m -o out.jsonl
-  sluice run requests.jsonl -o out.jsonl --resume            # continue after a crash or Ctrl-C
-  sluice run requests.jsonl --dry-run                        # check every line, send nothing
+/// Options of `sluice demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the 200 records go (JSON Lines; `-` is stdout, and the makespan lines then go to
+    /// stderr). An existing non-empty FILE is refused [default: sluice-demo.jsonl in the
+    /// temporary directory, replaced on every run]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
 
-Exit status: 0 all ok, 1 some failed, 2 nothing sent (usage, input or output error),
-3 stopped early (--resume continues), 130/143 interrupted.";
+/// The help headings of `sluice run`: every option sits under one of them.
+pub mod heading {
+    /// Where and how results are written.
+    pub const OUTPUT: &str = "Output";
+    /// How much, how fast, how long.
+    pub const LIMITS: &str = "Limits";
+    /// What is retried, and how long to wait.
+    pub const RETRIES: &str = "Retries";
+    /// What every request carries.
+    pub const REQUESTS: &str = "Requests";
+    /// Certificates and proxies.
+    pub const TLS: &str = "TLS and proxies";
+    /// What is shown on stderr.
+    pub const DISPLAY: &str = "Display";
+}
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,180 +117,234 @@ pub enum BodyArg {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Input files of JSON request lines or URLs; `-` (the default) is standard input.
+    /// Input files of JSON request lines or URLs (`sluice help input`); `-` is standard input
+    /// [default: -]
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 
     /// Results file (JSON Lines); `-` is stdout. An existing non-empty file is refused
-    /// unless --resume or --overwrite is given.
+    /// unless --resume or --overwrite is given [default: stdout]
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Replace an existing output file.
-    #[arg(long, conflicts_with = "resume")]
+    /// Replace existing non-empty output files (-o, --report, --summary-json); under --resume, -o is still appended to.
+    #[arg(help_heading = heading::OUTPUT)]
+    #[arg(long)]
     pub overwrite: bool,
 
     /// Requests in flight at once, across all origins.
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(short, long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub concurrency: u64,
 
-    /// Requests in flight at once per origin (scheme, host, port).
+    /// Requests in flight at once per origin (scheme, host, port) [default: unlimited]
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub per_host_concurrency: Option<u64>,
 
-    /// Attempt starts per unit across all origins: 50/s, 3000/m, 100000/h.
+    /// Attempt starts per unit across all origins: 50/s, 3000/m, 100000/h [default: unlimited]
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, value_name = "RATE", value_parser = Rate::parse)]
     pub rate: Option<Rate>,
 
-    /// Attempt starts per unit per origin.
+    /// Attempt starts per unit per origin [default: unlimited]
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, value_name = "RATE", value_parser = Rate::parse)]
     pub per_host_rate: Option<Rate>,
 
     /// How many starts may bunch up under --rate and --per-host-rate.
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: u32,
 
-    /// Weighted budget, e.g. tokens per minute (90000/m): each attempt spends its request's `cost`.
+    /// Weighted budget, e.g. tokens per minute (90000/m): each attempt spends its request's `cost`
+    /// [default: unlimited]
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, value_name = "RATE", value_parser = Rate::parse)]
     pub budget: Option<Rate>,
 
-    /// How much budget may be spent at once [default: one unit of --budget as written].
+    /// How much budget may be spent at once [default: one unit of --budget as written:
+    /// 90000/m gives 90000]
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub budget_burst: Option<u64>,
 
-    /// One attempt, from send to whole body (30s, 500ms, 5m).
+    /// One attempt, from send to whole body (30s, 500ms, 5m: every duration needs its unit, here and in an input line's `timeout`).
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// DNS + TCP + TLS.
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
+    /// Close pooled connections idle this long; keep it below the server's keep-alive [default: 1s].
+    #[arg(help_heading = heading::LIMITS)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub pool_idle_timeout: Option<Duration>,
+
     /// Retries after the first attempt.
+    #[arg(help_heading = heading::RETRIES)]
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub retries: u32,
 
     /// The whole retry policy: statuses, ranges (500-599) and kinds timeout, connect, dns, reset.
+    #[arg(help_heading = heading::RETRIES)]
     #[arg(long, value_name = "LIST", default_value = "408,429,500,502,503,504,529,timeout,connect,dns,reset", value_parser = RetryOn::parse)]
     pub retry_on: RetryOn,
 
     /// Retry non-idempotent methods (POST, PATCH, ...) on everything in --retry-on.
+    #[arg(help_heading = heading::RETRIES)]
     #[arg(long)]
     pub retry_non_idempotent: bool,
 
     /// First backoff ceiling (exponential backoff with full jitter).
+    #[arg(help_heading = heading::RETRIES)]
     #[arg(long, default_value = "500ms", value_name = "DUR", value_parser = parse_duration)]
     pub backoff_initial: Duration,
 
     /// Largest backoff ceiling.
+    #[arg(help_heading = heading::RETRIES)]
     #[arg(long, default_value = "30s", value_name = "DUR", value_parser = parse_duration)]
     pub backoff_max: Duration,
 
     /// Longest server-requested wait honoured; a 429/503 asking for more closes its origin.
+    #[arg(help_heading = heading::RETRIES)]
     #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
     pub max_retry_after: Duration,
 
     /// Close an origin after N consecutive final failures with 401/403/407 or dns/tls/connect (0: never).
+    #[arg(help_heading = heading::RETRIES)]
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub halt_after: u32,
 
     /// Header added to every request ('Name: value'); ${VAR} in the value reads the environment.
+    #[arg(help_heading = heading::REQUESTS)]
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub headers: Vec<String>,
 
-    /// Base for requests whose `url` is relative (joined as httpx joins).
+    /// Base for requests whose `url` is relative (joined as httpx joins) [default: none: a
+    /// relative URL is an invalid line]
+    #[arg(help_heading = heading::REQUESTS)]
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
 
-    /// Write results in input order.
+    /// Write results in input order [default: completion order]
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long)]
     pub ordered: bool,
 
     /// Under --ordered, no request starts more than N lines beyond the oldest request without a record.
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub reorder_window: u64,
 
     /// Skip input lines already recorded in --output, then append.
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long)]
     pub resume: bool,
 
     /// With --resume: also re-send lines whose record is a failure (their old records are replaced).
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long, requires = "resume")]
     pub retry_failed: bool,
 
     /// fsync the output at least once a second (survives power loss; costs a disk sync per second).
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long)]
     pub fsync: bool,
 
     /// How response bodies are stored.
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
     pub body: BodyArg,
 
     /// Larger bodies (decoded bytes) end the request with body_too_large.
+    #[arg(help_heading = heading::LIMITS)]
     #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size)]
     pub max_body_size: u64,
 
     /// Record response headers.
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long)]
     pub include_headers: bool,
 
-    /// One more header or query parameter to treat as secret (repeatable).
+    /// One more header or query parameter to treat as secret (repeatable), besides the built-in
+    /// list (`sluice help output`)
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long, value_name = "NAME")]
     pub redact: Vec<String>,
 
     /// Check every input line as a run would; send nothing.
+    #[arg(help_heading = heading::REQUESTS)]
     #[arg(long)]
     pub dry_run: bool,
 
     /// Progress on stderr.
+    #[arg(help_heading = heading::DISPLAY)]
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     pub progress: ProgressMode,
 
     /// Silence progress and summary (errors still print).
+    #[arg(help_heading = heading::DISPLAY)]
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
     /// Log each request's life on stderr (waiting, active, success, error, retry).
+    #[arg(help_heading = heading::DISPLAY)]
     #[arg(short, long)]
     pub verbose: bool,
 
     /// Write a machine-readable summary (JSON) to FILE.
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
 
     /// Write a self-contained HTML report with plots to FILE.
+    #[arg(help_heading = heading::OUTPUT)]
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
 
-    /// Extra trusted CA certificate (PEM).
+    /// Extra trusted CA certificate (PEM) [default: the system's roots only]
+    #[arg(help_heading = heading::TLS)]
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
 
     /// Client certificate (PEM).
+    #[arg(help_heading = heading::TLS)]
     #[arg(long, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
 
     /// Client private key (PEM).
+    #[arg(help_heading = heading::TLS)]
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
 
     /// Do not verify TLS certificates (warned on stderr and in the summary).
+    #[arg(help_heading = heading::TLS)]
     #[arg(short = 'k', long)]
     pub insecure: bool,
 
-    /// Proxy for every request; otherwise HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured.
+    /// Proxy for every request [default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY, as curl
+    /// reads them]
+    #[arg(help_heading = heading::TLS)]
     #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
     pub proxy: Option<String>,
 
     /// Ignore proxy settings from the environment.
+    #[arg(help_heading = heading::TLS)]
     #[arg(long)]
     pub no_proxy: bool,
 
     /// Offer HTTP/2 (ALPN, or prior knowledge for http://).
+    #[arg(help_heading = heading::REQUESTS)]
     #[arg(long)]
     pub http2: bool,
 
     /// Ask for gzip, br and zstd and decode (the size limit applies to decoded bytes).
+    #[arg(help_heading = heading::REQUESTS)]
     #[arg(long)]
     pub compressed: bool,
 }
@@ -279,6 +378,9 @@ impl RunArgs {
             .compressed(self.compressed);
         if let Some(n) = self.per_host_concurrency {
             b = b.per_host_concurrency(n as usize);
+        }
+        if let Some(d) = self.pool_idle_timeout {
+            b = b.pool_idle_timeout(d);
         }
         if let Some(r) = self.rate {
             b = b.rate(r);

@@ -21,9 +21,7 @@ pub fn write(
     latency: &[(f64, u64)],
 ) -> Result<()> {
     let html = render(summary, timeline, latency);
-    let tmp = path.with_extension("html.tmp");
-    std::fs::write(&tmp, html)
-        .and_then(|_| std::fs::rename(&tmp, path))
+    crate::outputs::replace(path, html.as_bytes())
         .with_context(|| format!("cannot write the report {}", path.display()))
 }
 

@@ -27,7 +27,9 @@ macro_rules! println {
 mod batch;
 mod cli;
 mod demo;
+mod help;
 mod html;
+mod outputs;
 mod report;
 mod run;
 mod signals;
@@ -77,8 +79,21 @@ fn main() {
 async fn dispatch(command: Command) -> i32 {
     let result = match command {
         Command::Run(args) => run::run(*args).await,
-        Command::Demo => demo::demo().await,
-        Command::Mock { listen } => mock(listen).await,
+        Command::Demo(args) => demo::demo(args).await,
+        Command::Mock {
+            listen,
+            h2_max_streams,
+            goaway_after,
+            keep_alive,
+        } => {
+            let options = sluice_mock::MockOptions {
+                h2_max_streams,
+                goaway_after,
+                keep_alive,
+            };
+            mock(listen, options).await
+        }
+        Command::Help { topic } => Ok(help::print(topic.as_deref())),
     };
     result.unwrap_or_else(|e| {
         eprintln!("sluice: error: {e:#}");
@@ -90,10 +105,17 @@ async fn dispatch(command: Command) -> i32 {
     })
 }
 
-async fn mock(listen: std::net::SocketAddr) -> anyhow::Result<i32> {
-    let server = sluice_mock::MockServer::start(listen)
+async fn mock(
+    listen: std::net::SocketAddr,
+    options: sluice_mock::MockOptions,
+) -> anyhow::Result<i32> {
+    let server = sluice_mock::MockServer::start_with(listen, options)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| {
+            run::Usage(anyhow::anyhow!(
+                "cannot listen on {listen}: {e}; choose another address with --listen"
+            ))
+        })?;
     println!("sluice mock listening on {}", server.url());
     let _ = tokio::signal::ctrl_c().await;
     server.shutdown().await;

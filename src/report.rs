@@ -37,10 +37,9 @@ impl Display {
         let show = show && terminal;
         let bar = show.then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
-            let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            )
-            .expect("the progress template is valid");
+            let style =
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+                    .expect("the progress template is valid");
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -58,23 +57,18 @@ impl Display {
         }
     }
 
-    /// Updates the counters shown.
-    pub fn update(&self, done: u64, read: u64, in_flight: usize, tally: &Tally, elapsed: Duration) {
-        let rps = done as f64 / elapsed.as_secs_f64().max(0.001);
-        let message = format!(
-            "{in_flight} in flight · {} ok · {} failed · {rps:.0}/s",
-            tally.ok,
-            tally.failed()
-        );
+    /// Updates what is shown.
+    pub fn update(&self, p: &Progress) {
+        let message = p.message();
         if let Some(bar) = &self.bar {
-            bar.set_length(read.max(done));
-            bar.set_position(done);
+            bar.set_length(p.total.max(p.done));
+            bar.set_position(p.done);
             bar.set_message(message);
         } else if let Some(last) = &self.plain
             && last.get().elapsed() >= Duration::from_secs(1)
         {
             last.set(std::time::Instant::now());
-            eprintln!("sluice: {done}/{} done · {message}", read.max(done));
+            eprintln!("sluice: {message}");
         }
     }
 
@@ -130,6 +124,106 @@ impl Display {
     }
 }
 
+/// What the progress line shows.
+pub struct Progress<'a> {
+    /// Records in the output (under `--resume`, old ones included).
+    pub done: u64,
+    /// Request lines in the input: exact for counted files or an input read
+    /// to its end, else those read so far (a lower bound).
+    pub total: u64,
+    pub exact: bool,
+    pub in_flight: usize,
+    /// Read, waiting for a first attempt.
+    pub waiting: usize,
+    /// Waiting to retry.
+    pub retrying: usize,
+    /// The origin paused longest, and until when.
+    pub paused: Option<(&'a str, std::time::SystemTime)>,
+    /// This run's records.
+    pub tally: &'a Tally,
+    /// Records of this run that were sent.
+    pub sent: u64,
+    pub elapsed: Duration,
+    /// Nothing read yet from standard input at a terminal.
+    pub reading_stdin: bool,
+}
+
+impl Progress<'_> {
+    /// `1250/3000 · ETA 1m10s · 16 in flight · 1250 ok · 0 failed · 120/s`.
+    fn message(&self) -> String {
+        if self.reading_stdin {
+            return "reading requests from standard input; Ctrl-D ends it".into();
+        }
+        let total = if self.exact {
+            self.total.to_string()
+        } else {
+            format!("at least {}", self.total)
+        };
+        let secs = self.elapsed.as_secs_f64().max(0.001);
+        let rate = self.tally.records as f64 / secs;
+        let mut parts = vec![format!("{}/{total}", self.done)];
+        let left = self.total.saturating_sub(self.done);
+        if self.exact && left > 0 && rate > 0.0 && self.paused.is_none() {
+            parts.push(format!("ETA {}", clock(left as f64 / rate)));
+        }
+        match self.paused {
+            Some((origin, until)) => parts.push(format!(
+                "{origin} paused by the server (429/503) until {}, {} waiting",
+                local_time(until),
+                self.waiting + self.retrying
+            )),
+            None => parts.push(format!("{} in flight", self.in_flight)),
+        }
+        if self.retrying > 0 {
+            parts.push(format!("{} waiting to retry", self.retrying));
+        }
+        parts.push(format!(
+            "{} ok · {} failed",
+            self.tally.ok,
+            self.tally.failed()
+        ));
+        if self.paused.is_none() {
+            parts.push(format!("{:.0}/s", self.sent as f64 / secs));
+        }
+        parts.join(" · ")
+    }
+}
+
+/// Seconds as `45s`, `3m05s`, `2h10m`.
+fn clock(secs: f64) -> String {
+    let s = secs.ceil().min(1e9) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// A moment as local `HH:MM:SS`.
+fn local_time(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as libc::time_t;
+    // SAFETY: localtime_r only writes the struct we pass.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return format!("{secs} (Unix time)");
+        }
+        tm
+    };
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// `1 request`, `2 requests`: a count with its noun.
+pub fn plural(n: u64, noun: &str) -> String {
+    match (n, noun) {
+        (1, _) => format!("1 {noun}"),
+        (_, "retry") => format!("{n} retries"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 /// While the bar is drawn, the terminal must not echo `^C`: the echo moves
 /// the cursor under the bar, which then cannot be cleared. The setting is
 /// restored when the display finishes or is dropped.
@@ -172,11 +266,20 @@ impl Drop for EchoGuard {
 fn record_line(r: &Record) -> String {
     let head = format!("line {} [{}]", r.line, r.id);
     let ms = sluice::record::duration_ms(r.duration);
+    let over = match r.transport {
+        Some(t) => match t.tls_version {
+            Some(tls) => format!(" over {} {tls}", t.http_version),
+            None => format!(" over {}", t.http_version),
+        },
+        None => String::new(),
+    };
     match &r.error {
-        None => format!("{head} success {} in {ms}ms", r.status.unwrap_or(0)),
+        None => format!("{head} success {}{over} in {ms}ms", r.status.unwrap_or(0)),
         Some(e) => format!(
-            "{head} error {}: {} (after {} attempts, {ms}ms)",
-            e.kind, e.message, r.attempts
+            "{head} error {}: {} (after {}, {ms}ms)",
+            e.kind,
+            e.message,
+            plural(u64::from(r.attempts), "attempt")
         ),
     }
 }
@@ -210,8 +313,20 @@ pub struct Summary {
     pub latency: Option<Latency>,
     /// Origins closed during the run, with the reason.
     pub closed_origins: Vec<String>,
+    /// HTTP and TLS versions of this run's responses, per origin.
+    pub protocols: sluice::stats::Protocols,
     /// Requests left without a record (interrupted or closed): `--resume` sends them.
+    /// Exact when the inputs are files (counted up front) or were read to
+    /// their end; otherwise a lower bound.
     pub not_written: u64,
+    /// `not_written` is exact (false: at least that many).
+    pub not_written_exact: bool,
+    /// In-flight requests cancelled without a record by a second interrupt
+    /// (their attempts are counted in `attempts`).
+    pub cancelled: u64,
+    /// The output can be resumed (a regular file).
+    #[serde(skip)]
+    pub resumable: bool,
     /// How the run ended, if not normally.
     pub stopped: Option<String>,
     /// TLS verification was off.
@@ -241,11 +356,26 @@ impl Summary {
             requests_per_second: this_run.records as f64 / wall.as_secs_f64().max(1e-9),
             latency: all.latency(),
             closed_origins: Vec::new(),
+            protocols: sluice::stats::Protocols::default(),
             not_written: 0,
+            not_written_exact: true,
+            cancelled: 0,
+            resumable: true,
             stopped: None,
             insecure: false,
             exit_code: 0,
         }
+    }
+
+    /// Requests per second over the records of requests that were sent: a
+    /// run that sent nothing (every line bad, or already recorded) has no
+    /// rate.
+    pub fn set_rate(&mut self, sent: u64, wall: Duration) {
+        self.requests_per_second = if sent == 0 {
+            0.0
+        } else {
+            sent as f64 / wall.as_secs_f64().max(1e-9)
+        };
     }
 
     /// The human-readable form, for stderr.
@@ -256,9 +386,17 @@ impl Summary {
         } else {
             String::new()
         };
+        let rate = if self.requests_per_second > 0.0 {
+            format!("{:.1} req/s", self.requests_per_second)
+        } else {
+            "nothing sent".into()
+        };
         out += &format!(
-            "sluice: {} requests{resumed}: {} ok, {} failed in {:.2}s ({:.1} req/s)\n",
-            self.records, self.ok, self.failed, self.wall_seconds, self.requests_per_second
+            "sluice: {}{resumed}: {} ok, {} failed in {:.2}s ({rate})\n",
+            plural(self.records, "request"),
+            self.ok,
+            self.failed,
+            self.wall_seconds
         );
         if !self.by_status.is_empty() {
             let s: Vec<String> = self
@@ -276,21 +414,48 @@ impl Summary {
                 .collect();
             out += &format!("  errors   {}\n", e.join(", "));
         }
-        out += &format!("  attempts {} ({} retries)\n", self.attempts, self.retries);
+        out += &format!(
+            "  attempts {} ({})\n",
+            self.attempts,
+            plural(self.retries, "retry")
+        );
         if let Some(l) = self.latency {
             out += &format!(
                 "  latency  p50 {:.1}ms  p90 {:.1}ms  p99 {:.1}ms  max {:.1}ms\n",
                 l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
             );
         }
+        for (origin, versions) in &self.protocols.0 {
+            let v: Vec<String> = versions.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            out += &format!("  protocol {origin} {}\n", v.join(", "));
+        }
         for c in &self.closed_origins {
             out += &format!("  closed   {c}\n");
         }
-        if self.not_written > 0 {
+        if self.cancelled > 0 {
             out += &format!(
-                "  {} requests have no record yet: run again with --resume to send them\n",
-                self.not_written
+                "  cancelled {} in flight without a record (the server may have seen them; their attempts are counted)\n",
+                plural(self.cancelled, "request")
             );
+        }
+        if self.not_written > 0 {
+            let n = plural(self.not_written, "request");
+            let n = if self.not_written_exact {
+                n
+            } else {
+                format!("at least {n}")
+            };
+            let verb = if self.not_written == 1 && self.not_written_exact {
+                "has"
+            } else {
+                "have"
+            };
+            let advice = if self.resumable {
+                "run again with --resume to send them"
+            } else {
+                "--resume needs results in a regular file: to continue a stopped run, write them with -o FILE"
+            };
+            out += &format!("  {n} {verb} no record yet: {advice}\n");
         }
         if let Some(s) = &self.stopped {
             out += &format!("  stopped  {s}\n");
@@ -303,10 +468,8 @@ impl Summary {
 
     /// Writes the JSON form to `path` (through a temporary file and a rename).
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("tmp");
         let json = serde_json::to_string_pretty(self).expect("the summary serialises");
-        std::fs::write(&tmp, json + "\n")
-            .and_then(|_| std::fs::rename(&tmp, path))
+        crate::outputs::replace(path, (json + "\n").as_bytes())
             .with_context(|| format!("cannot write the summary {}", path.display()))
     }
 }

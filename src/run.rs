@@ -9,7 +9,7 @@ use futures::StreamExt;
 use sluice::Input;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
-use sluice::resume::{Mismatch, Recorded, id_of};
+use sluice::resume::{Mismatch, Recorded};
 use sluice::sink::{OpenMode, Sink};
 use sluice::source::Source;
 
@@ -35,14 +35,31 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         max_line_bytes: DEFAULT_MAX_LINE_BYTES,
     };
     let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(anyhow!("{e}")))?;
+    for note in crate::outputs::check(&outputs(&args), &args.inputs, args.overwrite)? {
+        eprintln!("{note}");
+    }
     if args.dry_run {
+        if let Some(path) = &args.output {
+            eprintln!(
+                "sluice: --dry-run: -o {} is left untouched (the records of bad lines go to stdout)",
+                path.display()
+            );
+        }
         let intake = Intake::new(config.effective_budget_burst(), config.redactor.clone());
         return dry_run(source, intake, &args).await;
     }
     let recorded = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
-            let recorded =
-                Recorded::scan(path, args.retry_failed).map_err(|e| Usage(anyhow!("{e}")))?;
+            if !crate::outputs::is_regular_or_new(path) {
+                return Err(Usage(anyhow!(
+                    "--resume reads back the records in -o, but {} is {}, which cannot be read back: write the results to a regular file (-o results.jsonl) to be able to resume",
+                    path.display(),
+                    crate::outputs::kind_of(path)
+                ))
+                .into());
+            }
+            let recorded = Recorded::scan(path, args.retry_failed, &config.redactor)
+                .map_err(|e| Usage(anyhow!("{e}")))?;
             let checked = check_inputs_match(&args.inputs, opts, &recorded).await?;
             if recorded.removed > 0 && !checked {
                 return Err(Usage(anyhow!(
@@ -54,14 +71,17 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         }
         _ => None,
     };
-    // Every check before anything changes on disk or is sent.
-    check_output_is_not_an_input(&args)?;
-    for path in [&args.summary_json, &args.report].into_iter().flatten() {
-        check_writable(path)?;
-    }
+    // Every check has passed before anything changes on disk or is sent.
     let recorded = match recorded {
         Some((mut r, checked)) => {
             r.commit().map_err(|e| Usage(anyhow!("{e}")))?;
+            if r.repaired_bytes > 0 {
+                eprintln!(
+                    "sluice: --resume: cut {} after the last complete record of {} (a torn last line)",
+                    crate::outputs::bytes(r.repaired_bytes),
+                    args.output.as_deref().unwrap_or(Path::new("-")).display()
+                );
+            }
             Some((Arc::new(r), checked))
         }
         None => None,
@@ -77,14 +97,34 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let prior = recorded.as_ref().map(|(r, _)| r.tally.clone());
     let stream = resumed_stream(source, recorded);
     let (feed, inputs) = Feed::wrap(stream);
+    count_in_background(&args.inputs, &feed);
+    let stdin = args.inputs.is_empty() || args.inputs.iter().any(|p| p == Path::new("-"));
+    let resumable = args
+        .output
+        .as_deref()
+        .is_some_and(|p| p != Path::new("-") && crate::outputs::is_regular_or_new(p));
     let ui = Ui {
         display: Display::new(args.progress, args.quiet, args.verbose),
         quiet: args.quiet,
         summary_json: args.summary_json.clone(),
         report: args.report.clone(),
+        resumable,
+        stdin_terminal: stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()),
     };
     let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
     Ok(summary.exit_code)
+}
+
+/// Counts the request lines of input files while the run starts, so the
+/// progress shows a fixed total and the summary an exact remainder (pipes and
+/// standard input cannot be counted ahead: they are read once).
+fn count_in_background(inputs: &[PathBuf], feed: &Feed) {
+    let (inputs, total) = (inputs.to_vec(), Arc::clone(&feed.total));
+    tokio::task::spawn_blocking(move || {
+        if let Some(n) = sluice::source::count_request_lines(&inputs) {
+            let _ = total.set(n);
+        }
+    });
 }
 
 /// Before a resumed run sends anything, every recorded line must still be a
@@ -133,22 +173,22 @@ async fn changed_input(
     if let Ok(source) = Source::open(inputs, opts) {
         let mut stream = Box::pin(source.into_stream());
         while let Some(Ok(item)) = stream.next().await {
-            let Some(recorded_id) = ids.remove(&item.line()) else {
+            let Some(was) = ids.remove(&item.line()) else {
                 continue;
             };
-            let id = id_of(&item);
-            if id.as_str() != recorded_id {
+            let now = recorded.fingerprint(&item);
+            if now != was {
                 let line = item.line();
                 return Usage(anyhow!(
-                    "input line {line} has id `{id}` but its record has id `{recorded_id}`: {advice}"
+                    "input line {line} is {now} but its record is for {was}: {advice}"
                 ))
                 .into();
             }
         }
     }
     match ids.first_key_value() {
-        Some((line, id)) => Usage(anyhow!(
-            "the output has a record for input line {line} (id `{id}`), which is no longer a request line: {advice}"
+        Some((line, was)) => Usage(anyhow!(
+            "the output has a record for input line {line} ({was}), which is no longer a request line: {advice}"
         ))
         .into(),
         None => Usage(anyhow!("{}", mismatch.message())).into(),
@@ -261,28 +301,37 @@ fn held_back(
     .boxed()
 }
 
-/// An extra output (`--summary-json`, `--report`) must be writable before
-/// anything is sent; it is written at the end.
-fn check_writable(path: &Path) -> Result<()> {
-    let probe = path.with_extension("sluice-probe");
-    std::fs::File::create(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| Usage(anyhow!("cannot write {}: {e}", path.display())).into())
-}
-
-fn check_output_is_not_an_input(args: &RunArgs) -> Result<()> {
-    let path = args.output.as_deref().filter(|p| *p != Path::new("-"));
-    if let Some(out) = path.and_then(|p| std::fs::canonicalize(p).ok()) {
-        let same = |input: &PathBuf| std::fs::canonicalize(input).is_ok_and(|i| i == out);
-        if args.inputs.iter().any(same) {
-            return Err(Usage(anyhow!(
-                "the output {} is also an input: write the results to another file",
-                out.display()
-            ))
-            .into());
-        }
+/// Every path the run writes, with the option that names it. A dry run
+/// writes only its summary.
+fn outputs(args: &RunArgs) -> Vec<crate::outputs::Output<'_>> {
+    let mut outs = Vec::new();
+    let stdout = Path::new("-");
+    if let Some(path) = args
+        .output
+        .as_deref()
+        .filter(|p| *p != stdout && !args.dry_run)
+    {
+        outs.push(crate::outputs::Output {
+            option: "-o",
+            path,
+            appends: args.resume,
+        });
     }
-    Ok(())
+    if let Some(path) = args.report.as_deref().filter(|_| !args.dry_run) {
+        outs.push(crate::outputs::Output {
+            option: "--report",
+            path,
+            appends: false,
+        });
+    }
+    if let Some(path) = args.summary_json.as_deref() {
+        outs.push(crate::outputs::Output {
+            option: "--summary-json",
+            path,
+            appends: false,
+        });
+    }
+    outs
 }
 
 fn open_output(args: &RunArgs) -> Result<Sink> {
@@ -296,10 +345,10 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
         }
         return Ok(Sink::stdout());
     };
-    let mode = if args.overwrite {
-        OpenMode::Overwrite
-    } else if args.resume {
+    let mode = if args.resume {
         OpenMode::Append
+    } else if args.overwrite {
+        OpenMode::Overwrite
     } else {
         OpenMode::Fresh
     };
@@ -363,7 +412,7 @@ async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i
     }
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_string_pretty(&report).expect("the summary serialises");
-        std::fs::write(path, json + "\n")
+        crate::outputs::replace(path, (json + "\n").as_bytes())
             .map_err(|e| anyhow!("cannot write the summary {}: {e}", path.display()))?;
     }
     Ok(report.exit_code)

@@ -82,7 +82,7 @@ async fn each_failure_has_its_kind() {
     server.shutdown().await;
 }
 
-/// SPEC section 4: non-idempotent methods are retried only where the server
+/// Non-idempotent methods are retried only where the server
 /// did not act, unless an Idempotency-Key or `--retry-non-idempotent` says so;
 /// failures after the request was written carry `maybe_applied`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,12 +302,20 @@ async fn a_line_timeout_overrides_the_run_timeout() {
         "{}",
         recs[&1]
     );
-    assert_eq!(kind(&recs[&2]), "timeout");
+    // One rule on the command line and in input lines: a duration needs its
+    // unit; a bare number is refused, not guessed at.
+    assert_eq!(kind(&recs[&2]), "invalid_request");
     assert!(
-        recs[&2]["duration_ms"].as_f64().unwrap() >= 250.0,
+        recs[&2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"250ms\""),
         "{}",
         recs[&2]
     );
     assert_eq!(recs[&3]["ok"], true, "{}", recs[&3]);
+    let out = Sluice::run(["--timeout", "30"]).stdin("").output().await;
+    out.code(2);
+    assert!(out.stderr.contains("30s"), "{}", out.stderr);
     server.shutdown().await;
 }

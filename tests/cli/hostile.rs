@@ -788,7 +788,7 @@ async fn sigint_while_input_stalls_exits_130() {
     server.shutdown().await;
 }
 
-/// SPEC §3/§4: an output that cannot be written is exit 2 before anything
+/// An output that cannot be written is exit 2 before anything
 /// is sent — the summary and the report are outputs too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_summary_or_report_fails_before_anything_is_sent() {
@@ -807,7 +807,7 @@ async fn an_unwritable_summary_or_report_fails_before_anything_is_sent() {
 
 // ---- regressions: bugs found by this attack, fixed in 57afe88 -----------------------------------------------------------------------
 
-/// SPEC §3: under `auto`, a JSON body is embedded without changing its
+/// Under `--body auto`, a JSON body is embedded without changing its
 /// values, anything else is stored as text. `[1 2 3]` (numpy's way of
 /// printing an array) is not JSON. (Was: whitespace was stripped *before*
 /// the JSON check, so it was stored as the JSON array `[123]`, `ok: true`.)
@@ -841,7 +841,7 @@ async fn text_that_only_looks_like_json_is_stored_unchanged() {
 }
 
 /// Absurd durations never panic, and nothing ends in exit 0 with requests
-/// unwritten (SPEC §3: 0 means every request has an ok record). (Was:
+/// unwritten (exit 0 means every request has an ok record). (Was:
 /// `Instant + Duration` overflowed when a retry was scheduled; the panic
 /// killed the engine and the run exited 0 with no record at all.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -876,7 +876,7 @@ async fn absurd_durations_neither_panic_nor_exit_0() {
     );
 }
 
-/// SPEC §3: `connect` covers a connect-phase timeout; `maybe_applied` is
+/// `connect` covers a connect-phase timeout; `maybe_applied` is
 /// only for requests that were written. A TLS handshake that never
 /// completes, under a `--timeout` shorter than `--connect-timeout` (the
 /// default is 10s, so `--timeout 5s` does it), is `connect` and retried,
@@ -910,7 +910,7 @@ async fn a_connect_phase_stall_is_a_connect_failure() {
     assert_eq!(accepts.load(Ordering::SeqCst), 2);
 }
 
-/// SPEC §2 forbids input from setting framing headers; `-H` may not either.
+/// Input lines may not set framing headers; `-H` may not either.
 /// (Was: `-H 'Content-Length: 5'` made hyper send 5 bytes of an 11-byte POST
 /// body, recorded `ok`, and made a GET hang until its timeout.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1023,7 +1023,7 @@ async fn tls_dropping_server() -> (String, Arc<AtomicUsize>) {
     (url, requests)
 }
 
-/// SPEC §3/§4: a connection that closes before any response is `reset`
+/// A connection that closes before any response is `reset`
 /// (retried for a GET), over HTTPS as over plain HTTP. (Was: a TLS peer
 /// closing without close_notify — a crash, most load balancers — surfaced
 /// as io `UnexpectedEof`, classified `protocol`: never retried.)
@@ -1077,7 +1077,7 @@ async fn a_closed_stderr_loses_no_records() {
     );
 }
 
-/// SPEC §3/§4: `--dry-run` prints its summary, and SIGINT exits 130, also
+/// `--dry-run` prints its summary, and SIGINT exits 130, also
 /// while its input stalls. (Was: no signal handler; SIGINT killed it, no
 /// summary, death by signal rather than exit 130.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1097,7 +1097,7 @@ async fn a_dry_run_interrupted_while_input_stalls_exits_130_with_a_summary() {
 }
 
 /// `--http2` (prior knowledge) to a server that answers in HTTP/1.1: the
-/// garbage frames are a `protocol` violation, never retried (SPEC §4).
+/// garbage frames are a `protocol` violation, never retried.
 /// (Was: classified `reset` and retried `--retries` times.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_framing_garbage_is_a_protocol_error() {
@@ -1153,7 +1153,7 @@ async fn an_output_that_is_an_input_is_refused() {
     );
 }
 
-/// SPEC §3: `status` is 100–599 (the schema's bounds); hyper accepts any
+/// A record's `status` is 100–599 (the schema's bounds); hyper accepts any
 /// three digits, so a `999` is a `protocol` failure. (Was: recorded as
 /// status 999, breaking the result schema.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,17 +3,24 @@
 //! line is validated against `result.schema.json`.
 
 mod bodies;
+mod changed_input;
+mod connections;
+mod docs;
 mod dryrun;
 mod errors;
 mod headers;
+mod help;
 mod hostile;
 mod limits;
 mod options;
 mod origins;
 mod output;
+mod overwrite;
 mod records;
 mod redirects;
+mod remaining;
 mod resume;
+mod resume_output;
 mod schema;
 mod signals;
 mod support;

@@ -1,11 +1,11 @@
-//! Every option of SPEC section 1 is accepted, and `--report` writes its
+//! Every documented option of `sluice run` is accepted, and `--report` writes its
 //! self-contained HTML.
 
 use crate::support::*;
 
 /// Each option with a valid value, checked by a dry run over one good line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_option_in_the_spec_is_accepted() {
+async fn every_documented_option_is_accepted() {
     let dir = tempdir();
     let out_file = dir.path().join("out.jsonl").display().to_string();
     let summary = dir.path().join("summary.json").display().to_string();

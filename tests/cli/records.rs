@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// The whole of SPEC sections 2 and 3 on one batch over two input files.
+/// The whole input format and every record field, on one batch over two
+/// input files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_batch_gives_exactly_one_exact_record_per_request_line() {
     let server = mock().await;

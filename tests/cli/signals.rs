@@ -45,5 +45,41 @@ async fn a_second_interrupt_cancels_what_is_in_flight() {
     out.code(130);
     assert_eq!(out.records().len(), 0, "cancelled requests are not written");
     assert_eq!(server.stats().requests, 2);
+    // Said, and counted: the server saw those attempts.
+    assert!(
+        out.stderr
+            .contains("cancelled 2 requests in flight without a record"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("attempts 2 "), "{}", out.stderr);
+    server.shutdown().await;
+}
+
+/// GNU `timeout` sends SIGTERM to the child and then to its process group:
+/// the copy that arrives right after the first is the same request, so the
+/// run still drains (issue 7, bug 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_doubled_sigterm_as_timeout_sends_it_still_drains() {
+    let server = mock().await;
+    let m = server.url();
+    let mut input = vec![format!("{m}/delay/0.5"); 3];
+    input.extend(vec![format!("{m}/fast"); 10]);
+    let child = Sluice::run(["-c", "3"]).stdin(lines(&input)).spawn();
+    until(&server, "3 requests in flight", |s| s.in_flight == 3).await;
+    child.signal(libc::SIGTERM);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    child.signal(libc::SIGTERM);
+    let out = child.finish().await;
+    out.code(143);
+    let recs = by_line(&out.records());
+    assert_eq!(
+        recs.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3],
+        "in-flight requests finished and were written: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("cancelled"), "{}", out.stderr);
+    assert_eq!(server.stats().requests, 3);
     server.shutdown().await;
 }

@@ -18,13 +18,8 @@ use tokio::net::TcpListener;
 /// Longest a child may run before it is killed and the test fails.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The checked-in schema of a result line (shared with the spec), or the
-/// verbatim copy beside these tests when the repository is cloned alone.
-const SCHEMA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/schema/result.schema.json"
-);
-const SCHEMA_COPY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cli/result.schema.json");
+/// The schema of a result line, as the repository publishes it to users.
+const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/result.schema.json");
 
 /// Proxy variables that must not reach the child: every test talks to
 /// 127.0.0.1 directly.
@@ -338,9 +333,7 @@ impl Out {
 fn validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        let text = std::fs::read_to_string(SCHEMA)
-            .or_else(|_| std::fs::read_to_string(SCHEMA_COPY))
-            .expect("result.schema.json in ../shared/schema or tests/cli");
+        let text = std::fs::read_to_string(SCHEMA).expect("schema/result.schema.json is readable");
         let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
         jsonschema::draft202012::options()
             .should_validate_formats(true)
@@ -357,8 +350,8 @@ pub fn schema_errors(record: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Validates one record against the result schema, and the rules of SPEC
-/// section 3 the schema cannot say.
+/// Validates one record against the result schema, and the rule the schema
+/// cannot say: a record with no attempt has no start time and no duration.
 pub fn check_record(record: &Value) {
     let errors = schema_errors(record);
     assert!(

@@ -132,3 +132,20 @@ async fn cacert_trusts_a_self_signed_ca_certificate_as_curl_does() {
     out.code(1);
     assert_eq!(kind(&by_line(&out.records())[&1]), "tls");
 }
+
+/// With `--include-headers`, the record names the TLS and HTTP versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_headers_records_the_tls_version() {
+    let (url, _) = tls_server().await;
+    let out = Sluice::run(["-k", "-q", "--include-headers"])
+        .stdin(format!("{url}\n"))
+        .output()
+        .await;
+    out.code(0);
+    let rec = &by_line(&out.records())[&1];
+    assert_eq!(
+        (&rec["tls_version"], &rec["http_version"]),
+        (&"TLSv1.3".into(), &"HTTP/1.1".into()),
+        "{rec}"
+    );
+}

@@ -86,25 +86,35 @@ async fn no_proxy_star_bypasses_every_proxy() {
     proxy.shutdown().await;
 }
 
+/// `--http2` is used, and with `--include-headers` the record says which
+/// HTTP version carried each response (and no TLS version over plain HTTP).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_is_offered_on_request() {
     let server = mock().await;
     let input = lines(&vec![format!("{}/echo", server.url()); 3]);
-    let out = Sluice::run(["--http2"]).stdin(input.clone()).output().await;
+    let out = Sluice::run(["--http2", "--include-headers"])
+        .stdin(input.clone())
+        .output()
+        .await;
     out.code(0);
     assert!(
         out.records()
             .iter()
-            .all(|r| r["body"]["version"] == "HTTP/2.0"),
+            .all(|r| r["body"]["version"] == "HTTP/2.0"
+                && r["http_version"] == "HTTP/2"
+                && r["tls_version"].is_null()),
         "{}",
         out.stdout
     );
-    let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
+    let out = Sluice::run(["--include-headers"])
+        .stdin(input)
+        .output()
+        .await;
     out.code(0);
     assert!(
         out.records()
             .iter()
-            .all(|r| r["body"]["version"] == "HTTP/1.1"),
+            .all(|r| r["body"]["version"] == "HTTP/1.1" && r["http_version"] == "HTTP/1.1"),
         "{}",
         out.stdout
     );
@@ -131,5 +141,56 @@ async fn insecure_is_warned_on_stderr_and_in_the_summary() {
     };
     assert!(warned(&out.stderr), "{}", out.stderr);
     assert!(warned(&std::fs::read_to_string(&summary).unwrap()));
+    server.shutdown().await;
+}
+
+/// Under `--compressed` the body is decoded, and the record still shows the
+/// response's `content-encoding` (the decoder used to remove it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_bodies_are_decoded_and_keep_their_content_encoding() {
+    let url = fixed_server(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 31\r\nConnection: close\r\n\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\xca\xcf\x56\xb2\x2a\x29\x2a\x4d\xad\x05\x00\x90\x5f\xd4\xa7\x0b\x00\x00\x00",
+    )
+    .await;
+    let out = Sluice::run(["--compressed", "--include-headers"])
+        .stdin(format!("{url}/x\n"))
+        .output()
+        .await;
+    out.code(0);
+    let rec = &out.records()[0];
+    assert_eq!(rec["body"], serde_json::json!({"ok": true}), "{rec}");
+    assert_eq!(header(&rec["headers"], "content-encoding"), Some("gzip"));
+}
+
+/// `-v` names the HTTP version of each response, and the summary (text
+/// and JSON) counts them per origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_and_the_summary_name_the_http_version() {
+    let server = mock().await;
+    let dir = tempdir();
+    let summary = dir.path().join("summary.json");
+    let summary_arg = summary.to_string_lossy().into_owned();
+    for (http2, version) in [(true, "HTTP/2"), (false, "HTTP/1.1")] {
+        let mut args = vec!["-v", "--overwrite", "--summary-json", summary_arg.as_str()];
+        if http2 {
+            args.push("--http2");
+        }
+        let out = Sluice::run(args)
+            .stdin(lines(&vec![format!("{}/fast", server.url()); 2]))
+            .output()
+            .await;
+        out.code(0);
+        assert!(
+            out.stderr
+                .contains(&format!("success 200 over {version} in")),
+            "{}",
+            out.stderr
+        );
+        let line = format!("protocol {} {version}: 2", server.url());
+        assert!(out.stderr.contains(&line), "{line}\n{}", out.stderr);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        assert_eq!(json["protocols"][server.url()][version], 2, "{json}");
+    }
     server.shutdown().await;
 }

@@ -45,7 +45,7 @@ async fn settle(server: &MockServer) {
 /// 1,200 requests at -c 20, killed with SIGKILL three times (once the output
 /// holds 150, 450 and 800 records), resumed each time, then resumed to the
 /// end. Each kill may lose what was in flight plus what completed in the
-/// last second (SPEC §4: results reach the OS within a second): per killed
+/// last second (results reach the OS within a second): per killed
 /// run, re-sent ≤ c + the requests that arrived in its last second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_resume_gives_one_record_per_line() {

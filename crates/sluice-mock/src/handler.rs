@@ -1,8 +1,8 @@
 //! Routing and the endpoints of the mock server.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::pending;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
+use crate::MockOptions;
 use crate::body::MockBody;
 use crate::stats::{ConnectionGuard, StatsState};
 use crate::util::{base64_encode, parse_query, query_param};
@@ -27,6 +28,7 @@ const ECHO_LIMIT: usize = 64 * 1024 * 1024;
 
 const APPLICATION_JSON: &str = "application/json";
 const TEXT_PLAIN: &str = "text/plain";
+const TEXT_PLAIN_UTF8: &str = "text/plain; charset=utf-8";
 const OCTET_STREAM: &str = "application/octet-stream";
 const RETRY_AFTER_MS: &str = "retry-after-ms";
 
@@ -116,6 +118,66 @@ pub(crate) struct ConnCtx {
     pub(crate) account: ConnectionGuard,
     /// Notified by `/reset`: the connection task then aborts the connection.
     pub(crate) reset: Notify,
+    /// Notified when the connection has served `goaway_after` requests: the
+    /// connection task then shuts it down gracefully (GOAWAY on HTTP/2).
+    pub(crate) goaway: Notify,
+    /// How many requests this connection has served, to trigger `goaway`.
+    pub(crate) served: AtomicU64,
+    /// The connection's idle clock for `keep_alive`: requests in progress,
+    /// and when the last one was answered.
+    pub(crate) idle: IdleClock,
+    /// The server's options (GOAWAY threshold).
+    pub(crate) options: Arc<MockOptions>,
+}
+
+/// When a connection last had work, for the keep-alive timeout.
+#[derive(Debug)]
+pub(crate) struct IdleClock {
+    busy: AtomicUsize,
+    since: Mutex<Instant>,
+}
+
+impl IdleClock {
+    pub(crate) fn new() -> Self {
+        IdleClock {
+            busy: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// When the connection became idle, or `None` while a request is in
+    /// progress.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        let since = *lock(&self.since);
+        (self.busy.load(Ordering::Acquire) == 0).then_some(since)
+    }
+
+    fn begin(&self) {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        *lock(&self.since) = Instant::now();
+        self.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The error a handler returns to abort a request without any response:
+/// hyper then closes an HTTP/1.1 connection and resets an HTTP/2 stream
+/// with this error's reason, as nginx's `return 444` does.
+#[derive(Debug)]
+pub(crate) struct Abort(h2::Error);
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request aborted by /abort: {}", self.0)
+    }
+}
+
+impl std::error::Error for Abort {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// The service function: counts the request, routes it, and ties the
@@ -123,7 +185,21 @@ pub(crate) struct ConnCtx {
 pub(crate) async fn handle(
     ctx: Arc<ConnCtx>,
     req: Request<Incoming>,
-) -> Result<Response<MockBody>, Infallible> {
+) -> Result<Response<MockBody>, Abort> {
+    ctx.idle.begin();
+    let result = handle_counted(&ctx, req).await;
+    ctx.idle.end();
+    let served = ctx.served.fetch_add(1, Ordering::AcqRel) + 1;
+    if ctx.options.goaway_after == Some(served) {
+        ctx.goaway.notify_one();
+    }
+    result
+}
+
+async fn handle_counted(
+    ctx: &Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Abort> {
     let path = req.uri().path();
     let stats_request = path == "/stats" || path == "/stats/reset";
     ctx.account.on_request(stats_request);
@@ -138,7 +214,13 @@ pub(crate) async fn handle(
         _ => {}
     }
     let guard = ctx.shared.stats.request_arrived(req.uri().path());
-    let mut response = route(&ctx, req).await;
+    if path == "/abort" {
+        // Counted as received, then no response at all.
+        let _ = read_body(req.into_body(), None).await;
+        drop(guard);
+        return Err(Abort(h2::Error::from(h2::Reason::PROTOCOL_ERROR)));
+    }
+    let mut response = route(ctx, req).await;
     response.body_mut().set_guard(guard);
     Ok(response)
 }
@@ -162,6 +244,7 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
     let query = parts.uri.query();
 
     match (first, rest) {
+        ("", None) => index(&parts.method),
         ("fast", None) => fast(),
         ("echo", None) => echo(&parts, &body),
         ("delay", Some(secs)) => delay(secs).await,
@@ -481,6 +564,16 @@ fn truncate() -> Response<MockBody> {
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
     response
+}
+
+/// `GET /`: the endpoint table as plain text, so `curl` on the bare address
+/// says what the server can do.
+fn index(method: &Method) -> Response<MockBody> {
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed("GET, HEAD");
+    }
+    let list = crate::endpoints::endpoint_list();
+    with_type(StatusCode::OK, TEXT_PLAIN_UTF8, MockBody::full(list))
 }
 
 fn stats_endpoint(shared: &Shared, req: &Request<Incoming>) -> Response<MockBody> {

@@ -11,26 +11,29 @@
 //! # Endpoints
 //!
 //! Any method unless noted; JSON bodies with `content-type: application/json`.
+//! The table is [`ENDPOINTS_MD`], also served as plain text at `GET /` and
+//! shown by `sluice mock --help` ([`endpoint_list`]).
 //!
-//! | path | answer |
-//! |---|---|
-//! | `/fast` | 200 `{"ok":true}` |
-//! | `/echo` | 200: method, path, query, query_string, version, headers and body (or `body_base64`) |
-//! | `/delay/{secs}` | 200 `{"delay":secs}` after `secs` seconds (fractions allowed, at most 3600) |
-//! | `/status/{code}` | that status (200–599), body `{"status":code}` (none for 204, 205, 304) |
-//! | `/bytes/{n}` | 200, `n` bytes of `application/octet-stream`, byte `i` = `(i*7 + 0x80) % 256` (never UTF-8) |
-//! | `/ratelimit/{per_second}` | 200, or 429 with `Retry-After` past `per_second` requests a second (token bucket of capacity `per_second`, one per distinct value) |
-//! | `/fail/{n}/{key}` | the first `n` requests for `key` fail with 503 or `?status=`, with `Retry-After` from `?retry_after=` and `retry-after-ms` from `?retry_after_ms=`; then 200 `{"ok":true,"attempt":k}` |
-//! | `/redirect/{code}?to=URL` | that status (300–399) with `Location: URL` |
-//! | `/reset` | reads the request, then resets the TCP connection (RST), no response |
-//! | `/hang` | never answers |
-//! | `/drip/{bytes}/{secs}` | 200, `bytes` ASCII `x` in up to ten pieces spread evenly over `secs` |
-//! | `/truncate` | 200 with `Content-Length: 100`, 50 bytes of body, then the connection closes |
-//! | `GET /stats` | [`Stats`] as JSON; `?arrivals=1` adds the arrival times |
-//! | `POST /stats/reset` | 200 `{"ok":true}`; clears statistics and `/fail`, `/ratelimit` state |
+#![doc = include_str!("endpoints.md")]
 //!
 //! Anything else is 404 `{"error":"not found"}`; a bad path parameter is 400
 //! with `{"error":"..."}`.
+//!
+//! # Transport options
+//!
+//! [`MockOptions`] (`sluice mock --h2-max-streams N --goaway-after N
+//! --keep-alive DUR`) makes the connections behave like a real server's:
+//!
+//! - `h2_max_streams`: the `SETTINGS_MAX_CONCURRENT_STREAMS` announced on
+//!   HTTP/2 connections (nginx: 128; default here 4096, never a limit);
+//! - `goaway_after`: after serving that many requests a connection ends
+//!   gracefully (HTTP/2 GOAWAY; HTTP/1.1 closes after the response), as
+//!   nginx's `keepalive_requests`;
+//! - `keep_alive`: a connection idle that long (no request in progress) is
+//!   closed. The server stops reading at that moment and the close lands
+//!   [`KEEP_ALIVE_CLOSE_LAG`] later, as on a busy server: a request sent
+//!   into that window is never read, which is the keep-alive race a client
+//!   meets when it reuses a connection the server is closing.
 //!
 //! # Example
 //!
@@ -48,6 +51,7 @@
 #![warn(missing_docs)]
 
 mod body;
+mod endpoints;
 mod handler;
 mod stats;
 mod util;
@@ -65,9 +69,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use endpoints::{ENDPOINTS_MD, endpoint_list, endpoints};
 pub use stats::{Arrival, MAX_ARRIVALS, PathStats, Stats};
 
-use handler::{ConnCtx, Shared};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use handler::{ConnCtx, IdleClock, Shared};
 use stats::ConnectionGuard;
 
 /// The address `sluice mock` listens on unless told otherwise: loopback only,
@@ -77,6 +84,21 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Most concurrent HTTP/2 streams per connection (4096), well above any
 /// client concurrency a benchmark uses, so the server never caps it.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 4096;
+
+/// How long after deciding to close an idle connection (`keep_alive`) the
+/// close reaches the socket; requests arriving in between are not read.
+pub const KEEP_ALIVE_CLOSE_LAG: Duration = Duration::from_millis(60);
+
+/// How the server's connections behave (see "Transport options" above).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MockOptions {
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` (default 4096).
+    pub h2_max_streams: Option<u32>,
+    /// End each connection gracefully after this many requests.
+    pub goaway_after: Option<u64>,
+    /// Close connections idle this long (no request in progress).
+    pub keep_alive: Option<Duration>,
+}
 
 /// How long the accept loop backs off after an accept error (for instance
 /// when out of file descriptors), so that it does not spin.
@@ -113,6 +135,16 @@ impl MockServer {
     ///
     /// Outside a tokio runtime.
     pub async fn start(addr: SocketAddr) -> io::Result<MockServer> {
+        MockServer::start_with(addr, MockOptions::default()).await
+    }
+
+    /// Like [`start`](MockServer::start), with connections that behave as
+    /// `options` says (stream limit, GOAWAY, keep-alive timeout).
+    ///
+    /// # Errors
+    ///
+    /// Binding failed (address in use, no permission, ...).
+    pub async fn start_with(addr: SocketAddr, options: MockOptions) -> io::Result<MockServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new());
@@ -120,6 +152,7 @@ impl MockServer {
         let (done_tx, done) = mpsc::channel(1);
         let accept_task = tokio::spawn(accept_loop(
             listener,
+            Arc::new(options),
             Arc::clone(&shared),
             shutdown_rx,
             done_tx,
@@ -196,24 +229,25 @@ pub async fn serve_forever(addr: SocketAddr) -> io::Result<()> {
 }
 
 /// The HTTP/1.1 + h2c connection builder shared by all connections.
-fn connection_builder() -> auto::Builder<TokioExecutor> {
+fn connection_builder(options: &MockOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Not `pipeline_flush`: it disables hyper's write backpressure, so a slow
     // reader of `/bytes/{n}` would make the server buffer the whole body.
     builder.http1().keep_alive(true);
     builder
         .http2()
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
+        .max_concurrent_streams(options.h2_max_streams.unwrap_or(H2_MAX_CONCURRENT_STREAMS));
     builder
 }
 
 async fn accept_loop(
     listener: TcpListener,
+    options: Arc<MockOptions>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
 ) {
-    let builder = Arc::new(connection_builder());
+    let builder = Arc::new(connection_builder(&options));
     loop {
         // A dropped `MockServer` (the sender gone) stops the server too.
         let accepted = tokio::select! {
@@ -227,6 +261,7 @@ async fn accept_loop(
                 tokio::spawn(serve_connection(
                     stream,
                     open,
+                    Arc::clone(&options),
                     Arc::clone(&builder),
                     Arc::clone(&shared),
                     shutdown.clone(),
@@ -246,6 +281,7 @@ async fn accept_loop(
 async fn serve_connection(
     stream: TcpStream,
     account: ConnectionGuard,
+    options: Arc<MockOptions>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
@@ -255,30 +291,156 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     #[cfg(unix)]
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let keep_alive = options.keep_alive;
     let ctx = Arc::new(ConnCtx {
         shared,
         account,
         reset: Notify::new(),
+        goaway: Notify::new(),
+        served: AtomicU64::new(0),
+        idle: IdleClock::new(),
+        options,
     });
     let service_ctx = Arc::clone(&ctx);
     let service = service_fn(move |req| handler::handle(Arc::clone(&service_ctx), req));
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let linger = Arc::new(AtomicBool::new(false));
+    let io = LingeringClose {
+        stream: Some(stream),
+        linger: Arc::clone(&linger),
+    };
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
-    tokio::select! {
-        // Shutdown first: once it is requested, no further request is served.
-        biased;
-        _ = shutdown.wait_for(|stop| *stop) => {}
-        () = ctx.reset.notified() => {
-            // /reset: the connection (and so the socket) is still alive here;
-            // closing it below will now send an RST instead of a FIN.
-            #[cfg(unix)]
-            set_zero_linger(fd);
+    let (mut ending, mut closing) = (false, false);
+    loop {
+        tokio::select! {
+            // Shutdown first: once it is requested, no further request is served.
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            () = ctx.reset.notified() => {
+                // /reset: the connection (and so the socket) is still alive here;
+                // closing it below will now send an RST instead of a FIN.
+                #[cfg(unix)]
+                set_zero_linger(fd);
+                break;
+            }
+            () = ctx.goaway.notified(), if !ending => {
+                // HTTP/2: GOAWAY, then the open streams finish; HTTP/1.1:
+                // the connection closes after the response in progress.
+                connection.as_mut().graceful_shutdown();
+                linger.store(true, Ordering::Relaxed);
+                ending = true;
+            }
+            () = idle_expired(&ctx, keep_alive), if !ending => {
+                closing = true;
+                break;
+            }
+            // Errors here are the client's doing (bad request, disconnect) or
+            // our deliberate /truncate or /abort; either way the connection is over.
+            _ = connection.as_mut() => break,
         }
-        // Errors here are the client's doing (bad request, disconnect) or
-        // our deliberate /truncate; either way the connection is over.
-        _ = connection.as_mut() => {}
+    }
+    if closing {
+        // Keep-alive expired: reading stopped above; the close lands a
+        // little later, and whatever arrives meanwhile is never read.
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => {}
+            () = tokio::time::sleep(KEEP_ALIVE_CLOSE_LAG) => {}
+        }
     }
     // Dropping the connection closes the socket.
+}
+
+/// How long a gracefully ended connection keeps reading after its last
+/// write, so that the client reads everything sent to it.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The connection's socket; after a graceful end (GOAWAY) it closes the way
+/// nginx's lingering close does: shut down writing, then read and discard
+/// what the client still sends. Closing with unread data would send an RST,
+/// and the client's kernel would then discard responses and the final
+/// GOAWAY not yet read — a server fault, not the behaviour modelled.
+#[derive(Debug)]
+struct LingeringClose {
+    stream: Option<TcpStream>,
+    linger: Arc<AtomicBool>,
+}
+
+impl LingeringClose {
+    fn stream(&mut self) -> &mut TcpStream {
+        self.stream.as_mut().expect("present until dropped")
+    }
+}
+
+impl tokio::io::AsyncRead for LingeringClose {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(self.stream()).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for LingeringClose {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(self.stream()).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(self.stream()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(self.stream()).poll_shutdown(cx)
+    }
+}
+
+impl Drop for LingeringClose {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
+        if !self.linger.load(Ordering::Relaxed) {
+            return;
+        }
+        // Outside a runtime (shutting down) the socket just closes.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let _ = stream.shutdown().await;
+                let mut buf = [0u8; 4096];
+                let drain =
+                    async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} };
+                let _ = tokio::time::timeout(LINGER, drain).await;
+            });
+        }
+    }
+}
+
+/// Completes once the connection has been idle (no request in progress)
+/// for `keep_alive`; never without one.
+async fn idle_expired(ctx: &ConnCtx, keep_alive: Option<Duration>) {
+    let Some(keep_alive) = keep_alive else {
+        return std::future::pending().await;
+    };
+    loop {
+        match ctx.idle.idle_since() {
+            Some(since) if since.elapsed() >= keep_alive => return,
+            Some(since) => tokio::time::sleep_until((since + keep_alive).into()).await,
+            // A request is in progress: look again a little later.
+            None => tokio::time::sleep(keep_alive.min(Duration::from_millis(10))).await,
+        }
+    }
 }
 
 /// Sets `SO_LINGER` to zero so that closing the socket sends an RST.

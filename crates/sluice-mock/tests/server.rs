@@ -119,6 +119,40 @@ async fn fast_answers_small_json() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_root_lists_the_endpoints() {
+    let server = start().await;
+    let (status, headers, body) = get(&server, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    let text = std::str::from_utf8(&body).expect("UTF-8");
+    assert_eq!(text, sluice_mock::endpoint_list());
+    for path in [
+        "GET /  ",
+        "/fast",
+        "/echo",
+        "/delay/{secs}",
+        "/status/{code}",
+        "/bytes/{count}",
+        "/ratelimit/{per_second}",
+        "/fail/{count}/{key}",
+        "/redirect/{code}?to=URL",
+        "/reset",
+        "/hang",
+        "/drip/{bytes}/{secs}",
+        "/truncate",
+        "GET /stats",
+        "POST /stats/reset",
+    ] {
+        assert!(text.contains(path), "{path} missing from GET /:\n{text}");
+    }
+    let mut conn = Conn::open(server.addr()).await;
+    let (status, headers, _) = conn.send("POST", "/", &[], "").await.expect("POST /");
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, HEAD");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_reflects_the_request() {
     let server = start().await;
@@ -570,4 +604,93 @@ async fn dropping_the_server_stops_it() {
     drop(server);
     let result = conn.send("GET", "/fast", &[], Bytes::new()).await;
     assert!(result.is_err(), "connection should be closed");
+}
+
+async fn start_with(options: sluice_mock::MockOptions) -> MockServer {
+    MockServer::start_with("127.0.0.1:0".parse().expect("valid address"), options)
+        .await
+        .expect("bind loopback")
+}
+
+/// Sends one raw HTTP/1.1 request on `stream` and reads until the response
+/// (a `Content-Length` body) is complete or the connection ends.
+async fn raw_exchange(stream: &mut TcpStream, path: &str) -> Vec<u8> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).ends_with("}") {
+        match timeout(STEP, stream.read(&mut buf))
+            .await
+            .expect("answer in time")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    seen
+}
+
+/// `keep_alive`: an idle connection is closed; before that it is reused.
+#[tokio::test]
+async fn keep_alive_closes_idle_connections() {
+    let server = start_with(sluice_mock::MockOptions {
+        keep_alive: Some(Duration::from_millis(100)),
+        ..Default::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    assert!(
+        raw_exchange(&mut stream, "/fast")
+            .await
+            .starts_with(b"HTTP/1.1 200")
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(
+        raw_exchange(&mut stream, "/fast")
+            .await
+            .starts_with(b"HTTP/1.1 200")
+    );
+    let mut buf = [0u8; 16];
+    let closed = timeout(STEP, stream.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert_eq!(server.stats().requests, 2);
+    server.shutdown().await;
+}
+
+/// `goaway_after`: an HTTP/1.1 connection closes after that many requests.
+#[tokio::test]
+async fn goaway_after_ends_connections() {
+    let server = start_with(sluice_mock::MockOptions {
+        goaway_after: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    for _ in 0..2 {
+        assert!(
+            raw_exchange(&mut stream, "/fast")
+                .await
+                .starts_with(b"HTTP/1.1 200")
+        );
+    }
+    assert_eq!(
+        raw_exchange(&mut stream, "/fast").await,
+        b"",
+        "a third answer"
+    );
+    assert_eq!(server.stats().requests, 2);
+    server.shutdown().await;
+}
+
+/// `/abort` counts the request and answers nothing.
+#[tokio::test]
+async fn abort_answers_nothing() {
+    let server = start().await;
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    assert_eq!(raw_exchange(&mut stream, "/abort").await, b"");
+    assert_eq!(server.stats().requests, 1);
+    server.shutdown().await;
 }

@@ -7,14 +7,22 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use reqwest::Method;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use std::io;
+use std::pin::Pin;
+
+use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+use futures::TryStreamExt as _;
+use reqwest::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
+};
 use serde_json::value::RawValue;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
 use crate::classify::classify;
 use crate::client::Clients;
 use crate::config::{BodyMode, Config};
-use crate::record::{Body, ErrorKind};
+use crate::record::{Body, ErrorKind, Transport};
 use crate::redact::Redactor;
 use crate::request::Request;
 
@@ -33,12 +41,14 @@ pub struct Response {
     pub final_url: Option<Url>,
     /// Why a redirect was not followed, if one was not.
     pub note: Option<String>,
+    /// The HTTP and TLS versions that carried the final response.
+    pub transport: Transport,
 }
 
 /// An attempt that produced no usable response.
 #[derive(Debug)]
 pub struct Failed {
-    /// The SPEC error kind.
+    /// The error kind written in the record.
     pub kind: ErrorKind,
     /// False only when the request provably never reached the server.
     pub sent: bool,
@@ -62,18 +72,11 @@ pub enum Outcome {
     Failed(Failed),
 }
 
-/// Runs one attempt of `req` within its timeout.
+/// Runs one attempt of `req` within its timeout, which starts when the
+/// request is handed to a connection that can send it at once.
 pub async fn run(client: &Clients, config: &Config, req: &Request) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
-    let deadline = Deadline {
-        at: tokio::time::Instant::now()
-            .checked_add(limit)
-            .unwrap_or_else(|| {
-                tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400)
-            }),
-        limit,
-    };
-    exchange(client, config, req, deadline).await
+    exchange(client, config, req, limit).await
 }
 
 /// The end of an attempt's time, shared by sending and reading the body so a
@@ -85,6 +88,16 @@ struct Deadline {
 }
 
 impl Deadline {
+    fn starting_now(limit: Duration) -> Deadline {
+        let now = tokio::time::Instant::now();
+        Deadline {
+            at: now
+                .checked_add(limit)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400)),
+            limit,
+        }
+    }
+
     fn expired(&self, status: Option<u16>) -> Failed {
         Failed {
             kind: ErrorKind::Timeout,
@@ -117,7 +130,7 @@ struct Hop {
     body: Option<Bytes>,
 }
 
-async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: Deadline) -> Outcome {
+async fn exchange(client: &Clients, config: &Config, req: &Request, limit: Duration) -> Outcome {
     let mut hop = Hop {
         method: req.method.clone(),
         url: req.url.clone(),
@@ -125,9 +138,13 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: De
         body: req.body.clone(),
     };
     let mut followed = 0;
+    let mut deadline: Option<Deadline> = None;
     loop {
-        let mut builder = client
-            .for_url(&hop.url)
+        // Held until the response is read: under --http2, the stream.
+        let lane = client.checkout(&hop.url).await;
+        let deadline = *deadline.get_or_insert_with(|| Deadline::starting_now(limit));
+        let mut builder = lane
+            .client()
             .request(hop.method.clone(), hop.url.clone())
             .headers(hop.headers.clone());
         if let Some(body) = &hop.body {
@@ -156,7 +173,9 @@ async fn exchange(client: &Clients, config: &Config, req: &Request, deadline: De
             }
             Redirect::Stop(note) => {
                 let final_url = (followed > 0).then(|| hop.url.clone());
-                return finish(resp, config, final_url, note, deadline).await;
+                let outcome = finish(resp, config, final_url, note, deadline).await;
+                drop(lane);
+                return outcome;
             }
         }
     }
@@ -174,6 +193,9 @@ fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
     if req.json_body && !headers.contains_key(CONTENT_TYPE) {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
+    if config.compressed && !headers.contains_key(ACCEPT_ENCODING) {
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED_CODINGS));
+    }
     headers
 }
 
@@ -182,8 +204,9 @@ enum Redirect {
     Stop(Option<String>),
 }
 
-/// Decides whether a response is a redirect to follow (SPEC section 4,
-/// "Redirects are safe").
+/// Decides whether a response is a redirect to follow: at most 10 hops,
+/// never from https to http, and a 301/302/303 answer to anything but
+/// GET/HEAD is recorded rather than followed.
 fn next_hop(hop: &Hop, resp: &reqwest::Response, followed: usize, redactor: &Redactor) -> Redirect {
     let status = resp.status().as_u16();
     if !matches!(status, 301 | 302 | 303 | 307 | 308) {
@@ -251,73 +274,161 @@ async fn finish(
     deadline: Deadline,
 ) -> Outcome {
     let status = resp.status().as_u16();
-    let read = tokio::time::timeout_at(deadline.at, read_body(&mut resp, config)).await;
+    let transport = transport_of(&resp);
+    let headers = std::mem::take(resp.headers_mut());
+    let read = tokio::time::timeout_at(deadline.at, read_body(resp, &headers, config)).await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(mut failed)) => {
             failed.status = Some(status);
-            failed.headers = Some(std::mem::take(resp.headers_mut()));
+            failed.headers = Some(headers);
             return Outcome::Failed(failed);
         }
         Err(_) => {
             let mut failed = deadline.expired(Some(status));
-            failed.headers = Some(std::mem::take(resp.headers_mut()));
+            failed.headers = Some(headers);
             return Outcome::Failed(failed);
         }
     };
-    let content_type = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let headers = std::mem::take(resp.headers_mut());
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let body = store(bytes, config.body_mode, content_type);
     // The connection goes back to the pool from a task of hyper's once the
     // response is gone; give it a turn before this slot is reused, or the
     // next request may open a new connection instead.
-    drop(resp);
     tokio::task::yield_now().await;
     Outcome::Response(Box::new(Response {
         status,
         headers,
-        body: store(bytes, config.body_mode, content_type.as_deref()),
+        body,
         final_url,
         note,
+        transport,
     }))
 }
 
+/// The protocol versions of a response, as their RFCs name them.
+fn transport_of(resp: &reqwest::Response) -> Transport {
+    let http_version = match resp.version() {
+        reqwest::Version::HTTP_09 => "HTTP/0.9",
+        reqwest::Version::HTTP_10 => "HTTP/1.0",
+        reqwest::Version::HTTP_2 => "HTTP/2",
+        reqwest::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    };
+    let tls_version = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::version)
+        .and_then(|v| match v {
+            reqwest::tls::Version::TLS_1_0 => Some("TLSv1.0"),
+            reqwest::tls::Version::TLS_1_1 => Some("TLSv1.1"),
+            reqwest::tls::Version::TLS_1_2 => Some("TLSv1.2"),
+            reqwest::tls::Version::TLS_1_3 => Some("TLSv1.3"),
+            _ => None,
+        });
+    Transport {
+        http_version,
+        tls_version,
+    }
+}
+
+/// The codings `--compressed` asks for, as `Accept-Encoding`.
+const ACCEPTED_CODINGS: &str = "gzip, br, zstd";
+
+/// A content coding sluice decodes under `--compressed`.
+#[derive(Clone, Copy, Debug)]
+enum Coding {
+    Gzip,
+    Brotli,
+    Zstd,
+}
+
+/// The coding to undo: only under `--compressed` (sluice asked for it),
+/// and only a single coding it knows; anything else is stored as received.
+fn coding(headers: &HeaderMap, config: &Config) -> Option<Coding> {
+    if !config.compressed {
+        return None;
+    }
+    let value = headers.get(CONTENT_ENCODING)?.to_str().ok()?.trim();
+    match value.to_ascii_lowercase().as_str() {
+        "gzip" | "x-gzip" => Some(Coding::Gzip),
+        "br" => Some(Coding::Brotli),
+        "zstd" => Some(Coding::Zstd),
+        _ => None,
+    }
+}
+
 /// Reads the whole body, stopping at `max_body_size` decoded bytes without
-/// reading the rest (the connection is dropped, not drained).
-async fn read_body(resp: &mut reqwest::Response, config: &Config) -> Result<Bytes, Failed> {
+/// reading the rest (the connection is dropped, not drained). Under
+/// `--compressed` the body is decoded here rather than by the client, so
+/// the record keeps the response's `content-encoding`; the decoder yields
+/// only what is read, so a compression bomb stops at the limit too.
+async fn read_body(
+    resp: reqwest::Response,
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<Bytes, Failed> {
     let max = config.max_body_size;
-    let too_large = |status| Failed {
+    let too_large = || Failed {
         kind: ErrorKind::BodyTooLarge,
         sent: true,
         message: format!("response body is larger than --max-body-size ({max} bytes)"),
-        status,
+        status: None,
         local: false,
         headers: None,
     };
-    let encoded = resp
-        .headers()
-        .contains_key(reqwest::header::CONTENT_ENCODING);
+    let coding = coding(headers, config);
+    let encoded = headers.contains_key(CONTENT_ENCODING);
     if !encoded && resp.content_length().is_some_and(|n| n > max) {
-        return Err(too_large(None));
+        return Err(too_large());
     }
+    let stream = resp.bytes_stream().map_err(io::Error::other);
+    let raw = tokio_util::io::StreamReader::new(stream);
+    let mut reader: Pin<Box<dyn AsyncRead + Send>> = match coding {
+        None => Box::pin(raw),
+        Some(Coding::Gzip) => Box::pin(GzipDecoder::new(raw)),
+        Some(Coding::Brotli) => Box::pin(BrotliDecoder::new(raw)),
+        Some(Coding::Zstd) => Box::pin(ZstdDecoder::new(raw)),
+    };
     let mut buf = BytesMut::new();
+    let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if (buf.len() + chunk.len()) as u64 > max {
-                    return Err(too_large(None));
+        match reader.read(&mut chunk).await {
+            Ok(0) => return Ok(buf.freeze()),
+            Ok(n) => {
+                if (buf.len() + n) as u64 > max {
+                    return Err(too_large());
                 }
-                buf.extend_from_slice(&chunk);
+                buf.extend_from_slice(&chunk[..n]);
             }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => match transport_failure(&e, None) {
-                Outcome::Failed(f) => return Err(f),
-                Outcome::Response(_) => unreachable!("transport_failure returns a failure"),
-            },
+            Err(e) => return Err(body_failure(e, coding)),
         }
+    }
+}
+
+/// A failure while reading the body: the transport's own error, or a body
+/// that does not decode (`protocol`).
+fn body_failure(e: io::Error, coding: Option<Coding>) -> Failed {
+    if let Some(transport) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+    {
+        return match transport_failure(transport, None) {
+            Outcome::Failed(f) => f,
+            Outcome::Response(_) => unreachable!("transport_failure returns a failure"),
+        };
+    }
+    let what = match coding {
+        Some(c) => format!("could not decode the {c:?} response body: {e}"),
+        None => format!("error reading the response body: {e}"),
+    };
+    Failed {
+        kind: ErrorKind::Protocol,
+        sent: true,
+        message: what,
+        status: None,
+        local: false,
+        headers: None,
     }
 }
 
@@ -333,7 +444,8 @@ fn transport_failure(e: &reqwest::Error, status: Option<u16>) -> Outcome {
     })
 }
 
-/// Converts a body to its stored form under `mode` (SPEC section 3).
+/// Converts a body to its stored form under `mode`: under `auto`, JSON as
+/// JSON, else UTF-8 text, else base64; nothing is ever lost.
 pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option<Body> {
     let b64 = |b: &[u8]| Body::Base64(base64::engine::general_purpose::STANDARD.encode(b));
     match mode {

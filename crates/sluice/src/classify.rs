@@ -1,5 +1,5 @@
 //! One classifier for transport failures: it walks the error's source chain
-//! once and decides the SPEC error kind and whether the request may have
+//! once and decides the record's error kind and whether the request may have
 //! reached the server. A body-phase timeout can hide under a "decode" or
 //! "body" error in reqwest, so no single predicate is trusted.
 
@@ -21,7 +21,7 @@ pub struct DnsError {
 /// A classified transport failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classified {
-    /// The SPEC error kind.
+    /// The error kind written in the record.
     pub kind: ErrorKind,
     /// False only when the request provably never reached the server.
     pub sent: bool,
@@ -96,13 +96,29 @@ fn classify_one(e: &(dyn StdError + 'static), connect_phase: bool) -> Option<(Er
     None
 }
 
+/// HTTP/2 errors, judged by who raised them. The server's own refusals
+/// say the request was not processed (RFC 9113): `REFUSED_STREAM` (section
+/// 8.7), and a graceful GOAWAY (`NO_ERROR`), which h2 reports only on the
+/// streams above the GOAWAY's last stream id (section 6.8). Any other reset
+/// or GOAWAY from the server is the server aborting the exchange: `reset`,
+/// as the same abort is on HTTP/1.1 (a connection closed before the
+/// response). Only an error our side detected in the server's frames is
+/// `protocol`.
 fn h2_kind(e: &h2::Error) -> Option<(ErrorKind, bool)> {
     if e.is_io() {
         return None; // The io error below says more.
     }
-    let kind = match e.reason() {
-        // The server guarantees it did not process the request.
-        Some(h2::Reason::REFUSED_STREAM) => return Some((ErrorKind::Reset, false)),
+    let reason = e.reason();
+    if reason == Some(h2::Reason::REFUSED_STREAM) {
+        return Some((ErrorKind::Reset, false));
+    }
+    if e.is_go_away() && e.is_remote() && reason == Some(h2::Reason::NO_ERROR) {
+        return Some((ErrorKind::Reset, false));
+    }
+    if e.is_remote() {
+        return Some((ErrorKind::Reset, true));
+    }
+    let kind = match reason {
         Some(
             h2::Reason::PROTOCOL_ERROR
             | h2::Reason::FRAME_SIZE_ERROR
@@ -173,13 +189,19 @@ fn io_kind(e: &io::Error, connect_phase: bool) -> Option<(ErrorKind, bool)> {
     Some((kind, !connect_phase))
 }
 
+/// hyper's own account of the exchange. It knows whether a request was
+/// handed to a connection and written: a request it gives back unsent
+/// (`is_canceled`: the connection closed before the request went out, or
+/// was not ready) and a request it never dispatched (`is_user`: for a client
+/// with in-memory bodies, hyper's only user errors are refusals before the
+/// request is written, such as "dispatch task is gone" when an HTTP/2
+/// connection ends under a request still waiting for a stream) were not
+/// sent.
 fn hyper_kind(e: &hyper::Error, connect_phase: bool) -> Option<(ErrorKind, bool)> {
     if connect_phase {
         return Some((ErrorKind::Connect, false));
     }
-    if e.is_canceled() {
-        // hyper cancels a request when its pooled connection died before the
-        // request was written.
+    if e.is_canceled() || e.is_user() {
         return Some((ErrorKind::Reset, false));
     }
     if e.is_timeout() {
@@ -191,7 +213,7 @@ fn hyper_kind(e: &hyper::Error, connect_phase: bool) -> Option<(ErrorKind, bool)
     if e.is_incomplete_message() {
         return Some((ErrorKind::Reset, true));
     }
-    // Body and io errors have a more precise cause further down.
+    // Body, h2 and io errors have a more precise cause further down.
     if e.source().is_some() {
         return None;
     }
@@ -326,5 +348,182 @@ mod tests {
             reason: "no such host".into(),
         })));
         assert!(c.message.contains("nx.invalid"), "{}", c.message);
+    }
+
+    /// What the server does to the first request of each connection.
+    #[derive(Clone, Copy, Debug)]
+    enum H2Act {
+        /// RST_STREAM with this error code.
+        Reset(u32),
+        /// GOAWAY with this last stream id and error code, then close.
+        GoAway(u32, u32),
+    }
+
+    /// A raw HTTP/2 server on 127.0.0.1 that answers each request's HEADERS
+    /// with `act`: the frames nginx and others send, byte for byte.
+    async fn raw_h2(act: H2Act) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let frame = |ty: u8, flags: u8, stream: u32, payload: &[u8]| {
+                        let len = payload.len() as u32;
+                        let mut f = len.to_be_bytes()[1..].to_vec();
+                        f.extend([ty, flags]);
+                        f.extend(stream.to_be_bytes());
+                        f.extend(payload);
+                        f
+                    };
+                    let _ = s.write_all(&frame(4, 0, 0, &[])).await;
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let mut pos = 24; // the client preface
+                    loop {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        while buf.len() >= pos + 9 {
+                            let len = u32::from_be_bytes([0, buf[pos], buf[pos + 1], buf[pos + 2]])
+                                as usize;
+                            if buf.len() < pos + 9 + len {
+                                break;
+                            }
+                            let (ty, flags) = (buf[pos + 3], buf[pos + 4]);
+                            let id = u32::from_be_bytes(buf[pos + 5..pos + 9].try_into().unwrap())
+                                & 0x7fff_ffff;
+                            pos += 9 + len;
+                            let reply = match (ty, act) {
+                                (4, _) if flags & 1 == 0 => frame(4, 1, 0, &[]),
+                                (6, _) if flags & 1 == 0 => {
+                                    frame(6, 1, 0, &buf[pos - len..pos].to_vec())
+                                }
+                                (1, H2Act::Reset(code)) => frame(3, 0, id, &code.to_be_bytes()),
+                                (1, H2Act::GoAway(last, code)) => {
+                                    let mut p = last.to_be_bytes().to_vec();
+                                    p.extend(code.to_be_bytes());
+                                    let _ = s.write_all(&frame(7, 0, 0, &p)).await;
+                                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                                    return;
+                                }
+                                _ => continue,
+                            };
+                            let _ = s.write_all(&reply).await;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    async fn fail(config: &crate::config::Config, url: &str) -> Classified {
+        let clients = crate::client::build(config).unwrap();
+        let url = url::Url::parse(url).unwrap();
+        let lane = clients.checkout(&url).await;
+        let err = lane
+            .client()
+            .post(url)
+            .body("x")
+            .send()
+            .await
+            .expect_err("the exchange fails");
+        classify(&err)
+    }
+
+    /// The errors hyper and h2 really produce, end to end through reqwest:
+    /// the kind, and "was it sent" from hyper's and h2's own account.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hyper_and_h2_errors() {
+        let mock = sluice_mock::MockServer::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let h1 = crate::config::Config::default();
+        let h2 = crate::config::Config {
+            http2: true,
+            ..crate::config::Config::default()
+        };
+        let base = mock.url();
+        let cases: Vec<(&str, &crate::config::Config, String, ErrorKind, bool)> = vec![
+            // hyper: connection closed before the response (IncompleteMessage).
+            (
+                "h1 abort",
+                &h1,
+                format!("{base}/abort"),
+                ErrorKind::Reset,
+                true,
+            ),
+            // h2: RST_STREAM PROTOCOL_ERROR from the server before any response.
+            (
+                "h2 abort",
+                &h2,
+                format!("{base}/abort"),
+                ErrorKind::Reset,
+                true,
+            ),
+            (
+                "h1 rst",
+                &h1,
+                format!("{base}/reset"),
+                ErrorKind::Reset,
+                true,
+            ),
+            (
+                "refused stream",
+                &h2,
+                raw_h2(H2Act::Reset(0x7)).await,
+                ErrorKind::Reset,
+                false,
+            ),
+            (
+                "internal error",
+                &h2,
+                raw_h2(H2Act::Reset(0x2)).await,
+                ErrorKind::Reset,
+                true,
+            ),
+            (
+                "graceful goaway above the stream",
+                &h2,
+                raw_h2(H2Act::GoAway(0, 0)).await,
+                ErrorKind::Reset,
+                false,
+            ),
+            (
+                "goaway with an error",
+                &h2,
+                raw_h2(H2Act::GoAway(1, 0x2)).await,
+                ErrorKind::Reset,
+                true,
+            ),
+        ];
+        for (name, config, url, kind, sent) in cases {
+            let c = fail(config, &url).await;
+            assert_eq!((c.kind, c.sent), (kind, sent), "{name}: {}", c.message);
+        }
+        mock.shutdown().await;
+    }
+
+    /// hyper gives back a request it never wrote (`is_canceled`): here the
+    /// connection is gone before the request is handed to it.
+    #[tokio::test]
+    async fn hyper_canceled_is_not_sent() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut send, conn) = hyper::client::conn::http1::handshake::<_, String>(
+            hyper_util::rt::TokioIo::new(client),
+        )
+        .await
+        .unwrap();
+        drop(server);
+        let _ = conn.await;
+        let err = send
+            .send_request(http::Request::new(String::from("x")))
+            .await
+            .expect_err("no connection");
+        assert!(err.is_canceled(), "{err}");
+        let c = classify(&Outer(Box::new(err)));
+        assert_eq!((c.kind, c.sent), (ErrorKind::Reset, false), "{}", c.message);
     }
 }

@@ -1,9 +1,12 @@
-//! The one HTTP client of a run: a single reqwest (rustls) client whose pool
-//! all requests share, with every timeout set, redirects left to the engine
-//! and a resolver whose failures are recognisable as DNS errors.
+//! The HTTP clients of a run: a reqwest (rustls) client whose pool all
+//! requests share, with every timeout set, redirects left to the engine and
+//! a resolver whose failures are recognisable as DNS errors. Under
+//! `--http2`, more clients ("lanes", one connection per origin each) carry
+//! what one connection's stream limit cannot.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{Certificate, Client, Identity, NoProxy, Proxy};
@@ -24,15 +27,24 @@ pub struct ClientError(pub String);
 /// keep-alives, to avoid writing onto a connection the server is closing.
 pub fn build(config: &Config) -> Result<Clients, ClientError> {
     if !config.http2 {
-        let one = build_one(config, Version::Http1)?;
+        let one = build_one(config, Version::Http1, None)?;
         return Ok(Clients {
-            http: one.clone(),
-            https: one,
+            first: Lane {
+                http: one.clone(),
+                https: one,
+            },
+            lanes: None,
         });
     }
+    let tls = HttpTwoTls::new(config)?.map(Arc::new);
     Ok(Clients {
-        http: build_one(config, Version::PriorKnowledge)?,
-        https: build_one(config, Version::Alpn)?,
+        first: Lane::http2(config, tls.as_deref())?,
+        lanes: Some(Arc::new(Lanes {
+            config: config.clone(),
+            tls,
+            extra: Mutex::new(Vec::new()),
+            origins: Mutex::new(HashMap::new()),
+        })),
     })
 }
 
@@ -41,13 +53,33 @@ pub fn build(config: &Config) -> Result<Clients, ClientError> {
 /// are the same HTTP/1.1 client.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    first: Lane,
+    /// Under `--http2`: the lanes beyond the first, and each origin's
+    /// stream limit and streams in use per lane.
+    lanes: Option<Arc<Lanes>>,
+}
+
+/// One client per scheme; under `--http2`, each holds one connection per
+/// origin.
+#[derive(Clone, Debug)]
+struct Lane {
     http: Client,
     https: Client,
 }
 
-impl Clients {
-    /// The client for a URL's scheme.
-    pub fn for_url(&self, url: &url::Url) -> &Client {
+impl Lane {
+    fn http2(config: &Config, tls: Option<&HttpTwoTls>) -> Result<Lane, ClientError> {
+        Ok(Lane {
+            http: build_one(
+                config,
+                Version::PriorKnowledge,
+                tls.map(|t| t.prior.clone()),
+            )?,
+            https: build_one(config, Version::Alpn, tls.map(|t| t.alpn.clone()))?,
+        })
+    }
+
+    fn for_url(&self, url: &url::Url) -> &Client {
         if url.scheme() == "https" {
             &self.https
         } else {
@@ -56,13 +88,276 @@ impl Clients {
     }
 }
 
+/// The TLS configurations every `--http2` lane shares, built once: building
+/// one loads the trusted certificates, which would make each new lane slow.
+/// `None` under `--insecure`, which reqwest sets up itself.
+#[derive(Debug)]
+struct HttpTwoTls {
+    /// ALPN `h2` only, for prior knowledge.
+    prior: rustls::ClientConfig,
+    /// ALPN `h2` then `http/1.1`.
+    alpn: rustls::ClientConfig,
+}
+
+impl HttpTwoTls {
+    fn new(config: &Config) -> Result<Option<HttpTwoTls>, ClientError> {
+        if config.tls.insecure {
+            return Ok(None);
+        }
+        Ok(Some(HttpTwoTls {
+            prior: crate::trust::client_config(&config.tls, &[b"h2"])?,
+            alpn: crate::trust::client_config(&config.tls, &[b"h2", b"http/1.1"])?,
+        }))
+    }
+}
+
+/// A client to send one request with, holding its HTTP/2 stream (if any)
+/// until dropped, so keep it until the response body has been read.
+#[derive(Debug)]
+pub struct Checkout {
+    client: Client,
+    _stream: Option<StreamGuard>,
+}
+
+impl Checkout {
+    /// The client to send with.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Clients {
+    /// The client for a request to `url`.
+    ///
+    /// Over HTTP/1.1 the pool opens a connection per request in flight. An
+    /// HTTP/2 connection carries at most the server's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` at once and queues the rest inside
+    /// itself, where they would wait on their attempt's clock and could not
+    /// be told apart from requests on the wire; so each request takes a
+    /// stream on the first lane (connection) with one free, and a new lane
+    /// opens when all are full. `-c` thus means requests on the wire.
+    pub async fn checkout(&self, url: &url::Url) -> Checkout {
+        let Some(lanes) = &self.lanes else {
+            return Checkout {
+                client: self.first.for_url(url).clone(),
+                _stream: None,
+            };
+        };
+        let origin = lanes.origin(url);
+        let limit = *origin
+            .limit
+            .get_or_init(|| async {
+                let limit = probe_streams(url, &lanes.config).await;
+                lanes.prepare(limit).await;
+                limit
+            })
+            .await;
+        let index = {
+            let mut busy = origin.busy.lock().unwrap_or_else(PoisonError::into_inner);
+            let index = match busy.iter().position(|&n| n < limit) {
+                Some(i) => i,
+                None => {
+                    busy.push(0);
+                    busy.len() - 1
+                }
+            };
+            busy[index] += 1;
+            index
+        };
+        let guard = StreamGuard {
+            origin: Arc::clone(&origin),
+            lane: index,
+        };
+        let client = if index == 0 {
+            self.first.for_url(url).clone()
+        } else {
+            lanes.lane(index - 1).map_or_else(
+                || self.first.for_url(url).clone(),
+                |l| l.for_url(url).clone(),
+            )
+        };
+        Checkout {
+            client,
+            _stream: Some(guard),
+        }
+    }
+}
+
+/// Lanes beyond the first, and per-origin stream accounting.
+#[derive(Debug)]
+struct Lanes {
+    config: Config,
+    tls: Option<Arc<HttpTwoTls>>,
+    extra: Mutex<Vec<Lane>>,
+    origins: Mutex<HashMap<String, Arc<OriginStreams>>>,
+}
+
+impl Lanes {
+    fn origin(&self, url: &url::Url) -> Arc<OriginStreams> {
+        let key = url.origin().ascii_serialization();
+        let mut origins = self.origins.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(origins.entry(key).or_default())
+    }
+
+    /// Builds, in parallel and off the runtime's threads (building a client
+    /// loads the trusted certificates), the lanes that an origin allowing
+    /// `limit` streams needs at full concurrency, so that requests do not
+    /// wait for them one by one.
+    async fn prepare(&self, limit: usize) {
+        let want = self
+            .config
+            .per_host_concurrency
+            .map_or(self.config.concurrency, |p| p.min(self.config.concurrency))
+            .get();
+        let needed = want.div_ceil(limit).saturating_sub(1);
+        let have = self
+            .extra
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let builds: Vec<_> = (have..needed)
+            .map(|_| {
+                let (config, tls) = (self.config.clone(), self.tls.clone());
+                tokio::task::spawn_blocking(move || Lane::http2(&config, tls.as_deref()))
+            })
+            .collect();
+        for built in futures::future::join_all(builds).await {
+            if let Ok(Ok(lane)) = built {
+                self.extra
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(lane);
+            }
+        }
+    }
+
+    /// Extra lane `i`, built on first use if [`prepare`](Lanes::prepare)
+    /// did not. `None` only if building failed,
+    /// which the first lane's success makes unexpected; the caller then
+    /// shares the first lane.
+    fn lane(&self, i: usize) -> Option<Lane> {
+        let mut extra = self.extra.lock().unwrap_or_else(PoisonError::into_inner);
+        while extra.len() <= i {
+            extra.push(Lane::http2(&self.config, self.tls.as_deref()).ok()?);
+        }
+        extra.get(i).cloned()
+    }
+}
+
+/// One origin's stream limit (learned once) and streams in use per lane.
+#[derive(Debug, Default)]
+struct OriginStreams {
+    limit: tokio::sync::OnceCell<usize>,
+    busy: Mutex<Vec<usize>>,
+}
+
+/// A stream in use on one lane, given back on drop.
+#[derive(Debug)]
+struct StreamGuard {
+    origin: Arc<OriginStreams>,
+    lane: usize,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut busy = self
+            .origin
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = busy.get_mut(self.lane) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// The stream limit assumed when the server's cannot be learned (through a
+/// proxy, with `--insecure`, or when the probe fails): the smallest value
+/// RFC 9113 (section 6.5.2) advises servers to allow.
+const ASSUMED_STREAMS: usize = 100;
+
+/// Longest wait for an origin's stream limit.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Learns an origin's `SETTINGS_MAX_CONCURRENT_STREAMS` on a connection of
+/// its own: the server's SETTINGS frame comes first, before its answer to
+/// our PING. No request is sent. Bounded by the connect timeout and
+/// [`PROBE_TIMEOUT`]: a server that does not answer a PING at once gets
+/// the assumed limit rather than holding up the run.
+async fn probe_streams(url: &url::Url, config: &Config) -> usize {
+    let within = config
+        .connect_timeout
+        .min(config.timeout)
+        .min(PROBE_TIMEOUT);
+    match tokio::time::timeout(within, probe(url, config)).await {
+        Ok(Some(n)) => n.max(1),
+        _ => ASSUMED_STREAMS,
+    }
+}
+
+async fn probe(url: &url::Url, config: &Config) -> Option<usize> {
+    let https = url.scheme() == "https";
+    let proxied = if https {
+        config.proxy.https.is_some()
+    } else {
+        config.proxy.http.is_some()
+    };
+    if proxied || (https && config.tls.insecure) {
+        return None;
+    }
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    if host.ends_with(".invalid") {
+        return None;
+    }
+    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .ok()?;
+    let _ = tcp.set_nodelay(true);
+    if !https {
+        return settings_limit(tcp).await;
+    }
+    let tls = crate::trust::client_config(&config.tls, &[b"h2"]).ok()?;
+    let name =
+        rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string()).ok()?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return None;
+    }
+    settings_limit(stream).await
+}
+
+/// The peer's stream limit once its SETTINGS have been read (a PING's
+/// answer follows them).
+async fn settings_limit<T>(io: T) -> Option<usize>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (_send, mut conn) = h2::client::handshake(io).await.ok()?;
+    let mut ping = conn.ping_pong()?;
+    let answered = tokio::select! {
+        _ = &mut conn => false,
+        pong = ping.ping(h2::Ping::opaque()) => pong.is_ok(),
+    };
+    answered.then(|| conn.max_concurrent_send_streams())
+}
+
 enum Version {
     Http1,
     PriorKnowledge,
     Alpn,
 }
 
-fn build_one(config: &Config, version: Version) -> Result<Client, ClientError> {
+/// One client; `preconfigured` is a TLS setup to use instead of building
+/// one from the configuration.
+fn build_one(
+    config: &Config,
+    version: Version,
+    preconfigured: Option<rustls::ClientConfig>,
+) -> Result<Client, ClientError> {
     // Installing fails only when a provider is already installed, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let idle_per_host = config
@@ -78,12 +373,13 @@ fn build_one(config: &Config, version: Version) -> Result<Client, ClientError> {
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(idle_per_host)
         .tcp_nodelay(true)
+        // For the TLS version in records.
+        .tls_info(true)
         .referer(false)
         .user_agent(config.user_agent.clone())
         .dns_resolver(Arc::new(SystemResolver))
-        .gzip(config.compressed)
-        .brotli(config.compressed)
-        .zstd(config.compressed)
+        // `--compressed` is decoded by `attempt` (reqwest is built without
+        // decoders), which keeps the response's content-encoding.
         .no_proxy();
     b = match version {
         Version::Http1 => b.http1_only(),
@@ -91,7 +387,10 @@ fn build_one(config: &Config, version: Version) -> Result<Client, ClientError> {
         Version::Alpn => b,
     };
     b = proxies(b, config)?;
-    b = tls(b, config, &version)?;
+    b = match preconfigured {
+        Some(tls) => b.tls_backend_preconfigured(tls),
+        None => tls(b, config, &version)?,
+    };
     b.build()
         .map_err(|e| ClientError(format!("could not set up the HTTP client: {e}")))
 }
@@ -178,5 +477,26 @@ impl Resolve for SystemResolver {
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_probe_reads_the_servers_stream_limit() {
+        let options = sluice_mock::MockOptions {
+            h2_max_streams: Some(10),
+            ..sluice_mock::MockOptions::default()
+        };
+        let server = sluice_mock::MockServer::start_with("127.0.0.1:0".parse().unwrap(), options)
+            .await
+            .unwrap();
+        let url = url::Url::parse(&server.url()).unwrap();
+        let config = Config::default();
+        assert_eq!(probe_streams(&url, &config).await, 10);
+        assert_eq!(server.stats().requests, 0, "the probe sends no request");
+        server.shutdown().await;
     }
 }

@@ -1,4 +1,5 @@
-//! The run's configuration and its builder. Defaults are the SPEC's; the CLI
+//! The run's configuration and its builder. Defaults are the documented
+//! ones (`sluice run --help` shows them); the CLI
 //! maps its options onto this type, so the engine never sees clap.
 
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -9,6 +10,16 @@ use reqwest::header::HeaderMap;
 use crate::redact::Redactor;
 use crate::retry::RetryOn;
 use crate::units::Rate;
+
+/// How long an idle pooled connection is kept unless configured (1 s).
+///
+/// A connection must be dropped before the server's keep-alive timer closes
+/// it, or a request written onto it just then is lost in flight (the
+/// keep-alive race). The shortest common server keep-alives are gunicorn's
+/// 2 s and the 5 s of Apache, Node.js and uvicorn; 1 s stays under all of
+/// them with a second's margin for timer slack. The cost, a new connection
+/// after each pause longer than 1 s, is one handshake per pause.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How response bodies are stored in records (`--body`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,7 +117,8 @@ pub struct Config {
     pub compressed: bool,
     /// Requests read ahead of the dispatcher. Default 1024 plus the concurrency.
     pub read_ahead: usize,
-    /// How long an idle pooled connection is kept. Default 20 s, below common server keep-alives.
+    /// How long an idle pooled connection is kept. Default
+    /// [`DEFAULT_POOL_IDLE_TIMEOUT`].
     pub pool_idle_timeout: Duration,
     /// The User-Agent header. Default `sluice/VERSION`.
     pub user_agent: String,
@@ -143,7 +155,7 @@ impl Default for Config {
             http2: false,
             compressed: false,
             read_ahead: 1024,
-            pool_idle_timeout: Duration::from_secs(20),
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             user_agent: concat!("sluice/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }

@@ -1,5 +1,5 @@
 //! One input line → one [`Input`]: a request, or the reason its line was
-//! rejected (SPEC section 2).
+//! rejected (the format is in `docs/input.md`).
 //!
 //! A line is trimmed (a trailing `\r`, surrounding ASCII whitespace and a
 //! UTF-8 BOM go); an empty line or one starting with `#` is skipped. A line
@@ -26,7 +26,7 @@ use url::Url;
 use crate::record::Id;
 use crate::redact::Redactor;
 use crate::request::{Input, InvalidLine, Request};
-use crate::units::{millis_to_duration, parse_duration};
+use crate::units::parse_duration;
 
 /// The longest input line accepted unless the caller says otherwise: 64 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
@@ -758,15 +758,20 @@ fn read_base64(raw: &RawValue) -> Result<Vec<u8>, String> {
     })
 }
 
-/// A string duration (`"30s"`) or a number of milliseconds; more than zero.
+/// A duration with its unit (`"30s"`, `"500ms"`), as on the command line;
+/// more than zero. A bare number is refused: `--timeout` and `timeout` follow
+/// one rule.
 fn read_timeout(raw: &RawValue) -> Result<Duration, String> {
     let timeout = match json_kind(raw) {
         JsonKind::String => parse_duration(&string_of(raw, "timeout")?).map_err(|e| e.to_string()),
-        JsonKind::Number => {
-            number_of(raw).and_then(|ms| millis_to_duration(ms).map_err(|e| e.to_string()))
-        }
+        JsonKind::Number => Err(format!(
+            "is a bare number ({}): write it as a string with a unit, \"{}ms\" or \"{}s\"",
+            raw.get(),
+            raw.get(),
+            raw.get()
+        )),
         kind => Err(format!(
-            "must be a duration such as \"30s\" or a number of milliseconds, not {kind}"
+            "must be a duration with a unit such as \"30s\" or \"500ms\", not {kind}"
         )),
     }
     .map_err(|e| format!("`timeout` {e}"))?;
@@ -1471,14 +1476,13 @@ mod tests {
         for (t, want) in [
             ("\"30s\"", Duration::from_secs(30)),
             ("\"500ms\"", Duration::from_millis(500)),
-            ("1500", Duration::from_millis(1500)),
-            ("2.5", Duration::from_micros(2500)),
         ] {
             assert_eq!(ok(&line(t)).timeout, Some(want), "{t}");
         }
         assert_eq!(ok(&line("null")).timeout, None);
         for t in [
-            "0", "\"0s\"", "-1", "\"-5s\"", "\"abc\"", "true", "1e400", "[]", "\"\"",
+            "0", "\"0s\"", "-1", "\"-5s\"", "\"abc\"", "true", "1e400", "[]", "\"\"", "1500",
+            "2.5", "\"30\"",
         ] {
             rejects(&line(t), &["`timeout`"]);
         }

@@ -1,4 +1,5 @@
-//! The result record: exactly one per request line (SPEC section 3), and its
+//! The result record: exactly one per request line (fields in
+//! `docs/output.md`, schema in `schema/result.schema.json`), and its
 //! wire form, one JSON object per line.
 
 use std::fmt;
@@ -97,7 +98,7 @@ impl Serialize for Id {
     }
 }
 
-/// Why a request failed; the wire names are the SPEC's error kinds.
+/// Why a request failed; the wire names are the documented error kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -173,7 +174,7 @@ impl fmt::Display for ErrorKind {
 /// The `error` object of a failed record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecordError {
-    /// What went wrong, as one of the SPEC's kinds.
+    /// What went wrong, as one of the documented kinds.
     pub kind: ErrorKind,
     /// A human-readable explanation, secrets already redacted.
     pub message: String,
@@ -244,6 +245,18 @@ pub struct Record {
     pub error: Option<RecordError>,
     /// The URL of the final response when redirects were followed (redacted).
     pub final_url: Option<String>,
+    /// The HTTP and TLS versions of the final response, for summaries and
+    /// `-v`; written with the headers (`--include-headers`).
+    pub transport: Option<Transport>,
+}
+
+/// Which protocol versions carried a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    /// `HTTP/1.1`, `HTTP/2`, ...
+    pub http_version: &'static str,
+    /// `TLSv1.3`, `TLSv1.2`, ...; `None` over plain HTTP.
+    pub tls_version: Option<&'static str>,
 }
 
 impl Record {
@@ -274,6 +287,7 @@ impl Record {
                 maybe_applied: false,
             }),
             final_url: None,
+            transport: None,
         }
     }
 
@@ -324,6 +338,10 @@ impl Serialize for Record {
         m.serialize_entry("error", &self.error)?;
         if let Some(final_url) = &self.final_url {
             m.serialize_entry("final_url", final_url)?;
+        }
+        if let (Some(t), Some(_)) = (&self.transport, &self.headers) {
+            m.serialize_entry("http_version", t.http_version)?;
+            m.serialize_entry("tls_version", &t.tls_version)?;
         }
         m.end()
     }

@@ -22,7 +22,7 @@ const SECRET_PARAMS: &[&str] = &["key", "api_key", "apikey", "access_token", "to
 
 /// Knows which header names and query parameters are secret.
 ///
-/// The built-in list is the SPEC's (Authorization, Cookie, X-Api-Key, `?api_key=`,
+/// The built-in list is the documented one (Authorization, Cookie, X-Api-Key, `?api_key=`,
 /// ...); [`Redactor::with_extra`] adds names given by `--redact`, which apply
 /// to both headers and query parameters. Names compare case-insensitively.
 #[derive(Debug, Clone, Default)]

@@ -3,8 +3,9 @@
 //! id), so only the others are sent.
 //!
 //! Memory: one bit per line (has it a record?) and, to check that the input
-//! did not change, one 8-byte digest of the records' ids per block of 1024
-//! lines — not the records themselves.
+//! did not change, one 8-byte digest per block of 1024 lines of what each
+//! record says was sent (id, method and redacted URL) — not the records
+//! themselves.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -17,6 +18,7 @@ use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 use crate::record::{ErrorKind, Id};
+use crate::redact::Redactor;
 use crate::request::Input;
 use crate::stats::{Outcome, Tally};
 
@@ -38,6 +40,8 @@ pub struct Recorded {
     pub repaired_bytes: u64,
     /// Where the last complete line ends.
     good_end: u64,
+    /// Redacts input URLs as the records' URLs were redacted.
+    redactor: Redactor,
 }
 
 /// The output cannot be resumed; the message says why and what to do.
@@ -50,6 +54,10 @@ struct Line<'a> {
     #[serde(borrow)]
     id: &'a RawValue,
     line: u64,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
     ok: bool,
     status: Option<u16>,
     #[serde(default)]
@@ -69,18 +77,31 @@ impl Recorded {
     /// until [`Recorded::commit`]. With `retry_failed`, failed records do not count as recorded, so
     /// their lines are sent again; call [`Recorded::commit`] once the inputs
     /// are known to match, to drop them from the file.
-    pub fn scan(path: &Path, retry_failed: bool) -> Result<Recorded, ResumeError> {
+    ///
+    /// `redactor` must be the run's: input URLs are redacted with it before
+    /// they are compared with the recorded (redacted) URLs.
+    pub fn scan(
+        path: &Path,
+        retry_failed: bool,
+        redactor: &Redactor,
+    ) -> Result<Recorded, ResumeError> {
         let shown = path.display();
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recorded::default()),
-            Err(e) => return Err(ResumeError(format!("cannot read {shown} to resume: {e}"))),
-        };
         let mut rec = Recorded {
-            path: Some(path.to_path_buf()),
-            retry_failed,
+            redactor: redactor.clone(),
             ..Recorded::default()
         };
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(rec),
+            Err(e) => return Err(ResumeError(format!("cannot read {shown} to resume: {e}"))),
+        };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(ResumeError(format!(
+                "{shown} is not a regular file, so its records cannot be read back to resume: write the results to a regular file"
+            )));
+        }
+        rec.path = Some(path.to_path_buf());
+        rec.retry_failed = retry_failed;
         rec.good_end = rec.read_all(file, path)?;
         Ok(rec)
     }
@@ -119,23 +140,31 @@ impl Recorded {
         rewrite.commit(path)
     }
 
-    /// Reads every complete line; returns the byte offset after the last one.
-    fn read_all(&mut self, file: File, path: &Path) -> Result<u64, ResumeError> {
-        let mut reader = BufReader::new(file);
-        let (mut buf, mut offset, mut n) = (Vec::new(), 0u64, 0u64);
+    /// Reads every complete line; returns the byte offset after the last
+    /// one. A torn tail (after the last newline) is never read: finding the
+    /// last newline scans back from the end a chunk at a time, so junk or a
+    /// zero-filled tail of any size costs no memory.
+    fn read_all(&mut self, mut file: File, path: &Path) -> Result<u64, ResumeError> {
+        let read_error = |e: io::Error| ResumeError(format!("cannot read {}: {e}", path.display()));
+        let good_end = end_of_last_line(&mut file).map_err(read_error)?;
+        let mut reader = BufReader::new(io::Read::take(file, good_end));
+        let (mut buf, mut n) = (Vec::new(), 0u64);
         loop {
-            buf.clear();
-            let read = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
-            if read == 0 || buf.last() != Some(&b'\n') {
-                return Ok(offset); // EOF, or a torn last line.
-            }
             n += 1;
+            match read_record_line(&mut reader, &mut buf).map_err(read_error)? {
+                LineRead::End => return Ok(good_end),
+                LineRead::TooLong => {
+                    return Err(ResumeError(format!(
+                        "{}:{n}: not a sluice record (longer than {} MiB); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line",
+                        path.display(),
+                        MAX_RECORD_BYTES >> 20
+                    )));
+                }
+                LineRead::Line => {}
+            }
             if self.add(&buf, n, path, self.retry_failed)? {
                 self.removed += 1;
             }
-            offset += read as u64;
         }
     }
 
@@ -160,9 +189,14 @@ impl Recorded {
         let id = Id::from_json(line.id).map_err(|e| corrupt(format!("id {e}")))?;
         let kind = line.error.as_ref().map(|e| e.kind);
         let retry = is_retried(&line);
-        self.claim(line.line, &id, path)?;
+        let sent = Fingerprint {
+            id: id.as_str().to_string(),
+            method: line.method.clone(),
+            url: line.url.clone(),
+        };
+        self.claim(line.line, &sent, path)?;
         if retry && retry_failed {
-            self.unclaim(line.line, &id);
+            self.unclaim(line.line, &sent);
             return Ok(true);
         }
         self.kept += 1;
@@ -176,7 +210,7 @@ impl Recorded {
         Ok(false)
     }
 
-    fn claim(&mut self, line: u64, id: &Id, path: &Path) -> Result<(), ResumeError> {
+    fn claim(&mut self, line: u64, sent: &Fingerprint, path: &Path) -> Result<(), ResumeError> {
         let block = self.blocks.entry(line / BLOCK).or_default();
         if !block.set(line) {
             return Err(ResumeError(format!(
@@ -184,16 +218,16 @@ impl Recorded {
                 path.display()
             )));
         }
-        block.digest = block.digest.wrapping_add(mix(line, id));
+        block.digest = block.digest.wrapping_add(mix(line, sent));
         Ok(())
     }
 
-    fn unclaim(&mut self, line: u64, id: &Id) {
+    fn unclaim(&mut self, line: u64, sent: &Fingerprint) {
         let Some(block) = self.blocks.get_mut(&(line / BLOCK)) else {
             return;
         };
         block.clear(line);
-        block.digest = block.digest.wrapping_sub(mix(line, id));
+        block.digest = block.digest.wrapping_sub(mix(line, sent));
         if block.is_empty() {
             self.blocks.remove(&(line / BLOCK));
         }
@@ -250,26 +284,47 @@ impl Recorded {
         }
     }
 
-    /// The ids recorded for the lines of `block`, read again from the file,
-    /// to name the exact line where the input changed.
+    /// What an input line would be recorded as sending, to compare with
+    /// its record.
+    pub fn fingerprint(&self, input: &Input) -> Fingerprint {
+        let (method, url) = match input {
+            Input::Request(r) => (Some(r.method.to_string()), Some(self.redactor.url(&r.url))),
+            Input::Invalid(bad) => (bad.method.clone(), bad.url.clone()),
+            Input::Recorded { .. } => (None, None),
+        };
+        Fingerprint {
+            id: id_of(input).as_str().to_string(),
+            method,
+            url,
+        }
+    }
+
+    /// What the records of the lines of `block` say was sent, read again
+    /// from the file, to name the exact line where the input changed.
     pub fn block_ids(
         &self,
         block: u64,
-    ) -> Result<std::collections::BTreeMap<u64, String>, ResumeError> {
+    ) -> Result<std::collections::BTreeMap<u64, Fingerprint>, ResumeError> {
         let mut ids = std::collections::BTreeMap::new();
         let Some(path) = &self.path else {
             return Ok(ids);
         };
         let read_error = |e: io::Error| ResumeError(format!("cannot read {}: {e}", path.display()));
         let file = File::open(path).map_err(read_error)?;
-        for raw in BufReader::new(file).split(b'\n') {
-            let raw = raw.map_err(read_error)?;
+        let mut reader = BufReader::new(io::Read::take(file, self.good_end));
+        let mut raw = Vec::new();
+        while let LineRead::Line = read_record_line(&mut reader, &mut raw).map_err(read_error)? {
             let Ok(line) = serde_json::from_slice::<Line>(&raw) else {
                 continue;
             };
             if line.line / BLOCK == block && self.has(line.line) {
                 if let Ok(id) = Id::from_json(line.id) {
-                    ids.insert(line.line, id.as_str().to_string());
+                    let sent = Fingerprint {
+                        id: id.as_str().to_string(),
+                        method: line.method,
+                        url: line.url,
+                    };
+                    ids.insert(line.line, sent);
                 }
             }
         }
@@ -325,6 +380,25 @@ pub fn id_of(input: &Input) -> Id {
     }
 }
 
+/// What a line's record says was sent: its id, method and (redacted) URL.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    /// The id, as text.
+    pub id: String,
+    /// The method (`None` for a line too bad to have one).
+    pub method: Option<String>,
+    /// The redacted URL (`None` for a line too bad to have one).
+    pub url: Option<String>,
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let method = self.method.as_deref().unwrap_or("(no method)");
+        let url = self.url.as_deref().unwrap_or("(no URL)");
+        write!(f, "`{method} {url}` with id `{}`", self.id)
+    }
+}
+
 /// The recorded lines of a block whose ids do not match the input's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mismatch {
@@ -338,7 +412,7 @@ impl Mismatch {
         let first = (self.block * BLOCK).max(1);
         let last = self.block * BLOCK + BLOCK - 1;
         format!(
-            "the records of input lines {first}-{last} do not match those lines' ids: the input changed since the output was written; resume with the same inputs, or start a new output"
+            "the records of input lines {first}-{last} do not match those lines (id, method or URL): the input changed since the output was written; resume with the same inputs, or start a new output"
         )
     }
 }
@@ -369,7 +443,8 @@ impl Check<'_> {
             self.block = line / BLOCK;
         }
         if self.recorded.has(line) {
-            self.sum = self.sum.wrapping_add(mix(line, &id_of(input)));
+            let sent = self.recorded.fingerprint(input);
+            self.sum = self.sum.wrapping_add(mix(line, &sent));
         }
         Ok(())
     }
@@ -408,13 +483,77 @@ fn is_retried(line: &Line) -> bool {
             .is_some_and(|e| !e.kind.is_input_error())
 }
 
-/// A 64-bit hash of a record's line and id, summed per block.
-fn mix(line: u64, id: &Id) -> u64 {
+/// A 64-bit hash of a record's line and what it sent, summed per block.
+fn mix(line: u64, sent: &Fingerprint) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     line.hash(&mut h);
-    id.as_str().hash(&mut h);
+    sent.hash(&mut h);
     h.finish()
+}
+
+/// The longest record line `--resume` reads (a record holds a body of at
+/// most `--max-body-size`, 16 MiB by default, escaped): a longer complete
+/// line is damage, and is not read into memory.
+pub const MAX_RECORD_BYTES: usize = 256 << 20;
+
+/// What [`read_record_line`] found.
+enum LineRead {
+    End,
+    Line,
+    TooLong,
+}
+
+/// Reads one `\n`-terminated line into `buf` (cleared first), holding at
+/// most [`MAX_RECORD_BYTES`].
+fn read_record_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::End
+            } else {
+                LineRead::Line
+            });
+        }
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let used = newline.map_or(chunk.len(), |i| i + 1);
+        if buf.len() + used > MAX_RECORD_BYTES {
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(&chunk[..used]);
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+/// The offset just after the file's last `\n` (0 without one), found by
+/// reading back from the end in fixed-size chunks.
+fn end_of_last_line(file: &mut File) -> io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 64 * 1024;
+    let mut end = file.metadata()?.len();
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let part = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+            file.seek(SeekFrom::Start(0))?;
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(0)
 }
 
 /// Cuts everything after `good_end` (a torn last line); returns the bytes cut.
@@ -491,7 +630,7 @@ mod tests {
             Id::line(line),
             line,
             Some("GET".into()),
-            None,
+            Some("http://127.0.0.1/".into()),
             ErrorKind::Timeout,
             "x".into(),
         );
@@ -517,7 +656,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_holds_nothing() {
-        let r = Recorded::scan(&temp("missing"), false).unwrap();
+        let r = Recorded::scan(&temp("missing"), false, &Redactor::default()).unwrap();
         assert!(!r.has(1));
         assert!(r.check().finish().is_ok());
     }
@@ -527,7 +666,7 @@ mod tests {
         let path = temp("torn");
         let whole = format!("{}{}", record(1, true), record(3, true));
         std::fs::write(&path, format!("{whole}{{\"id\":2,\"line\":2,\"ok\":tr")).unwrap();
-        let mut r = Recorded::scan(&path, false).unwrap();
+        let mut r = Recorded::scan(&path, false, &Redactor::default()).unwrap();
         assert!(r.has(1) && r.has(3) && !r.has(2));
         assert_eq!(r.kept, 2);
         r.commit().unwrap();
@@ -543,11 +682,11 @@ mod tests {
             format!("{}garbage\n{}", record(1, true), record(2, true)),
         )
         .unwrap();
-        let err = Recorded::scan(&path, false).unwrap_err();
+        let err = Recorded::scan(&path, false, &Redactor::default()).unwrap_err();
         assert!(err.0.contains(":2: not a sluice record"), "{err}");
         std::fs::write(&path, format!("{}{}", record(1, true), record(1, true))).unwrap();
         assert!(
-            Recorded::scan(&path, false)
+            Recorded::scan(&path, false, &Redactor::default())
                 .unwrap_err()
                 .0
                 .contains("two records for input line 1")
@@ -563,7 +702,7 @@ mod tests {
             format!("{}{}{}", record(1, true), record(2, false), record(3, true)),
         )
         .unwrap();
-        let mut r = Recorded::scan(&path, true).unwrap();
+        let mut r = Recorded::scan(&path, true, &Redactor::default()).unwrap();
         assert!(r.has(1) && !r.has(2) && r.has(3));
         assert_eq!((r.kept, r.removed), (2, 1));
         // Nothing is rewritten until the inputs are known to match.
@@ -580,7 +719,7 @@ mod tests {
     fn filter_skips_recorded_lines_and_check_catches_changed_ids() {
         let path = temp("filter");
         std::fs::write(&path, format!("{}{}", record(2, true), record(5000, true))).unwrap();
-        let r = Recorded::scan(&path, false).unwrap();
+        let r = Recorded::scan(&path, false, &Redactor::default()).unwrap();
         assert!(matches!(r.filter(input(1, Id::line(1))), Input::Request(_)));
         assert!(matches!(
             r.filter(input(2, Id::line(2))),
@@ -605,9 +744,51 @@ mod tests {
         c.feed(&input(2, Id::line(2))).unwrap();
         assert_eq!(c.finish(), Err(Mismatch { block: 4 }));
         assert_eq!(
-            r.block_ids(0).unwrap().get(&2).map(String::as_str),
+            r.block_ids(0).unwrap().get(&2).map(|f| f.id.as_str()),
             Some("2")
         );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_changed_url_or_method_with_the_same_id_is_a_change() {
+        let path = temp("changed-url");
+        std::fs::write(&path, record(2, true)).unwrap();
+        let r = Recorded::scan(&path, false, &Redactor::default()).unwrap();
+        let mut moved = input(2, Id::line(2));
+        if let Input::Request(req) = &mut moved {
+            req.url = url::Url::parse("http://127.0.0.1/other").unwrap();
+        }
+        let mut c = r.check();
+        c.feed(&moved).unwrap();
+        assert_eq!(c.finish(), Err(Mismatch { block: 0 }));
+        let mut posted = input(2, Id::line(2));
+        if let Input::Request(req) = &mut posted {
+            req.method = reqwest::Method::POST;
+        }
+        let mut c = r.check();
+        c.feed(&posted).unwrap();
+        assert_eq!(c.finish(), Err(Mismatch { block: 0 }));
+        let mut c = r.check();
+        c.feed(&input(2, Id::line(2))).unwrap();
+        assert_eq!(c.finish(), Ok(()));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_long_torn_tail_is_cut_and_counted() {
+        let path = temp("long-tail");
+        let whole = format!("{}{}", record(1, true), record(2, true));
+        std::fs::write(&path, &whole).unwrap();
+        // A zero-filled tail, as a filesystem may leave after power loss.
+        let tail = 3 * 1024 * 1024 + 17;
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(whole.len() as u64 + tail).unwrap();
+        let mut r = Recorded::scan(&path, false, &Redactor::default()).unwrap();
+        assert_eq!(r.kept, 2);
+        r.commit().unwrap();
+        assert_eq!(r.repaired_bytes, tail);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -1,5 +1,5 @@
 //! The input stream: files (or standard input) read lazily, line by line,
-//! and parsed into [`Input`] items (SPEC section 2).
+//! and parsed into [`Input`] items (the format is in `docs/input.md`).
 //!
 //! Every input is opened up front, so a missing file fails before anything is
 //! sent. Reading then holds at most one line plus a fixed-size buffer: a line
@@ -146,6 +146,121 @@ impl Source {
             let item = reading.next_item().await?;
             Some((item, reading))
         })
+    }
+}
+
+/// How many request lines `paths` hold, counted the way the stream reads
+/// them (blank and `#` lines skipped, a UTF-8 BOM ignored, a last line
+/// without a newline counted), so a progress display can show a fixed total
+/// and a summary an exact remainder.
+///
+/// Reads at disk speed in fixed-size chunks without holding lines. `None`
+/// when an input is not a regular file (standard input, a pipe): those can
+/// be read only once. Blocking: call it off the async runtime.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("sluice-count-doc-{}", std::process::id()));
+/// std::fs::write(&dir, "# urls\nhttp://a/\n\n  http://b/").unwrap();
+/// assert_eq!(sluice::source::count_request_lines(&[dir.clone()]), Some(2));
+/// # std::fs::remove_file(&dir).unwrap();
+/// ```
+pub fn count_request_lines(paths: &[PathBuf]) -> Option<u64> {
+    if paths.is_empty() {
+        return None;
+    }
+    let mut total = 0;
+    for path in paths {
+        if path == Path::new("-") {
+            return None;
+        }
+        // stat before open: opening a FIFO could block, or take its data.
+        if !std::fs::metadata(path).ok()?.is_file() {
+            return None;
+        }
+        total += count_in(std::fs::File::open(path).ok()?).ok()?;
+    }
+    Some(total)
+}
+
+/// The request lines of one reader (see [`count_request_lines`]).
+fn count_in(mut reader: impl io::Read) -> io::Result<u64> {
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut lines = LineCounter::default();
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(lines.finish()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        lines.feed(&buf[..n]);
+    }
+}
+
+/// Counts request lines from chunks: only the start of each line is looked
+/// at (its first byte that is not whitespace or part of a BOM).
+#[derive(Default)]
+struct LineCounter {
+    count: u64,
+    /// Bytes of a BOM matched at the start of the current line.
+    bom: usize,
+    /// The current line's first significant byte, once seen.
+    first: Option<u8>,
+    /// The current line has any byte.
+    started: bool,
+}
+
+impl LineCounter {
+    fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            if self.first.is_some() {
+                // The line's kind is known: skip to its end.
+                match chunk.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.end_line();
+                        chunk = &chunk[i + 1..];
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            let b = chunk[0];
+            chunk = &chunk[1..];
+            if b == b'\n' {
+                self.end_line();
+                continue;
+            }
+            self.started = true;
+            if self.bom < BOM.len() && b == BOM[self.bom] {
+                self.bom += 1;
+                continue;
+            }
+            if self.bom > 0 && self.bom < BOM.len() {
+                // Part of a BOM, then something else: the line has content.
+                self.first = Some(BOM[0]);
+            } else if !b.is_ascii_whitespace() {
+                self.first = Some(b);
+            }
+            self.bom = BOM.len();
+        }
+    }
+
+    fn end_line(&mut self) {
+        let partial_bom = self.bom > 0 && self.bom < BOM.len();
+        if partial_bom || self.first.is_some_and(|b| b != b'#') {
+            self.count += 1;
+        }
+        *self = LineCounter {
+            count: self.count,
+            ..LineCounter::default()
+        };
+    }
+
+    fn finish(mut self) -> u64 {
+        if self.started {
+            self.end_line();
+        }
+        self.count
     }
 }
 
@@ -724,5 +839,47 @@ mod tests {
         let first = stream.next().await.expect("an item").expect("no error");
         assert_eq!(first.line(), 1);
         drop(stream);
+    }
+
+    #[test]
+    fn request_lines_are_counted_as_the_stream_reads_them() {
+        let cases: &[(&[u8], u64)] = &[
+            (b"", 0),
+            (b"\n\n", 0),
+            (b"a\nb\nc\n", 3),
+            (b"a\nb\nc", 3),
+            (b"  # comment\n\t\r\n  a \r\n", 1),
+            (b"\xEF\xBB\xBF# comment\nx\n", 1),
+            (b"\xEF\xBB\xBF\n", 0),
+            (b"\xEF\xBBx\n", 1),
+            (b"{\"url\": \"http://h/\"}\n#x\n   \n{bad\n", 2),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(
+                count_in(text).unwrap(),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+            // Any chunking gives the same count.
+            let mut counter = LineCounter::default();
+            for byte in text.chunks(1) {
+                counter.feed(byte);
+            }
+            assert_eq!(counter.finish(), want);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_count_matches_the_items_streamed() {
+        let dir = TempDir::new();
+        let text = b"\xEF\xBB\xBF# head\nhttp://a/\n\n{bad json\n  # c\nhttp://b/";
+        let path = dir.file("in.txt", text);
+        let items = collect(Source::open(std::slice::from_ref(&path), opts(1024)).unwrap()).await;
+        assert_eq!(
+            count_request_lines(&[path.clone(), path]),
+            Some(2 * items.len() as u64)
+        );
+        assert_eq!(count_request_lines(&["-".into()]), None);
     }
 }

@@ -36,6 +36,35 @@ impl From<&Record> for Outcome {
     }
 }
 
+/// Which protocol versions carried the responses, per origin: origin →
+/// "HTTP/2 TLSv1.3" → responses. Only records with a response of this
+/// run count (earlier runs' records do not say).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Protocols(pub BTreeMap<String, BTreeMap<String, u64>>);
+
+impl Protocols {
+    /// Counts one record's response, if it had one.
+    pub fn note(&mut self, r: &Record) {
+        let (Some(t), Some(url)) = (r.transport, r.url.as_deref()) else {
+            return;
+        };
+        let Ok(url) = url::Url::parse(url) else {
+            return;
+        };
+        let versions = match t.tls_version {
+            Some(tls) => format!("{} {tls}", t.http_version),
+            None => t.http_version.to_string(),
+        };
+        let origin = url.origin().ascii_serialization();
+        *self
+            .0
+            .entry(origin)
+            .or_default()
+            .entry(versions)
+            .or_default() += 1;
+    }
+}
+
 /// Counts by outcome, status and error kind, and a latency histogram.
 #[derive(Clone, Debug)]
 pub struct Tally {

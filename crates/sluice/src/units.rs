@@ -13,12 +13,19 @@ pub struct UnitError(String);
 
 /// Parses a duration such as `500ms`, `30s`, `5m`, `1h` or `1.5s`.
 ///
-/// A bare number is seconds. Negative, NaN and absurdly large values are
+/// The unit is required, on the command line and in request lines alike: a
+/// bare number (`30`) is refused, since one reader takes it for seconds and
+/// another for milliseconds. Negative, NaN and absurdly large values are
 /// refused rather than wrapped.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let (number, unit) = split_number(text);
     let seconds_per_unit = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
+        "s" | "sec" | "secs" => 1.0,
+        "" if !number.is_empty() => {
+            return Err(UnitError(format!(
+                "`{text}` has no unit: write {number}s for seconds or {number}ms for milliseconds"
+            )));
+        }
         "ms" => 0.001,
         "us" | "µs" => 0.000_001,
         "m" | "min" | "mins" => 60.0,
@@ -46,18 +53,6 @@ fn split_number(text: &str) -> (&str, &str) {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     t.split_at(split)
-}
-
-/// Converts a duration given in a request line as a JSON number (milliseconds).
-pub fn millis_to_duration(ms: f64) -> Result<Duration, UnitError> {
-    Duration::try_from_secs_f64(ms / 1000.0)
-        .ok()
-        .filter(|d| *d <= MAX_DURATION)
-        .ok_or_else(|| {
-            UnitError(format!(
-                "`{ms}` is not a valid number of milliseconds (at most 100 days)"
-            ))
-        })
 }
 
 fn duration_error(text: &str) -> UnitError {
@@ -152,7 +147,7 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("2").unwrap_err().to_string().contains("2s"));
         for bad in [
             "",
             "abc",

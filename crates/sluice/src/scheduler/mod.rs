@@ -636,6 +636,7 @@ impl Scheduler {
                 maybe_applied,
             }),
             final_url: None,
+            transport: None,
         };
         match outcome {
             Outcome::Response(r) => {
@@ -643,6 +644,7 @@ impl Scheduler {
                 if self.config.include_headers {
                     record.headers = Some(attempt::recorded_headers(&r.headers, redactor));
                 }
+                record.transport = Some(r.transport);
                 record.body = r.body;
                 record.final_url = r.final_url.map(|u| redactor.url(&u));
             }

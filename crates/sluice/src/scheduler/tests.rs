@@ -15,7 +15,7 @@ use crate::attempt::{Failed, Outcome, Response};
 use crate::config::Config;
 use crate::event::Event;
 use crate::gcra::CATCH_UP;
-use crate::record::{ErrorKind, Id, Record};
+use crate::record::{ErrorKind, Id, Record, Transport};
 use crate::request::{Input, InvalidLine, Request};
 
 /// How an attempt ends.
@@ -37,6 +37,10 @@ fn outcome(end: End) -> Outcome {
             body: None,
             final_url: None,
             note: None,
+            transport: Transport {
+                http_version: "HTTP/1.1",
+                tls_version: None,
+            },
         }))
     };
     let failed = |kind| {
