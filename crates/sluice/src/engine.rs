@@ -3,6 +3,7 @@
 //! agree, oldest request first), with one timer for its next wake-up.
 //! Attempts run as their own tasks; a request waiting to retry holds no slot.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -118,6 +119,7 @@ where
         config,
         client,
         events: tx,
+        outbox: VecDeque::new(),
         tasks: JoinSet::new(),
     };
     let task = tokio::spawn(driver.run(Box::pin(inputs), Box::pin(shutdown)));
@@ -131,6 +133,8 @@ struct Driver {
     config: Arc<Config>,
     client: Clients,
     events: mpsc::Sender<Event>,
+    /// Events decided, waiting for the consumer.
+    outbox: VecDeque<Event>,
     tasks: JoinSet<(Ticket, Outcome, Instant)>,
 }
 
@@ -182,12 +186,17 @@ impl Driver {
     }
 
     /// Starts the attempts and hands on the events the scheduler decided.
+    /// Every attempt starts before the first event is sent, so a slow
+    /// consumer never delays a start.
     async fn act(&mut self) -> Result<(), ()> {
         while let Some(action) = self.scheduler.next_action() {
             match action {
                 Action::Start(attempt) => self.spawn(attempt),
-                Action::Emit(event) => self.events.send(event).await.map_err(|_| ())?,
+                Action::Emit(event) => self.outbox.push_back(event),
             }
+        }
+        while let Some(event) = self.outbox.pop_front() {
+            self.events.send(event).await.map_err(|_| ())?;
         }
         Ok(())
     }
