@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use futures::{Stream, StreamExt};
 use sluice::sink::Sink;
-use sluice::stats::{Tally, Timeline};
+use sluice::stats::{Report, Sample, Tally};
 use sluice::{Config, Event, Input};
 use tokio::sync::{mpsc, oneshot};
 
@@ -133,7 +133,8 @@ pub struct Ui {
     pub display: Display,
     pub quiet: bool,
     pub summary_json: Option<std::path::PathBuf>,
-    pub report: Option<std::path::PathBuf>,
+    /// `--report FILE.html`, with the run's facts it shows.
+    pub report: Option<(std::path::PathBuf, crate::settings::RunInfo)>,
     /// The output is a regular file, so `--resume` can continue the run.
     pub resumable: bool,
     /// The input is standard input at a terminal (say where input is read from).
@@ -164,7 +165,7 @@ pub async fn drive(
         this_run: Tally::default(),
         in_flight: 0,
         closed: Vec::new(),
-        timeline: Timeline::default(),
+        report: ui.report.as_ref().map(|_| Report::default()),
         started,
         pending: std::collections::VecDeque::new(),
         protocols: sluice::stats::Protocols::default(),
@@ -250,13 +251,9 @@ pub async fn drive(
     if let Some(path) = &ui.summary_json {
         summary.write_json(path)?;
     }
-    if let Some(path) = &ui.report {
-        crate::html::write(
-            path,
-            &summary,
-            &state.timeline,
-            &state.all.latency_buckets(),
-        )?;
+    if let Some((path, info)) = &ui.report {
+        let report = crate::recompute::whole_output(state.report.take(), resumed, info)?;
+        crate::html::write(path, &summary, &report, crate::html::Source::Run(info))?;
     }
     Ok(summary)
 }
@@ -266,7 +263,8 @@ struct State {
     this_run: Tally,
     in_flight: usize,
     closed: Vec<String>,
-    timeline: Timeline,
+    /// What `--report` shows, from this run's records.
+    report: Option<Report>,
     started: Instant,
     /// Outcomes of records not yet handed to the OS, oldest first: counted
     /// only once written, so the summary says how far the output got.
@@ -299,6 +297,9 @@ impl State {
         display.log(&event);
         match event {
             Event::Record(record) => {
+                if let Some(report) = &mut self.report {
+                    report.add(&Sample::of(&record));
+                }
                 if record.attempts > 0 {
                     self.in_flight = self.in_flight.saturating_sub(1);
                     self.sent += 1;
@@ -407,13 +408,12 @@ impl State {
     /// Counts the records the sink has written since the last call.
     fn settle(&mut self, sink: &Sink) {
         while self.settled < sink.lines_written() {
-            let Some((outcome, at)) = self.pending.pop_front() else {
+            let Some((outcome, _)) = self.pending.pop_front() else {
                 break;
             };
             self.settled += 1;
             self.all.add(outcome);
             self.this_run.add(outcome);
-            self.timeline.add(at, outcome.ok);
         }
     }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use sluice::format::OutputFormat;
+use sluice::parse::InputFormat;
 use sluice::units::{Rate, parse_duration, parse_size};
 use sluice::{BodyMode, Config, ProxyConfig, Redactor, RetryOn, TlsConfig};
 
@@ -59,10 +61,45 @@ pub enum Command {
     /// Print help: of sluice, of a command, or of a topic.
     #[command(after_help = help::topics_help())]
     Help {
-        /// A command (run, mock, demo) or a topic (input, output, exit-status).
+        /// A command (run, report, mock, demo) or a topic (input, output, exit-status).
         #[arg(value_name = "COMMAND|TOPIC")]
         topic: Option<String>,
     },
+    /// Recompute the summary and the HTML report from result files alone.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
+}
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  sluice report results.jsonl                         # the summary, as the run printed it
+  sluice report shard-*.jsonl --html report.html      # one report over several files
+  sluice report results.jsonl --json summary.json
+
+Everything comes from the records: a file that several runs wrote (--resume) is
+covered whole. Run settings are not in records, so a recomputed report has none.
+Exit status: 0 done, 2 a file could not be read or written, holds a line that
+is not a record, an output would replace an input, or an output already holds
+data (give --overwrite to replace it).";
+
+/// `sluice report`: files of result lines, and what to write.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Result files (JSON Lines written by `sluice run`); `-` is standard input.
+    #[arg(value_name = "RESULTS", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Write the HTML report to FILE (self-contained: no scripts, nothing loaded).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Write the summary as JSON to FILE (as `run --summary-json` does).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Replace an existing non-empty --html or --json file (never a results file).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// Options of `sluice demo`.
@@ -102,6 +139,51 @@ pub enum ProgressMode {
     Never,
 }
 
+/// `--output-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormatArg {
+    /// sluice's record: every field (attempts, timings, headers).
+    Sluice,
+    /// OpenAI Batch API output lines: {id, custom_id, response, error}.
+    OpenaiBatch,
+    /// Anthropic Message Batches result lines: {custom_id, result}.
+    AnthropicBatch,
+}
+
+impl From<OutputFormatArg> for OutputFormat {
+    fn from(arg: OutputFormatArg) -> OutputFormat {
+        match arg {
+            OutputFormatArg::Sluice => OutputFormat::Sluice,
+            OutputFormatArg::OpenaiBatch => OutputFormat::OpenAiBatch,
+            OutputFormatArg::AnthropicBatch => OutputFormat::AnthropicBatch,
+        }
+    }
+}
+
+/// `--input-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    /// Per line by its keys.
+    Auto,
+    /// sluice lines (OpenAI batch lines are sluice lines).
+    Sluice,
+    /// OpenAI Batch API lines: custom_id, method, url required.
+    OpenaiBatch,
+    /// Anthropic Message Batches lines: {custom_id, params}, POSTed to /v1/messages under --base-url.
+    AnthropicBatch,
+}
+
+impl From<InputFormatArg> for InputFormat {
+    fn from(arg: InputFormatArg) -> InputFormat {
+        match arg {
+            InputFormatArg::Auto => InputFormat::Auto,
+            InputFormatArg::Sluice => InputFormat::Sluice,
+            InputFormatArg::OpenaiBatch => InputFormat::OpenAiBatch,
+            InputFormatArg::AnthropicBatch => InputFormat::AnthropicBatch,
+        }
+    }
+}
+
 /// How response bodies are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BodyArg {
@@ -128,7 +210,21 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Replace existing non-empty output files (-o, --report, --summary-json); under --resume, -o is still appended to.
+    /// How results are written: sluice's record, or the result lines of a provider's batch API.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "sluice",
+        value_name = "FORMAT",
+        help_heading = heading::OUTPUT
+    )]
+    pub output_format: OutputFormatArg,
+
+    /// Write failures to FILE instead of -o, as a batch API splits output and error files [default: in -o with the rest].
+    #[arg(long, value_name = "FILE", help_heading = heading::OUTPUT)]
+    pub errors_output: Option<PathBuf>,
+
+    /// Replace existing non-empty output files (-o, --errors-output, --report, --summary-json); under --resume, -o is still appended to.
     #[arg(help_heading = heading::OUTPUT)]
     #[arg(long)]
     pub overwrite: bool,
@@ -230,6 +326,16 @@ pub struct RunArgs {
     #[arg(help_heading = heading::REQUESTS)]
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
+
+    /// JSON line shapes read: auto decides per line by its keys (`params` without `url`: Anthropic).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        value_name = "FORMAT",
+        help_heading = heading::REQUESTS
+    )]
+    pub input_format: InputFormatArg,
 
     /// Write results in input order [default: completion order]
     #[arg(help_heading = heading::OUTPUT)]
@@ -370,7 +476,8 @@ impl RunArgs {
             .reorder_window(self.reorder_window as usize)
             .body_mode(self.body_mode())
             .max_body_size(self.max_body_size)
-            .include_headers(self.include_headers)
+            // The batch formats take the request id from the response headers.
+            .include_headers(self.include_headers || self.batch_format())
             .redactor(redactor)
             .tls(self.tls()?)
             .proxy(self.checked_proxy()?)
@@ -395,6 +502,31 @@ impl RunArgs {
             b = b.budget_burst(n);
         }
         Ok(b.build()?)
+    }
+
+    /// The results are written in a provider's batch format.
+    pub fn batch_format(&self) -> bool {
+        self.output_format != OutputFormatArg::Sluice
+    }
+
+    /// The combinations of output options that cannot work, checked before
+    /// anything is sent.
+    pub fn check_output_options(&self) -> Result<()> {
+        if self.batch_format() && self.body != BodyArg::Auto {
+            bail!(
+                "--output-format {} writes response bodies as the provider does (JSON as JSON), so --body must be auto (the default)",
+                OutputFormat::from(self.output_format)
+            );
+        }
+        if self.errors_output.is_some()
+            && self
+                .output
+                .as_deref()
+                .is_none_or(|p| p == std::path::Path::new("-"))
+        {
+            bail!("--errors-output splits failures out of -o FILE: give -o FILE too");
+        }
+        Ok(())
     }
 
     fn body_mode(&self) -> BodyMode {

@@ -82,6 +82,7 @@ Examples:
   sluice demo                                    # see it work, against a built-in test server
   sluice run urls.txt -c 50 -o results.jsonl     # one URL per line, 50 at a time
   sluice run requests.jsonl -o out.jsonl --resume
+  sluice report out.jsonl --html report.html     # the summary and the HTML report, from records
   sluice mock --listen 127.0.0.1:8080            # the test upstream, to try things out
   sluice help run                                # every option of run, with its default
 

@@ -25,13 +25,16 @@ macro_rules! println {
 }
 
 mod batch;
+mod chart;
 mod cli;
 mod demo;
 mod help;
 mod html;
 mod outputs;
+mod recompute;
 mod report;
 mod run;
+mod settings;
 mod signals;
 
 use clap::Parser;
@@ -94,6 +97,7 @@ async fn dispatch(command: Command) -> i32 {
             mock(listen, options).await
         }
         Command::Help { topic } => Ok(help::print(topic.as_deref())),
+        Command::Report(args) => recompute::report(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("sluice: error: {e:#}");

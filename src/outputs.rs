@@ -1,4 +1,4 @@
-//! No file is clobbered: every path a run writes (`-o`, `--report`,
+//! No file is clobbered: every path a run writes (`-o`, `--errors-output`, `--report`,
 //! `--summary-json`) is checked before anything is sent, and the files
 //! written at the end are replaced safely.
 //!
@@ -18,7 +18,7 @@ use crate::run::Usage;
 
 /// One path the run will write, with the option that names it.
 pub struct Output<'a> {
-    /// `-o`, `--report`, `--summary-json`.
+    /// `-o`, `--errors-output`, `--report`, `--summary-json`.
     pub option: &'static str,
     pub path: &'a Path,
     /// Existing records are kept and appended to (`-o` with `--resume`).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
 use sluice::Input;
+use sluice::format::OutputFormat;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
 use sluice::resume::{Mismatch, Recorded};
@@ -25,6 +26,7 @@ pub struct Usage(pub anyhow::Error);
 /// Runs the command; `Err(Usage)` means nothing was sent.
 pub async fn run(args: RunArgs) -> Result<i32> {
     let config = args.config().map_err(Usage)?;
+    args.check_output_options().map_err(Usage)?;
     let base_url = match &args.base_url {
         Some(text) => Some(check_base_url(text).map_err(|e| Usage(anyhow!("--base-url: {e}")))?),
         None => None,
@@ -33,6 +35,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         base_url,
         redactor: config.redactor.clone(),
         max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        input_format: args.input_format.into(),
     };
     let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(anyhow!("{e}")))?;
     for note in crate::outputs::check(&outputs(&args), &args.inputs, args.overwrite)? {
@@ -50,16 +53,28 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     }
     let recorded = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
-            if !crate::outputs::is_regular_or_new(path) {
+            let mut files = vec![path.as_path()];
+            files.extend(args.errors_output.as_deref());
+            for file in &files {
+                if !crate::outputs::is_regular_or_new(file) {
+                    return Err(Usage(anyhow!(
+                        "--resume reads back the records in {}, but it is {}, which cannot be read back: write the results to regular files (-o results.jsonl) to be able to resume",
+                        file.display(),
+                        crate::outputs::kind_of(file)
+                    ))
+                    .into());
+                }
+            }
+            let recorded = Recorded::scan_all(&files, args.retry_failed, &config.redactor)
+                .map_err(|e| Usage(anyhow!("{e}")))?;
+            let format = OutputFormat::from(args.output_format);
+            if let Some(found) = recorded.format.filter(|f| *f != format) {
                 return Err(Usage(anyhow!(
-                    "--resume reads back the records in -o, but {} is {}, which cannot be read back: write the results to a regular file (-o results.jsonl) to be able to resume",
-                    path.display(),
-                    crate::outputs::kind_of(path)
+                    "{} holds records in the {found} format, but this run writes --output-format {format}: resume with --output-format {found}",
+                    path.display()
                 ))
                 .into());
             }
-            let recorded = Recorded::scan(path, args.retry_failed, &config.redactor)
-                .map_err(|e| Usage(anyhow!("{e}")))?;
             let checked = check_inputs_match(&args.inputs, opts, &recorded).await?;
             if recorded.removed > 0 && !checked {
                 return Err(Usage(anyhow!(
@@ -107,7 +122,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         display: Display::new(args.progress, args.quiet, args.verbose),
         quiet: args.quiet,
         summary_json: args.summary_json.clone(),
-        report: args.report.clone(),
+        report: (args.report.clone())
+            .map(|path| (path, crate::settings::RunInfo::new(&args, &config))),
         resumable,
         stdin_terminal: stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()),
     };
@@ -317,6 +333,13 @@ fn outputs(args: &RunArgs) -> Vec<crate::outputs::Output<'_>> {
             appends: args.resume,
         });
     }
+    if let Some(path) = args.errors_output.as_deref().filter(|_| !args.dry_run) {
+        outs.push(crate::outputs::Output {
+            option: "--errors-output",
+            path,
+            appends: args.resume,
+        });
+    }
     if let Some(path) = args.report.as_deref().filter(|_| !args.dry_run) {
         outs.push(crate::outputs::Output {
             option: "--report",
@@ -343,7 +366,7 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
             ))
             .into());
         }
-        return Ok(Sink::stdout());
+        return Ok(Sink::stdout().with_format(args.output_format.into()));
     };
     let mode = if args.resume {
         OpenMode::Append
@@ -352,7 +375,18 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
     } else {
         OpenMode::Fresh
     };
-    Sink::open(path, mode, args.fsync).map_err(|e| Usage(anyhow!("{e}")).into())
+    let format = OutputFormat::from(args.output_format);
+    let sink = Sink::open(path, mode, args.fsync)
+        .map_err(|e| Usage(anyhow!("{e}")))?
+        .with_format(format);
+    Ok(match &args.errors_output {
+        Some(errors) => sink.with_errors(
+            Sink::open(errors, mode, args.fsync)
+                .map_err(|e| Usage(anyhow!("{e}")))?
+                .with_format(format),
+        ),
+        None => sink,
+    })
 }
 
 /// `--dry-run`: every line is checked as a run would check it (duplicates
@@ -394,7 +428,14 @@ async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i
                         .or_default() += 1;
                 }
                 use std::io::Write;
-                if out.write_all(record.to_json_line().as_bytes()).is_err() {
+                if out
+                    .write_all(
+                        OutputFormat::from(args.output_format)
+                            .render(&record)
+                            .as_bytes(),
+                    )
+                    .is_err()
+                {
                     return Ok(exit::STOPPED);
                 }
             }

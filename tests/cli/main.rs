@@ -2,7 +2,9 @@
 //! test upstream on 127.0.0.1 (port 0), one module per feature. Every result
 //! line is validated against `result.schema.json`.
 
+mod batch_formats;
 mod bodies;
+mod browser;
 mod changed_input;
 mod connections;
 mod docs;
@@ -19,6 +21,7 @@ mod overwrite;
 mod records;
 mod redirects;
 mod remaining;
+mod report;
 mod resume;
 mod resume_output;
 mod schema;

@@ -12,6 +12,7 @@
 #[path = "../cli/support.rs"]
 mod support;
 
+mod batch;
 mod child;
 mod interrupts;
 mod origins;

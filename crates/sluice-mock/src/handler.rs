@@ -236,7 +236,8 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
 
     // Every endpoint reads the whole request first: only /echo keeps it, the
     // rest discard it so that keep-alive connections stay reusable.
-    let is_echo = first == "echo" && rest.is_none();
+    let is_echo = (first == "echo" && rest.is_none())
+        || (first == "v1" && matches!(rest, Some("messages" | "chat/completions")));
     let body = match read_body(body, is_echo.then_some(ECHO_LIMIT)).await {
         Ok(body) => body,
         Err(reject) => return reject.into_response(),
@@ -261,6 +262,12 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
         ("hang", None) => pending().await,
         ("drip", Some(rest)) => drip(rest),
         ("truncate", None) => truncate(),
+        ("v1", Some("messages")) if parts.method == Method::POST => {
+            crate::providers::messages(&body)
+        }
+        ("v1", Some("chat/completions")) if parts.method == Method::POST => {
+            crate::providers::chat_completions(&body)
+        }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -313,6 +320,11 @@ fn json_response(status: StatusCode, value: &Value) -> Response<MockBody> {
         // Serializing a `Value` cannot fail; answer sensibly if it ever did.
         Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
     }
+}
+
+/// A JSON answer, for the provider-shaped endpoints.
+pub(crate) fn json_answer(status: StatusCode, value: &Value) -> Response<MockBody> {
+    json_response(status, value)
 }
 
 fn error(status: StatusCode, message: &str) -> Response<MockBody> {

@@ -53,6 +53,7 @@
 mod body;
 mod endpoints;
 mod handler;
+mod providers;
 mod stats;
 mod util;
 

@@ -8,6 +8,10 @@ use crate::record::{Id, Record};
 /// One thing that happened in a run. Records arrive in output order
 /// (completion order, or input order under `ordered`).
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "every request ends in exactly one Record event: boxing it would add an allocation per request to save channel space"
+)]
 pub enum Event {
     /// A request's final record.
     Record(Record),

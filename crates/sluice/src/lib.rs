@@ -23,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod format;
 pub mod gcra;
 pub mod intake;
 pub mod order;
@@ -36,6 +37,7 @@ pub mod scheduler;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod timing;
 pub mod trust;
 pub mod units;
 

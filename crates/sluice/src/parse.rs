@@ -78,7 +78,65 @@ pub struct ParseOptions {
     /// Longer lines are rejected without being buffered. Default:
     /// [`DEFAULT_MAX_LINE_BYTES`] (64 MiB).
     pub max_line_bytes: usize,
+    /// Which JSON line shapes are accepted (`--input-format`). Default:
+    /// [`InputFormat::Auto`], decided per line by its keys.
+    pub input_format: InputFormat,
 }
+
+/// The shapes of JSON request lines (`--input-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Per line by its keys: `params` without `url`, `method` or a body is
+    /// an Anthropic line, anything else a sluice (or OpenAI batch) line.
+    #[default]
+    Auto,
+    /// sluice's own lines (`url`, `method`, `headers`, `body`, ...), which
+    /// include OpenAI batch lines.
+    Sluice,
+    /// OpenAI Batch API lines: `custom_id`, `method` and `url` required.
+    OpenAiBatch,
+    /// Anthropic Message Batches lines: `{"custom_id", "params"}`, sent as a
+    /// `POST` of `params` to `/v1/messages` under the base URL.
+    AnthropicBatch,
+}
+
+impl InputFormat {
+    /// Every format, as the command line names them.
+    pub const ALL: [InputFormat; 4] = [
+        InputFormat::Auto,
+        InputFormat::Sluice,
+        InputFormat::OpenAiBatch,
+        InputFormat::AnthropicBatch,
+    ];
+
+    /// The name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Auto => "auto",
+            InputFormat::Sluice => "sluice",
+            InputFormat::OpenAiBatch => "openai-batch",
+            InputFormat::AnthropicBatch => "anthropic-batch",
+        }
+    }
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<InputFormat, String> {
+        InputFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown input format `{s}`: use auto, sluice, openai-batch or anthropic-batch"
+                )
+            })
+    }
+}
+
+/// Where an Anthropic batch line is sent, under the base URL.
+pub const ANTHROPIC_MESSAGES_PATH: &str = "/v1/messages";
 
 impl Default for ParseOptions {
     fn default() -> ParseOptions {
@@ -86,6 +144,7 @@ impl Default for ParseOptions {
             base_url: None,
             redactor: Redactor::default(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            input_format: InputFormat::Auto,
         }
     }
 }
@@ -418,6 +477,8 @@ struct Fields<'a> {
     timeout: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     cost: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -435,6 +496,16 @@ fn parse_object(text: &str, line: &Line) -> Input {
         Ok(fields) => fields,
         Err(e) => return line.invalid(Known::default(), format!("invalid JSON: {e}")),
     };
+    if let Err(problem) = check_shape(&fields, line.opts.input_format) {
+        let known = Known {
+            id: read_id(&fields, line.number).ok(),
+            ..Known::default()
+        };
+        return line.invalid(known, problem);
+    }
+    if is_anthropic(&fields) {
+        return parse_anthropic(&fields, line);
+    }
     let id = read_id(&fields, line.number);
     let method = read_method(fields.method);
     let url = read_url(fields.url, line.opts);
@@ -443,6 +514,99 @@ fn parse_object(text: &str, line: &Line) -> Input {
             Input::Request(rest.into_request(id, line.number, method, url))
         }
         (id, method, url, rest) => reject(line, id, method, url, rest.err()),
+    }
+}
+
+/// True for an Anthropic batch line: `params`, and no field of a sluice line
+/// that says what to send (those lines are refused by [`check_shape`]).
+fn is_anthropic(fields: &Fields) -> bool {
+    given(fields.params).is_some()
+}
+
+/// The fields of a sluice line that an Anthropic line must not have: it
+/// is always a `POST` of `params` to `/v1/messages`.
+fn sluice_request_fields(fields: &Fields) -> Option<&'static str> {
+    [
+        ("url", fields.url),
+        ("method", fields.method),
+        ("body", fields.body),
+        ("body_text", fields.body_text),
+        ("body_base64", fields.body_base64),
+    ]
+    .into_iter()
+    .find_map(|(name, raw)| given(raw).map(|_| name))
+}
+
+/// Checks that a line has the keys its `--input-format` requires.
+fn check_shape(fields: &Fields, format: InputFormat) -> Result<(), String> {
+    const ANTHROPIC: &str = "an anthropic-batch line is {\"custom_id\": ..., \"params\": {...}}, sent as a POST of params to /v1/messages under --base-url";
+    const OPENAI: &str = "an openai-batch line is {\"custom_id\", \"method\", \"url\", \"body\"}";
+    let params = given(fields.params).is_some();
+    match format {
+        InputFormat::Auto | InputFormat::AnthropicBatch if params => {
+            match sluice_request_fields(fields) {
+                Some(name) => Err(format!(
+                    "`params` and `{name}` are both set, so the line is neither kind: {ANTHROPIC}; a sluice line has `url` and no `params`"
+                )),
+                None => Ok(()),
+            }
+        }
+        InputFormat::AnthropicBatch => Err(format!(
+            "`params` is missing (--input-format anthropic-batch): {ANTHROPIC}"
+        )),
+        _ if params => Err(format!(
+            "`params` is an anthropic-batch field, but the input format is {}: use --input-format auto or anthropic-batch, or give `url` and `body`",
+            format.as_str()
+        )),
+        InputFormat::OpenAiBatch => {
+            let missing = [
+                ("custom_id", fields.custom_id),
+                ("method", fields.method),
+                ("url", fields.url),
+            ]
+            .into_iter()
+            .find(|(_, raw)| given(*raw).is_none());
+            match missing {
+                Some((name, _)) => Err(format!(
+                    "`{name}` is missing (--input-format openai-batch): {OPENAI}"
+                )),
+                None => Ok(()),
+            }
+        }
+        InputFormat::Auto | InputFormat::Sluice => Ok(()),
+    }
+}
+
+/// An Anthropic batch line: a `POST` of `params` (a JSON object) to
+/// `/v1/messages` under the base URL. `headers`, `timeout` and `cost` are
+/// read as on any line.
+fn parse_anthropic(fields: &Fields, line: &Line) -> Input {
+    let id = read_id(fields, line.number);
+    let url = match &line.opts.base_url {
+        Some(base) => join_base_url(base, ANTHROPIC_MESSAGES_PATH).map_err(Bad::unshown),
+        None => Err(Bad::unshown(
+            "an anthropic-batch line is sent to /v1/messages under --base-url, and none is given: add --base-url (e.g. https://api.anthropic.com)".into(),
+        )),
+    };
+    let rest = read_rest(fields, &line.opts.redactor).and_then(|mut rest| {
+        let params = fields
+            .params
+            .ok_or_else(|| "`params` is missing".to_string())?;
+        if !matches!(json_kind(params), JsonKind::Object) {
+            return Err(format!(
+                "`params` must be an object (the Messages API request body), not {}",
+                json_kind(params)
+            ));
+        }
+        rest.body = Some(Bytes::from(compact_json(params.get())));
+        rest.json_body = true;
+        Ok(rest)
+    });
+    match (id, url, rest) {
+        (Ok(id), Ok(url), Ok(rest)) => {
+            Input::Request(rest.into_request(id, line.number, Method::POST, url))
+        }
+        (id, url, rest) => reject(line, id, Ok(Method::POST), url, rest.err()),
     }
 }
 
@@ -1229,6 +1393,35 @@ mod tests {
             r.body
                 .is_some_and(|b| b.starts_with(b"{\"model\":\"gpt-4o-mini\""))
         );
+    }
+
+    #[test]
+    fn anthropic_batch_lines_post_params_to_messages() {
+        let line = r#"{"custom_id": "q-1", "params": {"model": "claude", "max_tokens": 1.50, "messages": [{"role": "user", "content": "Hi"}]}, "cost": 3}"#;
+        let r = ok_with(line, &with_base("https://gw.example/anthropic"));
+        assert_eq!(r.id, Id::text("q-1"));
+        assert_eq!(r.method, Method::POST);
+        assert_eq!(r.url.as_str(), "https://gw.example/anthropic/v1/messages");
+        assert!(r.json_body);
+        assert_eq!(
+            r.body.as_deref(),
+            Some(&br#"{"model":"claude","max_tokens":1.50,"messages":[{"role":"user","content":"Hi"}]}"#[..])
+        );
+        assert_eq!(r.cost, 3.0);
+        // No base URL, a params that is not an object, or a sluice field beside it.
+        let bad = bad(r#"{"custom_id": "q-2", "params": {}}"#);
+        assert!(bad.message.contains("add --base-url"), "{}", bad.message);
+        assert_eq!(bad.id, Some(Id::text("q-2")));
+        let opts = with_base("https://h");
+        let bad = bad_with(r#"{"custom_id": "q-3", "params": []}"#, &opts);
+        assert!(bad.message.contains("must be an object"), "{}", bad.message);
+        let bad = bad_with(r#"{"custom_id": "q-4", "params": {}, "url": "/x"}"#, &opts);
+        assert!(
+            bad.message.contains("`params` and `url` are both set"),
+            "{}",
+            bad.message
+        );
+        assert_eq!(bad.id, Some(Id::text("q-4")));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::timing::Timing;
+
 /// A request's id: the `id` (or `custom_id`) of its line, else its line number.
 ///
 /// Ids compare as text, so `7` and `"7"` are the same id; an integer id is
@@ -248,6 +250,9 @@ pub struct Record {
     /// The HTTP and TLS versions of the final response, for summaries and
     /// `-v`; written with the headers (`--include-headers`).
     pub transport: Option<Transport>,
+    /// Where the request's time went (`queued_at`, `wait_ms`,
+    /// `attempt_log`); `None` when no attempt was made.
+    pub timing: Option<Box<Timing>>,
 }
 
 /// Which protocol versions carried a response.
@@ -288,6 +293,7 @@ impl Record {
             }),
             final_url: None,
             transport: None,
+            timing: None,
         }
     }
 
@@ -325,6 +331,11 @@ impl Serialize for Record {
         m.serialize_entry("attempts", &self.attempts)?;
         m.serialize_entry("started_at", &self.started_at.map(rfc3339))?;
         m.serialize_entry("duration_ms", &duration_ms(self.duration))?;
+        if let Some(t) = &self.timing {
+            m.serialize_entry("queued_at", &rfc3339(t.queued_at))?;
+            m.serialize_entry("wait_ms", &t.waits)?;
+            m.serialize_entry("attempt_log", &t.attempts)?;
+        }
         if let Some(headers) = &self.headers {
             m.serialize_entry("headers", &HeaderMapSer(headers))?;
         }
@@ -379,6 +390,64 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Reads an RFC 3339 time as records write it (`2026-11-25T18:52:31.123Z`;
+/// any number of fraction digits, `Z` or a `+hh:mm` offset). `None` when it
+/// is not one, or before 1970.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    let digits = |s: Option<&str>| -> Option<i64> {
+        let s = s?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let num = |r: std::ops::Range<usize>| digits(text.get(r));
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = text.get(19..)?;
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let kept = &frac[..digits.min(9)];
+        nanos = kept.parse::<u32>().ok()? * 10u32.pow(9 - kept.len() as u32);
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6
+            && matches!(rest.get(..1), Some("+" | "-"))
+            && rest.get(3..4) == Some(":") =>
+        {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (digits(rest.get(1..3))? * 3600 + digits(rest.get(4..6))? * 60)
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + s - offset;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// A (year, month, day) date to days since 1970-01-01; Howard Hinnant's algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a (year, month, day) date; Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -421,6 +490,28 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_632_751_123);
         assert_eq!(rfc3339(t), "2026-11-25T18:52:31.123Z");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(parse_rfc3339("2026-11-25T18:52:31.123Z"), Some(t));
+        assert_eq!(parse_rfc3339("2026-11-25T19:52:31.123+01:00"), Some(t));
+        assert_eq!(
+            parse_rfc3339("2026-11-25T18:52:31Z"),
+            Some(t - Duration::from_millis(123))
+        );
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00.5Z")
+                .map(rfc3339)
+                .as_deref(),
+            Some("2000-02-29T00:00:00.500Z")
+        );
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-13-01T00:00:00Z",
+            "2026-11-25T18:52:31.Z",
+            "1969-12-31T23:59:59Z",
+            "2026-11-25T18:52:31.123",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use std::collections::BTreeMap;
 
+use crate::format::{self, OutputFormat};
 use crate::record::{ErrorKind, Id};
 use crate::redact::Redactor;
 use crate::request::Input;
@@ -28,8 +29,11 @@ pub struct Recorded {
     /// The blocks of [`BLOCK`] lines that hold records. Sparse: a record
     /// claiming line 10^14 costs one block, not a bitmap that long.
     blocks: BTreeMap<u64, Block>,
-    path: Option<PathBuf>,
+    /// The files read (the output, and `--errors-output` if any).
+    files: Vec<Scanned>,
     retry_failed: bool,
+    /// The format of the records read (`None` while there are none).
+    pub format: Option<OutputFormat>,
     /// Statistics over the records kept.
     pub tally: Tally,
     /// Records kept.
@@ -38,10 +42,18 @@ pub struct Recorded {
     pub removed: u64,
     /// Bytes of a torn last line that were cut off.
     pub repaired_bytes: u64,
-    /// Where the last complete line ends.
-    good_end: u64,
     /// Redacts input URLs as the records' URLs were redacted.
     redactor: Redactor,
+}
+
+/// One file of records that was read.
+#[derive(Debug)]
+struct Scanned {
+    path: PathBuf,
+    /// Where the last complete line ends.
+    good_end: u64,
+    /// Failed records to drop under `--retry-failed`.
+    removed: u64,
 }
 
 /// The output cannot be resumed; the message says why and what to do.
@@ -85,24 +97,42 @@ impl Recorded {
         retry_failed: bool,
         redactor: &Redactor,
     ) -> Result<Recorded, ResumeError> {
-        let shown = path.display();
+        Recorded::scan_all(&[path], retry_failed, redactor)
+    }
+
+    /// [`Recorded::scan`] over several files that together hold one run's
+    /// records (the output and `--errors-output`): a line may have a record
+    /// in only one of them.
+    pub fn scan_all(
+        paths: &[&Path],
+        retry_failed: bool,
+        redactor: &Redactor,
+    ) -> Result<Recorded, ResumeError> {
         let mut rec = Recorded {
             redactor: redactor.clone(),
+            retry_failed,
             ..Recorded::default()
         };
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(rec),
-            Err(e) => return Err(ResumeError(format!("cannot read {shown} to resume: {e}"))),
-        };
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
-            return Err(ResumeError(format!(
-                "{shown} is not a regular file, so its records cannot be read back to resume: write the results to a regular file"
-            )));
+        for path in paths {
+            let shown = path.display();
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(ResumeError(format!("cannot read {shown} to resume: {e}"))),
+            };
+            if !file.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(ResumeError(format!(
+                    "{shown} is not a regular file, so its records cannot be read back to resume: write the results to a regular file"
+                )));
+            }
+            let removed_before = rec.removed;
+            let good_end = rec.read_all(file, path)?;
+            rec.files.push(Scanned {
+                path: path.to_path_buf(),
+                good_end,
+                removed: rec.removed - removed_before,
+            });
         }
-        rec.path = Some(path.to_path_buf());
-        rec.retry_failed = retry_failed;
-        rec.good_end = rec.read_all(file, path)?;
         Ok(rec)
     }
 
@@ -111,33 +141,13 @@ impl Recorded {
     /// records (through a temporary file and a rename), so each line keeps
     /// one record. Call it before opening the file for appending.
     pub fn commit(&mut self) -> Result<(), ResumeError> {
-        let Some(path) = self.path.clone() else {
-            return Ok(());
-        };
-        self.repaired_bytes = truncate_torn(&path, self.good_end)?;
-        if !(self.retry_failed && self.removed > 0) {
-            return Ok(());
-        }
-        let path = path.as_path();
-        let file = File::open(path)
-            .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
-        let mut rewrite = Rewrite::new(path)?;
-        let mut reader = BufReader::new(file);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            let read = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
-            if read == 0 {
-                break;
-            }
-            let failed = serde_json::from_slice::<Line>(&buf).is_ok_and(|l| is_retried(&l));
-            if !failed {
-                rewrite.write(&buf)?;
+        for file in &self.files {
+            self.repaired_bytes += truncate_torn(&file.path, file.good_end)?;
+            if self.retry_failed && file.removed > 0 {
+                rewrite_without_failures(&file.path)?;
             }
         }
-        rewrite.commit(path)
+        Ok(())
     }
 
     /// Reads every complete line; returns the byte offset after the last
@@ -155,7 +165,7 @@ impl Recorded {
                 LineRead::End => return Ok(good_end),
                 LineRead::TooLong => {
                     return Err(ResumeError(format!(
-                        "{}:{n}: not a sluice record (longer than {} MiB); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line",
+                        "{}:{n}: not a record sluice writes (longer than {} MiB); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line",
                         path.display(),
                         MAX_RECORD_BYTES >> 20
                     )));
@@ -179,34 +189,29 @@ impl Recorded {
     ) -> Result<bool, ResumeError> {
         let corrupt = |why: String| {
             ResumeError(format!(
-                "{}:{n}: not a sluice record ({why}); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line",
+                "{}:{n}: not a record sluice writes ({why}); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line",
                 path.display()
             ))
         };
         let text = std::str::from_utf8(raw).map_err(|e| corrupt(e.to_string()))?;
-        let line: Line =
-            serde_json::from_str(text.trim_end()).map_err(|e| corrupt(e.to_string()))?;
-        let id = Id::from_json(line.id).map_err(|e| corrupt(format!("id {e}")))?;
-        let kind = line.error.as_ref().map(|e| e.kind);
-        let retry = is_retried(&line);
-        let sent = Fingerprint {
-            id: id.as_str().to_string(),
-            method: line.method.clone(),
-            url: line.url.clone(),
-        };
-        self.claim(line.line, &sent, path)?;
-        if retry && retry_failed {
-            self.unclaim(line.line, &sent);
+        let parsed = parse_record(text.trim_end()).map_err(corrupt)?;
+        match self.format {
+            Some(format) if format != parsed.format => {
+                return Err(ResumeError(format!(
+                    "{}:{n}: a record in the {} format after records in the {format} format; the file mixes formats, so it cannot be resumed safely",
+                    path.display(),
+                    parsed.format
+                )));
+            }
+            _ => self.format = Some(parsed.format),
+        }
+        self.claim(parsed.line, &parsed.sent, path)?;
+        if parsed.retried && retry_failed {
+            self.unclaim(parsed.line, &parsed.sent);
             return Ok(true);
         }
         self.kept += 1;
-        self.tally.add(Outcome {
-            ok: line.ok,
-            status: line.status,
-            kind,
-            attempts: line.attempts,
-            duration: Duration::try_from_secs_f64(line.duration_ms / 1000.0).unwrap_or_default(),
-        });
+        self.tally.add(parsed.outcome);
         Ok(false)
     }
 
@@ -292,11 +297,7 @@ impl Recorded {
             Input::Invalid(bad) => (bad.method.clone(), bad.url.clone()),
             Input::Recorded { .. } => (None, None),
         };
-        Fingerprint {
-            id: id_of(input).as_str().to_string(),
-            method,
-            url,
-        }
+        Fingerprint::new(id_of(input).as_str().to_string(), method, url)
     }
 
     /// What the records of the lines of `block` say was sent, read again
@@ -306,25 +307,24 @@ impl Recorded {
         block: u64,
     ) -> Result<std::collections::BTreeMap<u64, Fingerprint>, ResumeError> {
         let mut ids = std::collections::BTreeMap::new();
-        let Some(path) = &self.path else {
-            return Ok(ids);
-        };
-        let read_error = |e: io::Error| ResumeError(format!("cannot read {}: {e}", path.display()));
-        let file = File::open(path).map_err(read_error)?;
-        let mut reader = BufReader::new(io::Read::take(file, self.good_end));
-        let mut raw = Vec::new();
-        while let LineRead::Line = read_record_line(&mut reader, &mut raw).map_err(read_error)? {
-            let Ok(line) = serde_json::from_slice::<Line>(&raw) else {
-                continue;
-            };
-            if line.line / BLOCK == block && self.has(line.line) {
-                if let Ok(id) = Id::from_json(line.id) {
-                    let sent = Fingerprint {
-                        id: id.as_str().to_string(),
-                        method: line.method,
-                        url: line.url,
-                    };
-                    ids.insert(line.line, sent);
+        for file in &self.files {
+            let path = &file.path;
+            let read_error =
+                |e: io::Error| ResumeError(format!("cannot read {}: {e}", path.display()));
+            let f = File::open(path).map_err(read_error)?;
+            let mut reader = BufReader::new(io::Read::take(f, file.good_end));
+            let mut raw = Vec::new();
+            while let LineRead::Line =
+                read_record_line(&mut reader, &mut raw).map_err(read_error)?
+            {
+                let Some(parsed) = std::str::from_utf8(&raw)
+                    .ok()
+                    .and_then(|t| parse_record(t.trim_end()).ok())
+                else {
+                    continue;
+                };
+                if parsed.line / BLOCK == block && self.has(parsed.line) {
+                    ids.insert(parsed.line, parsed.sent);
                 }
             }
         }
@@ -380,19 +380,50 @@ pub fn id_of(input: &Input) -> Id {
     }
 }
 
-/// What a line's record says was sent: its id, method and (redacted) URL.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What a line's record says was sent: its id, method and (redacted) URL —
+/// or, for the batch formats, which do not carry the method and URL, their
+/// digest ([`format::sent_digest`]). Two fingerprints are equal when their
+/// ids and digests are.
+#[derive(Clone, Debug)]
 pub struct Fingerprint {
     /// The id, as text.
     pub id: String,
-    /// The method (`None` for a line too bad to have one).
+    /// The method (`None` for a line too bad to have one, or a batch record).
     pub method: Option<String>,
-    /// The redacted URL (`None` for a line too bad to have one).
+    /// The redacted URL (`None` for a line too bad to have one, or a batch record).
     pub url: Option<String>,
+    /// The digest of id, method and URL.
+    pub digest: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of a line or record that says its method and URL.
+    pub fn new(id: String, method: Option<String>, url: Option<String>) -> Fingerprint {
+        let digest = format::sent_digest(&id, method.as_deref(), url.as_deref());
+        Fingerprint {
+            id,
+            method,
+            url,
+            digest,
+        }
+    }
+}
+
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Fingerprint) -> bool {
+        self.id == other.id && self.digest == other.digest
+    }
 }
 
 impl std::fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.method.is_none() && self.url.is_none() {
+            return write!(
+                f,
+                "a request with id `{}` (digest {:016x} of its id, method and URL)",
+                self.id, self.digest
+            );
+        }
         let method = self.method.as_deref().unwrap_or("(no method)");
         let url = self.url.as_deref().unwrap_or("(no URL)");
         write!(f, "`{method} {url}` with id `{}`", self.id)
@@ -474,13 +505,85 @@ impl Check<'_> {
     }
 }
 
-/// True for a failure that `--retry-failed` sends again (not an input error).
-fn is_retried(line: &Line) -> bool {
-    !line.ok
-        && line
-            .error
-            .as_ref()
-            .is_some_and(|e| !e.kind.is_input_error())
+/// What `--resume` needs from one record line, in any output format.
+struct Parsed {
+    format: OutputFormat,
+    line: u64,
+    sent: Fingerprint,
+    /// A failure that `--retry-failed` sends again (not an input error).
+    retried: bool,
+    outcome: Outcome,
+}
+
+/// Reads a record line of any format (a batch-format line first, since a
+/// sluice record never has a `custom_id`).
+fn parse_record(text: &str) -> Result<Parsed, String> {
+    if let Some(back) = format::read_batch_line(text) {
+        let back = back?;
+        let sent = Fingerprint {
+            id: back.id,
+            method: None,
+            url: None,
+            digest: back.digest.unwrap_or_default(),
+        };
+        return Ok(Parsed {
+            format: back.format,
+            line: back.line,
+            sent,
+            retried: !back.ok && !back.kind.is_some_and(ErrorKind::is_input_error),
+            // The batch formats carry neither attempts nor timings.
+            outcome: Outcome {
+                ok: back.ok,
+                status: back.status,
+                kind: back.kind,
+                attempts: 0,
+                duration: Duration::ZERO,
+            },
+        });
+    }
+    let line: Line = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let id = Id::from_json(line.id).map_err(|e| format!("id {e}"))?;
+    let kind = line.error.as_ref().map(|e| e.kind);
+    Ok(Parsed {
+        format: OutputFormat::Sluice,
+        line: line.line,
+        sent: Fingerprint::new(id.as_str().to_string(), line.method, line.url),
+        retried: !line.ok && kind.is_some_and(|k| !k.is_input_error()),
+        outcome: Outcome {
+            ok: line.ok,
+            status: line.status,
+            kind,
+            attempts: line.attempts,
+            duration: Duration::try_from_secs_f64(line.duration_ms / 1000.0).unwrap_or_default(),
+        },
+    })
+}
+
+/// Rewrites a file without its failed records (through a temporary file
+/// and a rename), for `--retry-failed`.
+fn rewrite_without_failures(path: &Path) -> Result<(), ResumeError> {
+    let file = File::open(path)
+        .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
+    let mut rewrite = Rewrite::new(path)?;
+    let mut reader = BufReader::new(file);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
+        if read == 0 {
+            break;
+        }
+        let failed = std::str::from_utf8(&buf)
+            .ok()
+            .and_then(|t| parse_record(t.trim_end()).ok())
+            .is_some_and(|p| p.retried);
+        if !failed {
+            rewrite.write(&buf)?;
+        }
+    }
+    rewrite.commit(path)
 }
 
 /// A 64-bit hash of a record's line and what it sent, summed per block.
@@ -488,7 +591,7 @@ fn mix(line: u64, sent: &Fingerprint) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     line.hash(&mut h);
-    sent.hash(&mut h);
+    sent.digest.hash(&mut h);
     h.finish()
 }
 
@@ -683,7 +786,7 @@ mod tests {
         )
         .unwrap();
         let err = Recorded::scan(&path, false, &Redactor::default()).unwrap_err();
-        assert!(err.0.contains(":2: not a sluice record"), "{err}");
+        assert!(err.0.contains(":2: not a record sluice writes"), "{err}");
         std::fs::write(&path, format!("{}{}", record(1, true), record(1, true))).unwrap();
         assert!(
             Recorded::scan(&path, false, &Redactor::default())

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::format::OutputFormat;
 use crate::record::Record;
 
 /// Buffered bytes that trigger a write without waiting for the timer.
@@ -28,6 +29,10 @@ pub struct Sink {
     fsync: bool,
     last_sync: Instant,
     dirty_since_sync: bool,
+    format: OutputFormat,
+    /// Where failures go instead (`--errors-output`), written in step with
+    /// this sink.
+    errors: Option<Box<Sink>>,
 }
 
 /// How to open the output file.
@@ -89,7 +94,23 @@ impl Sink {
             fsync,
             last_sync: Instant::now(),
             dirty_since_sync: false,
+            format: OutputFormat::Sluice,
+            errors: None,
         }
+    }
+
+    /// Writes records in `format` (default: sluice's own record).
+    pub fn with_format(mut self, format: OutputFormat) -> Sink {
+        self.format = format;
+        self
+    }
+
+    /// Sends the lines that are failures in this sink's format to `errors`
+    /// instead (as the OpenAI Batch API splits output and error files).
+    /// Both are flushed together.
+    pub fn with_errors(mut self, errors: Sink) -> Sink {
+        self.errors = Some(Box::new(errors));
+        self
     }
 
     /// The output's name for messages.
@@ -101,9 +122,16 @@ impl Sink {
 
     /// Queues one record; writes the buffer out when it is full.
     pub fn write(&mut self, record: &Record) -> io::Result<()> {
-        self.buf.extend_from_slice(record.to_json_line().as_bytes());
-        self.buffered_lines += 1;
-        if self.buf.len() >= BUFFER_LIMIT {
+        let line = self.format.render(record);
+        let failure = self.format.is_failure(record);
+        let target = match &mut self.errors {
+            Some(errors) if failure => errors.as_mut(),
+            _ => &mut *self,
+        };
+        target.buf.extend_from_slice(line.as_bytes());
+        target.buffered_lines += 1;
+        let full = target.buf.len() >= BUFFER_LIMIT;
+        if full {
             self.flush()?;
         }
         Ok(())
@@ -112,6 +140,9 @@ impl Sink {
     /// Hands buffered lines to the operating system (call at least once a
     /// second); under `--fsync`, also syncs to disk at most once a second.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(errors) = &mut self.errors {
+            errors.flush()?;
+        }
         if !self.buf.is_empty() {
             let (written, result) = match &mut self.target {
                 Target::File(f) => write_counted(f, &self.buf),
@@ -139,11 +170,14 @@ impl Sink {
     /// Records handed to the operating system so far (a failed write's
     /// records are not counted: they may be lost).
     pub fn lines_written(&self) -> u64 {
-        self.written_lines
+        self.written_lines + self.errors.as_ref().map_or(0, |e| e.lines_written())
     }
 
     /// Writes everything and, under `--fsync`, syncs it; for the end of a run.
     pub fn finish(&mut self) -> io::Result<()> {
+        if let Some(errors) = &mut self.errors {
+            errors.finish()?;
+        }
         self.flush()?;
         if self.fsync && self.dirty_since_sync {
             self.sync()?;

@@ -1,5 +1,7 @@
 //! Statistics computed from records alone (as vegeta computes reports from
-//! results), so a summary can cover records written by earlier runs too.
+//! results), so a summary or a report can cover records written by earlier
+//! runs too: counts and latency ([`Tally`]), counts over time
+//! ([`Timeline`]), and everything a report shows ([`Report`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +10,16 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::record::{ErrorKind, Record};
+
+mod bins;
+mod report;
+mod sample;
+mod timeline;
+
+pub use bins::{Bin, bins};
+pub use report::{ErrorMessages, Report, TimeSplit, TopMessages};
+pub use sample::Sample;
+pub use timeline::{Interval, MAX_INTERVALS, Pause, Timeline, percentile_ms};
 
 /// The facts of one record that statistics need.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -199,43 +211,10 @@ mod tests {
     }
 }
 
-/// Completions per second of a run, for plots: bounded by the run's length,
-/// not by its number of requests.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Timeline {
-    /// `(ok, failed)` records completed in each second since the start.
-    pub per_second: Vec<(u64, u64)>,
-}
-
-impl Timeline {
-    /// Counts a record completed `elapsed` after the start.
-    pub fn add(&mut self, elapsed: Duration, ok: bool) {
-        let i = usize::try_from(elapsed.as_secs())
-            .unwrap_or(usize::MAX)
-            .min(10_000_000);
-        if self.per_second.len() <= i {
-            self.per_second.resize(i + 1, (0, 0));
-        }
-        let slot = &mut self.per_second[i];
-        if ok {
-            slot.0 += 1;
-        } else {
-            slot.1 += 1;
-        }
-    }
-}
-
 impl Tally {
-    /// Latency histogram in logarithmic buckets: `(upper bound in ms, count)`.
-    pub fn latency_buckets(&self) -> Vec<(f64, u64)> {
-        let mut out = Vec::new();
-        if self.latency_us.is_empty() {
-            return out;
-        }
-        for v in self.latency_us.iter_log(100, 2.0) {
-            let count = v.count_since_last_iteration();
-            out.push((v.value_iterated_to() as f64 / 1000.0, count));
-        }
-        out
+    /// The latency histogram as a report draws it (see [`bins`]).
+    pub fn latency_bins(&self) -> Vec<Bin> {
+        let max_us = (self.max_ms * 1000.0).round() as u64;
+        bins::bins(&self.latency_us, max_us)
     }
 }

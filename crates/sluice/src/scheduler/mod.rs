@@ -52,6 +52,7 @@ use crate::order::Reorder;
 use crate::record::{ErrorKind, Record, RecordError};
 use crate::request::{Input, Request};
 use crate::retry::{self, Failure};
+use crate::timing::Stopwatch;
 
 use origin::{Job, Origin, Readiness};
 
@@ -325,6 +326,7 @@ impl Scheduler {
             not_before: None,
             safe,
             maybe_applied: false,
+            watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
         };
         self.next_seq += 1;
         self.requeue(job, now);
@@ -342,7 +344,8 @@ impl Scheduler {
         self.origins.len() - 1
     }
 
-    fn requeue(&mut self, job: Job, now: Instant) {
+    fn requeue(&mut self, mut job: Job, now: Instant) {
+        job.watch.queued(now);
         let o = job.origin;
         self.unready(o);
         self.origins[o].enqueue(job);
@@ -369,7 +372,12 @@ impl Scheduler {
             .map_or(usize::MAX, |n| n.get());
         match self.origins[o].readiness(now, per_host, &mut self.rng) {
             Readiness::Idle => {}
-            Readiness::At(at) => self.wake_origin(o, at),
+            Readiness::At { at, rate } => {
+                if rate {
+                    self.origins[o].head_held_by_rate(now);
+                }
+                self.wake_origin(o, at)
+            }
             Readiness::Now => {
                 let origin = &mut self.origins[o];
                 let Some(seq) = origin.head().map(|j| j.seq) else {
@@ -428,6 +436,7 @@ impl Scheduler {
             };
             let cells = self.origins[o].head().map_or(0, |j| j.cells);
             if let Some(at) = self.global_ready_at(now, cells) {
+                self.origins[o].head_held_by_rate(now);
                 self.global_wake = Some(at);
                 return;
             }
@@ -464,6 +473,7 @@ impl Scheduler {
         self.queued -= 1;
         job.attempts += 1;
         job.first.get_or_insert(now);
+        job.watch.started(now);
         let (ticket, request, number) = (job.seq, Arc::clone(&job.req), job.attempts);
         self.in_flight.insert(ticket, job);
         self.refresh(o, now);
@@ -482,7 +492,8 @@ impl Scheduler {
 
     // ---- outcomes -------------------------------------------------------
 
-    fn attempt_ended(&mut self, job: Job, outcome: Outcome, now: Instant) {
+    fn attempt_ended(&mut self, mut job: Job, outcome: Outcome, now: Instant) {
+        job.watch.ended(now);
         let o = job.origin;
         self.origins[o].attempt_ended();
         match self.judge(&job, &outcome, now) {
@@ -553,7 +564,7 @@ impl Scheduler {
         self.refresh(o, now);
     }
 
-    fn schedule_retry(&mut self, job: Job, outcome: &Outcome, wait: Duration, now: Instant) {
+    fn schedule_retry(&mut self, mut job: Job, outcome: &Outcome, wait: Duration, now: Instant) {
         // Requests held by an origin pause come back spread over up to a second.
         let jitter = if self.origins[job.origin].is_paused(now) {
             Duration::from_secs_f64(self.rng.f64())
@@ -561,6 +572,11 @@ impl Scheduler {
             Duration::ZERO
         };
         let (kind, message) = describe_failure(outcome);
+        let status = match outcome {
+            Outcome::Response(r) => Some(r.status),
+            Outcome::Failed(f) => f.status,
+        };
+        job.watch.retrying(now, status, kind);
         self.emit(Event::Retrying {
             line: job.req.line,
             id: job.req.id.clone(),
@@ -614,6 +630,7 @@ impl Scheduler {
         now: Instant,
     ) -> Record {
         let start = job.first.unwrap_or(now);
+        let timing = job.watch.finish().map(Box::new);
         let req = &job.req;
         let redactor = &self.config.redactor;
         let maybe_applied = error.is_some()
@@ -637,6 +654,7 @@ impl Scheduler {
             }),
             final_url: None,
             transport: None,
+            timing,
         };
         match outcome {
             Outcome::Response(r) => {

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::gcra::Gcra;
 use crate::request::Request;
+use crate::timing::Stopwatch;
 
 /// A request and its progress through attempts.
 pub(crate) struct Job {
@@ -29,6 +30,8 @@ pub(crate) struct Job {
     /// An earlier attempt of a non-idempotent request failed after it was
     /// written: whatever the final outcome, the server may have applied it.
     pub(crate) maybe_applied: bool,
+    /// Where its time goes, for the record's `wait_ms` and `attempt_log`.
+    pub(crate) watch: Box<Stopwatch>,
 }
 
 /// Whether an origin could start its head request.
@@ -36,8 +39,9 @@ pub(crate) struct Job {
 pub(crate) enum Readiness {
     /// Now.
     Now,
-    /// Not before this instant.
-    At(Instant),
+    /// Not before this instant; `rate` when the origin's rate is what
+    /// holds it.
+    At { at: Instant, rate: bool },
     /// Not until something happens to it (it has nothing queued, is closed
     /// or at its own concurrency limit).
     Idle,
@@ -139,8 +143,18 @@ impl Origin {
             .flatten()
             .max()
         {
-            Some(at) if at > now => Readiness::At(at),
+            Some(at) if at > now => Readiness::At {
+                at,
+                rate: rate == Some(at),
+            },
             _ => Readiness::Now,
+        }
+    }
+
+    /// The head request is next but a rate or budget limit holds it.
+    pub(crate) fn head_held_by_rate(&mut self, now: Instant) {
+        if let Some(head) = self.queue.front_mut() {
+            head.watch.held_by_rate(now);
         }
     }
 
@@ -224,6 +238,10 @@ mod tests {
             not_before: None,
             safe: true,
             maybe_applied: false,
+            watch: Box::new(Stopwatch::new(
+                Instant::now(),
+                std::time::SystemTime::UNIX_EPOCH,
+            )),
         }
     }
 
