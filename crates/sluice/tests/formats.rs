@@ -41,6 +41,8 @@ fn answered(line: u64, status: u16, body: Option<Body>, headers: &[(&str, &str)]
             maybe_applied: false,
         }),
         final_url: None,
+        transport: None,
+        timing: None,
     }
 }
 
