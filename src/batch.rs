@@ -181,6 +181,7 @@ pub async fn drive(
         waiting: HashSet::new(),
         paused: HashMap::new(),
         sent: 0,
+        sent_recorded: 0,
         cancelled: None,
     };
     if ui.stdin_terminal && !ui.quiet {
@@ -287,6 +288,9 @@ struct State {
     paused: HashMap<String, SystemTime>,
     /// Records of this run whose request was sent (at least one attempt).
     sent: u64,
+    /// Of those, the records that reached the output (the summary's rate
+    /// is over these, as its counts are).
+    sent_recorded: u64,
     /// In-flight requests a second interrupt cancelled.
     cancelled: Option<u64>,
     resumable: bool,
@@ -412,6 +416,9 @@ impl State {
                 break;
             };
             self.settled += 1;
+            if outcome.attempts > 0 {
+                self.sent_recorded += 1;
+            }
             self.all.add(outcome);
             self.this_run.add(outcome);
         }
@@ -444,7 +451,13 @@ impl State {
         feed: &Feed,
         insecure: bool,
     ) -> Summary {
-        let mut s = Summary::new(&self.all, &self.this_run, wall);
+        // Records a failed write lost: the server saw their attempts.
+        let (mut all, mut this_run) = (self.all.clone(), self.this_run.clone());
+        for (lost, _) in &self.pending {
+            all.add_unrecorded_attempts(lost.attempts);
+            this_run.add_unrecorded_attempts(lost.attempts);
+        }
+        let mut s = Summary::new(&all, &this_run, wall);
         s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
         s.protocols = self.protocols.clone();
@@ -452,7 +465,7 @@ impl State {
         s.insecure = insecure;
         s.resumable = self.resumable;
         s.cancelled = self.cancelled.unwrap_or(0);
-        s.set_rate(self.sent, wall);
+        s.set_rate(self.sent_recorded, wall);
         let (code, why) = if let Some(sig) = self.signal {
             let cancelled = match self.cancelled {
                 Some(n) => format!(

@@ -156,8 +156,14 @@ fn check_existing(out: &Output, overwrite: bool) -> Result<Option<String>> {
     } else {
         "choose another path, or give --overwrite to replace it"
     };
+    // `sluice report` sends nothing: what it did not do is write.
+    let nothing = if matches!(out.option, "--html" | "--json") {
+        "nothing was written"
+    } else {
+        "nothing was sent"
+    };
     Err(Usage(anyhow!(
-        "{} {} already exists and is not empty ({}); nothing was sent: {advice}",
+        "{} {} already exists and is not empty ({}); {nothing}: {advice}",
         out.option,
         out.path.display(),
         bytes(len)

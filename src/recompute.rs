@@ -116,7 +116,7 @@ fn read_lines(mut reader: impl BufRead, name: &str, report: &mut Report) -> Resu
                     "sluice: warning: {name}:{n}: the last line is incomplete ({read} bytes, cut off by a crash or still being written); skipped"
                 );
             }
-            Err(e) => bail!("{name}:{n}: not a sluice result line ({e}); fix or remove that line"),
+            Err(e) => bail!("{name}:{n}: {}", not_a_record(&buf, &e)),
         }
     }
     Ok(())
@@ -125,6 +125,23 @@ fn read_lines(mut reader: impl BufRead, name: &str, report: &mut Report) -> Resu
 /// Longest result line read (a record holds a body of at most
 /// `--max-body-size`, 16 MiB by default, base64-encoded at worst).
 const MAX_LINE_BYTES: u64 = 1 << 30;
+
+/// Why a complete line is not a record, and what to do: a provider's batch
+/// line (`--output-format openai-batch` or `anthropic-batch`) is named as
+/// such, since those carry no timings to recompute a report from.
+fn not_a_record(line: &[u8], why: &str) -> String {
+    let batch = std::str::from_utf8(line)
+        .ok()
+        .and_then(|t| sluice::format::read_batch_line(t.trim_end()))
+        .and_then(Result::ok);
+    match batch {
+        Some(b) => format!(
+            "an {} result line, not a sluice record: those carry no attempts or timings to make a report from; sluice report reads the records of a run with --output-format sluice (the default)",
+            b.format
+        ),
+        None => format!("not a sluice result line ({why}); fix or remove that line"),
+    }
+}
 
 #[cfg(test)]
 mod tests {

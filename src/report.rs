@@ -36,7 +36,7 @@ impl Display {
         let plain = (show && !terminal).then(|| std::cell::Cell::new(std::time::Instant::now()));
         let show = show && terminal;
         let bar = show.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(5));
+            let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr_with_hz(5));
             let style =
                 ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
                     .expect("the progress template is valid");
@@ -61,7 +61,9 @@ impl Display {
     pub fn update(&self, p: &Progress) {
         let message = p.message();
         if let Some(bar) = &self.bar {
-            bar.set_length(p.total.max(p.done));
+            // Never 0/0: indicatif draws that as a full bar (done), which is
+            // what a terminal showed while waiting for standard input.
+            bar.set_length(p.total.max(p.done).max(1));
             bar.set_position(p.done);
             bar.set_message(message);
         } else if let Some(last) = &self.plain
@@ -167,15 +169,28 @@ impl Progress<'_> {
             parts.push(format!("ETA {}", clock(left as f64 / rate)));
         }
         match self.paused {
-            Some((origin, until)) => parts.push(format!(
-                "{origin} paused by the server (429/503) until {}, {} waiting",
-                local_time(until),
-                self.waiting + self.retrying
-            )),
-            None => parts.push(format!("{} in flight", self.in_flight)),
-        }
-        if self.retrying > 0 {
-            parts.push(format!("{} waiting to retry", self.retrying));
+            // One count of what waits, its retries inside it: `60 waiting ·
+            // 10 waiting to retry` read as 70 of 60 lines.
+            Some((origin, until)) => {
+                let retrying = match self.retrying {
+                    0 => String::new(),
+                    n => format!(" ({n} of them to retry)"),
+                };
+                parts.push(format!(
+                    "{origin} paused by the server (429/503) until {}, {} waiting{retrying}",
+                    local_time(until),
+                    self.waiting + self.retrying
+                ));
+                if self.in_flight > 0 {
+                    parts.push(format!("{} in flight", self.in_flight));
+                }
+            }
+            None => {
+                parts.push(format!("{} in flight", self.in_flight));
+                if self.retrying > 0 {
+                    parts.push(format!("{} waiting to retry", self.retrying));
+                }
+            }
         }
         parts.push(format!(
             "{} ok · {} failed",
@@ -327,6 +342,10 @@ pub struct Summary {
     /// The output can be resumed (a regular file).
     #[serde(skip)]
     pub resumable: bool,
+    /// Attempts this run started (a run whose records were lost to a failed
+    /// write sent requests, yet has no rate).
+    #[serde(skip)]
+    pub attempts_this_run: u64,
     /// How the run ended, if not normally.
     pub stopped: Option<String>,
     /// TLS verification was off.
@@ -361,6 +380,7 @@ impl Summary {
             not_written_exact: true,
             cancelled: 0,
             resumable: true,
+            attempts_this_run: this_run.attempts,
             stopped: None,
             insecure: false,
             exit_code: 0,
@@ -388,6 +408,8 @@ impl Summary {
         };
         let rate = if self.requests_per_second > 0.0 {
             format!("{:.1} req/s", self.requests_per_second)
+        } else if self.attempts_this_run > 0 {
+            "none recorded".into()
         } else {
             "nothing sent".into()
         };

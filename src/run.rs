@@ -10,7 +10,7 @@ use sluice::Input;
 use sluice::format::OutputFormat;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
-use sluice::resume::{Mismatch, Recorded};
+use sluice::resume::{BLOCK, Mismatch, Recorded};
 use sluice::sink::{OpenMode, Sink};
 use sluice::source::Source;
 
@@ -181,7 +181,6 @@ async fn changed_input(
     inputs: &[PathBuf],
     opts: ParseOptions,
 ) -> anyhow::Error {
-    let advice = "the input changed since the output was written; resume with the same inputs, or start a new output";
     let mut ids = match recorded.block_ids(mismatch.block) {
         Ok(ids) => ids,
         Err(e) => return Usage(anyhow!("{e}")).into(),
@@ -189,26 +188,59 @@ async fn changed_input(
     if let Ok(source) = Source::open(inputs, opts) {
         let mut stream = Box::pin(source.into_stream());
         while let Some(Ok(item)) = stream.next().await {
-            let Some(was) = ids.remove(&item.line()) else {
-                continue;
-            };
-            let now = recorded.fingerprint(&item);
-            if now != was {
-                let line = item.line();
-                return Usage(anyhow!(
-                    "input line {line} is {now} but its record is for {was}: {advice}"
-                ))
-                .into();
+            if let Some(message) = differs(recorded, &mut ids, &item) {
+                return Usage(anyhow!("{message}")).into();
             }
         }
     }
+    Usage(anyhow!("{}", unmatched(&ids, mismatch))).into()
+}
+
+const CHANGED_ADVICE: &str = "the input changed since the output was written; resume with the same inputs, or start a new output";
+
+/// Compares an input line with its record (taken out of `ids`, the records
+/// of a block that did not match): the message naming it when they differ.
+fn differs(
+    recorded: &Recorded,
+    ids: &mut std::collections::BTreeMap<u64, sluice::resume::Fingerprint>,
+    item: &Input,
+) -> Option<String> {
+    let line = item.line();
+    let was = ids.remove(&line)?;
+    let now = recorded.fingerprint(item);
+    (now != was).then(|| {
+        format!("input line {line} is {now} but its record is for {was}: {CHANGED_ADVICE}")
+    })
+}
+
+/// Once every input line of a mismatched block matched its record: the
+/// first record left has no request line any more (else the block's message).
+fn unmatched(
+    ids: &std::collections::BTreeMap<u64, sluice::resume::Fingerprint>,
+    mismatch: Mismatch,
+) -> String {
     match ids.first_key_value() {
-        Some((line, was)) => Usage(anyhow!(
-            "the output has a record for input line {line} ({was}), which is no longer a request line: {advice}"
-        ))
-        .into(),
-        None => Usage(anyhow!("{}", mismatch.message())).into(),
+        Some((line, was)) => format!(
+            "the output has a record for input line {line} ({was}), which is no longer a request line: {CHANGED_ADVICE}"
+        ),
+        None => mismatch.message(),
     }
+}
+
+/// The message for a block of a streamed input that did not match: the
+/// lines of that block are still held back, so the first one that differs
+/// can be named as for input files (its records are read again from the
+/// output).
+fn streamed_mismatch(recorded: &Recorded, mismatch: Mismatch, held: &[Input]) -> String {
+    let Ok(mut ids) = recorded.block_ids(mismatch.block) else {
+        return mismatch.message();
+    };
+    for item in held.iter().filter(|i| i.line() / BLOCK == mismatch.block) {
+        if let Some(message) = differs(recorded, &mut ids, item) {
+            return message;
+        }
+    }
+    unmatched(&ids, mismatch)
 }
 
 /// The input of a resumed run: lines with a record become
@@ -242,9 +274,10 @@ struct Held {
 
 impl Held {
     fn changed(&mut self, m: Mismatch) {
+        let message = streamed_mismatch(&self.recorded, m, &self.held);
         self.held.clear();
         self.out.push_back(Err(FeedError {
-            message: m.message(),
+            message,
             changed_input: true,
         }));
         self.ended = true;

@@ -46,6 +46,26 @@ async fn a_url_inserted_at_the_top_is_a_changed_input() {
         .output()
         .await;
     out.code(2);
+    assert!(
+        out.stderr.contains("input line 1 is `GET ") && out.stderr.contains("n=0"),
+        "names the first line that differs, not a block of 1,023 lines: {}",
+        out.stderr
+    );
+    assert_eq!(server.stats().requests, 0, "nothing was sent");
+    assert_eq!(std::fs::read_to_string(&results).unwrap(), before);
+
+    // Lines removed from the end of a streamed input: the first record
+    // left without its line is named.
+    let out = Sluice::run(["--resume".as_ref(), "-o".as_ref(), results.as_os_str()])
+        .stdin(lines(&urls[..3]))
+        .output()
+        .await;
+    out.code(2);
+    assert!(
+        out.stderr.contains("a record for input line 4 ("),
+        "{}",
+        out.stderr
+    );
     assert_eq!(server.stats().requests, 0, "nothing was sent");
     assert_eq!(std::fs::read_to_string(&results).unwrap(), before);
     server.shutdown().await;

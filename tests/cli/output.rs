@@ -127,12 +127,34 @@ async fn an_unwritable_output_fails_before_anything_is_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_write_stops_with_exit_3() {
     let server = mock().await;
-    let out = Sluice::run(["-o", "/dev/full"])
-        .stdin(format!("{}/fast\n", server.url()))
-        .output()
-        .await;
+    let dir = tempdir();
+    let summary = dir.path().join("summary.json");
+    let out = Sluice::run([
+        "-o".as_ref(),
+        "/dev/full".as_ref(),
+        "--summary-json".as_ref(),
+        summary.as_os_str(),
+    ])
+    .stdin(format!("{}/fast\n", server.url()))
+    .output()
+    .await;
     out.code(3);
-    assert!(!out.stderr.is_empty());
+    assert_eq!(server.stats().requests, 1);
+    // The record was lost, but the request was sent: the summary counts its
+    // attempt and shows no rate (not "0 requests ... 39.0 req/s", nor
+    // "nothing sent").
+    assert!(
+        out.stderr
+            .contains("sluice: 0 requests: 0 ok, 0 failed in ")
+            && out.stderr.contains("(none recorded)")
+            && out.stderr.contains("attempts 1 (0 retries)"),
+        "{}",
+        out.stderr
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary")).expect("json");
+    assert_eq!(json["requests_per_second"], 0.0, "{json}");
+    assert_eq!(json["attempts"], 1, "{json}");
     server.shutdown().await;
 }
 

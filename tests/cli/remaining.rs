@@ -132,12 +132,51 @@ async fn progress_shows_a_fixed_total_with_an_eta_and_a_paused_origin() {
         .output()
         .await;
     out.code(0);
+    let paused = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("paused by the server (429/503) until "))
+        .unwrap_or_else(|| panic!("a paused progress line: {}", out.stderr));
+    // The retry is counted once, inside what waits (it read as `1 waiting ·
+    // 1 waiting to retry`, two of one request).
     assert!(
-        out.stderr
-            .lines()
-            .any(|l| l.contains("paused by the server (429/503) until ")),
-        "{}",
-        out.stderr
+        paused.contains(", 1 waiting (1 of them to retry)") && !paused.contains("waiting to retry"),
+        "{paused}"
     );
     server.shutdown().await;
+}
+
+/// At a terminal, with nothing typed yet, the bar is empty, not full (it
+/// was drawn as 0/0, which indicatif shows as done). `script` (util-linux)
+/// gives sluice a terminal; its standard input ends after a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_standard_input_at_a_terminal_shows_an_empty_bar() {
+    let dir = tempdir();
+    let results = dir.path().join("res.jsonl");
+    let command = format!(
+        "{} run -o {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        results.display()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("util-linux `script` runs sluice at a terminal");
+        let stdin = child.stdin.take();
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        drop(stdin);
+        child.wait_with_output().expect("script ends")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("reading requests from standard input; Ctrl-D ends it"),
+        "{text}"
+    );
+    assert!(text.contains('░') && !text.contains('█'), "{text}");
 }

@@ -170,6 +170,12 @@ async fn report_refuses_bad_lines_and_writing_over_its_input() {
     let out = Sluice::new(args(&[])).output().await;
     out.code(2);
     assert!(out.stderr.contains("--overwrite"), "{}", out.stderr);
+    // sluice report sends nothing; it said "nothing was sent".
+    assert!(
+        out.stderr.contains("nothing was written") && !out.stderr.contains("sent"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(std::fs::read_to_string(&old).unwrap(), "keep me");
     let out = Sluice::new(args(&["--overwrite"])).output().await;
     out.code(0);
@@ -365,6 +371,42 @@ async fn a_resumed_runs_report_covers_the_whole_file() {
         recomputed
             .stdout
             .starts_with("sluice: 10 requests: 6 ok, 4 failed in ")
+    );
+    server.shutdown().await;
+}
+
+/// A results file in a provider's batch format has no timings: `sluice
+/// report` says what it is and what to do (it said "missing field `ok` at
+/// line 1 column 441").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_names_a_batch_format_file() {
+    let server = mock().await;
+    let dir = tempdir();
+    let results = dir.path().join("out.jsonl");
+    let input = format!("{}/fast\n", server.url());
+    Sluice::run([
+        "--output-format".as_ref(),
+        "openai-batch".as_ref(),
+        "-o".as_ref(),
+        results.as_os_str(),
+    ])
+    .stdin(input)
+    .output()
+    .await
+    .code(0);
+    let out = Sluice::new(["report".as_ref(), results.as_os_str()])
+        .output()
+        .await;
+    out.code(2);
+    let expected = format!(
+        "{}:1: an openai-batch result line, not a sluice record",
+        results.display()
+    );
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--output-format sluice"),
+        "{}",
+        out.stderr
     );
     server.shutdown().await;
 }
