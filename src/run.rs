@@ -429,7 +429,9 @@ async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i
     let mut report = DryRun::default();
     let mut signals = crate::signals::listen().context("cannot install signal handlers")?;
     let mut interrupted = None;
-    let mut out = std::io::stdout().lock();
+    // A handle, not a lock: the lock may not be held across an await in a
+    // task that can move between worker threads.
+    let mut out = std::io::stdout();
     loop {
         let item = tokio::select! {
             item = stream.next() => item,

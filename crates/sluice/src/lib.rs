@@ -5,7 +5,8 @@
 //!
 //! The pipeline, one module per stage:
 //! [`source`] (input lines) → [`parse`] (line → [`Request`]) → [`intake`]
-//! (unique ids, costs) → [`engine`] (limits, retries; [`gcra`], [`retry`]) →
+//! (unique ids, costs) → [`engine`] (drives the [`scheduler`]: limits, retries;
+//! [`gcra`], [`retry`]) →
 //! [`attempt`] (one exchange; [`classify`] its failures) → [`Record`]s →
 //! [`sink`] (crash-safe output) and
 //! [`stats`].
@@ -33,6 +34,7 @@ pub mod redact;
 pub mod request;
 pub mod resume;
 pub mod retry;
+pub mod scheduler;
 pub mod sink;
 pub mod source;
 pub mod stats;

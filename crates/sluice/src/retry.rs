@@ -167,10 +167,11 @@ pub fn backoff_ceiling(initial: Duration, max: Duration, retry: u32) -> Duration
     initial.saturating_mul(factor).min(max)
 }
 
-/// A full-jitter backoff: uniform in `[0, ceiling]`.
-pub fn backoff(initial: Duration, max: Duration, retry: u32) -> Duration {
+/// A full-jitter backoff: uniform in `[0, ceiling]`, drawn from `rng` (the
+/// caller's seeded generator, so a run can be replayed exactly).
+pub fn backoff(initial: Duration, max: Duration, retry: u32, rng: &mut fastrand::Rng) -> Duration {
     let ceiling = backoff_ceiling(initial, max, retry);
-    ceiling.mul_f64(fastrand::f64())
+    ceiling.mul_f64(rng.f64())
 }
 
 /// The wait a response asks for: `retry-after-ms`, else `Retry-After` as
@@ -290,9 +291,18 @@ mod tests {
         assert_eq!(backoff_ceiling(i, m, 4), Duration::from_secs(4));
         assert_eq!(backoff_ceiling(i, m, 10), m);
         assert_eq!(backoff_ceiling(i, m, u32::MAX), m);
+        let mut rng = fastrand::Rng::with_seed(1);
         for retry in 1..20 {
-            assert!(backoff(i, m, retry) <= backoff_ceiling(i, m, retry));
+            assert!(backoff(i, m, retry, &mut rng) <= backoff_ceiling(i, m, retry));
         }
+        // The same seed, the same waits.
+        let waits = |seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            (1..6)
+                .map(|r| backoff(i, m, r, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(waits(9), waits(9));
     }
 
     #[test]

@@ -1,0 +1,284 @@
+//! One origin (`scheme://host:port`): its queue of waiting requests and its
+//! own limits. The scheduler asks it questions and tells it what happened;
+//! it never reaches into its fields.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::gcra::Gcra;
+use crate::request::Request;
+use crate::timing::Stopwatch;
+
+/// A request and its progress through attempts.
+pub(crate) struct Job {
+    pub(crate) req: Arc<Request>,
+    /// Budget cells each attempt spends.
+    pub(crate) cells: u64,
+    pub(crate) origin: usize,
+    /// Order of first arrival: a retry keeps its place by it.
+    pub(crate) seq: u64,
+    pub(crate) attempts: u32,
+    /// When the first attempt started.
+    pub(crate) first: Option<Instant>,
+    /// Held back until then (the spread after a pause).
+    pub(crate) not_before: Option<Instant>,
+    /// Every failure the policy lists may be retried.
+    pub(crate) safe: bool,
+    /// An earlier attempt of a non-idempotent request failed after it was
+    /// written: whatever the final outcome, the server may have applied it.
+    pub(crate) maybe_applied: bool,
+    /// Where its time goes, for the record's `wait_ms` and `attempt_log`.
+    pub(crate) watch: Box<Stopwatch>,
+}
+
+/// Whether an origin could start its head request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Now.
+    Now,
+    /// Not before this instant; `rate` when the origin's rate is what
+    /// holds it.
+    At { at: Instant, rate: bool },
+    /// Not until something happens to it (it has nothing queued, is closed
+    /// or at its own concurrency limit).
+    Idle,
+}
+
+/// Per-origin state, in the shape of lychee's `Host`.
+pub(crate) struct Origin {
+    name: String,
+    queue: VecDeque<Job>,
+    in_flight: usize,
+    paused_until: Option<Instant>,
+    rate: Option<Gcra>,
+    closed: bool,
+    hard_failures: u32,
+    /// Key of this origin's entry in the scheduler's `ready` map.
+    pub(crate) ready_key: Option<u64>,
+    /// This origin's queue length counted in the scheduler's `ready_queued`.
+    pub(crate) counted: usize,
+    /// The instant of this origin's one entry in the scheduler's wake-ups.
+    pub(crate) wake_at: Option<Instant>,
+}
+
+impl Origin {
+    pub(crate) fn new(name: String, rate: Option<Gcra>) -> Origin {
+        Origin {
+            name,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            paused_until: None,
+            rate,
+            closed: false,
+            hard_failures: 0,
+            ready_key: None,
+            counted: 0,
+            wake_at: None,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub(crate) fn head(&self) -> Option<&Job> {
+        self.queue.front()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.queue.iter()
+    }
+
+    /// True while a pause holds every start.
+    pub(crate) fn is_paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|p| p > now)
+    }
+
+    /// Queues a request in order of its first arrival: a retry keeps its
+    /// place ahead of requests read after it, so its wait is the one the
+    /// server asked for, not that plus a whole queue.
+    pub(crate) fn enqueue(&mut self, job: Job) {
+        let at = self.queue.partition_point(|j| j.seq < job.seq);
+        self.queue.insert(at, job);
+    }
+
+    /// Whether the head request could start at `now`. A pause that has ended
+    /// releases the queue spread out (`spread`), whichever step notices it.
+    pub(crate) fn readiness(
+        &mut self,
+        now: Instant,
+        per_host: usize,
+        rng: &mut fastrand::Rng,
+    ) -> Readiness {
+        if self.paused_until.is_some_and(|p| p <= now) {
+            self.paused_until = None;
+            spread(&mut self.queue, now, rng);
+        }
+        let Some(head) = self.queue.front() else {
+            return Readiness::Idle;
+        };
+        if self.closed || self.in_flight >= per_host {
+            return Readiness::Idle;
+        }
+        let not_before = head.not_before;
+        let rate = self.rate.as_mut().map(|g| g.ready_at(now, 1));
+        match [self.paused_until, not_before, rate]
+            .into_iter()
+            .flatten()
+            .max()
+        {
+            Some(at) if at > now => Readiness::At {
+                at,
+                rate: rate == Some(at),
+            },
+            _ => Readiness::Now,
+        }
+    }
+
+    /// The head request is next but a rate or budget limit holds it.
+    pub(crate) fn head_held_by_rate(&mut self, now: Instant) {
+        if let Some(head) = self.queue.front_mut() {
+            head.watch.held_by_rate(now);
+        }
+    }
+
+    /// Takes the head request for an attempt, charging the origin's rate.
+    /// Call only when `readiness` said `Now`.
+    pub(crate) fn start(&mut self, now: Instant) -> Option<Job> {
+        let job = self.queue.pop_front()?;
+        if let Some(g) = &mut self.rate {
+            g.take(now, 1);
+        }
+        self.in_flight += 1;
+        Some(job)
+    }
+
+    /// An attempt of this origin ended.
+    pub(crate) fn attempt_ended(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Pauses every start until `until`; false when an equal or longer pause
+    /// already holds.
+    pub(crate) fn pause(&mut self, until: Instant) -> bool {
+        if self.paused_until.is_some_and(|p| p >= until) {
+            return false;
+        }
+        self.paused_until = Some(until);
+        true
+    }
+
+    /// Counts a final outcome for `--halt-after`; returns the consecutive
+    /// hard failures so far.
+    pub(crate) fn count_final(&mut self, hard: bool) -> u32 {
+        self.hard_failures = if hard { self.hard_failures + 1 } else { 0 };
+        self.hard_failures
+    }
+
+    /// Closes the origin; returns its queued requests, which will not run.
+    /// Empty when it was already closed.
+    pub(crate) fn close(&mut self) -> Vec<Job> {
+        if self.closed {
+            return Vec::new();
+        }
+        self.closed = true;
+        self.queue.drain(..).collect()
+    }
+
+    /// Empties the queue (the run drains).
+    pub(crate) fn take_queue(&mut self) -> Vec<Job> {
+        self.queue.drain(..).collect()
+    }
+}
+
+/// After a pause, queued requests restart spread over up to a second (10 ms
+/// per request), in queue order, so they do not arrive in lock-step.
+fn spread(queue: &mut VecDeque<Job>, now: Instant, rng: &mut fastrand::Rng) {
+    let n = queue.len().min(100);
+    if n < 2 {
+        return;
+    }
+    let window = Duration::from_millis(10 * n as u64);
+    let mut offsets: Vec<Duration> = (0..n).map(|_| window.mul_f64(rng.f64())).collect();
+    offsets.sort();
+    for (job, offset) in queue.iter_mut().zip(offsets) {
+        job.not_before = Some(now + offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(seq: u64) -> Job {
+        let url = url::Url::parse("http://127.0.0.1/").expect("a valid URL");
+        Job {
+            req: Arc::new(Request::get(seq + 1, url)),
+            cells: 0,
+            origin: 0,
+            seq,
+            attempts: 0,
+            first: None,
+            not_before: None,
+            safe: true,
+            maybe_applied: false,
+            watch: Box::new(Stopwatch::new(
+                Instant::now(),
+                std::time::SystemTime::UNIX_EPOCH,
+            )),
+        }
+    }
+
+    #[test]
+    fn an_ended_pause_releases_its_queue_spread_out_in_order() {
+        let now = Instant::now();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut queue: VecDeque<Job> = (0..50).map(job).collect();
+        spread(&mut queue, now, &mut rng);
+        let starts: Vec<Instant> = queue.iter().map(|j| j.not_before.expect("set")).collect();
+        // In queue order, within 10 ms per request (at most a second), and
+        // not all at the same instant.
+        assert!(starts.windows(2).all(|w| w[0] <= w[1]));
+        assert!(
+            starts
+                .iter()
+                .all(|&t| t >= now && t <= now + Duration::from_millis(500))
+        );
+        assert!(
+            starts[49] - starts[0] > Duration::from_millis(100),
+            "{:?}",
+            starts[49] - starts[0]
+        );
+        // A single waiting request goes at once.
+        let mut one: VecDeque<Job> = (0..1).map(job).collect();
+        spread(&mut one, now, &mut rng);
+        assert!(one[0].not_before.is_none());
+    }
+
+    #[test]
+    fn a_retry_keeps_its_place_in_the_queue() {
+        let mut origin = Origin::new("http://127.0.0.1".into(), None);
+        for seq in [1, 2, 5, 6] {
+            origin.enqueue(job(seq));
+        }
+        origin.enqueue(job(3));
+        let order: Vec<u64> = origin.jobs().map(|j| j.seq).collect();
+        assert_eq!(order, [1, 2, 3, 5, 6]);
+    }
+}
