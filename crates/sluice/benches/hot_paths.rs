@@ -58,6 +58,8 @@ fn s1_record() -> Record {
             .map(Body::Json),
         error: None,
         final_url: None,
+        transport: None,
+        timing: None,
     }
 }
 
