@@ -101,7 +101,7 @@ pub fn suggest(snapshot: &Snapshot, headroom: Headroom) -> Suggestion {
             Window::Bucket => bucket(limit),
             Window::Fixed => fixed(limit),
         };
-        if let Some(pause) = pause {
+        if let Some(pause) = pause.filter(|p| !p.is_zero()) {
             suggestion.pause = suggestion.pause.max(Some(pause));
         }
         if let Some(rate) = rate {
@@ -155,5 +155,243 @@ fn burst(per_second: f64, remaining: Option<u64>) -> u64 {
     match remaining {
         Some(left) if left > 0 => second.min(left),
         _ => second,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::Dialect;
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    /// One limit's facts: (limit, remaining, reset, window).
+    type Facts = (Option<u64>, Option<u64>, Option<Duration>, Option<Duration>);
+
+    fn snapshot(window: Window, facts: &[(Dimension, Facts)]) -> Snapshot {
+        let limits = facts
+            .iter()
+            .map(|(dimension, (limit, remaining, reset, w))| Limit {
+                limit: *limit,
+                remaining: *remaining,
+                reset: *reset,
+                window: *w,
+                ..Limit::new(*dimension)
+            })
+            .collect();
+        Snapshot {
+            dialect: Dialect::OpenAi,
+            window,
+            limits,
+            warnings: Vec::new(),
+        }
+    }
+
+    const R: Dimension = Dimension::Requests;
+    const T: Dimension = Dimension::Tokens;
+
+    #[test]
+    fn the_rules() {
+        use Window::{Bucket, Fixed};
+        // (window, limits, headroom, pause ms, paces as (rate, burst))
+        type Case = (
+            Window,
+            Vec<(Dimension, Facts)>,
+            f64,
+            Option<u64>,
+            Vec<(f64, u64)>,
+        );
+        let cases: Vec<Case> = vec![
+            // 600 a minute: one request refills in 100 ms, so 10/s.
+            (
+                Bucket,
+                vec![(R, (Some(600), Some(599), ms(100), None))],
+                1.0,
+                None,
+                vec![(10.0, 10)],
+            ),
+            // OpenAI's documented example: 5000/min.
+            (
+                Bucket,
+                vec![(R, (Some(5000), Some(4999), ms(12), None))],
+                1.0,
+                None,
+                vec![(83.333, 83)],
+            ),
+            // Same bucket half spent: same rate (time until full doubles too).
+            (
+                Bucket,
+                vec![(R, (Some(600), Some(300), ms(30_000), None))],
+                1.0,
+                None,
+                vec![(10.0, 10)],
+            ),
+            // Empty bucket: pause until one request is back, then pace.
+            (
+                Bucket,
+                vec![(R, (Some(600), Some(0), ms(60_000), None))],
+                1.0,
+                Some(100),
+                vec![(10.0, 10)],
+            ),
+            // Headroom lowers the rate and the burst.
+            (
+                Bucket,
+                vec![(R, (Some(600), Some(599), ms(100), None))],
+                0.5,
+                None,
+                vec![(5.0, 5)],
+            ),
+            // Slow limits still let one through at a time.
+            (
+                Bucket,
+                vec![(R, (Some(50), Some(49), ms(2000), None))],
+                1.0,
+                None,
+                vec![(0.5, 1)],
+            ),
+            // Full bucket, or refilled within the reset's resolution: nothing said.
+            (
+                Bucket,
+                vec![(R, (Some(600), Some(600), ms(0), None))],
+                1.0,
+                None,
+                vec![],
+            ),
+            (
+                Bucket,
+                vec![(R, (Some(600), Some(300), ms(0), None))],
+                1.0,
+                None,
+                vec![],
+            ),
+            // Empty with the limit unknown: pause until the reset.
+            (
+                Bucket,
+                vec![(R, (None, Some(0), ms(20_000), None))],
+                1.0,
+                Some(20_000),
+                vec![],
+            ),
+            // Something left, limit unknown: nothing to pace by.
+            (
+                Bucket,
+                vec![(R, (None, Some(5), ms(20_000), None))],
+                1.0,
+                None,
+                vec![],
+            ),
+            // Tokens empty, requests fine: the origin pauses, both paced.
+            (
+                Bucket,
+                vec![
+                    (R, (Some(600), Some(590), ms(1000), None)),
+                    (T, (Some(60_000), Some(0), ms(60_000), None)),
+                ],
+                1.0,
+                Some(1),
+                vec![(10.0, 10), (1000.0, 1000)],
+            ),
+            // Fixed window: what remains, spread until the reset.
+            (
+                Fixed,
+                vec![(R, (Some(5000), Some(4000), ms(1_000_000), None))],
+                1.0,
+                None,
+                vec![(4.0, 4)],
+            ),
+            // ... with headroom.
+            (
+                Fixed,
+                vec![(R, (Some(5000), Some(4000), ms(1_000_000), None))],
+                0.25,
+                None,
+                vec![(1.0, 1)],
+            ),
+            // ... the burst never exceeds what remains.
+            (
+                Fixed,
+                vec![(R, (Some(100), Some(3), ms(500), None))],
+                1.0,
+                None,
+                vec![(6.0, 3)],
+            ),
+            // Nothing left: pause until the window ends.
+            (
+                Fixed,
+                vec![(R, (Some(60), Some(0), ms(30_000), None))],
+                1.0,
+                Some(30_000),
+                vec![],
+            ),
+            // The window ends now: nothing said.
+            (
+                Fixed,
+                vec![(R, (Some(60), Some(0), ms(0), None))],
+                1.0,
+                None,
+                vec![],
+            ),
+            // An IETF policy with a window and no state: q / w.
+            (
+                Fixed,
+                vec![(R, (Some(100), None, None, ms(60_000)))],
+                1.0,
+                None,
+                vec![(1.667, 1)],
+            ),
+            // Absurd: the rate is capped.
+            (
+                Bucket,
+                vec![(
+                    T,
+                    (
+                        Some(1_000_000_000_000),
+                        Some(0),
+                        Some(Duration::from_nanos(1)),
+                        None,
+                    ),
+                )],
+                1.0,
+                None,
+                vec![(MAX_RATE, 1_000_000_000)],
+            ),
+        ];
+        for (i, (window, facts, headroom, pause, paces)) in cases.into_iter().enumerate() {
+            let got = suggest(
+                &snapshot(window, &facts),
+                Headroom::new(headroom).expect("valid"),
+            );
+            assert_eq!(got.pause, pause.map(Duration::from_millis), "case {i}");
+            let rates: Vec<(f64, u64)> =
+                got.paces.iter().map(|p| (p.per_second, p.burst)).collect();
+            assert_eq!(rates.len(), paces.len(), "case {i}: {rates:?}");
+            for ((rate, burst), (want_rate, want_burst)) in rates.iter().zip(&paces) {
+                assert!(
+                    (rate - want_rate).abs() < 1e-3,
+                    "case {i}: {rate} != {want_rate}"
+                );
+                assert_eq!(burst, want_burst, "case {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn paces_name_their_dimension_and_policy() {
+        let mut s = snapshot(Window::Fixed, &[(T, (Some(10), Some(5), ms(1000), None))]);
+        s.limits[0].policy = Some("core".into());
+        let pace = &suggest(&s, Headroom::FULL).paces[0];
+        assert_eq!((pace.dimension, pace.policy.as_deref()), (T, Some("core")));
+    }
+
+    #[test]
+    fn headroom_is_in_zero_to_one() {
+        for bad in [0.0, -0.5, 1.01, f64::NAN, f64::INFINITY] {
+            assert_eq!(Headroom::new(bad), None, "{bad}");
+        }
+        assert_eq!(Headroom::new(0.9).map(Headroom::get), Some(0.9));
+        assert_eq!(Headroom::default(), Headroom::FULL);
     }
 }
