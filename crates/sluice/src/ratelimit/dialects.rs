@@ -7,29 +7,45 @@ use std::time::SystemTime;
 use http::HeaderMap;
 
 use super::values::{Reader, duration_or_number, number_reset, rfc3339};
-use super::{Dialect, Dimension, Limit, Problem, Snapshot, Window, ietf};
+use super::{Dialect, Dimension, Limit, Problem, Snapshot, ietf};
 
 /// Detects the dialect and reads it; `None` when no rate-limit header is
 /// present.
 pub(super) fn observe(headers: &HeaderMap, now: SystemTime) -> Option<Snapshot> {
     let dialect = detect(headers)?;
     let mut reader = Reader::new(headers, now);
-    let (window, mut limits) = match dialect {
-        Dialect::Anthropic => (Window::Bucket, anthropic(&mut reader)),
-        Dialect::OpenAi => (Window::Bucket, openai(&mut reader)),
-        Dialect::GitHub => (Window::Fixed, github(&mut reader).into_iter().collect()),
-        Dialect::IetfStructured => (Window::Fixed, ietf::structured(&mut reader)),
-        Dialect::IetfLegacy => (Window::Fixed, legacy(&mut reader).into_iter().collect()),
+    let mut limits = match reader.text("age").filter(|age| cached(age)) {
+        Some(age) => {
+            reader.warn("age", age.to_owned(), Problem::Cached);
+            Vec::new()
+        }
+        None => read(&mut reader, dialect),
     };
     for limit in &mut limits {
         cap_remaining(&mut reader, dialect, limit);
     }
     Some(Snapshot {
         dialect,
-        window,
+        window: dialect.window(),
         limits,
         warnings: reader.warnings,
     })
+}
+
+fn read(reader: &mut Reader<'_>, dialect: Dialect) -> Vec<Limit> {
+    match dialect {
+        Dialect::Anthropic => anthropic(reader),
+        Dialect::OpenAi => openai(reader),
+        Dialect::GitHub => github(reader).into_iter().collect(),
+        Dialect::IetfStructured => ietf::structured(reader),
+        Dialect::IetfLegacy => legacy(reader).into_iter().collect(),
+    }
+}
+
+/// A positive `Age`: the response came from a cache, so its limits are
+/// someone else's past (the IETF draft asks clients to ignore them).
+fn cached(age: &str) -> bool {
+    !age.is_empty() && age.bytes().all(|b| b.is_ascii_digit()) && age.bytes().any(|b| b != b'0')
 }
 
 /// The dialect of the first family whose names appear, in the order of
@@ -149,8 +165,19 @@ fn cap_remaining(reader: &mut Reader<'_>, dialect: Dialect, limit: &mut Limit) {
     if let (Some(cap), Some(left)) = (limit.limit, limit.remaining)
         && left > cap
     {
-        let header = format!("{} remaining", dialect.name());
+        let header = remaining_header(dialect, limit.dimension);
         reader.warn(&header, format!("{left} > {cap}"), Problem::AboveLimit);
         limit.remaining = Some(cap);
+    }
+}
+
+/// The header that carried a limit's `remaining`, for its warning.
+fn remaining_header(dialect: Dialect, dimension: Dimension) -> String {
+    match dialect {
+        Dialect::Anthropic => format!("anthropic-ratelimit-{}-remaining", dimension.name()),
+        Dialect::OpenAi => format!("x-ratelimit-remaining-{}", dimension.name()),
+        Dialect::GitHub => "x-ratelimit-remaining".to_owned(),
+        Dialect::IetfStructured => "ratelimit".to_owned(),
+        Dialect::IetfLegacy => "ratelimit-remaining".to_owned(),
     }
 }

@@ -60,6 +60,14 @@ impl Dialect {
             Dialect::IetfLegacy => "ietf-legacy",
         }
     }
+
+    /// How the dialect's quota comes back (see the table above).
+    pub fn window(self) -> Window {
+        match self {
+            Dialect::OpenAi | Dialect::Anthropic => Window::Bucket,
+            Dialect::GitHub | Dialect::IetfStructured | Dialect::IetfLegacy => Window::Fixed,
+        }
+    }
 }
 
 /// What a limit counts.
@@ -175,6 +183,9 @@ pub enum Problem {
     Capped,
     /// `remaining` above `limit`: `remaining` capped at `limit`.
     AboveLimit,
+    /// The response came from a cache (a positive `Age`): every limit of
+    /// the response is ignored.
+    Cached,
     /// A form sluice does not pace by (an IETF quota unit other than
     /// requests): ignored.
     Unsupported,
@@ -187,6 +198,7 @@ impl fmt::Display for Warning {
             Problem::Capped => "capped: beyond what sluice believes",
             Problem::AboveLimit => "capped: remaining above the limit",
             Problem::Unsupported => "ignored: not a limit sluice paces by",
+            Problem::Cached => "the response came from a cache: its rate-limit headers are ignored",
         };
         write!(
             f,

@@ -162,7 +162,7 @@ fn openai_absurd_values_are_capped() {
         "{p:?}"
     );
     assert!(
-        p.contains(&("openai remaining".into(), Problem::AboveLimit)),
+        p.contains(&("x-ratelimit-remaining-requests".into(), Problem::AboveLimit)),
         "{p:?}"
     );
 }
@@ -385,6 +385,19 @@ fn ietf_legacy_triple() {
         s.limits,
         vec![lim(Dimension::Requests, Some(100), Some(0), secs(17.0))]
     );
+}
+
+#[test]
+fn cached_responses_say_nothing() {
+    let fresh = [("ratelimit-remaining", "5"), ("ratelimit-reset", "10")];
+    for age in ["0", "00", "", "soon"] {
+        let mut pairs = fresh.to_vec();
+        pairs.push(("age", age));
+        assert_eq!(read(&pairs).limits.len(), 1, "age {age:?}");
+    }
+    let s = read(&[("ratelimit-remaining", "5"), ("age", "30")]);
+    assert!(s.limits.is_empty());
+    assert_eq!(problems(&s), vec![("age".into(), Problem::Cached)]);
 }
 
 #[test]
