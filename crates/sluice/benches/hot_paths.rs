@@ -65,9 +65,7 @@ fn s1_record() -> Record {
             .map(Body::Json),
         error: None,
         final_url: None,
-        // Written only with --include-headers, which S1 does not use.
         transport: None,
-        // Not measured yet: a record's timing (issue 8) is not in this bench.
         timing: None,
     }
 }

@@ -397,9 +397,7 @@ mod tests {
                             pos += 9 + len;
                             let reply = match (ty, act) {
                                 (4, _) if flags & 1 == 0 => frame(4, 1, 0, &[]),
-                                (6, _) if flags & 1 == 0 => {
-                                    frame(6, 1, 0, &buf[pos - len..pos].to_vec())
-                                }
+                                (6, _) if flags & 1 == 0 => frame(6, 1, 0, &buf[pos - len..pos]),
                                 (1, H2Act::Reset(code)) => frame(3, 0, id, &code.to_be_bytes()),
                                 (1, H2Act::GoAway(last, code)) => {
                                     let mut p = last.to_be_bytes().to_vec();

@@ -29,6 +29,7 @@ pub mod gcra;
 pub mod intake;
 pub mod order;
 pub mod parse;
+pub mod ratelimit;
 pub mod record;
 pub mod redact;
 pub mod request;

@@ -178,6 +178,14 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// The latency histogram as a report draws it (see [`bins`]).
+    pub fn latency_bins(&self) -> Vec<Bin> {
+        let max_us = (self.max_ms * 1000.0).round() as u64;
+        bins::bins(&self.latency_us, max_us)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,13 +216,5 @@ mod tests {
         let l = t.latency().unwrap();
         assert!((l.p50_ms - 50.0).abs() < 0.1, "{l:?}");
         assert_eq!(l.max_ms, 100.0, "{l:?}");
-    }
-}
-
-impl Tally {
-    /// The latency histogram as a report draws it (see [`bins`]).
-    pub fn latency_bins(&self) -> Vec<Bin> {
-        let max_us = (self.max_ms * 1000.0).round() as u64;
-        bins::bins(&self.latency_us, max_us)
     }
 }
