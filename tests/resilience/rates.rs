@@ -1,37 +1,36 @@
 //! Rates and budgets are exact: never more than rate × window + burst
-//! attempt starts in any window (read from the server's arrival times), and
-//! over a run they reach the rate.
+//! attempt starts in any window (read from the server's arrival times). That
+//! upper bound is the contract and no slowness can break it, so it is checked
+//! exactly. That a run reaches its rate (within 1%, with late timers) is
+//! checked on a made-up clock in `crates/sluice/src/scheduler/tests.rs`; here
+//! only a smoke check of it, loose enough for a loaded 2-core machine.
 
 use serde_json::json;
 
 use crate::child::{achieved_rate, arrivals, json_line, max_in_window};
 use crate::support::*;
 
-/// At 100/s with burst 1: at most 101 starts in any 1 s window.
-fn assert_never_above_100(what: &str, sorted: &[f64]) {
+/// At 100/s with burst 1: at most 101 starts in any 1 s window, and over the
+/// run at least 60/s.
+///
+/// The lower bound is a smoke check: it catches a gross bug such as a halved
+/// rate (every start charged twice, or a period doubled: at most 50/s, which
+/// no speed of the machine can raise), and leaves room for a driver whose
+/// every wake-up is ~9 ms late (timer lateness up to 3 ms costs no rate).
+fn assert_paced_at_100(what: &str, sorted: &[f64]) {
     let most = max_in_window(sorted, 1000.0);
+    let achieved = achieved_rate(sorted);
     eprintln!(
-        "{what}: {} arrivals, at most {most} in 1 s, {:.1}/s overall",
-        sorted.len(),
-        achieved_rate(sorted)
+        "{what}: {} arrivals, at most {most} in 1 s, {achieved:.1}/s overall",
+        sorted.len()
     );
     assert!(
         most <= 101,
         "{what}: {most} starts in one second at 100/s, burst 1"
     );
-}
-
-/// Over the run, at least 85% of `rate` (a lower bound with room for a
-/// loaded 2-core machine). At 400/s a start late by the timer's millisecond
-/// for every token (the bug this guards against) reaches only ~70%.
-fn assert_reaches(what: &str, sorted: &[f64], rate: f64) {
-    let achieved = achieved_rate(sorted);
-    let mut gaps: Vec<f64> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
-    gaps.sort_by(f64::total_cmp);
     assert!(
-        achieved >= rate * 0.85,
-        "{what}: only {achieved:.1}/s achieved at {rate}/s (median gap between starts {:.2} ms)",
-        gaps[gaps.len() / 2]
+        achieved >= 60.0,
+        "{what}: only {achieved:.1}/s achieved at 100/s"
     );
 }
 
@@ -78,20 +77,15 @@ async fn per_host_rate_run(rate: u32, n: usize) -> (Vec<f64>, Vec<f64>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn global_rate_is_never_exceeded() {
-    assert_never_above_100("--rate 100/s", &global_rate_run(100, 300).await);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn global_rate_is_reached() {
-    assert_reaches("--rate 400/s", &global_rate_run(400, 1200).await, 400.0);
+async fn global_rate_is_never_exceeded_and_paced() {
+    assert_paced_at_100("--rate 100/s", &global_rate_run(100, 200).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_host_rate_limits_each_origin_separately() {
     let (at_a, at_b) = per_host_rate_run(100, 200).await;
-    assert_never_above_100("origin A at --per-host-rate 100/s", &at_a);
-    assert_never_above_100("origin B at --per-host-rate 100/s", &at_b);
+    assert_paced_at_100("origin A at --per-host-rate 100/s", &at_a);
+    assert_paced_at_100("origin B at --per-host-rate 100/s", &at_b);
     // The limit is per origin: together they exceed what one origin may.
     let mut both = [at_a, at_b].concat();
     both.sort_by(f64::total_cmp);
@@ -100,13 +94,6 @@ async fn per_host_rate_limits_each_origin_separately() {
         most > 101,
         "two origins together: at most {most} starts in 1 s"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_host_rate_is_reached() {
-    let (at_a, at_b) = per_host_rate_run(400, 800).await;
-    assert_reaches("origin A at --per-host-rate 400/s", &at_a, 400.0);
-    assert_reaches("origin B at --per-host-rate 400/s", &at_b, 400.0);
 }
 
 /// --budget 6000/m (100 units a second) with --budget-burst 600 and requests

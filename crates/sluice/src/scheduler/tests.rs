@@ -706,36 +706,104 @@ fn halt_after_zero_never_closes() {
     );
 }
 
+/// Runs `n` requests of cost `cost` to each of `origins` origins, every
+/// attempt ending at once, with timers that fire at the next millisecond tick and later, as
+/// tokio's do; the starts at each origin.
+fn run_with_late_timers(
+    config: Config,
+    origins: usize,
+    n: usize,
+    cost: u64,
+) -> (Sim, Vec<Vec<Instant>>) {
+    let mut sim = Sim::new(config, 1);
+    for _ in 0..n {
+        for o in 0..origins {
+            assert!(sim.offer(o, cost));
+        }
+    }
+    sim.end_input();
+    while !sim.s.finished() {
+        while !sim.running.is_empty() {
+            sim.complete(0, End::Ok);
+        }
+        if let Some(wake) = sim.s.next_wake() {
+            let tick = (wake - sim.t0).as_nanos().div_ceil(1_000_000) as u64;
+            sim.now = sim.t0 + Duration::from_millis(tick) + Duration::from_micros(400);
+            sim.s.advance(sim.now);
+            sim.collect();
+        }
+    }
+    let per_origin = (0..origins)
+        .map(|o| {
+            let name = origin_name(&origin_url(o));
+            let at: Vec<Instant> = sim
+                .starts
+                .iter()
+                .filter(|s| s.origin == name)
+                .map(|s| s.at)
+                .collect();
+            assert_eq!(at.len(), n, "{name}");
+            at
+        })
+        .collect();
+    (sim, per_origin)
+}
+
+/// Starts a second from the first start to the last.
+fn achieved(at: &[Instant]) -> f64 {
+    let span = (at[at.len() - 1] - at[0]).as_secs_f64();
+    (at.len() - 1) as f64 / span
+}
+
 #[test]
 fn a_rate_is_reached_within_one_percent_with_late_timers() {
-    // Timers fire at the next millisecond tick and later, as tokio's do.
     for (rate, n) in [("1000/s", 2000), ("100/s", 300), ("10/s", 30)] {
         let rate = crate::units::Rate::parse(rate).expect("a valid rate");
-        let mut sim = Sim::new(config(|b| b.concurrency(64).rate(rate).read_ahead(n)), 1);
-        for _ in 0..n {
-            sim.offer(0, 1);
-        }
-        sim.end_input();
-        while !sim.s.finished() {
-            while !sim.running.is_empty() {
-                sim.complete(0, End::Ok);
-            }
-            if let Some(wake) = sim.s.next_wake() {
-                let tick = (wake - sim.t0).as_nanos().div_ceil(1_000_000) as u64;
-                sim.now = sim.t0 + Duration::from_millis(tick) + Duration::from_micros(400);
-                sim.s.advance(sim.now);
-                sim.collect();
-            }
-        }
-        let first = sim.starts[0].at;
-        let span = (sim.starts[n - 1].at - first).as_secs_f64();
-        let achieved = (n - 1) as f64 / span;
+        let c = config(|b| b.concurrency(64).rate(rate).read_ahead(n));
+        let (sim, at) = run_with_late_timers(c, 1, n, 1);
+        let achieved = achieved(&at[0]);
         assert!(
             achieved >= rate.per_second() * 0.99,
             "{achieved}/s at {rate:?}"
         );
         sim.assert_rates();
     }
+}
+
+/// Each origin reaches its own rate, however many share the timer.
+#[test]
+fn a_per_host_rate_is_reached_at_each_origin_within_one_percent_with_late_timers() {
+    for (rate, n) in [("1000/s", 500), ("100/s", 300), ("10/s", 30)] {
+        let rate = crate::units::Rate::parse(rate).expect("a valid rate");
+        let c = config(|b| b.concurrency(64).per_host_rate(rate).read_ahead(2 * n));
+        let (sim, at) = run_with_late_timers(c, 2, n, 1);
+        for (o, at) in at.iter().enumerate() {
+            let achieved = achieved(at);
+            assert!(
+                achieved >= rate.per_second() * 0.99,
+                "origin {o}: {achieved}/s at {rate:?}"
+            );
+        }
+        sim.assert_rates();
+    }
+}
+
+/// The budget is spent at its rate: cost-10 requests under 1000 units a
+/// second start 100 a second.
+#[test]
+fn a_budget_is_reached_within_one_percent_with_late_timers() {
+    let budget = crate::units::Rate::parse("1000/s").expect("a valid rate");
+    let n = 300;
+    let c = config(|b| {
+        b.concurrency(64)
+            .budget(budget)
+            .budget_burst(10)
+            .read_ahead(n)
+    });
+    let (sim, at) = run_with_late_timers(c, 1, n, 10);
+    let achieved = achieved(&at[0]) * 10.0;
+    assert!(achieved >= 1000.0 * 0.99, "{achieved} units/s at 1000/s");
+    sim.assert_rates();
 }
 
 #[test]
