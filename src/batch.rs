@@ -285,7 +285,7 @@ struct State {
     /// Requests read and waiting for their first attempt, by line.
     waiting: HashSet<u64>,
     /// Paused origins and until when.
-    paused: HashMap<String, SystemTime>,
+    paused: HashMap<String, (SystemTime, String)>,
     /// Records of this run whose request was sent (at least one attempt).
     sent: u64,
     /// Of those, the records that reached the output (the summary's rate
@@ -345,8 +345,13 @@ impl State {
             Event::Waiting { line, .. } => {
                 self.waiting.insert(line);
             }
-            Event::Paused { origin, wait } => {
-                self.paused.insert(origin, SystemTime::now() + wait);
+            Event::Paused {
+                origin,
+                wait,
+                reason,
+            } => {
+                self.paused
+                    .insert(origin, (SystemTime::now() + wait, reason));
             }
         }
     }
@@ -383,7 +388,7 @@ impl State {
     /// What the progress line shows now.
     fn progress<'a>(&'a mut self, feed: &Feed, stdin_terminal: bool) -> Progress<'a> {
         let now = SystemTime::now();
-        self.paused.retain(|_, until| *until > now);
+        self.paused.retain(|_, (until, _)| *until > now);
         let read = feed.read.load(Ordering::Relaxed);
         let prior = self.all.records - self.this_run.records;
         let (total, exact) = match feed.total.get() {
@@ -400,8 +405,8 @@ impl State {
             paused: self
                 .paused
                 .iter()
-                .max_by_key(|(_, until)| **until)
-                .map(|(o, u)| (o.as_str(), *u)),
+                .max_by_key(|(_, (until, _))| *until)
+                .map(|(o, (until, why))| (o.as_str(), *until, why.as_str())),
             tally: &self.this_run,
             sent: self.sent,
             elapsed: self.started.elapsed(),

@@ -108,7 +108,11 @@ impl Display {
                 show(*wait)
             ),
             Event::Record(r) => record_line(r),
-            Event::Paused { origin, wait } => format!("{origin} paused for {}", show(*wait)),
+            Event::Paused {
+                origin,
+                wait,
+                reason,
+            } => format!("{origin} paused for {} ({reason})", show(*wait)),
             Event::OriginClosed { origin, reason } => format!("{origin} closed: {reason}"),
             Event::Dropped { line, .. } => {
                 format!("line {line} dropped (no record; --resume sends it)")
@@ -139,8 +143,8 @@ pub struct Progress<'a> {
     pub waiting: usize,
     /// Waiting to retry.
     pub retrying: usize,
-    /// The origin paused longest, and until when.
-    pub paused: Option<(&'a str, std::time::SystemTime)>,
+    /// The origin paused longest, until when, and why.
+    pub paused: Option<(&'a str, std::time::SystemTime, &'a str)>,
     /// This run's records.
     pub tally: &'a Tally,
     /// Records of this run that were sent.
@@ -171,13 +175,13 @@ impl Progress<'_> {
         match self.paused {
             // One count of what waits, its retries inside it: `60 waiting ·
             // 10 waiting to retry` read as 70 of 60 lines.
-            Some((origin, until)) => {
+            Some((origin, until, why)) => {
                 let retrying = match self.retrying {
                     0 => String::new(),
                     n => format!(" ({n} of them to retry)"),
                 };
                 parts.push(format!(
-                    "{origin} paused by the server (429/503) until {}, {} waiting{retrying}",
+                    "{origin} paused by {why} until {}, {} waiting{retrying}",
                     local_time(until),
                     self.waiting + self.retrying
                 ));

@@ -135,7 +135,7 @@ async fn progress_shows_a_fixed_total_with_an_eta_and_a_paused_origin() {
     let paused = out
         .stderr
         .lines()
-        .find(|l| l.contains("paused by the server (429/503) until "))
+        .find(|l| l.contains("paused by Retry-After on HTTP 429 until "))
         .unwrap_or_else(|| panic!("a paused progress line: {}", out.stderr));
     // The retry is counted once, inside what waits (it read as `1 waiting ·
     // 1 waiting to retry`, two of one request).

@@ -52,6 +52,9 @@ pub enum Event {
         origin: String,
         /// How long no request to it will start.
         wait: Duration,
+        /// Why, as a user reads it: `Retry-After on HTTP 429`, or `HTTP 503
+        /// without Retry-After (backoff)`.
+        reason: String,
     },
     /// An origin was closed: its remaining requests are neither sent nor written.
     OriginClosed {

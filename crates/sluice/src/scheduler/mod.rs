@@ -554,7 +554,11 @@ impl Scheduler {
                 self.close_origin(job.origin, &reason, now);
                 return Verdict::Final(Some((ErrorKind::RetryAfterTooLong, reason)));
             }
-            self.pause(job.origin, asked.unwrap_or(backoff), now);
+            let reason = match asked {
+                Some(_) => format!("Retry-After on HTTP {status}"),
+                None => format!("HTTP {status} without Retry-After (backoff)"),
+            };
+            self.pause(job.origin, asked.unwrap_or(backoff), reason, now);
         }
         let allowed = job.attempts <= self.config.retries
             && retry::wants_retry(&self.config.retry_on, failure, job.safe);
@@ -567,13 +571,14 @@ impl Scheduler {
         Verdict::Retry(asked.map_or(backoff, |a| a.min(max)))
     }
 
-    fn pause(&mut self, o: usize, wait: Duration, now: Instant) {
+    fn pause(&mut self, o: usize, wait: Duration, reason: String, now: Instant) {
         if !self.origins[o].pause(later(now, wait)) {
             return;
         }
         self.emit(Event::Paused {
             origin: self.origins[o].name().to_string(),
             wait,
+            reason,
         });
         self.refresh(o, now);
     }

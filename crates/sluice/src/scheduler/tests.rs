@@ -277,7 +277,7 @@ impl Sim {
                 *self.left.entry(*line).or_default() += 1;
                 self.retry_due.remove(line);
             }
-            Event::Paused { origin, wait } => {
+            Event::Paused { origin, wait, .. } => {
                 let until = self.now + *wait;
                 let at = self.pauses.entry(origin.clone()).or_insert(until);
                 *at = (*at).max(until);
@@ -546,7 +546,7 @@ fn a_429_pauses_its_origin_then_releases_the_queue_spread_out() {
     let paused = sim
         .events
         .iter()
-        .any(|e| matches!(e, Event::Paused { wait, .. } if *wait == Duration::from_secs(2)));
+        .any(|e| matches!(e, Event::Paused { wait, reason, .. } if *wait == Duration::from_secs(2) && reason == "Retry-After on HTTP 429"));
     assert!(paused, "{:?}", sim.events);
     // Nothing starts during the pause, however often the timer fires.
     while sim
@@ -593,7 +593,10 @@ fn a_429_without_retry_after_pauses_for_the_backoff() {
     }
     sim.complete(0, End::TooMany(None));
     let wait = sim.events.iter().find_map(|e| match e {
-        Event::Paused { wait, .. } => Some(*wait),
+        Event::Paused { wait, reason, .. } => {
+            assert_eq!(reason, "HTTP 429 without Retry-After (backoff)");
+            Some(*wait)
+        }
         _ => None,
     });
     assert!(
