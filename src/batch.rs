@@ -14,23 +14,19 @@ use sluice::stats::{Report, Sample, Tally};
 use sluice::{Config, Event, Input};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::exit::{Ending, ExitCode, Stop};
 use crate::report::{Display, Progress, Summary};
 use crate::signals::Signal;
 
-/// Exit statuses, as `docs/exit-status.md` explains them.
-pub mod exit {
-    /// Every request has an ok record.
-    pub const OK: i32 = 0;
-    /// Every request has a record and some failed.
-    pub const FAILED: i32 = 1;
-    /// Nothing was sent: usage, configuration, input or output error.
-    pub const USAGE: i32 = 2;
-    /// Stopped early; `--resume` continues.
-    pub const STOPPED: i32 = 3;
-    /// Interrupted by SIGINT.
-    pub const SIGINT: i32 = 130;
-    /// Interrupted by SIGTERM.
-    pub const SIGTERM: i32 = 143;
+/// The message for an engine that stopped early: a panic loses no record
+/// that was written, so a resumable run says how to continue.
+fn engine_stopped(e: sluice::RunError, resumable: bool) -> String {
+    match e {
+        sluice::RunError::Panicked if resumable => {
+            format!("{e}; run again with --resume to continue")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Why the input stream stopped early.
@@ -44,10 +40,10 @@ pub struct FeedError {
 }
 
 impl FeedError {
-    /// A read failure.
-    pub fn read(e: impl std::fmt::Display) -> FeedError {
+    /// A read failure, with its cause.
+    pub fn read(e: sluice::source::SourceError) -> FeedError {
         FeedError {
-            message: e.to_string(),
+            message: format!("{:#}", anyhow::Error::from(e)),
             changed_input: false,
         }
     }
@@ -157,8 +153,7 @@ pub async fn drive(
     let shutdown = async move {
         let _ = stop_rx.await;
     };
-    let mut run = sluice::run(config, inputs, shutdown)
-        .map_err(|e| crate::run::Usage(anyhow::anyhow!("{e}")))?;
+    let mut run = sluice::run(config, inputs, shutdown).map_err(|e| crate::run::Usage(e.into()))?;
     let resumed = prior.is_some();
     let mut state = State {
         all: prior.unwrap_or_default(),
@@ -195,8 +190,9 @@ pub async fn drive(
                 Some(event) => state.handle(event, &mut sink, &ui.display),
                 None => {
                     if let Err(e) = run.join().await {
-                        eprintln!("sluice: {e}");
-                        state.engine_error = Some(e);
+                        let message = engine_stopped(e, state.resumable);
+                        eprintln!("sluice: {message}");
+                        state.engine_error = Some(message);
                     }
                     break;
                 }
@@ -237,7 +233,7 @@ pub async fn drive(
         eprintln!("sluice: {}", e.message);
     }
     let summary = state.summary(started.elapsed(), read_error, &feed, insecure);
-    if summary.exit_code == exit::OK
+    if summary.exit_code == ExitCode::Ok
         && summary.records == 0
         && feed.read.load(Ordering::Relaxed) == 0
         && feed.ended.load(Ordering::Relaxed)
@@ -471,7 +467,7 @@ impl State {
         s.resumable = self.resumable;
         s.cancelled = self.cancelled.unwrap_or(0);
         s.set_rate(self.sent_recorded, wall);
-        let (code, why) = if let Some(sig) = self.signal {
+        let (stop, why) = if let Some(sig) = self.signal {
             let cancelled = match self.cancelled {
                 Some(n) => format!(
                     "; a second {} cancelled {} in flight without a record",
@@ -481,35 +477,37 @@ impl State {
                 None => String::new(),
             };
             (
-                sig.exit_code(),
+                None,
                 Some(format!("interrupted by {}{cancelled}", sig.name())),
             )
         } else if let Some(e) = self.write_error.as_ref().or(self.engine_error.as_ref()) {
-            (exit::STOPPED, Some(e.clone()))
+            (Some(Stop::Stopped), Some(e.clone()))
         } else if let Some(e) = read_error {
             if e.changed_input {
-                (exit::USAGE, Some(e.message))
+                (Some(Stop::Usage), Some(e.message))
             } else {
                 (
-                    exit::STOPPED,
+                    Some(Stop::Stopped),
                     Some(format!("reading the input failed: {}", e.message)),
                 )
             }
         } else if !self.closed.is_empty() {
             (
-                exit::STOPPED,
+                Some(Stop::Stopped),
                 Some(if self.resumable {
                     "origins were closed; run again with --resume later".into()
                 } else {
                     "origins were closed".into()
                 }),
             )
-        } else if self.all.failed() > 0 {
-            (exit::FAILED, None)
         } else {
-            (exit::OK, None)
+            (None, None)
         };
-        s.exit_code = code;
+        s.exit_code = ExitCode::decide(Ending {
+            signal: self.signal,
+            stop,
+            failed: self.all.failed() > 0,
+        });
         s.stopped = why;
         s
     }

@@ -3,6 +3,7 @@
 //! place that reads the environment (`${VAR}` in `-H`, proxy variables).
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sluice::format::OutputFormat;
 use sluice::parse::InputFormat;
 use sluice::units::{Rate, parse_duration, parse_size};
-use sluice::{BodyMode, Config, ProxyConfig, Redactor, RetryOn, TlsConfig};
+use sluice::{BodyMode, Config, ConfigError, ProxyConfig, Redactor, RetryOn, TlsConfig};
 
 use crate::help;
 
@@ -460,8 +461,8 @@ impl RunArgs {
     pub fn config(&self) -> Result<Config> {
         let redactor = Redactor::with_extra(&self.redact);
         let mut b = Config::builder()
-            .concurrency(self.concurrency as usize)
-            .burst(self.burst)
+            .concurrency(at_least_one(self.concurrency))
+            .burst(NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN))
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .retries(self.retries)
@@ -473,7 +474,7 @@ impl RunArgs {
             .halt_after(self.halt_after)
             .headers(parse_headers(&self.headers, &redactor)?)
             .ordered(self.ordered)
-            .reorder_window(self.reorder_window as usize)
+            .reorder_window(at_least_one(self.reorder_window))
             .body_mode(self.body_mode())
             .max_body_size(self.max_body_size)
             // The batch formats take the request id from the response headers.
@@ -484,7 +485,7 @@ impl RunArgs {
             .http2(self.http2)
             .compressed(self.compressed);
         if let Some(n) = self.per_host_concurrency {
-            b = b.per_host_concurrency(n as usize);
+            b = b.per_host_concurrency(at_least_one(n));
         }
         if let Some(d) = self.pool_idle_timeout {
             b = b.pool_idle_timeout(d);
@@ -499,9 +500,9 @@ impl RunArgs {
             b = b.budget(r);
         }
         if let Some(n) = self.budget_burst {
-            b = b.budget_burst(n);
+            b = b.budget_burst(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN));
         }
-        Ok(b.build()?)
+        b.build().map_err(config_error)
     }
 
     /// The results are written in a provider's batch format.
@@ -609,6 +610,28 @@ impl RunArgs {
 }
 
 /// `--listen`: `HOST:PORT` (names resolved, first address) or a bare port on 127.0.0.1.
+/// A configuration error in the words of the options that set the fields
+/// it names (the engine knows fields, not options).
+fn config_error(e: ConfigError) -> anyhow::Error {
+    match e {
+        ConfigError::BackoffInitialAboveMax { initial, max } => anyhow::anyhow!(
+            "--backoff-initial ({initial:?}) is longer than --backoff-max ({max:?})"
+        ),
+        ConfigError::ZeroTimeout => anyhow::anyhow!("--timeout must be longer than zero"),
+        ConfigError::ZeroConnectTimeout => {
+            anyhow::anyhow!("--connect-timeout must be longer than zero")
+        }
+        ConfigError::BudgetBurstWithoutBudget => anyhow::anyhow!("--budget-burst needs --budget"),
+        other => other.into(),
+    }
+}
+
+/// A count option as the engine's type; clap's `range(1..)` has already
+/// refused 0, so the `MIN` fallbacks never apply.
+fn at_least_one(n: u64) -> NonZeroUsize {
+    NonZeroUsize::new(usize::try_from(n).unwrap_or(usize::MAX)).unwrap_or(NonZeroUsize::MIN)
+}
+
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));

@@ -2,6 +2,7 @@
 //! `/delay/1` at concurrency 15 against an in-process test upstream — with
 //! the makespan beside its ideal and the connections the server saw.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,10 +17,10 @@ use crate::report::Display;
 use crate::run::Usage;
 
 const REQUESTS: u64 = 200;
-const CONCURRENCY: usize = 15;
+const CONCURRENCY: NonZeroUsize = NonZeroUsize::new(15).expect("15 is not zero");
 
 /// Runs the demo and returns the exit status.
-pub async fn demo(args: DemoArgs) -> Result<i32> {
+pub async fn demo(args: DemoArgs) -> Result<crate::exit::ExitCode> {
     let (sink, shown) = open_output(args.output.as_deref())?;
     let mock = MockServer::start(([127, 0, 0, 1], 0).into())
         .await
@@ -47,7 +48,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     let start = Instant::now();
     let summary = batch::drive(config, feed, inputs, sink, None, ui, signals).await?;
     let makespan = start.elapsed().as_secs_f64();
-    let ideal = REQUESTS.div_ceil(CONCURRENCY as u64) as f64;
+    let ideal = REQUESTS.div_ceil(CONCURRENCY.get() as u64) as f64;
     let stats = mock.stats();
     let lines = [
         format!(

@@ -5,8 +5,8 @@
 
 use clap::{CommandFactory, Parser};
 
-use crate::batch::exit;
 use crate::cli::Cli;
+use crate::exit::{ExitCode, Stop};
 
 /// A document printed by `sluice help NAME`.
 struct Topic {
@@ -36,7 +36,7 @@ const TOPICS: &[Topic] = &[
 const EXIT_STATUS: &str = include_str!("../docs/exit-status.md");
 
 /// Prints the help `sluice help [NAME]` asks for; returns the exit status.
-pub fn print(name: Option<&str>) -> i32 {
+pub fn print(name: Option<&str>) -> ExitCode {
     let is_command = |name: &str| Cli::command().find_subcommand(name).is_some();
     match name {
         None => print_clap_help(&[]),
@@ -46,7 +46,7 @@ pub fn print(name: Option<&str>) -> i32 {
 }
 
 /// Prints what `sluice ARGS... --help` prints, exactly.
-fn print_clap_help(args: &[&str]) -> i32 {
+fn print_clap_help(args: &[&str]) -> ExitCode {
     let argv = std::iter::once("sluice")
         .chain(args.iter().copied())
         .chain(["--help"]);
@@ -54,14 +54,14 @@ fn print_clap_help(args: &[&str]) -> i32 {
         // A closed stdout (`| head`) is not worth a message.
         let _ = help.print();
     }
-    exit::OK
+    ExitCode::Ok
 }
 
-fn print_topic(name: &str) -> i32 {
+fn print_topic(name: &str) -> ExitCode {
     if let Some(topic) = TOPICS.iter().find(|t| t.name == name) {
         use std::io::Write as _;
         let _ = write!(std::io::stdout(), "{}", plain(topic.markdown));
-        return exit::OK;
+        return ExitCode::Ok;
     }
     let cli = Cli::command();
     let commands: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
@@ -71,7 +71,7 @@ fn print_topic(name: &str) -> i32 {
         commands.join(", "),
         topics.join(", ")
     );
-    exit::USAGE
+    ExitCode::stopped(Stop::Usage)
 }
 
 /// After `sluice --help`: examples, the topics and the exit statuses.
@@ -307,14 +307,7 @@ mod tests {
     #[test]
     fn the_exit_statuses_are_every_exit_code() {
         let text = exit_statuses();
-        for code in [
-            exit::OK,
-            exit::FAILED,
-            exit::USAGE,
-            exit::STOPPED,
-            exit::SIGINT,
-            exit::SIGTERM,
-        ] {
+        for code in ExitCode::ALL.map(ExitCode::code) {
             let listed = text
                 .lines()
                 .any(|line| line.trim_start().starts_with(&format!("{code} ")));

@@ -28,6 +28,7 @@ mod batch;
 mod chart;
 mod cli;
 mod demo;
+mod exit;
 mod help;
 mod html;
 mod outputs;
@@ -39,19 +40,20 @@ mod signals;
 
 use clap::Parser;
 
-use crate::batch::exit;
 use crate::cli::{Cli, Command};
+use crate::exit::{ExitCode, Stop};
 
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() {
-                exit::USAGE
+            let code = if e.use_stderr() {
+                ExitCode::stopped(Stop::Usage)
             } else {
-                exit::OK
-            });
+                ExitCode::Ok
+            };
+            std::process::exit(code.code());
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -61,7 +63,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice: cannot start the async runtime: {e}");
-            std::process::exit(exit::USAGE);
+            std::process::exit(ExitCode::stopped(Stop::Usage).code());
         }
     };
     // The command runs as a task on the workers, not on this thread: every
@@ -71,15 +73,15 @@ fn main() {
         match tokio::spawn(dispatch(cli.command)).await {
             Ok(code) => code,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => exit::STOPPED,
+            Err(_) => ExitCode::stopped(Stop::Stopped),
         }
     });
     // Attempts still running after a second interrupt are abandoned here.
     runtime.shutdown_background();
-    std::process::exit(code);
+    std::process::exit(code.code());
 }
 
-async fn dispatch(command: Command) -> i32 {
+async fn dispatch(command: Command) -> ExitCode {
     let result = match command {
         Command::Run(args) => run::run(*args).await,
         Command::Demo(args) => demo::demo(args).await,
@@ -101,18 +103,14 @@ async fn dispatch(command: Command) -> i32 {
     };
     result.unwrap_or_else(|e| {
         eprintln!("sluice: error: {e:#}");
-        if e.downcast_ref::<run::Usage>().is_some() {
-            exit::USAGE
-        } else {
-            exit::STOPPED
-        }
+        ExitCode::of_error(&e)
     })
 }
 
 async fn mock(
     listen: std::net::SocketAddr,
     options: sluice_mock::MockOptions,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<ExitCode> {
     let server = sluice_mock::MockServer::start_with(listen, options)
         .await
         .map_err(|e| {
@@ -123,5 +121,5 @@ async fn mock(
     println!("sluice mock listening on {}", server.url());
     let _ = tokio::signal::ctrl_c().await;
     server.shutdown().await;
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }

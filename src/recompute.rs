@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow, bail};
 use sluice::stats::{Report, Sample};
 
-use crate::batch::exit;
 use crate::cli::ReportArgs;
+use crate::exit::{Ending, ExitCode};
 use crate::html::{self, Source};
 use crate::outputs::Output;
 use crate::report::Summary;
@@ -19,7 +19,7 @@ use crate::run::Usage;
 use crate::settings::RunInfo;
 
 /// Runs the command: prints the summary, writes `--html` and `--json`.
-pub fn report(args: ReportArgs) -> Result<i32> {
+pub fn report(args: ReportArgs) -> Result<ExitCode> {
     let outputs: Vec<Output> = [("--html", &args.html), ("--json", &args.json)]
         .into_iter()
         .filter_map(|(option, path)| {
@@ -43,7 +43,7 @@ pub fn report(args: ReportArgs) -> Result<i32> {
     if let Some(path) = &args.html {
         html::write(path, &summary, &report, Source::Files(&args.files)).map_err(Usage)?;
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
 /// The summary a run prints, from records alone: the wall time is the time
@@ -52,11 +52,10 @@ pub fn report(args: ReportArgs) -> Result<i32> {
 /// without a record, how the run ended) is absent.
 pub fn summary(report: &Report) -> Summary {
     let mut s = Summary::new(&report.tally, &report.tally, report.busy_time());
-    s.exit_code = if report.tally.failed() > 0 {
-        exit::FAILED
-    } else {
-        exit::OK
-    };
+    s.exit_code = ExitCode::decide(Ending {
+        failed: report.tally.failed() > 0,
+        ..Ending::default()
+    });
     s
 }
 
@@ -173,7 +172,7 @@ mod tests {
     fn the_summary_comes_from_the_records() {
         let r = read_text(&format!("{OK}\n")).unwrap();
         let s = summary(&r);
-        assert_eq!((s.records, s.ok, s.exit_code), (1, 1, 0));
+        assert_eq!((s.records, s.ok, s.exit_code), (1, 1, ExitCode::Ok));
         assert!((s.wall_seconds - 0.010).abs() < 1e-9, "{}", s.wall_seconds);
     }
 }

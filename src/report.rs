@@ -355,7 +355,7 @@ pub struct Summary {
     /// TLS verification was off.
     pub insecure: bool,
     /// The exit status.
-    pub exit_code: i32,
+    pub exit_code: crate::exit::ExitCode,
 }
 
 impl Summary {
@@ -387,7 +387,7 @@ impl Summary {
             attempts_this_run: this_run.attempts,
             stopped: None,
             insecure: false,
-            exit_code: 0,
+            exit_code: crate::exit::ExitCode::Ok,
         }
     }
 

@@ -11,11 +11,12 @@ use sluice::format::OutputFormat;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
 use sluice::resume::{BLOCK, Mismatch, Recorded};
-use sluice::sink::{OpenMode, Sink};
+use sluice::sink::{OpenError, OpenMode, Sink};
 use sluice::source::Source;
 
-use crate::batch::{self, Feed, FeedError, Ui, exit};
+use crate::batch::{self, Feed, FeedError, Ui};
 use crate::cli::RunArgs;
+use crate::exit::{Ending, ExitCode, Stop};
 use crate::report::Display;
 
 /// A failure before anything was sent: printed, then exit 2.
@@ -24,11 +25,13 @@ use crate::report::Display;
 pub struct Usage(pub anyhow::Error);
 
 /// Runs the command; `Err(Usage)` means nothing was sent.
-pub async fn run(args: RunArgs) -> Result<i32> {
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let config = args.config().map_err(Usage)?;
     args.check_output_options().map_err(Usage)?;
     let base_url = match &args.base_url {
-        Some(text) => Some(check_base_url(text).map_err(|e| Usage(anyhow!("--base-url: {e}")))?),
+        Some(text) => Some(
+            check_base_url(text).map_err(|e| Usage(anyhow::Error::new(e).context("--base-url")))?,
+        ),
         None => None,
     };
     let opts = ParseOptions {
@@ -37,7 +40,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         input_format: args.input_format.into(),
     };
-    let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(anyhow!("{e}")))?;
+    let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(e.into()))?;
     for note in crate::outputs::check(&outputs(&args), &args.inputs, args.overwrite)? {
         eprintln!("{note}");
     }
@@ -66,7 +69,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
                 }
             }
             let recorded = Recorded::scan_all(&files, args.retry_failed, &config.redactor)
-                .map_err(|e| Usage(anyhow!("{e}")))?;
+                .map_err(|e| Usage(e.into()))?;
             let format = OutputFormat::from(args.output_format);
             if let Some(found) = recorded.format.filter(|f| *f != format) {
                 return Err(Usage(anyhow!(
@@ -89,7 +92,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     // Every check has passed before anything changes on disk or is sent.
     let recorded = match recorded {
         Some((mut r, checked)) => {
-            r.commit().map_err(|e| Usage(anyhow!("{e}")))?;
+            r.commit().map_err(|e| Usage(e.into()))?;
             if r.repaired_bytes > 0 {
                 eprintln!(
                     "sluice: --resume: cut {} after the last complete record of {} (a torn last line)",
@@ -159,11 +162,11 @@ async fn check_inputs_match(
     let mut check = recorded.check();
     let mut stream = Box::pin(
         Source::open(inputs, opts.clone())
-            .map_err(|e| Usage(anyhow!("{e}")))?
+            .map_err(|e| Usage(e.into()))?
             .into_stream(),
     );
     while let Some(item) = stream.next().await {
-        let item = item.map_err(|e| Usage(anyhow!("{e}")))?;
+        let item = item.map_err(|e| Usage(e.into()))?;
         if let Err(m) = check.feed(&item) {
             return Err(changed_input(recorded, m, inputs, opts).await);
         }
@@ -183,7 +186,7 @@ async fn changed_input(
 ) -> anyhow::Error {
     let mut ids = match recorded.block_ids(mismatch.block) {
         Ok(ids) => ids,
-        Err(e) => return Usage(anyhow!("{e}")).into(),
+        Err(e) => return Usage(e.into()).into(),
     };
     if let Ok(source) = Source::open(inputs, opts) {
         let mut stream = Box::pin(source.into_stream());
@@ -410,21 +413,31 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
     };
     let format = OutputFormat::from(args.output_format);
     let sink = Sink::open(path, mode, args.fsync)
-        .map_err(|e| Usage(anyhow!("{e}")))?
+        .map_err(open_error)?
         .with_format(format);
     Ok(match &args.errors_output {
         Some(errors) => sink.with_errors(
             Sink::open(errors, mode, args.fsync)
-                .map_err(|e| Usage(anyhow!("{e}")))?
+                .map_err(open_error)?
                 .with_format(format),
         ),
         None => sink,
     })
 }
 
+/// An output that cannot be opened, with the options that would proceed.
+fn open_error(e: OpenError) -> Usage {
+    match e {
+        OpenError::HoldsResults { .. } => Usage(anyhow!(
+            "{e}; use --resume to continue it, or --overwrite to replace it"
+        )),
+        e => Usage(e.into()),
+    }
+}
+
 /// `--dry-run`: every line is checked as a run would check it (duplicates
 /// and costs included); bad lines' records go to stdout; nothing is sent.
-async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i32> {
+async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<ExitCode> {
     let mut stream = Box::pin(source.into_stream());
     let mut report = DryRun::default();
     let mut signals = crate::signals::listen().context("cannot install signal handlers")?;
@@ -446,8 +459,8 @@ async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i
         let item = match item {
             Ok(item) => item,
             Err(e) => {
-                eprintln!("sluice: {e}");
-                return Ok(exit::STOPPED);
+                eprintln!("sluice: {:#}", anyhow::Error::from(e));
+                return Ok(ExitCode::stopped(Stop::Stopped));
             }
         };
         match intake.check(item) {
@@ -469,18 +482,18 @@ async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i
                     )
                     .is_err()
                 {
-                    return Ok(exit::STOPPED);
+                    return Ok(ExitCode::stopped(Stop::Stopped));
                 }
             }
         }
     }
     report.dry_run = true;
     report.request_lines = report.would_send + report.bad;
-    report.exit_code = match interrupted {
-        Some(signal) => signal.exit_code(),
-        None if report.bad > 0 => exit::FAILED,
-        None => exit::OK,
-    };
+    report.exit_code = ExitCode::decide(Ending {
+        signal: interrupted,
+        stop: None,
+        failed: report.bad > 0,
+    });
     if !args.quiet {
         eprintln!("{}", report.text());
     }
@@ -500,7 +513,7 @@ struct DryRun {
     would_send: u64,
     bad: u64,
     by_error: std::collections::BTreeMap<String, u64>,
-    exit_code: i32,
+    exit_code: ExitCode,
 }
 
 impl DryRun {

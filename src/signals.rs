@@ -17,14 +17,6 @@ pub enum Signal {
 }
 
 impl Signal {
-    /// The exit status that reports it (128 + the signal number).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Signal::Interrupt => crate::batch::exit::SIGINT,
-            Signal::Terminate => crate::batch::exit::SIGTERM,
-        }
-    }
-
     /// Its name, for the summary.
     pub fn name(self) -> &'static str {
         match self {

@@ -284,11 +284,11 @@ impl Running {
                     self.args
                 );
             }
-            if let Some(sig) = signal {
-                if now >= last_signal + Duration::from_millis(100) {
-                    self.signal(sig);
-                    last_signal = now;
-                }
+            if let Some(sig) = signal
+                && now >= last_signal + Duration::from_millis(100)
+            {
+                self.signal(sig);
+                last_signal = now;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };

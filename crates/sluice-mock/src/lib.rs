@@ -48,8 +48,6 @@
 //! # }
 //! ```
 
-#![warn(missing_docs)]
-
 mod body;
 mod endpoints;
 mod handler;

@@ -7,8 +7,12 @@
 //! (`cargo bench --no-run --workspace`). The end-to-end numbers are in
 //! BENCHMARKS.md (`bash bench/run.sh`).
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use std::collections::VecDeque;
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -229,7 +233,7 @@ fn timed(iters: u64, mut step: impl FnMut() -> Duration) -> Duration {
 fn scheduler(c: &mut Criterion) {
     let unpaced = || {
         Config::builder()
-            .concurrency(16)
+            .concurrency(NonZeroUsize::new(16).expect("16 is not zero"))
             .read_ahead(300)
             .build()
             .expect("a valid configuration")
@@ -258,7 +262,7 @@ fn scheduler(c: &mut Criterion) {
     group.bench_function("advance_paced", |b| {
         let rate = Rate::parse("1000/s").expect("a valid rate");
         let config = Config::builder()
-            .concurrency(16)
+            .concurrency(NonZeroUsize::new(16).expect("16 is not zero"))
             .read_ahead(300)
             .rate(rate)
             .build()

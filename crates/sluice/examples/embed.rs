@@ -12,7 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let requests = (1..=100).map(move |line| Input::Request(Request::get(line, url.clone())));
     let config = Config::builder()
-        .concurrency(20)
+        .concurrency(std::num::NonZeroUsize::new(20).expect("20 is not zero"))
         .rate("500/s".parse()?)
         .build()?;
     let mut run = sluice::run(

@@ -520,32 +520,9 @@ fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
     // Validate the text as received: compacting first could turn non-JSON
     // such as `[1 2 3]` into JSON (`[123]`).
     serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
-    RawValue::from_string(compact_json(text))
+    RawValue::from_string(crate::json::compact_json(text))
         .ok()
         .map(Body::Json)
-}
-
-/// Removes whitespace outside strings.
-pub fn compact_json(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
-            if c == '"' {
-                in_string = true;
-            }
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Response headers as recorded: lower-case names, repeated values joined,

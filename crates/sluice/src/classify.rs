@@ -36,15 +36,7 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Classified {
     let top = err.downcast_ref::<reqwest::Error>();
     let connect_phase = top.is_some_and(reqwest::Error::is_connect);
     let body_phase = top.is_some_and(|r| r.is_body() || r.is_decode());
-    let mut found: Option<(ErrorKind, bool)> = None;
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(hit) = classify_one(e, connect_phase) {
-            found = Some(hit);
-            break;
-        }
-        cur = e.source();
-    }
+    let found = chain(err).find_map(|e| classify_one(e, connect_phase));
     let (mut kind, sent) = found.unwrap_or_else(|| fallback(err, connect_phase));
     // An early end of the stream is a truncated body once the response has
     // begun; before it (a TLS peer closing without close_notify), it is the
@@ -65,6 +57,13 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Classified {
         message,
         local,
     }
+}
+
+/// The error and its sources, outermost first: the one walk over a chain.
+fn chain<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |&e| e.source())
 }
 
 /// Looks at one link of the chain; `None` means "ask the next link".
@@ -131,35 +130,21 @@ fn h2_kind(e: &h2::Error) -> Option<(ErrorKind, bool)> {
 }
 
 fn is_unexpected_eof(err: &(dyn StdError + 'static)) -> bool {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if e.downcast_ref::<io::Error>()
+    chain(err).any(|e| {
+        e.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::UnexpectedEof)
-        {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
+    })
 }
 
 /// EMFILE, ENFILE: no socket could be made here, whatever the server is like.
 fn out_of_descriptors(err: &(dyn StdError + 'static)) -> bool {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            if matches!(io.raw_os_error(), Some(24 | 23)) {
-                return true;
-            }
-            if let Some(inner) = io.get_ref() {
-                if out_of_descriptors(inner) {
-                    return true;
-                }
-            }
-        }
-        cur = e.source();
-    }
-    false
+    chain(err).any(|e| {
+        e.downcast_ref::<io::Error>().is_some_and(|io| {
+            matches!(io.raw_os_error(), Some(24 | 23))
+                // io::Error::source() skips the error it wraps.
+                || io.get_ref().is_some_and(|inner| out_of_descriptors(inner))
+        })
+    })
 }
 
 fn tls_kind(e: &rustls::Error) -> ErrorKind {
@@ -234,8 +219,7 @@ fn fallback(err: &(dyn StdError + 'static), connect_phase: bool) -> (ErrorKind, 
 /// The chain's messages joined, without the URL reqwest puts in its own.
 fn describe(err: &(dyn StdError + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
+    for e in chain(err) {
         let text = match e.downcast_ref::<reqwest::Error>() {
             Some(r) => reqwest_text(r),
             None => e.to_string(),
@@ -243,7 +227,6 @@ fn describe(err: &(dyn StdError + 'static)) -> String {
         if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
-        cur = e.source();
     }
     if parts.is_empty() {
         return "request failed".into();

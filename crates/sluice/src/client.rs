@@ -15,10 +15,45 @@ use crate::classify::DnsError;
 use crate::config::Config;
 use crate::connecting::Connecting;
 
-/// A client could not be built from the configuration (bad CA file, proxy URL...).
+/// The error of a TLS or HTTP library, kept as the source of a [`ClientError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A client could not be built from the configuration: which part failed,
+/// with the library's error as the source.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientError(pub String);
+#[non_exhaustive]
+pub enum ClientError {
+    /// A proxy URL was refused.
+    #[error("invalid proxy URL")]
+    Proxy(#[source] BoxError),
+    /// A CA file could not be read as PEM.
+    #[error("could not read the CA certificate")]
+    CaCertificate(#[source] BoxError),
+    /// A CA file held no certificate.
+    #[error("the CA file holds no PEM certificate")]
+    NoCaCertificate,
+    /// The client certificate or key (`part`) could not be read.
+    #[error("could not read the client {part}")]
+    Identity {
+        /// `certificate`, `key`, or `certificate or key`.
+        part: &'static str,
+        /// The parser's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The client certificate was refused with its key.
+    #[error("could not use the client certificate")]
+    UseIdentity(#[source] BoxError),
+    /// The platform's trusted certificates could not be loaded.
+    #[error("could not load the trusted certificates")]
+    TrustStore(#[source] BoxError),
+    /// The TLS library refused its configuration.
+    #[error("TLS setup failed")]
+    Tls(#[source] BoxError),
+    /// The HTTP client refused its configuration.
+    #[error("could not set up the HTTP client")]
+    Build(#[source] BoxError),
+}
 
 /// Builds the run's client.
 ///
@@ -26,6 +61,10 @@ pub struct ClientError(pub String);
 /// flight to it, so a run at concurrency c ends with about c connections, and
 /// drops idle ones after `pool_idle_timeout`, below common server
 /// keep-alives, to avoid writing onto a connection the server is closing.
+///
+/// # Errors
+///
+/// When a proxy URL, a CA certificate or the client identity in `config` cannot be used, or the TLS setup fails ([`ClientError`]).
 pub fn build(config: &Config) -> Result<Clients, ClientError> {
     if !config.http2 {
         let one = Sender::build(config, Version::Http1, None)?;
@@ -438,8 +477,7 @@ fn build_one(
         Some(tls) => b.tls_backend_preconfigured(tls),
         None => tls(b, config, &version)?,
     };
-    b.build()
-        .map_err(|e| ClientError(format!("could not set up the HTTP client: {e}")))
+    b.build().map_err(|e| ClientError::Build(e.into()))
 }
 
 fn proxies(
@@ -448,7 +486,7 @@ fn proxies(
 ) -> Result<reqwest::ClientBuilder, ClientError> {
     let p = &config.proxy;
     let no_proxy = p.no_proxy.as_deref().and_then(NoProxy::from_string);
-    let bad = |e: reqwest::Error| ClientError(format!("invalid proxy URL: {e}"));
+    let bad = |e: reqwest::Error| ClientError::Proxy(e.into());
     if let Some(url) = &p.http {
         b = b.proxy(Proxy::http(url).map_err(bad)?.no_proxy(no_proxy.clone()));
     }
@@ -473,10 +511,10 @@ fn tls(
         return Ok(b.tls_backend_preconfigured(crate::trust::client_config(t, alpn)?));
     }
     for pem in &t.ca_pem {
-        let certs = Certificate::from_pem_bundle(pem)
-            .map_err(|e| ClientError(format!("could not read the CA certificate: {e}")))?;
+        let certs =
+            Certificate::from_pem_bundle(pem).map_err(|e| ClientError::CaCertificate(e.into()))?;
         if certs.is_empty() {
-            return Err(ClientError("the CA file holds no PEM certificate".into()));
+            return Err(ClientError::NoCaCertificate);
         }
         b = b.tls_certs_merge(certs);
     }
@@ -484,8 +522,9 @@ fn tls(
         let mut pem = cert.clone();
         pem.push(b'\n');
         pem.extend_from_slice(key);
-        let id = Identity::from_pem(&pem).map_err(|e| {
-            ClientError(format!("could not read the client certificate or key: {e}"))
+        let id = Identity::from_pem(&pem).map_err(|e| ClientError::Identity {
+            part: "certificate or key",
+            source: e.into(),
         })?;
         b = b.identity(id);
     }

@@ -2,12 +2,13 @@
 //! ones (`sluice run --help` shows them); the CLI
 //! maps its options onto this type, so the engine never sees clap.
 
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 
-use crate::redact::Redactor;
+use crate::redact::{REDACTED, Redactor};
 use crate::retry::RetryOn;
 use crate::units::Rate;
 
@@ -37,7 +38,10 @@ pub enum BodyMode {
 
 /// Which proxy the client uses. The engine never reads the environment: the
 /// CLI turns `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` into this.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Its `Debug` shows the proxy URLs through [`Redactor::raw_url`]: a proxy
+/// URL may carry credentials (`http://user:password@proxy:3128`).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProxyConfig {
     /// Proxy for `http://` URLs.
     pub http: Option<String>,
@@ -48,7 +52,10 @@ pub struct ProxyConfig {
 }
 
 /// TLS settings; verification is on unless `insecure`.
-#[derive(Clone, Debug, Default)]
+///
+/// Its `Debug` never shows the client identity (it holds the private key),
+/// only whether there is one, and counts the CA certificates.
+#[derive(Clone, Default)]
 pub struct TlsConfig {
     /// Extra trusted CA certificates, PEM.
     pub ca_pem: Vec<Vec<u8>>,
@@ -56,6 +63,31 @@ pub struct TlsConfig {
     pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
     /// Skip certificate verification (`-k`).
     pub insecure: bool,
+}
+
+impl fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |url: &Option<String>| url.as_deref().map(|u| Redactor::default().raw_url(u));
+        f.debug_struct("ProxyConfig")
+            .field("http", &shown(&self.http))
+            .field("https", &shown(&self.https))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let identity = self.identity_pem.as_ref().map(|_| REDACTED);
+        f.debug_struct("TlsConfig")
+            .field(
+                "ca_pem",
+                &format_args!("[{} PEM file(s)]", self.ca_pem.len()),
+            )
+            .field("identity_pem", &identity)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
 }
 
 /// Everything a run needs to know. Build one with [`Config::builder`].
@@ -74,7 +106,7 @@ pub struct Config {
     /// Weighted budget spent by each attempt's cost. Default unlimited.
     pub budget: Option<Rate>,
     /// Budget that may be spent at once. Default: the budget's count.
-    pub budget_burst: Option<u64>,
+    pub budget_burst: Option<NonZeroU64>,
     /// One attempt, from send to whole body. Default 5 minutes.
     pub timeout: Duration,
     /// DNS + TCP + TLS. Default 10 seconds.
@@ -167,7 +199,7 @@ impl Config {
     /// ```
     /// use std::time::Duration;
     /// let config = sluice::Config::builder()
-    ///     .concurrency(50)
+    ///     .concurrency(std::num::NonZeroUsize::new(50).unwrap())
     ///     .rate("100/s".parse().unwrap())
     ///     .timeout(Duration::from_secs(30))
     ///     .build()
@@ -181,14 +213,34 @@ impl Config {
     /// The budget burst in effect: the given one, else one unit of the rate.
     pub fn effective_budget_burst(&self) -> Option<u64> {
         self.budget
-            .map(|b| self.budget_burst.unwrap_or(b.count.get()))
+            .map(|b| self.budget_burst.unwrap_or(b.count).get())
     }
 }
 
 /// A configuration error: a value that makes no sense together with another.
+/// Messages name the [`Config`] fields; a front end that set them from
+/// options of its own names those instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `backoff_initial` is longer than `backoff_max`.
+    #[error("backoff_initial ({initial:?}) is longer than backoff_max ({max:?})")]
+    BackoffInitialAboveMax {
+        /// The first backoff ceiling.
+        initial: Duration,
+        /// The largest backoff ceiling.
+        max: Duration,
+    },
+    /// `timeout` is zero.
+    #[error("timeout must be longer than zero")]
+    ZeroTimeout,
+    /// `connect_timeout` is zero.
+    #[error("connect_timeout must be longer than zero")]
+    ZeroConnectTimeout,
+    /// `budget_burst` is set without a `budget`.
+    #[error("budget_burst needs a budget")]
+    BudgetBurstWithoutBudget,
+}
 
 /// Builds a [`Config`]; every setter is named after the field it sets.
 #[derive(Clone, Debug)]
@@ -203,20 +255,20 @@ macro_rules! setters {
 }
 
 setters! {
-    /// Requests in flight at once; 0 is treated as 1.
-    concurrency: usize => |c, v| c.concurrency = NonZeroUsize::new(v).unwrap_or(NonZeroUsize::MIN);
-    /// Requests in flight at once per origin.
-    per_host_concurrency: usize => |c, v| c.per_host_concurrency = NonZeroUsize::new(v);
+    /// Requests in flight at once.
+    concurrency: NonZeroUsize => |c, v| c.concurrency = v;
+    /// Requests in flight at once per origin (unset: unlimited).
+    per_host_concurrency: NonZeroUsize => |c, v| c.per_host_concurrency = Some(v);
     /// Attempt starts per period across origins.
     rate: Rate => |c, v| c.rate = Some(v);
     /// Attempt starts per period per origin.
     per_host_rate: Rate => |c, v| c.per_host_rate = Some(v);
-    /// Starts that may bunch up; 0 is treated as 1.
-    burst: u32 => |c, v| c.burst = NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+    /// Starts that may bunch up.
+    burst: NonZeroU32 => |c, v| c.burst = v;
     /// Weighted budget.
     budget: Rate => |c, v| c.budget = Some(v);
     /// Budget that may be spent at once.
-    budget_burst: u64 => |c, v| c.budget_burst = Some(v);
+    budget_burst: NonZeroU64 => |c, v| c.budget_burst = Some(v);
     /// Attempt timeout.
     timeout: std::time::Duration => |c, v| c.timeout = v;
     /// Connect timeout.
@@ -239,8 +291,8 @@ setters! {
     headers: HeaderMap => |c, v| c.headers = v;
     /// Records in input order.
     ordered: bool => |c, v| c.ordered = v;
-    /// Reorder window; 0 is treated as 1.
-    reorder_window: usize => |c, v| c.reorder_window = NonZeroUsize::new(v).unwrap_or(NonZeroUsize::MIN);
+    /// Reorder window.
+    reorder_window: NonZeroUsize => |c, v| c.reorder_window = v;
     /// Body storage.
     body_mode: BodyMode => |c, v| c.body_mode = v;
     /// Largest decoded body.
@@ -267,22 +319,26 @@ setters! {
 
 impl ConfigBuilder {
     /// Checks the combination and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// When the settings contradict each other: a backoff start above its maximum, a zero timeout, or a budget burst without a budget ([`ConfigError`]).
     pub fn build(self) -> Result<Config, ConfigError> {
         let c = self.0;
         if c.backoff_initial > c.backoff_max {
-            return Err(ConfigError(format!(
-                "--backoff-initial ({:?}) is longer than --backoff-max ({:?})",
-                c.backoff_initial, c.backoff_max
-            )));
+            return Err(ConfigError::BackoffInitialAboveMax {
+                initial: c.backoff_initial,
+                max: c.backoff_max,
+            });
         }
-        if c.timeout.is_zero() || c.connect_timeout.is_zero() {
-            return Err(ConfigError("timeouts must be longer than zero".into()));
+        if c.timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
         }
-        if c.budget_burst == Some(0) {
-            return Err(ConfigError("--budget-burst must be at least 1".into()));
+        if c.connect_timeout.is_zero() {
+            return Err(ConfigError::ZeroConnectTimeout);
         }
         if c.budget_burst.is_some() && c.budget.is_none() {
-            return Err(ConfigError("--budget-burst needs --budget".into()));
+            return Err(ConfigError::BudgetBurstWithoutBudget);
         }
         Ok(c)
     }
@@ -292,5 +348,48 @@ impl std::str::FromStr for Rate {
     type Err = crate::units::UnitError;
     fn from_str(s: &str) -> Result<Rate, Self::Err> {
         Rate::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_private_key_or_proxy_credentials() {
+        let config = Config::builder()
+            .tls(TlsConfig {
+                ca_pem: vec![b"-----BEGIN CERTIFICATE-----".to_vec()],
+                identity_pem: Some((
+                    b"-----BEGIN CERTIFICATE-----".to_vec(),
+                    b"-----BEGIN PRIVATE KEY-----\nSECRETKEY".to_vec(),
+                )),
+                insecure: false,
+            })
+            .proxy(ProxyConfig {
+                http: Some("http://alice:hunter2@proxy.example:3128".into()),
+                https: Some("http://proxy.example:3128/?token=SECRETTOKEN".into()),
+                no_proxy: Some("localhost".into()),
+            })
+            .build()
+            .unwrap();
+        let shown = format!("{config:?}");
+        for secret in [
+            "SECRETKEY",
+            "PRIVATE KEY",
+            "alice",
+            "hunter2",
+            "SECRETTOKEN",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for kept in [
+            "proxy.example:3128",
+            "localhost",
+            "[1 PEM file(s)]",
+            REDACTED,
+        ] {
+            assert!(shown.contains(kept), "{kept} not in {shown}");
+        }
     }
 }

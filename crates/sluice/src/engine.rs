@@ -42,13 +42,30 @@ impl Run {
     /// After the stream has ended: `Err` when the engine stopped because of
     /// a bug (a panic) rather than because the work was done, so a caller
     /// never mistakes a crash for a finished run.
-    pub async fn join(&mut self) -> Result<(), String> {
+    ///
+    /// # Errors
+    ///
+    /// When the engine task panicked (a bug) or was cancelled ([`RunError`]).
+    pub async fn join(&mut self) -> Result<(), RunError> {
         match (&mut self.task).await {
             Ok(()) => Ok(()),
-            Err(e) if e.is_panic() => Err("the engine stopped on an internal error (a bug: please report it); run again with --resume to continue".into()),
-            Err(_) => Err("the engine was cancelled".into()),
+            Err(e) if e.is_panic() => Err(RunError::Panicked),
+            Err(_) => Err(RunError::Cancelled),
         }
     }
+}
+
+/// Why a run's engine stopped before its work was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The engine panicked: a bug. Requests without a record were not
+    /// written, so a resumed run sends them.
+    #[error("the engine stopped on an internal error (a bug: please report it)")]
+    Panicked,
+    /// The engine's task was cancelled (its runtime is shutting down).
+    #[error("the engine was cancelled")]
+    Cancelled,
 }
 
 impl Drop for Run {
@@ -71,7 +88,7 @@ impl Drop for Run {
 /// let mock = sluice_mock::MockServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
 /// let url = url::Url::parse(&format!("{}/fast", mock.url())).unwrap();
 /// let requests = (1..=3).map(move |line| sluice::Input::Request(sluice::Request::get(line, url.clone())));
-/// let config = sluice::Config::builder().concurrency(2).build().unwrap();
+/// let config = sluice::Config::builder().concurrency(std::num::NonZeroUsize::new(2).unwrap()).build().unwrap();
 /// let run = sluice::run(config, futures::stream::iter(requests), std::future::pending()).unwrap();
 /// let records: Vec<sluice::Record> = run
 ///     .filter_map(|e| async move { if let sluice::Event::Record(r) = e { Some(r) } else { None } })
@@ -104,6 +121,10 @@ impl Drop for Run {
 /// assert!(wall.elapsed().as_secs_f64() < 1.0);
 /// # }
 /// ```
+///
+/// # Errors
+///
+/// When the HTTP client cannot be built from `config` ([`ClientError`]).
 pub fn run<S, F>(config: Config, inputs: S, shutdown: F) -> Result<Run, ClientError>
 where
     S: Stream<Item = Input> + Send + 'static,

@@ -540,6 +540,10 @@ struct ErrorMessageIn {
 /// Reads a batch-format line back (`None` when it is not one: then it may
 /// be a sluice record). Errors say what is wrong with a line that looks
 /// like one.
+///
+/// # Errors
+///
+/// `Some(Err)` when the line has a batch line's shape but a field is missing or of the wrong type.
 pub fn read_batch_line(text: &str) -> Option<Result<ReadBack, String>> {
     let line: BatchLine = serde_json::from_str(text).ok()?;
     Some(read_parsed(line))

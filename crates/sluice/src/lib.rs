@@ -15,8 +15,6 @@
 //! [`Config`], a stream of [`Input`]s and a shutdown future, and yields
 //! [`Event`]s. See [`run`] for an example.
 
-#![warn(missing_docs)]
-
 pub mod attempt;
 pub mod classify;
 pub mod client;
@@ -27,6 +25,7 @@ pub mod event;
 pub mod format;
 pub mod gcra;
 pub mod intake;
+mod json;
 pub mod order;
 pub mod parse;
 pub mod ratelimit;
@@ -44,7 +43,7 @@ pub mod trust;
 pub mod units;
 
 pub use config::{BodyMode, Config, ConfigBuilder, ConfigError, ProxyConfig, TlsConfig};
-pub use engine::{Run, run};
+pub use engine::{Run, RunError, run};
 pub use event::Event;
 pub use record::{Body, ErrorKind, Id, Record, RecordError};
 pub use redact::Redactor;

@@ -23,6 +23,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use url::Url;
 
+use crate::json::{JsonKind, JsonStrings, compact_json, json_kind};
 use crate::record::Id;
 use crate::redact::Redactor;
 use crate::request::{Input, InvalidLine, Request};
@@ -246,7 +247,11 @@ pub fn parse_line(
 /// let url = sluice::parse::join_base_url(&base, "/chat?x=1").unwrap();
 /// assert_eq!(url.as_str(), "https://h/v1/chat?x=1");
 /// ```
-pub fn join_base_url(base: &Url, relative: &str) -> Result<Url, String> {
+///
+/// # Errors
+///
+/// When the joined URL does not parse, or is not http or https with a host.
+pub fn join_base_url(base: &Url, relative: &str) -> Result<Url, UrlError> {
     let mut dir = base.clone();
     if !dir.path().ends_with('/') {
         let path = format!("{}/", dir.path());
@@ -255,10 +260,46 @@ pub fn join_base_url(base: &Url, relative: &str) -> Result<Url, String> {
     // The `./` keeps a `:` or `\` in the first segment in the path, where it
     // cannot become a scheme or a host.
     let below = format!("./{}", relative.trim_start_matches('/'));
-    let joined = dir
-        .join(&below)
-        .map_err(|e| format!("cannot append it to the base URL: {e}"))?;
+    let joined = dir.join(&below).map_err(UrlError::Join)?;
     require_http(joined)
+}
+
+/// Why a URL (the base URL, or one joined to it) cannot be used. Messages
+/// never repeat the URL, which may hold a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// A control character or a space (`what` describes it).
+    #[error("the base URL contains {what}: percent-encode it or remove it")]
+    ForbiddenChar {
+        /// The character, described (`a space`, `a line break`...).
+        what: String,
+    },
+    /// A base URL without a scheme.
+    #[error("the base URL must be absolute, starting with http:// or https://")]
+    NotAbsolute,
+    /// A base URL that does not parse.
+    #[error("the base URL is not valid: {0}")]
+    Invalid(url::ParseError),
+    /// A base URL with a query or a fragment.
+    #[error(
+        "the base URL must not have a query (`?…`) or fragment (`#…`): put query parameters in each request's url"
+    )]
+    QueryOrFragment,
+    /// A relative URL that cannot be joined to the base.
+    #[error("cannot append it to the base URL: {0}")]
+    Join(url::ParseError),
+    /// A scheme other than http and https.
+    #[error(
+        "unsupported scheme `{scheme}`: only http and https (write the URL with http:// or https://)"
+    )]
+    UnsupportedScheme {
+        /// The scheme, clipped.
+        scheme: String,
+    },
+    /// A URL without a host.
+    #[error("the URL has no host")]
+    NoHost,
 }
 
 /// Checks a `--base-url` value: an absolute http or https URL with a host,
@@ -271,23 +312,24 @@ pub fn join_base_url(base: &Url, relative: &str) -> Result<Url, String> {
 /// assert!(sluice::parse::check_base_url("https://api.example.com/v1").is_ok());
 /// assert!(sluice::parse::check_base_url("ftp://h/").is_err());
 /// ```
-pub fn check_base_url(text: &str) -> Result<Url, String> {
+///
+/// # Errors
+///
+/// When `text` is not an absolute http or https URL with a host, or holds a query or fragment.
+pub fn check_base_url(text: &str) -> Result<Url, UrlError> {
     if let Some(c) = text.chars().find(|&c| is_forbidden_url_char(c)) {
-        return Err(format!(
-            "the base URL contains {}: percent-encode it or remove it",
-            describe_char(c)
-        ));
+        return Err(UrlError::ForbiddenChar {
+            what: describe_char(c),
+        });
     }
     let url = match Url::parse(text) {
         Ok(url) => url,
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
-            return Err("the base URL must be absolute, starting with http:// or https://".into());
-        }
-        Err(e) => return Err(format!("the base URL is not valid: {e}")),
+        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(UrlError::NotAbsolute),
+        Err(e) => return Err(UrlError::Invalid(e)),
     };
     let url = require_http(url)?;
     if url.query().is_some() || url.fragment().is_some() {
-        return Err("the base URL must not have a query (`?…`) or fragment (`#…`): put query parameters in each request's url".into());
+        return Err(UrlError::QueryOrFragment);
     }
     Ok(url)
 }
@@ -406,7 +448,7 @@ fn resolve_url(text: &str, opts: &ParseOptions) -> Result<Url, String> {
         ));
     }
     match Url::parse(text) {
-        Ok(url) => require_http(url),
+        Ok(url) => require_http(url).map_err(|e| e.to_string()),
         Err(url::ParseError::RelativeUrlWithoutBase) => resolve_relative(text, opts, shown),
         Err(e) => Err(format!("URL `{}` is not valid: {e}", shown())),
     }
@@ -432,15 +474,14 @@ fn resolve_relative(
     join_base_url(base, text).map_err(|e| format!("relative URL `{}`: {e}", shown()))
 }
 
-fn require_http(url: Url) -> Result<Url, String> {
+fn require_http(url: Url) -> Result<Url, UrlError> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "unsupported scheme `{}`: only http and https (write the URL with http:// or https://)",
-            clip(url.scheme(), MESSAGE_CLIP)
-        ));
+        return Err(UrlError::UnsupportedScheme {
+            scheme: clip(url.scheme(), MESSAGE_CLIP),
+        });
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
+        return Err(UrlError::NoHost);
     }
     Ok(url)
 }
@@ -583,7 +624,9 @@ fn check_shape(fields: &Fields, format: InputFormat) -> Result<(), String> {
 fn parse_anthropic(fields: &Fields, line: &Line) -> Input {
     let id = read_id(fields, line.number);
     let url = match &line.opts.base_url {
-        Some(base) => join_base_url(base, ANTHROPIC_MESSAGES_PATH).map_err(Bad::unshown),
+        Some(base) => {
+            join_base_url(base, ANTHROPIC_MESSAGES_PATH).map_err(|e| Bad::unshown(e.to_string()))
+        }
         None => Err(Bad::unshown(
             "an anthropic-batch line is sent to /v1/messages under --base-url, and none is given: add --base-url (e.g. https://api.anthropic.com)".into(),
         )),
@@ -964,42 +1007,6 @@ fn read_cost(raw: &RawValue) -> Result<f64, String> {
 
 // ---- JSON helpers ----------------------------------------------------------
 
-/// The kind of a JSON value, shown in messages as "a string", "an object", ...
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JsonKind {
-    Object,
-    Array,
-    String,
-    Boolean,
-    Null,
-    Number,
-}
-
-impl fmt::Display for JsonKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            JsonKind::Object => "an object",
-            JsonKind::Array => "an array",
-            JsonKind::String => "a string",
-            JsonKind::Boolean => "a boolean",
-            JsonKind::Null => "null",
-            JsonKind::Number => "a number",
-        })
-    }
-}
-
-/// The kind of `raw`, which serde_json has already checked is valid JSON.
-fn json_kind(raw: &RawValue) -> JsonKind {
-    match raw.get().trim_start().as_bytes().first() {
-        Some(b'{') => JsonKind::Object,
-        Some(b'[') => JsonKind::Array,
-        Some(b'"') => JsonKind::String,
-        Some(b't' | b'f') => JsonKind::Boolean,
-        Some(b'n') => JsonKind::Null,
-        _ => JsonKind::Number,
-    }
-}
-
 fn string_of(raw: &RawValue, name: &str) -> Result<String, String> {
     match json_kind(raw) {
         JsonKind::String => decode_string(raw).map_err(|e| format!("`{name}`: {e}")),
@@ -1040,44 +1047,6 @@ fn nesting_exceeds(text: &str, limit: usize) -> bool {
         }
     }
     false
-}
-
-/// Valid JSON text without its insignificant whitespace; every other byte,
-/// and so every digit of every number, is kept.
-fn compact_json(json: &str) -> String {
-    let mut strings = JsonStrings::default();
-    let bytes: Vec<u8> = json
-        .bytes()
-        .filter(|&b| strings.inside(b) || !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .collect();
-    String::from_utf8(bytes).expect("removing ASCII bytes from UTF-8 text leaves UTF-8 text")
-}
-
-/// Tracks whether a byte of JSON text is part of a string literal.
-#[derive(Default)]
-struct JsonStrings {
-    in_string: bool,
-    escaped: bool,
-}
-
-impl JsonStrings {
-    /// Feeds the next byte; true when it belongs to a string literal
-    /// (its quotes included).
-    fn inside(&mut self, b: u8) -> bool {
-        if self.in_string {
-            if self.escaped {
-                self.escaped = false;
-            } else if b == b'\\' {
-                self.escaped = true;
-            } else if b == b'"' {
-                self.in_string = false;
-            }
-            true
-        } else {
-            self.in_string = b == b'"';
-            self.in_string
-        }
-    }
 }
 
 // ---- showing text in messages ------------------------------------------------
@@ -1346,7 +1315,7 @@ mod tests {
             ("http://", "the base URL is not valid: empty host"),
             ("http://h:99999", "invalid port"),
         ] {
-            let err = check_base_url(text).expect_err(text);
+            let err = check_base_url(text).expect_err(text).to_string();
             assert!(err.contains(part), "{text}: {err}");
             assert!(!err.contains("SECRET"), "{err}");
         }

@@ -3,12 +3,14 @@
 //! wire form, one JSON object per line.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::json::{JsonKind, json_kind};
 use crate::timing::Timing;
 
 /// A request's id: the `id` (or `custom_id`) of its line, else its line number.
@@ -41,6 +43,10 @@ impl Id {
     /// Reads an id from its JSON form: a string, or an integer of any size.
     ///
     /// Returns a message naming what was wrong for any other JSON value.
+    ///
+    /// # Errors
+    ///
+    /// When `raw` is neither a string nor an integer.
     pub fn from_json(raw: &RawValue) -> Result<Id, String> {
         let json = raw.get().trim();
         if json.starts_with('"') {
@@ -54,10 +60,11 @@ impl Id {
                 numeric: true,
             });
         }
-        Err(format!(
-            "must be a string or an integer, not {}",
-            json_kind(json)
-        ))
+        let kind = match json_kind(raw) {
+            JsonKind::Number => "a fractional number".to_string(),
+            kind => kind.to_string(),
+        };
+        Err(format!("must be a string or an integer, not {kind}"))
     }
 
     /// The id as text, the form in which ids are compared.
@@ -68,16 +75,6 @@ impl Id {
     /// True when the id is written as a JSON integer.
     pub fn is_numeric(&self) -> bool {
         self.numeric
-    }
-}
-
-fn json_kind(json: &str) -> &'static str {
-    match json.as_bytes().first() {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b't') | Some(b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a fractional number",
     }
 }
 
@@ -144,26 +141,35 @@ impl ErrorKind {
         ErrorKind::DuplicateId,
     ];
 
-    /// The wire name, as in `--retry-on` and in records.
+    /// The wire name, as in `--retry-on` and in records: serde's
+    /// `snake_case` name of the variant, the one table of names.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidRequest => "invalid_request",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Dns => "dns",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Reset => "reset",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::BodyTooLarge => "body_too_large",
-            ErrorKind::HttpStatus => "http_status",
-            ErrorKind::RetryAfterTooLong => "retry_after_too_long",
-            ErrorKind::DuplicateId => "duplicate_id",
-        }
+        static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+        let names = NAMES.get_or_init(|| {
+            ErrorKind::ALL
+                .iter()
+                .map(|k| match serde_json::to_value(k) {
+                    Ok(serde_json::Value::String(name)) => name,
+                    _ => unreachable!("a unit variant serialises as its name"),
+                })
+                .collect()
+        });
+        &names[self as usize]
     }
 
     /// Kinds that describe the input rather than an attempt: never re-sent.
     pub fn is_input_error(self) -> bool {
         matches!(self, ErrorKind::InvalidRequest | ErrorKind::DuplicateId)
+    }
+}
+
+impl std::str::FromStr for ErrorKind {
+    type Err = serde::de::value::Error;
+
+    /// Reads a wire name (`timeout`), as serde reads it from a record.
+    fn from_str(name: &str) -> Result<ErrorKind, Self::Err> {
+        use serde::de::IntoDeserializer;
+        ErrorKind::deserialize(name.into_deserializer())
     }
 }
 
@@ -469,6 +475,18 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn error_kind_names_are_serdes() {
+        for (i, kind) in ErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "ALL is in declaration order");
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(kind.as_str().parse::<ErrorKind>().unwrap(), kind);
+        }
+        assert_eq!(ErrorKind::BodyTooLarge.as_str(), "body_too_large");
+        assert!("body-too-large".parse::<ErrorKind>().is_err());
     }
 
     #[test]

@@ -58,8 +58,89 @@ struct Scanned {
 
 /// The output cannot be resumed; the message says why and what to do.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ResumeError(pub String);
+#[non_exhaustive]
+pub enum ResumeError {
+    /// A file of records could not be opened.
+    #[error("cannot read {} to resume", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A file of records is a device, a pipe or a directory.
+    #[error("{} is not a regular file, so its records cannot be read back to resume: write the results to a regular file", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Reading a file of records failed.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A line before the last is not a record.
+    #[error("{}:{line}: not a record sluice writes ({reason}); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The line number in the file.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Records of two formats in one file.
+    #[error("{}:{line}: a record in the {found} format after records in the {before} format; the file mixes formats, so it cannot be resumed safely", path.display())]
+    MixedFormats {
+        /// The file.
+        path: PathBuf,
+        /// The line number in the file.
+        line: u64,
+        /// The format of this line.
+        found: OutputFormat,
+        /// The format of the lines before.
+        before: OutputFormat,
+    },
+    /// Two records for one input line.
+    #[error("{} holds two records for input line {line}; it was not written by one sluice run over these inputs", path.display())]
+    TwoRecords {
+        /// The file.
+        path: PathBuf,
+        /// The input line.
+        line: u64,
+    },
+    /// A torn last line could not be cut.
+    #[error("cannot repair the torn last line of {}", path.display())]
+    Repair {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file without its failed records could not be written.
+    #[error("cannot rewrite {}", path.display())]
+    Rewrite {
+        /// The file (or its temporary copy).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The [`ResumeError::Read`] of `path`.
+fn read_error(path: &Path) -> impl Fn(io::Error) -> ResumeError + '_ {
+    move |source| ResumeError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -92,6 +173,10 @@ impl Recorded {
     ///
     /// `redactor` must be the run's: input URLs are redacted with it before
     /// they are compared with the recorded (redacted) URLs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Recorded::scan_all`].
     pub fn scan(
         path: &Path,
         retry_failed: bool,
@@ -103,6 +188,10 @@ impl Recorded {
     /// [`Recorded::scan`] over several files that together hold one run's
     /// records (the output and `--errors-output`): a line may have a record
     /// in only one of them.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be read, is not a regular file, holds a line that is not a record (damaged in the middle), mixes formats, or holds two records for one input line ([`ResumeError`]).
     pub fn scan_all(
         paths: &[&Path],
         retry_failed: bool,
@@ -114,16 +203,20 @@ impl Recorded {
             ..Recorded::default()
         };
         for path in paths {
-            let shown = path.display();
             let file = match File::open(path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(ResumeError(format!("cannot read {shown} to resume: {e}"))),
+                Err(source) => {
+                    return Err(ResumeError::Open {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
             };
             if !file.metadata().is_ok_and(|m| m.is_file()) {
-                return Err(ResumeError(format!(
-                    "{shown} is not a regular file, so its records cannot be read back to resume: write the results to a regular file"
-                )));
+                return Err(ResumeError::NotRegular {
+                    path: path.to_path_buf(),
+                });
             }
             let removed_before = rec.removed;
             let good_end = rec.read_all(file, path)?;
@@ -140,6 +233,10 @@ impl Recorded {
     /// and under `--retry-failed` rewrites the file without its failed
     /// records (through a temporary file and a rename), so each line keeps
     /// one record. Call it before opening the file for appending.
+    ///
+    /// # Errors
+    ///
+    /// When a file cannot be truncated or rewritten ([`ResumeError`]).
     pub fn commit(&mut self) -> Result<(), ResumeError> {
         for file in &self.files {
             self.repaired_bytes += truncate_torn(&file.path, file.good_end)?;
@@ -155,20 +252,20 @@ impl Recorded {
     /// last newline scans back from the end a chunk at a time, so junk or a
     /// zero-filled tail of any size costs no memory.
     fn read_all(&mut self, mut file: File, path: &Path) -> Result<u64, ResumeError> {
-        let read_error = |e: io::Error| ResumeError(format!("cannot read {}: {e}", path.display()));
-        let good_end = end_of_last_line(&mut file).map_err(read_error)?;
+        let read_error = read_error(path);
+        let good_end = end_of_last_line(&mut file).map_err(&read_error)?;
         let mut reader = BufReader::new(io::Read::take(file, good_end));
         let (mut buf, mut n) = (Vec::new(), 0u64);
         loop {
             n += 1;
-            match read_record_line(&mut reader, &mut buf).map_err(read_error)? {
+            match read_record_line(&mut reader, &mut buf).map_err(&read_error)? {
                 LineRead::End => return Ok(good_end),
                 LineRead::TooLong => {
-                    return Err(ResumeError(format!(
-                        "{}:{n}: not a record sluice writes (longer than {} MiB); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line",
-                        path.display(),
-                        MAX_RECORD_BYTES >> 20
-                    )));
+                    return Err(ResumeError::Corrupt {
+                        path: path.to_path_buf(),
+                        line: n,
+                        reason: format!("longer than {} MiB", MAX_RECORD_BYTES >> 20),
+                    });
                 }
                 LineRead::Line => {}
             }
@@ -187,21 +284,21 @@ impl Recorded {
         path: &Path,
         retry_failed: bool,
     ) -> Result<bool, ResumeError> {
-        let corrupt = |why: String| {
-            ResumeError(format!(
-                "{}:{n}: not a record sluice writes ({why}); the file is damaged in the middle, so it cannot be resumed safely: fix or remove that line",
-                path.display()
-            ))
+        let corrupt = |reason: String| ResumeError::Corrupt {
+            path: path.to_path_buf(),
+            line: n,
+            reason,
         };
         let text = std::str::from_utf8(raw).map_err(|e| corrupt(e.to_string()))?;
         let parsed = parse_record(text.trim_end()).map_err(corrupt)?;
         match self.format {
-            Some(format) if format != parsed.format => {
-                return Err(ResumeError(format!(
-                    "{}:{n}: a record in the {} format after records in the {format} format; the file mixes formats, so it cannot be resumed safely",
-                    path.display(),
-                    parsed.format
-                )));
+            Some(before) if before != parsed.format => {
+                return Err(ResumeError::MixedFormats {
+                    path: path.to_path_buf(),
+                    line: n,
+                    found: parsed.format,
+                    before,
+                });
             }
             _ => self.format = Some(parsed.format),
         }
@@ -218,10 +315,10 @@ impl Recorded {
     fn claim(&mut self, line: u64, sent: &Fingerprint, path: &Path) -> Result<(), ResumeError> {
         let block = self.blocks.entry(line / BLOCK).or_default();
         if !block.set(line) {
-            return Err(ResumeError(format!(
-                "{} holds two records for input line {line}; it was not written by one sluice run over these inputs",
-                path.display()
-            )));
+            return Err(ResumeError::TwoRecords {
+                path: path.to_path_buf(),
+                line,
+            });
         }
         block.digest = block.digest.wrapping_add(mix(line, sent));
         Ok(())
@@ -302,6 +399,10 @@ impl Recorded {
 
     /// What the records of the lines of `block` say was sent, read again
     /// from the file, to name the exact line where the input changed.
+    ///
+    /// # Errors
+    ///
+    /// When a file can no longer be read ([`ResumeError`]).
     pub fn block_ids(
         &self,
         block: u64,
@@ -309,13 +410,12 @@ impl Recorded {
         let mut ids = std::collections::BTreeMap::new();
         for file in &self.files {
             let path = &file.path;
-            let read_error =
-                |e: io::Error| ResumeError(format!("cannot read {}: {e}", path.display()));
-            let f = File::open(path).map_err(read_error)?;
+            let read_error = read_error(path);
+            let f = File::open(path).map_err(&read_error)?;
             let mut reader = BufReader::new(io::Read::take(f, file.good_end));
             let mut raw = Vec::new();
             while let LineRead::Line =
-                read_record_line(&mut reader, &mut raw).map_err(read_error)?
+                read_record_line(&mut reader, &mut raw).map_err(&read_error)?
             {
                 let Some(parsed) = std::str::from_utf8(&raw)
                     .ok()
@@ -459,6 +559,10 @@ pub struct Check<'a> {
 
 impl Check<'_> {
     /// Takes the next input item; fails once a finished block differs.
+    ///
+    /// # Errors
+    ///
+    /// When a finished block of lines differs from its records ([`Mismatch`]).
     pub fn feed(&mut self, input: &Input) -> Result<(), Mismatch> {
         let line = input.line();
         if self.block < line / BLOCK {
@@ -482,6 +586,10 @@ impl Check<'_> {
 
     /// At the end of the input: every remaining block must match too (a
     /// record beyond the input's last line means the input changed).
+    ///
+    /// # Errors
+    ///
+    /// When a remaining block differs from its records, or records lie beyond the input's last line ([`Mismatch`]).
     pub fn finish(mut self) -> Result<(), Mismatch> {
         self.close_block()?;
         match self.recorded.next_block(self.block) {
@@ -562,8 +670,7 @@ fn parse_record(text: &str) -> Result<Parsed, String> {
 /// Rewrites a file without its failed records (through a temporary file
 /// and a rename), for `--retry-failed`.
 fn rewrite_without_failures(path: &Path) -> Result<(), ResumeError> {
-    let file = File::open(path)
-        .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
+    let file = File::open(path).map_err(read_error(path))?;
     let mut rewrite = Rewrite::new(path)?;
     let mut reader = BufReader::new(file);
     let mut buf = Vec::new();
@@ -571,7 +678,7 @@ fn rewrite_without_failures(path: &Path) -> Result<(), ResumeError> {
         buf.clear();
         let read = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|e| ResumeError(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(read_error(path))?;
         if read == 0 {
             break;
         }
@@ -669,11 +776,9 @@ fn truncate_torn(path: &Path, good_end: u64) -> Result<u64, ResumeError> {
         .write(true)
         .open(path)
         .and_then(|f| f.set_len(good_end).map(|_| f))
-        .map_err(|e| {
-            ResumeError(format!(
-                "cannot repair the torn last line of {}: {e}",
-                path.display()
-            ))
+        .map_err(|source| ResumeError::Repair {
+            path: path.to_path_buf(),
+            source,
         })?;
     let _ = file.sync_data();
     Ok(len - good_end)
@@ -690,8 +795,10 @@ impl Rewrite {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(".sluice-tmp");
         let tmp = path.with_file_name(name);
-        let file = File::create(&tmp)
-            .map_err(|e| ResumeError(format!("cannot create {}: {e}", tmp.display())))?;
+        let file = File::create(&tmp).map_err(|source| ResumeError::Rewrite {
+            path: tmp.clone(),
+            source,
+        })?;
         Ok(Rewrite {
             tmp,
             out: io::BufWriter::new(file),
@@ -701,11 +808,17 @@ impl Rewrite {
     fn write(&mut self, line: &[u8]) -> Result<(), ResumeError> {
         self.out
             .write_all(line)
-            .map_err(|e| ResumeError(format!("cannot write {}: {e}", self.tmp.display())))
+            .map_err(|source| ResumeError::Rewrite {
+                path: self.tmp.clone(),
+                source,
+            })
     }
 
     fn commit(self, path: &Path) -> Result<(), ResumeError> {
-        let fail = |e: io::Error| ResumeError(format!("cannot rewrite {}: {e}", path.display()));
+        let fail = |source: io::Error| ResumeError::Rewrite {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut file = self.out.into_inner().map_err(|e| fail(e.into_error()))?;
         file.flush().map_err(fail)?;
         file.sync_all().map_err(fail)?;
@@ -786,14 +899,21 @@ mod tests {
         )
         .unwrap();
         let err = Recorded::scan(&path, false, &Redactor::default()).unwrap_err();
-        assert!(err.0.contains(":2: not a record sluice writes"), "{err}");
-        std::fs::write(&path, format!("{}{}", record(1, true), record(1, true))).unwrap();
         assert!(
-            Recorded::scan(&path, false, &Redactor::default())
-                .unwrap_err()
-                .0
-                .contains("two records for input line 1")
+            matches!(&err, ResumeError::Corrupt { line: 2, .. }),
+            "{err:?}"
         );
+        assert!(
+            err.to_string().contains(":2: not a record sluice writes"),
+            "{err}"
+        );
+        std::fs::write(&path, format!("{}{}", record(1, true), record(1, true))).unwrap();
+        let err = Recorded::scan(&path, false, &Redactor::default()).unwrap_err();
+        assert!(
+            matches!(err, ResumeError::TwoRecords { line: 1, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("two records for input line 1"));
         let _ = std::fs::remove_file(&path);
     }
 

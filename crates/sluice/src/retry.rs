@@ -26,11 +26,46 @@ impl Default for RetryOn {
     }
 }
 
+/// The failure kinds a policy may list; the others (`tls`, `protocol`,
+/// `body_too_large`, ...) would fail the same way again.
+pub const RETRYABLE_KINDS: [ErrorKind; 4] = [
+    ErrorKind::Timeout,
+    ErrorKind::Connect,
+    ErrorKind::Dns,
+    ErrorKind::Reset,
+];
+
+/// An item of a retry policy that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetryOnError {
+    /// Neither a status, a range nor a retryable kind.
+    #[error(
+        "`{item}` is not a status (100-599), a range such as 500-599, or one of {} \
+         (tls, protocol and body_too_large are never retried)",
+        RETRYABLE_KINDS.map(ErrorKind::as_str).join(", ")
+    )]
+    Item {
+        /// The item as written.
+        item: String,
+    },
+    /// A range whose start is above its end.
+    #[error("range `{item}` is backwards")]
+    Backwards {
+        /// The item as written.
+        item: String,
+    },
+}
+
 impl RetryOn {
     /// Parses a comma-separated list of statuses (`503`), ranges (`500-599`)
     /// and kinds (`timeout`, `connect`, `dns`, `reset`). An empty list means
     /// nothing is retried.
-    pub fn parse(text: &str) -> Result<RetryOn, String> {
+    ///
+    /// # Errors
+    ///
+    /// When an item is neither a status, a range of statuses, nor a known error kind.
+    pub fn parse(text: &str) -> Result<RetryOn, RetryOnError> {
         let mut policy = RetryOn {
             ranges: Vec::new(),
             kinds: Vec::new(),
@@ -41,31 +76,24 @@ impl RetryOn {
         Ok(policy)
     }
 
-    fn add(&mut self, item: &str) -> Result<(), String> {
-        let kind = match item {
-            "timeout" => Some(ErrorKind::Timeout),
-            "connect" => Some(ErrorKind::Connect),
-            "dns" => Some(ErrorKind::Dns),
-            "reset" => Some(ErrorKind::Reset),
-            _ => None,
-        };
-        if let Some(kind) = kind {
+    fn add(&mut self, item: &str) -> Result<(), RetryOnError> {
+        let kind = item.parse::<ErrorKind>().ok();
+        if let Some(kind) = kind.filter(|k| RETRYABLE_KINDS.contains(k)) {
             self.kinds.push(kind);
             return Ok(());
         }
         let (lo, hi) = item.split_once('-').unwrap_or((item, item));
-        let status = |s: &str| -> Result<u16, String> {
-            match s.trim().parse::<u16>() {
-                Ok(n) if (100..=599).contains(&n) => Ok(n),
-                _ => Err(format!(
-                    "`{item}` in --retry-on is not a status (100-599), a range such as 500-599, \
-                     or one of timeout, connect, dns, reset (tls, protocol and body_too_large are never retried)"
-                )),
-            }
+        let status = |s: &str| match s.trim().parse::<u16>() {
+            Ok(n) if (100..=599).contains(&n) => Ok(n),
+            _ => Err(RetryOnError::Item {
+                item: item.to_string(),
+            }),
         };
         let (lo, hi) = (status(lo)?, status(hi)?);
         if lo > hi {
-            return Err(format!("range `{item}` in --retry-on is backwards"));
+            return Err(RetryOnError::Backwards {
+                item: item.to_string(),
+            });
         }
         self.ranges.push((lo, hi));
         Ok(())

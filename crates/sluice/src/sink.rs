@@ -46,20 +46,39 @@ pub enum OpenMode {
     Append,
 }
 
-/// The output could not be opened; the message says why and what to do.
+/// The output could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct OpenError(pub String);
+#[non_exhaustive]
+pub enum OpenError {
+    /// Under [`OpenMode::Fresh`], `path` is a non-empty regular file.
+    #[error("{} already holds results", path.display())]
+    HoldsResults {
+        /// The output.
+        path: PathBuf,
+    },
+    /// The operating system refused to open `path` for writing.
+    #[error("cannot write the output {}", path.display())]
+    Open {
+        /// The output.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
 
 impl Sink {
     /// Opens `path` for records, before anything is sent, so a bad path
     /// fails fast.
+    ///
+    /// # Errors
+    ///
+    /// When `path` cannot be opened for writing, or already holds results and `mode` is [`OpenMode::Fresh`] ([`OpenError`]).
     pub fn open(path: &Path, mode: OpenMode, fsync: bool) -> Result<Sink, OpenError> {
-        let shown = path.display();
         if mode == OpenMode::Fresh && is_non_empty_file(path) {
-            return Err(OpenError(format!(
-                "{shown} already holds results; use --resume to continue it, or --overwrite to replace it"
-            )));
+            return Err(OpenError::HoldsResults {
+                path: path.to_path_buf(),
+            });
         }
         let mut options = OpenOptions::new();
         options.create(true);
@@ -69,9 +88,10 @@ impl Sink {
             OpenMode::Fresh => options.write(true),
             OpenMode::Overwrite => options.write(true).truncate(true),
         };
-        let file = options
-            .open(path)
-            .map_err(|e| OpenError(format!("cannot write the output {shown}: {e}")))?;
+        let file = options.open(path).map_err(|source| OpenError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(Sink::with_target(
             Target::File(file),
             Some(path.to_path_buf()),
@@ -121,6 +141,10 @@ impl Sink {
     }
 
     /// Queues one record; writes the buffer out when it is full.
+    ///
+    /// # Errors
+    ///
+    /// When writing out a full buffer fails.
     pub fn write(&mut self, record: &Record) -> io::Result<()> {
         let line = self.format.render(record);
         let failure = self.format.is_failure(record);
@@ -139,6 +163,10 @@ impl Sink {
 
     /// Hands buffered lines to the operating system (call at least once a
     /// second); under `--fsync`, also syncs to disk at most once a second.
+    ///
+    /// # Errors
+    ///
+    /// When writing or syncing fails.
     pub fn flush(&mut self) -> io::Result<()> {
         if let Some(errors) = &mut self.errors {
             errors.flush()?;
@@ -174,6 +202,10 @@ impl Sink {
     }
 
     /// Writes everything and, under `--fsync`, syncs it; for the end of a run.
+    ///
+    /// # Errors
+    ///
+    /// When writing or syncing fails.
     pub fn finish(&mut self) -> io::Result<()> {
         if let Some(errors) = &mut self.errors {
             errors.finish()?;

@@ -28,7 +28,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub enum SourceError {
     /// An input file could not be opened (missing, no permission, ...).
     #[error(
-        "cannot open input `{}`: {source} (check the path and its permissions)",
+        "cannot open input `{}` (check the path and its permissions)",
         show_path(path)
     )]
     Open {
@@ -47,10 +47,7 @@ pub enum SourceError {
     #[error("standard input (`-`) is given more than once: give `-` at most once")]
     StdinTwice,
     /// Reading failed part-way; the stream ends after this error.
-    #[error(
-        "cannot read input `{}` after its line {file_line}: {source}",
-        show_path(path)
-    )]
+    #[error("cannot read input `{}` after its line {file_line}", show_path(path))]
     Read {
         /// The path as given (`-` for standard input).
         path: PathBuf,
@@ -114,6 +111,10 @@ impl Source {
     /// let missing = Source::open(&["no/such/file.jsonl".into()], Default::default());
     /// assert!(matches!(missing, Err(SourceError::Open { .. })));
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// When an input cannot be opened, or `-` is given twice ([`SourceError`]).
     pub fn open(paths: &[PathBuf], opts: ParseOptions) -> Result<Source, SourceError> {
         let stdin = [PathBuf::from("-")];
         let paths = if paths.is_empty() { &stdin[..] } else { paths };
@@ -594,7 +595,10 @@ mod tests {
                 Ok(Input::Request(r)) => (r.line, r.url.to_string()),
                 Ok(Input::Invalid(i)) => (i.line, i.message.clone()),
                 Ok(other) => panic!("unexpected {other:?}"),
-                Err(e) => (0, e.to_string()),
+                Err(e) => match std::error::Error::source(e) {
+                    Some(cause) => (0, format!("{e}: {cause}")),
+                    None => (0, e.to_string()),
+                },
             })
             .collect()
     }
@@ -796,10 +800,15 @@ mod tests {
         let err =
             Source::open(std::slice::from_ref(&missing), opts(1024)).expect_err("missing file");
         assert!(matches!(&err, SourceError::Open { path, .. } if *path == missing));
-        assert!(
-            err.to_string()
-                .starts_with(&format!("cannot open input `{}`: ", missing.display()))
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot open input `{}` (check the path and its permissions)",
+                missing.display()
+            )
         );
+        let cause = std::error::Error::source(&err).and_then(|c| c.downcast_ref::<io::Error>());
+        assert_eq!(cause.map(io::Error::kind), Some(io::ErrorKind::NotFound));
 
         let err = Source::open(std::slice::from_ref(&dir.0), opts(1024)).expect_err("directory");
         assert_eq!(

@@ -16,6 +16,10 @@ use crate::config::TlsConfig;
 
 /// A rustls client configuration for `tls`, offering `alpn`; under
 /// `--insecure`, one that accepts any certificate.
+///
+/// # Errors
+///
+/// When a CA certificate or the client identity cannot be read ([`ClientError`]).
 pub fn client_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure {
@@ -26,7 +30,7 @@ pub fn client_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<rustls::ClientCo
             extra.clone(),
             provider.clone(),
         )
-        .map_err(|e| ClientError(format!("could not load the trusted certificates: {e}")))?;
+        .map_err(|e| ClientError::TrustStore(e.into()))?;
         Arc::new(PinnedOrVerified {
             inner,
             pinned: extra,
@@ -34,7 +38,7 @@ pub fn client_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<rustls::ClientCo
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError(format!("TLS setup failed: {e}")))?
+        .map_err(|e| ClientError::Tls(e.into()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match &tls.identity_pem {
@@ -42,7 +46,7 @@ pub fn client_config(tls: &TlsConfig, alpn: &[&[u8]]) -> Result<rustls::ClientCo
             let (chain, key) = identity(cert, key)?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| ClientError(format!("could not use the client certificate: {e}")))?
+                .map_err(|e| ClientError::UseIdentity(e.into()))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -55,9 +59,9 @@ fn extra_roots(tls: &TlsConfig) -> Result<Vec<CertificateDer<'static>>, ClientEr
     for pem in &tls.ca_pem {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<_, _>>()
-            .map_err(|e| ClientError(format!("could not read the CA certificate: {e}")))?;
+            .map_err(|e| ClientError::CaCertificate(e.into()))?;
         if certs.is_empty() {
-            return Err(ClientError("the CA file holds no PEM certificate".into()));
+            return Err(ClientError::NoCaCertificate);
         }
         roots.extend(certs);
     }
@@ -67,13 +71,14 @@ fn extra_roots(tls: &TlsConfig) -> Result<Vec<CertificateDer<'static>>, ClientEr
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
 fn identity(cert: &[u8], key: &[u8]) -> Result<Identity, ClientError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| {
-        ClientError(format!("could not read the client {what}: {e}"))
+    let bad = |part: &'static str, e: rustls::pki_types::pem::Error| ClientError::Identity {
+        part,
+        source: e.into(),
     };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<_, _>>()
-        .map_err(|e| bad("certificate", &e))?;
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("key", &e))?;
+        .map_err(|e| bad("certificate", e))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad("key", e))?;
     Ok((chain, key))
 }
 

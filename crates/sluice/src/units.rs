@@ -6,10 +6,48 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-/// An error in a written value; the message says what was expected.
+/// An error in a written value (`text`, as written); the message says what
+/// was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct UnitError(String);
+#[non_exhaustive]
+pub enum UnitError {
+    /// A duration without its unit.
+    #[error("`{text}` has no unit: write {number}s for seconds or {number}ms for milliseconds")]
+    NoUnit {
+        /// The value as written.
+        text: String,
+        /// Its number.
+        number: String,
+    },
+    /// Not a duration.
+    #[error("`{text}` is not a duration: write a number with a unit, such as 500ms, 30s, 5m or 1h")]
+    Duration {
+        /// The value as written.
+        text: String,
+    },
+    /// A duration longer than [`MAX_DURATION`].
+    #[error("`{text}` is longer than the longest duration sluice accepts (100 days)")]
+    TooLong {
+        /// The value as written.
+        text: String,
+    },
+    /// Not a rate.
+    #[error(
+        "`{text}` is not a rate: write a positive whole count per unit, such as 50/s, 3000/m or 100000/h"
+    )]
+    Rate {
+        /// The value as written.
+        text: String,
+    },
+    /// Not a size.
+    #[error(
+        "`{text}` is not a size: write bytes or a number with a unit, such as 64KiB, 16MiB or 1GiB"
+    )]
+    Size {
+        /// The value as written.
+        text: String,
+    },
+}
 
 /// Parses a duration such as `500ms`, `30s`, `5m`, `1h` or `1.5s`.
 ///
@@ -17,14 +55,19 @@ pub struct UnitError(String);
 /// bare number (`30`) is refused, since one reader takes it for seconds and
 /// another for milliseconds. Negative, NaN and absurdly large values are
 /// refused rather than wrapped.
+///
+/// # Errors
+///
+/// When `text` is not a number with a unit, is negative, or is longer than 100 days ([`UnitError`]).
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let (number, unit) = split_number(text);
     let seconds_per_unit = match unit.trim() {
         "s" | "sec" | "secs" => 1.0,
         "" if !number.is_empty() => {
-            return Err(UnitError(format!(
-                "`{text}` has no unit: write {number}s for seconds or {number}ms for milliseconds"
-            )));
+            return Err(UnitError::NoUnit {
+                text: text.to_string(),
+                number: number.to_string(),
+            });
         }
         "ms" => 0.001,
         "us" | "µs" => 0.000_001,
@@ -36,15 +79,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let d =
         Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| duration_error(text))?;
     if d > MAX_DURATION {
-        return Err(UnitError(format!(
-            "`{text}` is longer than the longest duration sluice accepts (100 days)"
-        )));
+        return Err(UnitError::TooLong {
+            text: text.to_string(),
+        });
     }
     Ok(d)
 }
 
 /// Longer durations are surely typos, and would overflow clock arithmetic.
-const MAX_DURATION: Duration = Duration::from_secs(100 * 86_400);
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 86_400);
 
 /// `"16MiB"` → `("16", "MiB")`: the leading number and the rest.
 fn split_number(text: &str) -> (&str, &str) {
@@ -56,9 +99,9 @@ fn split_number(text: &str) -> (&str, &str) {
 }
 
 fn duration_error(text: &str) -> UnitError {
-    UnitError(format!(
-        "`{text}` is not a duration: write a number with a unit, such as 500ms, 30s, 5m or 1h"
-    ))
+    UnitError::Duration {
+        text: text.to_string(),
+    }
 }
 
 /// A count of events per period: `50/s`, `3000/m`, `100000/h`.
@@ -72,11 +115,13 @@ pub struct Rate {
 
 impl Rate {
     /// Parses `N/s`, `N/m`, `N/h` (also `N/sec`, `N/min`, `N/hour`, `N/d`).
+    ///
+    /// # Errors
+    ///
+    /// When `text` is not a positive whole count, a slash and a unit ([`UnitError`]).
     pub fn parse(text: &str) -> Result<Rate, UnitError> {
-        let err = || {
-            UnitError(format!(
-                "`{text}` is not a rate: write a positive whole count per unit, such as 50/s, 3000/m or 100000/h"
-            ))
+        let err = || UnitError::Rate {
+            text: text.to_string(),
         };
         let (count, unit) = text.trim().split_once('/').ok_or_else(err)?;
         let count: u64 = count.trim().parse().map_err(|_| err())?;
@@ -110,6 +155,10 @@ impl fmt::Display for Rate {
 }
 
 /// Parses a byte size: `1024`, `64KiB`, `16MiB`, `1GiB`, `10MB`, `500kb`.
+///
+/// # Errors
+///
+/// When `text` is not a non-negative number with an optional unit ([`UnitError`]).
 pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     let (number, unit) = split_number(text);
     let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -131,9 +180,9 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
 }
 
 fn size_error(text: &str) -> UnitError {
-    UnitError(format!(
-        "`{text}` is not a size: write bytes or a number with a unit, such as 64KiB, 16MiB or 1GiB"
-    ))
+    UnitError::Size {
+        text: text.to_string(),
+    }
 }
 
 #[cfg(test)]

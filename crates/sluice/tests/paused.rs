@@ -55,7 +55,7 @@ async fn twenty_requests_at_ten_a_second_finish_on_a_paused_clock() {
 async fn per_origin_rates_follow_the_paused_clock() {
     let config = Config::builder()
         .per_host_rate("5/s".parse().expect("a rate"))
-        .burst(2)
+        .burst(std::num::NonZeroU32::new(2).expect("2 is not zero"))
         .build()
         .expect("a config");
     let starts = starts_of(config, 12).await;

@@ -3,6 +3,7 @@
 //! checks every promise of the contract as it goes.
 
 use std::collections::HashMap;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -459,18 +460,18 @@ prop_compose! {
         read_ahead in 0..6usize,
     ) -> Config {
         let mut b = Config::builder()
-            .concurrency(concurrency)
-            .burst(burst)
+            .concurrency(nz(concurrency))
+            .burst(NonZeroU32::new(burst).expect("burst from 1"))
             .retries(retries)
             .halt_after(halt_after)
             .ordered(ordered)
-            .reorder_window(8)
+            .reorder_window(nz(8))
             .read_ahead(read_ahead)
             .backoff_initial(Duration::from_millis(100))
             .backoff_max(Duration::from_secs(1))
             .max_retry_after(Duration::from_secs(2));
         if let Some(n) = per_host {
-            b = b.per_host_concurrency(n);
+            b = b.per_host_concurrency(nz(n));
         }
         if let Some(r) = rate {
             b = b.rate(r);
@@ -479,10 +480,15 @@ prop_compose! {
             b = b.per_host_rate(r);
         }
         if let Some(r) = budget {
-            b = b.budget(crate::units::Rate::parse(r).expect("a valid rate")).budget_burst(4);
+            b = b.budget(crate::units::Rate::parse(r).expect("a valid rate")).budget_burst(NonZeroU64::new(4).expect("4 is not zero"));
         }
         b.build().expect("a valid configuration")
     }
+}
+
+/// A limit for a test configuration; every one used here is at least 1.
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("a limit of at least 1")
 }
 
 fn run_ops(config: Config, seed: u64, ops: &[Op], on_time: bool) -> Sim {
@@ -536,7 +542,7 @@ fn starts_of(sim: &Sim, from: usize) -> Vec<Duration> {
 
 #[test]
 fn a_429_pauses_its_origin_then_releases_the_queue_spread_out() {
-    let mut sim = Sim::new(config(|b| b.concurrency(1).retries(3)), 1);
+    let mut sim = Sim::new(config(|b| b.concurrency(nz(1)).retries(3)), 1);
     for _ in 0..20 {
         assert!(sim.offer(0, 1));
     }
@@ -583,7 +589,7 @@ fn a_429_pauses_its_origin_then_releases_the_queue_spread_out() {
 #[test]
 fn a_429_without_retry_after_pauses_for_the_backoff() {
     let b = |b: crate::config::ConfigBuilder| {
-        b.concurrency(2)
+        b.concurrency(nz(2))
             .backoff_initial(Duration::from_millis(400))
             .backoff_max(Duration::from_millis(400))
     };
@@ -610,7 +616,7 @@ fn a_429_without_retry_after_pauses_for_the_backoff() {
 #[test]
 fn a_retry_after_above_the_maximum_closes_the_origin() {
     let mut sim = Sim::new(
-        config(|b| b.concurrency(1).max_retry_after(Duration::from_secs(5))),
+        config(|b| b.concurrency(nz(1)).max_retry_after(Duration::from_secs(5))),
         1,
     );
     for origin in [0, 0, 0, 1] {
@@ -663,7 +669,7 @@ fn a_retry_after_within_the_maximum_is_waited_for() {
 
 #[test]
 fn halt_after_closes_an_origin_after_consecutive_hard_failures() {
-    let mut sim = Sim::new(config(|b| b.concurrency(1).halt_after(3)), 1);
+    let mut sim = Sim::new(config(|b| b.concurrency(nz(1)).halt_after(3)), 1);
     for origin in [0, 0, 0, 0, 0, 1] {
         sim.offer(origin, 1);
     }
@@ -693,7 +699,7 @@ fn halt_after_closes_an_origin_after_consecutive_hard_failures() {
 
 #[test]
 fn halt_after_zero_never_closes() {
-    let mut sim = Sim::new(config(|b| b.concurrency(1).halt_after(0)), 1);
+    let mut sim = Sim::new(config(|b| b.concurrency(nz(1)).halt_after(0)), 1);
     for _ in 0..30 {
         sim.offer(0, 1);
     }
@@ -762,7 +768,7 @@ fn achieved(at: &[Instant]) -> f64 {
 fn a_rate_is_reached_within_one_percent_with_late_timers() {
     for (rate, n) in [("1000/s", 2000), ("100/s", 300), ("10/s", 30)] {
         let rate = crate::units::Rate::parse(rate).expect("a valid rate");
-        let c = config(|b| b.concurrency(64).rate(rate).read_ahead(n));
+        let c = config(|b| b.concurrency(nz(64)).rate(rate).read_ahead(n));
         let (sim, at) = run_with_late_timers(c, 1, n, 1);
         let achieved = achieved(&at[0]);
         assert!(
@@ -778,7 +784,7 @@ fn a_rate_is_reached_within_one_percent_with_late_timers() {
 fn a_per_host_rate_is_reached_at_each_origin_within_one_percent_with_late_timers() {
     for (rate, n) in [("1000/s", 500), ("100/s", 300), ("10/s", 30)] {
         let rate = crate::units::Rate::parse(rate).expect("a valid rate");
-        let c = config(|b| b.concurrency(64).per_host_rate(rate).read_ahead(2 * n));
+        let c = config(|b| b.concurrency(nz(64)).per_host_rate(rate).read_ahead(2 * n));
         let (sim, at) = run_with_late_timers(c, 2, n, 1);
         for (o, at) in at.iter().enumerate() {
             let achieved = achieved(at);
@@ -798,9 +804,9 @@ fn a_budget_is_reached_within_one_percent_with_late_timers() {
     let budget = crate::units::Rate::parse("1000/s").expect("a valid rate");
     let n = 300;
     let c = config(|b| {
-        b.concurrency(64)
+        b.concurrency(nz(64))
             .budget(budget)
-            .budget_burst(10)
+            .budget_burst(NonZeroU64::new(10).expect("10 is not zero"))
             .read_ahead(n)
     });
     let (sim, at) = run_with_late_timers(c, 1, n, 10);
@@ -811,7 +817,10 @@ fn a_budget_is_reached_within_one_percent_with_late_timers() {
 
 #[test]
 fn limits_hold_exactly_while_work_waits() {
-    let mut sim = Sim::new(config(|b| b.concurrency(4).per_host_concurrency(2)), 1);
+    let mut sim = Sim::new(
+        config(|b| b.concurrency(nz(4)).per_host_concurrency(nz(2))),
+        1,
+    );
     for k in 0..12 {
         sim.offer(k % 3, 1);
     }

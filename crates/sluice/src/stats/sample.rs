@@ -43,6 +43,10 @@ impl Sample {
 
     /// Reads a result line (without its newline). The error says what is
     /// wrong with it, for a message that names the file and line.
+    ///
+    /// # Errors
+    ///
+    /// When the line is not a sluice record or a batch result line.
     pub fn from_json(line: &str) -> Result<Sample, String> {
         let l: Line = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let time = |field: &str, text: Option<&str>| match text {
