@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use sluice::format::OutputFormat;
+use sluice::headers::{self, HeaderError, Setter};
 use sluice::parse::InputFormat;
 use sluice::units::{Rate, parse_duration, parse_size};
 use sluice::{BodyMode, Config, ConfigError, ProxyConfig, Redactor, RetryOn, TlsConfig};
@@ -645,18 +646,6 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         })
 }
 
-/// Headers that frame the message or the connection: set by sluice, never by
-/// `-H` (a wrong Content-Length would truncate or desynchronise requests).
-const FRAMING_HEADERS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "upgrade",
-];
-
 /// Parses `-H 'Name: value'` options, expanding `${VAR}` from the environment.
 pub fn parse_headers(specs: &[String], redactor: &Redactor) -> Result<HeaderMap> {
     let mut headers = HeaderMap::new();
@@ -667,23 +656,27 @@ pub fn parse_headers(specs: &[String], redactor: &Redactor) -> Result<HeaderMap>
         };
         let name = name.trim();
         let value = expand_env(value.trim(), name)?;
-        if value.contains(['\r', '\n', '\0']) || name.contains(['\r', '\n', '\0']) {
-            bail!("-H {name}: header names and values may not contain CR, LF or NUL");
+        if name.is_empty() {
+            bail!("-H: a header has no name before its `:`; write headers as 'Name: value'");
         }
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .with_context(|| format!("-H: `{name}` is not a valid header name"))?;
-        if FRAMING_HEADERS.contains(&header.as_str()) {
-            bail!("-H {name}: sluice sets this header itself; remove it");
-        }
-        let mut value = HeaderValue::from_str(&value).with_context(|| {
-            format!("-H {name}: the value is not a valid header value (visible ASCII expected)")
-        })?;
+        let header = headers::name(name, Setter::Option).map_err(header_error)?;
+        let mut value = headers::value(name, &value).map_err(header_error)?;
         if redactor.is_secret_header(name) {
             value.set_sensitive(true);
         }
         headers.append(header, value);
     }
     Ok(headers)
+}
+
+/// A `-H` that cannot be sent, in the words of the command line.
+fn header_error(e: HeaderError) -> anyhow::Error {
+    match e {
+        HeaderError::Forbidden { name, .. } => {
+            anyhow::anyhow!("-H {name}: sluice sets this header itself; remove it")
+        }
+        e => anyhow::Error::new(e).context("-H"),
+    }
 }
 
 /// Replaces `${VAR}` with the variable's value; an unset variable is an error.

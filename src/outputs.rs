@@ -225,14 +225,7 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
         return OpenOptions::new().write(true).open(path)?.write_all(bytes);
     }
-    let tmp = sibling(path, "sluice-tmp");
-    let written = File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    sluice::replace::replace_with(path, |out| out.write_all(bytes))
 }
 
 /// True when `path` is a regular file (or does not exist yet, and will be

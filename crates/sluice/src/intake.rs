@@ -158,13 +158,15 @@ pub struct BitSet {
 }
 
 impl BitSet {
-    /// Adds `n`.
-    pub fn insert(&mut self, n: u64) {
+    /// Adds `n`; false when it was there already.
+    pub fn insert(&mut self, n: u64) -> bool {
         let (w, b) = ((n / 64) as usize, n % 64);
         if self.words.len() <= w {
             self.words.resize(w + 1, 0);
         }
+        let fresh = self.words[w] & (1 << b) == 0;
         self.words[w] |= 1 << b;
+        fresh
     }
 
     /// True when `n` was added.
@@ -179,6 +181,11 @@ impl BitSet {
         if let Some(word) = self.words.get_mut(w) {
             *word &= !(1 << b);
         }
+    }
+
+    /// True when nothing is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|&w| w == 0)
     }
 }
 

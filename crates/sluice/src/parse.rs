@@ -17,12 +17,13 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
 use reqwest::Method;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use url::Url;
 
+use crate::headers::{self, Setter};
 use crate::json::{JsonKind, JsonStrings, compact_json, json_kind};
 use crate::record::Id;
 use crate::redact::Redactor;
@@ -40,31 +41,20 @@ const MAX_METHOD_BYTES: usize = 64;
 const MAX_JSON_DEPTH: usize = 128;
 
 /// How many characters of a URL, id or name a message quotes.
-const MESSAGE_CLIP: usize = 200;
+pub(crate) const MESSAGE_CLIP: usize = 200;
 
 /// How many characters of a rejected URL an [`InvalidLine`] keeps.
 const FIELD_CLIP: usize = 2048;
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// The UTF-8 byte order mark, ignored at the start of a line (the source
+/// also skips it at the start of each file).
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Standard base64, with or without `=` padding.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// Headers a request line may not set, and why: they frame the message or
-/// manage the connection, so letting input set them could desynchronise it.
-const FORBIDDEN_HEADERS: &[(&str, &str)] = &[
-    ("host", "sluice sets it from the URL"),
-    ("content-length", "sluice sets it from the body"),
-    ("transfer-encoding", "sluice sets it from the body"),
-    ("connection", "sluice manages connections"),
-    ("keep-alive", "sluice manages connections"),
-    ("proxy-connection", "sluice manages connections"),
-    ("te", "sluice manages connections"),
-    ("upgrade", "sluice does not switch protocols"),
-];
 
 /// What parsing needs to know about the run.
 #[derive(Clone, Debug)]
@@ -857,7 +847,7 @@ fn add_header(
     let header = header_name(name)?;
     let shown = clip(name, MESSAGE_CLIP);
     for text in header_texts(&shown, value)? {
-        let mut value = header_value(&shown, &text)?;
+        let mut value = headers::value(name, &text).map_err(|e| e.to_string())?;
         value.set_sensitive(redactor.is_secret_header(name));
         map.try_append(header.clone(), value)
             .map_err(|_| "`headers` has too many entries".to_string())?;
@@ -866,25 +856,10 @@ fn add_header(
 }
 
 fn header_name(name: &str) -> Result<HeaderName, String> {
-    let shown = clip(name, MESSAGE_CLIP);
     if name.is_empty() {
         return Err("a header name in `headers` is empty".into());
     }
-    if name.contains(['\r', '\n', '\0']) {
-        return Err(format!(
-            "header name `{shown}` contains CR, LF or NUL: header names must be one token"
-        ));
-    }
-    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        format!("header name `{shown}` is not valid: a name is letters, digits and !#$%&'*+-.^_`|~")
-    })?;
-    match FORBIDDEN_HEADERS
-        .iter()
-        .find(|(n, _)| *n == header.as_str())
-    {
-        Some((_, why)) => Err(format!("`{shown}` cannot be set by a request line; {why}")),
-        None => Ok(header),
-    }
+    headers::name(name, Setter::RequestLine).map_err(|e| e.to_string())
 }
 
 /// The value texts of one header: a string, or a non-empty array of strings.
@@ -916,21 +891,6 @@ fn header_texts(shown: &str, value: &RawValue) -> Result<Vec<String>, String> {
         }
         kind => Err(wrong(&kind)),
     }
-}
-
-/// A header value; the message names the header but never shows the value.
-fn header_value(shown: &str, text: &str) -> Result<HeaderValue, String> {
-    if text.contains(['\r', '\n']) {
-        return Err(format!(
-            "header `{shown}` value contains a line break (CR or LF): a header value must be one line"
-        ));
-    }
-    if text.contains('\0') {
-        return Err(format!("header `{shown}` value contains a NUL byte"));
-    }
-    HeaderValue::from_str(text).map_err(|_| {
-        format!("header `{shown}` value contains a control character: only tab and visible characters are allowed")
-    })
 }
 
 // ---- body, timeout, cost -----------------------------------------------------
@@ -1052,7 +1012,7 @@ fn nesting_exceeds(text: &str, limit: usize) -> bool {
 // ---- showing text in messages ------------------------------------------------
 
 /// At most `max` characters of `text`, control characters escaped, `…` when cut.
-fn clip(text: &str, max: usize) -> String {
+pub(crate) fn clip(text: &str, max: usize) -> String {
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
         if i == max {

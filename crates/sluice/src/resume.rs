@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 use crate::format::{self, OutputFormat};
+use crate::intake::BitSet;
 use crate::record::{ErrorKind, Id};
 use crate::redact::Redactor;
 use crate::request::Input;
@@ -126,7 +127,7 @@ pub enum ResumeError {
     /// The file without its failed records could not be written.
     #[error("cannot rewrite {}", path.display())]
     Rewrite {
-        /// The file (or its temporary copy).
+        /// The file.
         path: PathBuf,
         /// Why.
         #[source]
@@ -438,36 +439,27 @@ pub const BLOCK: u64 = 1024;
 /// The records of one block: a bit per line and the digest of their ids.
 #[derive(Debug, Default)]
 struct Block {
-    bits: [u64; (BLOCK / 64) as usize],
+    /// The lines, counted from the block's first.
+    lines: BitSet,
     digest: u64,
 }
 
 impl Block {
-    fn index(line: u64) -> (usize, u64) {
-        let i = line % BLOCK;
-        ((i / 64) as usize, 1 << (i % 64))
-    }
-
     /// Sets the line's bit; false when it was set already.
     fn set(&mut self, line: u64) -> bool {
-        let (w, bit) = Block::index(line);
-        let fresh = self.bits[w] & bit == 0;
-        self.bits[w] |= bit;
-        fresh
+        self.lines.insert(line % BLOCK)
     }
 
     fn clear(&mut self, line: u64) {
-        let (w, bit) = Block::index(line);
-        self.bits[w] &= !bit;
+        self.lines.remove(line % BLOCK);
     }
 
     fn get(&self, line: u64) -> bool {
-        let (w, bit) = Block::index(line);
-        self.bits[w] & bit != 0
+        self.lines.contains(line % BLOCK)
     }
 
     fn is_empty(&self) -> bool {
-        self.bits.iter().all(|&w| w == 0)
+        self.lines.is_empty()
     }
 }
 
@@ -671,26 +663,25 @@ fn parse_record(text: &str) -> Result<Parsed, String> {
 /// and a rename), for `--retry-failed`.
 fn rewrite_without_failures(path: &Path) -> Result<(), ResumeError> {
     let file = File::open(path).map_err(read_error(path))?;
-    let mut rewrite = Rewrite::new(path)?;
     let mut reader = BufReader::new(file);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let read = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(read_error(path))?;
-        if read == 0 {
-            break;
+    crate::replace::replace_with(path, |out| {
+        let mut buf = Vec::new();
+        while reader.read_until(b'\n', &mut buf)? > 0 {
+            let failed = std::str::from_utf8(&buf)
+                .ok()
+                .and_then(|t| parse_record(t.trim_end()).ok())
+                .is_some_and(|p| p.retried);
+            if !failed {
+                out.write_all(&buf)?;
+            }
+            buf.clear();
         }
-        let failed = std::str::from_utf8(&buf)
-            .ok()
-            .and_then(|t| parse_record(t.trim_end()).ok())
-            .is_some_and(|p| p.retried);
-        if !failed {
-            rewrite.write(&buf)?;
-        }
-    }
-    rewrite.commit(path)
+        Ok(())
+    })
+    .map_err(|source| ResumeError::Rewrite {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A 64-bit hash of a record's line and what it sent, summed per block.
@@ -782,52 +773,6 @@ fn truncate_torn(path: &Path, good_end: u64) -> Result<u64, ResumeError> {
         })?;
     let _ = file.sync_data();
     Ok(len - good_end)
-}
-
-/// The kept records of a `--retry-failed` rewrite.
-struct Rewrite {
-    tmp: PathBuf,
-    out: io::BufWriter<File>,
-}
-
-impl Rewrite {
-    fn new(path: &Path) -> Result<Rewrite, ResumeError> {
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".sluice-tmp");
-        let tmp = path.with_file_name(name);
-        let file = File::create(&tmp).map_err(|source| ResumeError::Rewrite {
-            path: tmp.clone(),
-            source,
-        })?;
-        Ok(Rewrite {
-            tmp,
-            out: io::BufWriter::new(file),
-        })
-    }
-
-    fn write(&mut self, line: &[u8]) -> Result<(), ResumeError> {
-        self.out
-            .write_all(line)
-            .map_err(|source| ResumeError::Rewrite {
-                path: self.tmp.clone(),
-                source,
-            })
-    }
-
-    fn commit(self, path: &Path) -> Result<(), ResumeError> {
-        let fail = |source: io::Error| ResumeError::Rewrite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = self.out.into_inner().map_err(|e| fail(e.into_error()))?;
-        file.flush().map_err(fail)?;
-        file.sync_all().map_err(fail)?;
-        std::fs::rename(&self.tmp, path).map_err(fail)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use futures::Stream;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::parse::{LineOrigin, ParseOptions, line_too_long, parse_line};
+use crate::parse::{BOM, LineOrigin, ParseOptions, line_too_long, parse_line};
 use crate::request::Input;
 
 /// Bytes read from an input at a time.
@@ -20,8 +20,6 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// After a line this large, the line buffer is given back to the allocator.
 const KEEP_LINE_BUFFER_BYTES: usize = 1024 * 1024;
-
-const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Why the input could not be opened or read.
 #[derive(Debug, thiserror::Error)]
