@@ -14,7 +14,7 @@ use sluice::format::OutputFormat;
 use sluice::headers::{self, HeaderError, Setter};
 use sluice::parse::InputFormat;
 use sluice::units::{Rate, parse_duration, parse_size};
-use sluice::{BodyMode, Config, ConfigError, ProxyConfig, Redactor, RetryOn, TlsConfig};
+use sluice::{BodyMode, Config, ConfigError, ProxyConfig, Redactor, RetryOn, Setting, TlsConfig};
 
 use crate::help;
 
@@ -484,7 +484,8 @@ impl RunArgs {
             .tls(self.tls()?)
             .proxy(self.checked_proxy()?)
             .http2(self.http2)
-            .compressed(self.compressed);
+            .compressed(self.compressed)
+            .setting_names(option_of);
         if let Some(n) = self.per_host_concurrency {
             b = b.per_host_concurrency(at_least_one(n));
         }
@@ -611,6 +612,17 @@ impl RunArgs {
 }
 
 /// `--listen`: `HOST:PORT` (names resolved, first address) or a bare port on 127.0.0.1.
+/// The option that sets a setting, for the engine's messages.
+fn option_of(setting: Setting) -> &'static str {
+    match setting {
+        Setting::BudgetBurst => "--budget-burst",
+        Setting::HaltAfter => "--halt-after",
+        Setting::MaxBodySize => "--max-body-size",
+        Setting::MaxRetryAfter => "--max-retry-after",
+        _ => setting.field(),
+    }
+}
+
 /// A configuration error in the words of the options that set the fields
 /// it names (the engine knows fields, not options).
 fn config_error(e: ConfigError) -> anyhow::Error {

@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
                 path.display()
             );
         }
-        let intake = Intake::new(config.effective_budget_burst(), config.redactor.clone());
+        let intake = Intake::from_config(&config);
         return dry_run(source, intake, &args).await;
     }
     let recorded = match (&args.output, args.resume) {

@@ -21,7 +21,7 @@ use url::Url;
 
 use crate::classify::classify;
 use crate::client::Clients;
-use crate::config::{BodyMode, Config};
+use crate::config::{BodyMode, Config, Setting};
 use crate::record::{Body, ErrorKind, Transport};
 use crate::redact::Redactor;
 use crate::request::Request;
@@ -413,7 +413,10 @@ async fn read_body(
     let too_large = || Failed {
         kind: ErrorKind::BodyTooLarge,
         sent: true,
-        message: format!("response body is larger than --max-body-size ({max} bytes)"),
+        message: format!(
+            "response body is larger than {} ({max} bytes)",
+            config.name(Setting::MaxBodySize)
+        ),
         status: None,
         local: false,
         headers: None,

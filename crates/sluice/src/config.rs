@@ -90,6 +90,35 @@ impl fmt::Debug for TlsConfig {
     }
 }
 
+/// A setting that messages in records and events name. The engine calls it
+/// by its field (`max_body_size`); a front end that set it from an option
+/// of its own says so with [`ConfigBuilder::setting_names`] (the CLI:
+/// `--max-body-size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting {
+    /// [`Config::budget_burst`].
+    BudgetBurst,
+    /// [`Config::halt_after`].
+    HaltAfter,
+    /// [`Config::max_body_size`].
+    MaxBodySize,
+    /// [`Config::max_retry_after`].
+    MaxRetryAfter,
+}
+
+impl Setting {
+    /// The name of the [`Config`] field: the engine's own name for it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Setting::BudgetBurst => "budget_burst",
+            Setting::HaltAfter => "halt_after",
+            Setting::MaxBodySize => "max_body_size",
+            Setting::MaxRetryAfter => "max_retry_after",
+        }
+    }
+}
+
 /// Everything a run needs to know. Build one with [`Config::builder`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -154,6 +183,8 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     /// The User-Agent header. Default `sluice/VERSION`.
     pub user_agent: String,
+    /// How messages name a [`Setting`]. Default [`Setting::field`].
+    pub setting_names: fn(Setting) -> &'static str,
 }
 
 impl Default for Config {
@@ -189,6 +220,7 @@ impl Default for Config {
             read_ahead: 1024,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             user_agent: concat!("sluice/", env!("CARGO_PKG_VERSION")).to_string(),
+            setting_names: Setting::field,
         }
     }
 }
@@ -208,6 +240,11 @@ impl Config {
     /// ```
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder(Config::default())
+    }
+
+    /// What messages call `setting`.
+    pub fn name(&self, setting: Setting) -> &'static str {
+        (self.setting_names)(setting)
     }
 
     /// The budget burst in effect: the given one, else one unit of the rate.
@@ -315,6 +352,8 @@ setters! {
     pool_idle_timeout: std::time::Duration => |c, v| c.pool_idle_timeout = v;
     /// User-Agent header.
     user_agent: String => |c, v| c.user_agent = v;
+    /// How messages name settings (a front end's option names).
+    setting_names: fn(Setting) -> &'static str => |c, v| c.setting_names = v;
 }
 
 impl ConfigBuilder {

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
+use crate::config::{Config, Setting};
 use crate::record::{ErrorKind, Id, Record};
 use crate::redact::Redactor;
 use crate::request::{Input, Request};
@@ -30,6 +31,8 @@ pub struct Intake {
     explicit: HashSet<u128>,
     implicit_lines: BitSet,
     budget_burst: Option<u64>,
+    /// What messages call the budget burst.
+    budget_burst_name: &'static str,
     redactor: Redactor,
 }
 
@@ -39,8 +42,18 @@ impl Intake {
     pub fn new(budget_burst: Option<u64>, redactor: Redactor) -> Intake {
         Intake {
             budget_burst,
+            budget_burst_name: Setting::BudgetBurst.field(),
             redactor,
             ..Intake::default()
+        }
+    }
+
+    /// The intake of a run of `config`: its budget burst, redactor and
+    /// setting names.
+    pub fn from_config(config: &Config) -> Intake {
+        Intake {
+            budget_burst_name: config.name(Setting::BudgetBurst),
+            ..Intake::new(config.effective_budget_burst(), config.redactor.clone())
         }
     }
 
@@ -81,8 +94,9 @@ impl Intake {
         }
         let cells = cost_cells(req.cost);
         if let Some(burst) = self.budget_burst.filter(|&b| cells > b) {
+            let name = self.budget_burst_name;
             let message = format!(
-                "{place}: cost {} is more than --budget-burst ({burst}), so it could never be sent; raise --budget-burst or lower the cost",
+                "{place}: cost {} is more than {name} ({burst}), so it could never be sent; raise {name} or lower the cost",
                 req.cost
             );
             return self.reject(req, ErrorKind::InvalidRequest, message);
@@ -241,5 +255,30 @@ mod tests {
         );
         assert_eq!(cost_cells(0.0), 0);
         assert_eq!(cost_cells(2.1), 3);
+    }
+
+    /// The engine names the field; a front end names its own option.
+    #[test]
+    fn messages_name_the_setting_as_the_caller_calls_it() {
+        let message = |mut intake: Intake| {
+            let mut r = Request::get(1, Url::parse("http://127.0.0.1/").unwrap());
+            r.cost = 5.0;
+            match intake.check(Input::Request(r)) {
+                Checked::Reject(record) => record.error.expect("an error").message,
+                other => panic!("{other:?}"),
+            }
+        };
+        let engine = message(Intake::new(Some(4), Redactor::default()));
+        assert!(engine.contains("more than budget_burst (4)"), "{engine}");
+        let config = Config::builder()
+            .budget("4/s".parse().unwrap())
+            .setting_names(|_| "--the-option")
+            .build()
+            .unwrap();
+        let cli = message(Intake::from_config(&config));
+        assert!(
+            cli.contains("more than --the-option (4)") && !cli.contains("budget_burst"),
+            "{cli}"
+        );
     }
 }

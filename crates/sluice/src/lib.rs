@@ -44,7 +44,7 @@ pub mod timing;
 pub mod trust;
 pub mod units;
 
-pub use config::{BodyMode, Config, ConfigBuilder, ConfigError, ProxyConfig, TlsConfig};
+pub use config::{BodyMode, Config, ConfigBuilder, ConfigError, ProxyConfig, Setting, TlsConfig};
 pub use engine::{Run, RunError, run};
 pub use event::Event;
 pub use record::{Body, ErrorKind, Id, Record, RecordError};

@@ -44,7 +44,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::attempt::{self, Outcome};
-use crate::config::Config;
+use crate::config::{Config, Setting};
 use crate::event::Event;
 use crate::gcra::Gcra;
 use crate::intake::{Checked, Intake};
@@ -138,7 +138,7 @@ impl Scheduler {
         Scheduler {
             clock: WallClock { start: now, wall },
             rng: fastrand::Rng::with_seed(seed),
-            intake: Intake::new(config.effective_budget_burst(), config.redactor.clone()),
+            intake: Intake::from_config(&config),
             order: config.ordered.then(Reorder::default),
             rate: config.rate.map(|r| Gcra::new(r, burst, now)),
             budget: config
@@ -547,8 +547,9 @@ impl Scheduler {
         if let Some(status @ (429 | 503)) = status {
             if let Some(asked) = asked.filter(|&a| a > max) {
                 let reason = format!(
-                    "HTTP {status} with Retry-After {} exceeds --max-retry-after {}",
+                    "HTTP {status} with Retry-After {} exceeds {} {}",
                     attempt::show(asked),
+                    self.config.name(Setting::MaxRetryAfter),
                     attempt::show(max)
                 );
                 self.close_origin(job.origin, &reason, now);
@@ -635,7 +636,8 @@ impl Scheduler {
         let limit = self.config.halt_after;
         if limit > 0 && count >= limit {
             let reason = format!(
-                "{limit} consecutive requests failed with 401/403/407 or dns/tls/connect (--halt-after)"
+                "{limit} consecutive requests failed with 401/403/407 or dns/tls/connect ({})",
+                self.config.name(Setting::HaltAfter)
             );
             self.close_origin(job.origin, &reason, now);
         }

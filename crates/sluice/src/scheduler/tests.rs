@@ -687,7 +687,7 @@ fn halt_after_closes_an_origin_after_consecutive_hard_failures() {
         Event::OriginClosed { reason, .. } => Some(reason.clone()),
         _ => None,
     });
-    assert!(reason.is_some_and(|r| r.contains("--halt-after")));
+    assert!(reason.is_some_and(|r| r.contains("(halt_after)")));
     sim.finish();
     assert_eq!(
         sim.records.iter().filter(|r| r.status == Some(403)).count(),
