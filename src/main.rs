@@ -30,6 +30,7 @@ mod cli;
 mod demo;
 mod help;
 mod html;
+mod merge;
 mod outputs;
 mod recompute;
 mod report;
@@ -98,6 +99,7 @@ async fn dispatch(command: Command) -> i32 {
         }
         Command::Help { topic } => Ok(help::print(topic.as_deref())),
         Command::Report(args) => recompute::report(args),
+        Command::Merge(args) => merge::merge(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("sluice: error: {e:#}");

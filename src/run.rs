@@ -11,6 +11,7 @@ use sluice::format::OutputFormat;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
 use sluice::resume::{BLOCK, Mismatch, Recorded};
+use sluice::shard::Shard;
 use sluice::sink::{OpenMode, Sink};
 use sluice::source::Source;
 
@@ -26,6 +27,7 @@ pub struct Usage(pub anyhow::Error);
 /// Runs the command; `Err(Usage)` means nothing was sent.
 pub async fn run(args: RunArgs) -> Result<i32> {
     let config = args.config().map_err(Usage)?;
+    let shard = args.shard.map(|s| s.resolve()).transpose().map_err(Usage)?;
     args.check_output_options().map_err(Usage)?;
     let base_url = match &args.base_url {
         Some(text) => Some(check_base_url(text).map_err(|e| Usage(anyhow!("--base-url: {e}")))?),
@@ -49,7 +51,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             );
         }
         let intake = Intake::new(config.effective_budget_burst(), config.redactor.clone());
-        return dry_run(source, intake, &args).await;
+        return dry_run(source, shard, intake, &args).await;
     }
     let recorded = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
@@ -110,9 +112,9 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
     let prior = recorded.as_ref().map(|(r, _)| r.tally.clone());
-    let stream = resumed_stream(source, recorded);
+    let stream = sluice::shard::select(resumed_stream(source, recorded), shard);
     let (feed, inputs) = Feed::wrap(stream);
-    count_in_background(&args.inputs, &feed);
+    count_in_background(&args.inputs, shard, &feed);
     let stdin = args.inputs.is_empty() || args.inputs.iter().any(|p| p == Path::new("-"));
     let resumable = args
         .output
@@ -134,10 +136,10 @@ pub async fn run(args: RunArgs) -> Result<i32> {
 /// Counts the request lines of input files while the run starts, so the
 /// progress shows a fixed total and the summary an exact remainder (pipes and
 /// standard input cannot be counted ahead: they are read once).
-fn count_in_background(inputs: &[PathBuf], feed: &Feed) {
+fn count_in_background(inputs: &[PathBuf], shard: Option<Shard>, feed: &Feed) {
     let (inputs, total) = (inputs.to_vec(), Arc::clone(&feed.total));
     tokio::task::spawn_blocking(move || {
-        if let Some(n) = sluice::source::count_request_lines(&inputs) {
+        if let Some(n) = sluice::source::count_shard_lines(&inputs, shard) {
             let _ = total.set(n);
         }
     });
@@ -424,8 +426,13 @@ fn open_output(args: &RunArgs) -> Result<Sink> {
 
 /// `--dry-run`: every line is checked as a run would check it (duplicates
 /// and costs included); bad lines' records go to stdout; nothing is sent.
-async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i32> {
-    let mut stream = Box::pin(source.into_stream());
+async fn dry_run(
+    source: Source,
+    shard: Option<Shard>,
+    mut intake: Intake,
+    args: &RunArgs,
+) -> Result<i32> {
+    let mut stream = Box::pin(sluice::shard::select(source.into_stream(), shard));
     let mut report = DryRun::default();
     let mut signals = crate::signals::listen().context("cannot install signal handlers")?;
     let mut interrupted = None;
@@ -451,7 +458,9 @@ async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<i
             }
         };
         match intake.check(item) {
-            Checked::Run(..) | Checked::Skip => report.would_send += 1,
+            Checked::Run(..) => report.would_send += 1,
+            // Another shard's line.
+            Checked::Skip => {}
             Checked::Reject(record) => {
                 report.bad += 1;
                 if let Some(kind) = record.error_kind() {

@@ -25,6 +25,7 @@ mod report;
 mod resume;
 mod resume_output;
 mod schema;
+mod shards;
 mod signals;
 mod support;
 mod tls;

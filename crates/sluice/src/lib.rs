@@ -36,6 +36,7 @@ pub mod request;
 pub mod resume;
 pub mod retry;
 pub mod scheduler;
+pub mod shard;
 pub mod sink;
 pub mod source;
 pub mod stats;
