@@ -507,6 +507,25 @@ pub struct RunArgs {
     #[arg(help_heading = heading::SHARING)]
     #[arg(long, value_name = "K/N|env", value_parser = parse_shard)]
     pub shard: Option<ShardArg>,
+
+    /// Share --rate, --budget, origin pauses and closed origins with every process of --job
+    /// through Redis or Valkey: redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS),
+    /// unix:///PATH [default: none: this process's limits are its own]
+    #[arg(help_heading = heading::SHARING)]
+    #[arg(long, value_name = "URL", requires = "job")]
+    pub redis: Option<String>,
+
+    /// The job's name under --redis: processes with the same name share one set of limits
+    /// [default: none; needed with --redis]
+    #[arg(help_heading = heading::SHARING)]
+    #[arg(long, value_name = "NAME", requires = "redis")]
+    pub job: Option<String>,
+
+    /// Under --redis: how long Redis may be unreachable (no new request starts meanwhile)
+    /// before the run stops as for a closed origin (exit 3; --resume continues).
+    #[arg(help_heading = heading::SHARING)]
+    #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
 }
 
 /// What `--shard` says.
@@ -597,6 +616,18 @@ impl RunArgs {
         }
         if let Some(n) = self.budget_burst {
             b = b.budget_burst(n);
+        }
+        if let (Some(url), Some(job)) = (&self.redis, &self.job) {
+            if self.per_host_rate.is_some() {
+                bail!(
+                    "--per-host-rate is not shared through --redis yet (each process would keep its own): use --rate, or leave out --redis"
+                );
+            }
+            b = b.shared(sluice::shared::SharedConfig {
+                url: url.clone(),
+                job: job.clone(),
+                timeout: self.redis_timeout,
+            });
         }
         Ok(b.build()?)
     }

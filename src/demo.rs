@@ -41,6 +41,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         report: None,
         resumable: true,
         stdin_terminal: false,
+        shared: None,
     };
     let _ = feed.total.set(REQUESTS);
     let signals = crate::signals::listen()?;

@@ -103,6 +103,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         }
         None => None,
     };
+    let shared = connect_shared(&config).await?;
     let sink = open_output(&args)?;
     if args.insecure {
         eprintln!(
@@ -128,9 +129,26 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             .map(|path| (path, crate::settings::RunInfo::new(&args, &config))),
         resumable,
         stdin_terminal: stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        shared,
     };
     let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
     Ok(summary.exit_code)
+}
+
+/// Under `--redis`, connects the shared limiter before anything is sent: a
+/// wrong URL, a refused password or a Redis without scripting is exit 2.
+async fn connect_shared(config: &sluice::Config) -> Result<Option<sluice::shared::Limiter>> {
+    use sluice::shared::{Dimension, Limiter};
+    let Some(shared) = &config.shared else {
+        return Ok(None);
+    };
+    let rate = (config.rate).map(|r| Dimension::new("rate", r, u64::from(config.burst.get())));
+    let budget = (config.budget)
+        .map(|b| Dimension::new("budget", b, config.effective_budget_burst().unwrap_or(1)));
+    let limiter = Limiter::connect(shared, rate, budget)
+        .await
+        .map_err(|e| Usage(anyhow!("{e}")))?;
+    Ok(Some(limiter))
 }
 
 /// Counts the request lines of input files while the run starts, so the

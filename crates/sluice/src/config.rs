@@ -122,6 +122,9 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     /// The User-Agent header. Default `sluice/VERSION`.
     pub user_agent: String,
+    /// Limits shared with the other processes of a job on Redis
+    /// ([`crate::shared`]). Default none: this process's limits are its own.
+    pub shared: Option<crate::shared::SharedConfig>,
 }
 
 impl Default for Config {
@@ -157,6 +160,7 @@ impl Default for Config {
             read_ahead: 1024,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             user_agent: concat!("sluice/", env!("CARGO_PKG_VERSION")).to_string(),
+            shared: None,
         }
     }
 }
@@ -263,6 +267,8 @@ setters! {
     pool_idle_timeout: std::time::Duration => |c, v| c.pool_idle_timeout = v;
     /// User-Agent header.
     user_agent: String => |c, v| c.user_agent = v;
+    /// Limits shared on Redis.
+    shared: crate::shared::SharedConfig => |c, v| c.shared = Some(v);
 }
 
 impl ConfigBuilder {

@@ -37,6 +37,7 @@ pub mod resume;
 pub mod retry;
 pub mod scheduler;
 pub mod shard;
+pub mod shared;
 pub mod sink;
 pub mod source;
 pub mod stats;
