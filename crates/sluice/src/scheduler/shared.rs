@@ -11,10 +11,17 @@ use std::collections::{HashMap, VecDeque};
 use tokio::time::Instant;
 
 use super::Scheduler;
+use std::time::Duration;
 
 /// The reason of a pause that another process of the job saw; such pauses
 /// are not published again.
 pub const PEER_PAUSE: &str = "Retry-After seen by another process of the job";
+
+/// A grant not used this long after its instant is dropped: used later, it
+/// would bunch up with the starts other processes reserved after it. The
+/// local limiter credits late timers as much ([`crate::gcra::CATCH_UP`]),
+/// which the 0.5% pacing margin absorbs over windows of 0.6 s and more.
+const STALE: Duration = crate::gcra::CATCH_UP;
 
 /// Reserve more when fewer grants than this are held.
 const LOW_WATER: usize = 4;
@@ -26,6 +33,8 @@ pub(super) struct Grants {
     starts: VecDeque<(Instant, u64)>,
     /// A reservation is asked for and not answered.
     asked: bool,
+    /// Redis had no start within its horizon: ask again only from then.
+    not_before: Option<Instant>,
     /// Redis is gone for good: every origin is closed, new ones too.
     lost: Option<String>,
     /// Pauses and closures of origins this process has not seen yet.
@@ -43,14 +52,22 @@ pub(super) enum Gate {
 impl Grants {
     /// A grant for a start of `cells` cells: grants too small for it are
     /// dropped (their cells go unused, which only ever lowers the rate).
+    /// A grant more than [`STALE`] old is dropped too: used late, it would
+    /// bunch up with the starts other processes reserved after it.
     pub(super) fn gate(&mut self, now: Instant, cells: u64) -> Gate {
-        while self.starts.front().is_some_and(|&(_, c)| c < cells) {
+        let stale = |at: Instant| at + STALE < now;
+        while self
+            .starts
+            .front()
+            .is_some_and(|&(at, c)| c < cells || stale(at))
+        {
             self.starts.pop_front();
         }
-        match self.starts.front() {
-            Some(&(at, _)) if at <= now => Gate::Open,
-            Some(&(at, _)) => Gate::At(at),
-            None => Gate::Shut,
+        match (self.starts.front(), self.not_before) {
+            (Some(&(at, _)), _) if at <= now => Gate::Open,
+            (Some(&(at, _)), _) => Gate::At(at),
+            (None, Some(at)) if at > now && !self.asked => Gate::At(at),
+            (None, _) => Gate::Shut,
         }
     }
 
@@ -69,7 +86,7 @@ impl Scheduler {
     /// Under `--redis`: how many starts to reserve, of how many budget
     /// cells each, when the grants run low and work is ready. The driver
     /// asks Redis and answers with [`Scheduler::shared_granted`].
-    pub fn shared_demand(&mut self) -> Option<(u32, u64)> {
+    pub fn shared_demand(&mut self, now: Instant) -> Option<(u32, u64)> {
         let cells = self
             .ready
             .first_key_value()
@@ -77,6 +94,9 @@ impl Scheduler {
             .map_or(0, |j| j.cells);
         let grants = self.grants.as_mut()?;
         if grants.asked || grants.lost.is_some() || self.ready.is_empty() || self.draining {
+            return None;
+        }
+        if grants.not_before.is_some_and(|at| at > now) {
             return None;
         }
         if grants.starts.len() >= LOW_WATER {
@@ -88,17 +108,22 @@ impl Scheduler {
     }
 
     /// Redis answered: starts reserved (each due at its instant, with
-    /// `cells` budget cells), and the pauses and closures everyone sees.
+    /// `cells` budget cells), when to ask again if none was (the next
+    /// start is beyond the horizon), and the pauses and closures everyone
+    /// sees.
+    #[allow(clippy::too_many_arguments)]
     pub fn shared_granted(
         &mut self,
         starts: Vec<Instant>,
         cells: u64,
+        retry_at: Option<Instant>,
         pauses: Vec<(String, Instant)>,
         closed: Vec<(String, String)>,
         now: Instant,
     ) {
         if let Some(grants) = self.grants.as_mut() {
             grants.asked = false;
+            grants.not_before = retry_at.filter(|_| starts.is_empty());
             grants
                 .starts
                 .extend(starts.into_iter().map(|at| (at, cells)));

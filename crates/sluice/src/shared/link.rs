@@ -68,6 +68,9 @@ pub enum Reservation {
         starts: Vec<Instant>,
         /// Budget cells each start holds.
         cells: u64,
+        /// The next start Redis could reserve is due beyond the horizon:
+        /// ask again then.
+        retry_at: Option<Instant>,
         /// Origins paused for everyone, until these instants.
         pauses: Vec<(String, Instant)>,
         /// Origins closed for everyone, and why.
@@ -162,6 +165,7 @@ async fn serve(
         let granted = Reservation::Granted {
             starts: reply.starts.iter().map(|&d| at + d).collect(),
             cells: call.cells,
+            retry_at: reply.missed.map(|m| at + m.saturating_sub(HORIZON)),
             pauses: reply.pauses.into_iter().map(|(o, d)| (o, at + d)).collect(),
             closed: reply.closed,
         };
@@ -249,7 +253,7 @@ pub fn demand(link: &mut Link, scheduler: &mut Scheduler) {
     if link.asked {
         return;
     }
-    if let Some((wanted, cells)) = scheduler.shared_demand() {
+    if let Some((wanted, cells)) = scheduler.shared_demand(Instant::now()) {
         link.reserve(wanted, cells);
     }
 }
@@ -268,9 +272,10 @@ pub fn heard(said: Reservation, scheduler: &mut Scheduler, now: Instant) {
         Reservation::Granted {
             starts,
             cells,
+            retry_at,
             pauses,
             closed,
-        } => scheduler.shared_granted(starts, cells, pauses, closed, now),
+        } => scheduler.shared_granted(starts, cells, retry_at, pauses, closed, now),
         Reservation::Trouble(Trouble::GaveUp { message }) => {
             scheduler.shared_trouble(Trouble::GaveUp {
                 message: message.clone(),
