@@ -281,3 +281,45 @@ async fn a_redis_that_cannot_be_used_is_exit_2_before_anything_is_sent() {
         .code(2);
     assert_eq!(server.stats().requests, 0, "nothing was sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_password_is_exit_2_and_never_shown() {
+    let Some(redis) = RedisServer::start_with(&["--requirepass", "right-one"]) else {
+        return;
+    };
+    let server = mock().await;
+    let dir = tempdir();
+    let input = input(dir.path(), &server.url(), 3, |_| "/fast".into());
+    // redis-rs reads a unix socket's password from `?pass=`.
+    for (url, says) in [
+        (
+            format!("{}?pass=wrong-one", redis.url()),
+            "authentication refused",
+        ),
+        (redis.url(), "NOAUTH"),
+    ] {
+        let got = Sluice::run(["--redis", &url, "--job", "j", input.to_str().unwrap()])
+            .output()
+            .await;
+        got.code(2);
+        assert!(got.stderr.contains(says), "{}", got.stderr);
+        assert!(!got.stderr.contains("wrong-one"), "{}", got.stderr);
+    }
+    let right = format!("{}?pass=right-one", redis.url());
+    Sluice::run([
+        "-q",
+        "--redis",
+        &right,
+        "--job",
+        "j",
+        input.to_str().unwrap(),
+    ])
+    .output()
+    .await
+    .code(0);
+    assert_eq!(
+        server.stats().requests,
+        3,
+        "sent only with the right password"
+    );
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -21,6 +22,15 @@ impl RedisServer {
     /// # Panics
     /// When the server does not come up within ten seconds.
     pub fn start() -> Option<RedisServer> {
+        RedisServer::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments
+    /// (`["--requirepass", "secret"]`).
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -38,7 +48,11 @@ impl RedisServer {
             fastish_id()
         ));
         std::fs::create_dir_all(&dir).expect("create the Redis test directory");
-        let mut server = RedisServer { dir, child: None };
+        let mut server = RedisServer {
+            dir,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         server.restart();
         Some(server)
     }
@@ -74,6 +88,7 @@ impl RedisServer {
             .arg(self.socket())
             .args(["--unixsocketperm", "700", "--dir"])
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -60,10 +60,11 @@ impl fmt::Debug for SharedConfig {
     }
 }
 
-/// The URL as it may be shown: a password replaced by `REDACTED`.
+/// The URL as it may be shown: a password (in the user info, or in
+/// redis-rs's `?pass=` for unix sockets) replaced by `REDACTED`.
 pub fn redacted_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(parsed) => crate::redact::Redactor::default().url(&parsed),
+        Ok(parsed) => crate::redact::Redactor::with_extra(["pass", "password"]).url(&parsed),
         Err(_) => "(not a URL)".into(),
     }
 }
@@ -323,5 +324,10 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("REDACTED"), "{shown}");
+        let socket = redacted_url("unix:///run/redis.sock?pass=hunter2&db=1");
+        assert!(
+            !socket.contains("hunter2") && socket.contains("db=1"),
+            "{socket}"
+        );
     }
 }
