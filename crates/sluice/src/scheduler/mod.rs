@@ -460,7 +460,8 @@ impl Scheduler {
                 return;
             };
             let cells = self.origins[o].head().map_or(0, |j| j.cells);
-            if let Some(gate) = self.grants.as_mut().map(|g| g.gate(now, cells)) {
+            let budget_cells = self.config.budget.map_or(0, |_| cells);
+            if let Some(gate) = self.grants.as_mut().map(|g| g.gate(now, budget_cells)) {
                 match gate {
                     shared::Gate::Open => {}
                     shared::Gate::At(at) => {

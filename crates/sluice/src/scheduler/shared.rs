@@ -91,6 +91,7 @@ impl Scheduler {
             .ready
             .first_key_value()
             .and_then(|(_, &o)| self.origins[o].head())
+            .filter(|_| self.config.budget.is_some())
             .map_or(0, |j| j.cells);
         let grants = self.grants.as_mut()?;
         if grants.asked || grants.lost.is_some() || self.ready.is_empty() || self.draining {
@@ -203,5 +204,120 @@ impl Scheduler {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use crate::scheduler::{Action, Scheduler};
+    use crate::shared::SharedConfig;
+    use crate::{Config, Event, Input, Request};
+
+    fn scheduler(t0: tokio::time::Instant) -> Scheduler {
+        let config = Config::builder()
+            .rate("10/s".parse().unwrap())
+            .shared(SharedConfig {
+                url: "redis://127.0.0.1:1".into(),
+                job: "t".into(),
+                timeout: Duration::from_secs(1),
+            })
+            .build()
+            .unwrap();
+        Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1)
+    }
+
+    fn offer(s: &mut Scheduler, lines: std::ops::RangeInclusive<u64>, now: tokio::time::Instant) {
+        let url = url::Url::parse("http://127.0.0.1:9/fast").unwrap();
+        for line in lines {
+            s.offer(Input::Request(Request::get(line, url.clone())), now);
+        }
+    }
+
+    fn starts(s: &mut Scheduler) -> usize {
+        std::iter::from_fn(|| s.next_action())
+            .filter(|a| matches!(a, Action::Start(_)))
+            .count()
+    }
+
+    #[test]
+    fn nothing_starts_without_a_grant_and_each_grant_at_its_instant() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=3, t0);
+        assert_eq!(starts(&mut s), 0, "the local rate is not used: Redis's is");
+        assert_eq!(s.next_wake(), None);
+        assert_eq!(s.shared_demand(t0), Some((3, 0)));
+        assert_eq!(s.shared_demand(t0), None, "one reservation at a time");
+        let later = t0 + Duration::from_millis(100);
+        s.shared_granted(vec![t0, later], 0, None, vec![], vec![], t0);
+        assert_eq!(starts(&mut s), 1);
+        assert_eq!(s.next_wake(), Some(later));
+        s.advance(later);
+        assert_eq!(starts(&mut s), 1);
+        assert_eq!(s.shared_demand(later), Some((1, 0)));
+    }
+
+    #[test]
+    fn a_grant_used_late_is_dropped_rather_than_bunched() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=1, t0);
+        s.shared_demand(t0);
+        let late = t0 + Duration::from_millis(10);
+        s.shared_granted(vec![t0], 0, None, vec![], vec![], late);
+        assert_eq!(starts(&mut s), 0, "10 ms late: beyond CATCH_UP");
+        assert!(s.shared_demand(late).is_some());
+    }
+
+    #[test]
+    fn with_no_start_in_the_horizon_it_asks_again_only_when_one_is_due() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=1, t0);
+        s.shared_demand(t0);
+        let due = t0 + Duration::from_millis(40);
+        s.shared_granted(vec![], 0, Some(due), vec![], vec![], t0);
+        assert_eq!(s.shared_demand(t0), None);
+        assert_eq!(s.next_wake(), Some(due));
+        s.advance(due);
+        assert!(s.shared_demand(due).is_some());
+    }
+
+    #[test]
+    fn another_process_pause_holds_an_origin_even_one_not_seen_yet() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        let until = t0 + Duration::from_secs(2);
+        let origin = "http://127.0.0.1:9".to_string();
+        s.shared_granted(vec![t0], 0, None, vec![(origin, until)], vec![], t0);
+        offer(&mut s, 1..=1, t0);
+        let paused = std::iter::from_fn(|| s.next_action()).any(|a| {
+            matches!(a, Action::Emit(Event::Paused { ref reason, .. }) if reason == super::PEER_PAUSE)
+        });
+        assert!(paused);
+        assert_eq!(starts(&mut s), 0);
+    }
+
+    #[test]
+    fn redis_lost_closes_every_origin_and_new_ones() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=1, t0);
+        s.shared_lost("Redis unreachable for 5m".into(), t0);
+        let closed = std::iter::from_fn(|| s.next_action())
+            .filter(|a| matches!(a, Action::Emit(Event::OriginClosed { .. })))
+            .count();
+        assert_eq!(closed, 1);
+        let url = url::Url::parse("http://127.0.0.2:9/fast").unwrap();
+        s.offer(Input::Request(Request::get(2, url)), t0);
+        let closed = std::iter::from_fn(|| s.next_action())
+            .filter(|a| matches!(a, Action::Emit(Event::OriginClosed { .. })))
+            .count();
+        assert_eq!(closed, 1, "a new origin closes too");
+        s.end_input(t0);
+        assert!(s.finished());
     }
 }
