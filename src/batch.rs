@@ -135,6 +135,8 @@ pub struct Ui {
     pub resumable: bool,
     /// The input is standard input at a terminal (say where input is read from).
     pub stdin_terminal: bool,
+    /// Under `--redis`, the shared limiter, connected before anything is sent.
+    pub shared: Option<sluice::shared::Limiter>,
 }
 
 /// Runs the engine to the end and returns the summary (with its exit code).
@@ -153,7 +155,9 @@ pub async fn drive(
     let shutdown = async move {
         let _ = stop_rx.await;
     };
-    let mut run = sluice::run(config, inputs, shutdown).map_err(|e| crate::run::Usage(e.into()))?;
+    let mut ui = ui;
+    let mut run = sluice::engine::run_shared(config, ui.shared.take(), inputs, shutdown)
+        .map_err(|e| crate::run::Usage(e.into()))?;
     let resumed = prior.is_some();
     let mut state = State {
         all: prior.unwrap_or_default(),
@@ -348,6 +352,11 @@ impl State {
             } => {
                 self.paused
                     .insert(origin, (SystemTime::now() + wait, reason));
+            }
+            Event::Redis(trouble) => {
+                if let Some(line) = crate::report::redis_trouble(&trouble) {
+                    display.println(&line);
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ use reqwest::header::HeaderMap;
 use sluice::format::OutputFormat;
 use sluice::headers::{self, HeaderError, Setter};
 use sluice::parse::InputFormat;
+use sluice::shard::Shard;
 use sluice::units::{Rate, parse_duration, parse_size};
 use sluice::{BodyMode, Config, ConfigError, ProxyConfig, Redactor, RetryOn, Setting, TlsConfig};
 
@@ -70,6 +71,50 @@ pub enum Command {
     /// Recompute the summary and the HTML report from result files alone.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Combine the result files of several shards into one, and check every line has one record.
+    ///
+    /// Reads result files (of any --output-format) and writes their records
+    /// to one file: in the order read, or in input order with --ordered. A
+    /// line with more than one record is named. With --check, the run's
+    /// inputs are read as the run read them, and every request line must
+    /// have exactly one record.
+    #[command(after_help = MERGE_EXAMPLES)]
+    Merge(MergeArgs),
+}
+
+const MERGE_EXAMPLES: &str = "\
+Examples:
+  sluice merge out-0.jsonl out-1.jsonl out-2.jsonl out-3.jsonl -o out.jsonl
+  sluice merge out-*.jsonl -o out.jsonl --ordered --check requests.jsonl
+
+Exit status: 0 merged (and, with --check, every input line has exactly one
+record), 1 merged, but a line has no record or several (named on stderr), 2 a
+file could not be read or written, holds a line that is not a result line, or
+-o already holds data (give --overwrite to replace it).";
+
+/// `sluice merge`: result files in, one result file out.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Result files (JSON Lines written by `sluice run`, e.g. one per shard); `-` is standard input.
+    #[arg(value_name = "RESULTS", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Where the merged records go; `-` is stdout. An existing non-empty file is refused unless --overwrite.
+    #[arg(short, long, value_name = "FILE", required = true)]
+    pub output: PathBuf,
+
+    /// Write the records in input order (by `line`) [default: in the order read, file by file].
+    #[arg(long)]
+    pub ordered: bool,
+
+    /// An input file of the run (repeatable, in the order the run read them): every request
+    /// line must have exactly one record; missing ones are named (exit 1).
+    #[arg(long, value_name = "INPUT")]
+    pub check: Vec<PathBuf>,
+
+    /// Replace an existing non-empty -o file (never a results or input file).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 const REPORT_EXAMPLES: &str = "\
@@ -128,6 +173,8 @@ pub mod heading {
     pub const TLS: &str = "TLS and proxies";
     /// What is shown on stderr.
     pub const DISPLAY: &str = "Display";
+    /// Shards of one job on several machines.
+    pub const SHARING: &str = "Across machines";
 }
 
 /// How progress is shown.
@@ -455,6 +502,75 @@ pub struct RunArgs {
     #[arg(help_heading = heading::REQUESTS)]
     #[arg(long)]
     pub compressed: bool,
+
+    /// Take only this shard's lines: K/N takes the lines whose number (as in `line`, from 1)
+    /// modulo N is K (K counts from 0); `env` reads K from JOB_COMPLETION_INDEX and N from
+    /// SLUICE_SHARDS, as in a Kubernetes Indexed Job [default: every line]
+    #[arg(help_heading = heading::SHARING)]
+    #[arg(long, value_name = "K/N|env", value_parser = parse_shard)]
+    pub shard: Option<ShardArg>,
+
+    /// Share --rate, --budget, origin pauses and closed origins with every process of --job
+    /// through Redis or Valkey: redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS),
+    /// unix:///PATH [default: none: this process's limits are its own]
+    #[arg(help_heading = heading::SHARING)]
+    #[arg(long, value_name = "URL", requires = "job")]
+    pub redis: Option<String>,
+
+    /// The job's name under --redis: processes with the same name share one set of limits
+    /// [default: none; needed with --redis]
+    #[arg(help_heading = heading::SHARING)]
+    #[arg(long, value_name = "NAME", requires = "redis")]
+    pub job: Option<String>,
+
+    /// Under --redis: how long Redis may be unreachable (no new request starts meanwhile)
+    /// before the run stops as for a closed origin (exit 3; --resume continues).
+    #[arg(help_heading = heading::SHARING)]
+    #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+}
+
+/// What `--shard` says.
+#[derive(Clone, Copy, Debug)]
+pub enum ShardArg {
+    /// Given on the command line.
+    Fixed(Shard),
+    /// Read from `JOB_COMPLETION_INDEX` and `SLUICE_SHARDS`.
+    Env,
+}
+
+fn parse_shard(text: &str) -> Result<ShardArg, String> {
+    if text == "env" {
+        return Ok(ShardArg::Env);
+    }
+    Shard::parse(text)
+        .map(ShardArg::Fixed)
+        .map_err(|e| e.to_string())
+}
+
+/// The environment variable that holds a shard's index (set by Kubernetes in an Indexed Job).
+const SHARD_INDEX_VAR: &str = "JOB_COMPLETION_INDEX";
+/// The environment variable that holds the number of shards.
+const SHARD_COUNT_VAR: &str = "SLUICE_SHARDS";
+
+impl ShardArg {
+    /// The shard, reading the environment for `env`.
+    pub fn resolve(self) -> Result<Shard> {
+        match self {
+            ShardArg::Fixed(shard) => Ok(shard),
+            ShardArg::Env => {
+                let var = |name: &str| {
+                    std::env::var(name).with_context(|| {
+                        format!("--shard env: {name} is not set (or not UTF-8): set {SHARD_INDEX_VAR} (Kubernetes sets it in an Indexed Job) and {SHARD_COUNT_VAR}, or give --shard K/N")
+                    })
+                };
+                let text = format!("{}/{}", var(SHARD_INDEX_VAR)?, var(SHARD_COUNT_VAR)?);
+                Shard::parse(&text).with_context(|| {
+                    format!("--shard env: {SHARD_INDEX_VAR}/{SHARD_COUNT_VAR} is {text}")
+                })
+            }
+        }
+    }
 }
 
 impl RunArgs {
@@ -503,6 +619,18 @@ impl RunArgs {
         }
         if let Some(n) = self.budget_burst {
             b = b.budget_burst(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN));
+        }
+        if let (Some(url), Some(job)) = (&self.redis, &self.job) {
+            if self.per_host_rate.is_some() {
+                bail!(
+                    "--per-host-rate is not shared through --redis yet (each process would keep its own): use --rate, or leave out --redis"
+                );
+            }
+            b = b.shared(sluice::shared::SharedConfig {
+                url: url.clone(),
+                job: job.clone(),
+                timeout: self.redis_timeout,
+            });
         }
         b.build().map_err(config_error)
     }

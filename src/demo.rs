@@ -42,6 +42,7 @@ pub async fn demo(args: DemoArgs) -> Result<crate::exit::ExitCode> {
         report: None,
         resumable: true,
         stdin_terminal: false,
+        shared: None,
     };
     let _ = feed.total.set(REQUESTS);
     let signals = crate::signals::listen()?;

@@ -83,6 +83,7 @@ Examples:
   sluice run urls.txt -c 50 -o results.jsonl     # one URL per line, 50 at a time
   sluice run requests.jsonl -o out.jsonl --resume
   sluice report out.jsonl --html report.html     # the summary and the HTML report, from records
+  sluice merge out-*.jsonl -o out.jsonl --check requests.jsonl   # shards' results into one
   sluice mock --listen 127.0.0.1:8080            # the test upstream, to try things out
   sluice help run                                # every option of run, with its default
 

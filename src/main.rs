@@ -31,6 +31,7 @@ mod demo;
 mod exit;
 mod help;
 mod html;
+mod merge;
 mod outputs;
 mod recompute;
 mod report;
@@ -100,6 +101,7 @@ async fn dispatch(command: Command) -> ExitCode {
         }
         Command::Help { topic } => Ok(help::print(topic.as_deref())),
         Command::Report(args) => recompute::report(args),
+        Command::Merge(args) => merge::merge(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("sluice: error: {e:#}");

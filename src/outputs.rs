@@ -211,7 +211,7 @@ fn check_writable(out: &Output) -> Result<()> {
 
 /// A hidden, per-process name beside `path`, so no file of the user's is
 /// touched.
-fn sibling(path: &Path, what: &str) -> PathBuf {
+pub fn sibling(path: &Path, what: &str) -> PathBuf {
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
     name.push(format!(".{what}-{}", std::process::id()));

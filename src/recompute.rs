@@ -74,24 +74,54 @@ pub fn whole_output(live: Option<Report>, resumed: bool, info: &RunInfo) -> Resu
 /// line (a crash, or a run still writing) is skipped with a warning.
 pub fn read(paths: &[PathBuf]) -> Result<Report> {
     let mut report = Report::default();
-    for path in paths {
-        if path == Path::new("-") {
-            read_lines(std::io::stdin().lock(), "standard input", &mut report)?;
-        } else {
-            let file = File::open(path)
-                .map_err(|e| anyhow!("cannot read the results file {}: {e}", path.display()))?;
-            read_lines(
-                BufReader::new(file),
-                &path.display().to_string(),
-                &mut report,
-            )?;
-        }
-    }
+    for_each_line(paths, |line| {
+        let sample = Sample::from_json(line.text).map_err(|e| not_a_record(line.text, &e))?;
+        report.add(&sample);
+        Ok(())
+    })?;
     Ok(report)
 }
 
-fn read_lines(mut reader: impl BufRead, name: &str, report: &mut Report) -> Result<()> {
+/// One complete line of a results file.
+pub struct ResultLine<'a> {
+    /// The file's index in the list read.
+    pub file: usize,
+    /// Where the line starts in its file (bytes).
+    pub offset: u64,
+    /// The line, without its line end.
+    pub text: &'a str,
+}
+
+/// Calls `take` with every line of the result files (`-` is standard
+/// input), in order: the one reader of result files for `sluice report` and
+/// `sluice merge`. When `take` refuses a complete line (its message says
+/// why), the error names the file and line; an incomplete last line it
+/// refuses (a crash, or a run still writing) is skipped with a warning.
+pub fn for_each_line(
+    paths: &[PathBuf],
+    mut take: impl FnMut(&ResultLine) -> Result<(), String>,
+) -> Result<()> {
+    for (file, path) in paths.iter().enumerate() {
+        if path == Path::new("-") {
+            read_lines(std::io::stdin().lock(), "standard input", file, &mut take)?;
+        } else {
+            let opened = File::open(path)
+                .map_err(|e| anyhow!("cannot read the results file {}: {e}", path.display()))?;
+            let name = path.display().to_string();
+            read_lines(BufReader::new(opened), &name, file, &mut take)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_lines(
+    mut reader: impl BufRead,
+    name: &str,
+    file: usize,
+    take: &mut impl FnMut(&ResultLine) -> Result<(), String>,
+) -> Result<()> {
     let mut buf = Vec::new();
+    let mut offset = 0u64;
     for n in 1u64.. {
         buf.clear();
         let read = (&mut reader)
@@ -105,18 +135,26 @@ fn read_lines(mut reader: impl BufRead, name: &str, report: &mut Report) -> Resu
         if !complete && read as u64 == MAX_LINE_BYTES {
             bail!("{name}:{n}: a line longer than {MAX_LINE_BYTES} bytes is not a sluice record");
         }
-        let parsed = std::str::from_utf8(&buf)
-            .map_err(|e| e.to_string())
-            .and_then(|text| Sample::from_json(text.trim_end()));
-        match parsed {
-            Ok(sample) => report.add(&sample),
+        let taken = match std::str::from_utf8(&buf) {
+            Ok(text) => take(&ResultLine {
+                file,
+                offset,
+                text: text.trim_end(),
+            }),
+            Err(e) => Err(format!(
+                "not a sluice result line ({e}); fix or remove that line"
+            )),
+        };
+        match taken {
+            Ok(()) => {}
             Err(_) if !complete => {
                 eprintln!(
                     "sluice: warning: {name}:{n}: the last line is incomplete ({read} bytes, cut off by a crash or still being written); skipped"
                 );
             }
-            Err(e) => bail!("{name}:{n}: {}", not_a_record(&buf, &e)),
+            Err(e) => bail!("{name}:{n}: {e}"),
         }
+        offset += read as u64;
     }
     Ok(())
 }
@@ -128,11 +166,8 @@ const MAX_LINE_BYTES: u64 = 1 << 30;
 /// Why a complete line is not a record, and what to do: a provider's batch
 /// line (`--output-format openai-batch` or `anthropic-batch`) is named as
 /// such, since those carry no timings to recompute a report from.
-fn not_a_record(line: &[u8], why: &str) -> String {
-    let batch = std::str::from_utf8(line)
-        .ok()
-        .and_then(|t| sluice::format::read_batch_line(t.trim_end()))
-        .and_then(Result::ok);
+fn not_a_record(line: &str, why: &str) -> String {
+    let batch = sluice::format::read_batch_line(line).and_then(Result::ok);
     match batch {
         Some(b) => format!(
             "an {} result line, not a sluice record: those carry no attempts or timings to make a report from; sluice report reads the records of a run with --output-format sluice (the default)",
@@ -150,7 +185,11 @@ mod tests {
 
     fn read_text(text: &str) -> Result<Report> {
         let mut r = Report::default();
-        read_lines(text.as_bytes(), "res.jsonl", &mut r)?;
+        read_lines(text.as_bytes(), "res.jsonl", 0, &mut |line| {
+            let sample = Sample::from_json(line.text).map_err(|e| not_a_record(line.text, &e))?;
+            r.add(&sample);
+            Ok(())
+        })?;
         Ok(r)
     }
 

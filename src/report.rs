@@ -114,6 +114,8 @@ impl Display {
                 reason,
             } => format!("{origin} paused for {} ({reason})", show(*wait)),
             Event::OriginClosed { origin, reason } => format!("{origin} closed: {reason}"),
+            // Shown whatever -v says (State::handle).
+            Event::Redis(_) => return,
             Event::Dropped { line, .. } => {
                 format!("line {line} dropped (no record; --resume sends it)")
             }
@@ -497,5 +499,21 @@ impl Summary {
         let json = serde_json::to_string_pretty(self).expect("the summary serialises");
         crate::outputs::replace(path, (json + "\n").as_bytes())
             .with_context(|| format!("cannot write the summary {}", path.display()))
+    }
+}
+
+/// What Redis trouble looks like on stderr (`--redis`); `None` for nothing
+/// worth a line.
+pub fn redis_trouble(trouble: &sluice::shared::Trouble) -> Option<String> {
+    use sluice::shared::Trouble;
+    match trouble {
+        Trouble::Down { for_, message } => Some(format!(
+            "sluice: Redis unreachable for {:.1}s, no new request starts; reconnecting ({message})",
+            for_.as_secs_f64()
+        )),
+        Trouble::Back => Some("sluice: Redis reachable again; requests start again".into()),
+        Trouble::GaveUp { message } => {
+            Some(format!("sluice: {message}; stopping (--resume continues)"))
+        }
     }
 }

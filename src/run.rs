@@ -11,6 +11,7 @@ use sluice::format::OutputFormat;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
 use sluice::resume::{BLOCK, Mismatch, Recorded};
+use sluice::shard::Shard;
 use sluice::sink::{OpenError, OpenMode, Sink};
 use sluice::source::Source;
 
@@ -27,6 +28,7 @@ pub struct Usage(pub anyhow::Error);
 /// Runs the command; `Err(Usage)` means nothing was sent.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let config = args.config().map_err(Usage)?;
+    let shard = args.shard.map(|s| s.resolve()).transpose().map_err(Usage)?;
     args.check_output_options().map_err(Usage)?;
     let base_url = match &args.base_url {
         Some(text) => Some(
@@ -52,7 +54,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             );
         }
         let intake = Intake::from_config(&config);
-        return dry_run(source, intake, &args).await;
+        return dry_run(source, shard, intake, &args).await;
     }
     let recorded = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
@@ -104,6 +106,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    let shared = connect_shared(&config).await?;
     let sink = open_output(&args)?;
     if args.insecure {
         eprintln!(
@@ -113,9 +116,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
     let prior = recorded.as_ref().map(|(r, _)| r.tally.clone());
-    let stream = resumed_stream(source, recorded);
+    let stream = sluice::shard::select(resumed_stream(source, recorded), shard);
     let (feed, inputs) = Feed::wrap(stream);
-    count_in_background(&args.inputs, &feed);
+    count_in_background(&args.inputs, shard, &feed);
     let stdin = args.inputs.is_empty() || args.inputs.iter().any(|p| p == Path::new("-"));
     let resumable = args
         .output
@@ -129,18 +132,35 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             .map(|path| (path, crate::settings::RunInfo::new(&args, &config))),
         resumable,
         stdin_terminal: stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        shared,
     };
     let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
     Ok(summary.exit_code)
 }
 
+/// Under `--redis`, connects the shared limiter before anything is sent: a
+/// wrong URL, a refused password or a Redis without scripting is exit 2.
+async fn connect_shared(config: &sluice::Config) -> Result<Option<sluice::shared::Limiter>> {
+    use sluice::shared::{Dimension, Limiter};
+    let Some(shared) = &config.shared else {
+        return Ok(None);
+    };
+    let rate = (config.rate).map(|r| Dimension::new("rate", r, u64::from(config.burst.get())));
+    let budget = (config.budget)
+        .map(|b| Dimension::new("budget", b, config.effective_budget_burst().unwrap_or(1)));
+    let limiter = Limiter::connect(shared, rate, budget)
+        .await
+        .map_err(|e| Usage(anyhow!("{e}")))?;
+    Ok(Some(limiter))
+}
+
 /// Counts the request lines of input files while the run starts, so the
 /// progress shows a fixed total and the summary an exact remainder (pipes and
 /// standard input cannot be counted ahead: they are read once).
-fn count_in_background(inputs: &[PathBuf], feed: &Feed) {
+fn count_in_background(inputs: &[PathBuf], shard: Option<Shard>, feed: &Feed) {
     let (inputs, total) = (inputs.to_vec(), Arc::clone(&feed.total));
     tokio::task::spawn_blocking(move || {
-        if let Some(n) = sluice::source::count_request_lines(&inputs) {
+        if let Some(n) = sluice::source::count_shard_lines(&inputs, shard) {
             let _ = total.set(n);
         }
     });
@@ -437,8 +457,13 @@ fn open_error(e: OpenError) -> Usage {
 
 /// `--dry-run`: every line is checked as a run would check it (duplicates
 /// and costs included); bad lines' records go to stdout; nothing is sent.
-async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<ExitCode> {
-    let mut stream = Box::pin(source.into_stream());
+async fn dry_run(
+    source: Source,
+    shard: Option<Shard>,
+    mut intake: Intake,
+    args: &RunArgs,
+) -> Result<ExitCode> {
+    let mut stream = Box::pin(sluice::shard::select(source.into_stream(), shard));
     let mut report = DryRun::default();
     let mut signals = crate::signals::listen().context("cannot install signal handlers")?;
     let mut interrupted = None;
@@ -464,7 +489,9 @@ async fn dry_run(source: Source, mut intake: Intake, args: &RunArgs) -> Result<E
             }
         };
         match intake.check(item) {
-            Checked::Run(..) | Checked::Skip => report.would_send += 1,
+            Checked::Run(..) => report.would_send += 1,
+            // Another shard's line.
+            Checked::Skip => {}
             Checked::Reject(record) => {
                 report.bad += 1;
                 if let Some(kind) = record.error_kind() {

@@ -59,6 +59,14 @@ impl RunInfo {
         if let Some(base) = &args.base_url {
             settings.push(("--base-url".into(), redactor.raw_url(base)));
         }
+        if let Some(shard) = args.shard.and_then(|s| s.resolve().ok()) {
+            settings.push(("--shard".into(), shard.to_string()));
+        }
+        if let Some(shared) = &config.shared {
+            let url = sluice::shared::redacted_url(&shared.url);
+            settings.push(("--redis".into(), url));
+            settings.push(("--job".into(), shared.job.clone()));
+        }
         for (flag, on) in [
             ("--resume", args.resume),
             ("--retry-failed", args.retry_failed),

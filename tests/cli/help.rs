@@ -15,6 +15,7 @@ const HEADINGS: &[&str] = &[
     "Requests",
     "Display",
     "TLS and proxies",
+    "Across machines",
 ];
 
 /// Options that take a value but have no default (an empty list, or a file

@@ -19,3 +19,4 @@ mod origins;
 mod rates;
 mod resume;
 mod retries;
+mod shared;

@@ -52,6 +52,8 @@ mod body;
 mod endpoints;
 mod handler;
 mod providers;
+#[cfg(unix)]
+pub mod redis;
 mod stats;
 mod util;
 

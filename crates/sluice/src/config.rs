@@ -185,6 +185,9 @@ pub struct Config {
     pub user_agent: String,
     /// How messages name a [`Setting`]. Default [`Setting::field`].
     pub setting_names: fn(Setting) -> &'static str,
+    /// Limits shared with the other processes of a job on Redis
+    /// ([`crate::shared`]). Default none: this process's limits are its own.
+    pub shared: Option<crate::shared::SharedConfig>,
 }
 
 impl Default for Config {
@@ -221,6 +224,7 @@ impl Default for Config {
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             user_agent: concat!("sluice/", env!("CARGO_PKG_VERSION")).to_string(),
             setting_names: Setting::field,
+            shared: None,
         }
     }
 }
@@ -354,6 +358,8 @@ setters! {
     user_agent: String => |c, v| c.user_agent = v;
     /// How messages name settings (a front end's option names).
     setting_names: fn(Setting) -> &'static str => |c, v| c.setting_names = v;
+    /// Limits shared on Redis.
+    shared: crate::shared::SharedConfig => |c, v| c.shared = Some(v);
 }
 
 impl ConfigBuilder {

@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::record::ErrorKind;
 use crate::request::Input;
 use crate::scheduler::{Action, Attempt, Scheduler, Ticket};
+use crate::shared::{Limiter, Link, link};
 
 /// A running batch: a stream of [`Event`]s that ends when every request has
 /// its record (or the run drained). Dropping it cancels everything in flight.
@@ -130,6 +131,25 @@ where
     S: Stream<Item = Input> + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    run_shared(config, None, inputs, shutdown)
+}
+
+/// [`run`], with the global rate and budget, origin pauses and closures
+/// shared on Redis with the other processes of a job ([`crate::shared`]):
+/// connect the `limiter` first, so a wrong URL fails before anything starts.
+///
+/// # Errors
+/// As [`run`]: a configuration the HTTP client cannot be built from.
+pub fn run_shared<S, F>(
+    config: Config,
+    limiter: Option<Limiter>,
+    inputs: S,
+    shutdown: F,
+) -> Result<Run, ClientError>
+where
+    S: Stream<Item = Input> + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let client = client::build(&config)?;
     let (tx, rx) = mpsc::channel(1024);
     let config = Arc::new(config);
@@ -142,6 +162,7 @@ where
         events: tx,
         outbox: VecDeque::new(),
         tasks: JoinSet::new(),
+        shared: limiter.map(Link::start),
     };
     let task = tokio::spawn(driver.run(Box::pin(inputs), Box::pin(shutdown)));
     Ok(Run { events: rx, task })
@@ -157,6 +178,8 @@ struct Driver {
     /// Events decided, waiting for the consumer.
     outbox: VecDeque<Event>,
     tasks: JoinSet<(Ticket, Outcome, Option<Instant>, Instant)>,
+    /// Under `--redis`, the link to the shared limiter.
+    shared: Option<Link>,
 }
 
 impl Driver {
@@ -181,6 +204,9 @@ impl Driver {
                 timer.as_mut().reset(at);
                 armed = Some(at);
             }
+            if let Some(link) = &mut self.shared {
+                link::demand(link, &mut self.scheduler);
+            }
             let wants_input = self.scheduler.wants_input();
             tokio::select! {
                 biased;
@@ -202,6 +228,9 @@ impl Driver {
                     armed = None;
                     self.scheduler.advance(Instant::now());
                 }
+                Some(said) = link::next(&mut self.shared) => {
+                    link::heard(said, &mut self.scheduler, Instant::now());
+                }
                 item = inputs.next(), if wants_input => match item {
                     Some(item) => self.scheduler.offer(item, Instant::now()),
                     None => self.scheduler.end_input(Instant::now()),
@@ -218,7 +247,12 @@ impl Driver {
         while let Some(action) = self.scheduler.next_action() {
             match action {
                 Action::Start(attempt) => self.spawn(attempt),
-                Action::Emit(event) => self.outbox.push_back(event),
+                Action::Emit(event) => {
+                    if let Some(link) = &self.shared {
+                        link::publish(link, &event);
+                    }
+                    self.outbox.push_back(event)
+                }
             }
         }
         while let Some(event) = self.outbox.pop_front() {

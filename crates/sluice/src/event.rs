@@ -63,6 +63,9 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Under `--redis`: the shared limiter's Redis is unreachable (no new
+    /// request starts meanwhile), reachable again, or gone for good.
+    Redis(crate::shared::Trouble),
     /// A request was dropped without a record (the run is draining, or its
     /// origin closed); `--resume` sends it again.
     Dropped {

@@ -107,6 +107,36 @@ impl Gcra {
     fn catch_up(&self) -> u128 {
         CATCH_UP.as_nanos() * self.count
     }
+
+    /// The earliest instant, not before `now`, at which `cells` conform,
+    /// with no credit for late timers: the arithmetic the shared limiter's
+    /// script does on Redis ([`crate::shared`]), which reserves ahead and
+    /// has no timer to be late.
+    pub fn earliest(&self, now: Instant, cells: u64) -> Instant {
+        let needed =
+            (self.tat + u128::from(cells) * self.period).saturating_sub(self.burst * self.period);
+        let nanos = needed.div_ceil(self.count);
+        let at = self.origin + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        at.max(now)
+    }
+
+    /// Charges `cells` at `at` (an instant [`Gcra::earliest`] gave, or later).
+    pub fn charge(&mut self, at: Instant, cells: u64) {
+        self.tat = self.tat.max(self.scaled(at)) + u128::from(cells) * self.period;
+    }
+
+    /// The limiter's shape in integer nanoseconds, reduced: one cell costs
+    /// `period` units, time counts `count` units per nanosecond, and
+    /// `burst` cells may bunch up. The shared limiter passes these to Redis
+    /// so both sides do the same exact arithmetic.
+    pub fn shape(&self) -> (u128, u128, u128) {
+        let g = gcd(self.period, self.count);
+        (self.period / g, self.count / g, self.burst)
+    }
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]

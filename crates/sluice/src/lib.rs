@@ -37,6 +37,8 @@ pub mod request;
 pub mod resume;
 pub mod retry;
 pub mod scheduler;
+pub mod shard;
+pub mod shared;
 pub mod sink;
 pub mod source;
 pub mod stats;

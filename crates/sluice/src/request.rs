@@ -87,8 +87,9 @@ pub enum Input {
     Request(Request),
     /// A line that was rejected while parsing.
     Invalid(InvalidLine),
-    /// A line that already has a record from an earlier run (`--resume`):
-    /// it claims its id but is neither sent nor written.
+    /// A line that already has a record from an earlier run (`--resume`),
+    /// or that another shard owns ([`crate::shard`]): it claims its id but
+    /// is neither sent nor written.
     Recorded {
         /// The line number.
         line: u64,

@@ -615,6 +615,16 @@ struct Parsed {
     outcome: Outcome,
 }
 
+/// The input line number a result line of any format records, read as
+/// `--resume` reads it (for `sluice merge`); the error says why the text is
+/// not a record.
+///
+/// # Errors
+/// The text is not a result line (the message says why).
+pub fn record_line(text: &str) -> Result<u64, String> {
+    parse_record(text).map(|parsed| parsed.line)
+}
+
 /// Reads a record line of any format (a batch-format line first, since a
 /// sluice record never has a `custom_id`).
 fn parse_record(text: &str) -> Result<Parsed, String> {

@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::parse::{BOM, LineOrigin, ParseOptions, line_too_long, parse_line};
 use crate::request::Input;
+use crate::shard::Shard;
 
 /// Bytes read from an input at a time.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -164,10 +165,19 @@ impl Source {
 /// # std::fs::remove_file(&dir).unwrap();
 /// ```
 pub fn count_request_lines(paths: &[PathBuf]) -> Option<u64> {
+    count_shard_lines(paths, None)
+}
+
+/// [`count_request_lines`] of the lines one [`Shard`] owns (all of them
+/// with `None`).
+pub fn count_shard_lines(paths: &[PathBuf], shard: Option<Shard>) -> Option<u64> {
     if paths.is_empty() {
         return None;
     }
-    let mut total = 0;
+    let mut lines = LineCounter {
+        shard,
+        ..LineCounter::default()
+    };
     for path in paths {
         if path == Path::new("-") {
             return None;
@@ -176,18 +186,20 @@ pub fn count_request_lines(paths: &[PathBuf]) -> Option<u64> {
         if !std::fs::metadata(path).ok()?.is_file() {
             return None;
         }
-        total += count_in(std::fs::File::open(path).ok()?).ok()?;
+        lines = count_in(std::fs::File::open(path).ok()?, lines).ok()?;
     }
-    Some(total)
+    Some(lines.count)
 }
 
-/// The request lines of one reader (see [`count_request_lines`]).
-fn count_in(mut reader: impl io::Read) -> io::Result<u64> {
+/// Counts the request lines of one more reader (see [`count_request_lines`]).
+fn count_in(mut reader: impl io::Read, mut lines: LineCounter) -> io::Result<LineCounter> {
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
-    let mut lines = LineCounter::default();
     loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(lines.finish()),
+            Ok(0) => {
+                lines.finish();
+                return Ok(lines);
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -201,6 +213,10 @@ fn count_in(mut reader: impl io::Read) -> io::Result<u64> {
 #[derive(Default)]
 struct LineCounter {
     count: u64,
+    /// Lines ended so far, across files: the last line's number.
+    line: u64,
+    /// Only the lines this shard owns count.
+    shard: Option<Shard>,
     /// Bytes of a BOM matched at the start of the current line.
     bom: usize,
     /// The current line's first significant byte, once seen.
@@ -245,21 +261,25 @@ impl LineCounter {
     }
 
     fn end_line(&mut self) {
+        self.line += 1;
         let partial_bom = self.bom > 0 && self.bom < BOM.len();
-        if partial_bom || self.first.is_some_and(|b| b != b'#') {
+        let owned = self.shard.is_none_or(|s| s.owns(self.line));
+        if owned && (partial_bom || self.first.is_some_and(|b| b != b'#')) {
             self.count += 1;
         }
         *self = LineCounter {
             count: self.count,
+            line: self.line,
+            shard: self.shard,
             ..LineCounter::default()
         };
     }
 
-    fn finish(mut self) -> u64 {
+    /// Ends the reader's last line (one without a newline counts too).
+    fn finish(&mut self) {
         if self.started {
             self.end_line();
         }
-        self.count
     }
 }
 
@@ -863,7 +883,7 @@ mod tests {
         ];
         for &(text, want) in cases {
             assert_eq!(
-                count_in(text).unwrap(),
+                count_in(text, LineCounter::default()).unwrap().count,
                 want,
                 "{:?}",
                 String::from_utf8_lossy(text)
@@ -873,8 +893,24 @@ mod tests {
             for byte in text.chunks(1) {
                 counter.feed(byte);
             }
-            assert_eq!(counter.finish(), want);
+            counter.finish();
+            assert_eq!(counter.count, want);
         }
+    }
+
+    #[test]
+    fn a_shard_counts_only_its_own_request_lines() {
+        // Lines 1..=6: request, comment, request, blank, request, request.
+        let dir = TempDir::new();
+        let path = dir.file("in.txt", b"a\n#c\nb\n\nc\nd");
+        let count =
+            |k| count_shard_lines(std::slice::from_ref(&path), Some(Shard::new(k, 2).unwrap()));
+        // Shard 0 owns lines 2, 4, 6 (one request: line 6); shard 1 owns 1, 3, 5.
+        assert_eq!((count(0), count(1)), (Some(1), Some(3)));
+        // Line numbers run on across files: the second copy starts at line 7.
+        let both = [path.clone(), path.clone()];
+        let shard = Some(Shard::new(0, 2).unwrap());
+        assert_eq!(count_shard_lines(&both, shard), Some(2));
     }
 
     #[tokio::test]

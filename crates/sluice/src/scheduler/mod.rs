@@ -34,8 +34,11 @@
 //! ```
 
 mod origin;
+mod shared;
 #[cfg(test)]
 mod tests;
+
+pub use shared::PEER_PAUSE;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -103,6 +106,9 @@ pub struct Scheduler {
     global_wake: Option<Instant>,
     rate: Option<Gcra>,
     budget: Option<Gcra>,
+    /// Under `--redis`, the starts reserved there (the global rate and
+    /// budget are Redis's, not `rate` and `budget`).
+    grants: Option<shared::Grants>,
     /// Attempts running, by ticket.
     in_flight: HashMap<u64, Job>,
     /// Requests in origin queues.
@@ -140,10 +146,13 @@ impl Scheduler {
             rng: fastrand::Rng::with_seed(seed),
             intake: Intake::from_config(&config),
             order: config.ordered.then(Reorder::default),
-            rate: config.rate.map(|r| Gcra::new(r, burst, now)),
-            budget: config
-                .budget
+            rate: (config.rate)
+                .filter(|_| config.shared.is_none())
+                .map(|r| Gcra::new(r, burst, now)),
+            budget: (config.budget)
+                .filter(|_| config.shared.is_none())
                 .map(|b| Gcra::new(b, config.effective_budget_burst().unwrap_or(1), now)),
+            grants: config.shared.as_ref().map(|_| shared::Grants::default()),
             config,
             origins: Vec::new(),
             by_name: HashMap::new(),
@@ -354,8 +363,10 @@ impl Scheduler {
         let burst = u64::from(self.config.burst.get());
         let rate = self.config.per_host_rate.map(|r| Gcra::new(r, burst, now));
         self.origins.push(Origin::new(name.clone(), rate));
-        self.by_name.insert(name, self.origins.len() - 1);
-        self.origins.len() - 1
+        let o = self.origins.len() - 1;
+        self.by_name.insert(name, o);
+        self.shared_new_origin(o, now);
+        o
     }
 
     fn requeue(&mut self, mut job: Job, now: Instant) {
@@ -449,6 +460,21 @@ impl Scheduler {
                 return;
             };
             let cells = self.origins[o].head().map_or(0, |j| j.cells);
+            let budget_cells = self.config.budget.map_or(0, |_| cells);
+            if let Some(gate) = self.grants.as_mut().map(|g| g.gate(now, budget_cells)) {
+                match gate {
+                    shared::Gate::Open => {}
+                    shared::Gate::At(at) => {
+                        self.origins[o].head_held_by_rate(now);
+                        self.global_wake = Some(at);
+                        return;
+                    }
+                    shared::Gate::Shut => {
+                        self.origins[o].head_held_by_rate(now);
+                        return;
+                    }
+                }
+            }
             if let Some(at) = self.global_ready_at(now, cells) {
                 self.origins[o].head_held_by_rate(now);
                 self.global_wake = Some(at);
@@ -474,6 +500,9 @@ impl Scheduler {
     }
 
     fn start(&mut self, o: usize, cells: u64, now: Instant) {
+        if let Some(g) = &mut self.grants {
+            g.take();
+        }
         if let Some(g) = &mut self.rate {
             g.take(now, 1);
         }
@@ -796,7 +825,8 @@ impl Scheduler {
         }) && (self.draining
             || self.ready.is_empty()
             || self.in_flight.len() >= concurrency
-            || self.global_wake.is_some());
+            || self.global_wake.is_some()
+            || self.grants.as_ref().is_some_and(shared::Grants::waiting));
         // A closed origin holds nothing back; a draining run starts nothing.
         let closed = self
             .origins

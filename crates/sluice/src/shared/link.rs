@@ -1,0 +1,306 @@
+//! The engine's side of the shared limiter: a task that owns the Redis
+//! connection, runs one call at a time, polls for pauses and closures when
+//! nothing is asked, and reconnects with backoff when Redis is gone. The
+//! driver talks to it through channels and never waits for Redis itself.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Call, Limiter, Reply};
+use crate::event::Event;
+use crate::scheduler::{PEER_PAUSE, Scheduler};
+
+/// With nothing to reserve, pauses and closures are read this often.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Starts due within this are reserved in one call.
+pub const HORIZON: Duration = Duration::from_millis(50);
+
+/// The most starts one call reserves.
+pub const MOST: u32 = 64;
+
+/// First wait before reconnecting; doubles up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How a stop for lost Redis begins (it is not published to the others).
+pub const REDIS_LOST: &str = "Redis unreachable";
+
+/// What the driver asks of the link.
+#[derive(Debug)]
+enum Ask {
+    /// Reserve up to `wanted` starts of `cells` budget cells each.
+    Reserve { wanted: u32, cells: u64 },
+    /// Pause this origin for everyone.
+    Pause(String, Duration),
+    /// Close this origin for everyone.
+    Close(String, String),
+}
+
+/// Redis is not answering.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trouble {
+    /// Unreachable since `for_` ago; reconnecting (the message says why).
+    Down {
+        /// How long it has been gone.
+        for_: Duration,
+        /// What failed last.
+        message: String,
+    },
+    /// Reachable again.
+    Back,
+    /// Gone longer than `--redis-timeout`: the run stops.
+    GaveUp {
+        /// What failed last, and for how long.
+        message: String,
+    },
+}
+
+/// What the link hands the driver.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Starts reserved (at these local instants, each for `cells` budget
+    /// cells), and the pauses and closures everyone sees.
+    Granted {
+        /// When each reserved start may go, on this process's clock.
+        starts: Vec<Instant>,
+        /// Budget cells each start holds.
+        cells: u64,
+        /// The next start Redis could reserve is due beyond the horizon:
+        /// ask again then.
+        retry_at: Option<Instant>,
+        /// Origins paused for everyone, until these instants.
+        pauses: Vec<(String, Instant)>,
+        /// Origins closed for everyone, and why.
+        closed: Vec<(String, String)>,
+    },
+    /// Redis trouble.
+    Trouble(Trouble),
+}
+
+/// The driver's handle on the link task.
+pub struct Link {
+    asks: mpsc::UnboundedSender<Ask>,
+    replies: mpsc::UnboundedReceiver<Reservation>,
+    /// A reservation is asked for and not yet answered.
+    pub asked: bool,
+}
+
+impl Link {
+    /// Starts the link task on the current runtime.
+    pub fn start(limiter: Limiter) -> Link {
+        let (asks, asks_rx) = mpsc::unbounded_channel();
+        let (replies_tx, replies) = mpsc::unbounded_channel();
+        tokio::spawn(serve(limiter, asks_rx, replies_tx));
+        Link {
+            asks,
+            replies,
+            asked: false,
+        }
+    }
+
+    /// Asks for up to `wanted` starts of `cells` cells each (one at a time:
+    /// ignored while one is asked).
+    pub fn reserve(&mut self, wanted: u32, cells: u64) {
+        if !self.asked {
+            self.asked = true;
+            let _ = self.asks.send(Ask::Reserve { wanted, cells });
+        }
+    }
+
+    /// Pauses `origin` for every process.
+    pub fn pause(&self, origin: &str, wait: Duration) {
+        let _ = self.asks.send(Ask::Pause(origin.to_string(), wait));
+    }
+
+    /// Closes `origin` for every process.
+    pub fn close(&self, origin: &str, reason: &str) {
+        let _ = self
+            .asks
+            .send(Ask::Close(origin.to_string(), reason.to_string()));
+    }
+
+    /// The next thing the link has to say.
+    pub async fn recv(&mut self) -> Option<Reservation> {
+        let got = self.replies.recv().await;
+        if matches!(
+            got,
+            Some(Reservation::Granted { .. }) | Some(Reservation::Trouble(_))
+        ) {
+            self.asked = false;
+        }
+        got
+    }
+}
+
+/// The link task: one call at a time, in the order asked; a poll when idle.
+async fn serve(
+    mut limiter: Limiter,
+    mut asks: mpsc::UnboundedReceiver<Ask>,
+    replies: mpsc::UnboundedSender<Reservation>,
+) {
+    // Pauses and closures beyond one of each per call wait for the next.
+    let mut backlog: Vec<Ask> = Vec::new();
+    loop {
+        if backlog.is_empty() {
+            tokio::select! {
+                ask = asks.recv() => match ask {
+                    Some(ask) => backlog.push(ask),
+                    None => return,
+                },
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+        while let Ok(more) = asks.try_recv() {
+            backlog.push(more);
+        }
+        let (call, rest) = batch(std::mem::take(&mut backlog));
+        backlog = rest;
+        let Some(reply) = call_until_answered(&mut limiter, &call, &replies).await else {
+            return;
+        };
+        let at = Instant::now();
+        let granted = Reservation::Granted {
+            starts: reply.starts.iter().map(|&d| at + d).collect(),
+            cells: call.cells,
+            retry_at: reply.missed.map(|m| at + m.saturating_sub(HORIZON)),
+            pauses: reply.pauses.into_iter().map(|(o, d)| (o, at + d)).collect(),
+            closed: reply.closed,
+        };
+        if replies.send(granted).is_err() {
+            return;
+        }
+    }
+}
+
+/// One call from the asks: the latest reservation, one pause and one
+/// closure; the other pauses and closures are left for the next call.
+fn batch(asks: Vec<Ask>) -> (Call, Vec<Ask>) {
+    let mut call = Call {
+        horizon: HORIZON,
+        ..Call::default()
+    };
+    let mut rest = Vec::new();
+    for ask in asks {
+        match ask {
+            Ask::Reserve { wanted, cells } => {
+                call.wanted = wanted.min(MOST);
+                call.cells = cells;
+            }
+            Ask::Pause(o, w) => match &mut call.pause {
+                None => call.pause = Some((o, w)),
+                Some((p, old)) if *p == o => *old = (*old).max(w),
+                Some(_) => rest.push(Ask::Pause(o, w)),
+            },
+            Ask::Close(o, r) if call.close.is_none() => call.close = Some((o, r)),
+            close @ Ask::Close(..) => rest.push(close),
+        }
+    }
+    (call, rest)
+}
+
+/// Calls until Redis answers: reconnects with backoff, says so, and gives
+/// up after the limiter's timeout. `None` when the run is gone or Redis
+/// gave out.
+async fn call_until_answered(
+    limiter: &mut Limiter,
+    call: &Call,
+    replies: &mpsc::UnboundedSender<Reservation>,
+) -> Option<Reply> {
+    let mut since: Option<Instant> = None;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let result = match tokio::time::timeout(super::CALL_TIMEOUT, limiter.call(call)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", super::CALL_TIMEOUT)),
+        };
+        match result {
+            Ok(reply) => {
+                if since.is_some() {
+                    replies.send(Reservation::Trouble(Trouble::Back)).ok()?;
+                }
+                return Some(reply);
+            }
+            Err(message) => {
+                let start = *since.get_or_insert_with(Instant::now);
+                let for_ = start.elapsed();
+                if for_ >= limiter.timeout {
+                    let message = format!(
+                        "{REDIS_LOST} for {:.1}s (--redis-timeout {:?}): {message}",
+                        for_.as_secs_f64(),
+                        limiter.timeout
+                    );
+                    let _ = replies.send(Reservation::Trouble(Trouble::GaveUp { message }));
+                    return None;
+                }
+                replies
+                    .send(Reservation::Trouble(Trouble::Down { for_, message }))
+                    .ok()?;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                let _ = limiter.reconnect().await;
+            }
+        }
+    }
+}
+
+// ---- the driver's hooks: small, so the driver stays a thin loop -----------
+
+/// Asks for a reservation when the scheduler wants one.
+pub fn demand(link: &mut Link, scheduler: &mut Scheduler) {
+    if link.asked {
+        return;
+    }
+    if let Some((wanted, cells)) = scheduler.shared_demand(Instant::now()) {
+        link.reserve(wanted, cells);
+    }
+}
+
+/// What the link says next; never, without a link.
+pub async fn next(link: &mut Option<Link>) -> Option<Reservation> {
+    match link {
+        Some(link) => link.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands what the link said to the scheduler.
+pub fn heard(said: Reservation, scheduler: &mut Scheduler, now: Instant) {
+    match said {
+        Reservation::Granted {
+            starts,
+            cells,
+            retry_at,
+            pauses,
+            closed,
+        } => scheduler.shared_granted(starts, cells, retry_at, pauses, closed, now),
+        Reservation::Trouble(Trouble::GaveUp { message }) => {
+            scheduler.shared_trouble(Trouble::GaveUp {
+                message: message.clone(),
+            });
+            scheduler.shared_lost(message, now);
+        }
+        Reservation::Trouble(trouble) => {
+            scheduler.shared_trouble(trouble);
+            scheduler.shared_unanswered(now);
+        }
+    }
+}
+
+/// Publishes what this process saw that every process must honour: a
+/// pause (unless another process published it) and a closed origin.
+pub fn publish(link: &Link, event: &Event) {
+    match event {
+        Event::Paused {
+            origin,
+            wait,
+            reason,
+        } if reason != PEER_PAUSE => link.pause(origin, *wait),
+        // Closed because this process lost Redis: the others may have it.
+        Event::OriginClosed { reason, .. } if reason.starts_with(REDIS_LOST) => {}
+        Event::OriginClosed { origin, reason } => link.close(origin, reason),
+        _ => {}
+    }
+}

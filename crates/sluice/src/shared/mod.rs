@@ -1,0 +1,343 @@
+//! One set of limits shared by every process of a job, on Redis (or Valkey).
+//!
+//! Each process reserves its starts from one Lua script (`reserve.lua`) run
+//! atomically on Redis with Redis's own clock, so no process's clock skew
+//! matters. The script does the arithmetic of [`crate::gcra`] exactly
+//! ([`Gcra::earliest`](crate::gcra::Gcra::earliest), then
+//! [`Gcra::charge`](crate::gcra::Gcra::charge)) for the global `--rate` and
+//! `--budget`, all or nothing across them: a start is reserved with its rate
+//! cell and its budget cells at one instant, or not at all. At high rates a
+//! call reserves every start due within a short horizon, so Redis sees well
+//! under one round trip per request; the scheduler starts each only at its
+//! instant ([`crate::scheduler`] holds them as grants). The same call shares
+//! origin pauses (a 429 or 503 seen by one process pauses that origin for
+//! all) and closed origins.
+//!
+//! Keys live under `sluice:{JOB}:` (one hash tag, so a cluster keeps them on
+//! one shard). Times on Redis are whole microseconds since the epoch, and a
+//! limiter's state is kept in nanoseconds since its first use, scaled as
+//! `Gcra` scales them, so numbers stay exact in Lua's doubles for months.
+
+pub mod link;
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+
+use crate::gcra::Gcra;
+use crate::units::Rate;
+
+pub use link::{HORIZON, Link, MOST, Reservation, Trouble};
+
+/// The script every process runs; see its header for keys and arguments.
+const RESERVE: &str = include_str!("reserve.lua");
+
+/// How long one call to Redis may take before Redis counts as unreachable.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the shared limits are, and how long to wait for Redis when it is
+/// gone (`--redis`, `--job`, `--redis-timeout`).
+#[derive(Clone)]
+pub struct SharedConfig {
+    /// `redis://`, `rediss://` or `unix://` URL (may hold a password).
+    pub url: String,
+    /// The job's name: processes with the same name share limits.
+    pub job: String,
+    /// After Redis has been unreachable this long, the run stops like a
+    /// closed origin (resumable).
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for SharedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("job", &self.job)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The URL as it may be shown: a password (in the user info, or in
+/// redis-rs's `?pass=` for unix sockets) replaced by `REDACTED`.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => crate::redact::Redactor::with_extra(["pass", "password"]).url(&parsed),
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// Why the shared limiter could not be set up; nothing was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// The URL is not one redis-rs reads.
+    #[error(
+        "--redis {url}: {message} (give redis://HOST:PORT, rediss://HOST:PORT or unix:///PATH)"
+    )]
+    Url {
+        /// The URL, redacted.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Redis refused the password or user.
+    #[error(
+        "--redis {url}: authentication refused: {message} (check the user and password in the URL)"
+    )]
+    Auth {
+        /// The URL, redacted.
+        url: String,
+        /// What Redis said.
+        message: String,
+    },
+    /// Redis could not be reached, or would not run the script.
+    #[error("--redis {url}: {message}")]
+    Unusable {
+        /// The URL, redacted.
+        url: String,
+        /// What went wrong, and what to do.
+        message: String,
+    },
+}
+
+/// One limited dimension, as the script takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dimension {
+    /// The key's last part (`rate`, `budget`).
+    pub name: &'static str,
+    /// Scaled units one cell costs ([`Gcra::shape`]).
+    pub period: u128,
+    /// Scaled units per nanosecond.
+    pub count: u128,
+    /// Cells that may bunch up.
+    pub burst: u128,
+}
+
+impl Dimension {
+    /// The dimension of `rate` with `burst`, shaped as [`Gcra`] shapes it.
+    pub fn new(name: &'static str, rate: Rate, burst: u64) -> Dimension {
+        let gcra = Gcra::new(rate, burst, tokio::time::Instant::now());
+        let (period, count, burst) = gcra.shape();
+        Dimension {
+            name,
+            period,
+            count,
+            burst,
+        }
+    }
+}
+
+/// The job's limits on Redis: a connection and the script.
+pub struct Limiter {
+    client: Client,
+    con: MultiplexedConnection,
+    script: Script,
+    job: String,
+    url: String,
+    /// The global rate (cost 1 a start) and the budget (a request's cells).
+    pub rate: Option<Dimension>,
+    /// See `rate`.
+    pub budget: Option<Dimension>,
+    /// How long to wait for Redis when it is gone.
+    pub timeout: Duration,
+}
+
+/// One call: how many starts to reserve, what to publish.
+#[derive(Clone, Debug, Default)]
+pub struct Call {
+    /// Starts wanted (0: only publish, and read pauses and closures).
+    pub wanted: u32,
+    /// Budget cells each start spends.
+    pub cells: u64,
+    /// Reserve only starts due within this.
+    pub horizon: Duration,
+    /// Pause this origin for this long, for every process.
+    pub pause: Option<(String, Duration)>,
+    /// Close this origin, for every process, saying why.
+    pub close: Option<(String, String)>,
+    /// Use this time (microseconds since the epoch) instead of Redis's
+    /// clock: for tests only.
+    pub now_us: Option<u64>,
+}
+
+/// What Redis answered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reply {
+    /// Redis's clock, microseconds since the epoch.
+    pub now_us: u64,
+    /// Each start reserved: when it may go, after Redis's now.
+    pub starts: Vec<Duration>,
+    /// The first start not reserved is due this long after now (beyond
+    /// the horizon).
+    pub missed: Option<Duration>,
+    /// Origins paused for everyone, and for how much longer.
+    pub pauses: Vec<(String, Duration)>,
+    /// Origins closed for everyone, and why.
+    pub closed: Vec<(String, String)>,
+}
+
+impl Limiter {
+    /// Connects, authenticates and loads the script, so a wrong URL, a
+    /// refused password or a Redis that runs no scripts fails before
+    /// anything is sent.
+    ///
+    /// # Errors
+    /// A wrong URL, an unreachable Redis, a refused password, or a Redis
+    /// that cannot run the script.
+    pub async fn connect(
+        config: &SharedConfig,
+        rate: Option<Dimension>,
+        budget: Option<Dimension>,
+    ) -> Result<Limiter, SharedError> {
+        let url = redacted_url(&config.url);
+        let client = Client::open(config.url.as_str()).map_err(|e| SharedError::Url {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let con = connect(&client).await.map_err(|e| start_error(&url, e))?;
+        let script = Script::new(RESERVE);
+        let mut limiter = Limiter {
+            client,
+            con,
+            script,
+            job: config.job.clone(),
+            url,
+            rate,
+            budget,
+            timeout: config.timeout,
+        };
+        let mut load = redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(RESERVE);
+        let loaded: Result<String, RedisError> = load.query_async(&mut limiter.con).await;
+        loaded.map_err(|e| SharedError::Unusable {
+            url: limiter.url.clone(),
+            message: format!("cannot load sluice's Lua script: {e} (sluice needs EVAL/SCRIPT: Redis 5 or later, or Valkey, with scripting allowed for this user)"),
+        })?;
+        limiter
+            .call(&Call::default())
+            .await
+            .map_err(|e| SharedError::Unusable {
+                url: limiter.url.clone(),
+                message: format!("sluice's script failed: {e}"),
+            })?;
+        Ok(limiter)
+    }
+
+    /// Reconnects after a failure (the script is loaded again on demand:
+    /// redis-rs falls back from EVALSHA to EVAL).
+    ///
+    /// # Errors
+    /// Redis is still unreachable.
+    pub async fn reconnect(&mut self) -> Result<(), RedisError> {
+        self.con = connect(&self.client).await?;
+        Ok(())
+    }
+
+    /// Runs the script once.
+    ///
+    /// # Errors
+    /// The connection failed or the script returned an error.
+    pub async fn call(&mut self, call: &Call) -> Result<Reply, RedisError> {
+        let mut invocation = self.script.prepare_invoke();
+        let key = |what: &str| format!("sluice:{{{}}}:{what}", self.job);
+        invocation.key(key("pauses")).key(key("closed"));
+        let dims: Vec<(Dimension, u64)> = [(self.rate, 1), (self.budget, call.cells)]
+            .into_iter()
+            .filter_map(|(d, cost)| d.map(|d| (d, cost)))
+            .collect();
+        for (dim, _) in &dims {
+            invocation.key(key(dim.name));
+        }
+        let (pause_origin, pause_us) = match &call.pause {
+            Some((origin, wait)) => (origin.as_str(), wait.as_micros() as u64),
+            None => ("", 0),
+        };
+        let (close_origin, close_reason) = match &call.close {
+            Some((origin, reason)) => (origin.as_str(), reason.as_str()),
+            None => ("", ""),
+        };
+        invocation
+            .arg(call.now_us.map_or(String::new(), |n| n.to_string()))
+            .arg(call.horizon.as_nanos() as u64)
+            .arg(call.wanted)
+            .arg(pause_origin)
+            .arg(pause_us)
+            .arg(close_origin)
+            .arg(close_reason);
+        for (dim, cost) in &dims {
+            invocation
+                .arg(dim.period.to_string())
+                .arg(dim.count.to_string())
+                .arg(dim.burst.to_string())
+                .arg(cost);
+        }
+        let raw: (u64, Vec<u64>, i64, Vec<String>, Vec<String>) =
+            invocation.invoke_async(&mut self.con).await?;
+        let (now_us, starts, missed, pauses, closed) = raw;
+        Ok(Reply {
+            now_us,
+            starts: starts.into_iter().map(Duration::from_nanos).collect(),
+            missed: u64::try_from(missed).ok().map(Duration::from_nanos),
+            pauses: pairs(pauses)
+                .filter_map(|(o, us)| Some((o, Duration::from_micros(us.parse().ok()?))))
+                .collect(),
+            closed: pairs(closed).collect(),
+        })
+    }
+}
+
+/// `[a, b, c, d]` as `(a, b), (c, d)`.
+fn pairs(flat: Vec<String>) -> impl Iterator<Item = (String, String)> {
+    let mut items = flat.into_iter();
+    std::iter::from_fn(move || Some((items.next()?, items.next()?)))
+}
+
+async fn connect(client: &Client) -> Result<MultiplexedConnection, RedisError> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CALL_TIMEOUT))
+        .set_response_timeout(Some(CALL_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+fn start_error(url: &str, e: RedisError) -> SharedError {
+    let message = e.to_string();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || message.contains("NOAUTH")
+        || message.contains("WRONGPASS")
+    {
+        return SharedError::Auth {
+            url: url.to_string(),
+            message,
+        };
+    }
+    SharedError::Unusable {
+        url: url.to_string(),
+        message: format!("cannot connect: {message} (is Redis running there, and reachable?)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_url_is_never_shown() {
+        let config = SharedConfig {
+            url: "redis://user:hunter2@127.0.0.1:6379/0".into(),
+            job: "j".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+        let socket = redacted_url("unix:///run/redis.sock?pass=hunter2&db=1");
+        assert!(
+            !socket.contains("hunter2") && socket.contains("db=1"),
+            "{socket}"
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! `sluice merge RESULTS... -o FILE`: the outputs of several shards (or
+//! runs) combined into one results file, optionally in input order, and
+//! checked against the inputs: every request line exactly one record.
+//!
+//! Result lines are read by the one reader of result files
+//! ([`crate::recompute::for_each_line`]) and their line numbers as
+//! `--resume` reads them, so any output format merges. Under `--ordered`,
+//! memory holds 24 bytes per record (where each is), and the records are
+//! read again in order.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use futures::StreamExt;
+use sluice::parse::ParseOptions;
+use sluice::source::Source;
+
+use crate::exit::{Ending, ExitCode};
+use crate::cli::MergeArgs;
+use crate::outputs::Output;
+use crate::recompute::{ResultLine, for_each_line};
+use crate::run::Usage;
+
+/// How many line numbers a message names before it only counts the rest.
+const SHOWN_LINES: usize = 20;
+
+/// Runs the command: 0 merged (and checked), 1 a line has no record or
+/// several, 2 a file could not be read or written.
+pub async fn merge(args: MergeArgs) -> Result<ExitCode> {
+    check_paths(&args)?;
+    let mut index = Index::default();
+    let to_stdout = args.output == Path::new("-");
+    let written = if to_stdout {
+        let mut out = BufWriter::new(io::stdout().lock());
+        write_all(&args, &mut index, &mut out).and_then(|()| Ok(out.flush()?))
+    } else {
+        write_replacing(&args.output, |out| write_all(&args, &mut index, out))
+    };
+    written.map_err(Usage)?;
+    let mut problems = Vec::new();
+    if !index.doubled.is_empty() {
+        problems.push(format!(
+            "{} with more than one record: {}; a line sent by two shards (the same --shard twice, or a shard run again without --resume) was written twice: keep one of them",
+            plural(index.doubled.len(), "line"),
+            show(index.doubled.iter())
+        ));
+    }
+    if !args.check.is_empty() {
+        problems.extend(check_inputs(&args.check, &index).await.map_err(Usage)?);
+    }
+    eprintln!(
+        "sluice merge: {} from {} into {}",
+        plural(index.records, "record"),
+        plural(args.files.len() as u64, "file"),
+        if to_stdout {
+            "stdout".to_string()
+        } else {
+            args.output.display().to_string()
+        }
+    );
+    for problem in &problems {
+        eprintln!("sluice merge: {problem}");
+    }
+    Ok(ExitCode::decide(Ending {
+        failed: !problems.is_empty(),
+        ..Ending::default()
+    }))
+}
+
+/// `-o` is checked as a run's outputs are: never one of the files read,
+/// never an existing non-empty file unless `--overwrite`.
+fn check_paths(args: &MergeArgs) -> Result<()> {
+    if args.ordered && args.files.iter().any(|p| p == Path::new("-")) {
+        return Err(Usage(anyhow!(
+            "--ordered reads the results twice, so they must be files, not standard input (-)"
+        ))
+        .into());
+    }
+    if args.output == Path::new("-") {
+        return Ok(());
+    }
+    let outputs = [Output {
+        option: "-o",
+        path: &args.output,
+        appends: false,
+    }];
+    let read: Vec<PathBuf> = args.files.iter().chain(&args.check).cloned().collect();
+    for note in crate::outputs::check(&outputs, &read, args.overwrite)? {
+        eprintln!("{note}");
+    }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file renamed into place, so a failure
+/// leaves no half-merged file.
+fn write_replacing(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let tmp = crate::outputs::sibling(path, "sluice-tmp");
+    let result = File::create(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))
+        .and_then(|file| {
+            let mut out = BufWriter::new(file);
+            write(&mut out)?;
+            out.flush()?;
+            Ok(())
+        })
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads every record, writing it at once (in the order read) or, under
+/// `--ordered`, noting where it is and writing all in line order after.
+fn write_all(args: &MergeArgs, index: &mut Index, out: &mut dyn Write) -> Result<()> {
+    let mut failed: Option<io::Error> = None;
+    for_each_line(&args.files, |line| {
+        let number = sluice::resume::record_line(line.text)
+            .map_err(|why| format!("not a result line ({why}); fix or remove that line"))?;
+        index.add(number, line, args.ordered);
+        if !args.ordered && failed.is_none() {
+            failed = writeln!(out, "{}", line.text).err();
+        }
+        Ok(())
+    })?;
+    if let Some(e) = failed {
+        return Err(anyhow!("cannot write {}: {e}", args.output.display()));
+    }
+    if args.ordered {
+        index.write_ordered(&args.files, out)?;
+    }
+    Ok(())
+}
+
+/// Where one record is, for `--ordered`.
+struct Place {
+    line: u64,
+    offset: u64,
+    len: u32,
+    file: u32,
+}
+
+/// The records seen: which lines have one, which several, and (ordered)
+/// where each is.
+#[derive(Default)]
+struct Index {
+    records: u64,
+    seen: LineSet,
+    doubled: LineSet,
+    places: Vec<Place>,
+}
+
+impl Index {
+    fn add(&mut self, number: u64, line: &ResultLine, ordered: bool) {
+        self.records += 1;
+        if !self.seen.insert(number) {
+            self.doubled.insert(number);
+        }
+        if ordered {
+            self.places.push(Place {
+                line: number,
+                offset: line.offset,
+                // A record line is at most 1 GiB (the reader's limit).
+                len: line.text.len() as u32,
+                file: line.file as u32,
+            });
+        }
+    }
+
+    /// Reads the records again, in line order (records of one line in the
+    /// order read), and writes them.
+    fn write_ordered(&mut self, paths: &[PathBuf], out: &mut dyn Write) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.places.sort_by_key(|p| (p.line, p.file, p.offset));
+        let files = paths
+            .iter()
+            .map(|p| File::open(p).with_context(|| format!("cannot read {}", p.display())))
+            .collect::<Result<Vec<_>>>()?;
+        let mut buf = Vec::new();
+        for place in &self.places {
+            buf.resize(place.len as usize, 0);
+            let path = &paths[place.file as usize];
+            files[place.file as usize]
+                .read_exact_at(&mut buf, place.offset)
+                .with_context(|| {
+                    format!("cannot read {} again (did it change?)", path.display())
+                })?;
+            buf.push(b'\n');
+            out.write_all(&buf)
+                .context("cannot write the merged results")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the inputs as a run reads them; every request line must have a
+/// record, and every record a request line. Returns what is wrong.
+async fn check_inputs(inputs: &[PathBuf], index: &Index) -> Result<Vec<String>> {
+    let source =
+        Source::open(inputs, ParseOptions::default()).map_err(|e| anyhow!("--check: {e}"))?;
+    let mut stream = Box::pin(source.into_stream());
+    let mut missing = LineSet::default();
+    let mut expected = LineSet::default();
+    while let Some(item) = stream.next().await {
+        let line = item.map_err(|e| anyhow!("--check: {e}"))?.line();
+        expected.insert(line);
+        if !index.seen.contains(line) {
+            missing.insert(line);
+        }
+    }
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "--check: {} of the inputs {} no record: {}; run the shard that owns each (line modulo N is K) again with --resume, then merge again",
+            plural(missing.len(), "request line"),
+            if missing.len() == 1 { "has" } else { "have" },
+            show(missing.iter())
+        ));
+    }
+    let extra: Vec<u64> = index
+        .seen
+        .iter()
+        .filter(|&l| !expected.contains(l))
+        .collect();
+    if !extra.is_empty() {
+        problems.push(format!(
+            "--check: {} for lines that are not request lines of the inputs: {}; check that --check names the run's inputs, in the order it read them",
+            plural(extra.len() as u64, "record"),
+            show(extra.into_iter())
+        ));
+    }
+    Ok(problems)
+}
+
+/// `n thing` or `n things`.
+fn plural(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// The first line numbers, then how many more.
+fn show(lines: impl Iterator<Item = u64>) -> String {
+    let all: Vec<u64> = lines.collect();
+    let mut text = all
+        .iter()
+        .take(SHOWN_LINES)
+        .map(|l| format!("line {l}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > SHOWN_LINES {
+        text.push_str(&format!(" and {} more", all.len() - SHOWN_LINES));
+    }
+    text
+}
+
+/// A set of line numbers, one bit each.
+#[derive(Default)]
+struct LineSet {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl LineSet {
+    /// Adds `line`; false when it was there already.
+    fn insert(&mut self, line: u64) -> bool {
+        let (word, bit) = ((line / 64) as usize, 1u64 << (line % 64));
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        let fresh = self.words[word] & bit == 0;
+        self.words[word] |= bit;
+        self.len += u64::from(fresh);
+        fresh
+    }
+
+    fn contains(&self, line: u64) -> bool {
+        let (word, bit) = ((line / 64) as usize, 1u64 << (line % 64));
+        self.words.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The lines in increasing order.
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| i as u64 * 64 + b)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_set_counts_and_lists_in_order() {
+        let mut set = LineSet::default();
+        assert!(set.insert(130) && set.insert(2) && !set.insert(2));
+        assert_eq!(set.len(), 2);
+        assert!(set.contains(130) && !set.contains(129));
+        assert_eq!(set.iter().collect::<Vec<_>>(), [2, 130]);
+    }
+
+    #[test]
+    fn messages_name_the_first_lines_then_count() {
+        assert_eq!(show([3, 5].into_iter()), "line 3, line 5");
+        let many = show(1..=25);
+        assert!(many.ends_with("line 20 and 5 more"), "{many}");
+        assert_eq!(plural(1, "record"), "1 record");
+    }
+}
