@@ -17,8 +17,8 @@ use futures::StreamExt;
 use sluice::parse::ParseOptions;
 use sluice::source::Source;
 
-use crate::exit::{Ending, ExitCode};
 use crate::cli::MergeArgs;
+use crate::exit::{Ending, ExitCode};
 use crate::outputs::Output;
 use crate::recompute::{ResultLine, for_each_line};
 use crate::run::Usage;
