@@ -551,27 +551,35 @@ fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
         .map(Body::Json)
 }
 
-/// Removes whitespace outside strings.
+/// Removes whitespace outside strings. Works on bytes: JSON's whitespace,
+/// quotes and backslash are ASCII, never part of a multi-byte character, so
+/// dropping them keeps the text UTF-8. Most bodies are compact already and
+/// are copied as they are.
 pub fn compact_json(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let is_space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| is_space(b)) {
+        return text.to_owned();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
     let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
+    for &b in bytes {
         if in_string {
-            out.push(c);
-            match (escaped, c) {
+            out.push(b);
+            match (escaped, b) {
                 (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
                 _ => {}
             }
-        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
-            if c == '"' {
+        } else if !is_space(b) {
+            if b == b'"' {
                 in_string = true;
             }
-            out.push(c);
+            out.push(b);
         }
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Response headers as recorded: lower-case names, repeated values joined,
@@ -594,6 +602,15 @@ pub fn recorded_headers(headers: &HeaderMap, redactor: &Redactor) -> Vec<(String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compacting_keeps_strings_and_multibyte_text() {
+        assert_eq!(
+            compact_json("{\"k\" : \"a\\\\\",\n \"é ü\": [1, \"ß \\\" ∂\"]}"),
+            "{\"k\":\"a\\\\\",\"é ü\":[1,\"ß \\\" ∂\"]}"
+        );
+        assert_eq!(compact_json(r#"{"a":[1,2]}"#), r#"{"a":[1,2]}"#);
+    }
 
     #[test]
     fn json_keeps_digits_and_loses_whitespace() {
