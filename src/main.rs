@@ -39,6 +39,13 @@ mod run;
 mod settings;
 mod signals;
 
+// mimalloc: each request makes many small, short-lived allocations
+// (headers, URLs, futures, records); mimalloc serves them faster than
+// glibc's malloc (S1: about 15% less CPU a request). See ARCHITECTURE.md,
+// "The process".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
@@ -57,7 +64,12 @@ fn main() {
             std::process::exit(code.code());
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread runs everything (see ARCHITECTURE.md, "The process"): the
+    // engine, its attempts and hyper's connections hand work to each other
+    // several times a request, and across threads every hand-over is a
+    // futex wake-up and context switches. Blocking work (reading input
+    // files, building TLS lanes) goes to tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -67,9 +79,7 @@ fn main() {
             std::process::exit(ExitCode::stopped(Stop::Usage).code());
         }
     };
-    // The command runs as a task on the workers, not on this thread: every
-    // engine event would otherwise wake this thread from another one (a
-    // futex and two context switches per event, most of a paced run's CPU).
+    // The command runs as a spawned task so a panic in it is caught here.
     let code = runtime.block_on(async {
         match tokio::spawn(dispatch(cli.command)).await {
             Ok(code) => code,

@@ -426,28 +426,54 @@ async fn read_body(
     if !encoded && resp.content_length().is_some_and(|n| n > max) {
         return Err(too_large());
     }
-    let stream = resp.bytes_stream().map_err(io::Error::other);
+    let mut stream = resp.bytes_stream().map_err(io::Error::other);
+    let Some(coding) = coding else {
+        return join_chunks(&mut stream, max, too_large).await;
+    };
     let raw = tokio_util::io::StreamReader::new(stream);
     let mut reader: Pin<Box<dyn AsyncRead + Send>> = match coding {
-        None => Box::pin(raw),
-        Some(Coding::Gzip) => Box::pin(GzipDecoder::new(raw)),
-        Some(Coding::Brotli) => Box::pin(BrotliDecoder::new(raw)),
-        Some(Coding::Zstd) => Box::pin(ZstdDecoder::new(raw)),
+        Coding::Gzip => Box::pin(GzipDecoder::new(raw)),
+        Coding::Brotli => Box::pin(BrotliDecoder::new(raw)),
+        Coding::Zstd => Box::pin(ZstdDecoder::new(raw)),
     };
+    // `read_buf` fills spare capacity without zeroing it first.
     let mut buf = BytesMut::new();
-    let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        match reader.read(&mut chunk).await {
+        buf.reserve(16 * 1024);
+        match reader.read_buf(&mut buf).await {
             Ok(0) => return Ok(buf.freeze()),
-            Ok(n) => {
-                if (buf.len() + n) as u64 > max {
-                    return Err(too_large());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Err(e) => return Err(body_failure(e, coding)),
+            Ok(_) if buf.len() as u64 > max => return Err(too_large()),
+            Ok(_) => {}
+            Err(e) => return Err(body_failure(e, Some(coding))),
         }
     }
+}
+
+/// The chunks of a body that needs no decoding, joined. A body that came
+/// in one chunk (most small responses) is kept as it arrived, not copied.
+async fn join_chunks(
+    stream: &mut (impl futures::Stream<Item = io::Result<Bytes>> + Unpin),
+    max: u64,
+    too_large: impl Fn() -> Failed,
+) -> Result<Bytes, Failed> {
+    let mut first = Bytes::new();
+    let mut joined = BytesMut::new();
+    while let Some(chunk) = stream.try_next().await.map_err(|e| body_failure(e, None))? {
+        if (first.len() + joined.len() + chunk.len()) as u64 > max {
+            return Err(too_large());
+        }
+        if first.is_empty() && joined.is_empty() {
+            first = chunk;
+        } else {
+            joined.extend_from_slice(&std::mem::take(&mut first));
+            joined.extend_from_slice(&chunk);
+        }
+    }
+    Ok(if joined.is_empty() {
+        first
+    } else {
+        joined.freeze()
+    })
 }
 
 /// A failure while reading the body: the transport's own error, or a body

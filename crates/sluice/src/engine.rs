@@ -263,7 +263,10 @@ impl Driver {
 
     fn spawn(&mut self, attempt: Attempt) {
         let (client, config) = (self.client.clone(), Arc::clone(&self.config));
-        self.tasks.spawn(async move {
+        // Boxed: an attempt's future (reqwest's and hyper's state within)
+        // takes kilobytes, which spawning, polling and joining would
+        // otherwise copy around; a task that holds a pointer moves little.
+        self.tasks.spawn(Box::pin(async move {
             let mut sent = None;
             let outcome =
                 AssertUnwindSafe(attempt::run(&client, &config, &attempt.request, &mut sent))
@@ -271,7 +274,7 @@ impl Driver {
                     .await
                     .unwrap_or_else(|_| internal_failure());
             (attempt.ticket, outcome, sent, Instant::now())
-        });
+        }));
     }
 }
 

@@ -311,20 +311,29 @@ impl Record {
 
     /// The record as one JSON line, with its trailing newline.
     pub fn to_json_line(&self) -> String {
-        let mut out = serde_json::to_string(self).unwrap_or_else(|e| {
+        // Written into room for a typical record at once, rather than
+        // growing a buffer from empty (about ten reallocations a record).
+        let mut buf = Vec::with_capacity(LINE_CAPACITY);
+        let written = serde_json::to_writer(&mut buf, self)
+            .map_err(|e| e.to_string())
+            .and_then(|()| String::from_utf8(buf).map_err(|e| e.to_string()));
+        let mut out = written.unwrap_or_else(|e| {
             // Serialising our own plain data cannot fail; if it ever did, the
             // line must still be valid JSON with this record's identity.
             format!(
                 r#"{{"id":{},"line":{},"ok":false,"error":{{"kind":"protocol","message":{}}}}}"#,
                 serde_json::to_string(&self.id).unwrap_or_else(|_| "null".into()),
                 self.line,
-                serde_json::Value::String(e.to_string())
+                serde_json::Value::String(e)
             )
         });
         out.push('\n');
         out
     }
 }
+
+/// Bytes reserved for a record's line: a small response's record fits.
+const LINE_CAPACITY: usize = 768;
 
 impl Serialize for Record {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -382,19 +391,39 @@ pub fn duration_ms(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
 }
 
-/// Formats a wall-clock time as RFC 3339 in UTC with milliseconds.
+/// Formats a wall-clock time as RFC 3339 in UTC with milliseconds. Every
+/// record carries one or two, so the digits are placed by hand rather than
+/// through `format!` (a fifth of a small record's serialising time).
 pub fn rfc3339(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, mo, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+    let (h, mi, s, ms) = (
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60,
-        since.subsec_millis()
-    )
+        since.subsec_millis(),
+    );
+    let year = match u64::try_from(y) {
+        Ok(year) if year <= 9999 => year,
+        _ => return format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z"),
+    };
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, u64::from(mo));
+    put(8, 2, u64::from(d));
+    put(11, 2, h);
+    put(14, 2, mi);
+    put(17, 2, s);
+    put(20, 3, u64::from(ms));
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Reads an RFC 3339 time as records write it (`2026-11-25T18:52:31.123Z`;
@@ -509,6 +538,10 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_632_751_123);
         assert_eq!(rfc3339(t), "2026-11-25T18:52:31.123Z");
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let far = UNIX_EPOCH + std::time::Duration::from_millis(253_402_300_799_999);
+        assert_eq!(rfc3339(far), "9999-12-31T23:59:59.999Z");
+        let farther = UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_800);
+        assert_eq!(rfc3339(farther), "10000-01-01T00:00:00.000Z");
         assert_eq!(parse_rfc3339("2026-11-25T18:52:31.123Z"), Some(t));
         assert_eq!(parse_rfc3339("2026-11-25T19:52:31.123+01:00"), Some(t));
         assert_eq!(

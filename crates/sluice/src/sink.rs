@@ -180,9 +180,13 @@ impl Sink {
                     (n, r.and_then(|_| lock.flush()))
                 }
             };
-            // Whole lines that made it count even when a later write failed.
-            self.written_lines +=
-                self.buf[..written].iter().filter(|&&b| b == b'\n').count() as u64;
+            // Whole lines that made it count even when a later write failed
+            // (counted only then: records are a few KiB each).
+            self.written_lines += if written == self.buf.len() {
+                self.buffered_lines
+            } else {
+                self.buf[..written].iter().filter(|&&b| b == b'\n').count() as u64
+            };
             self.buf.clear();
             self.buffered_lines = 0;
             result?;

@@ -3,6 +3,7 @@
 //! runs too: counts and latency ([`Tally`]), counts over time
 //! ([`Timeline`]), and everything a report shows ([`Report`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -60,21 +61,40 @@ impl Protocols {
         let (Some(t), Some(url)) = (r.transport, r.url.as_deref()) else {
             return;
         };
-        let Ok(url) = url::Url::parse(url) else {
+        let Some(origin) = origin_of(url) else {
             return;
         };
-        let versions = match t.tls_version {
-            Some(tls) => format!("{} {tls}", t.http_version),
-            None => t.http_version.to_string(),
+        let versions: Cow<'static, str> = match t.tls_version {
+            Some(tls) => Cow::Owned(format!("{} {tls}", t.http_version)),
+            None => Cow::Borrowed(t.http_version),
         };
-        let origin = url.origin().ascii_serialization();
-        *self
-            .0
-            .entry(origin)
-            .or_default()
-            .entry(versions)
-            .or_default() += 1;
+        // Looked up before allocating: this runs once per record.
+        let by_version = match self.0.get_mut(origin.as_ref()) {
+            Some(found) => found,
+            None => self.0.entry(origin.into_owned()).or_default(),
+        };
+        match by_version.get_mut(versions.as_ref()) {
+            Some(n) => *n += 1,
+            None => {
+                by_version.insert(versions.into_owned(), 1);
+            }
+        }
     }
+}
+
+/// The origin of a record's URL as `Url::origin` serialises it. A record's
+/// URL was written by `url` (scheme and host lower case, no default port),
+/// so without user info its origin is the text before the path.
+fn origin_of(url: &str) -> Option<Cow<'_, str>> {
+    let authority_at = url.find("://")? + 3;
+    let end = url[authority_at..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority_at + i);
+    if url[authority_at..end].contains('@') {
+        let parsed = url::Url::parse(url).ok()?;
+        return Some(Cow::Owned(parsed.origin().ascii_serialization()));
+    }
+    Some(Cow::Borrowed(&url[..end]))
 }
 
 /// Counts by outcome, status and error kind, and a latency histogram.
@@ -216,5 +236,25 @@ mod tests {
         let l = t.latency().unwrap();
         assert!((l.p50_ms - 50.0).abs() < 0.1, "{l:?}");
         assert_eq!(l.max_ms, 100.0, "{l:?}");
+    }
+
+    /// The fast origin of a written URL is the one `url` gives.
+    #[test]
+    fn origin_of_a_record_url_is_urls_origin() {
+        for written in [
+            "http://127.0.0.1:8080/fast?x=1",
+            "https://api.example.com/v1/messages",
+            "https://example.com:8443",
+            "http://[::1]:3000/a#b",
+            "http://user:REDACTED@example.com:81/x",
+            "https://xn--bcher-kva.example/p?q",
+        ] {
+            let url = url::Url::parse(written).unwrap().to_string();
+            let want = url::Url::parse(&url)
+                .unwrap()
+                .origin()
+                .ascii_serialization();
+            assert_eq!(origin_of(&url).as_deref(), Some(want.as_str()), "{url}");
+        }
     }
 }
