@@ -122,6 +122,11 @@ pub struct Config {
     pub pool_idle_timeout: Duration,
     /// The User-Agent header. Default `sluice/VERSION`.
     pub user_agent: String,
+    /// Pace each origin by the rate-limit headers of its responses
+    /// (`--learn-limits auto`). Default on.
+    pub learn_limits: bool,
+    /// The share of a learned limit aimed at (`--limit-headroom`). Default 1.0.
+    pub limit_headroom: crate::ratelimit::Headroom,
 }
 
 impl Default for Config {
@@ -157,6 +162,8 @@ impl Default for Config {
             read_ahead: 1024,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             user_agent: concat!("sluice/", env!("CARGO_PKG_VERSION")).to_string(),
+            learn_limits: true,
+            limit_headroom: crate::ratelimit::Headroom::FULL,
         }
     }
 }
@@ -263,6 +270,10 @@ setters! {
     pool_idle_timeout: std::time::Duration => |c, v| c.pool_idle_timeout = v;
     /// User-Agent header.
     user_agent: String => |c, v| c.user_agent = v;
+    /// Pace origins by their rate-limit headers.
+    learn_limits: bool => |c, v| c.learn_limits = v;
+    /// The share of a learned limit aimed at.
+    limit_headroom: crate::ratelimit::Headroom => |c, v| c.limit_headroom = v;
 }
 
 impl ConfigBuilder {

@@ -33,6 +33,7 @@
 //! assert_eq!(starts(&mut s), 1);
 //! ```
 
+mod learned;
 mod origin;
 #[cfg(test)]
 mod tests;
@@ -230,6 +231,9 @@ impl Scheduler {
         self.admit_pending(now);
         self.fire(now);
         self.dispatch(now);
+        if self.finished() {
+            self.learned_last_words();
+        }
         debug_assert!(self.invariants_hold(), "scheduler invariants broken");
     }
 
@@ -341,6 +345,7 @@ impl Scheduler {
             safe,
             maybe_applied: false,
             watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
+            dispatch: Default::default(),
         };
         self.next_seq += 1;
         self.requeue(job, now);
@@ -510,6 +515,7 @@ impl Scheduler {
         job.watch.ended(now);
         let o = job.origin;
         self.origins[o].attempt_ended();
+        self.learn_from(&job, &outcome, now);
         match self.judge(&job, &outcome, now) {
             Verdict::Retry(wait) => {
                 let mut job = job;
