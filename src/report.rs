@@ -352,8 +352,8 @@ impl From<&sluice::event::Learned> for LearnedOrigin {
 }
 
 impl LearnedOrigin {
-    /// `12.5 req/s (burst 12), paced 3.20s, 0 refused`.
-    fn pace(&self) -> String {
+    /// `12.5 req/s (burst 12), paced 3.20s, 0 refused despite it`.
+    pub fn pace(&self) -> String {
         let rate = match self.requests_per_second {
             Some(r) => format!("{r:.1} req/s (burst {})", self.burst),
             None => "no request rate".into(),

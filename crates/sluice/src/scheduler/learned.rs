@@ -162,11 +162,13 @@ impl Learned {
         now: Instant,
     ) -> Learning {
         self.dialect = Some(snapshot.dialect);
+        // Once per header and problem: a server repeating a bad value on
+        // every response is told of once, and memory stays flat.
         let warnings: Vec<String> = snapshot
             .warnings
             .iter()
+            .filter(|w| self.warned.insert(format!("{}\0{:?}", w.header, w.problem)))
             .map(ToString::to_string)
-            .filter(|w| self.warned.insert(w.clone()))
             .collect();
         let mut learning = Learning::default();
         if let Some(limit) = snapshot.limit(Dimension::Requests) {

@@ -297,3 +297,29 @@ fn simulate_off(server: &mut Server, n: u64, c: usize) -> Vec<Event> {
     }
     events
 }
+
+/// A bad header value is told of once per header, however often it comes
+/// and whatever it says.
+#[test]
+fn a_malformed_header_is_told_of_once() {
+    use super::{Dispatch, Learned};
+    use crate::ratelimit::Headroom;
+    let (mut learned, now) = (Learned::default(), Instant::now());
+    let mut told = Vec::new();
+    for (number, bad) in [(1, "soon"), (2, "later"), (3, "soon")] {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit-requests", num(100.0));
+        headers.insert("x-ratelimit-remaining-requests", num(50.0));
+        headers.insert("x-ratelimit-reset-requests", text(bad));
+        let snapshot = crate::ratelimit::observe(&headers, SystemTime::UNIX_EPOCH)
+            .expect("an OpenAI snapshot");
+        let dispatch = Dispatch {
+            number,
+            in_flight: 0,
+        };
+        let learning = learned.observe("o", &snapshot, dispatch, 0, Headroom::FULL, now);
+        told.extend(learning.report.map(|r| r.warnings).unwrap_or_default());
+    }
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("x-ratelimit-reset-requests"), "{told:?}");
+}
