@@ -179,6 +179,7 @@ pub async fn drive(
         retry_lines: HashSet::new(),
         waiting: HashSet::new(),
         paused: HashMap::new(),
+        learned: std::collections::BTreeMap::new(),
         sent: 0,
         sent_recorded: 0,
         cancelled: None,
@@ -286,6 +287,8 @@ struct State {
     waiting: HashSet<u64>,
     /// Paused origins and until when.
     paused: HashMap<String, (SystemTime, String)>,
+    /// What each origin's rate-limit headers taught, latest first.
+    learned: std::collections::BTreeMap<String, crate::report::LearnedOrigin>,
     /// Records of this run whose request was sent (at least one attempt).
     sent: u64,
     /// Of those, the records that reached the output (the summary's rate
@@ -357,6 +360,10 @@ impl State {
                 if let Some(line) = crate::report::redis_trouble(&trouble) {
                     display.println(&line);
                 }
+            }
+            Event::Learned(learned) => {
+                self.learned
+                    .insert(learned.origin.clone(), (&learned).into());
             }
         }
     }
@@ -470,6 +477,7 @@ impl State {
         let mut s = Summary::new(&all, &this_run, wall);
         s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
+        s.learned = self.learned.values().cloned().collect();
         s.protocols = self.protocols.clone();
         (s.not_written, s.not_written_exact) = feed.remaining(&self.all, &self.this_run);
         s.insecure = insecure;

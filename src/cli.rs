@@ -13,6 +13,7 @@ use reqwest::header::HeaderMap;
 use sluice::format::OutputFormat;
 use sluice::headers::{self, HeaderError, Setter};
 use sluice::parse::InputFormat;
+use sluice::ratelimit::Headroom;
 use sluice::shard::Shard;
 use sluice::units::{Rate, parse_duration, parse_size};
 use sluice::{BodyMode, Config, ConfigError, ProxyConfig, Redactor, RetryOn, Setting, TlsConfig};
@@ -177,6 +178,24 @@ pub mod heading {
     pub const SHARING: &str = "Across machines";
 }
 
+/// Whether limits are learned from rate-limit headers (`--learn-limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LearnLimits {
+    /// Learn them.
+    Auto,
+    /// Ignore them.
+    Off,
+}
+
+/// `--limit-headroom`: a share in (0, 1].
+fn parse_headroom(text: &str) -> Result<Headroom, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(Headroom::new)
+        .ok_or_else(|| format!("`{text}` is not a share above 0 and at most 1 (e.g. 0.8)"))
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
@@ -314,6 +333,19 @@ pub struct RunArgs {
     #[arg(help_heading = heading::LIMITS)]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub budget_burst: Option<u64>,
+
+    /// Pace each origin by the rate-limit headers of its responses (OpenAI, Anthropic, GitHub,
+    /// IETF RateLimit): `auto` learns them, `off` ignores them. --rate, --per-host-rate and
+    /// --budget stay ceilings.
+    #[arg(help_heading = heading::LIMITS)]
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    pub learn_limits: LearnLimits,
+
+    /// The share of a learned limit to use, above 0 and at most 1: lower it when other clients
+    /// share the key.
+    #[arg(help_heading = heading::LIMITS)]
+    #[arg(long, default_value = "1.0", value_name = "SHARE", value_parser = parse_headroom)]
+    pub limit_headroom: Headroom,
 
     /// One attempt, from send to whole body (30s, 500ms, 5m: every duration needs its unit, here and in an input line's `timeout`).
     #[arg(help_heading = heading::LIMITS)]
@@ -589,6 +621,8 @@ impl RunArgs {
             .backoff_max(self.backoff_max)
             .max_retry_after(self.max_retry_after)
             .halt_after(self.halt_after)
+            .learn_limits(self.learn_limits == LearnLimits::Auto)
+            .limit_headroom(self.limit_headroom)
             .headers(parse_headers(&self.headers, &redactor)?)
             .ordered(self.ordered)
             .reorder_window(at_least_one(self.reorder_window))

@@ -135,6 +135,12 @@ fn summary_table(s: &Summary) -> String {
     for c in &s.closed_origins {
         rows.push(("closed origin".into(), c.clone()));
     }
+    for l in &s.learned {
+        rows.push((
+            "learned limits".into(),
+            format!("{} ({}): {}", l.origin, l.dialect, l.pace()),
+        ));
+    }
     if s.not_written > 0 {
         rows.push(("without a record".into(), s.not_written.to_string()));
     }

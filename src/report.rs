@@ -119,6 +119,7 @@ impl Display {
             Event::Dropped { line, .. } => {
                 format!("line {line} dropped (no record; --resume sends it)")
             }
+            Event::Learned(l) => learned_line(l),
         };
         self.println(&line);
     }
@@ -305,6 +306,67 @@ fn record_line(r: &Record) -> String {
     }
 }
 
+/// One origin's learned limits as `-v` shows them, its header warnings on
+/// lines of their own.
+fn learned_line(l: &sluice::event::Learned) -> String {
+    let what = if l.last { "learned in all" } else { "learned" };
+    let mut line = format!(
+        "{} {what} from its {} rate-limit headers: {}",
+        l.origin,
+        l.dialect,
+        LearnedOrigin::from(l).pace()
+    );
+    for w in &l.warnings {
+        line += &format!("\n{}: {w}", l.origin);
+    }
+    line
+}
+
+/// What sluice learned about one origin's limits (`learned` in
+/// `--summary-json`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LearnedOrigin {
+    /// The origin.
+    pub origin: String,
+    /// The rate-limit dialect of its headers.
+    pub dialect: String,
+    /// The request rate it was paced at, when the headers said enough.
+    pub requests_per_second: Option<f64>,
+    /// Starts that could bunch up under that rate.
+    pub burst: u64,
+    /// Seconds its next request waited for the learned limits.
+    pub paced_seconds: f64,
+    /// 429s the learned limits did not predict.
+    pub refused: u64,
+}
+
+impl From<&sluice::event::Learned> for LearnedOrigin {
+    fn from(l: &sluice::event::Learned) -> LearnedOrigin {
+        LearnedOrigin {
+            origin: l.origin.clone(),
+            dialect: l.dialect.to_string(),
+            requests_per_second: l.requests_per_second,
+            burst: l.burst,
+            paced_seconds: l.paced.as_secs_f64(),
+            refused: l.refused,
+        }
+    }
+}
+
+impl LearnedOrigin {
+    /// `12.5 req/s (burst 12), paced 3.20s, 0 refused despite it`.
+    pub fn pace(&self) -> String {
+        let rate = match self.requests_per_second {
+            Some(r) => format!("{r:.1} req/s (burst {})", self.burst),
+            None => "no request rate".into(),
+        };
+        format!(
+            "{rate}, paced {:.2}s, {} refused despite it",
+            self.paced_seconds, self.refused
+        )
+    }
+}
+
 /// The end-of-run summary.
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -334,6 +396,8 @@ pub struct Summary {
     pub latency: Option<Latency>,
     /// Origins closed during the run, with the reason.
     pub closed_origins: Vec<String>,
+    /// What was learned from each origin's rate-limit headers.
+    pub learned: Vec<LearnedOrigin>,
     /// HTTP and TLS versions of this run's responses, per origin.
     pub protocols: sluice::stats::Protocols,
     /// Requests left without a record (interrupted or closed): `--resume` sends them.
@@ -381,6 +445,7 @@ impl Summary {
             requests_per_second: this_run.records as f64 / wall.as_secs_f64().max(1e-9),
             latency: all.latency(),
             closed_origins: Vec::new(),
+            learned: Vec::new(),
             protocols: sluice::stats::Protocols::default(),
             not_written: 0,
             not_written_exact: true,
@@ -459,6 +524,9 @@ impl Summary {
         }
         for c in &self.closed_origins {
             out += &format!("  closed   {c}\n");
+        }
+        for l in &self.learned {
+            out += &format!("  learned  {} {}: {}\n", l.origin, l.dialect, l.pace());
         }
         if self.cancelled > 0 {
             out += &format!(

@@ -14,6 +14,7 @@ mod errors;
 mod headers;
 mod help;
 mod hostile;
+mod learned;
 mod limits;
 mod options;
 mod origins;

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     fails: Mutex<HashMap<String, u64>>,
     /// `/ratelimit` token buckets per `per_second` value.
     buckets: Mutex<HashMap<u64, Bucket>>,
+    /// `/limited` limits per key.
+    pub(crate) limited: crate::limited::Limiters,
 }
 
 #[derive(Debug)]
@@ -59,6 +61,7 @@ impl Shared {
             stats: Arc::new(StatsState::new()),
             fails: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
+            limited: crate::limited::Limiters::default(),
         }
     }
 
@@ -67,6 +70,14 @@ impl Shared {
         self.stats.reset();
         lock(&self.fails).clear();
         lock(&self.buckets).clear();
+        self.limited.reset();
+    }
+
+    /// The statistics, with the `/limited` counts.
+    pub(crate) fn stats(&self, arrivals: bool) -> crate::stats::Stats {
+        let mut stats = self.stats.snapshot(arrivals);
+        stats.limited = self.limited.stats();
+        stats
     }
 
     /// Counts one more attempt for `key`; returns its 1-based number.
@@ -253,6 +264,7 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
         ("bytes", Some(n)) => bytes(n),
         ("ratelimit", Some(per_second)) => ratelimit(&ctx.shared, per_second),
         ("fail", Some(rest)) => fail(&ctx.shared, rest, query),
+        ("limited", Some(rest)) => crate::limited::answer(&ctx.shared.limited, rest, query),
         ("redirect", Some(code)) => redirect(code, query),
         ("reset", None) => {
             ctx.reset.notify_one();
@@ -596,7 +608,7 @@ fn stats_endpoint(shared: &Shared, req: &Request<Incoming>) -> Response<MockBody
         query_param(req.uri().query(), "arrivals").as_deref(),
         Some("1" | "true" | "yes")
     );
-    match serde_json::to_vec(&shared.stats.snapshot(arrivals)) {
+    match serde_json::to_vec(&shared.stats(arrivals)) {
         Ok(bytes) => with_type(StatusCode::OK, APPLICATION_JSON, MockBody::full(bytes)),
         Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
     }

@@ -51,6 +51,7 @@
 mod body;
 mod endpoints;
 mod handler;
+mod limited;
 mod providers;
 #[cfg(unix)]
 pub mod redis;
@@ -71,6 +72,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use endpoints::{ENDPOINTS_MD, endpoint_list, endpoints};
+pub use limited::LimitedStats;
 pub use stats::{Arrival, MAX_ARRIVALS, PathStats, Stats};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -181,7 +183,7 @@ impl MockServer {
     /// A snapshot of the statistics: the data of `GET /stats`, always with
     /// the arrival times.
     pub fn stats(&self) -> Stats {
-        self.shared.stats.snapshot(true)
+        self.shared.stats(true)
     }
 
     /// Clears the statistics and the `/fail` and `/ratelimit` state, like

@@ -50,6 +50,9 @@ pub struct Stats {
     /// [`MockServer::stats`](crate::MockServer::stats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arrivals: Vec<Arrival>,
+    /// Admissions and refusals of each `/limited` key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limited: BTreeMap<String, crate::limited::LimitedStats>,
 }
 
 /// Request counters of one path; see [`Stats`] for their meaning.
@@ -237,6 +240,7 @@ impl StatsState {
             peak_in_flight: self.peak_in_flight.load(Ordering::Relaxed),
             paths,
             arrivals,
+            limited: BTreeMap::new(),
         }
     }
 }

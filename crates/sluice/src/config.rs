@@ -188,6 +188,11 @@ pub struct Config {
     /// Limits shared with the other processes of a job on Redis
     /// ([`crate::shared`]). Default none: this process's limits are its own.
     pub shared: Option<crate::shared::SharedConfig>,
+    /// Pace each origin by the rate-limit headers of its responses
+    /// (`--learn-limits auto`). Default on.
+    pub learn_limits: bool,
+    /// The share of a learned limit aimed at (`--limit-headroom`). Default 1.0.
+    pub limit_headroom: crate::ratelimit::Headroom,
 }
 
 impl Default for Config {
@@ -225,6 +230,8 @@ impl Default for Config {
             user_agent: concat!("sluice/", env!("CARGO_PKG_VERSION")).to_string(),
             setting_names: Setting::field,
             shared: None,
+            learn_limits: true,
+            limit_headroom: crate::ratelimit::Headroom::FULL,
         }
     }
 }
@@ -360,6 +367,10 @@ setters! {
     setting_names: fn(Setting) -> &'static str => |c, v| c.setting_names = v;
     /// Limits shared on Redis.
     shared: crate::shared::SharedConfig => |c, v| c.shared = Some(v);
+    /// Pace origins by their rate-limit headers.
+    learn_limits: bool => |c, v| c.learn_limits = v;
+    /// The share of a learned limit aimed at.
+    limit_headroom: crate::ratelimit::Headroom => |c, v| c.limit_headroom = v;
 }
 
 impl ConfigBuilder {

@@ -66,6 +66,10 @@ pub enum Event {
     /// Under `--redis`: the shared limiter's Redis is unreachable (no new
     /// request starts meanwhile), reachable again, or gone for good.
     Redis(crate::shared::Trouble),
+    /// What sluice learned about an origin's limits changed (or, once the
+    /// run has finished, the last word on them). Only with
+    /// `learn_limits`, and only for origins that said something.
+    Learned(Learned),
     /// A request was dropped without a record (the run is draining, or its
     /// origin closed); `--resume` sends it again.
     Dropped {
@@ -74,4 +78,27 @@ pub enum Event {
         /// Attempts it had made (they count in the run's statistics).
         attempts: u32,
     },
+}
+
+/// What sluice learned about one origin's limits (issue 12).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Learned {
+    /// The origin, `scheme://host:port`.
+    pub origin: String,
+    /// The rate-limit dialect its headers spoke (`openai`, `anthropic`,
+    /// `github`, `ietf`, `ietf-legacy`).
+    pub dialect: &'static str,
+    /// The request rate sluice paces the origin at (headroom and any
+    /// lowering after refusals applied), when the headers said enough.
+    pub requests_per_second: Option<f64>,
+    /// How many starts may bunch up under that rate.
+    pub burst: u64,
+    /// How long the origin's next request waited for the learned limits.
+    pub paced: Duration,
+    /// 429s the learned limits did not predict (each lowers the rate).
+    pub refused: u64,
+    /// Header values ignored or capped since the last event, as `-v` shows them.
+    pub warnings: Vec<String>,
+    /// The run has finished: this is the origin's final account.
+    pub last: bool,
 }

@@ -63,6 +63,62 @@ impl Gcra {
         }
     }
 
+    /// A limiter for a learned rate of `per_second` cells a second (any
+    /// finite positive fraction; at most 10^9), paced like [`Gcra::new`].
+    /// The period is kept in whole nanoseconds: exact enough for any rate a
+    /// server reports, and never faster than asked (it rounds up).
+    pub fn with_rate(per_second: f64, burst: u64, now: Instant) -> Gcra {
+        let per_second = per_second.clamp(1e-6, 1e9);
+        let nanos = (1e9 / per_second).ceil() as u128;
+        Gcra {
+            origin: now,
+            period: (nanos.max(1) * PACING.0).div_ceil(PACING.1),
+            count: 1,
+            burst: u128::from(burst.max(1)),
+            tat: 0,
+            backlogged: false,
+        }
+    }
+
+    /// Lets at most `available` cells pass from `now` on before the rate
+    /// refills more (a negative `available` is a debt the rate repays
+    /// first). Only ever holds back more than the limiter already does:
+    /// what a server reports can lower what passes, never raise it.
+    pub fn hold(&mut self, now: Instant, available: i64) {
+        let now_s = self.scaled(now);
+        let short = self.burst as i128 - i128::from(available);
+        let tat = if short <= 0 {
+            now_s
+        } else {
+            now_s + (short as u128).saturating_mul(self.period)
+        };
+        self.tat = self.tat.max(tat);
+    }
+
+    /// How many cells could pass at `now` (negative: a debt that must be
+    /// repaid first), at most the burst.
+    pub fn available(&self, now: Instant) -> i64 {
+        let room = (self.scaled(now) + self.burst * self.period) as i128 - self.tat as i128;
+        let cells = room.div_euclid(self.period as i128);
+        i64::try_from(cells.min(self.burst as i128)).unwrap_or(i64::MIN)
+    }
+
+    /// Lets exactly `available` cells (at most the burst; negative: a debt)
+    /// pass at `now` before the rate refills more: what a server said it
+    /// has left, looser or tighter than this limiter's own count.
+    pub fn set_available(&mut self, now: Instant, available: i64) {
+        let short = self.burst as i128 - i128::from(available);
+        let now_s = self.scaled(now) as i128;
+        let tat = now_s + short.max(0) * self.period as i128;
+        self.tat = u128::try_from(tat).unwrap_or(0);
+    }
+
+    /// The rate the limiter lets through, in cells a second, before the
+    /// pacing margin.
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 * 1e9 / self.period as f64 * PACING.0 as f64 / PACING.1 as f64
+    }
+
     /// The most cells that can ever pass at once.
     pub fn burst(&self) -> u64 {
         u64::try_from(self.burst).unwrap_or(u64::MAX)
@@ -221,6 +277,31 @@ mod tests {
                 assert!(s.windows(2).all(|w| w[1] > w[0]), "{r}");
             }
         }
+    }
+
+    #[test]
+    fn a_fractional_rate_and_a_hold() {
+        let t0 = Instant::now();
+        let mut g = Gcra::with_rate(2.5, 3, t0);
+        // Three at once (the burst), then one per 400 ms (plus the pacing).
+        for _ in 0..3 {
+            assert_eq!(g.ready_at(t0, 1), t0);
+            g.take(t0, 1);
+        }
+        assert_eq!(g.ready_at(t0, 1), t0 + Duration::from_millis(402));
+        // A fresh limiter told only one cell is left lets one pass, then
+        // waits a period; told of a debt of two, it waits three periods.
+        let mut g = Gcra::with_rate(10.0, 5, t0);
+        g.hold(t0, 1);
+        assert_eq!(g.ready_at(t0, 1), t0);
+        g.take(t0, 1);
+        assert_eq!(g.ready_at(t0, 1), t0 + Duration::from_micros(100_500));
+        let mut g = Gcra::with_rate(10.0, 5, t0);
+        g.hold(t0, -2);
+        assert_eq!(g.ready_at(t0, 1), t0 + Duration::from_micros(301_500));
+        // A hold never loosens: more available than the limiter allows is ignored.
+        g.hold(t0, 5);
+        assert_eq!(g.ready_at(t0, 1), t0 + Duration::from_micros(301_500));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! is printed; malformed values come back as [`Warning`]s for the caller to
 //! show under `-v`.
 //!
-//! Not yet used by the dispatcher: these are the parsers of issue 12's
-//! learned limits.
+//! The scheduler's learned limits (`scheduler/learned.rs`) call [`observe`]
+//! on every response under `--learn-limits auto`.
 //!
 //! Dialects, detected from header names (first match wins, in this order):
 //!

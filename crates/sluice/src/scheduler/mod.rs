@@ -33,6 +33,7 @@
 //! assert_eq!(starts(&mut s), 1);
 //! ```
 
+mod learned;
 mod origin;
 mod shared;
 #[cfg(test)]
@@ -239,6 +240,9 @@ impl Scheduler {
         self.admit_pending(now);
         self.fire(now);
         self.dispatch(now);
+        if self.finished() {
+            self.learned_last_words();
+        }
         debug_assert!(self.invariants_hold(), "scheduler invariants broken");
     }
 
@@ -350,6 +354,7 @@ impl Scheduler {
             safe,
             maybe_applied: false,
             watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
+            dispatch: Default::default(),
         };
         self.next_seq += 1;
         self.requeue(job, now);
@@ -539,6 +544,7 @@ impl Scheduler {
         job.watch.ended(now);
         let o = job.origin;
         self.origins[o].attempt_ended();
+        self.learn_from(&job, &outcome, now);
         match self.judge(&job, &outcome, now) {
             Verdict::Retry(wait) => {
                 let mut job = job;

@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::event::Learned as Report;
 use crate::gcra::Gcra;
+use crate::ratelimit::{Headroom, Snapshot};
 use crate::request::Request;
 use crate::timing::Stopwatch;
+
+use super::learned::{Dispatch, Learned, Learning};
 
 /// A request and its progress through attempts.
 pub(crate) struct Job {
@@ -32,6 +36,8 @@ pub(crate) struct Job {
     pub(crate) maybe_applied: bool,
     /// Where its time goes, for the record's `wait_ms` and `attempt_log`.
     pub(crate) watch: Box<Stopwatch>,
+    /// Which start of its origin the current attempt was (learned limits).
+    pub(crate) dispatch: Dispatch,
 }
 
 /// Whether an origin could start its head request.
@@ -56,6 +62,8 @@ pub(crate) struct Origin {
     rate: Option<Gcra>,
     closed: bool,
     hard_failures: u32,
+    /// What its rate-limit headers taught.
+    learned: Learned,
     /// Key of this origin's entry in the scheduler's `ready` map.
     pub(crate) ready_key: Option<u64>,
     /// This origin's queue length counted in the scheduler's `ready_queued`.
@@ -74,6 +82,7 @@ impl Origin {
             rate,
             closed: false,
             hard_failures: 0,
+            learned: Learned::default(),
             ready_key: None,
             counted: 0,
             wake_at: None,
@@ -138,14 +147,15 @@ impl Origin {
         }
         let not_before = head.not_before;
         let rate = self.rate.as_mut().map(|g| g.ready_at(now, 1));
-        match [self.paused_until, not_before, rate]
+        let learned = self.learned.ready_at(now);
+        match [self.paused_until, not_before, rate, learned]
             .into_iter()
             .flatten()
             .max()
         {
             Some(at) if at > now => Readiness::At {
                 at,
-                rate: rate == Some(at),
+                rate: rate == Some(at) || learned == Some(at),
             },
             _ => Readiness::Now,
         }
@@ -161,10 +171,11 @@ impl Origin {
     /// Takes the head request for an attempt, charging the origin's rate.
     /// Call only when `readiness` said `Now`.
     pub(crate) fn start(&mut self, now: Instant) -> Option<Job> {
-        let job = self.queue.pop_front()?;
+        let mut job = self.queue.pop_front()?;
         if let Some(g) = &mut self.rate {
             g.take(now, 1);
         }
+        job.dispatch = self.learned.start(now, self.in_flight);
         self.in_flight += 1;
         Some(job)
     }
@@ -199,6 +210,40 @@ impl Origin {
         }
         self.closed = true;
         self.queue.drain(..).collect()
+    }
+
+    /// Learns from the rate-limit headers of a response to `dispatch`.
+    pub(crate) fn learn(
+        &mut self,
+        snapshot: &Snapshot,
+        dispatch: Dispatch,
+        headroom: Headroom,
+        now: Instant,
+    ) -> Learning {
+        self.learned.observe(
+            &self.name,
+            snapshot,
+            dispatch,
+            self.in_flight,
+            headroom,
+            now,
+        )
+    }
+
+    /// A 429 although the learned limits let the request go; `None` when
+    /// nothing was learned (the headers never spoke).
+    pub(crate) fn refused(
+        &mut self,
+        dispatch: Dispatch,
+        headroom: Headroom,
+        now: Instant,
+    ) -> Option<Report> {
+        self.learned.refused(&self.name, dispatch, headroom, now)
+    }
+
+    /// What was learned, once, at the end of the run.
+    pub(crate) fn learned_last_word(&mut self) -> Option<Report> {
+        self.learned.last_word(&self.name)
     }
 
     /// Empties the queue (the run drains).
@@ -242,6 +287,7 @@ mod tests {
                 Instant::now(),
                 std::time::SystemTime::UNIX_EPOCH,
             )),
+            dispatch: Dispatch::default(),
         }
     }
 

@@ -1,0 +1,453 @@
+//! Limits learned from an origin's own rate-limit headers (issue 12): one
+//! origin's model of the server's quota, fed each response's [`Snapshot`]
+//! and asked when the next request may start.
+//!
+//! The model is a GCRA at the learned request rate with a burst of about a
+//! second's worth (at most the server's quota), plus, for fixed windows, the
+//! quota left until the window ends. Each snapshot is the server's state
+//! when it admitted *that* request, so what sluice sent after it is
+//! subtracted, and so is what was still in flight when it was sent (the
+//! server may have admitted those after it). What is left is a lower bound
+//! on the server's quota now: sluice never counts on more.
+//!
+//! - **Rate.** A refilling bucket (OpenAI, Anthropic) refills at
+//!   `(limit − remaining) / reset`; since `remaining` is rounded down,
+//!   sluice takes `(limit − remaining − 1) / reset`, the slowest rate the
+//!   headers allow, from the snapshot with the largest deficit seen, where
+//!   the roundings matter least. A fixed window (GitHub, IETF) paces at `limit / window`, the
+//!   window being the IETF `w` or the longest reset seen.
+//! - **Quota now.** A newer snapshot than the last one used moves the
+//!   limiter to what it proves is left (tighter: another client spent the
+//!   quota; looser: sluice was too careful). The bound is pessimistic by
+//!   what was in flight, which costs a one-time offset of that many
+//!   requests, not rate.
+//! - **Fixed windows** keep their own count (see `learn_window`).
+//! - **Empty.** `remaining == 0` holds the origin (a bucket until a
+//!   request's worth has refilled, a window until it ends), and says so
+//!   with a `Paused` event, as a 429 would.
+//! - **Refused anyway.** A 429 while the model let the request go lowers
+//!   the learned rate by a tenth, for the rest of the run.
+//!
+//! Learned limits only ever add a limit: `--rate`, `--per-host-rate` and
+//! `--budget` stay ceilings, since every limiter must agree before a start.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::attempt::Outcome;
+use crate::event::{Event, Learned as Report};
+use crate::gcra::Gcra;
+use crate::ratelimit::{Dialect, Dimension, Headroom, Snapshot, Window};
+
+/// What a start of this origin was, for the snapshot its response carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Dispatch {
+    /// The origin's starts so far, this one included.
+    pub(crate) number: u64,
+    /// Attempts of the origin in flight when it started (not counting it).
+    pub(crate) in_flight: u64,
+}
+
+/// Each 429 the model did not predict multiplies the learned rate by this.
+const LOWER_ON_REFUSAL: f64 = 0.9;
+
+/// The learned rate is never lowered below this share of what the headers say.
+const LOWEST_FACTOR: f64 = 0.05;
+
+/// A rate change smaller than this (relative) keeps the limiter as it is.
+const REBUILD_TOLERANCE: f64 = 0.01;
+
+/// One origin's learned limits.
+#[derive(Debug, Default)]
+pub(crate) struct Learned {
+    dialect: Option<Dialect>,
+    /// Requests a second the server gives back (headroom not applied).
+    rate: f64,
+    /// The deficit of the bucket snapshot `rate` came from.
+    deficit: u64,
+    /// The longest fixed window seen, in seconds.
+    window: f64,
+    /// The server's request quota.
+    quota: Option<u64>,
+    /// Lowered by each 429 the model did not predict.
+    factor: Option<f64>,
+    gcra: Option<Gcra>,
+    /// Fixed windows: requests left until the window ends.
+    left: Option<(i64, Instant)>,
+    /// Fixed windows: the lowest `remaining` of the window and its end.
+    window_seen: Option<(i64, Instant)>,
+    /// The end of the last pause told of (fixed windows).
+    announced: Option<Instant>,
+    /// Holds every start until then (an empty bucket or window).
+    hold_until: Option<Instant>,
+    /// The newest dispatch whose snapshot was used.
+    newest: u64,
+    /// Starts of the origin so far.
+    dispatched: u64,
+    /// Time the head request waited for the learned limits.
+    paced: Duration,
+    held_since: Option<Instant>,
+    refused: u64,
+    /// The starts so far when the rate was last lowered.
+    lowered_after: u64,
+    /// The final account was given.
+    told: bool,
+    warned: BTreeSet<String>,
+    /// (rate, burst) last reported.
+    reported: Option<(Option<f64>, u64)>,
+}
+
+/// What one snapshot changed.
+#[derive(Debug, Default)]
+pub(crate) struct Learning {
+    /// The event to emit, when something worth saying changed.
+    pub(crate) report: Option<Report>,
+    /// The origin is now held this long (the quota is spent).
+    pub(crate) pause: Option<Duration>,
+}
+
+impl Learned {
+    /// True once a response spoke a rate-limit dialect.
+    pub(crate) fn knows(&self) -> bool {
+        self.dialect.is_some()
+    }
+
+    /// When the learned limits let the next request start, if not now.
+    pub(crate) fn ready_at(&mut self, now: Instant) -> Option<Instant> {
+        let hold = self.hold_until.filter(|&h| h > now);
+        let window = self.left.filter(|&(n, end)| n <= 0 && end > now);
+        let rate = self.gcra.as_mut().map(|g| g.ready_at(now, 1));
+        let at = [hold, window.map(|(_, end)| end), rate]
+            .into_iter()
+            .flatten()
+            .max()
+            .filter(|&at| at > now);
+        if at.is_some() {
+            self.held_since.get_or_insert(now);
+        }
+        at
+    }
+
+    /// A request starts now (the learned limits allowed it): charges them
+    /// and says which start it is.
+    pub(crate) fn start(&mut self, now: Instant, in_flight: usize) -> Dispatch {
+        if let Some(g) = &mut self.gcra {
+            g.take(now, 1);
+        }
+        if let Some((n, end)) = &mut self.left
+            && *end > now
+        {
+            *n -= 1;
+        }
+        if let Some(since) = self.held_since.take() {
+            self.paced += now.saturating_duration_since(since);
+        }
+        self.dispatched += 1;
+        Dispatch {
+            number: self.dispatched,
+            in_flight: in_flight as u64,
+        }
+    }
+
+    /// Reads one response's snapshot; `dispatch` is the start it answers.
+    pub(crate) fn observe(
+        &mut self,
+        origin: &str,
+        snapshot: &Snapshot,
+        dispatch: Dispatch,
+        in_flight: usize,
+        headroom: Headroom,
+        now: Instant,
+    ) -> Learning {
+        self.dialect = Some(snapshot.dialect);
+        // Once per header and problem: a server repeating a bad value on
+        // every response is told of once, and memory stays flat.
+        let warnings: Vec<String> = snapshot
+            .warnings
+            .iter()
+            .filter(|w| self.warned.insert(format!("{}\0{:?}", w.header, w.problem)))
+            .map(ToString::to_string)
+            .collect();
+        let mut learning = Learning::default();
+        if let Some(limit) = snapshot.limit(Dimension::Requests) {
+            self.learn_rate(snapshot.window, limit);
+            self.rebuild(headroom, now);
+            if snapshot.window == Window::Fixed {
+                learning.pause = self.learn_window(limit, in_flight, now);
+            } else if dispatch.number > self.newest {
+                self.newest = dispatch.number;
+                learning.pause = self.learn_quota(limit, dispatch, now);
+            }
+        }
+        learning.report = self.report(origin, warnings, false);
+        learning
+    }
+
+    /// A 429 came back although the model let its request go. The rate is
+    /// lowered once per round trip: refusals of requests sent before the
+    /// last lowering do not lower it again.
+    pub(crate) fn refused(
+        &mut self,
+        origin: &str,
+        dispatch: Dispatch,
+        headroom: Headroom,
+        now: Instant,
+    ) -> Option<Report> {
+        if !self.knows() {
+            return None;
+        }
+        self.refused += 1;
+        if dispatch.number <= self.lowered_after {
+            return self.report(origin, Vec::new(), false);
+        }
+        self.lowered_after = self.dispatched;
+        let factor = self.factor.unwrap_or(1.0);
+        self.factor = Some((factor * LOWER_ON_REFUSAL).max(LOWEST_FACTOR));
+        self.rebuild(headroom, now);
+        self.report(origin, Vec::new(), false)
+    }
+
+    /// The final account, once the run has finished.
+    pub(crate) fn last_word(&mut self, origin: &str) -> Option<Report> {
+        if !self.knows() || self.told {
+            return None;
+        }
+        self.told = true;
+        self.reported = None;
+        self.report(origin, Vec::new(), true)
+    }
+
+    fn learn_rate(&mut self, window: Window, limit: &crate::ratelimit::Limit) {
+        self.quota = limit.limit.or(self.quota);
+        match window {
+            Window::Bucket => {
+                if let (Some(cap), Some(left), Some(reset)) =
+                    (limit.limit, limit.remaining, limit.reset)
+                    && left < cap
+                    && !reset.is_zero()
+                {
+                    // `remaining` is rounded down, so the bucket lacks
+                    // more than `deficit − 1`: the slowest refill the
+                    // headers allow.
+                    let deficit = cap - left;
+                    if deficit >= 2 && deficit >= self.deficit {
+                        self.deficit = deficit;
+                        self.rate = (deficit - 1) as f64 / reset.as_secs_f64();
+                    }
+                }
+            }
+            Window::Fixed => {
+                let seen = limit
+                    .window
+                    .or(limit.reset)
+                    .map_or(0.0, |w| w.as_secs_f64());
+                self.window = self.window.max(seen);
+                if let Some(cap) = limit.limit.filter(|_| self.window > 0.0) {
+                    self.rate = cap as f64 / self.window;
+                }
+            }
+        }
+    }
+
+    /// The pace: the learned rate, headroom and lowering applied.
+    fn pace(&self, headroom: Headroom) -> Option<f64> {
+        let pace = self.rate * headroom.get() * self.factor.unwrap_or(1.0);
+        (pace.is_finite() && pace > 0.0).then_some(pace.min(crate::ratelimit::MAX_RATE))
+    }
+
+    /// About a second's worth, at least 1, at most the (shared) quota.
+    fn burst(&self, pace: f64, headroom: Headroom) -> u64 {
+        let second = (pace.floor() as u64).max(1);
+        match self.quota {
+            Some(q) => second.min(((q as f64 * headroom.get()).floor() as u64).max(1)),
+            None => second,
+        }
+    }
+
+    /// A new limiter when the pace or burst changed; it starts with its
+    /// whole burst, and the quota the snapshot proves takes it from there.
+    fn rebuild(&mut self, headroom: Headroom, now: Instant) {
+        let Some(pace) = self.pace(headroom) else {
+            return;
+        };
+        let burst = self.burst(pace, headroom);
+        let same = self.gcra.as_ref().is_some_and(|g| {
+            g.burst() == burst && (g.per_second() - pace).abs() <= pace * REBUILD_TOLERANCE
+        });
+        if !same {
+            let mut gcra = Gcra::with_rate(pace, burst, now);
+            match (&self.gcra, self.left) {
+                // Keep what the old limiter had spent: never more at once.
+                (Some(old), _) => gcra.hold(now, old.available(now)),
+                // The first limiter starts from what is known to be left.
+                (None, Some((left, end))) if end > now => gcra.set_available(now, left),
+                (None, _) => {}
+            }
+            self.gcra = Some(gcra);
+        }
+    }
+
+    /// A refilling bucket: moves the limiter to the quota the snapshot
+    /// proves is left; returns the pause when none is.
+    fn learn_quota(
+        &mut self,
+        limit: &crate::ratelimit::Limit,
+        dispatch: Dispatch,
+        now: Instant,
+    ) -> Option<Duration> {
+        let remaining = i64::try_from(limit.remaining?).unwrap_or(i64::MAX);
+        let after =
+            i64::try_from(self.dispatched.saturating_sub(dispatch.number)).unwrap_or(i64::MAX);
+        let unsure = i64::try_from(dispatch.in_flight).unwrap_or(i64::MAX);
+        // At least this many are left for new starts; at most `unsure` more.
+        // At least this many are left for new starts, and it is the best
+        // bound known: the limiter takes it, looser or tighter. It was
+        // more generous than even `lo + unsure` allows when another client
+        // spends the quota (or the server counts differently).
+        let lo = remaining.saturating_sub(after).saturating_sub(unsure);
+        let mut surprised = false;
+        if let Some(g) = &mut self.gcra {
+            surprised = g.available(now) > lo.saturating_add(unsure);
+            g.set_available(now, lo);
+        }
+        let reset = limit.reset.filter(|r| !r.is_zero());
+        let Some(g) = &mut self.gcra else {
+            // No rate yet: spend what is left, then wait for the reset.
+            let end = now + reset?;
+            self.left = Some((lo, end));
+            return if lo <= 0 { self.hold(now, end) } else { None };
+        };
+        self.left = None;
+        // The limiter repays any debt at the learned rate: a pause worth
+        // telling only when the model did not expect it.
+        let at = g.ready_at(now, 1);
+        if surprised && lo <= 0 && at > now {
+            return self.hold(now, at);
+        }
+        None
+    }
+
+    /// A fixed window: nothing comes back before it ends. Within one
+    /// window, `remaining` only falls in the order the server admitted
+    /// requests, so every request admitted after the one that saw the
+    /// lowest `remaining` has not answered yet: at least `lowest − in
+    /// flight` are left. The window's end is the earliest any response
+    /// put it at (resets in whole seconds are rounded up). A response that
+    /// comes after that end starts a new window; one admitted in the old
+    /// window only understates the new one.
+    fn learn_window(
+        &mut self,
+        limit: &crate::ratelimit::Limit,
+        in_flight: usize,
+        now: Instant,
+    ) -> Option<Duration> {
+        let remaining = i64::try_from(limit.remaining?).unwrap_or(i64::MAX);
+        let end = now + limit.reset.filter(|r| !r.is_zero())?;
+        let (lowest, until) = match self.window_seen {
+            Some((lowest, until)) if now < until => (lowest.min(remaining), until.min(end)),
+            _ => (remaining, end),
+        };
+        self.window_seen = Some((lowest, until));
+        let left = lowest.saturating_sub(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        self.left = Some((left, until));
+        if left > 0 || self.announced.is_some_and(|a| a > now) {
+            return None;
+        }
+        self.announced = Some(until);
+        Some(until - now)
+    }
+
+    /// Holds every start until `end`; the pause when it is new.
+    fn hold(&mut self, now: Instant, end: Instant) -> Option<Duration> {
+        let new = self.hold_until.is_none_or(|h| h < end);
+        if new {
+            self.hold_until = Some(end);
+        }
+        new.then(|| end.saturating_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// An event when the pace changed (or always for the last word).
+    fn report(&mut self, origin: &str, warnings: Vec<String>, last: bool) -> Option<Report> {
+        let rate = self.gcra.as_ref().map(Gcra::per_second);
+        let burst = self.gcra.as_ref().map_or(0, Gcra::burst);
+        let changed = self.reported.is_none_or(|(r, b)| {
+            b != burst
+                || match (r, rate) {
+                    (Some(a), Some(b)) => (a - b).abs() > a * REBUILD_TOLERANCE,
+                    (a, b) => a.is_some() != b.is_some(),
+                }
+        });
+        if !changed && warnings.is_empty() && !last {
+            return None;
+        }
+        self.reported = Some((rate, burst));
+        Some(Report {
+            origin: origin.to_string(),
+            dialect: self.dialect?.name(),
+            requests_per_second: rate,
+            burst,
+            paced: self.paced,
+            refused: self.refused,
+            warnings,
+            last,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "learned_tests.rs"]
+mod tests;
+
+// ---- the scheduler's hooks ----------------------------------------------
+
+impl super::Scheduler {
+    /// Reads what an attempt's response said about the origin's limits
+    /// (under `learn_limits`), before the verdict on the attempt.
+    pub(super) fn learn_from(&mut self, job: &super::Job, outcome: &Outcome, now: Instant) {
+        if !self.config.learn_limits {
+            return;
+        }
+        let (status, headers) = match outcome {
+            Outcome::Response(r) => (Some(r.status), Some(&r.headers)),
+            Outcome::Failed(f) => (f.status, f.headers.as_ref()),
+        };
+        let headroom = self.config.limit_headroom;
+        let o = job.origin;
+        let snapshot = headers.and_then(|h| crate::ratelimit::observe(h, self.clock.at(now)));
+        if let Some(snapshot) = snapshot {
+            let learning = self.origins[o].learn(&snapshot, job.dispatch, headroom, now);
+            if let Some(report) = learning.report {
+                self.emit(Event::Learned(report));
+            }
+            if let Some(wait) = learning.pause {
+                let origin = self.origins[o].name().to_string();
+                let reason = format!(
+                    "its rate-limit headers ({}) say no request is left",
+                    snapshot.dialect.name()
+                );
+                self.emit(Event::Paused {
+                    origin,
+                    wait,
+                    reason,
+                });
+            }
+        }
+        if status == Some(429)
+            && let Some(report) = self.origins[o].refused(job.dispatch, headroom, now)
+        {
+            self.emit(Event::Learned(report));
+        }
+    }
+
+    /// Once the run has finished: what was learned about each origin.
+    pub(super) fn learned_last_words(&mut self) {
+        for o in 0..self.origins.len() {
+            if let Some(report) = self.origins[o].learned_last_word() {
+                self.emit(Event::Learned(report));
+            }
+        }
+    }
+}

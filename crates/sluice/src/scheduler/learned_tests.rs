@@ -1,0 +1,328 @@
+//! Learned limits on a made-up clock: a simulated server enforces a limit
+//! (a refilling bucket or a fixed window), answers with its rate-limit
+//! headers after a random delay each way, and counts refusals. The
+//! scheduler, told nothing but what the headers say, must never be refused
+//! when it is the server's only client, and must come close to the ideal.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+use reqwest::header::{HeaderMap, HeaderValue};
+use tokio::time::Instant;
+
+use crate::attempt::{Outcome, Response};
+use crate::config::Config;
+use crate::event::Event;
+use crate::record::Transport;
+use crate::request::{Input, Request};
+use crate::scheduler::{Action, Scheduler, Ticket};
+
+/// Seconds since the Unix epoch at the simulation's start.
+const WALL: u64 = 1_700_000_000;
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// OpenAI headers: a bucket of `size` refilled at `size / window`.
+    Bucket,
+    /// GitHub headers: `size` per window, windows from the start.
+    Fixed,
+}
+
+/// The simulated server.
+struct Server {
+    kind: Kind,
+    size: f64,
+    window: f64,
+    tokens: f64,
+    last: f64,
+    /// Fixed: the current window and its count.
+    index: u64,
+    admitted: u64,
+    refused: u64,
+}
+
+impl Server {
+    fn new(kind: Kind, size: u64, window: f64) -> Server {
+        Server {
+            kind,
+            size: size as f64,
+            window,
+            tokens: size as f64,
+            last: 0.0,
+            index: 0,
+            admitted: 0,
+            refused: 0,
+        }
+    }
+
+    /// A request arrives `t` seconds after the start: status and headers.
+    fn arrive(&mut self, t: f64) -> (u16, HeaderMap) {
+        let rate = self.size / self.window;
+        let (ok, remaining, reset);
+        let mut headers = HeaderMap::new();
+        match self.kind {
+            Kind::Bucket => {
+                self.tokens = (self.tokens + (t - self.last) * rate).min(self.size);
+                self.last = t;
+                ok = self.tokens >= 1.0;
+                if ok {
+                    self.tokens -= 1.0;
+                }
+                remaining = self.tokens.floor();
+                reset = (self.size - self.tokens) / rate;
+                headers.insert("x-ratelimit-limit-requests", num(self.size));
+                headers.insert("x-ratelimit-remaining-requests", num(remaining));
+                let ms = format!("{:.3}ms", reset * 1000.0);
+                headers.insert("x-ratelimit-reset-requests", text(&ms));
+            }
+            Kind::Fixed => {
+                let index = (t / self.window).floor() as u64;
+                if index != self.index {
+                    self.index = index;
+                    self.tokens = self.size;
+                }
+                ok = self.tokens >= 1.0;
+                if ok {
+                    self.tokens -= 1.0;
+                }
+                remaining = self.tokens;
+                reset = (index + 1) as f64 * self.window;
+                headers.insert("x-ratelimit-limit", num(self.size));
+                headers.insert("x-ratelimit-remaining", num(remaining));
+                // Rounded up to the millisecond: never earlier than it is.
+                let epoch = format!("{:.3}", WALL as f64 + (reset * 1000.0).ceil() / 1000.0);
+                headers.insert("x-ratelimit-reset", text(&epoch));
+            }
+        }
+        if ok {
+            self.admitted += 1;
+        } else {
+            self.refused += 1;
+        }
+        (if ok { 200 } else { 429 }, headers)
+    }
+}
+
+fn num(n: f64) -> HeaderValue {
+    HeaderValue::from(n as u64)
+}
+
+fn text(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).expect("a header value")
+}
+
+fn response(status: u16, headers: HeaderMap) -> Outcome {
+    Outcome::Response(Box::new(Response {
+        status,
+        headers,
+        body: None,
+        final_url: None,
+        note: None,
+        transport: Transport {
+            http_version: "HTTP/1.1",
+            tls_version: None,
+        },
+    }))
+}
+
+/// What happens next in the simulation, by instant (and a tie-breaker).
+enum Next {
+    /// The attempt reaches the server.
+    Arrive(Ticket),
+    /// Its response reaches sluice.
+    Answer(Ticket, Outcome),
+}
+
+/// Runs `n` requests against `server` at concurrency `c`, with delays each
+/// way drawn from [0, `delay`]. Returns (makespan in seconds, records ok,
+/// the learned events).
+fn simulate(
+    server: &mut Server,
+    n: u64,
+    c: usize,
+    delay: Duration,
+    seed: u64,
+) -> (f64, u64, Vec<Event>) {
+    let config = Config::builder()
+        .concurrency(std::num::NonZeroUsize::new(c).expect("c > 0"))
+        .build()
+        .expect("a config");
+    let t0 = Instant::now();
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL);
+    let mut s = Scheduler::new(Arc::new(config), t0, wall, seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let url = url::Url::parse("http://127.0.0.1:8080/x").expect("a URL");
+    let mut now = t0;
+    let mut queue: BTreeMap<(Instant, u64), Next> = BTreeMap::new();
+    let mut tie = 0u64;
+    let (mut ok, mut events, mut offered) = (0u64, Vec::new(), 0u64);
+    let mut last_record = now;
+    for _ in 0..1_000_000 {
+        while offered < n && s.wants_input() {
+            offered += 1;
+            s.offer(Input::Request(Request::get(offered, url.clone())), now);
+        }
+        if offered == n {
+            s.end_input(now);
+            offered += 1;
+        }
+        while let Some(action) = s.next_action() {
+            match action {
+                Action::Start(a) => {
+                    tie += 1;
+                    let at = now + delay.mul_f64(rng.f64());
+                    queue.insert((at, tie), Next::Arrive(a.ticket));
+                }
+                Action::Emit(Event::Record(r)) => {
+                    ok += u64::from(r.ok);
+                    last_record = now;
+                }
+                Action::Emit(e @ Event::Learned(_)) => events.push(e),
+                Action::Emit(_) => {}
+            }
+        }
+        if s.finished() {
+            return ((last_record - t0).as_secs_f64(), ok, events);
+        }
+        let event = queue.first_key_value().map(|(k, _)| k.0);
+        let wake = s.next_wake();
+        let Some(at) = [event, wake].into_iter().flatten().min() else {
+            panic!("the run stalled");
+        };
+        now = now.max(at);
+        match queue.first_key_value().filter(|(k, _)| k.0 <= now) {
+            Some(_) => {
+                let (_, next) = queue.pop_first().expect("an event");
+                match next {
+                    Next::Arrive(ticket) => {
+                        let (status, headers) = server.arrive((now - t0).as_secs_f64());
+                        tie += 1;
+                        let back = now + delay.mul_f64(rng.f64());
+                        queue.insert((back, tie), Next::Answer(ticket, response(status, headers)));
+                    }
+                    Next::Answer(ticket, outcome) => s.complete(ticket, outcome, now),
+                }
+            }
+            None => s.advance(now),
+        }
+    }
+    panic!("the simulation did not end");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Told only what the headers say, sluice is never refused by a bucket
+    /// or a window it alone spends, whatever the sizes, rates, concurrency
+    /// and delays (the first `-c` requests, sent before any answer, fit).
+    #[test]
+    fn the_learned_limiter_never_admits_more_than_the_server_allows(
+        fixed in any::<bool>(),
+        size in 20u64..300,
+        window in 0.2f64..3.0,
+        c in 1usize..60,
+        delay_ms in 0u64..30,
+        n in 50u64..400,
+        seed in any::<u64>(),
+    ) {
+        let c = c.min(size as usize);
+        let kind = if fixed { Kind::Fixed } else { Kind::Bucket };
+        let mut server = Server::new(kind, size, window);
+        let (_, ok, _) = simulate(&mut server, n, c, Duration::from_millis(delay_ms), seed);
+        prop_assert_eq!(server.refused, 0, "{:?}: {} admitted", kind, server.admitted);
+        prop_assert_eq!(ok, n);
+    }
+}
+
+/// Close to the ideal: a bucket of 100 refilled at 200/s serves 1,000
+/// requests in (1000 − 100) / 200 = 4.5 s at best.
+#[test]
+fn a_bucket_is_used_to_within_a_few_percent() {
+    let mut server = Server::new(Kind::Bucket, 100, 0.5);
+    let (makespan, ok, events) = simulate(&mut server, 1000, 50, Duration::from_millis(2), 7);
+    assert_eq!((ok, server.refused), (1000, 0));
+    assert!((4.5..4.5 * 1.03).contains(&makespan), "{makespan} s");
+    let Some(Event::Learned(last)) = events.last() else {
+        panic!("no learned event: {events:?}");
+    };
+    assert!(last.last && last.dialect == "openai", "{last:?}");
+    let rate = last.requests_per_second.expect("a rate");
+    assert!((rate - 200.0).abs() < 2.0, "{rate}");
+    assert_eq!(last.burst, 100);
+}
+
+/// A fixed window of 100 per 0.5 s serves 1,000 requests in ten windows:
+/// the last one starts 4.5 s after the first.
+#[test]
+fn a_fixed_window_is_used_whole() {
+    let mut server = Server::new(Kind::Fixed, 100, 0.5);
+    let (makespan, ok, _) = simulate(&mut server, 1000, 50, Duration::from_millis(2), 7);
+    assert_eq!((ok, server.refused), (1000, 0));
+    assert!((4.5..4.5 * 1.03).contains(&makespan), "{makespan} s");
+}
+
+/// With learning off, the same bucket refuses: the headers are what helps.
+#[test]
+fn without_learning_the_bucket_refuses() {
+    let mut server = Server::new(Kind::Bucket, 100, 0.5);
+    let events = simulate_off(&mut server, 300, 50);
+    assert!(events.is_empty(), "{events:?}");
+    assert!(server.refused > 0);
+}
+
+/// `simulate` with `learn_limits(false)`, no delays.
+fn simulate_off(server: &mut Server, n: u64, c: usize) -> Vec<Event> {
+    let config = Config::builder()
+        .concurrency(std::num::NonZeroUsize::new(c).expect("c > 0"))
+        .learn_limits(false)
+        .retries(0)
+        .build()
+        .expect("a config");
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
+    let url = url::Url::parse("http://127.0.0.1:8080/x").expect("a URL");
+    let (mut events, mut now) = (Vec::new(), t0);
+    for line in 1..=n {
+        s.offer(Input::Request(Request::get(line, url.clone())), now);
+        while let Some(action) = s.next_action() {
+            match action {
+                Action::Start(a) => {
+                    let (status, headers) = server.arrive((now - t0).as_secs_f64());
+                    s.complete(a.ticket, response(status, headers), now);
+                }
+                Action::Emit(e @ Event::Learned(_)) => events.push(e),
+                Action::Emit(_) => {}
+            }
+        }
+        now += Duration::from_millis(1);
+    }
+    events
+}
+
+/// A bad header value is told of once per header, however often it comes
+/// and whatever it says.
+#[test]
+fn a_malformed_header_is_told_of_once() {
+    use super::{Dispatch, Learned};
+    use crate::ratelimit::Headroom;
+    let (mut learned, now) = (Learned::default(), Instant::now());
+    let mut told = Vec::new();
+    for (number, bad) in [(1, "soon"), (2, "later"), (3, "soon")] {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit-requests", num(100.0));
+        headers.insert("x-ratelimit-remaining-requests", num(50.0));
+        headers.insert("x-ratelimit-reset-requests", text(bad));
+        let snapshot = crate::ratelimit::observe(&headers, SystemTime::UNIX_EPOCH)
+            .expect("an OpenAI snapshot");
+        let dispatch = Dispatch {
+            number,
+            in_flight: 0,
+        };
+        let learning = learned.observe("o", &snapshot, dispatch, 0, Headroom::FULL, now);
+        told.extend(learning.report.map(|r| r.warnings).unwrap_or_default());
+    }
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("x-ratelimit-reset-requests"), "{told:?}");
+}
