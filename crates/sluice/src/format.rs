@@ -83,14 +83,16 @@ impl fmt::Display for OutputFormat {
 }
 
 impl FromStr for OutputFormat {
-    type Err = String;
+    type Err = crate::parse::UnknownFormat;
 
-    fn from_str(s: &str) -> Result<OutputFormat, String> {
+    fn from_str(s: &str) -> Result<OutputFormat, Self::Err> {
         OutputFormat::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown output format `{s}`: use sluice, openai-batch or anthropic-batch")
+            .ok_or_else(|| crate::parse::UnknownFormat {
+                what: "output",
+                name: s.to_string(),
+                known: OutputFormat::ALL.map(OutputFormat::as_str).to_vec(),
             })
     }
 }

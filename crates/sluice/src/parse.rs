@@ -112,18 +112,30 @@ impl InputFormat {
 }
 
 impl std::str::FromStr for InputFormat {
-    type Err = String;
+    type Err = UnknownFormat;
 
-    fn from_str(s: &str) -> Result<InputFormat, String> {
+    fn from_str(s: &str) -> Result<InputFormat, UnknownFormat> {
         InputFormat::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown input format `{s}`: use auto, sluice, openai-batch or anthropic-batch"
-                )
+            .ok_or_else(|| UnknownFormat {
+                what: "input",
+                name: s.to_string(),
+                known: InputFormat::ALL.map(InputFormat::as_str).to_vec(),
             })
     }
+}
+
+/// A format name that is not one of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} format `{name}`: use {}", known.join(", "))]
+pub struct UnknownFormat {
+    /// `input` or `output`.
+    pub what: &'static str,
+    /// The name as written.
+    pub name: String,
+    /// The names of the known formats.
+    pub known: Vec<&'static str>,
 }
 
 /// Where an Anthropic batch line is sent, under the base URL.

@@ -42,15 +42,14 @@ impl Id {
 
     /// Reads an id from its JSON form: a string, or an integer of any size.
     ///
-    /// Returns a message naming what was wrong for any other JSON value.
-    ///
     /// # Errors
     ///
-    /// When `raw` is neither a string nor an integer.
-    pub fn from_json(raw: &RawValue) -> Result<Id, String> {
+    /// When `raw` is neither a string nor an integer ([`IdError`]; its
+    /// message reads after the field's name: "`id` must be ...").
+    pub fn from_json(raw: &RawValue) -> Result<Id, IdError> {
         let json = raw.get().trim();
         if json.starts_with('"') {
-            let text: String = serde_json::from_str(json).map_err(|e| e.to_string())?;
+            let text: String = serde_json::from_str(json).map_err(IdError::String)?;
             return Ok(Id::text(text));
         }
         let digits = json.strip_prefix('-').unwrap_or(json);
@@ -64,7 +63,7 @@ impl Id {
             JsonKind::Number => "a fractional number".to_string(),
             kind => kind.to_string(),
         };
-        Err(format!("must be a string or an integer, not {kind}"))
+        Err(IdError::Kind { kind })
     }
 
     /// The id as text, the form in which ids are compared.
@@ -95,6 +94,22 @@ impl Serialize for Id {
             s.serialize_str(&self.text)
         }
     }
+}
+
+/// An id that is neither a string nor an integer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// Another kind of JSON value (`kind`: "an object", "a fractional
+    /// number", ...).
+    #[error("must be a string or an integer, not {kind}")]
+    Kind {
+        /// What it is, for the message.
+        kind: String,
+    },
+    /// A string that does not decode (a bad escape).
+    #[error("{0}")]
+    String(serde_json::Error),
 }
 
 /// Why a request failed; the wire names are the documented error kinds.
