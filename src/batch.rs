@@ -33,25 +33,9 @@ pub mod exit {
     pub const SIGTERM: i32 = 143;
 }
 
-/// Why the input stream stopped early.
-#[derive(Clone, Debug)]
-pub struct FeedError {
-    /// What went wrong.
-    pub message: String,
-    /// The input does not match the records being resumed (exit 2), rather
-    /// than a read failure (exit 3).
-    pub changed_input: bool,
-}
-
-impl FeedError {
-    /// A read failure.
-    pub fn read(e: impl std::fmt::Display) -> FeedError {
-        FeedError {
-            message: e.to_string(),
-            changed_input: false,
-        }
-    }
-}
+/// Why the input stream stopped early (a read failure, or under `--resume`
+/// an input that changed).
+pub use sluice::filejob::InputError as FeedError;
 
 /// Input items, with a count of those read and the first read error.
 pub struct Feed {
