@@ -299,6 +299,11 @@ async def _feed(batch: _sluice.Batch, requests: Requests) -> None:
         batch.close_input()
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class Stream:
     """Results as they finish (an async iterator). Leaving it early
     (``break``, an exception, cancellation, ``aclose()``) cancels the
@@ -323,6 +328,9 @@ class Stream:
             raise StopAsyncIteration
         if self._feeder is None and self._requests is not None:
             self._feeder = asyncio.ensure_future(_feed(self._batch, self._requests))
+            # A stream left early never awaits it: its error must not be
+            # reported as "never retrieved".
+            self._feeder.add_done_callback(_retrieve)
             self._requests = None
         try:
             lines = await self._batch.next_batch(_TAKE_BATCH)
