@@ -448,3 +448,27 @@ def test_mypy_strict_passes_on_the_examples() -> None:
         env={**os.environ, "MYPYPATH": ""},
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.asyncio
+async def test_run_file_options_and_refusals(mock: sluice.MockServer, tmp_path: Path) -> None:
+    src, out, errors, summary_json = (tmp_path / n for n in ("in.jsonl", "out.jsonl", "errors.jsonl", "s.json"))
+    write_lines(src, [json.dumps({"url": f"{mock.url}/fast", "custom_id": "a"}), f"{mock.url}/status/500"])
+    with pytest.raises(sluice.UsageError, match="give output="):
+        sluice.run_file(src)
+    with pytest.raises(sluice.UsageError, match="retry_failed needs resume=True"):
+        sluice.run_file(src, output=out, retry_failed=True)
+    with pytest.raises(sluice.UsageError, match="is also the input"):
+        sluice.run_file(src, output=src)
+    with pytest.raises(sluice.UsageError, match="cannot be opened|No such file"):
+        sluice.run_file(tmp_path / "missing.jsonl", output=out)
+    summary = sluice.run_file(
+        [src], output=out, output_format="openai-batch", errors_output=errors,
+        summary_json=summary_json, retries=0,
+    )
+    assert (summary.records, summary.ok, summary.failed) == (2, 1, 1)
+    good, bad = read_records(out), read_records(errors)
+    assert [g["custom_id"] for g in good] == ["a"] and good[0]["response"]["status_code"] == 200
+    assert bad[0]["response"]["status_code"] == 500
+    assert json.loads(summary_json.read_text())["records"] == 2
+    assert not out.with_name("out.jsonl.sluice-tmp").exists()
