@@ -37,6 +37,7 @@ __all__ = [
     "Error",
     "Latency",
     "MockServer",
+    "OriginClosed",
     "Result",
     "Stream",
     "Summary",
@@ -65,6 +66,14 @@ _FEED_BATCH = 256
 _TAKE_BATCH = 1024
 
 _dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class OriginClosed(RuntimeError):
+    """Raised at the end of a stream when requests got no result because
+    their origin was closed (``halt_after`` consecutive hard failures such
+    as 401 or refused connections, or a ``Retry-After`` longer than
+    ``max_retry_after``), as the CLI stops with exit status 3. The message
+    says how many and why; the results before it were all handed out."""
 
 
 class Error:
@@ -340,6 +349,9 @@ class Stream:
         if lines is None:
             self._done = True
             await self._settle_feeder()
+            lost = self._batch.incomplete()
+            if lost is not None:
+                raise OriginClosed(lost)
             raise StopAsyncIteration
         self._ready.extend(lines)
         return Result(_json.loads(self._ready.popleft()))

@@ -472,3 +472,14 @@ async def test_run_file_options_and_refusals(mock: sluice.MockServer, tmp_path: 
     assert bad[0]["response"]["status_code"] == 500
     assert json.loads(summary_json.read_text())["records"] == 2
     assert not out.with_name("out.jsonl.sluice-tmp").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_closed_origin_is_never_silent(mock: sluice.MockServer) -> None:
+    seen = []
+    with pytest.raises(sluice.OriginClosed, match=r"^4 requests got no result because its origin was closed: http://127.0.0.1:\d+: "):
+        async with sluice.Client(base_url=mock.url, concurrency=1, halt_after=2) as client:
+            async for r in client.stream(["/status/401"] * 6):
+                seen.append(r.status)
+    assert seen == [401, 401]
+    assert mock.stats()["requests"] == 2

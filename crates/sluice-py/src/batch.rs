@@ -38,7 +38,16 @@ pub struct Batch {
     /// Line numbers given so far (the next item is `lines + 1`).
     lines: Arc<Mutex<u64>>,
     tally: Arc<Mutex<Tally>>,
+    /// Requests left without a record because their origin closed, and why.
+    lost: Arc<Mutex<Lost>>,
     started: Instant,
+}
+
+/// What an origin closing took away (the CLI reports it in its summary).
+#[derive(Default)]
+struct Lost {
+    requests: u64,
+    closed: Vec<String>,
 }
 
 #[pymethods]
@@ -61,6 +70,7 @@ impl Batch {
             parse: Arc::new(opts.parse),
             lines: Arc::new(Mutex::new(0)),
             tally: Arc::new(Mutex::new(Tally::default())),
+            lost: Arc::default(),
             started: Instant::now(),
         })
     }
@@ -100,10 +110,11 @@ impl Batch {
     /// Resolves to the next results as JSON lines (every result ready now,
     /// at least one, at most `max`), or None when the run is over.
     fn next_batch<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyAny>> {
-        let (run, cancelled, tally) = (
+        let (run, cancelled, tally, lost) = (
             Arc::clone(&self.run),
             Arc::clone(&self.cancelled),
             Arc::clone(&self.tally),
+            Arc::clone(&self.lost),
         );
         crate::bridge::to_py(py, async move {
             let mut guard = run.lock().await;
@@ -127,14 +138,11 @@ impl Batch {
                         out.push(rec.to_json_line());
                         break;
                     }
-                    Some(_) => {}
+                    Some(other) => note_loss(&lost, other),
                     None => {
-                        let ended = r.join().now_or_never();
-                        *guard = None; // Dropping the run cancels what is left.
-                        if let Some(Err(e)) = ended {
-                            return Err(PyRuntimeError::new_err(e));
-                        }
-                        return Ok(None);
+                        let ended = r.join().await;
+                        *guard = None;
+                        return ended.map(|()| None).map_err(PyRuntimeError::new_err);
                     }
                 }
             }
@@ -144,7 +152,7 @@ impl Batch {
                         seen.push(sluice::stats::Outcome::from(&rec));
                         out.push(rec.to_json_line());
                     }
-                    Some(Some(_)) => {}
+                    Some(Some(other)) => note_loss(&lost, other),
                     _ => break,
                 }
             }
@@ -168,10 +176,40 @@ impl Batch {
         }
     }
 
+    /// Once the run is over: why some requests got no result (their origin
+    /// closed: `halt_after`, or a `Retry-After` beyond `max_retry_after`),
+    /// or None when every request got one.
+    fn incomplete(&self) -> Option<String> {
+        let lost = self.lost.lock().ok()?;
+        (lost.requests > 0).then(|| {
+            format!(
+                "{} request{} got no result because {} closed: {}",
+                lost.requests,
+                if lost.requests == 1 { "" } else { "s" },
+                if lost.closed.len() == 1 {
+                    "its origin was"
+                } else {
+                    "their origins were"
+                },
+                lost.closed.join("; ")
+            )
+        })
+    }
+
     /// The summary of the results handed out so far, as JSON text.
     fn summary(&self) -> PyResult<String> {
         let tally = self.tally.lock().map_err(|_| poisoned())?;
         Ok(summary::json(&tally, &tally, self.started.elapsed(), None))
+    }
+}
+
+/// Counts what a closed origin leaves without a record.
+fn note_loss(lost: &Mutex<Lost>, event: Event) {
+    let Ok(mut lost) = lost.lock() else { return };
+    match event {
+        Event::Dropped { .. } => lost.requests += 1,
+        Event::OriginClosed { origin, reason } => lost.closed.push(format!("{origin}: {reason}")),
+        _ => {}
     }
 }
 
