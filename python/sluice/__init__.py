@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import Any, Deque, Dict, List, Optional, Union
+from typing import Any, Coroutine, Deque, Dict, List, Optional, TypeVar, Union
 
 from . import _sluice
 from ._sluice import UsageError
@@ -568,10 +568,14 @@ class MockServer:
         return self._mock
 
 
-def _run_sync(coro: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
     """Runs a coroutine to the end from synchronous code."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
+    coro.close()
     raise RuntimeError("inside a running event loop, use `async with` instead")
