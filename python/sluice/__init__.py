@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import Any, Coroutine, Deque, Dict, List, Optional, TypeVar, Union
+from typing import Any, Coroutine, Deque, Dict, List, Optional, Tuple, TypeVar, Union
 
 from . import _sluice
 from ._sluice import UsageError
@@ -98,12 +98,21 @@ class Result:
     """One request's result: every field of the CLI's result record
     (``sluice help output``), with ``.json()`` and ``.text`` for the body.
 
-    ``record`` is the record itself, as the CLI writes it."""
+    ``record`` is the record itself, as the CLI writes it (parsed from its
+    JSON line on first use)."""
 
-    __slots__ = ("record",)
+    __slots__ = ("_line", "_ok", "_record")
 
-    def __init__(self, record: Dict[str, Any]) -> None:
-        self.record = record
+    def __init__(self, line: str, ok: bool) -> None:
+        self._line = line
+        self._ok = ok
+        self._record: Optional[Dict[str, Any]] = None
+
+    @property
+    def record(self) -> Dict[str, Any]:
+        if self._record is None:
+            self._record = _json.loads(self._line)
+        return self._record
 
     @property
     def id(self) -> Union[str, int]:
@@ -128,7 +137,7 @@ class Result:
     @property
     def ok(self) -> bool:
         """True for a final 2xx response."""
-        return bool(self.record["ok"])
+        return self._ok
 
     @property
     def status(self) -> Optional[int]:
@@ -324,7 +333,7 @@ class Stream:
         self._batch = _sluice.Batch(options)
         self._requests: Optional[Requests] = requests
         self._feeder: Optional[asyncio.Task[None]] = None
-        self._ready: Deque[str] = collections.deque()
+        self._ready: Deque[Tuple[str, bool]] = collections.deque()
         self._done = False
 
     def __aiter__(self) -> Stream:
@@ -332,7 +341,7 @@ class Stream:
 
     async def __anext__(self) -> Result:
         if self._ready:
-            return Result(_json.loads(self._ready.popleft()))
+            return Result(*self._ready.popleft())
         if self._done:
             raise StopAsyncIteration
         if self._feeder is None and self._requests is not None:
@@ -354,7 +363,7 @@ class Stream:
                 raise OriginClosed(lost)
             raise StopAsyncIteration
         self._ready.extend(lines)
-        return Result(_json.loads(self._ready.popleft()))
+        return Result(*self._ready.popleft())
 
     async def __aenter__(self) -> Stream:
         return self

@@ -107,8 +107,10 @@ impl Batch {
         }
     }
 
-    /// Resolves to the next results as JSON lines (every result ready now,
-    /// at least one, at most `max`), or None when the run is over.
+    /// Resolves to the next results as `(JSON line, ok)` pairs (every
+    /// result ready now, at least one, at most `max`), or None when the run
+    /// is over. `ok` comes apart so a consumer that only checks it never
+    /// parses the line.
     fn next_batch<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyAny>> {
         let (run, cancelled, tally, lost) = (
             Arc::clone(&self.run),
@@ -135,7 +137,7 @@ impl Batch {
                 match next {
                     Some(Event::Record(rec)) => {
                         seen.push(sluice::stats::Outcome::from(&rec));
-                        out.push(rec.to_json_line());
+                        out.push((rec.to_json_line(), rec.ok));
                         break;
                     }
                     Some(other) => note_loss(&lost, other),
@@ -150,7 +152,7 @@ impl Batch {
                 match r.next().now_or_never() {
                     Some(Some(Event::Record(rec))) => {
                         seen.push(sluice::stats::Outcome::from(&rec));
-                        out.push(rec.to_json_line());
+                        out.push((rec.to_json_line(), rec.ok));
                     }
                     Some(Some(other)) => note_loss(&lost, other),
                     _ => break,
