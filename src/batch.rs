@@ -29,25 +29,9 @@ fn engine_stopped(e: sluice::RunError, resumable: bool) -> String {
     }
 }
 
-/// Why the input stream stopped early.
-#[derive(Clone, Debug)]
-pub struct FeedError {
-    /// What went wrong.
-    pub message: String,
-    /// The input does not match the records being resumed (exit 2), rather
-    /// than a read failure (exit 3).
-    pub changed_input: bool,
-}
-
-impl FeedError {
-    /// A read failure, with its cause.
-    pub fn read(e: sluice::source::SourceError) -> FeedError {
-        FeedError {
-            message: format!("{:#}", anyhow::Error::from(e)),
-            changed_input: false,
-        }
-    }
-}
+/// Why the input stream stopped early (a read failure, or under `--resume`
+/// an input that changed).
+pub use sluice::filejob::InputError as FeedError;
 
 /// Input items, with a count of those read and the first read error.
 pub struct Feed {

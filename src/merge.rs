@@ -93,25 +93,24 @@ fn check_paths(args: &MergeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes `path` through a temporary file renamed into place, so a failure
-/// leaves no half-merged file.
+/// Writes `path` through a temporary file renamed into place
+/// ([`sluice::replace`]), so a failure leaves no half-merged file.
 fn write_replacing(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let tmp = crate::outputs::sibling(path, "sluice-tmp");
-    let result = File::create(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))
-        .and_then(|file| {
-            let mut out = BufWriter::new(file);
-            write(&mut out)?;
-            out.flush()?;
-            Ok(())
+    let mut failed: Option<anyhow::Error> = None;
+    let written = sluice::replace::replace_with(path, |out| {
+        write(out).map_err(|e| {
+            let io = io::Error::other(e.to_string());
+            failed = Some(e);
+            io
         })
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    });
+    match (written, failed) {
+        (_, Some(e)) => Err(e),
+        (Err(e), None) => {
+            Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())))
+        }
+        (Ok(()), None) => Ok(()),
     }
-    result
 }
 
 /// Reads every record, writing it at once (in the order read) or, under

@@ -6,16 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
-use sluice::Input;
+use sluice::filejob::{self, ResumeFiles, SinkOptions};
 use sluice::format::OutputFormat;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
-use sluice::resume::{BLOCK, Mismatch, Recorded};
 use sluice::shard::Shard;
-use sluice::sink::{OpenError, OpenMode, Sink};
 use sluice::source::Source;
 
-use crate::batch::{self, Feed, FeedError, Ui};
+use crate::batch::{self, Feed, Ui};
 use crate::cli::RunArgs;
 use crate::exit::{Ending, ExitCode, Stop};
 use crate::report::Display;
@@ -56,58 +54,48 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         let intake = Intake::from_config(&config);
         return dry_run(source, shard, intake, &args).await;
     }
-    let recorded = match (&args.output, args.resume) {
+    let usage = |e: sluice::filejob::JobError| Usage(anyhow!("{e}"));
+    let resumed = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
-            let mut files = vec![path.as_path()];
-            files.extend(args.errors_output.as_deref());
-            for file in &files {
-                if !crate::outputs::is_regular_or_new(file) {
-                    return Err(Usage(anyhow!(
-                        "--resume reads back the records in {}, but it is {}, which cannot be read back: write the results to regular files (-o results.jsonl) to be able to resume",
-                        file.display(),
-                        crate::outputs::kind_of(file)
-                    ))
-                    .into());
-                }
-            }
-            let recorded = Recorded::scan_all(&files, args.retry_failed, &config.redactor)
-                .map_err(|e| Usage(e.into()))?;
-            let format = OutputFormat::from(args.output_format);
-            if let Some(found) = recorded.format.filter(|f| *f != format) {
-                return Err(Usage(anyhow!(
-                    "{} holds records in the {found} format, but this run writes --output-format {format}: resume with --output-format {found}",
-                    path.display()
-                ))
-                .into());
-            }
-            let checked = check_inputs_match(&args.inputs, opts, &recorded).await?;
-            if recorded.removed > 0 && !checked {
-                return Err(Usage(anyhow!(
-                    "--retry-failed rewrites the output, so its inputs must be files that can be read twice to be checked first (not standard input or a pipe)"
-                ))
-                .into());
-            }
-            Some((recorded, checked))
+            let files = ResumeFiles {
+                output: path,
+                errors_output: args.errors_output.as_deref(),
+                retry_failed: args.retry_failed,
+                format: OutputFormat::from(args.output_format),
+            };
+            Some(
+                filejob::scan_resume(&files, &args.inputs, &opts)
+                    .await
+                    .map_err(usage)?,
+            )
         }
         _ => None,
     };
     // Every check has passed before anything changes on disk or is sent.
-    let recorded = match recorded {
-        Some((mut r, checked)) => {
-            r.commit().map_err(|e| Usage(e.into()))?;
-            if r.repaired_bytes > 0 {
+    let resumed = match resumed {
+        Some(mut r) => {
+            let repaired = r.commit().map_err(usage)?;
+            if repaired > 0 {
                 eprintln!(
                     "sluice: --resume: cut {} after the last complete record of {} (a torn last line)",
-                    crate::outputs::bytes(r.repaired_bytes),
+                    crate::outputs::bytes(repaired),
                     args.output.as_deref().unwrap_or(Path::new("-")).display()
                 );
             }
-            Some((Arc::new(r), checked))
+            Some(r)
         }
         None => None,
     };
     let shared = connect_shared(&config).await?;
-    let sink = open_output(&args)?;
+    let sink = filejob::open_sink(&SinkOptions {
+        output: args.output.as_deref(),
+        errors_output: args.errors_output.as_deref(),
+        resume: args.resume,
+        overwrite: args.overwrite,
+        fsync: args.fsync,
+        format: args.output_format.into(),
+    })
+    .map_err(usage)?;
     if args.insecure {
         eprintln!(
             "sluice: warning: --insecure: TLS certificates are NOT verified; anyone on the path can read and change this traffic"
@@ -115,8 +103,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     }
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
-    let prior = recorded.as_ref().map(|(r, _)| r.tally.clone());
-    let stream = sluice::shard::select(resumed_stream(source, recorded), shard);
+    let prior = resumed.as_ref().map(|r| r.tally());
+    let stream = sluice::shard::select(filejob::input_stream(source, resumed), shard);
     let (feed, inputs) = Feed::wrap(stream);
     count_in_background(&args.inputs, shard, &feed);
     let stdin = args.inputs.is_empty() || args.inputs.iter().any(|p| p == Path::new("-"));
@@ -166,213 +154,6 @@ fn count_in_background(inputs: &[PathBuf], shard: Option<Shard>, feed: &Feed) {
     });
 }
 
-/// Before a resumed run sends anything, every recorded line must still be a
-/// request line with the same id in the inputs. Only regular files can be
-/// read twice; pipes and standard input are checked as they stream
-/// (returns false then).
-async fn check_inputs_match(
-    inputs: &[PathBuf],
-    opts: ParseOptions,
-    recorded: &Recorded,
-) -> Result<bool> {
-    let regular = |p: &PathBuf| std::fs::metadata(p).is_ok_and(|m| m.is_file());
-    if inputs.is_empty() || !inputs.iter().all(regular) {
-        return Ok(false);
-    }
-    let mut check = recorded.check();
-    let mut stream = Box::pin(
-        Source::open(inputs, opts.clone())
-            .map_err(|e| Usage(e.into()))?
-            .into_stream(),
-    );
-    while let Some(item) = stream.next().await {
-        let item = item.map_err(|e| Usage(e.into()))?;
-        if let Err(m) = check.feed(&item) {
-            return Err(changed_input(recorded, m, inputs, opts).await);
-        }
-    }
-    if let Err(m) = check.finish() {
-        return Err(changed_input(recorded, m, inputs, opts).await);
-    }
-    Ok(true)
-}
-
-/// The error for a changed input, naming the first line that differs.
-async fn changed_input(
-    recorded: &Recorded,
-    mismatch: Mismatch,
-    inputs: &[PathBuf],
-    opts: ParseOptions,
-) -> anyhow::Error {
-    let mut ids = match recorded.block_ids(mismatch.block) {
-        Ok(ids) => ids,
-        Err(e) => return Usage(e.into()).into(),
-    };
-    if let Ok(source) = Source::open(inputs, opts) {
-        let mut stream = Box::pin(source.into_stream());
-        while let Some(Ok(item)) = stream.next().await {
-            if let Some(message) = differs(recorded, &mut ids, &item) {
-                return Usage(anyhow!("{message}")).into();
-            }
-        }
-    }
-    Usage(anyhow!("{}", unmatched(&ids, mismatch))).into()
-}
-
-const CHANGED_ADVICE: &str = "the input changed since the output was written; resume with the same inputs, or start a new output";
-
-/// Compares an input line with its record (taken out of `ids`, the records
-/// of a block that did not match): the message naming it when they differ.
-fn differs(
-    recorded: &Recorded,
-    ids: &mut std::collections::BTreeMap<u64, sluice::resume::Fingerprint>,
-    item: &Input,
-) -> Option<String> {
-    let line = item.line();
-    let was = ids.remove(&line)?;
-    let now = recorded.fingerprint(item);
-    (now != was).then(|| {
-        format!("input line {line} is {now} but its record is for {was}: {CHANGED_ADVICE}")
-    })
-}
-
-/// Once every input line of a mismatched block matched its record: the
-/// first record left has no request line any more (else the block's message).
-fn unmatched(
-    ids: &std::collections::BTreeMap<u64, sluice::resume::Fingerprint>,
-    mismatch: Mismatch,
-) -> String {
-    match ids.first_key_value() {
-        Some((line, was)) => format!(
-            "the output has a record for input line {line} ({was}), which is no longer a request line: {CHANGED_ADVICE}"
-        ),
-        None => mismatch.message(),
-    }
-}
-
-/// The message for a block of a streamed input that did not match: the
-/// lines of that block are still held back, so the first one that differs
-/// can be named as for input files (its records are read again from the
-/// output).
-fn streamed_mismatch(recorded: &Recorded, mismatch: Mismatch, held: &[Input]) -> String {
-    let Ok(mut ids) = recorded.block_ids(mismatch.block) else {
-        return mismatch.message();
-    };
-    for item in held.iter().filter(|i| i.line() / BLOCK == mismatch.block) {
-        if let Some(message) = differs(recorded, &mut ids, item) {
-            return message;
-        }
-    }
-    unmatched(&ids, mismatch)
-}
-
-/// The input of a resumed run: lines with a record become
-/// [`Input::Recorded`]. Inputs not checked up front (standard input, pipes)
-/// are checked as they stream: the lines of a block that holds records are
-/// held back until the block is known to match, so a changed input stops the
-/// run (exit 2) before any of its lines is sent.
-fn resumed_stream(
-    source: Source,
-    recorded: Option<(Arc<Recorded>, bool)>,
-) -> futures::stream::BoxStream<'static, Result<Input, FeedError>> {
-    let items = source.into_stream();
-    match recorded {
-        None => items.map(|i| i.map_err(FeedError::read)).boxed(),
-        Some((r, true)) => items
-            .map(move |i| Ok(r.filter(i.map_err(FeedError::read)?)))
-            .boxed(),
-        Some((r, false)) => held_back(items.boxed(), r),
-    }
-}
-
-/// State of [`held_back`].
-struct Held {
-    inner: futures::stream::BoxStream<'static, Result<Input, sluice::source::SourceError>>,
-    recorded: Arc<Recorded>,
-    position: (u64, u64),
-    held: Vec<Input>,
-    out: std::collections::VecDeque<Result<Input, FeedError>>,
-    ended: bool,
-}
-
-impl Held {
-    fn changed(&mut self, m: Mismatch) {
-        let message = streamed_mismatch(&self.recorded, m, &self.held);
-        self.held.clear();
-        self.out.push_back(Err(FeedError {
-            message,
-            changed_input: true,
-        }));
-        self.ended = true;
-    }
-
-    fn release(&mut self) {
-        for item in self.held.drain(..) {
-            self.out.push_back(Ok(self.recorded.filter(item)));
-        }
-    }
-
-    fn take(&mut self, item: Input) {
-        let before = self.position.0;
-        let mut check = self.recorded.check_from(before, self.position.1);
-        if let Err(m) = check.feed(&item) {
-            return self.changed(m);
-        }
-        self.position = check.position();
-        if self.position.0 != before {
-            self.release();
-        }
-        if self.recorded.block_has_records(self.position.0) {
-            self.held.push(item);
-        } else {
-            self.out.push_back(Ok(self.recorded.filter(item)));
-        }
-    }
-
-    fn end(&mut self) {
-        self.ended = true;
-        let (block, sum) = self.position;
-        match self.recorded.check_from(block, sum).finish() {
-            Ok(()) => self.release(),
-            Err(m) => self.changed(m),
-        }
-    }
-}
-
-fn held_back(
-    inner: futures::stream::BoxStream<'static, Result<Input, sluice::source::SourceError>>,
-    recorded: Arc<Recorded>,
-) -> futures::stream::BoxStream<'static, Result<Input, FeedError>> {
-    let state = Held {
-        inner,
-        recorded,
-        position: (0, 0),
-        held: Vec::new(),
-        out: std::collections::VecDeque::new(),
-        ended: false,
-    };
-    futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(next) = st.out.pop_front() {
-                return Some((next, st));
-            }
-            if st.ended {
-                return None;
-            }
-            match st.inner.next().await {
-                Some(Ok(item)) => st.take(item),
-                Some(Err(e)) => {
-                    st.held.clear();
-                    st.out.push_back(Err(FeedError::read(e)));
-                    st.ended = true;
-                }
-                None => st.end(),
-            }
-        }
-    })
-    .boxed()
-}
-
 /// Every path the run writes, with the option that names it. A dry run
 /// writes only its summary.
 fn outputs(args: &RunArgs) -> Vec<crate::outputs::Output<'_>> {
@@ -411,48 +192,6 @@ fn outputs(args: &RunArgs) -> Vec<crate::outputs::Output<'_>> {
         });
     }
     outs
-}
-
-fn open_output(args: &RunArgs) -> Result<Sink> {
-    let path = args.output.as_deref().filter(|p| *p != Path::new("-"));
-    let Some(path) = path else {
-        if args.resume {
-            return Err(Usage(anyhow!(
-                "--resume needs -o FILE: records on stdout cannot be resumed"
-            ))
-            .into());
-        }
-        return Ok(Sink::stdout().with_format(args.output_format.into()));
-    };
-    let mode = if args.resume {
-        OpenMode::Append
-    } else if args.overwrite {
-        OpenMode::Overwrite
-    } else {
-        OpenMode::Fresh
-    };
-    let format = OutputFormat::from(args.output_format);
-    let sink = Sink::open(path, mode, args.fsync)
-        .map_err(open_error)?
-        .with_format(format);
-    Ok(match &args.errors_output {
-        Some(errors) => sink.with_errors(
-            Sink::open(errors, mode, args.fsync)
-                .map_err(open_error)?
-                .with_format(format),
-        ),
-        None => sink,
-    })
-}
-
-/// An output that cannot be opened, with the options that would proceed.
-fn open_error(e: OpenError) -> Usage {
-    match e {
-        OpenError::HoldsResults { .. } => Usage(anyhow!(
-            "{e}; use --resume to continue it, or --overwrite to replace it"
-        )),
-        e => Usage(e.into()),
-    }
 }
 
 /// `--dry-run`: every line is checked as a run would check it (duplicates

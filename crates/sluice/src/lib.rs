@@ -9,7 +9,8 @@
 //! [`gcra`], [`retry`]) →
 //! [`attempt`] (one exchange; [`classify`] its failures) → [`Record`]s →
 //! [`sink`] (crash-safe output) and
-//! [`stats`].
+//! [`stats`]. [`filejob`] is the crash-safe file job around it (outputs
+//! checked, `--resume`), shared by the CLI and the Python package.
 //!
 //! The engine never prints, exits or reads the environment: it takes a
 //! [`Config`], a stream of [`Input`]s and a shutdown future, and yields
@@ -22,6 +23,7 @@ pub mod config;
 mod connecting;
 pub mod engine;
 pub mod event;
+pub mod filejob;
 pub mod format;
 pub mod gcra;
 pub mod headers;

@@ -1,0 +1,309 @@
+//! `sluice.run_file`: the CLI's crash-safe file job (`sluice run IN -o OUT
+//! [--resume]`) from Python. The checks before sending, the resume and the
+//! output are the engine's [`sluice::filejob`], as the CLI's are; this
+//! module only drives the run and turns Ctrl-C (KeyboardInterrupt) into the
+//! CLI's drain: the first stops new starts and lets in-flight requests
+//! finish and be written, a second abandons them (a resume sends them).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use sluice::filejob::{self, InputError, JobError, ResumeFiles, SinkOptions, outputs};
+use sluice::sink::Sink;
+use sluice::source::Source;
+use sluice::stats::Tally;
+use sluice::{Config, Event};
+use tokio::sync::Notify;
+
+use crate::options::{self, FileOptions};
+use crate::summary::{self, JobFacts};
+
+pyo3::create_exception!(
+    _sluice,
+    UsageError,
+    pyo3::exceptions::PyValueError,
+    "Nothing was sent: an option, an input or an output is wrong (the CLI's exit status 2)."
+);
+
+fn usage(e: JobError) -> PyErr {
+    UsageError::new_err(e.0)
+}
+
+/// How often the calling thread looks for KeyboardInterrupt while the run
+/// goes on without the GIL.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+/// Runs the file job; returns the summary as JSON text. Raises
+/// KeyboardInterrupt after draining when interrupted.
+#[pyfunction]
+#[pyo3(signature = (inputs, options=None))]
+pub fn run_file(
+    py: Python<'_>,
+    inputs: &Bound<'_, PyAny>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<String> {
+    let inputs = input_paths(inputs)?;
+    let opts = options::parse(options, true)?;
+    let f = &opts.file;
+    let Some(output) = f.output.clone().filter(|p| p != Path::new("-")) else {
+        return Err(UsageError::new_err(
+            "run_file writes its records to a file: give output=\"results.jsonl\"",
+        ));
+    };
+    if f.retry_failed && !f.resume {
+        return Err(UsageError::new_err("retry_failed needs resume=True"));
+    }
+    let runtime = crate::bridge::runtime();
+    let source = Source::open(&inputs, opts.parse.clone())
+        .map_err(|e| UsageError::new_err(e.to_string()))?;
+    check_outputs(&output, f, &inputs).map_err(usage)?;
+    let job = py.detach(|| runtime.block_on(prepare(&output, f, &inputs, &opts.parse)));
+    let (sink, resumed) = job.map_err(usage)?;
+    let drain = Arc::new(Notify::new());
+    let total = sluice::source::count_request_lines(&inputs);
+    let (config, summary_json) = (opts.config, f.summary_json.clone());
+    let mut task = runtime.spawn(drive(
+        config,
+        source,
+        resumed,
+        sink,
+        Arc::clone(&drain),
+        total,
+    ));
+    let mut interrupt: Option<PyErr> = None;
+    let outcome = loop {
+        let step = py.detach(|| {
+            runtime.block_on(async { tokio::time::timeout(SIGNAL_POLL, &mut task).await })
+        });
+        if let Ok(joined) = step {
+            break joined.map_err(|e| PyRuntimeError::new_err(format!("the run stopped: {e}")))?;
+        }
+        if let Err(e) = py.check_signals() {
+            if interrupt.is_none() {
+                drain.notify_one(); // The first: drain.
+                interrupt = Some(e);
+            } else {
+                task.abort(); // The second: abandon what is in flight.
+                let _ = py.detach(|| runtime.block_on(&mut task));
+                return Err(e);
+            }
+        }
+    };
+    let (ended, json) = outcome;
+    if let Some(path) = summary_json {
+        outputs::replace(&path, (json.clone() + "\n").as_bytes()).map_err(|e| {
+            PyOSError::new_err(format!("cannot write the summary {}: {e}", path.display()))
+        })?;
+    }
+    if let Some(e) = interrupt {
+        return Err(e);
+    }
+    if let Some(e) = ended.error {
+        return Err(e);
+    }
+    Ok(json)
+}
+
+/// One input path, or a list of them (read as one stream, as the CLI reads
+/// several files).
+fn input_paths(inputs: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
+    if let Ok(p) = inputs.extract::<PathBuf>() {
+        return Ok(vec![p]);
+    }
+    inputs
+        .extract::<Vec<PathBuf>>()
+        .map_err(|_| PyTypeError::new_err("run_file takes an input path, or a list of paths"))
+}
+
+fn check_outputs(output: &Path, f: &FileOptions, inputs: &[PathBuf]) -> Result<(), JobError> {
+    let mut outs = vec![outputs::Output {
+        option: "-o",
+        path: output,
+        appends: f.resume,
+    }];
+    if let Some(path) = f.errors_output.as_deref() {
+        outs.push(outputs::Output {
+            option: "--errors-output",
+            path,
+            appends: f.resume,
+        });
+    }
+    if let Some(path) = f.summary_json.as_deref() {
+        outs.push(outputs::Output {
+            option: "--summary-json",
+            path,
+            appends: false,
+        });
+    }
+    // The notes say what `overwrite` replaces: the caller asked for that.
+    outputs::check(&outs, inputs, f.overwrite).map(|_| ())
+}
+
+/// The checks and the resume, then the output opened.
+async fn prepare(
+    output: &Path,
+    f: &FileOptions,
+    inputs: &[PathBuf],
+    parse: &sluice::parse::ParseOptions,
+) -> Result<(Sink, Option<filejob::Resumed>), JobError> {
+    let resumed = if f.resume {
+        let files = ResumeFiles {
+            output,
+            errors_output: f.errors_output.as_deref(),
+            retry_failed: f.retry_failed,
+            format: f.output_format,
+        };
+        let mut r = filejob::scan_resume(&files, inputs, parse).await?;
+        r.commit()?;
+        Some(r)
+    } else {
+        None
+    };
+    let sink = filejob::open_sink(&SinkOptions {
+        output: Some(output),
+        errors_output: f.errors_output.as_deref(),
+        resume: f.resume,
+        overwrite: f.overwrite,
+        fsync: f.fsync,
+        format: f.output_format,
+    })?;
+    Ok((sink, resumed))
+}
+
+/// What the run ended with: an error to raise after the summary is
+/// written (a failed write, a changed input).
+struct Ended {
+    error: Option<PyErr>,
+}
+
+/// Runs the engine to the end, writing every record; returns the facts
+/// and the summary JSON.
+async fn drive(
+    config: Config,
+    source: Source,
+    resumed: Option<filejob::Resumed>,
+    mut sink: Sink,
+    drain: Arc<Notify>,
+    total: Option<u64>,
+) -> (Ended, String) {
+    let started = Instant::now();
+    let mut all = resumed.as_ref().map(|r| r.tally()).unwrap_or_default();
+    let mut this_run = Tally::default();
+    let mut facts = JobFacts {
+        resumed: resumed.is_some(),
+        ..JobFacts::default()
+    };
+    let read_error: Arc<std::sync::Mutex<Option<InputError>>> = Arc::default();
+    let inputs = until_error(
+        filejob::input_stream(source, resumed),
+        Arc::clone(&read_error),
+    );
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    let shutdown = async move {
+        drain.notified().await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let mut error = None;
+    let mut run = match sluice::run(config, inputs, shutdown) {
+        Ok(run) => run,
+        Err(e) => {
+            let err = Some(UsageError::new_err(e.to_string()));
+            return (Ended { error: err }, String::new());
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            event = run.next() => match event {
+                Some(Event::Record(record)) => {
+                    let o = sluice::stats::Outcome::from(&record);
+                    if let Err(e) = sink.write(&record) {
+                        error = Some(write_failed(&sink, e));
+                        break;
+                    }
+                    all.add(o);
+                    this_run.add(o);
+                }
+                Some(Event::Dropped { attempts, .. }) => {
+                    all.add_unrecorded_attempts(attempts);
+                    this_run.add_unrecorded_attempts(attempts);
+                }
+                Some(Event::OriginClosed { origin, reason }) => {
+                    facts.closed_origins.push(format!("{origin}: {reason}"));
+                }
+                Some(_) => {}
+                None => break,
+            },
+            _ = tick.tick() => {
+                if let Err(e) = sink.flush() {
+                    error = Some(write_failed(&sink, e));
+                    break;
+                }
+            }
+        }
+    }
+    if error.is_none()
+        && let Err(e) = run.join().await
+    {
+        error = Some(PyRuntimeError::new_err(e.to_string()));
+    }
+    drop(run);
+    if let Err(e) = sink.finish() {
+        error.get_or_insert_with(|| write_failed(&sink, e));
+    }
+    if let Some(total) = total {
+        facts.not_written = total.saturating_sub(all.records);
+        facts.not_written_exact = true;
+    }
+    let read_error = read_error.lock().ok().and_then(|mut e| e.take());
+    facts.interrupted = interrupted.load(std::sync::atomic::Ordering::Relaxed);
+    match read_error {
+        Some(e) if e.changed_input => error = error.or(Some(UsageError::new_err(e.message))),
+        Some(e) => facts.stopped = Some(format!("reading the input failed: {}", e.message)),
+        None if facts.interrupted => {
+            facts.stopped = Some("interrupted by KeyboardInterrupt".into())
+        }
+        None if !facts.closed_origins.is_empty() => {
+            facts.stopped = Some("origins were closed; run again with resume=True later".into())
+        }
+        None => {}
+    }
+    let json = summary::json(&all, &this_run, started.elapsed(), Some(&facts));
+    (Ended { error }, json)
+}
+
+fn write_failed(sink: &Sink, e: std::io::Error) -> PyErr {
+    PyOSError::new_err(format!(
+        "writing results to {} failed: {e}; records written so far are intact: fix the output and run again with resume=True",
+        sink.name()
+    ))
+}
+
+/// Ends the input at its first error, which is kept for the summary.
+fn until_error(
+    stream: futures::stream::BoxStream<'static, Result<sluice::Input, InputError>>,
+    slot: Arc<std::sync::Mutex<Option<InputError>>>,
+) -> impl futures::Stream<Item = sluice::Input> + Send + 'static {
+    futures::stream::unfold(Some(stream), move |inner| {
+        let slot = Arc::clone(&slot);
+        async move {
+            let mut inner = inner?;
+            match inner.next().await {
+                Some(Ok(input)) => Some((input, Some(inner))),
+                Some(Err(e)) => {
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(e);
+                    }
+                    None
+                }
+                None => None,
+            }
+        }
+    })
+}

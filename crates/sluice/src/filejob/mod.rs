@@ -1,0 +1,399 @@
+//! The crash-safe file job, shared by the CLI (`sluice run -o FILE
+//! --resume`) and the Python package (`sluice.run_file`): everything that is
+//! checked before a request is sent (no output clobbered, [`outputs`]; an
+//! earlier output read back and matched against the inputs, [`scan_resume`]),
+//! the input stream of a resumed run ([`input_stream`]: lines with a record
+//! are not sent again, and a changed input stops the run before any of its
+//! lines is sent), and the output [`Sink`] ([`open_sink`]).
+//!
+//! Like the rest of the engine it never prints: what a caller should tell
+//! the user comes back as values (notes, repaired bytes) and errors.
+
+pub mod outputs;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::format::OutputFormat;
+use crate::parse::ParseOptions;
+use crate::request::Input;
+use crate::resume::{BLOCK, Fingerprint, Mismatch, Recorded};
+use crate::sink::{OpenMode, Sink};
+use crate::source::{Source, SourceError};
+use crate::stats::Tally;
+
+/// A reason not to start: nothing was sent and no file changed. The
+/// message says what is wrong and what to do (the CLI exits 2 with it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct JobError(pub String);
+
+/// Why the input stream stopped early.
+#[derive(Clone, Debug)]
+pub struct InputError {
+    /// What went wrong.
+    pub message: String,
+    /// The input does not match the records being resumed (nothing of it
+    /// was sent: a usage error), rather than a read failure (stopped early).
+    pub changed_input: bool,
+}
+
+impl InputError {
+    /// A read failure, with its whole chain of causes (`error: cause`).
+    pub fn read(e: impl std::error::Error) -> InputError {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        InputError {
+            message,
+            changed_input: false,
+        }
+    }
+}
+
+/// An earlier output read back for `--resume`, checked against the inputs.
+pub struct Resumed {
+    recorded: Recorded,
+    /// The inputs are regular files and were checked up front; otherwise
+    /// they are checked as they stream.
+    checked: bool,
+}
+
+impl Resumed {
+    /// Once every check has passed: cuts a torn last line and, under
+    /// `--retry-failed`, rewrites the output without its failed records.
+    /// Returns the bytes cut.
+    ///
+    /// # Errors
+    /// The torn tail cannot be cut, or the output cannot be rewritten.
+    pub fn commit(&mut self) -> Result<u64, JobError> {
+        self.recorded
+            .commit()
+            .map_err(|e| JobError(e.to_string()))?;
+        Ok(self.recorded.repaired_bytes)
+    }
+
+    /// The earlier records' counts, for a summary of the whole output.
+    pub fn tally(&self) -> Tally {
+        self.recorded.tally.clone()
+    }
+}
+
+/// What `--resume` reads back: the output, and `--errors-output` if given.
+pub struct ResumeFiles<'a> {
+    /// `-o FILE`.
+    pub output: &'a Path,
+    /// `--errors-output FILE`.
+    pub errors_output: Option<&'a Path>,
+    /// `--retry-failed`: failed records do not count, so they are sent again.
+    pub retry_failed: bool,
+    /// The format this run writes (resuming into another is refused).
+    pub format: OutputFormat,
+}
+
+/// Reads an earlier output back and checks it against the inputs, before
+/// anything is sent or changed on disk ([`Resumed::commit`] changes the
+/// file, once the caller's other checks have passed too).
+///
+/// # Errors
+/// An output that cannot be read back, holds another format, or does not
+/// match the inputs.
+pub async fn scan_resume(
+    files: &ResumeFiles<'_>,
+    inputs: &[PathBuf],
+    opts: &ParseOptions,
+) -> Result<Resumed, JobError> {
+    let mut paths = vec![files.output];
+    paths.extend(files.errors_output);
+    for file in &paths {
+        if !outputs::is_regular_or_new(file) {
+            return Err(JobError(format!(
+                "--resume reads back the records in {}, but it is {}, which cannot be read back: write the results to regular files (-o results.jsonl) to be able to resume",
+                file.display(),
+                outputs::kind_of(file)
+            )));
+        }
+    }
+    let recorded = Recorded::scan_all(&paths, files.retry_failed, &opts.redactor)
+        .map_err(|e| JobError(e.to_string()))?;
+    if let Some(found) = recorded.format.filter(|f| *f != files.format) {
+        return Err(JobError(format!(
+            "{} holds records in the {found} format, but this run writes --output-format {}: resume with --output-format {found}",
+            files.output.display(),
+            files.format
+        )));
+    }
+    let checked = check_inputs_match(inputs, opts.clone(), &recorded).await?;
+    if recorded.removed > 0 && !checked {
+        return Err(JobError(
+            "--retry-failed rewrites the output, so its inputs must be files that can be read twice to be checked first (not standard input or a pipe)".into(),
+        ));
+    }
+    Ok(Resumed { recorded, checked })
+}
+
+/// Where a run's records go and how the file is opened.
+pub struct SinkOptions<'a> {
+    /// `-o FILE`; `None` or `-` is standard output.
+    pub output: Option<&'a Path>,
+    /// `--errors-output FILE`.
+    pub errors_output: Option<&'a Path>,
+    /// Append to the output (`--resume`).
+    pub resume: bool,
+    /// Replace a non-empty output (`--overwrite`).
+    pub overwrite: bool,
+    /// `--fsync`.
+    pub fsync: bool,
+    /// `--output-format`.
+    pub format: OutputFormat,
+}
+
+/// Opens the output (and the errors output) as the options say.
+///
+/// # Errors
+/// An output that cannot be opened as the options say.
+pub fn open_sink(o: &SinkOptions<'_>) -> Result<Sink, JobError> {
+    let Some(path) = o.output.filter(|p| *p != Path::new("-")) else {
+        if o.resume {
+            return Err(JobError(
+                "--resume needs -o FILE: records on stdout cannot be resumed".into(),
+            ));
+        }
+        return Ok(Sink::stdout().with_format(o.format));
+    };
+    let mode = if o.resume {
+        OpenMode::Append
+    } else if o.overwrite {
+        OpenMode::Overwrite
+    } else {
+        OpenMode::Fresh
+    };
+    let open = |p: &Path| {
+        Sink::open(p, mode, o.fsync)
+            .map(|s| s.with_format(o.format))
+            .map_err(|e| JobError(e.to_string()))
+    };
+    let sink = open(path)?;
+    Ok(match o.errors_output {
+        Some(errors) => sink.with_errors(open(errors)?),
+        None => sink,
+    })
+}
+
+/// Before a resumed run sends anything, every recorded line must still be a
+/// request line with the same id in the inputs. Only regular files can be
+/// read twice; pipes and standard input are checked as they stream
+/// (returns false then).
+async fn check_inputs_match(
+    inputs: &[PathBuf],
+    opts: ParseOptions,
+    recorded: &Recorded,
+) -> Result<bool, JobError> {
+    let regular = |p: &PathBuf| std::fs::metadata(p).is_ok_and(|m| m.is_file());
+    if inputs.is_empty() || !inputs.iter().all(regular) {
+        return Ok(false);
+    }
+    let mut check = recorded.check();
+    let mut stream = Box::pin(
+        Source::open(inputs, opts.clone())
+            .map_err(|e| JobError(e.to_string()))?
+            .into_stream(),
+    );
+    while let Some(item) = stream.next().await {
+        let item = item.map_err(|e| JobError(e.to_string()))?;
+        if let Err(m) = check.feed(&item) {
+            return Err(changed_input(recorded, m, inputs, opts).await);
+        }
+    }
+    if let Err(m) = check.finish() {
+        return Err(changed_input(recorded, m, inputs, opts).await);
+    }
+    Ok(true)
+}
+
+/// The error for a changed input, naming the first line that differs.
+async fn changed_input(
+    recorded: &Recorded,
+    mismatch: Mismatch,
+    inputs: &[PathBuf],
+    opts: ParseOptions,
+) -> JobError {
+    let mut ids = match recorded.block_ids(mismatch.block) {
+        Ok(ids) => ids,
+        Err(e) => return JobError(e.to_string()),
+    };
+    if let Ok(source) = Source::open(inputs, opts) {
+        let mut stream = Box::pin(source.into_stream());
+        while let Some(Ok(item)) = stream.next().await {
+            if let Some(message) = differs(recorded, &mut ids, &item) {
+                return JobError(message);
+            }
+        }
+    }
+    JobError(unmatched(&ids, mismatch))
+}
+
+const CHANGED_ADVICE: &str = "the input changed since the output was written; resume with the same inputs, or start a new output";
+
+/// Compares an input line with its record (taken out of `ids`, the records
+/// of a block that did not match): the message naming it when they differ.
+fn differs(
+    recorded: &Recorded,
+    ids: &mut BTreeMap<u64, Fingerprint>,
+    item: &Input,
+) -> Option<String> {
+    let line = item.line();
+    let was = ids.remove(&line)?;
+    let now = recorded.fingerprint(item);
+    (now != was).then(|| {
+        format!("input line {line} is {now} but its record is for {was}: {CHANGED_ADVICE}")
+    })
+}
+
+/// Once every input line of a mismatched block matched its record: the
+/// first record left has no request line any more (else the block's message).
+fn unmatched(ids: &BTreeMap<u64, Fingerprint>, mismatch: Mismatch) -> String {
+    match ids.first_key_value() {
+        Some((line, was)) => format!(
+            "the output has a record for input line {line} ({was}), which is no longer a request line: {CHANGED_ADVICE}"
+        ),
+        None => mismatch.message(),
+    }
+}
+
+/// The message for a block of a streamed input that did not match: the
+/// lines of that block are still held back, so the first one that differs
+/// can be named as for input files (its records are read again from the
+/// output).
+fn streamed_mismatch(recorded: &Recorded, mismatch: Mismatch, held: &[Input]) -> String {
+    let Ok(mut ids) = recorded.block_ids(mismatch.block) else {
+        return mismatch.message();
+    };
+    for item in held.iter().filter(|i| i.line() / BLOCK == mismatch.block) {
+        if let Some(message) = differs(recorded, &mut ids, item) {
+            return message;
+        }
+    }
+    unmatched(&ids, mismatch)
+}
+
+/// The input of a run: under `--resume`, lines with a record become
+/// [`Input::Recorded`]. Inputs not checked up front (standard input, pipes)
+/// are checked as they stream: the lines of a block that holds records are
+/// held back until the block is known to match, so a changed input stops the
+/// run (with an error whose `changed_input` is set) before any of its lines
+/// is sent.
+pub fn input_stream(
+    source: Source,
+    resumed: Option<Resumed>,
+) -> BoxStream<'static, Result<Input, InputError>> {
+    let items = source.into_stream();
+    match resumed {
+        None => items.map(|i| i.map_err(InputError::read)).boxed(),
+        Some(Resumed {
+            recorded,
+            checked: true,
+        }) => items
+            .map(move |i| Ok(recorded.filter(i.map_err(InputError::read)?)))
+            .boxed(),
+        Some(Resumed {
+            recorded,
+            checked: false,
+        }) => held_back(items.boxed(), Arc::new(recorded)),
+    }
+}
+
+/// State of [`held_back`].
+struct Held {
+    inner: BoxStream<'static, Result<Input, SourceError>>,
+    recorded: Arc<Recorded>,
+    position: (u64, u64),
+    held: Vec<Input>,
+    out: VecDeque<Result<Input, InputError>>,
+    ended: bool,
+}
+
+impl Held {
+    fn changed(&mut self, m: Mismatch) {
+        let message = streamed_mismatch(&self.recorded, m, &self.held);
+        self.held.clear();
+        self.out.push_back(Err(InputError {
+            message,
+            changed_input: true,
+        }));
+        self.ended = true;
+    }
+
+    fn release(&mut self) {
+        for item in self.held.drain(..) {
+            self.out.push_back(Ok(self.recorded.filter(item)));
+        }
+    }
+
+    fn take(&mut self, item: Input) {
+        let before = self.position.0;
+        let mut check = self.recorded.check_from(before, self.position.1);
+        if let Err(m) = check.feed(&item) {
+            return self.changed(m);
+        }
+        self.position = check.position();
+        if self.position.0 != before {
+            self.release();
+        }
+        if self.recorded.block_has_records(self.position.0) {
+            self.held.push(item);
+        } else {
+            self.out.push_back(Ok(self.recorded.filter(item)));
+        }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        let (block, sum) = self.position;
+        match self.recorded.check_from(block, sum).finish() {
+            Ok(()) => self.release(),
+            Err(m) => self.changed(m),
+        }
+    }
+}
+
+fn held_back(
+    inner: BoxStream<'static, Result<Input, SourceError>>,
+    recorded: Arc<Recorded>,
+) -> BoxStream<'static, Result<Input, InputError>> {
+    let state = Held {
+        inner,
+        recorded,
+        position: (0, 0),
+        held: Vec::new(),
+        out: VecDeque::new(),
+        ended: false,
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(next) = st.out.pop_front() {
+                return Some((next, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.inner.next().await {
+                Some(Ok(item)) => st.take(item),
+                Some(Err(e)) => {
+                    st.held.clear();
+                    st.out.push_back(Err(InputError::read(e)));
+                    st.ended = true;
+                }
+                None => st.end(),
+            }
+        }
+    })
+    .boxed()
+}

@@ -1,0 +1,590 @@
+"""sluice: large batches of HTTP API calls, fast and politely, without losing a result.
+
+An asyncio client over the sluice engine (Rust): exact concurrency and rate
+limits, retries that honour ``Retry-After``, one result per request, flat
+memory, and the CLI's crash-safe, resumable file job::
+
+    import sluice
+
+    async with sluice.Client(concurrency=15, rate="600/m", retries=3) as client:
+        async for result in client.stream(requests):
+            print(result.id, result.status, result.json())
+
+Options are the CLI's long options with underscores (``sluice run --help``).
+The requests are read lazily; results arrive as they finish (``ordered=True``
+for input order). The GIL is released while requests are in flight: no
+Python code runs on the engine's hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import collections
+import json as _json
+import os
+import threading
+import weakref
+from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import Any, Coroutine, Deque, Dict, List, Optional, Tuple, TypeVar, Union
+
+from . import _sluice
+from ._sluice import UsageError
+
+__all__ = [
+    "Client",
+    "Error",
+    "Latency",
+    "MockServer",
+    "OriginClosed",
+    "Result",
+    "Stream",
+    "Summary",
+    "UsageError",
+    "run",
+    "run_file",
+]
+
+__version__: str = _sluice.__version__
+
+# Before the interpreter finalizes, no engine thread may still be handing a
+# result to Python: this stops and waits for them.
+atexit.register(_sluice.shutdown)
+
+#: A request: a URL string (a GET), or a dict with the keys of a JSON request
+#: line (``url``, ``id``, ``method``, ``headers``, ``body``, ...: ``sluice help input``).
+Request = Union[str, Mapping[str, Any]]
+#: Where requests come from: any iterable or async iterable of requests.
+Requests = Union[Iterable[Request], AsyncIterable[Request]]
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Items handed to the engine at once from a (sync) iterable, and results
+# taken back at once: a round trip between asyncio and the engine costs some
+# microseconds, so both sides move batches.
+_FEED_BATCH = 256
+_TAKE_BATCH = 1024
+
+_dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class OriginClosed(RuntimeError):
+    """Raised at the end of a stream when requests got no result because
+    their origin was closed (``halt_after`` consecutive hard failures such
+    as 401 or refused connections, or a ``Retry-After`` longer than
+    ``max_retry_after``), as the CLI stops with exit status 3. The message
+    says how many and why; the results before it were all handed out."""
+
+
+class Error:
+    """Why a request failed: ``kind`` is one of the documented error kinds
+    (``http_status``, ``timeout``, ``connect``, ``invalid_request``, ...)."""
+
+    __slots__ = ("kind", "message", "maybe_applied")
+
+    def __init__(self, kind: str, message: str, maybe_applied: bool = False) -> None:
+        self.kind = kind
+        self.message = message
+        self.maybe_applied = maybe_applied
+
+    def __repr__(self) -> str:
+        return f"Error(kind={self.kind!r}, message={self.message!r})"
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+class Result:
+    """One request's result: every field of the CLI's result record
+    (``sluice help output``), with ``.json()`` and ``.text`` for the body.
+
+    ``record`` is the record itself, as the CLI writes it (parsed from its
+    JSON line on first use)."""
+
+    __slots__ = ("_line", "_ok", "_record")
+
+    def __init__(self, line: str, ok: bool) -> None:
+        self._line = line
+        self._ok = ok
+        self._record: Optional[Dict[str, Any]] = None
+
+    @property
+    def record(self) -> Dict[str, Any]:
+        if self._record is None:
+            self._record = _json.loads(self._line)
+        return self._record
+
+    @property
+    def id(self) -> Union[str, int]:
+        """The request's ``id`` (or ``custom_id``), else its position (1-based)."""
+        value: Union[str, int] = self.record["id"]
+        return value
+
+    @property
+    def line(self) -> int:
+        """The request's position in its input (1-based)."""
+        return int(self.record["line"])
+
+    @property
+    def method(self) -> Optional[str]:
+        return self.record.get("method")
+
+    @property
+    def url(self) -> Optional[str]:
+        """The URL sent (secrets redacted)."""
+        return self.record.get("url")
+
+    @property
+    def ok(self) -> bool:
+        """True for a final 2xx response."""
+        return self._ok
+
+    @property
+    def status(self) -> Optional[int]:
+        return self.record.get("status")
+
+    @property
+    def attempts(self) -> int:
+        return int(self.record["attempts"])
+
+    @property
+    def duration_ms(self) -> float:
+        """From the first attempt's start to the final outcome."""
+        return float(self.record.get("duration_ms", 0.0))
+
+    @property
+    def started_at(self) -> Optional[str]:
+        return self.record.get("started_at")
+
+    @property
+    def error(self) -> Optional[Error]:
+        e = self.record.get("error")
+        if e is None:
+            return None
+        return Error(e["kind"], e["message"], bool(e.get("maybe_applied", False)))
+
+    @property
+    def maybe_applied(self) -> bool:
+        """A non-idempotent request failed after it was sent: the server may have acted on it."""
+        e = self.record.get("error")
+        return bool(e and e.get("maybe_applied", False))
+
+    @property
+    def headers(self) -> Optional[Dict[str, str]]:
+        """Response headers (``include_headers=True``), lower-case names, secrets redacted."""
+        h = self.record.get("headers")
+        return dict(h) if h is not None else None
+
+    @property
+    def body(self) -> Any:
+        """The body as the record stores it (see ``body_encoding``)."""
+        return self.record.get("body")
+
+    @property
+    def body_encoding(self) -> Optional[str]:
+        """``json``, ``text``, ``base64``, or None (no body)."""
+        return self.record.get("body_encoding")
+
+    @property
+    def content(self) -> bytes:
+        """The body's bytes (JSON bodies as compact JSON)."""
+        enc, body = self.body_encoding, self.body
+        if body is None:
+            return b""
+        if enc == "base64":
+            return base64.b64decode(body)
+        if enc == "json":
+            return _dumps(body).encode()
+        return str(body).encode()
+
+    @property
+    def text(self) -> str:
+        """The body as text (JSON bodies as compact JSON; bytes that are not UTF-8 replaced)."""
+        enc, body = self.body_encoding, self.body
+        if body is None:
+            return ""
+        if enc == "text":
+            return str(body)
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ValueError when it is not JSON."""
+        if self.body_encoding == "json":
+            return self.body
+        return _json.loads(self.text)
+
+    def __repr__(self) -> str:
+        what = f"status={self.status}" if self.status is not None else f"error={self.record.get('error', {}).get('kind')!r}"
+        return f"<Result id={self.id!r} ok={self.ok} {what} attempts={self.attempts}>"
+
+
+class Latency:
+    """Latency percentiles in milliseconds over requests that were sent."""
+
+    __slots__ = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
+
+    def __init__(self, p50_ms: float, p90_ms: float, p99_ms: float, max_ms: float) -> None:
+        self.p50_ms = p50_ms
+        self.p90_ms = p90_ms
+        self.p99_ms = p99_ms
+        self.max_ms = max_ms
+
+    def __repr__(self) -> str:
+        return f"Latency(p50_ms={self.p50_ms}, p90_ms={self.p90_ms}, p99_ms={self.p99_ms}, max_ms={self.max_ms})"
+
+
+class Summary:
+    """Counts, retries and latency of a run, with the names of the CLI's
+    ``--summary-json``. After ``resume=True`` the counts cover the whole
+    output file; ``sent_this_run`` is this run's share."""
+
+    def __init__(self, data: Dict[str, Any]) -> None:
+        self.data = data
+        self.records: int = data["records"]
+        self.ok: int = data["ok"]
+        self.failed: int = data["failed"]
+        self.sent_this_run: int = data["sent_this_run"]
+        self.resumed: bool = data["resumed"]
+        self.by_status: Dict[int, int] = {int(k): v for k, v in data["by_status"].items()}
+        self.by_error: Dict[str, int] = dict(data["by_error"])
+        self.attempts: int = data["attempts"]
+        self.retries: int = data["retries"]
+        self.wall_seconds: float = data["wall_seconds"]
+        self.requests_per_second: float = data["requests_per_second"]
+        lat = data.get("latency")
+        self.latency: Optional[Latency] = Latency(**lat) if lat else None
+        self.closed_origins: List[str] = list(data["closed_origins"])
+        self.not_written: int = data["not_written"]
+        self.not_written_exact: bool = data["not_written_exact"]
+        self.stopped: Optional[str] = data["stopped"]
+        self.interrupted: bool = data["interrupted"]
+
+    def __repr__(self) -> str:
+        return (
+            f"<Summary records={self.records} ok={self.ok} failed={self.failed} "
+            f"retries={self.retries} wall_seconds={self.wall_seconds:.3f}>"
+        )
+
+
+def _encode(item: Any, lines: List[Optional[str]], bad: List[Any]) -> None:
+    """One request → its input line, or the reason it is not one (it gets an
+    ``invalid_request`` result, as a bad line does in the CLI)."""
+    if isinstance(item, str):
+        lines.append(item)
+        return
+    if isinstance(item, Mapping):
+        try:
+            lines.append(_dumps(item))
+            return
+        except (TypeError, ValueError) as e:
+            why = f"the request dict cannot be written as JSON: {e}"
+    else:
+        why = f"a request is a dict or a URL string, not {type(item).__name__}"
+    bad.append((len(lines), why))
+    lines.append(None)
+
+
+async def _feed(batch: _sluice.Batch, requests: Requests) -> None:
+    """Hands the requests to the engine, lazily: it takes more only as it
+    has room, so a generator of millions runs in flat memory. When the
+    iterable fails, the requests read before still go, then its error is
+    raised (by the stream, after their results)."""
+    lines: List[Optional[str]] = []
+    bad: List[Any] = []
+    try:
+        if isinstance(requests, AsyncIterable):
+            # An async source may be slow: every request goes in at once.
+            async for item in requests:
+                _encode(item, lines, bad)
+                if not await batch.feed(lines, bad):
+                    return
+                lines, bad = [], []
+        else:
+            for item in requests:
+                _encode(item, lines, bad)
+                if len(lines) >= _FEED_BATCH:
+                    if not await batch.feed(lines, bad):
+                        return
+                    lines, bad = [], []
+    except Exception:
+        if lines:
+            await batch.feed(lines, bad)
+        raise
+    else:
+        if lines:
+            await batch.feed(lines, bad)
+    finally:
+        batch.close_input()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class Stream:
+    """Results as they finish (an async iterator). Leaving it early
+    (``break``, an exception, cancellation, ``aclose()``) cancels the
+    requests still in flight and sends no more."""
+
+    def __init__(self, requests: Requests, options: Dict[str, Any]) -> None:
+        if isinstance(requests, (str, bytes, Mapping)):
+            raise TypeError("stream() takes an iterable of requests; wrap a single one in a list")
+        self._batch = _sluice.Batch(options)
+        self._requests: Optional[Requests] = requests
+        self._feeder: Optional[asyncio.Task[None]] = None
+        self._ready: Deque[Tuple[str, bool]] = collections.deque()
+        self._done = False
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Result:
+        if self._ready:
+            return Result(*self._ready.popleft())
+        if self._done:
+            raise StopAsyncIteration
+        if self._feeder is None and self._requests is not None:
+            self._feeder = asyncio.ensure_future(_feed(self._batch, self._requests))
+            # A stream left early never awaits it: its error must not be
+            # reported as "never retrieved".
+            self._feeder.add_done_callback(_retrieve)
+            self._requests = None
+        try:
+            lines = await self._batch.next_batch(_TAKE_BATCH)
+        except BaseException:
+            self._cancel()
+            raise
+        if lines is None:
+            self._done = True
+            await self._settle_feeder()
+            lost = self._batch.incomplete()
+            if lost is not None:
+                raise OriginClosed(lost)
+            raise StopAsyncIteration
+        self._ready.extend(lines)
+        return Result(*self._ready.popleft())
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancels what is in flight and waits until the input side has stopped."""
+        self._cancel()
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            try:
+                await feeder
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                pass  # The iterable's own error: the caller chose to stop.
+
+    def summary(self) -> Summary:
+        """Counts and latency of the results handed out so far."""
+        return Summary(_json.loads(self._batch.summary()))
+
+    def _cancel(self) -> None:
+        self._done = True
+        self._ready.clear()
+        self._batch.cancel()
+        if self._feeder is not None and not self._feeder.done():
+            self._feeder.cancel()
+
+    async def _settle_feeder(self) -> None:
+        """Once every result is out: the requests' own error, if reading them failed."""
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            await feeder
+
+    def __del__(self) -> None:
+        # `break` out of `async for`: nothing else will stop the run.
+        if not self._done:
+            try:
+                self._cancel()
+            except Exception:
+                pass
+
+
+class Client:
+    """A client with the CLI's options (``concurrency=15, rate="600/m",
+    retries=3, base_url=..., headers={...}``, ...). A bad option raises
+    ValueError with the CLI's message; an unknown one TypeError.
+
+    Each ``stream()`` is one batch with these limits (as one CLI run);
+    ``request()`` calls share ``concurrency`` among themselves. Leaving
+    ``async with`` cancels every stream still running."""
+
+    def __init__(self, **options: Any) -> None:
+        _sluice.check_options(options)
+        self._options = options
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
+        self._slots: Optional[asyncio.Semaphore] = None
+        self._closed = False
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancels every stream still running; the client cannot be used after."""
+        self._closed = True
+        for stream in list(self._streams):
+            await stream.aclose()
+
+    def stream(self, requests: Requests, *, ordered: Optional[bool] = None) -> Stream:
+        """Sends the requests with the client's limits; an async iterator of
+        results as they finish, or in input order with ``ordered=True``."""
+        if self._closed:
+            raise RuntimeError("this sluice.Client is closed")
+        options = dict(self._options)
+        if ordered is not None:
+            options["ordered"] = ordered
+        s = Stream(requests, options)
+        self._streams.add(s)
+        return s
+
+    async def request(self, request: Request) -> Result:
+        """Sends one request (retried as the options say) and returns its result."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(int(self._options.get("concurrency") or 16))
+        async with self._slots:
+            s = self.stream([request])
+            try:
+                async for result in s:
+                    return result
+            finally:
+                await s.aclose()
+        raise RuntimeError("sluice: the request got no result (a bug: please report it)")
+
+
+def run(requests: Requests, **options: Any) -> List[Result]:
+    """Sends the requests and returns every result (completion order, or
+    input order with ``ordered=True``): for scripts and notebooks. Works
+    inside a running event loop too (it then runs in a thread of its own)."""
+    _sluice.check_options(options)
+
+    async def collect() -> List[Result]:
+        async with Client(**options) as client:
+            return [r async for r in client.stream(requests)]
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(collect())
+    box: List[Any] = []
+
+    def in_thread() -> None:
+        try:
+            box.append(asyncio.run(collect()))
+        except BaseException as e:  # re-raised in the caller's thread
+            box.append(e)
+
+    t = threading.Thread(target=in_thread, name="sluice.run")
+    t.start()
+    t.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    results: List[Result] = box[0]
+    return results
+
+
+def run_file(
+    inputs: Union[PathLike, List[PathLike]],
+    output: Optional[PathLike] = None,
+    *,
+    resume: bool = False,
+    **options: Any,
+) -> Summary:
+    """The CLI's crash-safe file job (``sluice run INPUT -o OUTPUT [--resume]``):
+    one result line per input line, streamed to ``output`` so a crash loses
+    nothing that finished; ``resume=True`` continues where it stopped.
+
+    Raises UsageError (a ValueError) when nothing could be sent (a bad
+    option, input or output: the CLI's exit status 2). Ctrl-C drains as in
+    the CLI: in-flight requests finish and are written, then
+    KeyboardInterrupt is raised; a second Ctrl-C abandons them."""
+    options["output"] = output
+    options["resume"] = resume
+    if isinstance(inputs, (list, tuple)):
+        paths: Any = [os.fspath(p) for p in inputs]
+    else:
+        paths = os.fspath(inputs)
+    return Summary(_json.loads(_sluice.run_file(paths, options)))
+
+
+class MockServer:
+    """The test upstream (``sluice mock``) on 127.0.0.1, for testing code
+    offline: ``async with sluice.MockServer() as mock:`` (or ``with``);
+    ``mock.url`` is its base URL, ``mock.stats()`` what it saw. Its
+    endpoints: ``GET {mock.url}/``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        h2_max_streams: Optional[int] = None,
+        goaway_after: Optional[int] = None,
+        keep_alive: Optional[float] = None,
+    ) -> None:
+        self._args = (host, port, h2_max_streams, goaway_after, keep_alive)
+        self._mock: Optional[_sluice.Mock] = None
+
+    async def start(self) -> MockServer:
+        self._mock = await _sluice.start_mock(*self._args)
+        return self
+
+    async def aclose(self) -> None:
+        mock, self._mock = self._mock, None
+        if mock is not None:
+            await mock.shutdown()
+
+    async def __aenter__(self) -> MockServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> MockServer:
+        return _run_sync(self.start())
+
+    def __exit__(self, *exc: object) -> None:
+        _run_sync(self.aclose())
+
+    @property
+    def url(self) -> str:
+        """The base URL, ``http://127.0.0.1:PORT``, without a trailing slash."""
+        return self._server().url
+
+    def stats(self) -> Dict[str, Any]:
+        """What the server saw (``GET /stats``): requests, peak in flight, per path, ..."""
+        data: Dict[str, Any] = _json.loads(self._server().stats())
+        return data
+
+    def reset_stats(self) -> None:
+        """Clears the statistics and the ``/fail`` and ``/ratelimit`` state."""
+        self._server().reset_stats()
+
+    def _server(self) -> _sluice.Mock:
+        if self._mock is None:
+            raise RuntimeError("the MockServer is not running: use `async with sluice.MockServer() as mock:`")
+        return self._mock
+
+
+_T = TypeVar("_T")
+
+
+def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Runs a coroutine to the end from synchronous code."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError("inside a running event loop, use `async with` instead")
