@@ -189,11 +189,8 @@ pub enum LearnLimits {
 
 /// `--limit-headroom`: a share in (0, 1].
 fn parse_headroom(text: &str) -> Result<Headroom, String> {
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .and_then(Headroom::new)
-        .ok_or_else(|| format!("`{text}` is not a share above 0 and at most 1 (e.g. 0.8)"))
+    text.parse()
+        .map_err(|e: sluice::ratelimit::HeadroomError| e.to_string())
 }
 
 /// How progress is shown.

@@ -60,7 +60,7 @@ pub fn run_file(
     }
     let runtime = crate::bridge::runtime();
     let source = Source::open(&inputs, opts.parse.clone())
-        .map_err(|e| UsageError::new_err(e.to_string()))?;
+        .map_err(|e| UsageError::new_err(sluice::filejob::describe(&e)))?;
     check_outputs(&output, f, &inputs).map_err(usage)?;
     let job = py.detach(|| runtime.block_on(prepare(&output, f, &inputs, &opts.parse)));
     let (sink, resumed) = job.map_err(usage)?;
@@ -213,7 +213,7 @@ async fn drive(
     let mut run = match sluice::run(config, inputs, shutdown) {
         Ok(run) => run,
         Err(e) => {
-            let err = Some(UsageError::new_err(e.to_string()));
+            let err = Some(UsageError::new_err(sluice::filejob::describe(&e)));
             return (Ended { error: err }, String::new());
         }
     };

@@ -226,6 +226,25 @@ fn header_map(pairs: &[(String, String)], redactor: &Redactor) -> PyResult<Heade
     Ok(map)
 }
 
+/// `learn_limits`: `"auto"` or `"off"`, as on the command line (or a bool).
+fn learn_limits(option: &str, v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return flag(option, v);
+    }
+    choice(option, v, &[("auto", true), ("off", false)])
+}
+
+/// `limit_headroom`: a share in (0, 1], with the CLI's message.
+fn headroom(option: &str, v: &Bound<'_, PyAny>) -> PyResult<sluice::ratelimit::Headroom> {
+    let share: f64 = v
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{option} must be a float")))?;
+    share
+        .to_string()
+        .parse()
+        .map_err(|e: sluice::ratelimit::HeadroomError| bad(option, share, e))
+}
+
 fn choice<T: Copy>(option: &str, v: &Bound<'_, PyAny>, table: &[(&str, T)]) -> PyResult<T> {
     let s = text(option, v)?;
     table
@@ -275,6 +294,8 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>, file: bool) -> PyResult<Option
             "max_body_size" => b.max_body_size(size(o, &v)?),
             "http2" => b.http2(flag(o, &v)?),
             "compressed" => b.compressed(flag(o, &v)?),
+            "learn_limits" => b.learn_limits(learn_limits(o, &v)?),
+            "limit_headroom" => b.limit_headroom(headroom(o, &v)?),
             _ => {
                 read_other(o, &v, &mut raw, file.then_some(&mut f))?;
                 b

@@ -43,19 +43,25 @@ pub struct InputError {
 }
 
 impl InputError {
-    /// A read failure, with its whole chain of causes (`error: cause`).
+    /// A read failure, with its whole chain of causes.
     pub fn read(e: impl std::error::Error) -> InputError {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
         InputError {
-            message,
+            message: describe(&e),
             changed_input: false,
         }
     }
+}
+
+/// An error and its chain of causes on one line (`error: cause: cause`),
+/// for front ends that show errors as text.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
 }
 
 /// An earlier output read back for `--resume`, checked against the inputs.

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
-pub use pacing::{Headroom, MAX_RATE, Pace, Suggestion, suggest};
+pub use pacing::{Headroom, HeadroomError, MAX_RATE, Pace, Suggestion, suggest};
 pub use values::{EPOCH_MILLIS_THRESHOLD, EPOCH_THRESHOLD, MAX_COUNT, MAX_RESET};
 
 /// Which family of headers a response used.

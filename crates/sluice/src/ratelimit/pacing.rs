@@ -63,6 +63,23 @@ impl Headroom {
     }
 }
 
+/// A headroom that is not a share above 0 and at most 1.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("`{0}` is not a share above 0 and at most 1 (e.g. 0.8)")]
+pub struct HeadroomError(pub String);
+
+impl std::str::FromStr for Headroom {
+    type Err = HeadroomError;
+
+    fn from_str(text: &str) -> Result<Headroom, HeadroomError> {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(Headroom::new)
+            .ok_or_else(|| HeadroomError(text.to_string()))
+    }
+}
+
 impl Default for Headroom {
     /// 1.0: the goal is the ideal makespan.
     fn default() -> Headroom {
