@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use tokio::time::Instant;
 
 use super::Scheduler;
+use crate::shared::Grant;
 use std::time::Duration;
 
 /// The reason of a pause that another process of the job saw; such pauses
@@ -108,21 +109,19 @@ impl Scheduler {
         Some((wanted, cells))
     }
 
-    /// Redis answered: starts reserved (each due at its instant, with
-    /// `cells` budget cells), when to ask again if none was (the next
-    /// start is beyond the horizon), and the pauses and closures everyone
-    /// sees.
-    #[allow(clippy::too_many_arguments)]
-    pub fn shared_granted(
-        &mut self,
-        starts: Vec<Instant>,
-        cells: u64,
-        retry_at: Option<Instant>,
-        pauses: Vec<(String, Instant)>,
-        closed: Vec<(String, String)>,
-        now: Instant,
-    ) {
-        if let Some(grants) = self.grants.as_mut() {
+    /// Redis answered: starts reserved (each due at its instant, with its
+    /// budget cells), when to ask again if none was (the next start is
+    /// beyond the horizon), and the pauses and closures everyone sees.
+    pub fn shared_granted(&mut self, grant: Grant, now: Instant) {
+        let Grant {
+            answers,
+            starts,
+            cells,
+            retry_at,
+            pauses,
+            closed,
+        } = grant;
+        if let Some(grants) = self.grants.as_mut().filter(|_| answers) {
             grants.asked = false;
             grants.not_before = retry_at.filter(|_| starts.is_empty());
             grants
@@ -213,7 +212,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use crate::scheduler::{Action, Scheduler};
-    use crate::shared::SharedConfig;
+    use crate::shared::{Grant, SharedConfig};
     use crate::{Config, Event, Input, Request};
 
     fn scheduler(t0: tokio::time::Instant) -> Scheduler {
@@ -236,6 +235,15 @@ mod tests {
         }
     }
 
+    fn grant(starts: Vec<tokio::time::Instant>, retry_at: Option<tokio::time::Instant>) -> Grant {
+        Grant {
+            answers: true,
+            starts,
+            retry_at,
+            ..Grant::default()
+        }
+    }
+
     fn starts(s: &mut Scheduler) -> usize {
         std::iter::from_fn(|| s.next_action())
             .filter(|a| matches!(a, Action::Start(_)))
@@ -252,7 +260,7 @@ mod tests {
         assert_eq!(s.shared_demand(t0), Some((3, 0)));
         assert_eq!(s.shared_demand(t0), None, "one reservation at a time");
         let later = t0 + Duration::from_millis(100);
-        s.shared_granted(vec![t0, later], 0, None, vec![], vec![], t0);
+        s.shared_granted(grant(vec![t0, later], None), t0);
         assert_eq!(starts(&mut s), 1);
         assert_eq!(s.next_wake(), Some(later));
         s.advance(later);
@@ -267,7 +275,7 @@ mod tests {
         offer(&mut s, 1..=1, t0);
         s.shared_demand(t0);
         let late = t0 + Duration::from_millis(10);
-        s.shared_granted(vec![t0], 0, None, vec![], vec![], late);
+        s.shared_granted(grant(vec![t0], None), late);
         assert_eq!(starts(&mut s), 0, "10 ms late: beyond CATCH_UP");
         assert!(s.shared_demand(late).is_some());
     }
@@ -279,7 +287,7 @@ mod tests {
         offer(&mut s, 1..=1, t0);
         s.shared_demand(t0);
         let due = t0 + Duration::from_millis(40);
-        s.shared_granted(vec![], 0, Some(due), vec![], vec![], t0);
+        s.shared_granted(grant(vec![], Some(due)), t0);
         assert_eq!(s.shared_demand(t0), None);
         assert_eq!(s.next_wake(), Some(due));
         s.advance(due);
@@ -292,7 +300,11 @@ mod tests {
         let mut s = scheduler(t0);
         let until = t0 + Duration::from_secs(2);
         let origin = "http://127.0.0.1:9".to_string();
-        s.shared_granted(vec![t0], 0, None, vec![(origin, until)], vec![], t0);
+        let poll = Grant {
+            pauses: vec![(origin, until)],
+            ..Grant::default()
+        };
+        s.shared_granted(poll, t0);
         offer(&mut s, 1..=1, t0);
         let paused = std::iter::from_fn(|| s.next_action()).any(|a| {
             matches!(a, Action::Emit(Event::Paused { ref reason, .. }) if reason == super::PEER_PAUSE)

@@ -58,24 +58,29 @@ pub enum Trouble {
     },
 }
 
+/// What Redis answered, on this process's clock.
+#[derive(Debug, Default)]
+pub struct Grant {
+    /// The answer to a reservation asked for (not a poll's).
+    pub answers: bool,
+    /// When each reserved start may go.
+    pub starts: Vec<Instant>,
+    /// Budget cells each start holds.
+    pub cells: u64,
+    /// The next start Redis could reserve is due beyond the horizon: ask
+    /// again then.
+    pub retry_at: Option<Instant>,
+    /// Origins paused for everyone, until these instants.
+    pub pauses: Vec<(String, Instant)>,
+    /// Origins closed for everyone, and why.
+    pub closed: Vec<(String, String)>,
+}
+
 /// What the link hands the driver.
 #[derive(Debug)]
 pub enum Reservation {
-    /// Starts reserved (at these local instants, each for `cells` budget
-    /// cells), and the pauses and closures everyone sees.
-    Granted {
-        /// When each reserved start may go, on this process's clock.
-        starts: Vec<Instant>,
-        /// Budget cells each start holds.
-        cells: u64,
-        /// The next start Redis could reserve is due beyond the horizon:
-        /// ask again then.
-        retry_at: Option<Instant>,
-        /// Origins paused for everyone, until these instants.
-        pauses: Vec<(String, Instant)>,
-        /// Origins closed for everyone, and why.
-        closed: Vec<(String, String)>,
-    },
+    /// Starts reserved, and the pauses and closures everyone sees.
+    Granted(Grant),
     /// Redis trouble.
     Trouble(Trouble),
 }
@@ -127,7 +132,7 @@ impl Link {
         let got = self.replies.recv().await;
         if matches!(
             got,
-            Some(Reservation::Granted { .. }) | Some(Reservation::Trouble(_))
+            Some(Reservation::Granted(Grant { answers: true, .. })) | Some(Reservation::Trouble(_))
         ) {
             self.asked = false;
         }
@@ -162,13 +167,14 @@ async fn serve(
             return;
         };
         let at = Instant::now();
-        let granted = Reservation::Granted {
+        let granted = Reservation::Granted(Grant {
+            answers: call.wanted > 0,
             starts: reply.starts.iter().map(|&d| at + d).collect(),
             cells: call.cells,
             retry_at: reply.missed.map(|m| at + m.saturating_sub(HORIZON)),
             pauses: reply.pauses.into_iter().map(|(o, d)| (o, at + d)).collect(),
             closed: reply.closed,
-        };
+        });
         if replies.send(granted).is_err() {
             return;
         }
@@ -269,13 +275,7 @@ pub async fn next(link: &mut Option<Link>) -> Option<Reservation> {
 /// Hands what the link said to the scheduler.
 pub fn heard(said: Reservation, scheduler: &mut Scheduler, now: Instant) {
     match said {
-        Reservation::Granted {
-            starts,
-            cells,
-            retry_at,
-            pauses,
-            closed,
-        } => scheduler.shared_granted(starts, cells, retry_at, pauses, closed, now),
+        Reservation::Granted(grant) => scheduler.shared_granted(grant, now),
         Reservation::Trouble(Trouble::GaveUp { message }) => {
             scheduler.shared_trouble(Trouble::GaveUp {
                 message: message.clone(),

@@ -29,7 +29,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use crate::gcra::Gcra;
 use crate::units::Rate;
 
-pub use link::{HORIZON, Link, MOST, Reservation, Trouble};
+pub use link::{Grant, HORIZON, Link, MOST, Reservation, Trouble};
 
 /// The script every process runs; see its header for keys and arguments.
 const RESERVE: &str = include_str!("reserve.lua");
