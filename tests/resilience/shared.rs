@@ -323,3 +323,27 @@ async fn a_refused_password_is_exit_2_and_never_shown() {
         "sent only with the right password"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_may_not_run_scripts_is_exit_2_before_anything_is_sent() {
+    let Some(redis) =
+        RedisServer::start_with(&["--user", "batch", "on", ">pw", "~*", "+@all", "-@scripting"])
+    else {
+        return;
+    };
+    let server = mock().await;
+    let dir = tempdir();
+    let input = input(dir.path(), &server.url(), 3, |_| "/fast".into());
+    let url = format!("{}?user=batch&pass=pw", redis.url());
+    let got = Sluice::run(["--redis", &url, "--job", "j", input.to_str().unwrap()])
+        .output()
+        .await;
+    got.code(2);
+    assert!(
+        got.stderr.contains("cannot load sluice's Lua script"),
+        "{}",
+        got.stderr
+    );
+    assert!(!got.stderr.contains("pass=pw"), "{}", got.stderr);
+    assert_eq!(server.stats().requests, 0, "nothing was sent");
+}
