@@ -347,3 +347,36 @@ async fn a_user_who_may_not_run_scripts_is_exit_2_before_anything_is_sent() {
     assert!(!got.stderr.contains("pass=pw"), "{}", got.stderr);
     assert_eq!(server.stats().requests, 0, "nothing was sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_shards_share_one_budget() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = mock().await;
+    let dir = tempdir();
+    let n = 80;
+    // Each request costs 10 of a 400/s budget (burst 40): 40 requests/s together.
+    let text: Vec<String> = (1..=n)
+        .map(|_| format!(r#"{{"url": "{}/fast", "cost": 10}}"#, server.url()))
+        .collect();
+    let input = write_file(dir.path(), "in.jsonl", lines(&text));
+    let args = ["--budget", "400/s", "--budget-burst", "40"];
+    let running: Vec<Running> = (0..SHARDS)
+        .map(|k| shard(dir.path(), &input, &redis, k, &args))
+        .collect();
+    for run in running {
+        run.wait().await.code(0);
+    }
+    one_record_per_line(dir.path(), n);
+    let at = arrivals(&server, |_| true);
+    assert_eq!(at.len(), n as usize);
+    // 400 × 1 s + 40 of budget in any second: at most 44 requests of 10.
+    let most = max_in_window(&at, 1000.0);
+    assert!(
+        most <= 44,
+        "{most} requests of cost 10 in 1 s under 400/s, burst 40"
+    );
+    let achieved = achieved_rate(&at);
+    assert!((25.0..=41.0).contains(&achieved), "{achieved:.1}/s at 40/s");
+}
