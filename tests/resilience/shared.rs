@@ -380,3 +380,33 @@ async fn four_shards_share_one_budget() {
     let achieved = achieved_rate(&at);
     assert!((25.0..=41.0).contains(&achieved), "{achieved:.1}/s at 40/s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_shards_share_each_origins_rate() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (mock().await, mock().await);
+    let dir = tempdir();
+    let n = 120;
+    // Two origins, alternating: 60 requests each, at 20/s per origin.
+    let text: Vec<String> = (1..=n)
+        .map(|i| format!("{}/fast", if i % 2 == 0 { a.url() } else { b.url() }))
+        .collect();
+    let input = write_file(dir.path(), "in.txt", lines(&text));
+    let running: Vec<Running> = (0..SHARDS)
+        .map(|k| shard(dir.path(), &input, &redis, k, &["--per-host-rate", "20/s"]))
+        .collect();
+    for run in running {
+        run.wait().await.code(0);
+    }
+    one_record_per_line(dir.path(), n);
+    for server in [&a, &b] {
+        let at = arrivals(server, |_| true);
+        assert_eq!(at.len(), n as usize / 2);
+        let most = max_in_window(&at, 1000.0);
+        assert!(most <= 21, "{most} arrivals at one origin in 1 s at 20/s");
+        let achieved = achieved_rate(&at);
+        assert!((14.0..=20.0).contains(&achieved), "{achieved:.1}/s at 20/s");
+    }
+}

@@ -31,8 +31,13 @@ pub const REDIS_LOST: &str = "Redis unreachable";
 /// What the driver asks of the link.
 #[derive(Debug)]
 enum Ask {
-    /// Reserve up to `wanted` starts of `cells` budget cells each.
-    Reserve { wanted: u32, cells: u64 },
+    /// Reserve up to `wanted` starts of `cells` budget cells each (for
+    /// `origin`, with `--per-host-rate`).
+    Reserve {
+        wanted: u32,
+        cells: u64,
+        origin: Option<String>,
+    },
     /// Pause this origin for everyone.
     Pause(String, Duration),
     /// Close this origin for everyone.
@@ -63,6 +68,8 @@ pub enum Trouble {
 pub struct Grant {
     /// The answer to a reservation asked for (not a poll's).
     pub answers: bool,
+    /// With `--per-host-rate`: the origin the starts are for.
+    pub origin: Option<String>,
     /// When each reserved start may go.
     pub starts: Vec<Instant>,
     /// Budget cells each start holds.
@@ -108,10 +115,14 @@ impl Link {
 
     /// Asks for up to `wanted` starts of `cells` cells each (one at a time:
     /// ignored while one is asked).
-    pub fn reserve(&mut self, wanted: u32, cells: u64) {
+    pub fn reserve(&mut self, wanted: u32, cells: u64, origin: Option<String>) {
         if !self.asked {
             self.asked = true;
-            let _ = self.asks.send(Ask::Reserve { wanted, cells });
+            let _ = self.asks.send(Ask::Reserve {
+                wanted,
+                cells,
+                origin,
+            });
         }
     }
 
@@ -169,6 +180,7 @@ async fn serve(
         let at = Instant::now();
         let granted = Reservation::Granted(Grant {
             answers: call.wanted > 0,
+            origin: call.origin.clone(),
             starts: reply.starts.iter().map(|&d| at + d).collect(),
             cells: call.cells,
             retry_at: reply.missed.map(|m| at + m.saturating_sub(HORIZON)),
@@ -191,9 +203,14 @@ fn batch(asks: Vec<Ask>) -> (Call, Vec<Ask>) {
     let mut rest = Vec::new();
     for ask in asks {
         match ask {
-            Ask::Reserve { wanted, cells } => {
+            Ask::Reserve {
+                wanted,
+                cells,
+                origin,
+            } => {
                 call.wanted = wanted.min(MOST);
                 call.cells = cells;
+                call.origin = origin;
             }
             Ask::Pause(o, w) => match &mut call.pause {
                 None => call.pause = Some((o, w)),
@@ -259,8 +276,8 @@ pub fn demand(link: &mut Link, scheduler: &mut Scheduler) {
     if link.asked {
         return;
     }
-    if let Some((wanted, cells)) = scheduler.shared_demand(Instant::now()) {
-        link.reserve(wanted, cells);
+    if let Some((wanted, cells, origin)) = scheduler.shared_demand(Instant::now()) {
+        link.reserve(wanted, cells, origin);
     }
 }
 
