@@ -652,11 +652,6 @@ impl RunArgs {
             b = b.budget_burst(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN));
         }
         if let (Some(url), Some(job)) = (&self.redis, &self.job) {
-            if self.per_host_rate.is_some() {
-                bail!(
-                    "--per-host-rate is not shared through --redis yet (each process would keep its own): use --rate, or leave out --redis"
-                );
-            }
             b = b.shared(sluice::shared::SharedConfig {
                 url: url.clone(),
                 job: job.clone(),

@@ -129,14 +129,18 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
 /// Under `--redis`, connects the shared limiter before anything is sent: a
 /// wrong URL, a refused password or a Redis without scripting is exit 2.
 async fn connect_shared(config: &sluice::Config) -> Result<Option<sluice::shared::Limiter>> {
-    use sluice::shared::{Dimension, Limiter};
+    use sluice::shared::{Dimension, Dimensions, Limiter};
     let Some(shared) = &config.shared else {
         return Ok(None);
     };
-    let rate = (config.rate).map(|r| Dimension::new("rate", r, u64::from(config.burst.get())));
-    let budget = (config.budget)
-        .map(|b| Dimension::new("budget", b, config.effective_budget_burst().unwrap_or(1)));
-    let limiter = Limiter::connect(shared, rate, budget)
+    let burst = u64::from(config.burst.get());
+    let dims = Dimensions {
+        rate: (config.rate).map(|r| Dimension::new("rate", r, burst)),
+        budget: (config.budget)
+            .map(|b| Dimension::new("budget", b, config.effective_budget_burst().unwrap_or(1))),
+        host: (config.per_host_rate).map(|r| Dimension::new("host", r, burst)),
+    };
+    let limiter = Limiter::connect(shared, dims)
         .await
         .map_err(|e| Usage(anyhow!("{e}")))?;
     Ok(Some(limiter))

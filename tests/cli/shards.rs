@@ -48,10 +48,18 @@ async fn four_shards_write_every_line_once_with_its_global_number() {
         let out = dir.path().join(format!("out-{k}.jsonl"));
         // Shard 0 owns the duplicate (line 8), shard 2 the bad line (6).
         let code = if k % 2 == 0 { 1 } else { 0 };
-        run_shard(&input, &out, &format!("{k}/4"), &[])
+        run_shard(&input, &out, &format!("{k}/4"), &["--ordered"])
             .output()
             .await
             .code(code);
+        let written: Vec<u64> = read_records(&out)
+            .iter()
+            .map(|r| r["line"].as_u64().unwrap())
+            .collect();
+        assert!(
+            written.is_sorted(),
+            "--ordered: shard {k} wrote {written:?}"
+        );
         for record in read_records(&out) {
             let line = record["line"].as_u64().unwrap();
             assert_eq!(line % 4, k as u64, "shard {k} wrote line {line}");

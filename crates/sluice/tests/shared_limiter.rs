@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice::Rate;
 use sluice::gcra::Gcra;
-use sluice::shared::{Call, Dimension, Limiter, Reply, SharedConfig};
+use sluice::shared::{Call, Dimension, Dimensions, Limiter, Reply, SharedConfig};
 use sluice_mock::redis::RedisServer;
 use tokio::time::Instant;
 
@@ -72,7 +72,16 @@ async fn the_script_reserves_exactly_what_the_local_limiter_would() {
         };
         let rate = Dimension::new("rate", limits.rate.0, limits.rate.1);
         let budget = limits.budget.map(|(r, b)| Dimension::new("budget", r, b));
-        let mut limiter = Limiter::connect(&config, Some(rate), budget).await.unwrap();
+        let mut limiter = Limiter::connect(
+            &config,
+            Dimensions {
+                rate: Some(rate),
+                budget,
+                host: None,
+            },
+        )
+        .await
+        .unwrap();
         let t0 = Instant::now();
         let t0_us: u64 = 1_764_000_000_000_000 + rng.u64(..1_000_000_000);
         let mut local: Vec<(Gcra, u64)> = vec![(Gcra::new(limits.rate.0, limits.rate.1, t0), 1)];
@@ -122,8 +131,12 @@ async fn pauses_and_closures_reach_every_process_of_the_job() {
         job: "pauses".into(),
         timeout: Duration::from_secs(5),
     };
-    let mut one = Limiter::connect(&config, None, None).await.unwrap();
-    let mut two = Limiter::connect(&config, None, None).await.unwrap();
+    let mut one = Limiter::connect(&config, Dimensions::default())
+        .await
+        .unwrap();
+    let mut two = Limiter::connect(&config, Dimensions::default())
+        .await
+        .unwrap();
     let publish = Call {
         pause: Some(("http://a.test:80".into(), Duration::from_secs(2))),
         close: Some(("http://b.test:80".into(), "quota spent".into())),
@@ -146,7 +159,9 @@ async fn pauses_and_closures_reach_every_process_of_the_job() {
         job: "another".into(),
         ..config
     };
-    let mut three = Limiter::connect(&other, None, None).await.unwrap();
+    let mut three = Limiter::connect(&other, Dimensions::default())
+        .await
+        .unwrap();
     let seen = three.call(&Call::default()).await.unwrap();
     assert!(seen.pauses.is_empty() && seen.closed.is_empty());
 }
@@ -161,20 +176,20 @@ async fn a_wrong_url_or_a_refused_password_fails_at_connect() {
         job: "j".into(),
         timeout: Duration::from_secs(1),
     };
-    let err = Limiter::connect(&bad("http://127.0.0.1:6379"), None, None)
+    let err = Limiter::connect(&bad("http://127.0.0.1:6379"), Dimensions::default())
         .await
         .err()
         .unwrap();
     assert!(err.to_string().contains("redis://"), "{err}");
     let nobody = format!("unix://{}/nobody.sock", std::env::temp_dir().display());
-    let err = Limiter::connect(&bad(&nobody), None, None)
+    let err = Limiter::connect(&bad(&nobody), Dimensions::default())
         .await
         .err()
         .unwrap();
     assert!(err.to_string().contains("cannot connect"), "{err}");
     // A password Redis does not know (no password is set): refused.
     let with_password = redis.url().replace("unix://", "unix://:hunter2@");
-    if let Err(err) = Limiter::connect(&bad(&with_password), None, None).await {
+    if let Err(err) = Limiter::connect(&bad(&with_password), Dimensions::default()).await {
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

@@ -153,7 +153,8 @@ impl Scheduler {
             budget: (config.budget)
                 .filter(|_| config.shared.is_none())
                 .map(|b| Gcra::new(b, config.effective_budget_burst().unwrap_or(1), now)),
-            grants: config.shared.as_ref().map(|_| shared::Grants::default()),
+            grants: (config.shared.as_ref())
+                .map(|_| shared::Grants::new(config.per_host_rate.is_some())),
             config,
             origins: Vec::new(),
             by_name: HashMap::new(),
@@ -366,7 +367,10 @@ impl Scheduler {
             return i;
         }
         let burst = u64::from(self.config.burst.get());
-        let rate = self.config.per_host_rate.map(|r| Gcra::new(r, burst, now));
+        // Under --redis, an origin's rate is Redis's (grants per origin).
+        let rate = (self.config.per_host_rate)
+            .filter(|_| self.config.shared.is_none())
+            .map(|r| Gcra::new(r, burst, now));
         self.origins.push(Origin::new(name.clone(), rate));
         let o = self.origins.len() - 1;
         self.by_name.insert(name, o);
@@ -396,6 +400,7 @@ impl Scheduler {
     /// Recomputes whether origin `o` could start its head request now.
     fn refresh(&mut self, o: usize, now: Instant) {
         self.unready(o);
+        self.shared_unwant(o);
         let per_host = self
             .config
             .per_host_concurrency
@@ -409,6 +414,14 @@ impl Scheduler {
                 self.wake_origin(o, at)
             }
             Readiness::Now => {
+                match self.shared_host_gate(o, now) {
+                    shared::Gate::Open => {}
+                    shared::Gate::At(at) => {
+                        self.origins[o].head_held_by_rate(now);
+                        return self.wake_origin(o, at);
+                    }
+                    shared::Gate::Shut => return self.origins[o].head_held_by_rate(now),
+                }
                 let origin = &mut self.origins[o];
                 let Some(seq) = origin.head().map(|j| j.seq) else {
                     return;
@@ -466,9 +479,15 @@ impl Scheduler {
             };
             let cells = self.origins[o].head().map_or(0, |j| j.cells);
             let budget_cells = self.config.budget.map_or(0, |_| cells);
-            if let Some(gate) = self.grants.as_mut().map(|g| g.gate(now, budget_cells)) {
+            if let Some(gate) = self.grants.as_mut().map(|g| g.gate(o, now, budget_cells)) {
+                let per_host = self.config.per_host_rate.is_some();
                 match gate {
                     shared::Gate::Open => {}
+                    // Its grant went stale since it became ready.
+                    _ if per_host => {
+                        self.refresh(o, now);
+                        continue;
+                    }
                     shared::Gate::At(at) => {
                         self.origins[o].head_held_by_rate(now);
                         self.global_wake = Some(at);
@@ -506,7 +525,7 @@ impl Scheduler {
 
     fn start(&mut self, o: usize, cells: u64, now: Instant) {
         if let Some(g) = &mut self.grants {
-            g.take();
+            g.take(o);
         }
         if let Some(g) = &mut self.rate {
             g.take(now, 1);
@@ -822,12 +841,13 @@ impl Scheduler {
         // Nothing stalls: an origin that could start its head but is not
         // ready has a wake-up; ready work with a free slot waits only for the
         // global rate or budget.
-        let no_stall = self.origins.iter().all(|o| {
+        let no_stall = self.origins.iter().enumerate().all(|(i, o)| {
             o.ready_key.is_some()
                 || o.head().is_none()
                 || o.is_closed()
                 || o.in_flight() >= per_host
                 || o.wake_at.is_some()
+                || self.grants.as_ref().is_some_and(|g| g.holds_back(i))
         }) && (self.draining
             || self.ready.is_empty()
             || self.in_flight.len() >= concurrency

@@ -6,11 +6,12 @@
 //! Pauses and closures that other processes published are applied as if
 //! seen here.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use tokio::time::Instant;
 
 use super::Scheduler;
+use crate::shared::Grant;
 use std::time::Duration;
 
 /// The reason of a pause that another process of the job saw; such pauses
@@ -26,35 +27,21 @@ const STALE: Duration = crate::gcra::CATCH_UP;
 /// Reserve more when fewer grants than this are held.
 const LOW_WATER: usize = 4;
 
-/// The grants held, and what other processes said.
+/// Grants of one kind: reserved starts, each due at an instant with its
+/// budget cells, and when to ask again after Redis had none to give.
 #[derive(Debug, Default)]
-pub(super) struct Grants {
-    /// Reserved starts: when each may go, and its budget cells.
+struct Queue {
     starts: VecDeque<(Instant, u64)>,
-    /// A reservation is asked for and not answered.
-    asked: bool,
     /// Redis had no start within its horizon: ask again only from then.
     not_before: Option<Instant>,
-    /// Redis is gone for good: every origin is closed, new ones too.
-    lost: Option<String>,
-    /// Pauses and closures of origins this process has not seen yet.
-    peer_pauses: HashMap<String, Instant>,
-    peer_closed: HashMap<String, String>,
 }
 
-/// Whether the oldest ready request may start, as far as grants go.
-pub(super) enum Gate {
-    Open,
-    At(Instant),
-    Shut,
-}
-
-impl Grants {
-    /// A grant for a start of `cells` cells: grants too small for it are
-    /// dropped (their cells go unused, which only ever lowers the rate).
-    /// A grant more than [`STALE`] old is dropped too: used late, it would
-    /// bunch up with the starts other processes reserved after it.
-    pub(super) fn gate(&mut self, now: Instant, cells: u64) -> Gate {
+impl Queue {
+    /// Whether a start of `cells` cells may go: grants too small for it
+    /// are dropped (their cells go unused, which only ever lowers the
+    /// rate), and so are grants more than [`STALE`] old (used late, they
+    /// would bunch up with starts other processes reserved after them).
+    fn gate(&mut self, now: Instant, cells: u64, asked: bool) -> Gate {
         let stale = |at: Instant| at + STALE < now;
         while self
             .starts
@@ -66,68 +53,153 @@ impl Grants {
         match (self.starts.front(), self.not_before) {
             (Some(&(at, _)), _) if at <= now => Gate::Open,
             (Some(&(at, _)), _) => Gate::At(at),
-            (None, Some(at)) if at > now && !self.asked => Gate::At(at),
+            (None, Some(at)) if at > now && !asked => Gate::At(at),
             (None, _) => Gate::Shut,
         }
     }
 
+    fn add(&mut self, grant_starts: Vec<Instant>, cells: u64, retry_at: Option<Instant>) {
+        self.not_before = retry_at.filter(|_| grant_starts.is_empty());
+        self.starts
+            .extend(grant_starts.into_iter().map(|at| (at, cells)));
+    }
+}
+
+/// The grants held, and what other processes said.
+#[derive(Debug, Default)]
+pub(super) struct Grants {
+    /// Without --per-host-rate: grants any origin may use.
+    global: Queue,
+    /// With --per-host-rate: every grant is an origin's (its global rate
+    /// and budget cells and its origin's cell, reserved together).
+    per_host: bool,
+    hosts: HashMap<usize, Queue>,
+    /// Origins that could start their head but for a grant.
+    wanting: HashSet<usize>,
+    /// A reservation is asked for and not answered.
+    asked: bool,
+    /// Redis is gone for good: every origin is closed, new ones too.
+    lost: Option<String>,
+    /// Pauses and closures of origins this process has not seen yet.
+    peer_pauses: HashMap<String, Instant>,
+    peer_closed: HashMap<String, String>,
+}
+
+/// Whether a request may start, as far as grants go.
+pub(super) enum Gate {
+    Open,
+    At(Instant),
+    Shut,
+}
+
+impl Grants {
+    /// Grants for a run with (`per_host`) or without `--per-host-rate`.
+    pub(super) fn new(per_host: bool) -> Grants {
+        Grants {
+            per_host,
+            ..Grants::default()
+        }
+    }
+
+    /// Whether the oldest ready request, of origin `o`, may start.
+    pub(super) fn gate(&mut self, o: usize, now: Instant, cells: u64) -> Gate {
+        let asked = self.asked;
+        match self.per_host {
+            false => self.global.gate(now, cells, asked),
+            true => self.hosts.entry(o).or_default().gate(now, cells, asked),
+        }
+    }
+
     /// Spends the grant [`Grants::gate`] opened.
-    pub(super) fn take(&mut self) {
-        self.starts.pop_front();
+    pub(super) fn take(&mut self, o: usize) {
+        let queue = match self.per_host {
+            false => &mut self.global,
+            true => self.hosts.entry(o).or_default(),
+        };
+        queue.starts.pop_front();
     }
 
     /// Waiting for Redis: no grant, and a reservation asked for (or Redis gone).
     pub(super) fn waiting(&self) -> bool {
-        self.starts.is_empty() || self.asked || self.lost.is_some()
+        self.per_host || self.global.starts.is_empty() || self.asked || self.lost.is_some()
+    }
+
+    /// Origin `o` waits for a grant (it could start its head otherwise).
+    pub(super) fn holds_back(&self, o: usize) -> bool {
+        self.wanting.contains(&o)
     }
 }
 
 impl Scheduler {
     /// Under `--redis`: how many starts to reserve, of how many budget
-    /// cells each, when the grants run low and work is ready. The driver
-    /// asks Redis and answers with [`Scheduler::shared_granted`].
-    pub fn shared_demand(&mut self, now: Instant) -> Option<(u32, u64)> {
-        let cells = self
-            .ready
-            .first_key_value()
-            .and_then(|(_, &o)| self.origins[o].head())
+    /// cells each, for which origin (with `--per-host-rate`), when the
+    /// grants run low and work is ready. The driver asks Redis and answers
+    /// with [`Scheduler::shared_granted`].
+    pub fn shared_demand(&mut self, now: Instant) -> Option<(u32, u64, Option<String>)> {
+        let grants = self.grants.as_ref()?;
+        if grants.asked || grants.lost.is_some() || self.draining {
+            return None;
+        }
+        let (o, queued) = if grants.per_host {
+            let &o = (grants.wanting.iter())
+                .filter(|&&o| self.origins[o].head().is_some())
+                .min_by_key(|&&o| self.origins[o].head().map(|j| j.seq))?;
+            (Some(o), self.origins[o].queued())
+        } else {
+            let queue = &grants.global;
+            if self.ready.is_empty()
+                || queue.not_before.is_some_and(|at| at > now)
+                || queue.starts.len() >= LOW_WATER
+            {
+                return None;
+            }
+            (
+                self.ready.first_key_value().map(|(_, &o)| o),
+                self.ready_queued,
+            )
+        };
+        let cells = o
+            .and_then(|o| self.origins[o].head())
             .filter(|_| self.config.budget.is_some())
             .map_or(0, |j| j.cells);
+        let per_host = grants.per_host;
+        let origin = o
+            .filter(|_| per_host)
+            .map(|o| self.origins[o].name().to_string());
         let grants = self.grants.as_mut()?;
-        if grants.asked || grants.lost.is_some() || self.ready.is_empty() || self.draining {
-            return None;
-        }
-        if grants.not_before.is_some_and(|at| at > now) {
-            return None;
-        }
-        if grants.starts.len() >= LOW_WATER {
-            return None;
-        }
         grants.asked = true;
-        let wanted = self.ready_queued.clamp(1, crate::shared::MOST as usize) as u32;
-        Some((wanted, cells))
+        let wanted = queued.clamp(1, crate::shared::MOST as usize) as u32;
+        Some((wanted, cells, origin))
     }
 
-    /// Redis answered: starts reserved (each due at its instant, with
-    /// `cells` budget cells), when to ask again if none was (the next
-    /// start is beyond the horizon), and the pauses and closures everyone
-    /// sees.
-    #[allow(clippy::too_many_arguments)]
-    pub fn shared_granted(
-        &mut self,
-        starts: Vec<Instant>,
-        cells: u64,
-        retry_at: Option<Instant>,
-        pauses: Vec<(String, Instant)>,
-        closed: Vec<(String, String)>,
-        now: Instant,
-    ) {
-        if let Some(grants) = self.grants.as_mut() {
+    /// Redis answered: starts reserved (each due at its instant, with its
+    /// budget cells; with `--per-host-rate`, for one origin), when to ask
+    /// again if none was (the next start is beyond the horizon), and the
+    /// pauses and closures everyone sees.
+    pub fn shared_granted(&mut self, grant: Grant, now: Instant) {
+        let Grant {
+            answers,
+            origin,
+            starts,
+            cells,
+            retry_at,
+            pauses,
+            closed,
+        } = grant;
+        let host = origin.and_then(|name| self.by_name.get(&name).copied());
+        if let Some(grants) = self.grants.as_mut().filter(|_| answers) {
             grants.asked = false;
-            grants.not_before = retry_at.filter(|_| starts.is_empty());
-            grants
-                .starts
-                .extend(starts.into_iter().map(|at| (at, cells)));
+            match host.filter(|_| grants.per_host) {
+                Some(o) => grants
+                    .hosts
+                    .entry(o)
+                    .or_default()
+                    .add(starts, cells, retry_at),
+                None => grants.global.add(starts, cells, retry_at),
+            }
+        }
+        if let Some(o) = host {
+            self.refresh(o, now);
         }
         for (origin, until) in pauses {
             self.peer_pause(origin, until, now);
@@ -157,12 +229,40 @@ impl Scheduler {
     pub fn shared_lost(&mut self, reason: String, now: Instant) {
         if let Some(grants) = self.grants.as_mut() {
             grants.lost = Some(reason.clone());
-            grants.starts.clear();
+            grants.global.starts.clear();
+            grants.hosts.clear();
+            grants.wanting.clear();
         }
         for o in 0..self.origins.len() {
             self.close_origin(o, &reason, now);
         }
         self.step(now);
+    }
+
+    /// With `--per-host-rate` under `--redis`: whether origin `o`, which
+    /// could start its head otherwise, holds a grant that is due. One that
+    /// holds none waits for the driver to reserve (it is "wanting").
+    pub(super) fn shared_host_gate(&mut self, o: usize, now: Instant) -> Gate {
+        let cells = (self.origins[o].head())
+            .filter(|_| self.config.budget.is_some())
+            .map_or(0, |j| j.cells);
+        let Some(grants) = self.grants.as_mut().filter(|g| g.per_host) else {
+            return Gate::Open;
+        };
+        grants.wanting.remove(&o);
+        let gate = grants.gate(o, now, cells);
+        if matches!(gate, Gate::Shut) {
+            grants.wanting.insert(o);
+        }
+        gate
+    }
+
+    /// Origin `o` is no longer known to wait for a grant (it is being
+    /// looked at again).
+    pub(super) fn shared_unwant(&mut self, o: usize) {
+        if let Some(grants) = self.grants.as_mut() {
+            grants.wanting.remove(&o);
+        }
     }
 
     /// A new origin takes on what other processes said of it.
@@ -213,7 +313,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use crate::scheduler::{Action, Scheduler};
-    use crate::shared::SharedConfig;
+    use crate::shared::{Grant, SharedConfig};
     use crate::{Config, Event, Input, Request};
 
     fn scheduler(t0: tokio::time::Instant) -> Scheduler {
@@ -236,6 +336,15 @@ mod tests {
         }
     }
 
+    fn grant(starts: Vec<tokio::time::Instant>, retry_at: Option<tokio::time::Instant>) -> Grant {
+        Grant {
+            answers: true,
+            starts,
+            retry_at,
+            ..Grant::default()
+        }
+    }
+
     fn starts(s: &mut Scheduler) -> usize {
         std::iter::from_fn(|| s.next_action())
             .filter(|a| matches!(a, Action::Start(_)))
@@ -249,15 +358,15 @@ mod tests {
         offer(&mut s, 1..=3, t0);
         assert_eq!(starts(&mut s), 0, "the local rate is not used: Redis's is");
         assert_eq!(s.next_wake(), None);
-        assert_eq!(s.shared_demand(t0), Some((3, 0)));
+        assert_eq!(s.shared_demand(t0), Some((3, 0, None)));
         assert_eq!(s.shared_demand(t0), None, "one reservation at a time");
         let later = t0 + Duration::from_millis(100);
-        s.shared_granted(vec![t0, later], 0, None, vec![], vec![], t0);
+        s.shared_granted(grant(vec![t0, later], None), t0);
         assert_eq!(starts(&mut s), 1);
         assert_eq!(s.next_wake(), Some(later));
         s.advance(later);
         assert_eq!(starts(&mut s), 1);
-        assert_eq!(s.shared_demand(later), Some((1, 0)));
+        assert_eq!(s.shared_demand(later), Some((1, 0, None)));
     }
 
     #[test]
@@ -267,7 +376,7 @@ mod tests {
         offer(&mut s, 1..=1, t0);
         s.shared_demand(t0);
         let late = t0 + Duration::from_millis(10);
-        s.shared_granted(vec![t0], 0, None, vec![], vec![], late);
+        s.shared_granted(grant(vec![t0], None), late);
         assert_eq!(starts(&mut s), 0, "10 ms late: beyond CATCH_UP");
         assert!(s.shared_demand(late).is_some());
     }
@@ -279,7 +388,7 @@ mod tests {
         offer(&mut s, 1..=1, t0);
         s.shared_demand(t0);
         let due = t0 + Duration::from_millis(40);
-        s.shared_granted(vec![], 0, Some(due), vec![], vec![], t0);
+        s.shared_granted(grant(vec![], Some(due)), t0);
         assert_eq!(s.shared_demand(t0), None);
         assert_eq!(s.next_wake(), Some(due));
         s.advance(due);
@@ -292,7 +401,11 @@ mod tests {
         let mut s = scheduler(t0);
         let until = t0 + Duration::from_secs(2);
         let origin = "http://127.0.0.1:9".to_string();
-        s.shared_granted(vec![t0], 0, None, vec![(origin, until)], vec![], t0);
+        let poll = Grant {
+            pauses: vec![(origin, until)],
+            ..Grant::default()
+        };
+        s.shared_granted(poll, t0);
         offer(&mut s, 1..=1, t0);
         let paused = std::iter::from_fn(|| s.next_action()).any(|a| {
             matches!(a, Action::Emit(Event::Paused { ref reason, .. }) if reason == super::PEER_PAUSE)
@@ -319,5 +432,56 @@ mod tests {
         assert_eq!(closed, 1, "a new origin closes too");
         s.end_input(t0);
         assert!(s.finished());
+    }
+
+    #[test]
+    fn per_host_grants_are_each_origins_own() {
+        let t0 = tokio::time::Instant::now();
+        let config = Config::builder()
+            .per_host_rate("10/s".parse().unwrap())
+            .shared(SharedConfig {
+                url: "redis://127.0.0.1:1".into(),
+                job: "t".into(),
+                timeout: Duration::from_secs(1),
+            })
+            .build()
+            .unwrap();
+        let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
+        let a = url::Url::parse("http://127.0.0.1:9/a").unwrap();
+        let b = url::Url::parse("http://127.0.0.2:9/b").unwrap();
+        s.offer(Input::Request(Request::get(1, a.clone())), t0);
+        s.offer(Input::Request(Request::get(2, b)), t0);
+        s.offer(Input::Request(Request::get(3, a)), t0);
+        assert_eq!(starts(&mut s), 0);
+        // The oldest waiting origin is asked for first: a, for its two.
+        let (wanted, _, origin) = s.shared_demand(t0).unwrap();
+        assert_eq!((wanted, origin.as_deref()), (2, Some("http://127.0.0.1:9")));
+        let for_a = Grant {
+            answers: true,
+            origin: origin.clone(),
+            starts: vec![t0],
+            ..Grant::default()
+        };
+        s.shared_granted(for_a, t0);
+        assert_eq!(starts(&mut s), 1, "a's grant starts a's line 1 only");
+        let (_, _, origin) = s.shared_demand(t0).unwrap();
+        assert_eq!(
+            origin.as_deref(),
+            Some("http://127.0.0.2:9"),
+            "then b: its line 2 is older than a's line 3"
+        );
+        let none_yet = Grant {
+            answers: true,
+            origin,
+            retry_at: Some(t0 + Duration::from_millis(60)),
+            ..Grant::default()
+        };
+        s.shared_granted(none_yet, t0);
+        let (_, _, origin) = s.shared_demand(t0).unwrap();
+        assert_eq!(
+            origin.as_deref(),
+            Some("http://127.0.0.1:9"),
+            "b waits for its retry: a's turn"
+        );
     }
 }

@@ -31,8 +31,13 @@ pub const REDIS_LOST: &str = "Redis unreachable";
 /// What the driver asks of the link.
 #[derive(Debug)]
 enum Ask {
-    /// Reserve up to `wanted` starts of `cells` budget cells each.
-    Reserve { wanted: u32, cells: u64 },
+    /// Reserve up to `wanted` starts of `cells` budget cells each (for
+    /// `origin`, with `--per-host-rate`).
+    Reserve {
+        wanted: u32,
+        cells: u64,
+        origin: Option<String>,
+    },
     /// Pause this origin for everyone.
     Pause(String, Duration),
     /// Close this origin for everyone.
@@ -58,24 +63,31 @@ pub enum Trouble {
     },
 }
 
+/// What Redis answered, on this process's clock.
+#[derive(Debug, Default)]
+pub struct Grant {
+    /// The answer to a reservation asked for (not a poll's).
+    pub answers: bool,
+    /// With `--per-host-rate`: the origin the starts are for.
+    pub origin: Option<String>,
+    /// When each reserved start may go.
+    pub starts: Vec<Instant>,
+    /// Budget cells each start holds.
+    pub cells: u64,
+    /// The next start Redis could reserve is due beyond the horizon: ask
+    /// again then.
+    pub retry_at: Option<Instant>,
+    /// Origins paused for everyone, until these instants.
+    pub pauses: Vec<(String, Instant)>,
+    /// Origins closed for everyone, and why.
+    pub closed: Vec<(String, String)>,
+}
+
 /// What the link hands the driver.
 #[derive(Debug)]
 pub enum Reservation {
-    /// Starts reserved (at these local instants, each for `cells` budget
-    /// cells), and the pauses and closures everyone sees.
-    Granted {
-        /// When each reserved start may go, on this process's clock.
-        starts: Vec<Instant>,
-        /// Budget cells each start holds.
-        cells: u64,
-        /// The next start Redis could reserve is due beyond the horizon:
-        /// ask again then.
-        retry_at: Option<Instant>,
-        /// Origins paused for everyone, until these instants.
-        pauses: Vec<(String, Instant)>,
-        /// Origins closed for everyone, and why.
-        closed: Vec<(String, String)>,
-    },
+    /// Starts reserved, and the pauses and closures everyone sees.
+    Granted(Grant),
     /// Redis trouble.
     Trouble(Trouble),
 }
@@ -103,10 +115,14 @@ impl Link {
 
     /// Asks for up to `wanted` starts of `cells` cells each (one at a time:
     /// ignored while one is asked).
-    pub fn reserve(&mut self, wanted: u32, cells: u64) {
+    pub fn reserve(&mut self, wanted: u32, cells: u64, origin: Option<String>) {
         if !self.asked {
             self.asked = true;
-            let _ = self.asks.send(Ask::Reserve { wanted, cells });
+            let _ = self.asks.send(Ask::Reserve {
+                wanted,
+                cells,
+                origin,
+            });
         }
     }
 
@@ -127,7 +143,7 @@ impl Link {
         let got = self.replies.recv().await;
         if matches!(
             got,
-            Some(Reservation::Granted { .. }) | Some(Reservation::Trouble(_))
+            Some(Reservation::Granted(Grant { answers: true, .. })) | Some(Reservation::Trouble(_))
         ) {
             self.asked = false;
         }
@@ -162,13 +178,15 @@ async fn serve(
             return;
         };
         let at = Instant::now();
-        let granted = Reservation::Granted {
+        let granted = Reservation::Granted(Grant {
+            answers: call.wanted > 0,
+            origin: call.origin.clone(),
             starts: reply.starts.iter().map(|&d| at + d).collect(),
             cells: call.cells,
             retry_at: reply.missed.map(|m| at + m.saturating_sub(HORIZON)),
             pauses: reply.pauses.into_iter().map(|(o, d)| (o, at + d)).collect(),
             closed: reply.closed,
-        };
+        });
         if replies.send(granted).is_err() {
             return;
         }
@@ -185,9 +203,14 @@ fn batch(asks: Vec<Ask>) -> (Call, Vec<Ask>) {
     let mut rest = Vec::new();
     for ask in asks {
         match ask {
-            Ask::Reserve { wanted, cells } => {
+            Ask::Reserve {
+                wanted,
+                cells,
+                origin,
+            } => {
                 call.wanted = wanted.min(MOST);
                 call.cells = cells;
+                call.origin = origin;
             }
             Ask::Pause(o, w) => match &mut call.pause {
                 None => call.pause = Some((o, w)),
@@ -253,8 +276,8 @@ pub fn demand(link: &mut Link, scheduler: &mut Scheduler) {
     if link.asked {
         return;
     }
-    if let Some((wanted, cells)) = scheduler.shared_demand(Instant::now()) {
-        link.reserve(wanted, cells);
+    if let Some((wanted, cells, origin)) = scheduler.shared_demand(Instant::now()) {
+        link.reserve(wanted, cells, origin);
     }
 }
 
@@ -269,13 +292,7 @@ pub async fn next(link: &mut Option<Link>) -> Option<Reservation> {
 /// Hands what the link said to the scheduler.
 pub fn heard(said: Reservation, scheduler: &mut Scheduler, now: Instant) {
     match said {
-        Reservation::Granted {
-            starts,
-            cells,
-            retry_at,
-            pauses,
-            closed,
-        } => scheduler.shared_granted(starts, cells, retry_at, pauses, closed, now),
+        Reservation::Granted(grant) => scheduler.shared_granted(grant, now),
         Reservation::Trouble(Trouble::GaveUp { message }) => {
             scheduler.shared_trouble(Trouble::GaveUp {
                 message: message.clone(),

@@ -4,9 +4,10 @@
 //! atomically on Redis with Redis's own clock, so no process's clock skew
 //! matters. The script does the arithmetic of [`crate::gcra`] exactly
 //! ([`Gcra::earliest`](crate::gcra::Gcra::earliest), then
-//! [`Gcra::charge`](crate::gcra::Gcra::charge)) for the global `--rate` and
-//! `--budget`, all or nothing across them: a start is reserved with its rate
-//! cell and its budget cells at one instant, or not at all. At high rates a
+//! [`Gcra::charge`](crate::gcra::Gcra::charge)) for the global `--rate`,
+//! `--budget` and each origin's `--per-host-rate`, all or nothing across
+//! them: a start is reserved with its rate cell, its budget cells and its
+//! origin's cell at one instant, or not at all. At high rates a
 //! call reserves every start due within a short horizon, so Redis sees well
 //! under one round trip per request; the scheduler starts each only at its
 //! instant ([`crate::scheduler`] holds them as grants). The same call shares
@@ -29,7 +30,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use crate::gcra::Gcra;
 use crate::units::Rate;
 
-pub use link::{HORIZON, Link, MOST, Reservation, Trouble};
+pub use link::{Grant, HORIZON, Link, MOST, Reservation, Trouble};
 
 /// The script every process runs; see its header for keys and arguments.
 const RESERVE: &str = include_str!("reserve.lua");
@@ -129,6 +130,18 @@ impl Dimension {
     }
 }
 
+/// The limited dimensions of a job (none: only pauses and closures are
+/// shared, and a start still waits for Redis to answer).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Dimensions {
+    /// `--rate`, with `--burst`.
+    pub rate: Option<Dimension>,
+    /// `--budget`, with its burst.
+    pub budget: Option<Dimension>,
+    /// `--per-host-rate`, with `--burst`: one key per origin.
+    pub host: Option<Dimension>,
+}
+
 /// The job's limits on Redis: a connection and the script.
 pub struct Limiter {
     client: Client,
@@ -140,6 +153,8 @@ pub struct Limiter {
     pub rate: Option<Dimension>,
     /// See `rate`.
     pub budget: Option<Dimension>,
+    /// The per-origin rate (cost 1 a start), one key per origin.
+    pub host: Option<Dimension>,
     /// How long to wait for Redis when it is gone.
     pub timeout: Duration,
 }
@@ -151,6 +166,9 @@ pub struct Call {
     pub wanted: u32,
     /// Budget cells each start spends.
     pub cells: u64,
+    /// With `--per-host-rate`: the origin the starts are for (its own
+    /// dimension is reserved with the others, all or nothing).
+    pub origin: Option<String>,
     /// Reserve only starts due within this.
     pub horizon: Duration,
     /// Pause this origin for this long, for every process.
@@ -186,11 +204,7 @@ impl Limiter {
     /// # Errors
     /// A wrong URL, an unreachable Redis, a refused password, or a Redis
     /// that cannot run the script.
-    pub async fn connect(
-        config: &SharedConfig,
-        rate: Option<Dimension>,
-        budget: Option<Dimension>,
-    ) -> Result<Limiter, SharedError> {
+    pub async fn connect(config: &SharedConfig, dims: Dimensions) -> Result<Limiter, SharedError> {
         let url = redacted_url(&config.url);
         let client = Client::open(config.url.as_str()).map_err(|e| SharedError::Url {
             url: url.clone(),
@@ -204,8 +218,9 @@ impl Limiter {
             script,
             job: config.job.clone(),
             url,
-            rate,
-            budget,
+            rate: dims.rate,
+            budget: dims.budget,
+            host: dims.host,
             timeout: config.timeout,
         };
         let mut load = redis::cmd("SCRIPT");
@@ -243,12 +258,16 @@ impl Limiter {
         let mut invocation = self.script.prepare_invoke();
         let key = |what: &str| format!("sluice:{{{}}}:{what}", self.job);
         invocation.key(key("pauses")).key(key("closed"));
-        let dims: Vec<(Dimension, u64)> = [(self.rate, 1), (self.budget, call.cells)]
+        let host = self.host.filter(|_| call.origin.is_some());
+        let dims: Vec<(Dimension, u64)> = [(self.rate, 1), (self.budget, call.cells), (host, 1)]
             .into_iter()
             .filter_map(|(d, cost)| d.map(|d| (d, cost)))
             .collect();
         for (dim, _) in &dims {
-            invocation.key(key(dim.name));
+            match (dim.name, &call.origin) {
+                ("host", Some(origin)) => invocation.key(key(&format!("host:{origin}"))),
+                (name, _) => invocation.key(key(name)),
+            };
         }
         let (pause_origin, pause_us) = match &call.pause {
             Some((origin, wait)) => (origin.as_str(), wait.as_micros() as u64),

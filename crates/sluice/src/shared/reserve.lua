@@ -4,7 +4,7 @@
 --
 -- KEYS[1]        the job's pauses (hash: origin -> until, microseconds)
 -- KEYS[2]        the job's closed origins (hash: origin -> reason)
--- KEYS[3..]      one hash per dimension (global rate, budget, ...):
+-- KEYS[3..]      one hash per dimension (global rate, budget, an origin's rate):
 --                epoch (microseconds, Redis time of its first use) and tat
 --                (scaled units since epoch: nanoseconds x count)
 -- ARGV[1]        now in microseconds, or "" for Redis's clock (TIME)
