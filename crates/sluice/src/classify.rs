@@ -386,7 +386,19 @@ mod tests {
                                     let mut p = last.to_be_bytes().to_vec();
                                     p.extend(code.to_be_bytes());
                                     let _ = s.write_all(&frame(7, 0, 0, &p)).await;
-                                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                                    // Close only our side and read until the
+                                    // client closes: dropping a socket with
+                                    // unread bytes sends an RST, which a slow
+                                    // client may see before the GOAWAY.
+                                    let _ = s.shutdown().await;
+                                    let drain = async {
+                                        while s.read(&mut chunk).await.is_ok_and(|n| n > 0) {}
+                                    };
+                                    let _ = tokio::time::timeout(
+                                        std::time::Duration::from_secs(5),
+                                        drain,
+                                    )
+                                    .await;
                                     return;
                                 }
                                 _ => continue,
