@@ -72,10 +72,14 @@ async fn four_shards_share_one_rate() {
     let at = arrivals(&server, |_| true);
     assert_eq!(at.len(), n, "each request once");
     // rate × window + burst (1), in windows of 1 s and 2 s (as for one
-    // process: shorter windows see connection setup bunch arrivals).
+    // process: shorter windows see connection setup bunch arrivals), plus
+    // one: each process maps Redis's clock onto its own with an error of up
+    // to half a round trip, so starts of different processes that Redis
+    // spaced 5 ms apart can reach the server up to a few ms closer (seen
+    // once on a loaded machine: 202 in one second).
     for window_ms in [1000.0, 2000.0] {
         let most = max_in_window(&at, window_ms);
-        let bound = (200.0 * window_ms / 1000.0).floor() as usize + 1;
+        let bound = (200.0 * window_ms / 1000.0).floor() as usize + 2;
         assert!(
             most <= bound,
             "{most} arrivals in {window_ms} ms, bound {bound}"
