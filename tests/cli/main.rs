@@ -7,6 +7,7 @@ mod bodies;
 mod browser;
 mod changed_input;
 mod connections;
+mod discovered;
 mod docs;
 mod dryrun;
 mod errors;

@@ -33,6 +33,7 @@
 //! assert_eq!(starts(&mut s), 1);
 //! ```
 
+mod discovered;
 mod learned;
 mod origin;
 #[cfg(test)]

@@ -536,7 +536,10 @@ fn starts_of(sim: &Sim, from: usize) -> Vec<Duration> {
 
 #[test]
 fn a_429_pauses_its_origin_then_releases_the_queue_spread_out() {
-    let mut sim = Sim::new(config(|b| b.concurrency(1).retries(3)), 1);
+    // Learning off: the spread alone (with it on, the discovered rate
+    // paces the restart too; see the next test).
+    let b = |b: crate::config::ConfigBuilder| b.concurrency(1).retries(3).learn_limits(false);
+    let mut sim = Sim::new(config(b), 1);
     for _ in 0..20 {
         assert!(sim.offer(0, 1));
     }
@@ -578,6 +581,56 @@ fn a_429_pauses_its_origin_then_releases_the_queue_spread_out() {
     );
     sim.assert_each_line_left_once();
     assert!(sim.records.iter().all(|r| r.ok));
+}
+
+/// Headerless discovery: after the pause an unpredicted 429 asked for, the
+/// waiting requests restart at the rate the origin was sent before it (slow
+/// start), not every slot within the spread's second.
+#[test]
+fn after_an_unpredicted_429_the_restart_is_paced_by_the_discovered_rate() {
+    let mut sim = Sim::new(config(|b| b.concurrency(15).retries(3)), 1);
+    for _ in 0..60 {
+        assert!(sim.offer(0, 1));
+    }
+    sim.end_input();
+    assert_eq!(sim.starts.len(), 15);
+    // All 15 refused in the same round trip: one lowering.
+    for _ in 0..15 {
+        sim.complete(0, End::TooMany(Some(1)));
+    }
+    let learned = sim.events.iter().find_map(|e| match e {
+        Event::Learned(l) => Some(l.clone()),
+        _ => None,
+    });
+    let learned = learned.expect("a discovered rate");
+    let lowered = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Learned(_)))
+        .count();
+    assert_eq!(lowered, 1, "one lowering per round trip");
+    assert_eq!(learned.dialect, "none");
+    assert_eq!(learned.requests_per_second, Some(15.0));
+    let from = sim.starts.len();
+    sim.finish();
+    sim.assert_each_line_left_once();
+    assert!(sim.records.iter().all(|r| r.ok));
+    // 45 waiting and 15 retried start after the pause at 15 a second,
+    // growing by one a second per success (slow start): about 26 in the
+    // first second, where the spread alone would start all 60.
+    let after = starts_of(&sim, from);
+    assert!(
+        after.iter().all(|&t| t >= Duration::from_secs(1)),
+        "{after:?}"
+    );
+    let first_second = after
+        .iter()
+        .filter(|&&t| t < Duration::from_secs(2))
+        .count();
+    assert!(
+        first_second <= 40,
+        "{first_second} in the first second: {after:?}"
+    );
 }
 
 #[test]
