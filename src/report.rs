@@ -308,10 +308,14 @@ fn record_line(r: &Record) -> String {
 /// lines of their own.
 fn learned_line(l: &sluice::event::Learned) -> String {
     let what = if l.last { "learned in all" } else { "learned" };
+    // `none`: no header spoke; the rate was discovered from refusals.
+    let from = match l.dialect {
+        "none" => "refusals (no rate-limit headers)".to_string(),
+        dialect => format!("{dialect} rate-limit headers"),
+    };
     let mut line = format!(
-        "{} {what} from its {} rate-limit headers: {}",
+        "{} {what} from its {from}: {}",
         l.origin,
-        l.dialect,
         LearnedOrigin::from(l).pace()
     );
     for w in &l.warnings {

@@ -83,7 +83,8 @@ pub struct Learned {
     /// The origin, `scheme://host:port`.
     pub origin: String,
     /// The rate-limit dialect its headers spoke (`openai`, `anthropic`,
-    /// `github`, `ietf`, `ietf-legacy`).
+    /// `github`, `ietf`, `ietf-legacy`), or `none` for a rate discovered
+    /// from 429s and 503s where no header spoke.
     pub dialect: &'static str,
     /// The request rate sluice paces the origin at (headroom and any
     /// lowering after refusals applied), when the headers said enough.

@@ -95,6 +95,9 @@ pub(crate) struct Discovered {
     active_since: Option<Instant>,
     /// Refusals that lowered the rate.
     lowerings: u64,
+    /// Time the head request waited for the rate.
+    paced: Duration,
+    held_since: Option<Instant>,
 }
 
 impl Discovered {
@@ -115,16 +118,29 @@ impl Discovered {
 
     /// When the discovered rate lets the next request start, if not now.
     pub(crate) fn ready_at(&mut self, now: Instant) -> Option<Instant> {
-        self.gcra
+        let at = self
+            .gcra
             .as_mut()
             .map(|g| g.ready_at(now, 1))
-            .filter(|&at| at > now)
+            .filter(|&at| at > now);
+        if at.is_some() {
+            self.held_since.get_or_insert(now);
+        }
+        at
+    }
+
+    /// How long the head request waited for the rate.
+    pub(crate) fn paced(&self) -> Duration {
+        self.paced
     }
 
     /// A request starts now; returns which start of the origin it is.
     pub(crate) fn start(&mut self, now: Instant) -> u64 {
         if let Some(g) = &mut self.gcra {
             g.take(now, 1);
+        }
+        if let Some(since) = self.held_since.take() {
+            self.paced += now.saturating_duration_since(since);
         }
         self.dispatched += 1;
         trim(&mut self.starts, now);

@@ -285,7 +285,7 @@ impl Origin {
             dialect: "none",
             requests_per_second: Some(rate),
             burst: self.discovered.burst(),
-            paced: Duration::ZERO,
+            paced: self.discovered.paced(),
             refused: self.discovered.lowerings(),
             warnings: Vec::new(),
             last,
