@@ -6,7 +6,7 @@
 //! server, with and without `Retry-After: 1` on the 429s.
 //!
 //! The rate is the issue's own measurement (50/s, ideal 20 s): each 429
-//! pauses the whole origin for its `Retry-After` (the SPEC's rule), so the
+//! pauses the whole origin for its `Retry-After` (as it always has), so the
 //! ideal must be long beside a second for 15% to be reachable at all.
 
 use crate::support::*;

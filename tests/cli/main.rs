@@ -26,6 +26,7 @@ mod remaining;
 mod report;
 mod resume;
 mod resume_output;
+mod retry_budget;
 mod schema;
 mod signals;
 mod support;

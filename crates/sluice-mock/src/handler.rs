@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     buckets: Mutex<HashMap<u64, Bucket>>,
     /// `/limited` limits per key.
     pub(crate) limited: crate::limited::Limiters,
+    /// `/outage` start per key.
+    outages: crate::outage::Outages,
 }
 
 #[derive(Debug)]
@@ -62,6 +64,7 @@ impl Shared {
             fails: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             limited: crate::limited::Limiters::default(),
+            outages: crate::outage::Outages::default(),
         }
     }
 
@@ -71,6 +74,7 @@ impl Shared {
         lock(&self.fails).clear();
         lock(&self.buckets).clear();
         self.limited.reset();
+        self.outages.reset();
     }
 
     /// The statistics, with the `/limited` counts.
@@ -265,6 +269,7 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
         ("ratelimit", Some(per_second)) => ratelimit(&ctx.shared, per_second),
         ("fail", Some(rest)) => fail(&ctx.shared, rest, query),
         ("limited", Some(rest)) => crate::limited::answer(&ctx.shared.limited, rest, query),
+        ("outage", Some(rest)) => ctx.shared.outages.answer(rest),
         ("redirect", Some(code)) => redirect(code, query),
         ("reset", None) => {
             ctx.reset.notify_one();

@@ -54,6 +54,7 @@ mod body;
 mod endpoints;
 mod handler;
 mod limited;
+mod outage;
 mod providers;
 mod stats;
 mod util;

@@ -67,6 +67,14 @@ pub enum Event {
     /// run has finished, the last word on them). Only with
     /// `learn_limits`, and only for origins that said something.
     Learned(Learned),
+    /// Once, when the run has finished under a retry budget: how long
+    /// retries waited for it.
+    RetryBudget {
+        /// Total time retries waited for budget.
+        waited: Duration,
+        /// Retries that had to wait.
+        held: u64,
+    },
     /// A request was dropped without a record (the run is draining, or its
     /// origin closed); `--resume` sends it again.
     Dropped {

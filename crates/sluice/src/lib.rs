@@ -35,6 +35,7 @@ pub mod redact;
 pub mod request;
 pub mod resume;
 pub mod retry;
+pub mod retry_budget;
 pub mod scheduler;
 pub mod sink;
 pub mod source;

@@ -23,7 +23,7 @@
 //!   so when a pause ends the waiting requests start at the rate, not with
 //!   every slot at once.
 //!
-//! The pause a 429 or 503 asks for is the scheduler's (the SPEC's rule);
+//! The pause a 429 or 503 asks for is the scheduler's, as before;
 //! this only decides the pace once it has ended.
 
 use std::collections::VecDeque;

@@ -36,6 +36,7 @@
 mod discovered;
 mod learned;
 mod origin;
+mod retrying;
 #[cfg(test)]
 mod tests;
 
@@ -105,6 +106,8 @@ pub struct Scheduler {
     global_wake: Option<Instant>,
     rate: Option<Gcra>,
     budget: Option<Gcra>,
+    /// What retries may spend (`--retry-budget`).
+    retry_budget: Option<crate::retry_budget::Budget>,
     /// Attempts running, by ticket.
     in_flight: HashMap<u64, Job>,
     /// Requests in origin queues.
@@ -146,6 +149,9 @@ impl Scheduler {
             budget: config
                 .budget
                 .map(|b| Gcra::new(b, config.effective_budget_burst().unwrap_or(1), now)),
+            retry_budget: config
+                .retry_budget
+                .map(|b| crate::retry_budget::Budget::new(b, now)),
             config,
             origins: Vec::new(),
             by_name: HashMap::new(),
@@ -234,6 +240,7 @@ impl Scheduler {
         self.dispatch(now);
         if self.finished() {
             self.learned_last_words();
+            self.retry_budget_account();
         }
         debug_assert!(self.invariants_hold(), "scheduler invariants broken");
     }
@@ -347,6 +354,7 @@ impl Scheduler {
             maybe_applied: false,
             watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
             dispatch: Default::default(),
+            budget: Default::default(),
         };
         self.next_seq += 1;
         self.requeue(job, now);
@@ -433,7 +441,7 @@ impl Scheduler {
             let job = entry.remove();
             if self.draining || self.origins[job.origin].is_closed() {
                 self.drop_line(job.req.line, job.attempts);
-            } else {
+            } else if let Some(job) = self.spend_retry_budget(job, now) {
                 self.requeue(job, now);
             }
         }
@@ -492,6 +500,7 @@ impl Scheduler {
         };
         self.queued -= 1;
         job.attempts += 1;
+        self.first_attempt_fills_budget(&job, now);
         job.first.get_or_insert(now);
         job.watch.started(now);
         let (ticket, request, number) = (job.seq, Arc::clone(&job.req), job.attempts);
@@ -518,8 +527,9 @@ impl Scheduler {
         self.origins[o].attempt_ended();
         self.learn_from(&job, &outcome, now);
         match self.judge(&job, &outcome, now) {
-            Verdict::Retry(wait) => {
+            Verdict::Retry(wait, asked) => {
                 let mut job = job;
+                job.budget.exempt = asked;
                 job.maybe_applied |= retry::maybe_applied(&job.req.method, failure_of(&outcome));
                 self.schedule_retry(job, &outcome, wait, now)
             }
@@ -575,7 +585,7 @@ impl Scheduler {
         if self.draining || self.origins[job.origin].is_closed() {
             return Verdict::Drop;
         }
-        Verdict::Retry(asked.map_or(backoff, |a| a.min(max)))
+        Verdict::Retry(asked.map_or(backoff, |a| a.min(max)), asked.is_some())
     }
 
     fn pause(&mut self, o: usize, wait: Duration, reason: String, now: Instant) {
@@ -842,7 +852,8 @@ impl Scheduler {
 }
 
 enum Verdict {
-    Retry(Duration),
+    /// After this wait; true when the server asked for it (`Retry-After`).
+    Retry(Duration, bool),
     Drop,
     Final(Option<(ErrorKind, String)>),
 }

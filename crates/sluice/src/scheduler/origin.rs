@@ -39,6 +39,8 @@ pub(crate) struct Job {
     pub(crate) watch: Box<Stopwatch>,
     /// Which start of its origin the current attempt was (learned limits).
     pub(crate) dispatch: Dispatch,
+    /// Where its coming retry stands with the retry budget.
+    pub(crate) budget: crate::retry_budget::RetryHold,
 }
 
 /// Whether an origin could start its head request.
@@ -334,6 +336,7 @@ mod tests {
                 std::time::SystemTime::UNIX_EPOCH,
             )),
             dispatch: Dispatch::default(),
+            budget: Default::default(),
         }
     }
 
