@@ -55,3 +55,37 @@ impl Outages {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_for_its_seconds_from_the_first_request_then_up() {
+        let outages = Outages::default();
+        assert_eq!(
+            outages.answer("0.2/a").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            outages.answer("0.2/a").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // Another key's outage starts with its own first request.
+        assert_eq!(outages.answer("0/b").status(), StatusCode::OK);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(outages.answer("0.2/a").status(), StatusCode::OK);
+        outages.reset();
+        assert_eq!(
+            outages.answer("0.2/a").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        for bad in ["x/a", "1", "-1/a", "5/", "4000/a"] {
+            assert_eq!(
+                outages.answer(bad).status(),
+                StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
+        }
+    }
+}
