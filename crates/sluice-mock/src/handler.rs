@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) limited: crate::limited::Limiters,
     /// `/outage` start per key.
     outages: crate::outage::Outages,
+    /// `/knee` requests in flight.
+    knee: crate::knee::Knee,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,7 @@ impl Shared {
             buckets: Mutex::new(HashMap::new()),
             limited: crate::limited::Limiters::default(),
             outages: crate::outage::Outages::default(),
+            knee: crate::knee::Knee::default(),
         }
     }
 
@@ -270,6 +273,7 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
         ("fail", Some(rest)) => fail(&ctx.shared, rest, query),
         ("limited", Some(rest)) => crate::limited::answer(&ctx.shared.limited, rest, query),
         ("outage", Some(rest)) => ctx.shared.outages.answer(rest),
+        ("knee", Some(rest)) => ctx.shared.knee.answer(rest).await,
         ("redirect", Some(code)) => redirect(code, query),
         ("reset", None) => {
             ctx.reset.notify_one();

@@ -53,6 +53,7 @@
 mod body;
 mod endpoints;
 mod handler;
+mod knee;
 mod limited;
 mod outage;
 mod providers;
