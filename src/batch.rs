@@ -164,6 +164,7 @@ pub async fn drive(
         waiting: HashSet::new(),
         paused: HashMap::new(),
         learned: std::collections::BTreeMap::new(),
+        retry_budget: None,
         sent: 0,
         sent_recorded: 0,
         cancelled: None,
@@ -273,6 +274,8 @@ struct State {
     paused: HashMap<String, (SystemTime, String)>,
     /// What each origin's rate-limit headers taught, latest first.
     learned: std::collections::BTreeMap<String, crate::report::LearnedOrigin>,
+    /// How long retries waited for the retry budget (once the run finished).
+    retry_budget: Option<crate::report::RetryBudgetAccount>,
     /// Records of this run whose request was sent (at least one attempt).
     sent: u64,
     /// Of those, the records that reached the output (the summary's rate
@@ -348,6 +351,12 @@ impl State {
             Event::Learned(learned) => {
                 self.learned
                     .insert(learned.origin.clone(), (&learned).into());
+            }
+            Event::RetryBudget { waited, held } => {
+                self.retry_budget = Some(crate::report::RetryBudgetAccount {
+                    waited_seconds: waited.as_secs_f64(),
+                    retries_held: held,
+                });
             }
         }
     }
@@ -462,6 +471,7 @@ impl State {
         s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
         s.learned = self.learned.values().cloned().collect();
+        s.retry_budget = self.retry_budget;
         s.protocols = self.protocols.clone();
         (s.not_written, s.not_written_exact) = feed.remaining(&self.all, &self.this_run);
         s.insecure = insecure;

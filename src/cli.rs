@@ -2,6 +2,7 @@
 //! [`sluice::Config`]. Options are not the engine's config: this is the only
 //! place that reads the environment (`${VAR}` in `-H`, proxy variables).
 
+use sluice::retry_budget::RetryBudget;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
@@ -185,6 +186,20 @@ pub enum LearnLimits {
     Auto,
     /// Ignore them.
     Off,
+}
+
+/// `--retry-budget`: a budget, or `None` for `off`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudgetArg(pub Option<RetryBudget>);
+
+/// `--retry-budget`: `PERCENT%+RATE/s` or `off`.
+fn parse_retry_budget(text: &str) -> Result<RetryBudgetArg, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(RetryBudgetArg(None));
+    }
+    text.parse()
+        .map(|b| RetryBudgetArg(Some(b)))
+        .map_err(|e: sluice::retry_budget::BudgetError| e.to_string())
 }
 
 /// `--limit-headroom`: a share in (0, 1].
@@ -373,6 +388,13 @@ pub struct RunArgs {
     #[arg(help_heading = heading::RETRIES)]
     #[arg(long)]
     pub retry_non_idempotent: bool,
+
+    /// What retries may spend, so they never multiply the load on a failing server: PERCENT of
+    /// recent first attempts plus RATE a second (Finagle's defaults), or `off`. A retry that
+    /// finds it empty waits for it, holding no slot; waits asked for by Retry-After do not spend.
+    #[arg(help_heading = heading::RETRIES)]
+    #[arg(long, default_value = "20%+10/s", value_name = "PERCENT%+RATE/s", value_parser = parse_retry_budget)]
+    pub retry_budget: RetryBudgetArg,
 
     /// First backoff ceiling (exponential backoff with full jitter).
     #[arg(help_heading = heading::RETRIES)]
@@ -620,6 +642,7 @@ impl RunArgs {
             .halt_after(self.halt_after)
             .learn_limits(self.learn_limits == LearnLimits::Auto)
             .limit_headroom(self.limit_headroom)
+            .retry_budget(self.retry_budget.0)
             .headers(parse_headers(&self.headers, &redactor)?)
             .ordered(self.ordered)
             .reorder_window(at_least_one(self.reorder_window))

@@ -120,6 +120,11 @@ impl Display {
                 format!("line {line} dropped (no record; --resume sends it)")
             }
             Event::Learned(l) => learned_line(l),
+            Event::RetryBudget { waited, held } => format!(
+                "retries waited {} for the retry budget ({} held)",
+                show(*waited),
+                plural(*held, "retry")
+            ),
         };
         self.println(&line);
     }
@@ -310,10 +315,14 @@ fn record_line(r: &Record) -> String {
 /// lines of their own.
 fn learned_line(l: &sluice::event::Learned) -> String {
     let what = if l.last { "learned in all" } else { "learned" };
+    // `none`: no header spoke; the rate was discovered from refusals.
+    let from = match l.dialect {
+        "none" => "refusals (no rate-limit headers)".to_string(),
+        dialect => format!("{dialect} rate-limit headers"),
+    };
     let mut line = format!(
-        "{} {what} from its {} rate-limit headers: {}",
+        "{} {what} from its {from}: {}",
         l.origin,
-        l.dialect,
         LearnedOrigin::from(l).pace()
     );
     for w in &l.warnings {
@@ -367,6 +376,16 @@ impl LearnedOrigin {
     }
 }
 
+/// How long retries waited for the retry budget (`retry_budget` in
+/// `--summary-json`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct RetryBudgetAccount {
+    /// Seconds retries waited for it, in all.
+    pub waited_seconds: f64,
+    /// Retries that found it empty and waited.
+    pub retries_held: u64,
+}
+
 /// The end-of-run summary.
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -398,6 +417,9 @@ pub struct Summary {
     pub closed_origins: Vec<String>,
     /// What was learned from each origin's rate-limit headers.
     pub learned: Vec<LearnedOrigin>,
+    /// How long retries waited for the retry budget (null when it is off,
+    /// or recomputed from records).
+    pub retry_budget: Option<RetryBudgetAccount>,
     /// HTTP and TLS versions of this run's responses, per origin.
     pub protocols: sluice::stats::Protocols,
     /// Requests left without a record (interrupted or closed): `--resume` sends them.
@@ -446,6 +468,7 @@ impl Summary {
             latency: all.latency(),
             closed_origins: Vec::new(),
             learned: Vec::new(),
+            retry_budget: None,
             protocols: sluice::stats::Protocols::default(),
             not_written: 0,
             not_written_exact: true,
@@ -527,6 +550,13 @@ impl Summary {
         }
         for l in &self.learned {
             out += &format!("  learned  {} {}: {}\n", l.origin, l.dialect, l.pace());
+        }
+        if let Some(b) = self.retry_budget.filter(|b| b.retries_held > 0) {
+            out += &format!(
+                "  budget   {} waited {:.2}s in all for the retry budget\n",
+                plural(b.retries_held, "retry"),
+                b.waited_seconds
+            );
         }
         if self.cancelled > 0 {
             out += &format!(

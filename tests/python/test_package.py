@@ -298,6 +298,8 @@ def test_bad_options_raise_the_clis_messages() -> None:
         sluice.Client(limit_headroom=0.0)
     with pytest.raises(ValueError, match="use one of auto, off"):
         sluice.Client(learn_limits="sometimes")
+    with pytest.raises(ValueError, match="for retry_budget"):
+        sluice.Client(retry_budget="lots")
 
 
 @pytest.mark.asyncio
@@ -325,7 +327,7 @@ async def test_every_option_is_accepted(mock: sluice.MockServer) -> None:
         backoff_max="1s", max_retry_after="10s", halt_after=5, headers=[("X-A", "1")],
         base_url=mock.url, input_format="sluice", ordered=True, reorder_window=8, body="text",
         max_body_size="1MiB", include_headers=True, redact=["x-a"], insecure=False, http2=False,
-        compressed=True, learn_limits="auto", limit_headroom=0.9,
+        compressed=True, learn_limits="auto", limit_headroom=0.9, retry_budget="20%+10/s",
     )
     async with sluice.Client(**options) as client:
         r = await client.request("/fast")

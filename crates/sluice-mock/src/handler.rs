@@ -42,6 +42,10 @@ pub(crate) struct Shared {
     buckets: Mutex<HashMap<u64, Bucket>>,
     /// `/limited` limits per key.
     pub(crate) limited: crate::limited::Limiters,
+    /// `/outage` start per key.
+    outages: crate::outage::Outages,
+    /// `/knee` requests in flight.
+    knee: crate::knee::Knee,
 }
 
 #[derive(Debug)]
@@ -62,6 +66,8 @@ impl Shared {
             fails: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             limited: crate::limited::Limiters::default(),
+            outages: crate::outage::Outages::default(),
+            knee: crate::knee::Knee::default(),
         }
     }
 
@@ -71,6 +77,7 @@ impl Shared {
         lock(&self.fails).clear();
         lock(&self.buckets).clear();
         self.limited.reset();
+        self.outages.reset();
     }
 
     /// The statistics, with the `/limited` counts.
@@ -265,6 +272,8 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
         ("ratelimit", Some(per_second)) => ratelimit(&ctx.shared, per_second),
         ("fail", Some(rest)) => fail(&ctx.shared, rest, query),
         ("limited", Some(rest)) => crate::limited::answer(&ctx.shared.limited, rest, query),
+        ("outage", Some(rest)) => ctx.shared.outages.answer(rest),
+        ("knee", Some(rest)) => ctx.shared.knee.answer(rest).await,
         ("redirect", Some(code)) => redirect(code, query),
         ("reset", None) => {
             ctx.reset.notify_one();

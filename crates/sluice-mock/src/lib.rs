@@ -51,7 +51,9 @@
 mod body;
 mod endpoints;
 mod handler;
+mod knee;
 mod limited;
+mod outage;
 mod providers;
 #[cfg(unix)]
 pub mod redis;

@@ -694,3 +694,48 @@ async fn abort_answers_nothing() {
     assert_eq!(server.stats().requests, 1);
     server.shutdown().await;
 }
+
+/// `/knee`: latency grows past the capacity, and beyond twice the
+/// capacity in flight the endpoint answers 503 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_knee_slows_past_its_capacity_and_refuses_beyond_twice() {
+    let server = start().await;
+    let started = std::time::Instant::now();
+    let (status, _, _) = get(&server, "/knee/2/100").await;
+    assert_eq!(status, StatusCode::OK);
+    let alone = started.elapsed();
+    assert!(
+        alone >= Duration::from_millis(100) && alone < Duration::from_millis(180),
+        "{alone:?}"
+    );
+    // Five at once on capacity 2: four answered (the fourth after about
+    // 2 × 100 ms), at least one refused at once.
+    let started = std::time::Instant::now();
+    let path = "/knee/2/100";
+    let (a, b, c, d, e) = tokio::join!(
+        get(&server, path),
+        get(&server, path),
+        get(&server, path),
+        get(&server, path),
+        get(&server, path)
+    );
+    let answers = [a, b, c, d, e];
+    let ok = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::OK)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(ok + refused, 5);
+    assert!(refused >= 1 && ok >= 1, "{ok} ok, {refused} refused");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, _, _) = get(&server, "/knee/0/100").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.shutdown().await;
+}

@@ -234,6 +234,20 @@ fn learn_limits(option: &str, v: &Bound<'_, PyAny>) -> PyResult<bool> {
     choice(option, v, &[("auto", true), ("off", false)])
 }
 
+/// `retry_budget`: `"PERCENT%+RATE/s"` or `"off"`, as on the command line.
+fn retry_budget(
+    option: &str,
+    v: &Bound<'_, PyAny>,
+) -> PyResult<Option<sluice::retry_budget::RetryBudget>> {
+    let s = text(option, v)?;
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e: sluice::retry_budget::BudgetError| bad(option, &s, e))
+}
+
 /// `limit_headroom`: a share in (0, 1], with the CLI's message.
 fn headroom(option: &str, v: &Bound<'_, PyAny>) -> PyResult<sluice::ratelimit::Headroom> {
     let share: f64 = v
@@ -296,6 +310,7 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>, file: bool) -> PyResult<Option
             "compressed" => b.compressed(flag(o, &v)?),
             "learn_limits" => b.learn_limits(learn_limits(o, &v)?),
             "limit_headroom" => b.limit_headroom(headroom(o, &v)?),
+            "retry_budget" => b.retry_budget(retry_budget(o, &v)?),
             _ => {
                 read_other(o, &v, &mut raw, file.then_some(&mut f))?;
                 b

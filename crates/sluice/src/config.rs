@@ -193,6 +193,9 @@ pub struct Config {
     pub learn_limits: bool,
     /// The share of a learned limit aimed at (`--limit-headroom`). Default 1.0.
     pub limit_headroom: crate::ratelimit::Headroom,
+    /// What retries may spend (`--retry-budget`); `None` is `off`. Default
+    /// [`RetryBudget::DEFAULT`](crate::retry_budget::RetryBudget::DEFAULT).
+    pub retry_budget: Option<crate::retry_budget::RetryBudget>,
 }
 
 impl Default for Config {
@@ -232,6 +235,7 @@ impl Default for Config {
             shared: None,
             learn_limits: true,
             limit_headroom: crate::ratelimit::Headroom::FULL,
+            retry_budget: Some(crate::retry_budget::RetryBudget::DEFAULT),
         }
     }
 }
@@ -371,6 +375,8 @@ setters! {
     learn_limits: bool => |c, v| c.learn_limits = v;
     /// The share of a learned limit aimed at.
     limit_headroom: crate::ratelimit::Headroom => |c, v| c.limit_headroom = v;
+    /// The retry budget; `None` is off.
+    retry_budget: Option<crate::retry_budget::RetryBudget> => |c, v| c.retry_budget = v;
 }
 
 impl ConfigBuilder {

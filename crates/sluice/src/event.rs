@@ -70,6 +70,14 @@ pub enum Event {
     /// run has finished, the last word on them). Only with
     /// `learn_limits`, and only for origins that said something.
     Learned(Learned),
+    /// Once, when the run has finished under a retry budget: how long
+    /// retries waited for it.
+    RetryBudget {
+        /// Total time retries waited for budget.
+        waited: Duration,
+        /// Retries that had to wait.
+        held: u64,
+    },
     /// A request was dropped without a record (the run is draining, or its
     /// origin closed); `--resume` sends it again.
     Dropped {
@@ -86,7 +94,8 @@ pub struct Learned {
     /// The origin, `scheme://host:port`.
     pub origin: String,
     /// The rate-limit dialect its headers spoke (`openai`, `anthropic`,
-    /// `github`, `ietf`, `ietf-legacy`).
+    /// `github`, `ietf`, `ietf-legacy`), or `none` for a rate discovered
+    /// from 429s and 503s where no header spoke.
     pub dialect: &'static str,
     /// The request rate sluice paces the origin at (headroom and any
     /// lowering after refusals applied), when the headers said enough.

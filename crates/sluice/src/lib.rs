@@ -38,6 +38,7 @@ pub mod replace;
 pub mod request;
 pub mod resume;
 pub mod retry;
+pub mod retry_budget;
 pub mod scheduler;
 pub mod shard;
 pub mod shared;

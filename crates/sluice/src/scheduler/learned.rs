@@ -440,6 +440,25 @@ impl super::Scheduler {
         {
             self.emit(Event::Learned(report));
         }
+        self.discover_from(job, status, now);
+    }
+
+    /// Headerless discovery (see `discovered`): every completion feeds the
+    /// origin's discovered rate; a 429 or 503 no header predicted lowers it.
+    fn discover_from(&mut self, job: &super::Job, status: Option<u16>, now: Instant) {
+        let ceiling = [self.config.rate, self.config.per_host_rate]
+            .into_iter()
+            .flatten()
+            .map(|r| r.per_second())
+            .reduce(f64::min);
+        let refused = matches!(status, Some(429 | 503));
+        let success = status.is_some_and(|s| (200..300).contains(&s));
+        let number = job.dispatch.number;
+        if let Some(report) =
+            self.origins[job.origin].discover(refused, success, number, ceiling, now)
+        {
+            self.emit(Event::Learned(report));
+        }
     }
 
     /// Once the run has finished: what was learned about each origin.

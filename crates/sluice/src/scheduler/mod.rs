@@ -33,8 +33,10 @@
 //! assert_eq!(starts(&mut s), 1);
 //! ```
 
+mod discovered;
 mod learned;
 mod origin;
+mod retrying;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -110,6 +112,8 @@ pub struct Scheduler {
     /// Under `--redis`, the starts reserved there (the global rate and
     /// budget are Redis's, not `rate` and `budget`).
     grants: Option<shared::Grants>,
+    /// What retries may spend (`--retry-budget`).
+    retry_budget: Option<crate::retry_budget::Budget>,
     /// Attempts running, by ticket.
     in_flight: HashMap<u64, Job>,
     /// Requests in origin queues.
@@ -155,6 +159,9 @@ impl Scheduler {
                 .map(|b| Gcra::new(b, config.effective_budget_burst().unwrap_or(1), now)),
             grants: (config.shared.as_ref())
                 .map(|_| shared::Grants::new(config.per_host_rate.is_some())),
+            retry_budget: config
+                .retry_budget
+                .map(|b| crate::retry_budget::Budget::new(b, now)),
             config,
             origins: Vec::new(),
             by_name: HashMap::new(),
@@ -243,6 +250,7 @@ impl Scheduler {
         self.dispatch(now);
         if self.finished() {
             self.learned_last_words();
+            self.retry_budget_account();
         }
         debug_assert!(self.invariants_hold(), "scheduler invariants broken");
     }
@@ -356,6 +364,7 @@ impl Scheduler {
             maybe_applied: false,
             watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
             dispatch: Default::default(),
+            budget: Default::default(),
         };
         self.next_seq += 1;
         self.requeue(job, now);
@@ -456,7 +465,7 @@ impl Scheduler {
             let job = entry.remove();
             if self.draining || self.origins[job.origin].is_closed() {
                 self.drop_line(job.req.line, job.attempts);
-            } else {
+            } else if let Some(job) = self.spend_retry_budget(job, now) {
                 self.requeue(job, now);
             }
         }
@@ -539,6 +548,7 @@ impl Scheduler {
         };
         self.queued -= 1;
         job.attempts += 1;
+        self.first_attempt_fills_budget(&job, now);
         job.first.get_or_insert(now);
         job.watch.started(now);
         let (ticket, request, number) = (job.seq, Arc::clone(&job.req), job.attempts);
@@ -565,8 +575,9 @@ impl Scheduler {
         self.origins[o].attempt_ended();
         self.learn_from(&job, &outcome, now);
         match self.judge(&job, &outcome, now) {
-            Verdict::Retry(wait) => {
+            Verdict::Retry(wait, asked) => {
                 let mut job = job;
+                job.budget.exempt = asked;
                 job.maybe_applied |= retry::maybe_applied(&job.req.method, failure_of(&outcome));
                 self.schedule_retry(job, &outcome, wait, now)
             }
@@ -623,7 +634,7 @@ impl Scheduler {
         if self.draining || self.origins[job.origin].is_closed() {
             return Verdict::Drop;
         }
-        Verdict::Retry(asked.map_or(backoff, |a| a.min(max)))
+        Verdict::Retry(asked.map_or(backoff, |a| a.min(max)), asked.is_some())
     }
 
     fn pause(&mut self, o: usize, wait: Duration, reason: String, now: Instant) {
@@ -893,7 +904,8 @@ impl Scheduler {
 }
 
 enum Verdict {
-    Retry(Duration),
+    /// After this wait; true when the server asked for it (`Retry-After`).
+    Retry(Duration, bool),
     Drop,
     Final(Option<(ErrorKind, String)>),
 }

@@ -14,6 +14,7 @@ use crate::ratelimit::{Headroom, Snapshot};
 use crate::request::Request;
 use crate::timing::Stopwatch;
 
+use super::discovered::Discovered;
 use super::learned::{Dispatch, Learned, Learning};
 
 /// A request and its progress through attempts.
@@ -38,6 +39,8 @@ pub(crate) struct Job {
     pub(crate) watch: Box<Stopwatch>,
     /// Which start of its origin the current attempt was (learned limits).
     pub(crate) dispatch: Dispatch,
+    /// Where its coming retry stands with the retry budget.
+    pub(crate) budget: crate::retry_budget::RetryHold,
 }
 
 /// Whether an origin could start its head request.
@@ -64,6 +67,10 @@ pub(crate) struct Origin {
     hard_failures: u32,
     /// What its rate-limit headers taught.
     learned: Learned,
+    /// The rate its unpredicted refusals taught (no headers).
+    discovered: Discovered,
+    /// The discovered rate's final account was given.
+    discovered_told: bool,
     /// Key of this origin's entry in the scheduler's `ready` map.
     pub(crate) ready_key: Option<u64>,
     /// This origin's queue length counted in the scheduler's `ready_queued`.
@@ -83,6 +90,8 @@ impl Origin {
             closed: false,
             hard_failures: 0,
             learned: Learned::default(),
+            discovered: Discovered::default(),
+            discovered_told: false,
             ready_key: None,
             counted: 0,
             wake_at: None,
@@ -148,14 +157,15 @@ impl Origin {
         let not_before = head.not_before;
         let rate = self.rate.as_mut().map(|g| g.ready_at(now, 1));
         let learned = self.learned.ready_at(now);
-        match [self.paused_until, not_before, rate, learned]
+        let discovered = self.discovered.ready_at(now);
+        match [self.paused_until, not_before, rate, learned, discovered]
             .into_iter()
             .flatten()
             .max()
         {
             Some(at) if at > now => Readiness::At {
                 at,
-                rate: rate == Some(at) || learned == Some(at),
+                rate: rate == Some(at) || learned == Some(at) || discovered == Some(at),
             },
             _ => Readiness::Now,
         }
@@ -176,6 +186,7 @@ impl Origin {
             g.take(now, 1);
         }
         job.dispatch = self.learned.start(now, self.in_flight);
+        self.discovered.start(now);
         self.in_flight += 1;
         Some(job)
     }
@@ -243,7 +254,44 @@ impl Origin {
 
     /// What was learned, once, at the end of the run.
     pub(crate) fn learned_last_word(&mut self) -> Option<Report> {
+        if !self.learned.knows() && !self.discovered_told {
+            self.discovered_told = true;
+            return self.discovered_report(true);
+        }
         self.learned.last_word(&self.name)
+    }
+
+    /// Tells the discovered rate of an attempt that ended (no rate-limit
+    /// header spoke for the origin): `refused` a 429 or 503, which the
+    /// headers did not predict since there are none. An event when the
+    /// rate started or a refusal lowered it.
+    pub(crate) fn discover(
+        &mut self,
+        refused: bool,
+        success: bool,
+        number: u64,
+        ceiling: Option<f64>,
+        now: Instant,
+    ) -> Option<Report> {
+        let refused = refused && !self.learned.knows();
+        self.discovered
+            .completed(refused, success, number, ceiling, now)
+            .then(|| self.discovered_report(false))
+            .flatten()
+    }
+
+    fn discovered_report(&self, last: bool) -> Option<Report> {
+        let rate = self.discovered.rate()?;
+        Some(Report {
+            origin: self.name.clone(),
+            dialect: "none",
+            requests_per_second: Some(rate),
+            burst: self.discovered.burst(),
+            paced: self.discovered.paced(),
+            refused: self.discovered.lowerings(),
+            warnings: Vec::new(),
+            last,
+        })
     }
 
     /// Empties the queue (the run drains).
@@ -288,6 +336,7 @@ mod tests {
                 std::time::SystemTime::UNIX_EPOCH,
             )),
             dispatch: Dispatch::default(),
+            budget: Default::default(),
         }
     }
 

@@ -239,9 +239,12 @@ impl Sim {
                 req.line
             );
         }
+        // A retry the retry budget holds back may be overtaken: it waits
+        // holding no slot.
+        let budgeted = self.config.retry_budget.is_some();
         for (&line, (due, o)) in &self.retry_due {
             assert!(
-                !(o == &origin && *due <= now && line < req.line),
+                budgeted || !(o == &origin && *due <= now && line < req.line),
                 "line {} overtook line {line}, due to retry since {:?}",
                 req.line,
                 now - *due
@@ -458,6 +461,7 @@ prop_compose! {
         halt_after in 0..4u32,
         ordered in any::<bool>(),
         read_ahead in 0..6usize,
+        retry_budget in proptest::option::of(Just("0%+2/s")),
     ) -> Config {
         let mut b = Config::builder()
             .concurrency(nz(concurrency))
@@ -469,7 +473,8 @@ prop_compose! {
             .read_ahead(read_ahead)
             .backoff_initial(Duration::from_millis(100))
             .backoff_max(Duration::from_secs(1))
-            .max_retry_after(Duration::from_secs(2));
+            .max_retry_after(Duration::from_secs(2))
+            .retry_budget(retry_budget.map(|b| b.parse().expect("a valid retry budget")));
         if let Some(n) = per_host {
             b = b.per_host_concurrency(nz(n));
         }
@@ -542,7 +547,10 @@ fn starts_of(sim: &Sim, from: usize) -> Vec<Duration> {
 
 #[test]
 fn a_429_pauses_its_origin_then_releases_the_queue_spread_out() {
-    let mut sim = Sim::new(config(|b| b.concurrency(nz(1)).retries(3)), 1);
+    // Learning off: the spread alone (with it on, the discovered rate
+    // paces the restart too; see the next test).
+    let b = |b: crate::config::ConfigBuilder| b.concurrency(nz(1)).retries(3).learn_limits(false);
+    let mut sim = Sim::new(config(b), 1);
     for _ in 0..20 {
         assert!(sim.offer(0, 1));
     }
@@ -584,6 +592,56 @@ fn a_429_pauses_its_origin_then_releases_the_queue_spread_out() {
     );
     sim.assert_each_line_left_once();
     assert!(sim.records.iter().all(|r| r.ok));
+}
+
+/// Headerless discovery: after the pause an unpredicted 429 asked for, the
+/// waiting requests restart at the rate the origin was sent before it (slow
+/// start), not every slot within the spread's second.
+#[test]
+fn after_an_unpredicted_429_the_restart_is_paced_by_the_discovered_rate() {
+    let mut sim = Sim::new(config(|b| b.concurrency(nz(15)).retries(3)), 1);
+    for _ in 0..60 {
+        assert!(sim.offer(0, 1));
+    }
+    sim.end_input();
+    assert_eq!(sim.starts.len(), 15);
+    // All 15 refused in the same round trip: one lowering.
+    for _ in 0..15 {
+        sim.complete(0, End::TooMany(Some(1)));
+    }
+    let learned = sim.events.iter().find_map(|e| match e {
+        Event::Learned(l) => Some(l.clone()),
+        _ => None,
+    });
+    let learned = learned.expect("a discovered rate");
+    let lowered = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Learned(_)))
+        .count();
+    assert_eq!(lowered, 1, "one lowering per round trip");
+    assert_eq!(learned.dialect, "none");
+    assert_eq!(learned.requests_per_second, Some(15.0));
+    let from = sim.starts.len();
+    sim.finish();
+    sim.assert_each_line_left_once();
+    assert!(sim.records.iter().all(|r| r.ok));
+    // 45 waiting and 15 retried start after the pause at 15 a second,
+    // growing by one a second per success (slow start): about 26 in the
+    // first second, where the spread alone would start all 60.
+    let after = starts_of(&sim, from);
+    assert!(
+        after.iter().all(|&t| t >= Duration::from_secs(1)),
+        "{after:?}"
+    );
+    let first_second = after
+        .iter()
+        .filter(|&&t| t < Duration::from_secs(2))
+        .count();
+    assert!(
+        first_second <= 40,
+        "{first_second} in the first second: {after:?}"
+    );
 }
 
 #[test]
@@ -829,4 +887,53 @@ fn limits_hold_exactly_while_work_waits() {
     assert_eq!(sim.running.len(), 4);
     sim.finish();
     sim.assert_each_line_left_once();
+}
+
+/// The retry budget: with only 2 retries a second to spend, 10 requests
+/// that each fail once (connection reset) retry no faster than that, and
+/// the retries waiting for budget hold no slot (-c 2 starts the fresh
+/// requests meanwhile); each ends ok, and the account comes at the end.
+#[test]
+fn retries_wait_for_the_budget_holding_no_slot() {
+    let b = |b: crate::config::ConfigBuilder| {
+        b.concurrency(nz(2))
+            .retries(3)
+            .backoff_initial(Duration::from_millis(1))
+            .backoff_max(Duration::from_millis(1))
+            .retry_budget(Some("0%+2/s".parse().expect("a valid budget")))
+    };
+    let mut sim = Sim::new(config(b), 5);
+    for _ in 0..10 {
+        sim.offer(0, 1);
+    }
+    sim.end_input();
+    // Every first attempt fails; the fresh ones are not held back by the
+    // retries waiting for budget.
+    let mut firsts = 0;
+    while firsts < 10 {
+        sim.complete(0, End::Reset);
+        firsts += 1;
+        if sim.running.is_empty() {
+            sim.fire();
+        }
+    }
+    let first_attempts_done = sim.now - sim.t0;
+    sim.finish();
+    assert!(sim.records.iter().all(|r| r.ok));
+    assert_eq!(sim.records.len(), 10);
+    // 10 retries at 2 a second: the last no sooner than 4.5 s in.
+    let retries: Vec<Duration> = sim.starts.iter().skip(10).map(|s| s.at - sim.t0).collect();
+    assert_eq!(retries.len(), 10);
+    assert!(
+        first_attempts_done < Duration::from_secs(1),
+        "{first_attempts_done:?}"
+    );
+    assert!(retries[9] >= Duration::from_millis(4_500), "{retries:?}");
+    let account = sim.events.iter().find_map(|e| match e {
+        Event::RetryBudget { waited, held } => Some((*waited, *held)),
+        _ => None,
+    });
+    let (waited, held) = account.expect("the budget's account");
+    assert!(held >= 8, "{held}");
+    assert!(waited >= Duration::from_secs(10), "{waited:?}");
 }

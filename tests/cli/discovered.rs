@@ -1,0 +1,64 @@
+//! Limits discovered where no header tells them (issue 12, step 2): the
+//! mock's `/limited/leaky/none` endpoint refuses like nginx's
+//! `limit_req rate=50r/s burst=10` (a meter of 10 draining 50 a second, no
+//! rate-limit headers). Nothing configured but `-c 15`: 1,000 requests
+//! finish within 15% of the ideal with at most 5% refused, counted at the
+//! server, with and without `Retry-After: 1` on the 429s.
+//!
+//! The rate is the issue's own measurement (50/s, ideal 20 s): each 429
+//! pauses the whole origin for its `Retry-After` (as it always has), so the
+//! ideal must be long beside a second for 15% to be reachable at all.
+
+use crate::support::*;
+
+const N: usize = 1000;
+/// The meter's size: nginx's `burst`.
+const BURST: u64 = 10;
+/// The meter drains `BURST` per this many seconds: 50 a second.
+const WINDOW: f64 = 0.2;
+
+async fn case(key: &str, retry_after: bool) {
+    let server = mock().await;
+    let query = format!(
+        "limit={BURST}&window={WINDOW}&retry_after={}",
+        u8::from(retry_after)
+    );
+    let path = format!("/limited/leaky/none/{key}");
+    let url = format!("{}{path}?{query}", server.url());
+    let out = Sluice::run(["-c", "15", "-q"])
+        .stdin(lines(&vec![url; N]))
+        .output()
+        .await;
+    out.code(0);
+    let records = out.records();
+    assert_eq!(records.len(), N);
+    assert!(records.iter().all(|r| r["ok"] == true));
+    let stats = server.stats();
+    let arrivals: Vec<f64> = stats
+        .arrivals
+        .iter()
+        .filter(|a| a.path == path)
+        .map(|a| a.ms / 1000.0)
+        .collect();
+    let makespan = arrivals.last().copied().unwrap_or(0.0) - arrivals[0];
+    let refused = stats.limited.get(key).map_or(0, |l| l.refused);
+    let rate = BURST as f64 / WINDOW;
+    let ideal = (N as f64 - BURST as f64) / rate;
+    eprintln!("{key}: {makespan:.2} s (ideal {ideal:.2} s), {refused} refused");
+    assert!(
+        makespan <= ideal * 1.15,
+        "{key}: {makespan:.2} s, ideal {ideal:.2} s, {refused} refused"
+    );
+    assert!(refused <= N as u64 / 20, "{key}: {refused} refused");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headerless_limit_with_retry_after() {
+    case("nginx-retry-after", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headerless_limit_without_retry_after() {
+    case("nginx-backoff", false).await;
+}
