@@ -9,7 +9,7 @@ hit every tool alike. A run is one process: its wall time, user and system CPU
 and peak RSS come from wait4(2) (the client process only); the requests it
 made, its connections and its arrival times come from the upstream's /stats.
 Medians over the repetitions are reported, with ratios to sluice, and each
-target of issue 11 is checked. The exit status is 1 when a target is missed
+performance target is checked. The exit status is 1 when a target is missed
 or a run failed (a non-zero exit, or fewer requests at the server than sent).
 
 Environment: BENCH_REPS (3), BENCH_PY_N (5000: requests of the Python
@@ -40,7 +40,7 @@ PY_N = int(os.environ.get("BENCH_PY_N", "5000"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "3"))
 SCENARIOS = ["s1", "s4", "pacing", "s2", "s3"]
 
-# The numbers of issue 11's targets.
+# The numbers of the performance targets.
 S1_N, S4_N = 200_000, 100_000
 CPU_TARGET_US, CPU_VS_OHA = 12.0, 1.15
 S4_BODY_BYTES = 1024
@@ -236,7 +236,7 @@ class Report:
 
     def text(self):
         out = ["## Results", ""] + [s + "\n" for s in self.sections]
-        out += ["### Targets (issue 11)", "", "| target | measured (medians) | wanted | met |",
+        out += ["### Targets", "", "| target | measured (medians) | wanted | met |",
                 "|---|---|---|---|"]
         out += [f"| {t} | {m} | {w} | {'met' if ok else '**missed**'} |" for t, m, w, ok in self.checks]
         if self.failures:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# sluice against a real nginx: the transport scenarios of issue 8, in one
+# sluice against a real nginx: the transport scenarios, in one
 # command. Not part of CI (CI has no nginx).
 #
 #   bash bench/nginx-transport.sh            # every scenario

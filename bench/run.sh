@@ -9,7 +9,7 @@
 # mode, installs the peers that are missing (oha with cargo install; wrk, hey
 # and GNU time with apt-get; httpx and aiohttp with pip), then runs
 # bench/harness.py, which prints the Markdown tables of BENCHMARKS.md and
-# exits 1 when a target of issue 11 is missed or a run failed.
+# exits 1 when a performance target is missed or a run failed.
 #
 # Environment: CARGO_TARGET_DIR (default /tmp/target-bench, so the build does
 # not wait on other builds' lock), BENCH_REPS, BENCH_PY_N, BENCH_WRK_SECONDS,

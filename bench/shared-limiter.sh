@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shared limiter's cost (issue 13): four shards at 5,000 requests/s
+# The shared limiter's cost: four shards at 5,000 requests/s
 # shared through one redis-server, against one process at 5,000/s with its
 # own limiter. Prints Redis's CPU time, the number of script calls, and
 # sluice's CPU time over the same 20,000 requests. Needs redis-server and

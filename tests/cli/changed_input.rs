@@ -1,4 +1,4 @@
-//! `--resume` sees a changed input (issue 7, bug 2): records are matched to
+//! `--resume` sees a changed input: records are matched to
 //! lines by what was sent (id, method and redacted URL), so a URL inserted
 //! at the top of a list, or a changed URL on a line without an id, is exit 2
 //! naming the first line that differs, with nothing sent.

@@ -1,4 +1,4 @@
-//! Limits discovered where no header tells them (issue 12, step 2): the
+//! Limits discovered where no header tells them: the
 //! mock's `/limited/leaky/none` endpoint refuses like nginx's
 //! `limit_req rate=50r/s burst=10` (a meter of 10 draining 50 a second, no
 //! rate-limit headers). Nothing configured but `-c 15`: 1,000 requests

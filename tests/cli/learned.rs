@@ -1,4 +1,4 @@
-//! Limits learned from the API's own headers (issue 12): against the mock's
+//! Limits learned from the API's own headers: against the mock's
 //! `/limited` endpoints, nothing configured but `-c 50`, sluice is never
 //! refused and finishes close to the ideal the server's limit allows,
 //! counted at the server.

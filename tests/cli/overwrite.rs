@@ -1,4 +1,4 @@
-//! No file is clobbered (issue 7, bug 1): every path a run writes (`-o`,
+//! No file is clobbered: every path a run writes (`-o`,
 //! `--report`, `--summary-json`) is checked before anything is sent; none may
 //! be an input or another output, and an existing non-empty file is replaced
 //! only under `--overwrite`, which says so. `/dev/null` always works.

@@ -1,4 +1,4 @@
-//! Exact remaining counts (issue 7, bug 3): for input files, lines are
+//! Exact remaining counts: for input files, lines are
 //! counted up front, so an interrupted run says exactly how many requests
 //! have no record; plus the small honesty fixes of the summary (plurals, no
 //! rate when nothing was sent, a warning for an empty input, advice that

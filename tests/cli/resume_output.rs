@@ -1,5 +1,5 @@
 //! `--resume` only over a regular output, reading a torn tail in bounded
-//! memory (issue 7, bug 4), and advice that works when the output cannot be
+//! memory, and advice that works when the output cannot be
 //! resumed.
 
 use std::ffi::OsString;

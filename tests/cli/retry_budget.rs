@@ -1,4 +1,4 @@
-//! The retry budget (issue 12, step 4): against the mock's `/outage`
+//! The retry budget: against the mock's `/outage`
 //! endpoint (500 to everything for 5 s, then 200), attempts during the
 //! outage stay within first attempts × 1.2 + 10/s × 5 s, counted at the
 //! server, and every request ends ok after recovery; with `--retry-budget

@@ -58,7 +58,7 @@ async fn a_second_interrupt_cancels_what_is_in_flight() {
 
 /// GNU `timeout` sends SIGTERM to the child and then to its process group:
 /// the copy that arrives right after the first is the same request, so the
-/// run still drains (issue 7, bug 5).
+/// run still drains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_doubled_sigterm_as_timeout_sends_it_still_drains() {
     let server = mock().await;

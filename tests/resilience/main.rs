@@ -1,7 +1,7 @@
-//! Resilience: issue 3 ("Polite under pressure": retries, Retry-After,
-//! origin pauses and closures, rates and budgets) and issue 4 ("Nothing
-//! lost": kill -9, SIGINT/SIGTERM drains, torn lines, changed inputs,
-//! `--retry-failed`, failing output), against the real `sluice` binary and an
+//! Resilience: politeness under pressure (retries, Retry-After,
+//! origin pauses and closures, rates and budgets) and nothing lost (kill -9,
+//! SIGINT/SIGTERM drains, torn lines, changed inputs, `--retry-failed`,
+//! failing output), against the real `sluice` binary and an
 //! in-process mock upstream on 127.0.0.1:0.
 //!
 //! Timing is read from the mock's arrival timestamps and asserted only as

@@ -88,7 +88,7 @@ pub enum Event {
     },
 }
 
-/// What sluice learned about one origin's limits (issue 12).
+/// What sluice learned about one origin's limits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Learned {
     /// The origin, `scheme://host:port`.

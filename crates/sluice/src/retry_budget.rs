@@ -1,4 +1,4 @@
-//! The retry budget (issue 12, step 4): retries must not multiply the load
+//! The retry budget: retries must not multiply the load
 //! on a failing server. As Finagle's `RetryBudget`, retries spend from a
 //! budget that first attempts fill by a share each (20%) and time fills at
 //! a floor rate (10 a second); a retry that finds it empty waits for it,

@@ -1,4 +1,4 @@
-//! Limits discovered where no header tells them (issue 12, step 2): an
+//! Limits discovered where no header tells them: an
 //! origin that refuses with 429 or 503 although no rate-limit header
 //! predicted it (nginx's `limit_req`, Stripe-style APIs) gets a request
 //! rate of its own, lowered multiplicatively on each such refusal and

@@ -1,4 +1,4 @@
-//! Limits learned from an origin's own rate-limit headers (issue 12): one
+//! Limits learned from an origin's own rate-limit headers: one
 //! origin's model of the server's quota, fed each response's [`Snapshot`]
 //! and asked when the next request may start.
 //!
