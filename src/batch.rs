@@ -163,6 +163,7 @@ pub async fn drive(
         retry_lines: HashSet::new(),
         waiting: HashSet::new(),
         paused: HashMap::new(),
+        redis_down: None,
         learned: std::collections::BTreeMap::new(),
         retry_budget: None,
         sent: 0,
@@ -272,6 +273,8 @@ struct State {
     waiting: HashSet<u64>,
     /// Paused origins and until when.
     paused: HashMap<String, (SystemTime, String)>,
+    /// Under `--redis`: since when Redis has been unreachable.
+    redis_down: Option<std::time::Instant>,
     /// What each origin's rate-limit headers taught, latest first.
     learned: std::collections::BTreeMap<String, crate::report::LearnedOrigin>,
     /// How long retries waited for the retry budget (once the run finished).
@@ -347,6 +350,13 @@ impl State {
                 if let Some(line) = crate::report::redis_trouble(&trouble) {
                     display.println(&line);
                 }
+                self.redis_down = match trouble {
+                    sluice::shared::Trouble::Down { for_, .. } => {
+                        let now = std::time::Instant::now();
+                        Some(now.checked_sub(for_).unwrap_or(now))
+                    }
+                    _ => None,
+                };
             }
             Event::Learned(learned) => {
                 self.learned
@@ -416,6 +426,7 @@ impl State {
             sent: self.sent,
             elapsed: self.started.elapsed(),
             reading_stdin: stdin_terminal && read == 0 && !feed.ended.load(Ordering::Relaxed),
+            redis_down: self.redis_down.map(|since| since.elapsed()),
         }
     }
 

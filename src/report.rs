@@ -160,6 +160,9 @@ pub struct Progress<'a> {
     pub elapsed: Duration,
     /// Nothing read yet from standard input at a terminal.
     pub reading_stdin: bool,
+    /// Under `--redis`: how long the shared limiter has been unreachable
+    /// (no new request starts meanwhile).
+    pub redis_down: Option<Duration>,
 }
 
 impl Progress<'_> {
@@ -177,8 +180,15 @@ impl Progress<'_> {
         let rate = self.tally.records as f64 / secs;
         let mut parts = vec![format!("{}/{total}", self.done)];
         let left = self.total.saturating_sub(self.done);
-        if self.exact && left > 0 && rate > 0.0 && self.paused.is_none() {
+        let held = self.paused.is_some() || self.redis_down.is_some();
+        if self.exact && left > 0 && rate > 0.0 && !held {
             parts.push(format!("ETA {}", clock(left as f64 / rate)));
+        }
+        if let Some(down) = self.redis_down {
+            parts.push(format!(
+                "Redis unreachable for {}, reconnecting: no new request starts",
+                clock(down.as_secs_f64())
+            ));
         }
         match self.paused {
             // One count of what waits, its retries inside it: `60 waiting ·
@@ -613,5 +623,37 @@ pub fn redis_trouble(trouble: &sluice::shared::Trouble) -> Option<String> {
         Trouble::GaveUp { message } => {
             Some(format!("sluice: {message}; stopping (--resume continues)"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_says_when_redis_holds_every_start() {
+        let tally = Tally::default();
+        let mut progress = Progress {
+            done: 10,
+            total: 100,
+            exact: true,
+            in_flight: 3,
+            waiting: 87,
+            retrying: 0,
+            paused: None,
+            tally: &tally,
+            sent: 10,
+            elapsed: Duration::from_secs(2),
+            reading_stdin: false,
+            redis_down: None,
+        };
+        assert!(!progress.message().contains("Redis"));
+        progress.redis_down = Some(Duration::from_millis(3_200));
+        let text = progress.message();
+        assert!(
+            text.contains("Redis unreachable for 4s, reconnecting: no new request starts"),
+            "{text}"
+        );
+        assert!(!text.contains("ETA"), "no ETA while nothing starts: {text}");
     }
 }
