@@ -71,6 +71,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
         _ => None,
     };
+    let shared = connect_shared(&config).await?;
     // Every check has passed before anything changes on disk or is sent.
     let resumed = match resumed {
         Some(mut r) => {
@@ -86,7 +87,6 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => None,
     };
-    let shared = connect_shared(&config).await?;
     let sink = filejob::open_sink(&SinkOptions {
         output: args.output.as_deref(),
         errors_output: args.errors_output.as_deref(),

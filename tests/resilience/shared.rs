@@ -278,6 +278,29 @@ async fn a_redis_that_cannot_be_used_is_exit_2_before_anything_is_sent() {
         assert!(got.stderr.contains(says), "{}", got.stderr);
         assert!(!out.exists(), "no output is created");
     }
+    // Under --resume too, before the output is touched: its torn last line
+    // is still there afterwards.
+    let torn = dir.path().join("torn.jsonl");
+    std::fs::write(&torn, "{\"id\":\"1\",\"li").unwrap();
+    let got = Sluice::run([
+        "--redis",
+        nowhere.as_str(),
+        "--job",
+        "j",
+        "--resume",
+        "-o",
+        torn.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ])
+    .output()
+    .await;
+    got.code(2);
+    assert_eq!(
+        std::fs::read_to_string(&torn).unwrap(),
+        "{\"id\":\"1\",\"li",
+        "the output is left as it was: {}",
+        got.stderr
+    );
     // --redis needs --job.
     Sluice::run(["--redis", "redis://127.0.0.1:1", input.to_str().unwrap()])
         .output()
