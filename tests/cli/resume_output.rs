@@ -44,7 +44,7 @@ async fn resume_into_a_device_or_fifo_is_refused() {
 }
 
 /// Runs `sluice ARGS` to its end and returns its exit status, its stderr
-/// and the peak resident memory of that child alone, in MiB. (Not
+/// and the peak resident memory of that child alone, in MiB (its VmHWM). (Not
 /// `RUSAGE_CHILDREN`: that is the largest child of the whole test binary,
 /// Chromium of the browser tests included.)
 async fn run_measured(args: Vec<OsString>) -> (i32, String, i64) {
@@ -63,9 +63,28 @@ async fn run_measured(args: Vec<OsString>) -> (i32, String, i64) {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn sluice");
+        // The child's own high-water mark, polled from /proc until it exits:
+        // its rusage maxrss would also count the test binary's memory (a
+        // vfork-style spawn shares the parent's address space until exec,
+        // and the kernel keeps that mark across exec).
+        let pid = child.id() as libc::pid_t;
+        let hwm = std::thread::spawn(move || {
+            let mut peak_kib = 0i64;
+            let path = format!("/proc/{pid}/status");
+            for _ in 0..12_000 {
+                let Some(kib) = std::fs::read_to_string(&path).ok().and_then(|s| {
+                    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+                    line.split_whitespace().nth(1)?.parse::<i64>().ok()
+                }) else {
+                    break;
+                };
+                peak_kib = peak_kib.max(kib);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            peak_kib
+        });
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        let pid = child.id() as libc::pid_t;
         let mut status = 0;
         // SAFETY: wait4 only writes the status and the struct we pass; the
         // child is ours and not waited for elsewhere.
@@ -76,7 +95,12 @@ async fn run_measured(args: Vec<OsString>) -> (i32, String, i64) {
         } else {
             -libc::WTERMSIG(status)
         };
-        (code, stderr, usage.ru_maxrss / 1024)
+        let peak_kib = hwm.join().unwrap();
+        assert!(
+            peak_kib > 1024,
+            "the child's VmHWM was read ({peak_kib} KiB)"
+        );
+        (code, stderr, peak_kib / 1024)
     })
     .await
     .unwrap()
