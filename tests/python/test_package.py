@@ -300,6 +300,11 @@ def test_bad_options_raise_the_clis_messages() -> None:
         sluice.Client(learn_limits="sometimes")
     with pytest.raises(ValueError, match="for retry_budget"):
         sluice.Client(retry_budget="lots")
+    # Headers follow the CLI's -H rules (the engine's one list).
+    with pytest.raises(ValueError, match=r"^headers: `Content-Length` cannot be set by an option"):
+        sluice.Client(headers={"Content-Length": "3"})
+    with pytest.raises(ValueError, match=r"line break"):
+        sluice.Client(headers={"X-A": "1\r\nX-B: 2"})
 
 
 @pytest.mark.asyncio

@@ -8,7 +8,7 @@ use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::HeaderMap;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -188,36 +188,15 @@ fn headers(v: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
         .collect()
 }
 
-/// Headers that frame the message or the connection: sluice sets them (as
-/// the CLI refuses them in `-H`).
-const FRAMING_HEADERS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "upgrade",
-];
-
 fn header_map(pairs: &[(String, String)], redactor: &Redactor) -> PyResult<HeaderMap> {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
         let name = name.trim();
-        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            PyValueError::new_err(format!("headers: `{name}` is not a valid header name"))
-        })?;
-        if FRAMING_HEADERS.contains(&header.as_str()) {
-            return Err(PyValueError::new_err(format!(
-                "headers: {name}: sluice sets this header itself; remove it"
-            )));
-        }
-        // The value may be a secret: never echo it.
-        let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
-            PyValueError::new_err(format!(
-                "headers: {name}: the value is not a valid header value (visible ASCII expected)"
-            ))
-        })?;
+        // The engine's rules, as for the CLI's -H; a value may be a secret,
+        // and its messages never echo it.
+        let bad = |e: sluice::headers::HeaderError| PyValueError::new_err(format!("headers: {e}"));
+        let header = sluice::headers::name(name, sluice::headers::Setter::Option).map_err(bad)?;
+        let mut value = sluice::headers::value(name, value.trim()).map_err(bad)?;
         if redactor.is_secret_header(name) {
             value.set_sensitive(true);
         }
