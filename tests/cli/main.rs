@@ -1,8 +1,12 @@
-//! Integration tests of `sluice run`: the real binary against the in-process
+//! Integration tests of `sluice`: the real binary against the in-process
 //! test upstream on 127.0.0.1 (port 0), one module per feature. Every result
 //! line is validated against `result.schema.json`.
+//!
+//! Timing is read from the mock's arrival timestamps and asserted only as
+//! lower bounds (or as the order of arrivals); counts are exact.
 
 mod batch_formats;
+mod batch_resume;
 mod bodies;
 mod browser;
 mod changed_input;
@@ -15,22 +19,31 @@ mod errors;
 mod headers;
 mod help;
 mod hostile;
+mod interrupts;
 mod learned;
 mod limits;
 mod options;
 mod origins;
+mod origins_closing;
 mod output;
 mod overwrite;
+mod rates;
 mod records;
 mod redirects;
 mod remaining;
 mod report;
 mod resume;
 mod resume_output;
+mod resume_repair;
+mod retries;
 mod retry_budget;
 mod schema;
 mod shards;
+mod shared_limits;
 mod signals;
 mod support;
 mod tls;
 mod transport;
+
+// `crate::child`: the controlled child, by the name its callers use.
+use support::child;

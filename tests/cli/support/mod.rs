@@ -15,6 +15,8 @@ use sluice_mock::MockServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub mod child;
+
 /// Longest a child may run before it is killed and the test fails.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
