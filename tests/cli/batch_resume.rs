@@ -7,7 +7,6 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::child::{Running, complete_lines};
 use crate::support::*;
 
 const TOTAL: u64 = 900;
@@ -67,15 +66,20 @@ async fn kill_9_with_openai_batch_output_then_resume_gives_each_custom_id_once()
         a
     };
     for (cycle, k) in [200usize, 500].into_iter().enumerate() {
-        let mut child = Running::spawn(dir.path(), args(cycle > 0));
+        let mut child = Sluice::run(args(cycle > 0)).spawn();
         child
             .until(&format!("{k} lines written"), || {
                 complete_lines(&out) + complete_lines(&errors) >= k
             })
             .await;
         child.signal(libc::SIGKILL);
-        let ended = child.wait().await;
-        assert_eq!(ended.code, None, "killed by SIGKILL: {}", ended.stderr);
+        let ended = child.finish().await;
+        assert_eq!(
+            ended.code,
+            -libc::SIGKILL,
+            "killed by SIGKILL: {}",
+            ended.stderr
+        );
         // At most one line per custom_id so far, torn tails aside.
         lines_by_custom_id(&[&out, &errors]);
     }

@@ -6,234 +6,13 @@
 //! a bug found later gets a test marked `#[ignore = "BUG: ..."]` until it
 //! is fixed.
 
-use std::io::Write as _;
-use std::os::unix::process::CommandExt as _;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
+use crate::support::raw::{Act, RawServer, Req, ok, response};
 use crate::support::*;
-
-// ---- raw servers ------------------------------------------------------------
-
-/// One request as a raw server read it.
-struct Req {
-    path: String,
-    /// 1 for the first request on its connection, 2 for the next...
-    nth: usize,
-}
-
-/// What a raw server does with a request.
-enum Act {
-    /// Writes the bytes and waits for the next request on the connection.
-    Keep(Vec<u8>),
-    /// Waits, then writes the bytes and waits for the next request.
-    After(Duration, Vec<u8>),
-    /// Writes the bytes and closes the connection.
-    Last(Vec<u8>),
-    /// Closes the connection without writing a byte.
-    Close,
-    /// Writes `head`, then `piece` again and again, `every` apart, until
-    /// `limit` bytes are out or the client goes away; then closes.
-    Stream {
-        head: Vec<u8>,
-        piece: Vec<u8>,
-        every: Duration,
-        limit: u64,
-    },
-}
-
-/// A raw HTTP/1.1 server on 127.0.0.1: it reads each request head (and a
-/// `Content-Length` body) and answers with whatever bytes the handler
-/// returns. Its tasks end with the test's runtime.
-struct Raw {
-    url: String,
-    accepts: Arc<AtomicUsize>,
-    /// `METHOD /path` of every request read, in order.
-    seen: Arc<Mutex<Vec<String>>>,
-    /// Bytes written by [`Act::Stream`] answers.
-    streamed: Arc<AtomicU64>,
-}
-
-type Handler = Arc<dyn Fn(&Req) -> Act + Send + Sync>;
-
-impl Raw {
-    async fn start(handler: impl Fn(&Req) -> Act + Send + Sync + 'static) -> Raw {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let raw = Raw {
-            url: format!("http://{}", listener.local_addr().expect("address")),
-            accepts: Arc::default(),
-            seen: Arc::default(),
-            streamed: Arc::default(),
-        };
-        let handler: Handler = Arc::new(handler);
-        let (accepts, seen, streamed) = (
-            Arc::clone(&raw.accepts),
-            Arc::clone(&raw.seen),
-            Arc::clone(&raw.streamed),
-        );
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                accepts.fetch_add(1, Ordering::SeqCst);
-                let (handler, seen, streamed) = (
-                    Arc::clone(&handler),
-                    Arc::clone(&seen),
-                    Arc::clone(&streamed),
-                );
-                tokio::spawn(serve(stream, handler, seen, streamed));
-            }
-        });
-        raw
-    }
-
-    /// Requests read for `path` (the request target, query included).
-    fn requests(&self, path: &str) -> usize {
-        let seen = self.seen.lock().unwrap();
-        seen.iter()
-            .filter(|s| s.split_once(' ').is_some_and(|(_, p)| p == path))
-            .count()
-    }
-
-    fn total(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-}
-
-async fn serve(
-    mut stream: TcpStream,
-    handler: Handler,
-    seen: Arc<Mutex<Vec<String>>>,
-    streamed: Arc<AtomicU64>,
-) {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut nth = 0;
-    loop {
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.len() > 1 << 20 {
-                return;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let length = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        while buf.len() < end + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf.drain(..end + length);
-        nth += 1;
-        let mut words = head.split_whitespace();
-        let method = words.next().unwrap_or("").to_string();
-        let path = words.next().unwrap_or("").to_string();
-        seen.lock().unwrap().push(format!("{method} {path}"));
-        match handler(&Req { path, nth }) {
-            Act::Keep(bytes) => {
-                if stream.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            Act::After(wait, bytes) => {
-                tokio::time::sleep(wait).await;
-                if stream.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            Act::Last(bytes) => {
-                let _ = stream.write_all(&bytes).await;
-                let _ = stream.shutdown().await;
-                return;
-            }
-            Act::Close => return,
-            Act::Stream {
-                head,
-                piece,
-                every,
-                limit,
-            } => {
-                if stream.write_all(&head).await.is_err() {
-                    return;
-                }
-                let mut sent = 0u64;
-                while sent < limit {
-                    if !every.is_zero() {
-                        tokio::time::sleep(every).await;
-                    }
-                    if stream.write_all(&piece).await.is_err() {
-                        return;
-                    }
-                    sent += piece.len() as u64;
-                    streamed.fetch_add(piece.len() as u64, Ordering::SeqCst);
-                }
-                let _ = stream.shutdown().await;
-                return;
-            }
-        }
-    }
-}
-
-/// A listener that accepts and then either closes each connection at once
-/// or holds it silently until the client goes; returns its address and the
-/// count of connections accepted.
-async fn accepting(close: bool) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address").to_string();
-    let accepts = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepts);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            if close {
-                drop(stream);
-                continue;
-            }
-            tokio::spawn(async move {
-                let mut sink = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut sink).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepts)
-}
-
-/// A complete HTTP/1.1 response with a `Content-Length`.
-fn response(status: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\n");
-    for h in headers {
-        out.push_str(h);
-        out.push_str("\r\n");
-    }
-    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let mut out = out.into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-fn ok(body: &str) -> Vec<u8> {
-    response("200 OK", &["Content-Type: text/plain"], body.as_bytes())
-}
 
 /// A gzip member that inflates to `zeros` zero bytes, written by hand in
 /// fixed-Huffman deflate (a literal 0, then matches of 258 at distance 1):
@@ -303,7 +82,7 @@ fn raw_records(out: &Out) -> Vec<Value> {
 /// retried, never `ok` — and no panic or hang on any of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_responses_are_protocol_errors_and_never_retried() {
-    let raw = Raw::start(|req| {
+    let raw = RawServer::start(|req| {
         let last = |b: &[u8]| Act::Last(b.to_vec());
         match req.path.as_str() {
             "/garbage-status" => last(b"HTTQ/9.9 abc nope\r\n\r\nhello"),
@@ -361,15 +140,12 @@ async fn malformed_responses_are_protocol_errors_and_never_retried() {
     .output()
     .await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), paths.len());
     for (i, path) in paths.iter().enumerate() {
         let rec = &recs[&(i as u64 + 1)];
         assert_eq!(kind(rec), "protocol", "{path}: {rec}");
-        assert_eq!(
-            rec["attempts"], 1,
-            "{path}: protocol is never retried: {rec}"
-        );
+        assert_eq!(rec.attempts, 1, "{path}: protocol is never retried: {rec}");
         assert_eq!(raw.requests(path), 1, "{path}");
     }
 }
@@ -379,7 +155,7 @@ async fn malformed_responses_are_protocol_errors_and_never_retried() {
 /// answer, on a connection of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interim_responses_and_connection_close_are_handled() {
-    let raw = Raw::start(|req| {
+    let raw = RawServer::start(|req| {
         if req.path == "/interim" {
             let mut bytes =
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
@@ -399,16 +175,16 @@ async fn interim_responses_and_connection_close_are_handled() {
     input.extend((0..8).map(|i| format!("{}/close/{i}", raw.url)));
     let out = Sluice::run(["-c", "2"]).stdin(lines(&input)).output().await;
     out.code(0);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(
-        recs[&1]["body"],
-        serde_json::json!({"a": 1}),
+        recs[&1].body,
+        Some(serde_json::json!({"a": 1})),
         "{}",
         recs[&1]
     );
     for line in 2..=9 {
-        assert_eq!(recs[&line]["body"], "closed", "{}", recs[&line]);
-        assert_eq!(recs[&line]["attempts"], 1);
+        assert_eq!(recs[&line].text(), Some("closed"), "{}", recs[&line]);
+        assert_eq!(recs[&line].attempts, 1);
     }
     assert_eq!(raw.total(), 9);
 }
@@ -420,7 +196,8 @@ async fn interim_responses_and_connection_close_are_handled() {
 /// connection test below pins that a written POST is never re-sent.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_closes_every_connection_costs_one_connection_per_attempt() {
-    let (addr, accepts) = accepting(true).await;
+    let server = RawServer::closing().await;
+    let addr = &server.addr;
     let input = lines(&[
         format!("http://{addr}/a"),
         format!("http://{addr}/b"),
@@ -438,19 +215,19 @@ async fn a_server_that_closes_every_connection_costs_one_connection_per_attempt(
     .output()
     .await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     for line in [1, 2] {
-        assert_eq!(kind(&recs[&line]), "reset", "{}", recs[&line]);
-        assert_eq!(recs[&line]["attempts"], 3, "{}", recs[&line]);
+        assert_eq!(recs[&line].kind(), "reset", "{}", recs[&line]);
+        assert_eq!(recs[&line].attempts, 3, "{}", recs[&line]);
     }
     let post = &recs[&3];
     assert_eq!(kind(post), "reset", "{post}");
-    if post["attempts"] == 1 {
-        assert_eq!(post["error"]["maybe_applied"], true, "{post}");
+    if post.attempts == 1 {
+        assert!(post.maybe_applied(), "{post}");
     }
-    let attempts: u64 = recs.values().map(|r| r["attempts"].as_u64().unwrap()).sum();
+    let attempts: u64 = recs.values().map(|r| u64::from(r.attempts)).sum();
     assert_eq!(
-        accepts.load(Ordering::SeqCst) as u64,
+        server.accepts() as u64,
         attempts,
         "one connection per attempt"
     );
@@ -461,7 +238,7 @@ async fn a_server_that_closes_every_connection_costs_one_connection_per_attempt(
 /// GET that is retried and succeeds, or a POST that is sent only once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_pooled_connection_retries_gets_and_never_resends_posts() {
-    let raw = Raw::start(|req| {
+    let raw = RawServer::start(|req| {
         if req.nth == 1 {
             Act::Keep(ok("served"))
         } else {
@@ -481,11 +258,11 @@ async fn a_stale_pooled_connection_retries_gets_and_never_resends_posts() {
         .stdin(input)
         .output()
         .await;
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), 5, "{}", out.stdout);
     for line in [1, 3, 5] {
-        assert_eq!(
-            recs[&line]["ok"], true,
+        assert!(
+            recs[&line].ok,
             "GETs survive a stale connection: {}",
             recs[&line]
         );
@@ -493,10 +270,10 @@ async fn a_stale_pooled_connection_retries_gets_and_never_resends_posts() {
     for (line, path) in [(2, "/p1"), (4, "/p2")] {
         let rec = &recs[&line];
         assert_eq!(raw.requests(path), 1, "{path} was sent more than once");
-        assert_eq!(rec["attempts"], 1, "{rec}");
-        if rec["ok"] != true {
+        assert_eq!(rec.attempts, 1, "{rec}");
+        if !rec.ok {
             assert_eq!(kind(rec), "reset", "{rec}");
-            assert_eq!(rec["error"]["maybe_applied"], true, "{rec}");
+            assert!(rec.maybe_applied(), "{rec}");
         }
     }
 }
@@ -507,7 +284,7 @@ async fn a_stale_pooled_connection_retries_gets_and_never_resends_posts() {
 /// both end in `timeout`, on time, once per attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_and_slow_bodies_time_out() {
-    let raw = Raw::start(|req| {
+    let raw = RawServer::start(|req| {
         if req.path == "/slow-headers" {
             Act::Stream {
                 head: b"HTTP/1.1 200 OK\r\n".to_vec(),
@@ -547,10 +324,10 @@ async fn slow_headers_and_slow_bodies_time_out() {
         "{:?}",
         started.elapsed()
     );
-    for rec in out.records() {
-        assert_eq!(kind(&rec), "timeout", "{rec}");
-        assert_eq!(rec["attempts"], 2, "{rec}");
-        let ms = rec["duration_ms"].as_f64().unwrap();
+    for rec in out.results() {
+        assert_eq!(rec.kind(), "timeout", "{rec}");
+        assert_eq!(rec.attempts, 2, "{rec}");
+        let ms = rec.duration_ms;
         assert!((600.0..3000.0).contains(&ms), "{rec}");
     }
     assert_eq!(raw.requests("/slow-headers"), 2);
@@ -563,7 +340,7 @@ async fn slow_headers_and_slow_bodies_time_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_and_exploding_bodies_stop_at_the_size_limit() {
     let bomb = Arc::new(gzip_zeros(64 << 20));
-    let raw = Raw::start(move |req| {
+    let raw = RawServer::start(move |req| {
         if req.path == "/endless" {
             let mut piece = b"10000\r\n".to_vec();
             piece.extend(std::iter::repeat_n(b'a', 0x10000));
@@ -591,12 +368,12 @@ async fn endless_and_exploding_bodies_stop_at_the_size_limit() {
         "{:?}",
         started.elapsed()
     );
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     for line in [1, 2] {
-        assert_eq!(kind(&recs[&line]), "body_too_large", "{}", recs[&line]);
-        assert_eq!(recs[&line]["attempts"], 1);
+        assert_eq!(recs[&line].kind(), "body_too_large", "{}", recs[&line]);
+        assert_eq!(recs[&line].attempts, 1);
     }
-    let streamed = raw.streamed.load(Ordering::SeqCst);
+    let streamed = raw.streamed();
     assert!(
         streamed < 64 << 20,
         "the client kept reading: {streamed} bytes"
@@ -635,7 +412,7 @@ async fn retry_after_edge_values() {
     ];
     let mut servers = Vec::new();
     for v in values {
-        servers.push(Raw::start(first_503(v)).await);
+        servers.push(RawServer::start(first_503(v)).await);
     }
     let input = lines(
         &servers
@@ -648,22 +425,22 @@ async fn retry_after_edge_values() {
         .output()
         .await;
     out.code(0);
-    for (line, rec) in by_line(&out.records()) {
+    for (line, rec) in by_line(&out.results()) {
         let value = values[line as usize - 1];
-        assert_eq!(rec["attempts"], 2, "Retry-After {value:?}: {rec}");
-        let ms = rec["duration_ms"].as_f64().unwrap();
+        assert_eq!(rec.attempts, 2, "Retry-After {value:?}: {rec}");
+        let ms = rec.duration_ms;
         assert!(ms < 2500.0, "Retry-After {value:?} was not ignored: {rec}");
     }
 
-    let huge = Raw::start(first_503("99999999999999999999999")).await;
-    let far = Raw::start(first_503("Fri, 31 Dec 9999 23:59:59 GMT")).await;
+    let huge = RawServer::start(first_503("99999999999999999999999")).await;
+    let far = RawServer::start(first_503("Fri, 31 Dec 9999 23:59:59 GMT")).await;
     let input = lines(&[format!("{}/x", huge.url), format!("{}/x", far.url)]);
     let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
     out.code(3);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    for rec in out.records() {
-        assert_eq!(kind(&rec), "retry_after_too_long", "{rec}");
-        assert_eq!(rec["attempts"], 1);
+    for rec in out.results() {
+        assert_eq!(rec.kind(), "retry_after_too_long", "{rec}");
+        assert_eq!(rec.attempts, 1);
     }
 }
 
@@ -673,7 +450,7 @@ async fn retry_after_edge_values() {
 /// and 100 000 nested brackets: each is one record, the run goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_ids_huge_lines_and_deep_nesting_are_single_records() {
-    let raw = Raw::start(|_| Act::Keep(ok("fine"))).await;
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
     let u = &raw.url;
     let mut input = Vec::new();
     input.extend_from_slice(format!("{{\"id\":1e400,\"url\":\"{u}/a\"}}\n").as_bytes());
@@ -696,29 +473,29 @@ async fn hostile_ids_huge_lines_and_deep_nesting_are_single_records() {
     input.extend_from_slice(format!("{u}/h\n").as_bytes());
     let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), 8, "one record per line");
-    assert_eq!(kind(&recs[&1]), "invalid_request", "{}", recs[&1]);
-    assert_eq!(recs[&2]["ok"], true, "{}", recs[&2]);
+    assert_eq!(recs[&1].kind(), "invalid_request", "{}", recs[&1]);
+    assert!(recs[&2].ok, "{}", recs[&2]);
     assert!(
         out.stdout.contains(r#""id":18446744073709551616,"#),
         "a big integer id keeps its digits"
     );
     assert_eq!(
-        kind(&recs[&3]),
+        recs[&3].kind(),
         "duplicate_id",
         "ids compare as text: {}",
         recs[&3]
     );
     for line in [4, 5, 6, 7] {
         assert_eq!(
-            kind(&recs[&line]),
+            recs[&line].kind(),
             "invalid_request",
             "line {line}: {}",
             recs[&line]
         );
     }
-    assert_eq!(recs[&8]["ok"], true);
+    assert!(recs[&8].ok);
     assert_eq!(raw.total(), 2, "only /b and /h were sent");
 }
 
@@ -744,16 +521,16 @@ async fn injection_is_refused_and_input_is_never_expanded() {
         .output()
         .await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     for line in 1..=4 {
         assert_eq!(
-            kind(&recs[&line]),
+            recs[&line].kind(),
             "invalid_request",
             "line {line}: {}",
             recs[&line]
         );
     }
-    let echo = &recs[&5]["body"];
+    let echo = recs[&5].body.clone().unwrap_or_default();
     assert_eq!(header(&echo["headers"], "x-env"), Some("${HOME}"), "{echo}");
     assert_eq!(echo["body"], "${HOME}", "{echo}");
     assert_eq!(echo["query"]["q"], "${HOME}", "{echo}");
@@ -783,7 +560,7 @@ async fn sigint_while_input_stalls_exits_130() {
     let out = child.finish().await;
     out.code(130);
     assert!(signalled.elapsed() < Duration::from_secs(3));
-    assert_eq!(by_line(&out.records()).len(), 1);
+    assert_eq!(by_line(&out.results()).len(), 1);
     assert!(out.stderr.contains("SIGINT"), "{}", out.stderr);
     server.shutdown().await;
 }
@@ -792,7 +569,7 @@ async fn sigint_while_input_stalls_exits_130() {
 /// is sent — the summary and the report are outputs too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_summary_or_report_fails_before_anything_is_sent() {
-    let raw = Raw::start(|_| Act::Keep(ok("fine"))).await;
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
     let dir = tempdir();
     let missing = dir.path().join("no-such-dir");
     for (option, name) in [("--summary-json", "s.json"), ("--report", "r.html")] {
@@ -813,7 +590,7 @@ async fn an_unwritable_summary_or_report_fails_before_anything_is_sent() {
 /// the JSON check, so it was stored as the JSON array `[123]`, `ok: true`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_that_only_looks_like_json_is_stored_unchanged() {
-    let raw = Raw::start(|req| match req.path.as_str() {
+    let raw = RawServer::start(|req| match req.path.as_str() {
         "/numpy" => Act::Keep(response(
             "200 OK",
             &["Content-Type: text/plain"],
@@ -829,15 +606,16 @@ async fn text_that_only_looks_like_json_is_stored_unchanged() {
     let input = lines(&[format!("{}/numpy", raw.url), format!("{}/broken", raw.url)]);
     let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
     out.code(0);
-    let recs = by_line(&out.records());
-    assert_eq!(recs[&1]["body"], "[1 2 3]", "{}", recs[&1]);
-    assert_eq!(recs[&1]["body_encoding"], "text");
+    let recs = by_line(&out.results());
+    assert_eq!(recs[&1].text(), Some("[1 2 3]"), "{}", recs[&1]);
+    assert_eq!(recs[&1].body_encoding.as_deref(), Some("text"));
     assert_eq!(
-        recs[&2]["body"], r#"{"a": 1 0, "b": tr ue}"#,
+        recs[&2].text(),
+        Some(r#"{"a": 1 0, "b": tr ue}"#),
         "{}",
         recs[&2]
     );
-    assert_eq!(recs[&2]["body_encoding"], "text");
+    assert_eq!(recs[&2].body_encoding.as_deref(), Some("text"));
 }
 
 /// Absurd durations never panic, and nothing ends in exit 0 with requests
@@ -846,7 +624,8 @@ async fn text_that_only_looks_like_json_is_stored_unchanged() {
 /// killed the engine and the run exited 0 with no record at all.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absurd_durations_neither_panic_nor_exit_0() {
-    let raw = Raw::start(|_| Act::Keep(response("500 Internal Server Error", &[], b""))).await;
+    let raw =
+        RawServer::start(|_| Act::Keep(response("500 Internal Server Error", &[], b""))).await;
     let input = lines(
         &(0..20)
             .map(|i| format!("{}/x{i}", raw.url))
@@ -883,7 +662,8 @@ async fn absurd_durations_neither_panic_nor_exit_0() {
 /// even for a POST. (Was: `timeout` with `maybe_applied: true`, not retried.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_phase_stall_is_a_connect_failure() {
-    let (addr, accepts) = accepting(false).await;
+    let server = RawServer::silent().await;
+    let addr = &server.addr;
     let input = format!(r#"{{"method":"POST","url":"https://{addr}/x","body":{{"a":1}}}}"#);
     let out = Sluice::run([
         "--timeout",
@@ -897,17 +677,16 @@ async fn a_connect_phase_stall_is_a_connect_failure() {
     .output()
     .await;
     out.code(1);
-    let rec = &out.records()[0];
+    let rec = &out.results()[0];
     assert_eq!(kind(rec), "connect", "{rec}");
     assert!(
-        rec["error"].get("maybe_applied").is_none(),
+        rec.error
+            .as_ref()
+            .is_some_and(|e| e.maybe_applied.is_none()),
         "nothing was written: {rec}"
     );
-    assert_eq!(
-        rec["attempts"], 2,
-        "connect is retried even for POST: {rec}"
-    );
-    assert_eq!(accepts.load(Ordering::SeqCst), 2);
+    assert_eq!(rec.attempts, 2, "connect is retried even for POST: {rec}");
+    assert_eq!(server.accepts(), 2);
 }
 
 /// Input lines may not set framing headers; `-H` may not either.
@@ -915,7 +694,7 @@ async fn a_connect_phase_stall_is_a_connect_failure() {
 /// body, recorded `ok`, and made a GET hang until its timeout.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn framing_headers_from_the_command_line_are_refused() {
-    let raw = Raw::start(|_| Act::Keep(ok("fine"))).await;
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
     let input = lines(&[format!(
         r#"{{"method":"POST","url":"{}/p","body_text":"hello world"}}"#,
         raw.url
@@ -933,7 +712,7 @@ async fn framing_headers_from_the_command_line_are_refused() {
 /// meant for the proxy went straight to the origin.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_proxy_url_is_a_usage_error() {
-    let raw = Raw::start(|_| Act::Keep(ok("direct"))).await;
+    let raw = RawServer::start(|_| Act::Keep(ok("direct"))).await;
     let out = Sluice::run(["--proxy", "foo://127.0.0.1:9"])
         .env("NO_PROXY", "")
         .env("no_proxy", "")
@@ -949,78 +728,24 @@ async fn an_unusable_proxy_url_is_a_usage_error() {
 /// (Was: plain `connect` failures that closed a healthy origin, exit 3.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_is_not_blamed_on_the_origin() {
-    let raw = Raw::start(|_| Act::After(Duration::from_millis(300), ok("fine"))).await;
+    let raw = RawServer::start(|_| Act::After(Duration::from_millis(300), ok("fine"))).await;
     let input = lines(
         &(0..60)
             .map(|i| format!("{}/x{i}", raw.url))
             .collect::<Vec<_>>(),
     );
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let opts = ChildOpts {
-            open_files: Some(32),
-            ..ChildOpts::default()
-        };
-        run_child(&["run", "-c", "60", "--retries", "0"], input, opts)
-    })
-    .await
-    .unwrap();
-    let recs: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let out = Sluice::run(["-c", "60", "--retries", "0"])
+        .open_files(32)
+        .stdin(input)
+        .output()
+        .await;
     // Nothing was sent for them (kind connect), the message says what to
     // raise, and the healthy origin is not closed by --halt-after.
-    for r in recs.iter().filter(|r| kind(r) == "connect") {
+    for r in raw_records(&out).iter().filter(|r| kind(r) == "connect") {
         let message = r["error"]["message"].as_str().unwrap_or("");
         assert!(message.contains("ulimit -n"), "{r}");
     }
-    assert_ne!(code, 3, "a healthy origin was closed:\n{stderr}");
-}
-
-/// A TLS server (self-signed; use `-k`) that reads each request and then
-/// drops the connection without a response and without TLS close_notify,
-/// as crashing servers and many load balancers do. Returns the URL and a
-/// count of requests read.
-async fn tls_dropping_server() -> (String, Arc<AtomicUsize>) {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("params")
-        .self_signed(&key)
-        .expect("certificate");
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], der)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("https://{}", listener.local_addr().expect("address"));
-    let requests = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&requests);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, count) = (acceptor.clone(), Arc::clone(&count));
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                count.fetch_add(1, Ordering::SeqCst);
-                // Dropped without shutdown(): no close_notify, no response.
-                drop(tls);
-            });
-        }
-    });
-    (url, requests)
+    assert_ne!(out.code, 3, "a healthy origin was closed:\n{}", out.stderr);
 }
 
 /// A connection that closes before any response is `reset`
@@ -1029,16 +754,20 @@ async fn tls_dropping_server() -> (String, Arc<AtomicUsize>) {
 /// as io `UnexpectedEof`, classified `protocol`: never retried.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_connection_dropped_before_the_response_is_a_reset() {
-    let (url, requests) = tls_dropping_server().await;
+    // The server reads each request, then drops the connection without a
+    // response and without TLS close_notify, as crashing servers and many
+    // load balancers do.
+    let raw = RawServer::start_tls(crate::support::raw::self_signed(), |_| Act::Close).await;
+    let url = &raw.url;
     let out = Sluice::run(["-k", "--retries", "2", "--backoff-initial", "5ms"])
         .stdin(lines(&[format!("{url}/x")]))
         .output()
         .await;
     out.code(1);
-    let rec = &out.records()[0];
+    let rec = &out.results()[0];
     assert_eq!(kind(rec), "reset", "{rec}");
-    assert_eq!(rec["attempts"], 3, "{rec}");
-    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    assert_eq!(rec.attempts, 3, "{rec}");
+    assert_eq!(raw.total(), 3);
 }
 
 /// Standard error going away (`sluice run -v -o out.jsonl 2>&1 | head`, a
@@ -1047,7 +776,7 @@ async fn an_https_connection_dropped_before_the_response_is_a_reset() {
 /// answered never reached the output file, so `--resume` sent them again.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_stderr_loses_no_records() {
-    let raw = Raw::start(|_| Act::Keep(ok("fine"))).await;
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
     let dir = tempdir();
     let results = dir.path().join("out.jsonl");
     let input = lines(
@@ -1055,16 +784,12 @@ async fn a_closed_stderr_loses_no_records() {
             .map(|i| format!("{}/x{i}", raw.url))
             .collect::<Vec<_>>(),
     );
-    let path = results.to_str().unwrap().to_string();
-    let (code, _, _) = tokio::task::spawn_blocking(move || {
-        let opts = ChildOpts {
-            close_stderr: true,
-            ..ChildOpts::default()
-        };
-        run_child(&["run", "-v", "-o", &path], input, opts)
-    })
-    .await
-    .unwrap();
+    let out = Sluice::run(["-v".as_ref(), "-o".as_ref(), results.as_os_str()])
+        .close_stderr()
+        .stdin(input)
+        .output()
+        .await;
+    let code = out.code;
     let written = std::fs::read_to_string(&results)
         .unwrap_or_default()
         .lines()
@@ -1093,7 +818,7 @@ async fn a_dry_run_interrupted_while_input_stalls_exits_130_with_a_summary() {
     let out = child.finish().await;
     out.code(130);
     assert!(out.stderr.contains("dry run"), "{}", out.stderr);
-    assert_eq!(by_line(&out.records()).len(), 1, "the bad line's record");
+    assert_eq!(by_line(&out.results()).len(), 1, "the bad line's record");
 }
 
 /// `--http2` (prior knowledge) to a server that answers in HTTP/1.1: the
@@ -1106,7 +831,7 @@ async fn http2_framing_garbage_is_a_protocol_error() {
     // hyper may also cancel the request queued on the dying connection
     // before it is sent (`reset`, rightly retried); what must never be
     // retried is the attempt that read the garbage.
-    let raw = Raw::start(|_| Act::Keep(ok("I speak HTTP/1.1"))).await;
+    let raw = RawServer::start(|_| Act::Keep(ok("I speak HTTP/1.1"))).await;
     let out = Sluice::run([
         "-v",
         "--http2",
@@ -1119,7 +844,7 @@ async fn http2_framing_garbage_is_a_protocol_error() {
     .output()
     .await;
     out.code(1);
-    let rec = &out.records()[0];
+    let rec = &out.results()[0];
     assert_eq!(kind(rec), "protocol", "{rec}");
     assert!(
         !out.stderr.contains("failed (protocol"),
@@ -1133,7 +858,7 @@ async fn http2_framing_garbage_is_a_protocol_error() {
 /// was read; nothing sent, input gone, exit 0.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_that_is_an_input_is_refused() {
-    let raw = Raw::start(|_| Act::Keep(ok("fine"))).await;
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
     let dir = tempdir();
     let content = lines(&[format!("{}/x", raw.url)]);
     let path = write_file(dir.path(), "in.txt", &content);
@@ -1158,7 +883,7 @@ async fn an_output_that_is_an_input_is_refused() {
 /// status 999, breaking the result schema.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_beyond_599_does_not_break_the_schema() {
-    let raw = Raw::start(|_| Act::Keep(response("999 Weird", &[], b"odd"))).await;
+    let raw = RawServer::start(|_| Act::Keep(response("999 Weird", &[], b"odd"))).await;
     let out = Sluice::run(Vec::<&str>::new())
         .stdin(lines(&[format!("{}/x", raw.url)]))
         .output()
@@ -1169,94 +894,4 @@ async fn a_status_beyond_599_does_not_break_the_schema() {
         assert!(errors.is_empty(), "{rec}: {errors:?}");
         assert_eq!(kind(&rec), "protocol", "{rec}");
     }
-}
-
-// ---- helpers for the bugs ---------------------------------------------------------
-
-/// How [`run_child`] runs the binary.
-#[derive(Default)]
-struct ChildOpts {
-    /// `RLIMIT_NOFILE`, soft and hard.
-    open_files: Option<u64>,
-    /// Standard error is a pipe whose reader is already closed.
-    close_stderr: bool,
-}
-
-/// Runs the binary (killed after 30 s) where the support helpers cannot:
-/// under an open-file limit, or with standard error closed. Returns (exit
-/// status or -1 when killed by a signal, stdout, stderr).
-fn run_child(args: &[&str], input: String, opts: ChildOpts) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("NO_PROXY", "*")
-        .env("no_proxy", "*")
-        .env("RUST_BACKTRACE", "0");
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    if let Some(limit) = opts.open_files {
-        // SAFETY: setrlimit is async-signal-safe and touches only this child.
-        unsafe {
-            cmd.pre_exec(move || {
-                let lim = libc::rlimit {
-                    rlim_cur: limit as libc::rlim_t,
-                    rlim_max: limit as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-    let mut child = cmd.spawn().expect("spawn sluice");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_string(&mut text);
-            }
-            text
-        })
-    };
-    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = child.stderr.take();
-    let stderr = if opts.close_stderr {
-        drop(stderr);
-        read(None)
-    } else {
-        read(stderr.map(|p| Box::new(p) as _))
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sluice ran longer than 30s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
-    (
-        status.code().unwrap_or(-1),
-        stdout.join().unwrap(),
-        stderr.join().unwrap(),
-    )
 }

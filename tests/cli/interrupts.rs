@@ -2,15 +2,12 @@
 //! exactly one record per request line, re-sending only work that was in
 //! flight or not yet written.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
 use sluice_mock::MockServer;
 
-use crate::child::{Running, complete_lines, file_records};
 use crate::support::*;
 
 const CONCURRENCY: u64 = 20;
@@ -20,14 +17,6 @@ fn run_args(output: &Path, input: &Path, extra: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = extra.iter().map(Into::into).collect();
     args.extend(["-o".into(), output.into(), input.into()]);
     args
-}
-
-/// The complete lines of a results file that may end torn (after kill -9),
-/// each validated; at most one record per line.
-fn records_so_far(path: &Path) -> BTreeMap<u64, Value> {
-    let text = std::fs::read_to_string(path).expect("read the results file");
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    by_line(&parse_records(complete))
 }
 
 /// Waits (bounded) until the child's connections are gone, so every request
@@ -71,20 +60,25 @@ async fn kill_9_then_resume_gives_one_record_per_line() {
         if cycle > 0 {
             extra.push("--resume");
         }
-        let mut child = Running::spawn(dir.path(), run_args(&output, &input, &extra));
+        let mut child = Sluice::run(run_args(&output, &input, &extra)).spawn();
         child
             .until(&format!("{k} records in the output"), || {
                 complete_lines(&output) >= k
             })
             .await;
         child.signal(libc::SIGKILL);
-        let ended = child.wait().await;
-        assert_eq!(ended.code, None, "killed by SIGKILL: {}", ended.stderr);
+        let ended = child.finish().await;
+        assert_eq!(
+            ended.code,
+            -libc::SIGKILL,
+            "killed by SIGKILL: {}",
+            ended.stderr
+        );
         settle(&server).await;
 
         let stats = server.stats();
         let sent = stats.requests - sent_before;
-        let recorded = records_so_far(&output).len() as u64 - recorded_before;
+        let recorded = results_so_far(&output).len() as u64 - recorded_before;
         let lost = sent
             .checked_sub(recorded)
             .expect("every record is of a request sent in this run");
@@ -110,13 +104,13 @@ async fn kill_9_then_resume_gives_one_record_per_line() {
         .output()
         .await;
     out.code(0);
-    let recs = file_records(&output);
+    let recs = file_results(&output);
     assert_eq!(
         recs.keys().copied().collect::<Vec<_>>(),
         (1..=TOTAL).collect::<Vec<_>>(),
         "exactly one record per input line"
     );
-    assert!(recs.values().all(|r| r["ok"] == true));
+    assert!(recs.values().all(|r| r.ok));
     let total = server.stats().requests;
     assert_eq!(
         total - sent_before,
@@ -143,21 +137,21 @@ async fn interrupt_drains_then_resume_finishes(signal: libc::c_int, name: &str, 
         lines(&vec![format!("{}/delay/0.5", server.url()); 100]),
     );
     let output = dir.path().join("out.jsonl");
-    let mut child = Running::spawn(dir.path(), run_args(&output, &input, &["-c", "10"]));
+    let mut child = Sluice::run(run_args(&output, &input, &["-c", "10"])).spawn();
     child
         .until("15 requests at the server", || {
             server.stats().requests >= 15
         })
         .await;
     child.signal(signal);
-    let ended = child.wait().await;
+    let ended = child.finish().await;
     ended.code(code);
     assert!(
         ended.stderr.contains(&format!("interrupted by {name}")),
         "{}",
         ended.stderr
     );
-    let recs = file_records(&output);
+    let recs = file_results(&output);
     let seen = server.stats().requests;
     eprintln!(
         "{name}: the server saw {seen} requests; {} records",
@@ -169,17 +163,14 @@ async fn interrupt_drains_then_resume_finishes(signal: libc::c_int, name: &str, 
         "every request the server saw has a record"
     );
     assert!((15..100).contains(&seen), "{seen}");
-    assert!(
-        recs.values().all(|r| r["ok"] == true),
-        "in-flight requests finished"
-    );
+    assert!(recs.values().all(|r| r.ok), "in-flight requests finished");
 
     // Concurrency is not part of what a resume must match.
     let out = Sluice::run(run_args(&output, &input, &["-q", "-c", "40", "--resume"]))
         .output()
         .await;
     out.code(0);
-    let recs = file_records(&output);
+    let recs = file_results(&output);
     assert_eq!(
         recs.keys().copied().collect::<Vec<_>>(),
         (1..=100).collect::<Vec<u64>>()

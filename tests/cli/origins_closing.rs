@@ -1,7 +1,7 @@
 //! A 429/503 pauses its whole origin (and only it); an origin that refuses
 //! everything is closed, not hammered.
 
-use crate::child::arrivals;
+use crate::support::arrivals::arrivals;
 use crate::support::*;
 
 /// Origin A answers its first request 429 with Retry-After: 2. Its other
@@ -23,9 +23,9 @@ async fn a_429_pauses_its_origin_and_only_it() {
         .output()
         .await;
     out.code(0);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), 19);
-    assert_eq!(recs[&1]["attempts"], 2, "{}", recs[&1]);
+    assert_eq!(recs[&1].attempts, 2, "{}", recs[&1]);
 
     let first = a.stats().arrivals[0].clone();
     assert_eq!(first.path, "/fail/1/x", "the 429 came first at A");
@@ -78,15 +78,15 @@ async fn retry_after_beyond_the_maximum_closes_the_origin() {
     .output()
     .await;
     out.code(3);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     let lines: Vec<u64> = recs.keys().copied().collect();
     assert_eq!(lines, [1, 4, 5, 8, 9], "A's queued requests get no record");
     let closed = &recs[&1];
     assert_eq!(kind(closed), "retry_after_too_long", "{closed}");
-    assert_eq!(closed["attempts"], 1);
-    assert_eq!(closed["status"], 429);
+    assert_eq!(closed.attempts, 1);
+    assert_eq!(closed.status, Some(429));
     for line in [4, 5, 8, 9] {
-        assert_eq!(recs[&line]["ok"], true, "{}", recs[&line]);
+        assert!(recs[&line].ok, "{}", recs[&line]);
     }
     assert_eq!(a.stats().requests, 1, "nothing more was sent to A");
     assert_eq!(b.stats().requests, 4);
@@ -110,15 +110,11 @@ async fn halt_after_closes_an_origin_that_refuses_everything() {
         .output()
         .await;
     out.code(3);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
     for r in recs.values() {
-        assert_eq!(
-            (r["status"].as_u64(), kind(r)),
-            (Some(401), "http_status"),
-            "{r}"
-        );
-        assert_eq!(r["attempts"], 1);
+        assert_eq!((r.status, r.kind()), (Some(401), "http_status"), "{r}");
+        assert_eq!(r.attempts, 1);
     }
     assert_eq!(server.stats().requests, 3);
     assert!(
@@ -179,7 +175,7 @@ async fn closing_an_origin_drops_its_waiting_retries_at_once() {
         started.elapsed() < std::time::Duration::from_secs(20),
         "the run waited for a retry of a closed origin"
     );
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert!(
         !recs.contains_key(&1),
         "the waiting retry got no record: {recs:?}"

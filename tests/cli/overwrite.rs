@@ -55,13 +55,11 @@ async fn an_output_that_is_an_input_or_another_output_is_refused() {
         );
     }
     // Standard input redirected from the file is that input too.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args(&[&"run", &"--report", &input]))
-        .stdin(std::fs::File::open(&input).unwrap())
-        .env("NO_PROXY", "*")
+    Sluice::run(args(&[&"--report", &input]))
+        .stdin_file(&input)
         .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+        .await
+        .code(2);
     assert_eq!(read(&input), before, "the input is untouched");
     assert_eq!(server.stats().requests, 0, "nothing was sent");
     server.shutdown().await;

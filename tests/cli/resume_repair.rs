@@ -3,7 +3,6 @@
 
 use serde_json::json;
 
-use crate::child::{file_records, json_line};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +21,7 @@ async fn a_torn_last_line_is_repaired_on_resume() {
     .output()
     .await
     .code(0);
-    assert_eq!(file_records(&output).len(), 5);
+    assert_eq!(file_results(&output).len(), 5);
     // Half a record, as a crash in the middle of a write leaves it.
     let mut text = std::fs::read_to_string(&output).expect("read output");
     text.push_str(r#"{"id":6,"line":6,"method":"GET","url":"http://127."#);
@@ -40,7 +39,7 @@ async fn a_torn_last_line_is_repaired_on_resume() {
     .output()
     .await;
     out.code(0);
-    let recs = file_records(&output);
+    let recs = file_results(&output);
     assert_eq!(recs.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
     assert_eq!(
         server.stats().requests,
@@ -115,11 +114,8 @@ async fn retry_failed_resends_only_the_failed_line() {
     .output()
     .await
     .code(1);
-    let recs = file_records(&output);
-    assert_eq!(
-        (recs[&1]["status"].as_u64(), recs[&1]["ok"].as_bool()),
-        (Some(503), Some(false))
-    );
+    let recs = file_results(&output);
+    assert_eq!((recs[&1].status, recs[&1].ok), (Some(503), false));
 
     let out = Sluice::run([
         "-q".as_ref(),
@@ -132,16 +128,13 @@ async fn retry_failed_resends_only_the_failed_line() {
     .output()
     .await;
     out.code(0);
-    let recs = file_records(&output);
+    let recs = file_results(&output);
     assert_eq!(
         recs.keys().copied().collect::<Vec<_>>(),
         [1, 2],
         "one record per line"
     );
-    assert_eq!(
-        (recs[&1]["status"].as_u64(), recs[&1]["ok"].as_bool()),
-        (Some(200), Some(true))
-    );
+    assert_eq!((recs[&1].status, recs[&1].ok), (Some(200), true));
     assert_eq!(
         path_requests(&server, "/fail/1/key"),
         2,

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::child::{arrivals, json_line};
+use crate::support::arrivals::arrivals;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,25 +19,22 @@ async fn get_is_retried_until_it_succeeds_and_exhausted_retries_keep_the_last_st
         .output()
         .await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), 3);
 
     let (ok, exhausted, not_found) = (&recs[&1], &recs[&2], &recs[&3]);
-    assert_eq!(ok["ok"], true, "{ok}");
-    assert_eq!(
-        (ok["status"].clone(), ok["attempts"].clone()),
-        (json!(200), json!(3))
-    );
+    assert!(ok.ok, "{ok}");
+    assert_eq!((ok.status, ok.attempts), (Some(200), 3));
     assert_eq!(path_requests(&server, "/fail/2/k"), 3);
 
-    assert_eq!(exhausted["ok"], false, "{exhausted}");
-    assert_eq!(exhausted["status"], 503);
-    assert_eq!(exhausted["attempts"], 3, "--retries 2: three attempts");
+    assert!(!exhausted.ok, "{exhausted}");
+    assert_eq!(exhausted.status, Some(503));
+    assert_eq!(exhausted.attempts, 3, "--retries 2: three attempts");
     assert_eq!(kind(exhausted), "http_status");
     assert_eq!(path_requests(&server, "/fail/10/k2"), 3);
 
-    assert_eq!(not_found["status"], 404);
-    assert_eq!(not_found["attempts"], 1, "404 is not in --retry-on");
+    assert_eq!(not_found.status, Some(404));
+    assert_eq!(not_found.attempts, 1, "404 is not in --retry-on");
     assert_eq!(kind(not_found), "http_status");
     assert_eq!(path_requests(&server, "/status/404"), 1);
     assert_eq!(server.stats().requests, 7);
@@ -67,33 +64,25 @@ async fn post_is_retried_only_where_the_server_did_not_act_or_it_is_made_safe() 
         .output()
         .await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), 4);
 
     for (line, path) in [(1, "/fail/1/p"), (2, "/fail/1/p429")] {
         let r = &recs[&line];
-        assert_eq!(
-            (r["ok"].clone(), r["attempts"].clone()),
-            (json!(true), json!(2)),
-            "{r}"
-        );
+        assert_eq!((r.ok, r.attempts), (true, 2), "{r}");
         assert_eq!(path_requests(&server, path), 2, "{path}");
     }
 
     let q = &recs[&3];
-    assert_eq!(q["ok"], false, "{q}");
-    assert_eq!(q["status"], 500);
-    assert_eq!(q["attempts"], 1, "a POST is not retried on 500: {q}");
+    assert!(!q.ok, "{q}");
+    assert_eq!(q.status, Some(500));
+    assert_eq!(q.attempts, 1, "a POST is not retried on 500: {q}");
     assert_eq!(kind(q), "http_status");
-    assert_eq!(q["error"]["maybe_applied"], true, "{q}");
+    assert!(q.maybe_applied(), "{q}");
     assert_eq!(path_requests(&server, "/fail/1/q"), 1);
 
     let r = &recs[&4];
-    assert_eq!(
-        (r["ok"].clone(), r["attempts"].clone()),
-        (json!(true), json!(2)),
-        "Idempotency-Key: {r}"
-    );
+    assert_eq!((r.ok, r.attempts), (true, 2), "Idempotency-Key: {r}");
     assert_eq!(path_requests(&server, "/fail/1/r"), 2);
 
     // The same 500 with --retry-non-idempotent.
@@ -103,8 +92,8 @@ async fn post_is_retried_only_where_the_server_did_not_act_or_it_is_made_safe() 
         .output()
         .await;
     out.code(0);
-    let recs = by_line(&out.records());
-    assert_eq!(recs[&1]["attempts"], 2, "{}", recs[&1]);
+    let recs = by_line(&out.results());
+    assert_eq!(recs[&1].attempts, 2, "{}", recs[&1]);
     assert_eq!(path_requests(&server, "/fail/1/s"), 2);
     server.shutdown().await;
 }
@@ -118,8 +107,8 @@ async fn retry_after_is_honoured() {
         .output()
         .await;
     out.code(0);
-    let recs = by_line(&out.records());
-    assert_eq!(recs[&1]["attempts"], 2);
+    let recs = by_line(&out.results());
+    assert_eq!(recs[&1].attempts, 2);
     let at = arrivals(&server, |p| p == "/fail/1/ra");
     assert_eq!(at.len(), 2);
     assert!(
@@ -144,9 +133,9 @@ async fn a_request_waiting_to_retry_holds_no_slot() {
         .output()
         .await;
     out.code(0);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), 11);
-    assert_eq!(recs[&1]["attempts"], 2);
+    assert_eq!(recs[&1].attempts, 2);
 
     let retry = arrivals(&a, |_| true);
     let delays = arrivals(&b, |_| true);

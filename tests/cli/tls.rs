@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::support::raw::{Act, RawServer, acceptor};
 use crate::support::{Out, Sluice, by_line, kind, tempdir, write_file};
 use sluice_mock::{MockOptions, MockServer};
 
@@ -57,37 +57,10 @@ async fn fetch_trusting(url: &str, pem: String) -> Out {
 
 /// Serves a fixed `200 ok` over TLS with `cert`; returns the URL.
 async fn serve(cert: CertificateDer<'static>, leaf_key: &KeyPair) -> String {
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let chain: Vec<CertificateDer<'static>> = vec![cert];
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("https://{}/", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-                let _ = tls.write_all(reply).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    url
+    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+    let server =
+        RawServer::start_tls(acceptor(cert, leaf_key), |_| Act::Last(reply.to_vec())).await;
+    format!("{}/", server.url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
