@@ -120,3 +120,136 @@ async fn json_bodies_keep_their_digits() {
         out.stdout
     );
 }
+
+/// A gzip member that inflates to `zeros` zero bytes, written by hand in
+/// fixed-Huffman deflate (a literal 0, then matches of 258 at distance 1):
+/// about 1 KiB of gzip per 160 KiB of output. Its CRC is not filled in: a
+/// client that honours its size limit never reads that far.
+fn gzip_zeros(zeros: usize) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u8,
+        n: u32,
+    }
+    impl Bits {
+        fn bit(&mut self, b: u32) {
+            self.acc |= ((b & 1) as u8) << self.n;
+            self.n += 1;
+            if self.n == 8 {
+                self.out.push(self.acc);
+                (self.acc, self.n) = (0, 0);
+            }
+        }
+        /// A Huffman code: most significant bit first.
+        fn code(&mut self, code: u32, len: u32) {
+            for i in (0..len).rev() {
+                self.bit(code >> i);
+            }
+        }
+    }
+    let mut w = Bits {
+        out: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff],
+        acc: 0,
+        n: 0,
+    };
+    w.bit(1); // BFINAL
+    w.bit(1); // BTYPE = 01 (fixed Huffman), least significant bit first
+    w.bit(0);
+    w.code(0x30, 8); // literal 0
+    let mut left = zeros - 1;
+    while left >= 258 {
+        w.code(0xC5, 8); // length 258 (symbol 285)
+        w.code(0, 5); // distance 1
+        left -= 258;
+    }
+    for _ in 0..left {
+        w.code(0x30, 8);
+    }
+    w.code(0, 7); // end of block
+    if w.n > 0 {
+        w.out.push(w.acc);
+    }
+    w.out.extend_from_slice(&[0, 0, 0, 0]);
+    w.out.extend_from_slice(&(zeros as u32).to_le_bytes());
+    w.out
+}
+
+/// A 1 GiB chunked body is cut off at `--max-body-size` (the connection is
+/// dropped, not drained), and a gzip bomb under `--compressed` is cut off
+/// at the same limit on decoded bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_and_exploding_bodies_stop_at_the_size_limit() {
+    let bomb = std::sync::Arc::new(gzip_zeros(64 << 20));
+    let raw = RawServer::start(move |req| {
+        if req.path == "/endless" {
+            let mut piece = b"10000\r\n".to_vec();
+            piece.extend(std::iter::repeat_n(b'a', 0x10000));
+            piece.extend_from_slice(b"\r\n");
+            Act::Stream {
+                head: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                piece,
+                every: std::time::Duration::ZERO,
+                limit: 1 << 30,
+            }
+        } else {
+            Act::Keep(response("200 OK", &["Content-Encoding: gzip"], &bomb))
+        }
+    })
+    .await;
+    let input = lines(&[format!("{}/endless", raw.url), format!("{}/bomb", raw.url)]);
+    let started = std::time::Instant::now();
+    let out = Sluice::run(["--max-body-size", "1MiB", "--compressed"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let recs = by_line(&out.results());
+    for line in [1, 2] {
+        assert_eq!(recs[&line].kind(), "body_too_large", "{}", recs[&line]);
+        assert_eq!(recs[&line].attempts, 1);
+    }
+    let streamed = raw.streamed();
+    assert!(
+        streamed < 64 << 20,
+        "the client kept reading: {streamed} bytes"
+    );
+}
+
+/// Under `--body auto`, a JSON body is embedded without changing its
+/// values, anything else is stored as text. `[1 2 3]` (numpy's way of
+/// printing an array) is not JSON. (Was: whitespace was stripped *before*
+/// the JSON check, so it was stored as the JSON array `[123]`, `ok: true`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_that_only_looks_like_json_is_stored_unchanged() {
+    let raw = RawServer::start(|req| match req.path.as_str() {
+        "/numpy" => Act::Keep(response(
+            "200 OK",
+            &["Content-Type: text/plain"],
+            b"[1 2 3]",
+        )),
+        _ => Act::Keep(response(
+            "200 OK",
+            &["Content-Type: application/json"],
+            br#"{"a": 1 0, "b": tr ue}"#,
+        )),
+    })
+    .await;
+    let input = lines(&[format!("{}/numpy", raw.url), format!("{}/broken", raw.url)]);
+    let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
+    out.code(0);
+    let recs = by_line(&out.results());
+    assert_eq!(recs[&1].text(), Some("[1 2 3]"), "{}", recs[&1]);
+    assert_eq!(recs[&1].body_encoding.as_deref(), Some("text"));
+    assert_eq!(
+        recs[&2].text(),
+        Some(r#"{"a": 1 0, "b": tr ue}"#),
+        "{}",
+        recs[&2]
+    );
+    assert_eq!(recs[&2].body_encoding.as_deref(), Some("text"));
+}

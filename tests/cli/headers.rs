@@ -169,3 +169,61 @@ async fn recorded_response_headers_are_redacted() {
         "headers only on request"
     );
 }
+
+/// CR/LF in header names, values and URLs is refused, never smuggled or
+/// silently stripped; `${VAR}` in input is sent literally (only `-H`
+/// expands the environment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injection_is_refused_and_input_is_never_expanded() {
+    let server = mock().await;
+    let m = server.url();
+    let input = lines(&[
+        format!(r#"{{"url":"{m}/echo","headers":{{"X-A":"v\r\nX-Injected: 1"}}}}"#),
+        format!(r#"{{"url":"{m}/echo","headers":{{"X-A\r\nX-Injected":"1"}}}}"#),
+        format!(r#"{{"url":"{m}/echo\r\nX-Injected: 1"}}"#),
+        format!(r#"{{"url":"{m}/echo\tx"}}"#),
+        format!(
+            r#"{{"url":"{m}/echo?q=${{HOME}}","headers":{{"X-Env":"${{HOME}}"}},"body_text":"${{HOME}}"}}"#
+        ),
+    ]);
+    let out = Sluice::run(Vec::<&str>::new())
+        .env("HOME", "/home/SHOULD_NOT_APPEAR")
+        .stdin(input)
+        .output()
+        .await;
+    out.code(1);
+    let recs = by_line(&out.results());
+    for line in 1..=4 {
+        assert_eq!(
+            recs[&line].kind(),
+            "invalid_request",
+            "line {line}: {}",
+            recs[&line]
+        );
+    }
+    let echo = recs[&5].body.clone().unwrap_or_default();
+    assert_eq!(header(&echo["headers"], "x-env"), Some("${HOME}"), "{echo}");
+    assert_eq!(echo["body"], "${HOME}", "{echo}");
+    assert_eq!(echo["query"]["q"], "${HOME}", "{echo}");
+    assert!(!out.stdout.contains("SHOULD_NOT_APPEAR"));
+    assert_eq!(server.stats().requests, 1, "nothing else was sent");
+    server.shutdown().await;
+}
+
+/// Input lines may not set framing headers; `-H` may not either.
+/// (Was: `-H 'Content-Length: 5'` made hyper send 5 bytes of an 11-byte POST
+/// body, recorded `ok`, and made a GET hang until its timeout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_headers_from_the_command_line_are_refused() {
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
+    let input = lines(&[format!(
+        r#"{{"method":"POST","url":"{}/p","body_text":"hello world"}}"#,
+        raw.url
+    )]);
+    let out = Sluice::run(["-H", "Content-Length: 5"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(2);
+    assert_eq!(raw.total(), 0, "nothing may be sent");
+}

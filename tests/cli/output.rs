@@ -226,3 +226,35 @@ async fn summary_on_stderr_quiet_and_json() {
     assert!(json.is_object(), "{json}");
     server.shutdown().await;
 }
+
+/// Standard error going away (`sluice run -v -o out.jsonl 2>&1 | head`, a
+/// log shipper that dies) costs no records. (Was: the first failed write
+/// to stderr panicked, exit 101, and the records of requests already
+/// answered never reached the output file, so `--resume` sent them again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_loses_no_records() {
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
+    let dir = tempdir();
+    let results = dir.path().join("out.jsonl");
+    let input = lines(
+        &(0..300)
+            .map(|i| format!("{}/x{i}", raw.url))
+            .collect::<Vec<_>>(),
+    );
+    let out = Sluice::run(["-v".as_ref(), "-o".as_ref(), results.as_os_str()])
+        .close_stderr()
+        .stdin(input)
+        .output()
+        .await;
+    let code = out.code;
+    let written = std::fs::read_to_string(&results)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert_ne!(code, 101, "sluice panicked");
+    assert!(
+        written + 16 >= raw.total(),
+        "the server answered {} requests, {written} records were written (exit {code})",
+        raw.total()
+    );
+}

@@ -186,3 +186,45 @@ async fn dry_run_says_it_leaves_the_output_untouched() {
     assert!(out.stderr.contains("left untouched"), "{}", out.stderr);
     assert_eq!(read(&results), "keep\n");
 }
+
+/// An output that cannot be written is exit 2 before anything
+/// is sent — the summary and the report are outputs too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_summary_or_report_fails_before_anything_is_sent() {
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
+    let dir = tempdir();
+    let missing = dir.path().join("no-such-dir");
+    for (option, name) in [("--summary-json", "s.json"), ("--report", "r.html")] {
+        let out = Sluice::run([option.as_ref(), missing.join(name).as_os_str()])
+            .stdin(lines(&[format!("{}/x", raw.url)]))
+            .output()
+            .await;
+        out.code(2);
+        assert_eq!(raw.total(), 0, "{option}: nothing may be sent");
+    }
+}
+
+/// `-o` naming one of the inputs, even with `--overwrite`, is refused
+/// (exit 2) with the input intact. (Was: the input was truncated before it
+/// was read; nothing sent, input gone, exit 0.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_is_an_input_is_refused() {
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
+    let dir = tempdir();
+    let content = lines(&[format!("{}/x", raw.url)]);
+    let path = write_file(dir.path(), "in.txt", &content);
+    let out = Sluice::run([
+        path.as_os_str(),
+        "-o".as_ref(),
+        path.as_os_str(),
+        "--overwrite".as_ref(),
+    ])
+    .output()
+    .await;
+    out.code(2);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        content,
+        "the input was destroyed"
+    );
+}

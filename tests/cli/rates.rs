@@ -197,3 +197,25 @@ async fn a_cheap_request_does_not_overtake_an_expensive_one() {
     );
     server.shutdown().await;
 }
+
+/// `--rate 20/s` with the default burst of 1: 11 starts need at least half
+/// a second (a lower bound, so no tolerance is needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_spaces_attempt_starts() {
+    let server = mock().await;
+    let input = lines(&vec![format!("{}/fast", server.url()); 11]);
+    let started = std::time::Instant::now();
+    let out = Sluice::run(["-c", "11", "--rate", "20/s"])
+        .stdin(input)
+        .output()
+        .await;
+    let elapsed = started.elapsed();
+    out.code(0);
+    assert_eq!(out.records().len(), 11);
+    assert!(
+        elapsed.as_millis() >= 500,
+        "11 starts at 20/s in {elapsed:?}"
+    );
+    assert_eq!(server.stats().requests, 11);
+    server.shutdown().await;
+}

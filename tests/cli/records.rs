@@ -295,3 +295,56 @@ async fn a_line_that_is_not_utf8_is_an_invalid_request() {
     assert_eq!(server.stats().requests, 1);
     server.shutdown().await;
 }
+
+/// Ids that overflow every integer type, ids that are objects, a 70 MB line
+/// and 100 000 nested brackets: each is one record, the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ids_huge_lines_and_deep_nesting_are_single_records() {
+    let raw = RawServer::start(|_| Act::Keep(ok("fine"))).await;
+    let u = &raw.url;
+    let mut input = Vec::new();
+    input.extend_from_slice(format!("{{\"id\":1e400,\"url\":\"{u}/a\"}}\n").as_bytes());
+    input.extend_from_slice(
+        format!("{{\"id\":18446744073709551616,\"url\":\"{u}/b\"}}\n").as_bytes(),
+    );
+    input.extend_from_slice(
+        format!("{{\"id\":\"18446744073709551616\",\"url\":\"{u}/c\"}}\n").as_bytes(),
+    );
+    input.extend_from_slice(format!("{{\"id\":{{\"a\":1}},\"url\":\"{u}/d\"}}\n").as_bytes());
+    input.extend_from_slice(format!("{{\"url\":\"{u}/e\",\"body_text\":\"").as_bytes());
+    input.extend(std::iter::repeat_n(b'a', 70_000_000));
+    input.extend_from_slice(b"\"}\n");
+    input.extend(std::iter::repeat_n(b'[', 100_000));
+    input.push(b'\n');
+    input.extend_from_slice(format!("{{\"url\":\"{u}/g\",\"x\":").as_bytes());
+    input.extend(std::iter::repeat_n(b'[', 100_000));
+    input.extend(std::iter::repeat_n(b']', 100_000));
+    input.extend_from_slice(b"}\n");
+    input.extend_from_slice(format!("{u}/h\n").as_bytes());
+    let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
+    out.code(1);
+    let recs = by_line(&out.results());
+    assert_eq!(recs.len(), 8, "one record per line");
+    assert_eq!(recs[&1].kind(), "invalid_request", "{}", recs[&1]);
+    assert!(recs[&2].ok, "{}", recs[&2]);
+    assert!(
+        out.stdout.contains(r#""id":18446744073709551616,"#),
+        "a big integer id keeps its digits"
+    );
+    assert_eq!(
+        recs[&3].kind(),
+        "duplicate_id",
+        "ids compare as text: {}",
+        recs[&3]
+    );
+    for line in [4, 5, 6, 7] {
+        assert_eq!(
+            recs[&line].kind(),
+            "invalid_request",
+            "line {line}: {}",
+            recs[&line]
+        );
+    }
+    assert!(recs[&8].ok);
+    assert_eq!(raw.total(), 2, "only /b and /h were sent");
+}

@@ -157,3 +157,102 @@ async fn a_request_waiting_to_retry_holds_no_slot() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Retry-After values that are not delay-seconds or an HTTP date are
+/// ignored (computed backoff), a date in the past means "now", and a wait
+/// beyond `--max-retry-after` — in seconds too large for any integer, or a
+/// date in the year 9999 — closes the origin without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_edge_values() {
+    fn first_503(value: &'static str) -> impl Fn(&Req) -> Act + Send + Sync {
+        let served = std::sync::Mutex::new(std::collections::HashSet::new());
+        move |req| {
+            if served.lock().unwrap().insert(req.path.clone()) {
+                let header = format!("Retry-After: {value}");
+                Act::Keep(response("503 Service Unavailable", &[&header], b""))
+            } else {
+                Act::Keep(ok("fine"))
+            }
+        }
+    }
+    let values = [
+        "-5",
+        "1.5",
+        "soon",
+        "0x10",
+        "1, 2",
+        "",
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994",
+    ];
+    let mut servers = Vec::new();
+    for v in values {
+        servers.push(RawServer::start(first_503(v)).await);
+    }
+    let input = lines(
+        &servers
+            .iter()
+            .map(|s| format!("{}/x", s.url))
+            .collect::<Vec<_>>(),
+    );
+    let out = Sluice::run(["--backoff-initial", "10ms", "-c", "16"])
+        .stdin(input)
+        .output()
+        .await;
+    out.code(0);
+    for (line, rec) in by_line(&out.results()) {
+        let value = values[line as usize - 1];
+        assert_eq!(rec.attempts, 2, "Retry-After {value:?}: {rec}");
+        let ms = rec.duration_ms;
+        assert!(ms < 2500.0, "Retry-After {value:?} was not ignored: {rec}");
+    }
+
+    let huge = RawServer::start(first_503("99999999999999999999999")).await;
+    let far = RawServer::start(first_503("Fri, 31 Dec 9999 23:59:59 GMT")).await;
+    let input = lines(&[format!("{}/x", huge.url), format!("{}/x", far.url)]);
+    let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
+    out.code(3);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    for rec in out.results() {
+        assert_eq!(rec.kind(), "retry_after_too_long", "{rec}");
+        assert_eq!(rec.attempts, 1);
+    }
+}
+
+/// Absurd durations never panic, and nothing ends in exit 0 with requests
+/// unwritten (exit 0 means every request has an ok record). (Was:
+/// `Instant + Duration` overflowed when a retry was scheduled; the panic
+/// killed the engine and the run exited 0 with no record at all.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_durations_neither_panic_nor_exit_0() {
+    let raw =
+        RawServer::start(|_| Act::Keep(response("500 Internal Server Error", &[], b""))).await;
+    let input = lines(
+        &(0..20)
+            .map(|i| format!("{}/x{i}", raw.url))
+            .collect::<Vec<_>>(),
+    );
+    let child = Sluice::run([
+        "--retries",
+        "1",
+        "--backoff-initial",
+        "5000000000000000h",
+        "--backoff-max",
+        "5000000000000000h",
+    ])
+    .stdin(input)
+    .spawn();
+    // The run either refuses the durations (exit 2) or waits to retry
+    // until the interrupt drains it (exit 130).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    child.signal(libc::SIGINT);
+    let out = child.finish().await;
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        [2, 130].contains(&out.code),
+        "exit {}: {}",
+        out.code,
+        out.stderr
+    );
+}

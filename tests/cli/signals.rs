@@ -83,3 +83,48 @@ async fn a_doubled_sigterm_as_timeout_sends_it_still_drains() {
     assert_eq!(server.stats().requests, 3);
     server.shutdown().await;
 }
+
+/// SIGINT while standard input stalls (no EOF): the run stops reading,
+/// writes what completed, and exits 130 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_while_input_stalls_exits_130() {
+    let server = mock().await;
+    let (sluice, feed) = Sluice::run(Vec::<&str>::new()).feed();
+    let child = sluice.spawn();
+    feed.send(format!("{}/fast\n", server.url()).into_bytes())
+        .unwrap();
+    until(&server, "line 1 answered", |s| {
+        s.requests == 1 && s.in_flight == 0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let signalled = std::time::Instant::now();
+    child.signal(libc::SIGINT);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(feed);
+    let out = child.finish().await;
+    out.code(130);
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(by_line(&out.results()).len(), 1);
+    assert!(out.stderr.contains("SIGINT"), "{}", out.stderr);
+    server.shutdown().await;
+}
+
+/// `--dry-run` prints its summary, and SIGINT exits 130, also
+/// while its input stalls. (Was: no signal handler; SIGINT killed it, no
+/// summary, death by signal rather than exit 130.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_interrupted_while_input_stalls_exits_130_with_a_summary() {
+    let (sluice, feed) = Sluice::run(["--dry-run"]).feed();
+    let child = sluice.spawn();
+    feed.send(b"http://127.0.0.1:9/x\nbad url\n".to_vec())
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    child.signal(libc::SIGINT);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    drop(feed);
+    let out = child.finish().await;
+    out.code(130);
+    assert!(out.stderr.contains("dry run"), "{}", out.stderr);
+    assert_eq!(by_line(&out.results()).len(), 1, "the bad line's record");
+}

@@ -194,3 +194,19 @@ async fn verbose_and_the_summary_name_the_http_version() {
     }
     server.shutdown().await;
 }
+
+/// `--proxy` with a scheme that cannot proxy (`foo://`, `ftp://`) is a
+/// configuration error (exit 2). (Was: silently ignored, so the traffic
+/// meant for the proxy went straight to the origin.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_proxy_url_is_a_usage_error() {
+    let raw = RawServer::start(|_| Act::Keep(ok("direct"))).await;
+    let out = Sluice::run(["--proxy", "foo://127.0.0.1:9"])
+        .env("NO_PROXY", "")
+        .env("no_proxy", "")
+        .stdin(lines(&[format!("{}/x", raw.url)]))
+        .output()
+        .await;
+    out.code(2);
+    assert_eq!(raw.total(), 0, "the request bypassed the proxy");
+}

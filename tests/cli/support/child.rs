@@ -11,7 +11,7 @@ pub use super::arrivals::{achieved_rate, arrivals, max_in_window};
 pub use super::records::{complete_lines, file_records};
 
 /// A running `sluice run ...` (see [`super::run::Running`]).
-pub struct Running(super::run::Running);
+pub struct Running(super::Running);
 
 /// How a controlled child ended: its exit code (None when a signal killed
 /// it) and its standard error.

@@ -15,11 +15,12 @@ pub mod raw;
 pub mod records;
 pub mod run;
 
+pub use raw::{Act, RawServer, Req, ok, response};
 pub use records::{
     by_line, check_record, complete_lines, file_results, header, kind, parse_records,
     results_so_far, schema_errors,
 };
-pub use run::{LIMIT, Out, Sluice};
+pub use run::{LIMIT, Out, Running, Sluice};
 
 /// Starts a mock upstream on 127.0.0.1 with a port chosen by the system.
 pub async fn mock() -> MockServer {

@@ -386,6 +386,15 @@ impl Out {
         parse_records(&self.stdout)
     }
 
+    /// Every line on standard output as JSON, without the schema check, so
+    /// that a test can say what is wrong with a record instead of panicking.
+    pub fn unchecked_records(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
     /// The result lines on standard output, each validated and typed.
     pub fn results(&self) -> Vec<Record> {
         parse_results(&self.stdout)
