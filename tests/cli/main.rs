@@ -40,6 +40,7 @@ mod schema;
 mod shards;
 mod shared_limits;
 mod signals;
+mod snapshots;
 mod support;
 mod tls;
 mod transport;
