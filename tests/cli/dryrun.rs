@@ -33,22 +33,22 @@ async fn dry_run_reports_bad_lines_and_sends_nothing() {
         .output()
         .await;
         out.code(1);
-        let recs = by_line(&out.records());
+        let recs = by_line(&out.results());
         assert_eq!(
             recs.keys().copied().collect::<Vec<_>>(),
             [2, 3, 6, 8],
             "only bad lines"
         );
-        assert_eq!(kind(&recs[&2]), "invalid_request");
-        assert_eq!(kind(&recs[&3]), "duplicate_id");
-        assert_eq!(recs[&3]["id"], "a");
-        assert_eq!(kind(&recs[&6]), "invalid_request");
+        assert_eq!(recs[&2].kind(), "invalid_request");
+        assert_eq!(recs[&3].kind(), "duplicate_id");
+        assert_eq!(recs[&3].json["id"], "a");
+        assert_eq!(recs[&6].kind(), "invalid_request");
         assert_eq!(
-            kind(&recs[&8]),
+            recs[&8].kind(),
             "invalid_request",
             "cost above --budget-burst"
         );
-        assert!(recs.values().all(|r| r["attempts"] == 0));
+        assert!(recs.values().all(|r| r.attempts == 0));
     }
     assert_eq!(std::fs::read_to_string(&results).unwrap(), "keep me\n");
     assert!(!fresh.exists(), "--output is never opened");

@@ -13,13 +13,13 @@ async fn drains_on(signal: libc::c_int, code: i32) {
     child.signal(signal);
     let out = child.finish().await;
     out.code(code);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(
         recs.keys().copied().collect::<Vec<_>>(),
         [1, 2, 3],
         "in-flight ones finish"
     );
-    assert!(recs.values().all(|r| r["ok"] == true));
+    assert!(recs.values().all(|r| r.ok));
     assert_eq!(server.stats().requests, 3, "nothing new starts");
     server.shutdown().await;
 }
@@ -43,7 +43,7 @@ async fn a_second_interrupt_cancels_what_is_in_flight() {
     child.signal(libc::SIGINT);
     let out = child.finish_signalling(Some(libc::SIGINT)).await;
     out.code(130);
-    assert_eq!(out.records().len(), 0, "cancelled requests are not written");
+    assert_eq!(out.results().len(), 0, "cancelled requests are not written");
     assert_eq!(server.stats().requests, 2);
     // Said, and counted: the server saw those attempts.
     assert!(
@@ -72,7 +72,7 @@ async fn a_doubled_sigterm_as_timeout_sends_it_still_drains() {
     child.signal(libc::SIGTERM);
     let out = child.finish().await;
     out.code(143);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(
         recs.keys().copied().collect::<Vec<_>>(),
         [1, 2, 3],
