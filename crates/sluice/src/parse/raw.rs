@@ -1,0 +1,54 @@
+//! Small helpers over a field's unparsed JSON text.
+
+use serde_json::value::RawValue;
+
+use crate::json::{JsonKind, JsonStrings, json_kind};
+
+use super::show::{MESSAGE_CLIP, clip};
+
+/// A field that is absent or `null` is not given (ids excepted: see [`read_id`]).
+pub(super) fn given(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get().trim() != "null")
+}
+
+pub(super) fn string_of(raw: &RawValue, name: &str) -> Result<String, String> {
+    match json_kind(raw) {
+        JsonKind::String => decode_string(raw).map_err(|e| format!("`{name}`: {e}")),
+        kind => Err(format!("`{name}` must be a string, not {kind}")),
+    }
+}
+
+pub(super) fn decode_string(raw: &RawValue) -> Result<String, String> {
+    serde_json::from_str(raw.get()).map_err(|e| e.to_string())
+}
+
+/// A JSON number as f64 (`1e400` is infinite, which callers refuse).
+pub(super) fn number_of(raw: &RawValue) -> Result<f64, String> {
+    raw.get()
+        .trim()
+        .parse()
+        .map_err(|_| format!("is not a number: {}", clip(raw.get(), MESSAGE_CLIP)))
+}
+
+/// True when brackets nest deeper than `limit` outside strings. Checked before
+/// parsing so that depth is refused the same way in every field.
+pub(super) fn nesting_exceeds(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut strings = JsonStrings::default();
+    for &b in text.as_bytes() {
+        if strings.inside(b) {
+            continue;
+        }
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
