@@ -11,6 +11,7 @@ use crate::headers::{self, Setter};
 use crate::json::{JsonKind, json_kind};
 use crate::redact::Redactor;
 
+use super::problem::Problem;
 use super::raw::decode_string;
 use super::show::{MESSAGE_CLIP, clip};
 
@@ -43,15 +44,12 @@ impl<'de> Visitor<'de> for EntriesVisitor {
 
 /// `headers`: name → string, or name → array of strings (one header line
 /// each). Values are taken literally: `${VAR}` is not expanded.
-pub(super) fn read_headers(raw: &RawValue, redactor: &Redactor) -> Result<HeaderMap, String> {
+pub(super) fn read_headers(raw: &RawValue, redactor: &Redactor) -> Result<HeaderMap, Problem> {
     if json_kind(raw) != JsonKind::Object {
-        return Err(format!(
-            "`headers` must be an object of name → value, not {}",
-            json_kind(raw)
-        ));
+        let kind = json_kind(raw);
+        return Err(Problem::HeadersNotObject { kind });
     }
-    let entries: Entries =
-        serde_json::from_str(raw.get()).map_err(|e| format!("`headers`: {e}"))?;
+    let entries: Entries = serde_json::from_str(raw.get()).map_err(Problem::HeadersJson)?;
     let mut map = HeaderMap::new();
     for (name, value) in entries.0 {
         add_header(&mut map, &name, value, redactor)?;
@@ -64,53 +62,54 @@ fn add_header(
     name: &str,
     value: &RawValue,
     redactor: &Redactor,
-) -> Result<(), String> {
+) -> Result<(), Problem> {
     let header = header_name(name)?;
     let shown = clip(name, MESSAGE_CLIP);
     for text in header_texts(&shown, value)? {
-        let mut value = headers::value(name, &text).map_err(|e| e.to_string())?;
+        let mut value = headers::value(name, &text).map_err(Problem::Header)?;
         value.set_sensitive(redactor.is_secret_header(name));
         map.try_append(header.clone(), value)
-            .map_err(|_| "`headers` has too many entries".to_string())?;
+            .map_err(|_| Problem::TooManyHeaders)?;
     }
     Ok(())
 }
 
-fn header_name(name: &str) -> Result<HeaderName, String> {
+fn header_name(name: &str) -> Result<HeaderName, Problem> {
     if name.is_empty() {
-        return Err("a header name in `headers` is empty".into());
+        return Err(Problem::HeaderNameEmpty);
     }
-    headers::name(name, Setter::RequestLine).map_err(|e| e.to_string())
+    headers::name(name, Setter::RequestLine).map_err(Problem::Header)
 }
 
 /// The value texts of one header: a string, or a non-empty array of strings.
-fn header_texts(shown: &str, value: &RawValue) -> Result<Vec<String>, String> {
-    let wrong = |kind: &dyn fmt::Display| {
-        format!("header `{shown}` must be a string or an array of strings, not {kind}")
+fn header_texts(shown: &str, value: &RawValue) -> Result<Vec<String>, Problem> {
+    let unreadable = |error| Problem::HeaderJson {
+        header: shown.to_string(),
+        error,
     };
     match json_kind(value) {
-        JsonKind::String => Ok(vec![
-            decode_string(value).map_err(|e| format!("header `{shown}`: {e}"))?,
-        ]),
+        JsonKind::String => Ok(vec![decode_string(value).map_err(unreadable)?]),
         JsonKind::Array => {
-            let items: Vec<&RawValue> =
-                serde_json::from_str(value.get()).map_err(|e| format!("header `{shown}`: {e}"))?;
+            let items: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(unreadable)?;
             if items.is_empty() {
-                return Err(format!(
-                    "header `{shown}` is an empty array: give at least one value"
-                ));
+                let header = shown.to_string();
+                return Err(Problem::HeaderEmptyArray { header });
             }
             items
                 .into_iter()
                 .map(|item| match json_kind(item) {
-                    JsonKind::String => {
-                        decode_string(item).map_err(|e| format!("header `{shown}`: {e}"))
-                    }
-                    kind => Err(wrong(&format_args!("an array holding {kind}"))),
+                    JsonKind::String => decode_string(item).map_err(unreadable),
+                    kind => Err(Problem::HeaderArrayNotText {
+                        header: shown.to_string(),
+                        kind,
+                    }),
                 })
                 .collect()
         }
-        kind => Err(wrong(&kind)),
+        kind => Err(Problem::HeaderNotText {
+            header: shown.to_string(),
+            kind,
+        }),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::request::{Input, InvalidLine};
 
 mod header_field;
 mod object;
+mod problem;
 mod raw;
 mod rest;
 mod show;
@@ -30,6 +31,7 @@ pub(crate) use show::{MESSAGE_CLIP, clip};
 pub use urls::{UrlError, check_base_url, join_base_url};
 
 use object::parse_object;
+use problem::Problem;
 use show::show_size;
 use urls::parse_url_line;
 
@@ -203,7 +205,12 @@ pub fn parse_line(
     }
     let text = match std::str::from_utf8(trimmed) {
         Ok(text) => text,
-        Err(e) => return Some(ctx.invalid(Known::default(), not_utf8(&e))),
+        Err(e) => {
+            let problem = Problem::NotUtf8 {
+                offset: e.valid_up_to(),
+            };
+            return Some(ctx.invalid(Known::default(), problem));
+        }
     };
     let input = if text.starts_with('{') {
         parse_object(text, &ctx)
@@ -248,7 +255,7 @@ struct Line<'a> {
 }
 
 impl Line<'_> {
-    fn invalid(&self, known: Known, problem: impl fmt::Display) -> Input {
+    fn invalid(&self, known: Known, problem: Problem) -> Input {
         Input::Invalid(InvalidLine {
             line: self.number,
             id: known.id,
@@ -269,25 +276,18 @@ struct Known {
 
 /// A bad field: what is wrong with it, and how to show it in the record.
 struct Bad {
-    problem: String,
+    problem: Problem,
     shown: Option<String>,
 }
 
 impl Bad {
     /// A field that cannot be shown (missing, or of the wrong type).
-    fn unshown(problem: String) -> Bad {
+    fn unshown(problem: Problem) -> Bad {
         Bad {
             problem,
             shown: None,
         }
     }
-}
-
-fn not_utf8(e: &std::str::Utf8Error) -> String {
-    format!(
-        "line is not valid UTF-8 (bad byte at offset {}): save the input as UTF-8",
-        e.valid_up_to()
-    )
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::json::{JsonKind, compact_json, json_kind};
 use crate::record::Id;
 use crate::request::Input;
 
+use super::problem::Problem;
 use super::raw::{given, nesting_exceeds, string_of};
 use super::rest::read_rest;
 use super::show::{MESSAGE_CLIP, clip, describe_char};
@@ -59,14 +60,14 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 
 pub(super) fn parse_object(text: &str, line: &Line) -> Input {
     if nesting_exceeds(text, MAX_JSON_DEPTH) {
-        return line.invalid(
-            Known::default(),
-            format!("JSON is nested more than {MAX_JSON_DEPTH} levels deep"),
-        );
+        let problem = Problem::TooDeep {
+            limit: MAX_JSON_DEPTH,
+        };
+        return line.invalid(Known::default(), problem);
     }
     let fields: Fields = match serde_json::from_str(text) {
         Ok(fields) => fields,
-        Err(e) => return line.invalid(Known::default(), format!("invalid JSON: {e}")),
+        Err(e) => return line.invalid(Known::default(), Problem::InvalidJson(e)),
     };
     if let Err(problem) = check_shape(&fields, line.opts.input_format) {
         let known = Known {
@@ -110,26 +111,17 @@ fn sluice_request_fields(fields: &Fields) -> Option<&'static str> {
 }
 
 /// Checks that a line has the keys its `--input-format` requires.
-fn check_shape(fields: &Fields, format: InputFormat) -> Result<(), String> {
-    const ANTHROPIC: &str = "an anthropic-batch line is {\"custom_id\": ..., \"params\": {...}}, sent as a POST of params to /v1/messages under --base-url";
-    const OPENAI: &str = "an openai-batch line is {\"custom_id\", \"method\", \"url\", \"body\"}";
+fn check_shape(fields: &Fields, format: InputFormat) -> Result<(), Problem> {
     let params = given(fields.params).is_some();
     match format {
         InputFormat::Auto | InputFormat::AnthropicBatch if params => {
             match sluice_request_fields(fields) {
-                Some(name) => Err(format!(
-                    "`params` and `{name}` are both set, so the line is neither kind: {ANTHROPIC}; a sluice line has `url` and no `params`"
-                )),
+                Some(field) => Err(Problem::ParamsBeside { field }),
                 None => Ok(()),
             }
         }
-        InputFormat::AnthropicBatch => Err(format!(
-            "`params` is missing (--input-format anthropic-batch): {ANTHROPIC}"
-        )),
-        _ if params => Err(format!(
-            "`params` is an anthropic-batch field, but the input format is {}: use --input-format auto or anthropic-batch, or give `url` and `body`",
-            format.as_str()
-        )),
+        InputFormat::AnthropicBatch => Err(Problem::ParamsRequired),
+        _ if params => Err(Problem::ParamsInFormat { format }),
         InputFormat::OpenAiBatch => {
             let missing = [
                 ("custom_id", fields.custom_id),
@@ -139,9 +131,7 @@ fn check_shape(fields: &Fields, format: InputFormat) -> Result<(), String> {
             .into_iter()
             .find(|(_, raw)| given(*raw).is_none());
             match missing {
-                Some((name, _)) => Err(format!(
-                    "`{name}` is missing (--input-format openai-batch): {OPENAI}"
-                )),
+                Some((field, _)) => Err(Problem::OpenAiFieldMissing { field }),
                 None => Ok(()),
             }
         }
@@ -156,21 +146,15 @@ fn parse_anthropic(fields: &Fields, line: &Line) -> Input {
     let id = read_id(fields, line.number);
     let url = match &line.opts.base_url {
         Some(base) => {
-            join_base_url(base, ANTHROPIC_MESSAGES_PATH).map_err(|e| Bad::unshown(e.to_string()))
+            join_base_url(base, ANTHROPIC_MESSAGES_PATH).map_err(|e| Bad::unshown(Problem::Url(e)))
         }
-        None => Err(Bad::unshown(
-            "an anthropic-batch line is sent to /v1/messages under --base-url, and none is given: add --base-url (e.g. https://api.anthropic.com)".into(),
-        )),
+        None => Err(Bad::unshown(Problem::AnthropicWithoutBase)),
     };
     let rest = read_rest(fields, &line.opts.redactor).and_then(|mut rest| {
-        let params = fields
-            .params
-            .ok_or_else(|| "`params` is missing".to_string())?;
+        let params = fields.params.ok_or(Problem::ParamsMissing)?;
         if !matches!(json_kind(params), JsonKind::Object) {
-            return Err(format!(
-                "`params` must be an object (the Messages API request body), not {}",
-                json_kind(params)
-            ));
+            let kind = json_kind(params);
+            return Err(Problem::ParamsNotObject { kind });
         }
         rest.body = Some(Bytes::from(compact_json(params.get())));
         rest.json_body = true;
@@ -188,50 +172,50 @@ fn parse_anthropic(fields: &Fields, line: &Line) -> Input {
 /// and every field that could be read.
 fn reject(
     line: &Line,
-    id: Result<Id, String>,
+    id: Result<Id, Problem>,
     method: Result<Method, Bad>,
     url: Result<Url, Bad>,
-    rest: Option<String>,
+    rest: Option<Problem>,
 ) -> Input {
-    let problem = id
-        .as_ref()
-        .err()
-        .cloned()
-        .or_else(|| method.as_ref().err().map(|bad| bad.problem.clone()))
-        .or_else(|| url.as_ref().err().map(|bad| bad.problem.clone()))
-        .or(rest)
-        .expect("a line is rejected only when one of its fields is bad");
-    let known = Known {
-        id: id.ok(),
-        method: method.map_or_else(|bad| bad.shown, |m| Some(m.to_string())),
-        url: url.map_or_else(|bad| bad.shown, |u| Some(line.opts.redactor.url(&u))),
+    let (id, id_problem) = match id {
+        Ok(id) => (Some(id), None),
+        Err(problem) => (None, Some(problem)),
     };
-    line.invalid(known, problem)
+    let (method, method_problem) = match method {
+        Ok(m) => (Some(m.to_string()), None),
+        Err(bad) => (bad.shown, Some(bad.problem)),
+    };
+    let (url, url_problem) = match url {
+        Ok(u) => (Some(line.opts.redactor.url(&u)), None),
+        Err(bad) => (bad.shown, Some(bad.problem)),
+    };
+    let problem = (id_problem.or(method_problem).or(url_problem).or(rest))
+        .expect("a line is rejected only when one of its fields is bad");
+    line.invalid(Known { id, method, url }, problem)
 }
 
 /// `id`, else `custom_id`, else the line number. A `null` id is refused
 /// rather than replaced by the line number, which would silently change
 /// which record a resumed run matches.
-fn read_id(fields: &Fields, line: u64) -> Result<Id, String> {
+fn read_id(fields: &Fields, line: u64) -> Result<Id, Problem> {
     let id = fields.id.map(|raw| id_from(raw, "id")).transpose()?;
     let custom = fields
         .custom_id
         .map(|raw| id_from(raw, "custom_id"))
         .transpose()?;
     match (id, custom) {
-        (Some(id), Some(custom)) if id.as_str() != custom.as_str() => Err(format!(
-            "`id` ({}) and `custom_id` ({}) differ: give one of them, or the same value in both",
-            clip(id.as_str(), MESSAGE_CLIP),
-            clip(custom.as_str(), MESSAGE_CLIP)
-        )),
+        (Some(id), Some(custom)) if id.as_str() != custom.as_str() => Err(Problem::IdsDiffer {
+            id: clip(id.as_str(), MESSAGE_CLIP),
+            custom: clip(custom.as_str(), MESSAGE_CLIP),
+        }),
         (Some(id), _) => Ok(id),
         (None, Some(custom)) => Ok(custom),
         (None, None) => Ok(Id::line(line)),
     }
 }
 
-fn id_from(raw: &RawValue, name: &str) -> Result<Id, String> {
-    Id::from_json(raw).map_err(|e| format!("`{name}` {e}"))
+fn id_from(raw: &RawValue, field: &'static str) -> Result<Id, Problem> {
+    Id::from_json(raw).map_err(|error| Problem::Id { field, error })
 }
 
 fn read_method(raw: Option<&RawValue>) -> Result<Method, Bad> {
@@ -246,29 +230,29 @@ fn read_method(raw: Option<&RawValue>) -> Result<Method, Bad> {
 }
 
 /// A method is case-insensitive here: `get` is sent as `GET`.
-fn method_from(text: &str) -> Result<Method, String> {
+fn method_from(text: &str) -> Result<Method, Problem> {
     if text.is_empty() {
-        return Err("`method` is empty: give an HTTP method such as GET or POST".into());
+        return Err(Problem::MethodEmpty);
     }
     if text.len() > MAX_METHOD_BYTES {
-        return Err(format!("`method` is longer than {MAX_METHOD_BYTES} bytes"));
+        return Err(Problem::MethodTooLong {
+            limit: MAX_METHOD_BYTES,
+        });
     }
     if let Some(c) = text.chars().find(|&c| !is_tchar(c)) {
-        return Err(format!(
-            "`method` `{}` contains {}: a method is letters, digits and !#$%&'*+-.^_`|~",
-            clip(text, MESSAGE_CLIP),
-            describe_char(c)
-        ));
+        return Err(Problem::MethodChar {
+            method: clip(text, MESSAGE_CLIP),
+            what: describe_char(c),
+        });
     }
     let upper = text.to_ascii_uppercase();
     if upper == "CONNECT" {
-        return Err(
-            "`method` CONNECT is not supported: sluice sends requests, it does not open tunnels"
-                .into(),
-        );
+        return Err(Problem::MethodConnect);
     }
-    Method::from_bytes(upper.as_bytes())
-        .map_err(|e| format!("`method` `{upper}` is not valid: {e}"))
+    Method::from_bytes(upper.as_bytes()).map_err(|error| Problem::MethodInvalid {
+        method: upper,
+        error,
+    })
 }
 
 /// RFC 9110 `tchar`: the characters of a method or header name.
@@ -278,9 +262,7 @@ fn is_tchar(c: char) -> bool {
 
 fn read_url(raw: Option<&RawValue>, opts: &ParseOptions) -> Result<Url, Bad> {
     let Some(raw) = given(raw) else {
-        return Err(Bad::unshown(
-            "`url` is missing: every request line needs one".into(),
-        ));
+        return Err(Bad::unshown(Problem::UrlMissing));
     };
     let text = string_of(raw, "url").map_err(Bad::unshown)?;
     url_field(&text, opts)

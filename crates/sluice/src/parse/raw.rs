@@ -4,30 +4,29 @@ use serde_json::value::RawValue;
 
 use crate::json::{JsonKind, JsonStrings, json_kind};
 
-use super::show::{MESSAGE_CLIP, clip};
+use super::problem::Problem;
 
 /// A field that is absent or `null` is not given (ids excepted: see [`read_id`]).
 pub(super) fn given(raw: Option<&RawValue>) -> Option<&RawValue> {
     raw.filter(|r| r.get().trim() != "null")
 }
 
-pub(super) fn string_of(raw: &RawValue, name: &str) -> Result<String, String> {
+/// The string a field holds (`field` names it in messages).
+pub(super) fn string_of(raw: &RawValue, field: &'static str) -> Result<String, Problem> {
     match json_kind(raw) {
-        JsonKind::String => decode_string(raw).map_err(|e| format!("`{name}`: {e}")),
-        kind => Err(format!("`{name}` must be a string, not {kind}")),
+        JsonKind::String => decode_string(raw).map_err(|error| Problem::BadString { field, error }),
+        kind => Err(Problem::NotAString { field, kind }),
     }
 }
 
-pub(super) fn decode_string(raw: &RawValue) -> Result<String, String> {
-    serde_json::from_str(raw.get()).map_err(|e| e.to_string())
+/// A JSON string's text (an unpaired surrogate escape is an error).
+pub(super) fn decode_string(raw: &RawValue) -> Result<String, serde_json::Error> {
+    serde_json::from_str(raw.get())
 }
 
 /// A JSON number as f64 (`1e400` is infinite, which callers refuse).
-pub(super) fn number_of(raw: &RawValue) -> Result<f64, String> {
-    raw.get()
-        .trim()
-        .parse()
-        .map_err(|_| format!("is not a number: {}", clip(raw.get(), MESSAGE_CLIP)))
+pub(super) fn number_of(raw: &RawValue) -> Option<f64> {
+    raw.get().trim().parse().ok()
 }
 
 /// True when brackets nest deeper than `limit` outside strings. Checked before

@@ -20,6 +20,7 @@ use crate::units::parse_duration;
 
 use super::header_field::read_headers;
 use super::object::Fields;
+use super::problem::Problem;
 use super::raw::{given, number_of, string_of};
 use super::show::{MESSAGE_CLIP, clip};
 
@@ -55,7 +56,7 @@ impl Rest {
     }
 }
 
-pub(super) fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, String> {
+pub(super) fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, Problem> {
     let headers = match given(fields.headers) {
         Some(raw) => read_headers(raw, redactor)?,
         None => HeaderMap::new(),
@@ -71,8 +72,8 @@ pub(super) fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, St
 }
 
 /// At most one of `body` (JSON, sent compact), `body_text`, `body_base64`.
-fn read_body(fields: &Fields) -> Result<(Option<Bytes>, bool), String> {
-    let bodies: Vec<(&str, &RawValue)> = [
+fn read_body(fields: &Fields) -> Result<(Option<Bytes>, bool), Problem> {
+    let bodies: Vec<(&'static str, &RawValue)> = [
         ("body", fields.body),
         ("body_text", fields.body_text),
         ("body_base64", fields.body_base64),
@@ -85,56 +86,42 @@ fn read_body(fields: &Fields) -> Result<(Option<Bytes>, bool), String> {
         [("body", raw)] => Ok((Some(Bytes::from(compact_json(raw.get()))), true)),
         [("body_text", raw)] => Ok((Some(Bytes::from(string_of(raw, "body_text")?)), false)),
         [(_, raw)] => Ok((Some(Bytes::from(read_base64(raw)?)), false)),
-        [(a, _), (b, _), ..] => Err(format!(
-            "`{a}` and `{b}` are both set: give at most one of body, body_text, body_base64"
-        )),
+        [(first, _), (second, _), ..] => Err(Problem::TwoBodies { first, second }),
     }
 }
 
-fn read_base64(raw: &RawValue) -> Result<Vec<u8>, String> {
+fn read_base64(raw: &RawValue) -> Result<Vec<u8>, Problem> {
     let text = string_of(raw, "body_base64")?;
-    BASE64.decode(text.as_bytes()).map_err(|e| {
-        format!(
-            "`body_base64` is not valid standard base64 (A-Z a-z 0-9 + /, padding optional): {e}"
-        )
-    })
+    BASE64.decode(text.as_bytes()).map_err(Problem::Base64)
 }
 
 /// A duration with its unit (`"30s"`, `"500ms"`), as on the command line;
 /// more than zero. A bare number is refused: `--timeout` and `timeout` follow
 /// one rule.
-fn read_timeout(raw: &RawValue) -> Result<Duration, String> {
+fn read_timeout(raw: &RawValue) -> Result<Duration, Problem> {
     let timeout = match json_kind(raw) {
-        JsonKind::String => parse_duration(&string_of(raw, "timeout")?).map_err(|e| e.to_string()),
-        JsonKind::Number => Err(format!(
-            "is a bare number ({}): write it as a string with a unit, \"{}ms\" or \"{}s\"",
-            raw.get(),
-            raw.get(),
-            raw.get()
-        )),
-        kind => Err(format!(
-            "must be a duration with a unit such as \"30s\" or \"500ms\", not {kind}"
-        )),
-    }
-    .map_err(|e| format!("`timeout` {e}"))?;
+        JsonKind::String => parse_duration(&string_of(raw, "timeout")?).map_err(Problem::Timeout),
+        JsonKind::Number => Err(Problem::TimeoutBareNumber {
+            text: raw.get().to_string(),
+        }),
+        kind => Err(Problem::TimeoutNotText { kind }),
+    }?;
     if timeout.is_zero() {
-        return Err("`timeout` must be more than zero".into());
+        return Err(Problem::TimeoutZero);
     }
     Ok(timeout)
 }
 
 /// A finite number, at least 0.
-fn read_cost(raw: &RawValue) -> Result<f64, String> {
+fn read_cost(raw: &RawValue) -> Result<f64, Problem> {
     let kind = json_kind(raw);
     if kind != JsonKind::Number {
-        return Err(format!("`cost` must be a number, not {kind}"));
+        return Err(Problem::CostNotNumber { kind });
     }
-    let cost = number_of(raw).map_err(|e| format!("`cost` {e}"))?;
+    let text = || clip(raw.get(), MESSAGE_CLIP);
+    let cost = number_of(raw).ok_or_else(|| Problem::CostUnreadable { text: text() })?;
     if !cost.is_finite() || cost < 0.0 {
-        return Err(format!(
-            "`cost` must be a finite number of at least 0, not {}",
-            clip(raw.get(), MESSAGE_CLIP)
-        ));
+        return Err(Problem::CostOutOfRange { text: text() });
     }
     // `-0` is 0.
     Ok(cost.abs())

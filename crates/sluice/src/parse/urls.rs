@@ -6,6 +6,7 @@ use url::Url;
 use crate::record::Id;
 use crate::request::{Input, Request};
 
+use super::problem::Problem;
 use super::show::{FIELD_CLIP, MESSAGE_CLIP, clip, describe_char};
 use super::{Bad, Known, Line, ParseOptions};
 
@@ -117,10 +118,7 @@ pub(super) fn parse_url_line(text: &str, line: &Line) -> Input {
         url,
     };
     if text.starts_with(['[', '"']) {
-        return line.invalid(
-            known(None),
-            "line is JSON but not an object: write a request as a JSON object `{...}` or as a plain URL",
-        );
+        return line.invalid(known(None), Problem::JsonNotObject);
     }
     match url_field(text, line.opts) {
         Ok(url) => Input::Request(Request::get(line.number, url)),
@@ -137,23 +135,25 @@ pub(super) fn url_field(text: &str, opts: &ParseOptions) -> Result<Url, Bad> {
 }
 
 /// A request URL: absolute http(s), or relative to the base URL.
-fn resolve_url(text: &str, opts: &ParseOptions) -> Result<Url, String> {
+fn resolve_url(text: &str, opts: &ParseOptions) -> Result<Url, Problem> {
     let shown = || clip(&opts.redactor.raw_url(text), MESSAGE_CLIP);
     if text.is_empty() {
-        return Err("`url` is empty".into());
+        return Err(Problem::UrlEmpty);
     }
     // Checked before parsing: the url crate silently drops tab, CR and LF.
     if let Some(c) = text.chars().find(|&c| is_forbidden_url_char(c)) {
-        return Err(format!(
-            "URL `{}` contains {}: percent-encode it (a space is %20) or remove it",
-            shown(),
-            describe_char(c)
-        ));
+        return Err(Problem::UrlChar {
+            url: shown(),
+            what: describe_char(c),
+        });
     }
     match Url::parse(text) {
-        Ok(url) => require_http(url).map_err(|e| e.to_string()),
+        Ok(url) => require_http(url).map_err(Problem::Url),
         Err(url::ParseError::RelativeUrlWithoutBase) => resolve_relative(text, opts, shown),
-        Err(e) => Err(format!("URL `{}` is not valid: {e}", shown())),
+        Err(error) => Err(Problem::UrlInvalid {
+            url: shown(),
+            error,
+        }),
     }
 }
 
@@ -161,20 +161,17 @@ fn resolve_relative(
     text: &str,
     opts: &ParseOptions,
     shown: impl Fn() -> String,
-) -> Result<Url, String> {
+) -> Result<Url, Problem> {
     if text.starts_with("//") || text.starts_with(':') {
-        return Err(format!(
-            "URL `{}` has no scheme: write it with http:// or https://",
-            shown()
-        ));
+        return Err(Problem::UrlNoScheme { url: shown() });
     }
     let Some(base) = &opts.base_url else {
-        return Err(format!(
-            "relative URL `{}` needs --base-url (or write an absolute http:// or https:// URL)",
-            shown()
-        ));
+        return Err(Problem::RelativeWithoutBase { url: shown() });
     };
-    join_base_url(base, text).map_err(|e| format!("relative URL `{}`: {e}", shown()))
+    join_base_url(base, text).map_err(|error| Problem::RelativeJoin {
+        url: shown(),
+        error,
+    })
 }
 
 fn require_http(url: Url) -> Result<Url, UrlError> {
