@@ -219,9 +219,9 @@ pub async fn drive(
     }
     state.settle(&sink);
     ui.display.finish();
-    let read_error = feed.error.lock().ok().and_then(|e| e.clone());
+    let read_error = feed.error.lock().ok().and_then(|mut e| e.take());
     if let Some(e) = read_error.as_ref().filter(|_| ui.quiet) {
-        eprintln!("sluice: {}", e.message);
+        eprintln!("sluice: {}", sluice::filejob::describe(e));
     }
     let summary = state.summary(started.elapsed(), read_error, &feed, insecure);
     if summary.exit_code == ExitCode::Ok
@@ -505,12 +505,13 @@ impl State {
         } else if let Some(e) = self.write_error.as_ref().or(self.engine_error.as_ref()) {
             (Some(Stop::Stopped), Some(e.clone()))
         } else if let Some(e) = read_error {
-            if e.changed_input {
-                (Some(Stop::Usage), Some(e.message))
+            let message = sluice::filejob::describe(&e);
+            if e.changed_input() {
+                (Some(Stop::Usage), Some(message))
             } else {
                 (
                     Some(Stop::Stopped),
-                    Some(format!("reading the input failed: {}", e.message)),
+                    Some(format!("reading the input failed: {message}")),
                 )
             }
         } else if !self.closed.is_empty() {

@@ -35,6 +35,7 @@ mod merge;
 mod outputs;
 mod recompute;
 mod report;
+mod resolve;
 mod run;
 mod settings;
 mod signals;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
-use sluice::filejob::{self, ResumeFiles, SinkOptions};
+use sluice::filejob::{self, JobError, ResumeFiles, SinkOptions};
 use sluice::format::OutputFormat;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
@@ -54,7 +54,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         let intake = Intake::from_config(&config);
         return dry_run(source, shard, intake, &args).await;
     }
-    let usage = |e: sluice::filejob::JobError| Usage(anyhow!("{e}"));
+    let usage = |e: JobError| Usage(job_error(e));
     let resumed = match (&args.output, args.resume) {
         (Some(path), true) if path != Path::new("-") => {
             let files = ResumeFiles {
@@ -124,6 +124,32 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
     Ok(summary.exit_code)
+}
+
+/// A file-job error in the words of the options that set what it names.
+fn job_error(e: JobError) -> anyhow::Error {
+    match e {
+        JobError::NotReadBack { path, kind } => anyhow!(
+            "--resume reads back the records in {}, but it is {kind}, which cannot be read back: write the results to regular files (-o results.jsonl) to be able to resume",
+            path.display()
+        ),
+        JobError::FormatMismatch {
+            path,
+            found,
+            wanted,
+        } => anyhow!(
+            "{} holds records in the {found} format, but this run writes --output-format {wanted}: resume with --output-format {found}",
+            path.display()
+        ),
+        JobError::RewriteNeedsFiles => anyhow!(
+            "--retry-failed rewrites the output, so its inputs must be files that can be read twice to be checked first (not standard input or a pipe)"
+        ),
+        JobError::ResumeOnStdout => {
+            anyhow!("--resume needs -o FILE: records on stdout cannot be resumed")
+        }
+        JobError::Output(e) => crate::outputs::output_error(e),
+        other => other.into(),
+    }
 }
 
 /// Under `--redis`, connects the shared limiter before anything is sent: a

@@ -31,7 +31,7 @@ pyo3::create_exception!(
 );
 
 fn usage(e: JobError) -> PyErr {
-    UsageError::new_err(e.0)
+    UsageError::new_err(filejob::describe(&e))
 }
 
 /// How often the calling thread looks for KeyboardInterrupt while the run
@@ -141,7 +141,8 @@ fn check_outputs(output: &Path, f: &FileOptions, inputs: &[PathBuf]) -> Result<(
         });
     }
     // The notes say what `overwrite` replaces: the caller asked for that.
-    outputs::check(&outs, inputs, f.overwrite).map(|_| ())
+    outputs::check(&outs, inputs, f.overwrite)?;
+    Ok(())
 }
 
 /// The checks and the resume, then the output opened.
@@ -264,8 +265,13 @@ async fn drive(
     let read_error = read_error.lock().ok().and_then(|mut e| e.take());
     facts.interrupted = interrupted.load(std::sync::atomic::Ordering::Relaxed);
     match read_error {
-        Some(e) if e.changed_input => error = error.or(Some(UsageError::new_err(e.message))),
-        Some(e) => facts.stopped = Some(format!("reading the input failed: {}", e.message)),
+        Some(e) if e.changed_input() => {
+            error = error.or(Some(UsageError::new_err(filejob::describe(&e))))
+        }
+        Some(e) => {
+            let message = filejob::describe(&e);
+            facts.stopped = Some(format!("reading the input failed: {message}"))
+        }
         None if facts.interrupted => {
             facts.stopped = Some("interrupted by KeyboardInterrupt".into())
         }

@@ -21,34 +21,120 @@ use futures::stream::BoxStream;
 use crate::format::OutputFormat;
 use crate::parse::ParseOptions;
 use crate::request::Input;
-use crate::resume::{BLOCK, Fingerprint, Mismatch, Recorded};
-use crate::sink::{OpenMode, Sink};
+use crate::resume::{BLOCK, Fingerprint, Mismatch, Recorded, ResumeError};
+use crate::sink::{OpenError, OpenMode, Sink};
 use crate::source::{Source, SourceError};
 use crate::stats::Tally;
 
-/// A reason not to start: nothing was sent and no file changed. The
-/// message says what is wrong and what to do (the CLI exits 2 with it).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct JobError(pub String);
+/// A reason not to start: nothing was sent and no file changed (the CLI
+/// exits 2). Messages name files and lines, never a front end's option: a
+/// front end says which of its options a variant is about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// A file of earlier records is a device, a FIFO or a directory.
+    #[error(
+        "the records in {} cannot be read back: it is {kind}; write the results to regular files to be able to resume",
+        path.display()
+    )]
+    NotReadBack {
+        /// The output (or errors output) to resume.
+        path: PathBuf,
+        /// What it is ("a FIFO (named pipe)", ...).
+        kind: &'static str,
+    },
+    /// The earlier output holds another format than this run writes.
+    #[error(
+        "{} holds records in the {found} format, but this run writes the {wanted} format: resume in the {found} format",
+        path.display()
+    )]
+    FormatMismatch {
+        /// The output.
+        path: PathBuf,
+        /// The format its records are in.
+        found: OutputFormat,
+        /// The format this run writes.
+        wanted: OutputFormat,
+    },
+    /// Failed records are dropped from the output, so the inputs must be
+    /// checked first, which only files allow.
+    #[error(
+        "rewriting the output without its failed records needs inputs that can be read twice, to be checked first (files, not standard input or a pipe)"
+    )]
+    RewriteNeedsFiles,
+    /// Records written to standard output cannot be read back.
+    #[error("records on standard output cannot be resumed: write them to a file")]
+    ResumeOnStdout,
+    /// The earlier output cannot be read back, or cut, or rewritten.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+    /// The inputs cannot be opened or read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The inputs do not hold the lines the earlier records are for.
+    #[error(transparent)]
+    Changed(Box<Changed>),
+    /// The output cannot be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// A path to write is refused ([`outputs::check`]).
+    #[error(transparent)]
+    Output(#[from] outputs::OutputError),
+}
+
+/// The inputs changed since the output being resumed was written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Changed {
+    /// An input line differs from its record.
+    #[error("input line {line} is {now} but its record is for {was}: {CHANGED_ADVICE}")]
+    Differs {
+        /// The line number in the whole input.
+        line: u64,
+        /// What the line is now.
+        now: Fingerprint,
+        /// What its record is for.
+        was: Fingerprint,
+    },
+    /// A line with a record is no longer a request line.
+    #[error(
+        "the output has a record for input line {line} ({was}), which is no longer a request line: {CHANGED_ADVICE}"
+    )]
+    Gone {
+        /// The line number in the whole input.
+        line: u64,
+        /// What its record is for.
+        was: Fingerprint,
+    },
+    /// A block of lines differs, and which line could not be told.
+    #[error("{}", .0.message())]
+    Block(Mismatch),
+}
 
 /// Why the input stream stopped early.
-#[derive(Clone, Debug)]
-pub struct InputError {
-    /// What went wrong.
-    pub message: String,
-    /// The input does not match the records being resumed (nothing of it
-    /// was sent: a usage error), rather than a read failure (stopped early).
-    pub changed_input: bool,
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// Reading the input failed (the run stopped early).
+    #[error(transparent)]
+    Read(#[from] SourceError),
+    /// The input does not match the records being resumed: nothing of it
+    /// was sent (a usage error).
+    #[error(transparent)]
+    Changed(Box<Changed>),
+}
+
+impl From<Changed> for JobError {
+    fn from(changed: Changed) -> JobError {
+        JobError::Changed(Box::new(changed))
+    }
 }
 
 impl InputError {
-    /// A read failure, with its whole chain of causes.
-    pub fn read(e: impl std::error::Error) -> InputError {
-        InputError {
-            message: describe(&e),
-            changed_input: false,
-        }
+    /// The input does not match the records being resumed (rather than a
+    /// read failure).
+    pub fn changed_input(&self) -> bool {
+        matches!(self, InputError::Changed(_))
     }
 }
 
@@ -80,9 +166,7 @@ impl Resumed {
     /// # Errors
     /// The torn tail cannot be cut, or the output cannot be rewritten.
     pub fn commit(&mut self) -> Result<u64, JobError> {
-        self.recorded
-            .commit()
-            .map_err(|e| JobError(e.to_string()))?;
+        self.recorded.commit()?;
         Ok(self.recorded.repaired_bytes)
     }
 
@@ -120,27 +204,23 @@ pub async fn scan_resume(
     paths.extend(files.errors_output);
     for file in &paths {
         if !outputs::is_regular_or_new(file) {
-            return Err(JobError(format!(
-                "--resume reads back the records in {}, but it is {}, which cannot be read back: write the results to regular files (-o results.jsonl) to be able to resume",
-                file.display(),
-                outputs::kind_of(file)
-            )));
+            return Err(JobError::NotReadBack {
+                path: file.to_path_buf(),
+                kind: outputs::kind_of(file),
+            });
         }
     }
-    let recorded = Recorded::scan_all(&paths, files.retry_failed, &opts.redactor)
-        .map_err(|e| JobError(e.to_string()))?;
+    let recorded = Recorded::scan_all(&paths, files.retry_failed, &opts.redactor)?;
     if let Some(found) = recorded.format.filter(|f| *f != files.format) {
-        return Err(JobError(format!(
-            "{} holds records in the {found} format, but this run writes --output-format {}: resume with --output-format {found}",
-            files.output.display(),
-            files.format
-        )));
+        return Err(JobError::FormatMismatch {
+            path: files.output.to_path_buf(),
+            found,
+            wanted: files.format,
+        });
     }
     let checked = check_inputs_match(inputs, opts.clone(), &recorded).await?;
     if recorded.removed > 0 && !checked {
-        return Err(JobError(
-            "--retry-failed rewrites the output, so its inputs must be files that can be read twice to be checked first (not standard input or a pipe)".into(),
-        ));
+        return Err(JobError::RewriteNeedsFiles);
     }
     Ok(Resumed { recorded, checked })
 }
@@ -168,9 +248,7 @@ pub struct SinkOptions<'a> {
 pub fn open_sink(o: &SinkOptions<'_>) -> Result<Sink, JobError> {
     let Some(path) = o.output.filter(|p| *p != Path::new("-")) else {
         if o.resume {
-            return Err(JobError(
-                "--resume needs -o FILE: records on stdout cannot be resumed".into(),
-            ));
+            return Err(JobError::ResumeOnStdout);
         }
         return Ok(Sink::stdout().with_format(o.format));
     };
@@ -184,7 +262,7 @@ pub fn open_sink(o: &SinkOptions<'_>) -> Result<Sink, JobError> {
     let open = |p: &Path| {
         Sink::open(p, mode, o.fsync)
             .map(|s| s.with_format(o.format))
-            .map_err(|e| JobError(e.to_string()))
+            .map_err(JobError::from)
     };
     let sink = open(path)?;
     Ok(match o.errors_output {
@@ -207,13 +285,9 @@ async fn check_inputs_match(
         return Ok(false);
     }
     let mut check = recorded.check();
-    let mut stream = Box::pin(
-        Source::open(inputs, opts.clone())
-            .map_err(|e| JobError(e.to_string()))?
-            .into_stream(),
-    );
+    let mut stream = Box::pin(Source::open(inputs, opts.clone())?.into_stream());
     while let Some(item) = stream.next().await {
-        let item = item.map_err(|e| JobError(e.to_string()))?;
+        let item = item?;
         if let Err(m) = check.feed(&item) {
             return Err(changed_input(recorded, m, inputs, opts).await);
         }
@@ -233,58 +307,56 @@ async fn changed_input(
 ) -> JobError {
     let mut ids = match recorded.block_ids(mismatch.block) {
         Ok(ids) => ids,
-        Err(e) => return JobError(e.to_string()),
+        Err(e) => return e.into(),
     };
     if let Ok(source) = Source::open(inputs, opts) {
         let mut stream = Box::pin(source.into_stream());
         while let Some(Ok(item)) = stream.next().await {
-            if let Some(message) = differs(recorded, &mut ids, &item) {
-                return JobError(message);
+            if let Some(changed) = differs(recorded, &mut ids, &item) {
+                return changed.into();
             }
         }
     }
-    JobError(unmatched(&ids, mismatch))
+    unmatched(&ids, mismatch).into()
 }
 
 const CHANGED_ADVICE: &str = "the input changed since the output was written; resume with the same inputs, or start a new output";
 
 /// Compares an input line with its record (taken out of `ids`, the records
-/// of a block that did not match): the message naming it when they differ.
+/// of a block that did not match): the change, when they differ.
 fn differs(
     recorded: &Recorded,
     ids: &mut BTreeMap<u64, Fingerprint>,
     item: &Input,
-) -> Option<String> {
+) -> Option<Changed> {
     let line = item.line();
     let was = ids.remove(&line)?;
     let now = recorded.fingerprint(item);
-    (now != was).then(|| {
-        format!("input line {line} is {now} but its record is for {was}: {CHANGED_ADVICE}")
-    })
+    (now != was).then_some(Changed::Differs { line, now, was })
 }
 
 /// Once every input line of a mismatched block matched its record: the
-/// first record left has no request line any more (else the block's message).
-fn unmatched(ids: &BTreeMap<u64, Fingerprint>, mismatch: Mismatch) -> String {
+/// first record left has no request line any more (else the whole block).
+fn unmatched(ids: &BTreeMap<u64, Fingerprint>, mismatch: Mismatch) -> Changed {
     match ids.first_key_value() {
-        Some((line, was)) => format!(
-            "the output has a record for input line {line} ({was}), which is no longer a request line: {CHANGED_ADVICE}"
-        ),
-        None => mismatch.message(),
+        Some((&line, was)) => Changed::Gone {
+            line,
+            was: was.clone(),
+        },
+        None => Changed::Block(mismatch),
     }
 }
 
-/// The message for a block of a streamed input that did not match: the
-/// lines of that block are still held back, so the first one that differs
-/// can be named as for input files (its records are read again from the
-/// output).
-fn streamed_mismatch(recorded: &Recorded, mismatch: Mismatch, held: &[Input]) -> String {
+/// A block of a streamed input that did not match: the lines of that
+/// block are still held back, so the first one that differs can be named as
+/// for input files (its records are read again from the output).
+fn streamed_mismatch(recorded: &Recorded, mismatch: Mismatch, held: &[Input]) -> Changed {
     let Ok(mut ids) = recorded.block_ids(mismatch.block) else {
-        return mismatch.message();
+        return Changed::Block(mismatch);
     };
     for item in held.iter().filter(|i| i.line() / BLOCK == mismatch.block) {
-        if let Some(message) = differs(recorded, &mut ids, item) {
-            return message;
+        if let Some(changed) = differs(recorded, &mut ids, item) {
+            return changed;
         }
     }
     unmatched(&ids, mismatch)
@@ -294,7 +366,7 @@ fn streamed_mismatch(recorded: &Recorded, mismatch: Mismatch, held: &[Input]) ->
 /// [`Input::Recorded`]. Inputs not checked up front (standard input, pipes)
 /// are checked as they stream: the lines of a block that holds records are
 /// held back until the block is known to match, so a changed input stops the
-/// run (with an error whose `changed_input` is set) before any of its lines
+/// run (with [`InputError::Changed`]) before any of its lines
 /// is sent.
 pub fn input_stream(
     source: Source,
@@ -302,13 +374,11 @@ pub fn input_stream(
 ) -> BoxStream<'static, Result<Input, InputError>> {
     let items = source.into_stream();
     match resumed {
-        None => items.map(|i| i.map_err(InputError::read)).boxed(),
+        None => items.map(|i| i.map_err(InputError::Read)).boxed(),
         Some(Resumed {
             recorded,
             checked: true,
-        }) => items
-            .map(move |i| Ok(recorded.filter(i.map_err(InputError::read)?)))
-            .boxed(),
+        }) => items.map(move |i| Ok(recorded.filter(i?))).boxed(),
         Some(Resumed {
             recorded,
             checked: false,
@@ -328,12 +398,10 @@ struct Held {
 
 impl Held {
     fn changed(&mut self, m: Mismatch) {
-        let message = streamed_mismatch(&self.recorded, m, &self.held);
+        let changed = streamed_mismatch(&self.recorded, m, &self.held);
         self.held.clear();
-        self.out.push_back(Err(InputError {
-            message,
-            changed_input: true,
-        }));
+        self.out
+            .push_back(Err(InputError::Changed(Box::new(changed))));
         self.ended = true;
     }
 
@@ -394,7 +462,7 @@ fn held_back(
                 Some(Ok(item)) => st.take(item),
                 Some(Err(e)) => {
                     st.held.clear();
-                    st.out.push_back(Err(InputError::read(e)));
+                    st.out.push_back(Err(InputError::Read(e)));
                     st.ended = true;
                 }
                 None => st.end(),
@@ -402,4 +470,39 @@ fn held_back(
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine names files and lines; which option is meant is the
+    /// front end's to say (the CLI's `--resume`, Python's `resume=True`).
+    #[test]
+    fn messages_name_no_option() {
+        let path = PathBuf::from("out.jsonl");
+        let errors = [
+            JobError::NotReadBack {
+                path: path.clone(),
+                kind: "a FIFO (named pipe)",
+            },
+            JobError::FormatMismatch {
+                path: path.clone(),
+                found: OutputFormat::OpenAiBatch,
+                wanted: OutputFormat::Sluice,
+            },
+            JobError::RewriteNeedsFiles,
+            JobError::ResumeOnStdout,
+            Changed::Block(Mismatch { block: 0 }).into(),
+            JobError::Output(outputs::OutputError::Exists {
+                option: "output",
+                path,
+                len: 10,
+            }),
+        ];
+        for e in errors {
+            let message = e.to_string();
+            assert!(!message.contains("--"), "{message}");
+        }
+    }
 }

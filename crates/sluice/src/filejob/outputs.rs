@@ -13,9 +13,94 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::JobError;
+type Result<T> = std::result::Result<T, OutputError>;
 
-type Result<T> = std::result::Result<T, JobError>;
+/// A path the run may not write. `option` is the caller's name for the
+/// output ([`Output::option`]); what would let the run go on is the
+/// caller's to say.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// The directory the file would go in is missing or unreadable.
+    #[error(
+        "{option} {}: the directory it would go in does not exist or cannot be read: create it, or choose another path",
+        path.display()
+    )]
+    NoDirectory {
+        /// The output's name.
+        option: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
+    /// The output is one of the inputs.
+    #[error(
+        "{option} {} is also the input {input}: writing it would destroy the input; write to another file",
+        path.display()
+    )]
+    IsInput {
+        /// The output's name.
+        option: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The input, as given (`standard input` for `-`).
+        input: String,
+    },
+    /// Two outputs name the same file.
+    #[error("{first} and {second} both name {}: each output needs a file of its own", path.display())]
+    SameFile {
+        /// The output named first.
+        first: &'static str,
+        /// The output named second.
+        second: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
+    /// A non-empty regular file that the run may neither replace nor
+    /// append to.
+    #[error(
+        "{option} {} already exists and is not empty ({}): choose another path, or allow replacing it",
+        path.display(),
+        bytes(*len)
+    )]
+    Exists {
+        /// The output's name.
+        option: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Its size in bytes.
+        len: u64,
+    },
+    /// The file cannot be written.
+    #[error("cannot write {option} {}", path.display())]
+    NotWritable {
+        /// The output's name.
+        option: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// An existing file the run will replace (allowed by `overwrite`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    /// The output's name.
+    pub option: &'static str,
+    /// The path.
+    pub path: PathBuf,
+    /// Its size in bytes now.
+    pub len: u64,
+}
+
+impl std::fmt::Display for Replaced {
+    /// `-o out.jsonl (1.2 KiB) will be replaced`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (option, path) = (self.option, self.path.display());
+        write!(f, "{option} {path} ({}) will be replaced", bytes(self.len))
+    }
+}
 
 /// One path the run will write, with the option that names it.
 pub struct Output<'a> {
@@ -77,13 +162,14 @@ fn can_clobber(id: &Identity) -> bool {
     !matches!(id, Identity::File { regular: false, .. })
 }
 
-/// Checks every output before anything is sent; returns the notes to print
-/// (what `--overwrite` replaces). An error means nothing may be sent.
+/// Checks every output before anything is sent; returns the files that
+/// `overwrite` lets the run replace, for the caller to tell. An error means
+/// nothing may be sent.
 ///
 /// # Errors
 /// An output that is an input or another output, whose directory is
 /// missing, that is not writable, or that holds data it may not replace.
-pub fn check(outputs: &[Output], inputs: &[PathBuf], overwrite: bool) -> Result<Vec<String>> {
+pub fn check(outputs: &[Output], inputs: &[PathBuf], overwrite: bool) -> Result<Vec<Replaced>> {
     let mut input_ids: Vec<(String, Identity)> = Vec::new();
     let stdin = [PathBuf::from("-")];
     for input in if inputs.is_empty() {
@@ -103,28 +189,26 @@ pub fn check(outputs: &[Output], inputs: &[PathBuf], overwrite: bool) -> Result<
     let mut seen: Vec<(&Output, Identity)> = Vec::new();
     let mut notes = Vec::new();
     for out in outputs {
+        let (option, path) = (out.option, out.path.to_path_buf());
         let Some(id) = identity(out.path) else {
-            return Err(JobError(format!(
-                "{} {}: the directory it would go in does not exist or cannot be read: create it, or choose another path",
-                out.option,
-                out.path.display()
-            )));
+            return Err(OutputError::NoDirectory { option, path });
         };
         if can_clobber(&id) {
             if let Some((name, _)) = input_ids.iter().find(|(_, i)| *i == id) {
-                return Err(JobError(format!(
-                    "{} {} is also the input {name}: writing it would destroy the input; write to another file",
-                    out.option,
-                    out.path.display()
-                )));
+                let input = name.clone();
+                return Err(OutputError::IsInput {
+                    option,
+                    path,
+                    input,
+                });
             }
             if let Some((other, _)) = seen.iter().find(|(_, i)| *i == id) {
-                return Err(JobError(format!(
-                    "{} and {} both name {}: each output needs a file of its own",
-                    other.option,
-                    out.option,
-                    out.path.display()
-                )));
+                let (first, second) = (other.option, option);
+                return Err(OutputError::SameFile {
+                    first,
+                    second,
+                    path,
+                });
             }
             if let Some(note) = check_existing(out, overwrite)? {
                 notes.push(note);
@@ -137,8 +221,8 @@ pub fn check(outputs: &[Output], inputs: &[PathBuf], overwrite: bool) -> Result<
 }
 
 /// An existing non-empty regular file is refused unless the run may replace
-/// (or append to) it; returns the note that says what is replaced.
-fn check_existing(out: &Output, overwrite: bool) -> Result<Option<String>> {
+/// (or append to) it; returns what is replaced.
+fn check_existing(out: &Output, overwrite: bool) -> Result<Option<Replaced>> {
     let len = match std::fs::metadata(out.path) {
         Ok(m) if m.is_file() && m.len() > 0 => m.len(),
         _ => return Ok(None),
@@ -146,43 +230,21 @@ fn check_existing(out: &Output, overwrite: bool) -> Result<Option<String>> {
     if out.appends {
         return Ok(None);
     }
+    let (option, path) = (out.option, out.path.to_path_buf());
     if overwrite {
-        return Ok(Some(format!(
-            "sluice: --overwrite: {} {} ({}) will be replaced",
-            out.option,
-            out.path.display(),
-            bytes(len)
-        )));
+        return Ok(Some(Replaced { option, path, len }));
     }
-    let advice = if out.option == "-o" {
-        "use --resume to continue it, or --overwrite to replace it"
-    } else {
-        "choose another path, or give --overwrite to replace it"
-    };
-    // `sluice report` sends nothing: what it did not do is write.
-    let nothing = if matches!(out.option, "--html" | "--json") {
-        "nothing was written"
-    } else {
-        "nothing was sent"
-    };
-    Err(JobError(format!(
-        "{} {} already exists and is not empty ({}); {nothing}: {advice}",
-        out.option,
-        out.path.display(),
-        bytes(len)
-    )))
+    Err(OutputError::Exists { option, path, len })
 }
 
 /// A file written at the end must be writable now: an existing one is
 /// checked for write permission (without opening it: a FIFO would block), a
 /// new one by creating and removing a probe beside it.
 fn check_writable(out: &Output) -> Result<()> {
-    let fail = |e: io::Error| -> JobError {
-        JobError(format!(
-            "cannot write {} {}: {e}",
-            out.option,
-            out.path.display()
-        ))
+    let fail = |source: io::Error| OutputError::NotWritable {
+        option: out.option,
+        path: out.path.to_path_buf(),
+        source,
     };
     match std::fs::metadata(out.path) {
         Ok(m) if m.is_dir() => Err(fail(io::Error::other(

@@ -1,0 +1,363 @@
+//! URL lines, and the base URL relative request URLs join.
+
+use reqwest::Method;
+use url::Url;
+
+use crate::record::Id;
+use crate::request::{Input, Request};
+
+use super::problem::Problem;
+use super::show::{FIELD_CLIP, MESSAGE_CLIP, clip, describe_char};
+use super::{Bad, Known, Line, ParseOptions};
+
+/// Appends a relative URL to a base URL the way httpx does, so
+/// `https://h/v1` + `chat` or `/chat` → `https://h/v1/chat`.
+///
+/// The base path gets a trailing `/`, leading `/`s of `relative` are dropped,
+/// and the rest is resolved as a path below the base: it never changes the
+/// scheme, host or port. The relative part's query and fragment are kept; the
+/// base's query is not carried over. Errors say why the result is not a
+/// usable http or https URL.
+///
+/// ```
+/// let base = url::Url::parse("https://h/v1").unwrap();
+/// let url = sluice::parse::join_base_url(&base, "/chat?x=1").unwrap();
+/// assert_eq!(url.as_str(), "https://h/v1/chat?x=1");
+/// ```
+///
+/// # Errors
+///
+/// When the joined URL does not parse, or is not http or https with a host.
+pub fn join_base_url(base: &Url, relative: &str) -> Result<Url, UrlError> {
+    let mut dir = base.clone();
+    if !dir.path().ends_with('/') {
+        let path = format!("{}/", dir.path());
+        dir.set_path(&path);
+    }
+    // The `./` keeps a `:` or `\` in the first segment in the path, where it
+    // cannot become a scheme or a host.
+    let below = format!("./{}", relative.trim_start_matches('/'));
+    let joined = dir.join(&below).map_err(UrlError::Join)?;
+    require_http(joined)
+}
+
+/// Why a URL (the base URL, or one joined to it) cannot be used. Messages
+/// never repeat the URL, which may hold a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// A control character or a space (`what` describes it).
+    #[error("the base URL contains {what}: percent-encode it or remove it")]
+    ForbiddenChar {
+        /// The character, described (`a space`, `a line break`...).
+        what: String,
+    },
+    /// A base URL without a scheme.
+    #[error("the base URL must be absolute, starting with http:// or https://")]
+    NotAbsolute,
+    /// A base URL that does not parse.
+    #[error("the base URL is not valid: {0}")]
+    Invalid(url::ParseError),
+    /// A base URL with a query or a fragment.
+    #[error(
+        "the base URL must not have a query (`?…`) or fragment (`#…`): put query parameters in each request's url"
+    )]
+    QueryOrFragment,
+    /// A relative URL that cannot be joined to the base.
+    #[error("cannot append it to the base URL: {0}")]
+    Join(url::ParseError),
+    /// A scheme other than http and https.
+    #[error(
+        "unsupported scheme `{scheme}`: only http and https (write the URL with http:// or https://)"
+    )]
+    UnsupportedScheme {
+        /// The scheme, clipped.
+        scheme: String,
+    },
+    /// A URL without a host.
+    #[error("the URL has no host")]
+    NoHost,
+}
+
+/// Checks a `--base-url` value: an absolute http or https URL with a host,
+/// without control characters or spaces, and without a query or fragment
+/// (which could not be carried to the joined URLs).
+///
+/// Messages do not repeat the URL, which may hold a secret.
+///
+/// ```
+/// assert!(sluice::parse::check_base_url("https://api.example.com/v1").is_ok());
+/// assert!(sluice::parse::check_base_url("ftp://h/").is_err());
+/// ```
+///
+/// # Errors
+///
+/// When `text` is not an absolute http or https URL with a host, or holds a query or fragment.
+pub fn check_base_url(text: &str) -> Result<Url, UrlError> {
+    if let Some(c) = text.chars().find(|&c| is_forbidden_url_char(c)) {
+        return Err(UrlError::ForbiddenChar {
+            what: describe_char(c),
+        });
+    }
+    let url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(UrlError::NotAbsolute),
+        Err(e) => return Err(UrlError::Invalid(e)),
+    };
+    let url = require_http(url)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(UrlError::QueryOrFragment);
+    }
+    Ok(url)
+}
+
+pub(super) fn parse_url_line(text: &str, line: &Line) -> Input {
+    let known = |url: Option<String>| Known {
+        id: Some(Id::line(line.number)),
+        method: Some(Method::GET.to_string()),
+        url,
+    };
+    if text.starts_with(['[', '"']) {
+        return line.invalid(known(None), Problem::JsonNotObject);
+    }
+    match url_field(text, line.opts) {
+        Ok(url) => Input::Request(Request::get(line.number, url)),
+        Err(bad) => line.invalid(known(bad.shown), bad.problem),
+    }
+}
+
+/// The URL, or what is wrong with it and the URL as it may be shown.
+pub(super) fn url_field(text: &str, opts: &ParseOptions) -> Result<Url, Bad> {
+    resolve_url(text, opts).map_err(|problem| Bad {
+        problem,
+        shown: (!text.is_empty()).then(|| clip(&opts.redactor.raw_url(text), FIELD_CLIP)),
+    })
+}
+
+/// A request URL: absolute http(s), or relative to the base URL.
+fn resolve_url(text: &str, opts: &ParseOptions) -> Result<Url, Problem> {
+    let shown = || clip(&opts.redactor.raw_url(text), MESSAGE_CLIP);
+    if text.is_empty() {
+        return Err(Problem::UrlEmpty);
+    }
+    // Checked before parsing: the url crate silently drops tab, CR and LF.
+    if let Some(c) = text.chars().find(|&c| is_forbidden_url_char(c)) {
+        return Err(Problem::UrlChar {
+            url: shown(),
+            what: describe_char(c),
+        });
+    }
+    match Url::parse(text) {
+        Ok(url) => require_http(url).map_err(Problem::Url),
+        Err(url::ParseError::RelativeUrlWithoutBase) => resolve_relative(text, opts, shown),
+        Err(error) => Err(Problem::UrlInvalid {
+            url: shown(),
+            error,
+        }),
+    }
+}
+
+fn resolve_relative(
+    text: &str,
+    opts: &ParseOptions,
+    shown: impl Fn() -> String,
+) -> Result<Url, Problem> {
+    if text.starts_with("//") || text.starts_with(':') {
+        return Err(Problem::UrlNoScheme { url: shown() });
+    }
+    let Some(base) = &opts.base_url else {
+        return Err(Problem::RelativeWithoutBase { url: shown() });
+    };
+    join_base_url(base, text).map_err(|error| Problem::RelativeJoin {
+        url: shown(),
+        error,
+    })
+}
+
+fn require_http(url: Url) -> Result<Url, UrlError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(UrlError::UnsupportedScheme {
+            scheme: clip(url.scheme(), MESSAGE_CLIP),
+        });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(UrlError::NoHost);
+    }
+    Ok(url)
+}
+
+/// ASCII control characters and the space, which a URL must carry
+/// percent-encoded.
+fn is_forbidden_url_char(c: char) -> bool {
+    c.is_ascii_control() || c == ' '
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::testing::*;
+    use crate::parse::{Input, ParseOptions, parse_line};
+
+    #[test]
+    fn url_lines_are_gets_with_the_line_number_as_id() {
+        let r = ok("  https://example.com/a?q=1 \r");
+        assert_eq!(r.url.as_str(), "https://example.com/a?q=1");
+        assert!(r.id.is_numeric());
+        assert_eq!(
+            (r.method, r.id, r.line),
+            (Method::GET, Id::line(LINE), LINE)
+        );
+        assert_eq!(
+            (r.body, r.json_body, r.timeout, r.cost),
+            (None, false, None, 1.0)
+        );
+        let bom = parse_line(
+            b"\xEF\xBB\xBFhttp://h/x\r",
+            1,
+            &ORIGIN,
+            &ParseOptions::default(),
+        );
+        assert!(matches!(bom, Some(Input::Request(r)) if r.url.as_str() == "http://h/x"));
+    }
+
+    #[test]
+    fn bad_urls() {
+        for (line, part) in [
+            ("http://", "empty host"),
+            ("http://exa mple.com", "contains a space"),
+            ("http://[::1", "invalid IPv6"),
+            ("http://h:99999/", "invalid port"),
+            ("://x", "has no scheme"),
+            ("//h/x", "has no scheme"),
+            (
+                "file:///etc/passwd",
+                "unsupported scheme `file`: only http and https",
+            ),
+            ("ftp://h/", "unsupported scheme `ftp`: only http and https"),
+            ("javascript:alert(1)", "unsupported scheme `javascript`"),
+            ("unix:///var/run/x.sock", "unsupported scheme `unix`"),
+            ("localhost:8080/x", "unsupported scheme `localhost`"),
+            (
+                "chat/completions",
+                "relative URL `chat/completions` needs --base-url",
+            ),
+            ("[1]", "JSON but not an object"),
+            ("\"http://h/\"", "JSON but not an object"),
+        ] {
+            let invalid = rejects(line, &[part]);
+            assert_eq!(invalid.id, Some(Id::line(LINE)), "{line}");
+            assert_eq!(invalid.method.as_deref(), Some("GET"), "{line}");
+        }
+        // Non-object JSON stays rejected even where relative URLs are allowed.
+        bad_with("[1]", &with_base("https://h/v1"));
+    }
+
+    #[test]
+    fn control_characters_in_urls_are_rejected_not_stripped() {
+        for (url, what) in [
+            ("http://h/a\tb", "a tab"),
+            ("http://h/a\x01", "U+0001"),
+            ("http://h/a\x7f", "U+007F"),
+            ("http://h/a\x00", "U+0000"),
+        ] {
+            rejects(url, &[what]);
+        }
+        let json = r#"{"url": "http://127.0.0.1:1/a\r\nX-Injected: 1"}"#;
+        let invalid = rejects(json, &["line break"]);
+        assert!(invalid.url.is_some());
+        // Percent-encoded, the same bytes are fine and sent as written.
+        assert_eq!(ok("http://h/a%0d%0a").url.as_str(), "http://h/a%0d%0a");
+    }
+
+    #[test]
+    fn relative_urls_join_the_base_like_httpx() {
+        let opts = with_base("https://h/v1");
+        for (rel, want) in [
+            ("chat", "https://h/v1/chat"),
+            ("/chat", "https://h/v1/chat"),
+            (
+                "chat/completions?x=1&y=2",
+                "https://h/v1/chat/completions?x=1&y=2",
+            ),
+            ("?x=1", "https://h/v1/?x=1"),
+            ("/a:b", "https://h/v1/a:b"),
+        ] {
+            let line = format!(r#"{{"url": "{rel}"}}"#);
+            assert_eq!(ok_with(&line, &opts).url.as_str(), want, "{rel}");
+        }
+        assert_eq!(ok_with("chat", &opts).url.as_str(), "https://h/v1/chat");
+        // An absolute URL ignores the base.
+        assert_eq!(
+            ok_with("http://other/x", &opts).url.as_str(),
+            "http://other/x"
+        );
+        bad_with("//evil.example/x", &opts);
+        // Text before a `:` is a scheme, so this is not relative.
+        assert!(
+            bad_with("a:b", &opts)
+                .message
+                .contains("unsupported scheme `a`")
+        );
+    }
+
+    #[test]
+    fn join_base_url_never_leaves_the_base_origin() {
+        let base = |s| Url::parse(s).expect("valid test URL");
+        for (b, rel, want) in [
+            ("https://h/v1", "chat", "https://h/v1/chat"),
+            ("https://h/v1/", "chat", "https://h/v1/chat"),
+            ("https://h/v1/", "/chat", "https://h/v1/chat"),
+            ("https://h", "chat", "https://h/chat"),
+            ("https://h:8443/v1", "", "https://h:8443/v1/"),
+            ("https://h/v1", "a:b", "https://h/v1/a:b"),
+            (
+                "https://h/v1",
+                "\\\\evil.example/x",
+                "https://h/v1///evil.example/x",
+            ),
+            ("https://h/v1", "x#frag", "https://h/v1/x#frag"),
+        ] {
+            let joined = join_base_url(&base(b), rel).expect("joins");
+            assert_eq!(joined.as_str(), want, "{b} + {rel}");
+        }
+    }
+
+    #[test]
+    fn base_url_checks() {
+        assert_eq!(
+            check_base_url("https://api.example.com/v1").map(String::from),
+            Ok("https://api.example.com/v1".to_string())
+        );
+        for (text, part) in [
+            ("ftp://h/", "unsupported scheme `ftp`"),
+            ("api.example.com/v1", "must be absolute"),
+            ("https://h/ v1", "a space"),
+            ("https://h/v1\n", "line break"),
+            ("https://h/v1?key=SECRET", "must not have a query"),
+            ("https://h/v1#x", "must not have a query"),
+            ("http://", "the base URL is not valid: empty host"),
+            ("http://h:99999", "invalid port"),
+        ] {
+            let err = check_base_url(text).expect_err(text).to_string();
+            assert!(err.contains(part), "{text}: {err}");
+            assert!(!err.contains("SECRET"), "{err}");
+        }
+    }
+
+    #[test]
+    fn required_and_wrongly_typed_urls() {
+        for (line, part) in [
+            ("{}", "`url` is missing"),
+            (r#"{"url": null}"#, "`url` is missing"),
+            (r#"{"url": 5}"#, "`url` must be a string, not a number"),
+            (r#"{"url": ""}"#, "`url` is empty"),
+            (
+                r#"{"url": "ftp://h/"}"#,
+                "unsupported scheme `ftp`: only http and https",
+            ),
+            (r#"{"url": "chat"}"#, "relative URL `chat` needs --base-url"),
+        ] {
+            rejects(line, &[part]);
+        }
+    }
+}
