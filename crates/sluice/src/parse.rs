@@ -687,6 +687,7 @@ struct Rest {
     json_body: bool,
     timeout: Option<Duration>,
     cost: f64,
+    cost_given: bool,
 }
 
 impl Rest {
@@ -701,6 +702,7 @@ impl Rest {
             json_body: self.json_body,
             timeout: self.timeout,
             cost: self.cost,
+            cost_given: self.cost_given,
             place: None,
         }
     }
@@ -718,6 +720,7 @@ fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, String> {
         json_body,
         timeout: given(fields.timeout).map(read_timeout).transpose()?,
         cost: given(fields.cost).map_or(Ok(1.0), read_cost)?,
+        cost_given: given(fields.cost).is_some(),
     })
 }
 
