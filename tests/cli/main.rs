@@ -33,4 +33,5 @@ mod shards;
 mod signals;
 mod support;
 mod tls;
+mod tokens;
 mod transport;
