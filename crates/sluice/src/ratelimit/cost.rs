@@ -313,4 +313,19 @@ mod tests {
         assert_eq!(t.of(Dimension::Requests), 0);
         assert_eq!(Tokens::given(2.5), tokens(3, 0));
     }
+
+    #[test]
+    fn a_given_cost_wins_over_the_estimate() {
+        let url = url::Url::parse("http://h/v1/chat/completions").expect("a URL");
+        let mut req = crate::request::Request::get(1, url);
+        // No body: one token.
+        assert_eq!(of_request(&req), tokens(1, 0));
+        req.body = Some(bytes::Bytes::from_static(
+            br#"{"prompt":"1234","max_tokens":9}"#,
+        ));
+        assert_eq!(of_request(&req), tokens(2, 9));
+        req.cost = 250.0;
+        req.cost_given = true;
+        assert_eq!(of_request(&req), tokens(250, 0));
+    }
 }

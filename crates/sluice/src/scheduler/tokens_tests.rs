@@ -334,3 +334,74 @@ fn a_request_larger_than_the_bucket_still_goes() {
     let next = tokens.ready_at(at, small).expect("held");
     assert!(next - at > Duration::from_secs(2), "{:?}", next - at);
 }
+
+/// Anthropic's input and output token limits are buckets of their own: a
+/// request starts only when both have its part, all or nothing.
+#[test]
+fn input_and_output_tokens_must_both_admit() {
+    use super::{LearnedTokens, TokenDispatch};
+    use crate::ratelimit::{Headroom, Tokens};
+    let now = Instant::now();
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "date",
+        HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
+    );
+    for (dimension, remaining) in [("input-tokens", 900.0), ("output-tokens", 10.0)] {
+        let name = |field: &str| format!("anthropic-ratelimit-{dimension}-{field}");
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(name("limit").as_bytes()).expect("a name"),
+            num(1000.0),
+        );
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(name("remaining").as_bytes()).expect("a name"),
+            num(remaining),
+        );
+        // Full again in 1 s: the deficit refills at (deficit − 1) a second.
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(name("reset").as_bytes()).expect("a name"),
+            HeaderValue::from_static("2023-11-14T22:13:21Z"),
+        );
+    }
+    let snapshot = crate::ratelimit::observe(&headers, wall).expect("Anthropic");
+    let mut tokens = LearnedTokens::default();
+    let learning = tokens.observe(
+        &snapshot,
+        1,
+        &TokenDispatch::default(),
+        Headroom::FULL,
+        1.0,
+        now,
+    );
+    assert!(learning.covered);
+    let paces = tokens.paces();
+    assert_eq!(paces.len(), 2, "{paces:?}");
+    // Plenty of input left, but only 10 output tokens: 20 must wait.
+    let cost = Tokens {
+        input: 100,
+        output: 20,
+    };
+    assert!(tokens.ready_at(now, cost).is_some());
+    let small = Tokens {
+        input: 100,
+        output: 10,
+    };
+    assert_eq!(tokens.ready_at(now, small), None);
+    tokens.start(now, small);
+    // Both were charged: the output bucket is empty, and the input one
+    // (a burst of a second's refill, 99) owes a token.
+    let output = Tokens {
+        input: 0,
+        output: 1,
+    };
+    let input = Tokens {
+        input: 1,
+        output: 0,
+    };
+    assert!(tokens.ready_at(now, output).is_some());
+    assert!(tokens.ready_at(now, input).is_some());
+    let later = now + Duration::from_millis(50);
+    assert_eq!(tokens.ready_at(later, output), None);
+    assert_eq!(tokens.ready_at(later, input), None);
+}
