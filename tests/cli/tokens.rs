@@ -21,8 +21,9 @@ const PROMPT: usize = 200;
 const MAX_TOKENS: u64 = 50;
 const COMPLETION: u64 = 30;
 
-/// The timing tests take turns: each measures a makespan within 10%.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The timing tests take turns with those of learned request limits: each
+/// measures a makespan, which the others' load would blur.
+use crate::learned::SERIAL;
 
 /// `n` chat request lines to `url`.
 fn chat_lines(url: &str, n: usize) -> String {

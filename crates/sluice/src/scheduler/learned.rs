@@ -117,6 +117,8 @@ pub(crate) struct Learning {
     pub(crate) pause: Option<Duration>,
     /// The snapshot's token limits were used: they cover its request's cost.
     pub(crate) covered: bool,
+    /// The pause is the token limits' (no token is left).
+    pub(crate) tokens_spent: bool,
 }
 
 impl Learned {
@@ -226,6 +228,7 @@ impl Learned {
             now,
         );
         learning.covered = tokens.covered;
+        learning.tokens_spent = tokens.pause.is_some() && tokens.pause >= learning.pause;
         learning.pause = learning.pause.max(tokens.pause);
         learning.report = self.report(origin, warnings, false);
         learning
@@ -469,8 +472,13 @@ impl super::Scheduler {
             }
             if let Some(wait) = learning.pause {
                 let origin = self.origins[o].name().to_string();
+                let what = if learning.tokens_spent {
+                    "token"
+                } else {
+                    "request"
+                };
                 let reason = format!(
-                    "its rate-limit headers ({}) say no request is left",
+                    "its rate-limit headers ({}) say no {what} is left",
                     snapshot.dialect.name()
                 );
                 self.emit(Event::Paused {
