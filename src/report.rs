@@ -353,10 +353,23 @@ pub struct LearnedOrigin {
     pub requests_per_second: Option<f64>,
     /// Starts that could bunch up under that rate.
     pub burst: u64,
+    /// The token limits it was paced at, when its headers limit tokens.
+    pub tokens: Vec<TokenPace>,
     /// Seconds its next request waited for the learned limits.
     pub paced_seconds: f64,
     /// 429s the learned limits did not predict.
     pub refused: u64,
+}
+
+/// One learned token limit (`learned[].tokens` in `--summary-json`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenPace {
+    /// What it counts: `tokens`, `input-tokens` or `output-tokens`.
+    pub dimension: String,
+    /// Tokens a second.
+    pub per_second: f64,
+    /// Tokens that could be spent at once.
+    pub burst: u64,
 }
 
 impl From<&sluice::event::Learned> for LearnedOrigin {
@@ -366,6 +379,13 @@ impl From<&sluice::event::Learned> for LearnedOrigin {
             dialect: l.dialect.to_string(),
             requests_per_second: l.requests_per_second,
             burst: l.burst,
+            tokens: (l.tokens.iter())
+                .map(|t| TokenPace {
+                    dimension: t.dimension.to_string(),
+                    per_second: t.per_second,
+                    burst: t.burst,
+                })
+                .collect(),
             paced_seconds: l.paced.as_secs_f64(),
             refused: l.refused,
         }
@@ -373,12 +393,19 @@ impl From<&sluice::event::Learned> for LearnedOrigin {
 }
 
 impl LearnedOrigin {
-    /// `12.5 req/s (burst 12), paced 3.20s, 0 refused despite it`.
+    /// `12.5 req/s (burst 12), 20000 tokens/s (burst 20000), paced 3.20s,
+    /// 0 refused despite it`.
     pub fn pace(&self) -> String {
-        let rate = match self.requests_per_second {
+        let mut rate = match self.requests_per_second {
             Some(r) => format!("{r:.1} req/s (burst {})", self.burst),
             None => "no request rate".into(),
         };
+        for t in &self.tokens {
+            rate += &format!(
+                ", {:.0} {}/s (burst {})",
+                t.per_second, t.dimension, t.burst
+            );
+        }
         format!(
             "{rate}, paced {:.2}s, {} refused despite it",
             self.paced_seconds, self.refused

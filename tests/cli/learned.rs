@@ -13,8 +13,9 @@ use crate::support::*;
 const N: usize = 1000;
 
 /// The timing tests take turns: each measures a makespan within 5%, which
-/// the others' load on a small machine would blur.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// the others' load on a small machine would blur (`tokens` takes turns
+/// with them too).
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How a test's limit is kept: the mock's algorithm, its size and window.
 struct Limit {

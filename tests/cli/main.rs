@@ -43,6 +43,7 @@ mod signals;
 mod snapshots;
 mod support;
 mod tls;
+mod tokens;
 mod transport;
 
 // `crate::child`: the controlled child, by the name its callers use.

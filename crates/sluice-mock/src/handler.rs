@@ -255,7 +255,8 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
     // Every endpoint reads the whole request first: only /echo keeps it, the
     // rest discard it so that keep-alive connections stay reusable.
     let is_echo = (first == "echo" && rest.is_none())
-        || (first == "v1" && matches!(rest, Some("messages" | "chat/completions")));
+        || (first == "v1" && matches!(rest, Some("messages" | "chat/completions")))
+        || first == "limited";
     let body = match read_body(body, is_echo.then_some(ECHO_LIMIT)).await {
         Ok(body) => body,
         Err(reject) => return reject.into_response(),
@@ -271,7 +272,7 @@ async fn route(ctx: &ConnCtx, req: Request<Incoming>) -> Response<MockBody> {
         ("bytes", Some(n)) => bytes(n),
         ("ratelimit", Some(per_second)) => ratelimit(&ctx.shared, per_second),
         ("fail", Some(rest)) => fail(&ctx.shared, rest, query),
-        ("limited", Some(rest)) => crate::limited::answer(&ctx.shared.limited, rest, query),
+        ("limited", Some(rest)) => crate::limited::answer(&ctx.shared.limited, rest, query, &body),
         ("outage", Some(rest)) => ctx.shared.outages.answer(rest),
         ("knee", Some(rest)) => ctx.shared.knee.answer(rest).await,
         ("redirect", Some(code)) => redirect(code, query),

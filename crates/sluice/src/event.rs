@@ -102,6 +102,10 @@ pub struct Learned {
     pub requests_per_second: Option<f64>,
     /// How many starts may bunch up under that rate.
     pub burst: u64,
+    /// The token limits it is paced at (headroom and lowering applied),
+    /// when its headers limit tokens: OpenAI's `tokens`, Anthropic's
+    /// `tokens`, `input-tokens` and `output-tokens`.
+    pub tokens: Vec<TokenPace>,
     /// How long the origin's next request waited for the learned limits.
     pub paced: Duration,
     /// 429s the learned limits did not predict (each lowers the rate).
@@ -110,4 +114,15 @@ pub struct Learned {
     pub warnings: Vec<String>,
     /// The run has finished: this is the origin's final account.
     pub last: bool,
+}
+
+/// The pace of one learned token limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenPace {
+    /// What it counts: `tokens`, `input-tokens` or `output-tokens`.
+    pub dimension: &'static str,
+    /// Tokens a second.
+    pub per_second: f64,
+    /// How many tokens may be spent at once.
+    pub burst: u64,
 }

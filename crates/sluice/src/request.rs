@@ -33,6 +33,10 @@ pub struct Request {
     pub timeout: Option<Duration>,
     /// Spent from the run's budget by every attempt (default 1).
     pub cost: f64,
+    /// The line gave `cost`: where an origin's headers limit tokens, it is
+    /// also the request's token cost, instead of an estimate from its body
+    /// ([`crate::ratelimit::cost`]).
+    pub cost_given: bool,
     /// Where the line came from, `file:line` (the file's own line number),
     /// for messages about it; `None` for requests not read from a file.
     pub place: Option<String>,
@@ -57,6 +61,7 @@ impl Request {
             json_body: false,
             timeout: None,
             cost: 1.0,
+            cost_given: false,
             place: None,
         }
     }

@@ -37,6 +37,7 @@ pub(super) struct Rest {
     pub(super) json_body: bool,
     pub(super) timeout: Option<Duration>,
     pub(super) cost: f64,
+    pub(super) cost_given: bool,
 }
 
 impl Rest {
@@ -51,6 +52,7 @@ impl Rest {
             json_body: self.json_body,
             timeout: self.timeout,
             cost: self.cost,
+            cost_given: self.cost_given,
             place: None,
         }
     }
@@ -68,6 +70,7 @@ pub(super) fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, Pr
         json_body,
         timeout: given(fields.timeout).map(read_timeout).transpose()?,
         cost: given(fields.cost).map_or(Ok(1.0), read_cost)?,
+        cost_given: given(fields.cost).is_some(),
     })
 }
 

@@ -21,6 +21,7 @@
 //! all of it returns at `t`), so both IETF forms are read as fixed windows:
 //! the reading that never spends faster than the server allows.
 
+pub mod cost;
 mod dialects;
 mod ietf;
 mod pacing;
@@ -31,6 +32,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
+pub use cost::Tokens;
 pub use pacing::{Headroom, HeadroomError, MAX_RATE, Pace, Suggestion, suggest};
 pub use values::{EPOCH_MILLIS_THRESHOLD, EPOCH_THRESHOLD, MAX_COUNT, MAX_RESET};
 

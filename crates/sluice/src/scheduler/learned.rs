@@ -28,6 +28,9 @@
 //! - **Refused anyway.** A 429 while the model let the request go lowers
 //!   the learned rate by a tenth, for the rest of the run.
 //!
+//! Token limits (`tokens.rs`) are kept beside the request limit by the
+//! same rules: a start waits until both admit it.
+//!
 //! Learned limits only ever add a limit: `--rate`, `--per-host-rate` and
 //! `--budget` stay ceilings, since every limiter must agree before a start.
 
@@ -39,7 +42,9 @@ use tokio::time::Instant;
 use crate::attempt::Outcome;
 use crate::event::{Event, Learned as Report};
 use crate::gcra::Gcra;
-use crate::ratelimit::{Dialect, Dimension, Headroom, Snapshot, Window};
+use crate::ratelimit::{Dialect, Dimension, Headroom, Limit, Snapshot, Tokens, Window};
+
+use super::tokens::{LearnedTokens, TokenDispatch};
 
 /// What a start of this origin was, for the snapshot its response carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +53,8 @@ pub(crate) struct Dispatch {
     pub(crate) number: u64,
     /// Attempts of the origin in flight when it started (not counting it).
     pub(crate) in_flight: u64,
+    /// Its tokens, for the origin's token limits.
+    pub(crate) tokens: TokenDispatch,
 }
 
 /// Each 429 the model did not predict multiplies the learned rate by this.
@@ -57,7 +64,7 @@ const LOWER_ON_REFUSAL: f64 = 0.9;
 const LOWEST_FACTOR: f64 = 0.05;
 
 /// A rate change smaller than this (relative) keeps the limiter as it is.
-const REBUILD_TOLERANCE: f64 = 0.01;
+pub(super) const REBUILD_TOLERANCE: f64 = 0.01;
 
 /// One origin's learned limits.
 #[derive(Debug, Default)]
@@ -97,6 +104,8 @@ pub(crate) struct Learned {
     warned: BTreeSet<String>,
     /// (rate, burst) last reported.
     reported: Option<(Option<f64>, u64)>,
+    /// The token limits.
+    tokens: LearnedTokens,
 }
 
 /// What one snapshot changed.
@@ -106,6 +115,10 @@ pub(crate) struct Learning {
     pub(crate) report: Option<Report>,
     /// The origin is now held this long (the quota is spent).
     pub(crate) pause: Option<Duration>,
+    /// The snapshot's token limits were used: they cover its request's cost.
+    pub(crate) covered: bool,
+    /// The pause is the token limits' (no token is left).
+    pub(crate) tokens_spent: bool,
 }
 
 impl Learned {
@@ -114,12 +127,24 @@ impl Learned {
         self.dialect.is_some()
     }
 
-    /// When the learned limits let the next request start, if not now.
-    pub(crate) fn ready_at(&mut self, now: Instant) -> Option<Instant> {
+    /// True while starts must say what they cost in tokens.
+    pub(crate) fn counts_tokens(&self) -> bool {
+        self.tokens.counts()
+    }
+
+    /// True once a token limit paces the origin (its answers' `usage` is read).
+    pub(crate) fn knows_tokens(&self) -> bool {
+        self.tokens.knows()
+    }
+
+    /// When the learned limits let the next request, costing `cost`
+    /// tokens, start, if not now.
+    pub(crate) fn ready_at(&mut self, now: Instant, cost: Tokens) -> Option<Instant> {
         let hold = self.hold_until.filter(|&h| h > now);
         let window = self.left.filter(|&(n, end)| n <= 0 && end > now);
         let rate = self.gcra.as_mut().map(|g| g.ready_at(now, 1));
-        let at = [hold, window.map(|(_, end)| end), rate]
+        let tokens = self.tokens.ready_at(now, cost);
+        let at = [hold, window.map(|(_, end)| end), rate, tokens]
             .into_iter()
             .flatten()
             .max()
@@ -130,9 +155,9 @@ impl Learned {
         at
     }
 
-    /// A request starts now (the learned limits allowed it): charges them
-    /// and says which start it is.
-    pub(crate) fn start(&mut self, now: Instant, in_flight: usize) -> Dispatch {
+    /// A request costing `cost` tokens starts now (the learned limits
+    /// allowed it): charges them and says which start it is.
+    pub(crate) fn start(&mut self, now: Instant, in_flight: usize, cost: Tokens) -> Dispatch {
         if let Some(g) = &mut self.gcra {
             g.take(now, 1);
         }
@@ -148,7 +173,19 @@ impl Learned {
         Dispatch {
             number: self.dispatched,
             in_flight: in_flight as u64,
+            tokens: self.tokens.start(now, cost),
         }
+    }
+
+    /// An attempt of the origin ended.
+    pub(crate) fn ended(&mut self, dispatch: &Dispatch) {
+        self.tokens.ended(&dispatch.tokens);
+    }
+
+    /// The answer to `dispatch`, whose token snapshot was not used, says it
+    /// cost `actual` tokens.
+    pub(crate) fn used(&mut self, dispatch: &Dispatch, actual: Tokens, now: Instant) {
+        self.tokens.used(&dispatch.tokens, actual, now);
     }
 
     /// Reads one response's snapshot; `dispatch` is the start it answers.
@@ -181,6 +218,18 @@ impl Learned {
                 learning.pause = self.learn_quota(limit, dispatch, now);
             }
         }
+        let factor = self.factor.unwrap_or(1.0);
+        let tokens = (self.tokens).observe(
+            snapshot,
+            dispatch.number,
+            &dispatch.tokens,
+            headroom,
+            factor,
+            now,
+        );
+        learning.covered = tokens.covered;
+        learning.tokens_spent = tokens.pause.is_some() && tokens.pause >= learning.pause;
+        learning.pause = learning.pause.max(tokens.pause);
         learning.report = self.report(origin, warnings, false);
         learning
     }
@@ -204,8 +253,10 @@ impl Learned {
         }
         self.lowered_after = self.dispatched;
         let factor = self.factor.unwrap_or(1.0);
-        self.factor = Some((factor * LOWER_ON_REFUSAL).max(LOWEST_FACTOR));
+        let factor = (factor * LOWER_ON_REFUSAL).max(LOWEST_FACTOR);
+        self.factor = Some(factor);
         self.rebuild(headroom, now);
+        self.tokens.rebuild(headroom, factor, now);
         self.report(origin, Vec::new(), false)
     }
 
@@ -219,23 +270,15 @@ impl Learned {
         self.report(origin, Vec::new(), true)
     }
 
-    fn learn_rate(&mut self, window: Window, limit: &crate::ratelimit::Limit) {
+    fn learn_rate(&mut self, window: Window, limit: &Limit) {
         self.quota = limit.limit.or(self.quota);
         match window {
             Window::Bucket => {
-                if let (Some(cap), Some(left), Some(reset)) =
-                    (limit.limit, limit.remaining, limit.reset)
-                    && left < cap
-                    && !reset.is_zero()
+                if let Some((deficit, rate)) = refill(limit)
+                    && deficit >= self.deficit
                 {
-                    // `remaining` is rounded down, so the bucket lacks
-                    // more than `deficit − 1`: the slowest refill the
-                    // headers allow.
-                    let deficit = cap - left;
-                    if deficit >= 2 && deficit >= self.deficit {
-                        self.deficit = deficit;
-                        self.rate = (deficit - 1) as f64 / reset.as_secs_f64();
-                    }
+                    self.deficit = deficit;
+                    self.rate = rate;
                 }
             }
             Window::Fixed => {
@@ -257,22 +300,13 @@ impl Learned {
         (pace.is_finite() && pace > 0.0).then_some(pace.min(crate::ratelimit::MAX_RATE))
     }
 
-    /// About a second's worth, at least 1, at most the (shared) quota.
-    fn burst(&self, pace: f64, headroom: Headroom) -> u64 {
-        let second = (pace.floor() as u64).max(1);
-        match self.quota {
-            Some(q) => second.min(((q as f64 * headroom.get()).floor() as u64).max(1)),
-            None => second,
-        }
-    }
-
     /// A new limiter when the pace or burst changed; it starts with its
     /// whole burst, and the quota the snapshot proves takes it from there.
     fn rebuild(&mut self, headroom: Headroom, now: Instant) {
         let Some(pace) = self.pace(headroom) else {
             return;
         };
-        let burst = self.burst(pace, headroom);
+        let burst = burst(pace, self.quota, headroom);
         let same = self.gcra.as_ref().is_some_and(|g| {
             g.burst() == burst && (g.per_second() - pace).abs() <= pace * REBUILD_TOLERANCE
         });
@@ -291,12 +325,7 @@ impl Learned {
 
     /// A refilling bucket: moves the limiter to the quota the snapshot
     /// proves is left; returns the pause when none is.
-    fn learn_quota(
-        &mut self,
-        limit: &crate::ratelimit::Limit,
-        dispatch: Dispatch,
-        now: Instant,
-    ) -> Option<Duration> {
+    fn learn_quota(&mut self, limit: &Limit, dispatch: Dispatch, now: Instant) -> Option<Duration> {
         let remaining = i64::try_from(limit.remaining?).unwrap_or(i64::MAX);
         let after =
             i64::try_from(self.dispatched.saturating_sub(dispatch.number)).unwrap_or(i64::MAX);
@@ -337,12 +366,7 @@ impl Learned {
     /// put it at (resets in whole seconds are rounded up). A response that
     /// comes after that end starts a new window; one admitted in the old
     /// window only understates the new one.
-    fn learn_window(
-        &mut self,
-        limit: &crate::ratelimit::Limit,
-        in_flight: usize,
-        now: Instant,
-    ) -> Option<Duration> {
+    fn learn_window(&mut self, limit: &Limit, in_flight: usize, now: Instant) -> Option<Duration> {
         let remaining = i64::try_from(limit.remaining?).unwrap_or(i64::MAX);
         let end = now + limit.reset.filter(|r| !r.is_zero())?;
         let (lowest, until) = match self.window_seen {
@@ -380,7 +404,8 @@ impl Learned {
                     (a, b) => a.is_some() != b.is_some(),
                 }
         });
-        if !changed && warnings.is_empty() && !last {
+        let tokens_changed = self.tokens.take_changed();
+        if !changed && !tokens_changed && warnings.is_empty() && !last {
             return None;
         }
         self.reported = Some((rate, burst));
@@ -389,11 +414,32 @@ impl Learned {
             dialect: self.dialect?.name(),
             requests_per_second: rate,
             burst,
+            tokens: self.tokens.paces(),
             paced: self.paced,
             refused: self.refused,
             warnings,
             last,
         })
+    }
+}
+
+/// The refill of a bucket snapshot, as (deficit, tokens a second): the
+/// reset is the time until the bucket is full, and `remaining` is rounded
+/// down, so the bucket lacks more than `deficit − 1`: the slowest refill
+/// the headers allow. `None` for a deficit under 2 or no reset.
+pub(super) fn refill(limit: &Limit) -> Option<(u64, f64)> {
+    let (cap, left, reset) = (limit.limit?, limit.remaining?, limit.reset?);
+    let deficit = cap.checked_sub(left)?;
+    (deficit >= 2 && !reset.is_zero())
+        .then(|| (deficit, (deficit - 1) as f64 / reset.as_secs_f64()))
+}
+
+/// About a second's worth of `pace`, at least 1, at most the (shared) quota.
+pub(super) fn burst(pace: f64, quota: Option<u64>, headroom: Headroom) -> u64 {
+    let second = (pace.floor() as u64).max(1);
+    match quota {
+        Some(q) => second.min(((q as f64 * headroom.get()).floor() as u64).max(1)),
+        None => second,
     }
 }
 
@@ -417,15 +463,22 @@ impl super::Scheduler {
         let headroom = self.config.limit_headroom;
         let o = job.origin;
         let snapshot = headers.and_then(|h| crate::ratelimit::observe(h, self.clock.at(now)));
+        let mut covered = false;
         if let Some(snapshot) = snapshot {
             let learning = self.origins[o].learn(&snapshot, job.dispatch, headroom, now);
+            covered = learning.covered;
             if let Some(report) = learning.report {
                 self.emit(Event::Learned(report));
             }
             if let Some(wait) = learning.pause {
                 let origin = self.origins[o].name().to_string();
+                let what = if learning.tokens_spent {
+                    "token"
+                } else {
+                    "request"
+                };
                 let reason = format!(
-                    "its rate-limit headers ({}) say no request is left",
+                    "its rate-limit headers ({}) say no {what} is left",
                     snapshot.dialect.name()
                 );
                 self.emit(Event::Paused {
@@ -434,6 +487,9 @@ impl super::Scheduler {
                     reason,
                 });
             }
+        }
+        if !covered {
+            self.tokens_used(job, outcome, now);
         }
         if status == Some(429)
             && let Some(report) = self.origins[o].refused(job.dispatch, headroom, now)

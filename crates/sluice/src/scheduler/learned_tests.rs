@@ -319,6 +319,7 @@ fn a_malformed_header_is_told_of_once() {
         let dispatch = Dispatch {
             number,
             in_flight: 0,
+            tokens: Default::default(),
         };
         let learning = learned.observe("o", &snapshot, dispatch, 0, Headroom::FULL, now);
         told.extend(learning.report.map(|r| r.warnings).unwrap_or_default());

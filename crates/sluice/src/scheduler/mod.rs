@@ -40,6 +40,7 @@ mod retrying;
 mod shared;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 pub use shared::PEER_PAUSE;
 
@@ -364,6 +365,7 @@ impl Scheduler {
             maybe_applied: false,
             watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
             dispatch: Default::default(),
+            tokens: None,
             budget: Default::default(),
         };
         self.next_seq += 1;
@@ -572,7 +574,7 @@ impl Scheduler {
     fn attempt_ended(&mut self, mut job: Job, outcome: Outcome, now: Instant) {
         job.watch.ended(now);
         let o = job.origin;
-        self.origins[o].attempt_ended();
+        self.origins[o].attempt_ended(&job.dispatch);
         self.learn_from(&job, &outcome, now);
         match self.judge(&job, &outcome, now) {
             Verdict::Retry(wait, asked) => {

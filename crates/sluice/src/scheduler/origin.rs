@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::event::Learned as Report;
 use crate::gcra::Gcra;
-use crate::ratelimit::{Headroom, Snapshot};
+use crate::ratelimit::{Headroom, Snapshot, Tokens, cost};
 use crate::request::Request;
 use crate::timing::Stopwatch;
 
@@ -39,6 +39,9 @@ pub(crate) struct Job {
     pub(crate) watch: Box<Stopwatch>,
     /// Which start of its origin the current attempt was (learned limits).
     pub(crate) dispatch: Dispatch,
+    /// Its token cost, computed the first time an origin asks
+    /// (`cost::of_request`).
+    pub(crate) tokens: Option<Tokens>,
     /// Where its coming retry stands with the retry budget.
     pub(crate) budget: crate::retry_budget::RetryHold,
 }
@@ -155,8 +158,9 @@ impl Origin {
             return Readiness::Idle;
         }
         let not_before = head.not_before;
+        let cost = self.head_tokens();
         let rate = self.rate.as_mut().map(|g| g.ready_at(now, 1));
-        let learned = self.learned.ready_at(now);
+        let learned = self.learned.ready_at(now, cost);
         let discovered = self.discovered.ready_at(now);
         match [self.paused_until, not_before, rate, learned, discovered]
             .into_iter()
@@ -169,6 +173,24 @@ impl Origin {
             },
             _ => Readiness::Now,
         }
+    }
+
+    /// The head request's token cost, while the learned limits count tokens.
+    fn head_tokens(&mut self) -> Tokens {
+        match self.queue.front_mut() {
+            Some(head) if self.learned.counts_tokens() => tokens_of(head),
+            _ => Tokens::default(),
+        }
+    }
+
+    /// True once a token limit paces the origin.
+    pub(crate) fn knows_tokens(&self) -> bool {
+        self.learned.knows_tokens()
+    }
+
+    /// The answer to `dispatch` says its request cost `actual` tokens.
+    pub(crate) fn used(&mut self, dispatch: &Dispatch, actual: Tokens, now: Instant) {
+        self.learned.used(dispatch, actual, now);
     }
 
     /// The head request is next but a rate or budget limit holds it.
@@ -185,15 +207,21 @@ impl Origin {
         if let Some(g) = &mut self.rate {
             g.take(now, 1);
         }
-        job.dispatch = self.learned.start(now, self.in_flight);
+        let cost = if self.learned.counts_tokens() {
+            tokens_of(&mut job)
+        } else {
+            Tokens::default()
+        };
+        job.dispatch = self.learned.start(now, self.in_flight, cost);
         self.discovered.start(now);
         self.in_flight += 1;
         Some(job)
     }
 
-    /// An attempt of this origin ended.
-    pub(crate) fn attempt_ended(&mut self) {
+    /// An attempt of this origin ended (`dispatch` was its start).
+    pub(crate) fn attempt_ended(&mut self, dispatch: &Dispatch) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.learned.ended(dispatch);
     }
 
     /// Pauses every start until `until`; false when an equal or longer pause
@@ -287,6 +315,7 @@ impl Origin {
             dialect: "none",
             requests_per_second: Some(rate),
             burst: self.discovered.burst(),
+            tokens: Vec::new(),
             paced: self.discovered.paced(),
             refused: self.discovered.lowerings(),
             warnings: Vec::new(),
@@ -298,6 +327,11 @@ impl Origin {
     pub(crate) fn take_queue(&mut self) -> Vec<Job> {
         self.queue.drain(..).collect()
     }
+}
+
+/// A job's token cost, computed once.
+fn tokens_of(job: &mut Job) -> Tokens {
+    *job.tokens.get_or_insert_with(|| cost::of_request(&job.req))
 }
 
 /// After a pause, queued requests restart spread over up to a second (10 ms
@@ -336,6 +370,7 @@ mod tests {
                 std::time::SystemTime::UNIX_EPOCH,
             )),
             dispatch: Dispatch::default(),
+            tokens: None,
             budget: Default::default(),
         }
     }
