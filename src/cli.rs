@@ -359,6 +359,13 @@ pub struct RunArgs {
     #[arg(long, default_value = "1.0", value_name = "SHARE", value_parser = parse_headroom)]
     pub limit_headroom: Headroom,
 
+    /// Find the concurrency limit within [1, -c] from the servers' answers: halved on overload
+    /// (503, 529, timeouts, resets), lowered on 429s and when latency grows, raised by one per
+    /// round trip of successes [default: off: -c is exact].
+    #[arg(help_heading = heading::LIMITS)]
+    #[arg(long)]
+    pub adaptive: bool,
+
     /// One attempt, from send to whole body (30s, 500ms, 5m: every duration needs its unit, here and in an input line's `timeout`).
     #[arg(help_heading = heading::LIMITS)]
     #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
@@ -643,6 +650,7 @@ impl RunArgs {
             .learn_limits(self.learn_limits == LearnLimits::Auto)
             .limit_headroom(self.limit_headroom)
             .retry_budget(self.retry_budget.0)
+            .adaptive(self.adaptive)
             .headers(parse_headers(&self.headers, &redactor)?)
             .ordered(self.ordered)
             .reorder_window(at_least_one(self.reorder_window))

@@ -2,6 +2,7 @@
 //! test upstream on 127.0.0.1 (port 0), one module per feature. Every result
 //! line is validated against `result.schema.json`.
 
+mod adaptive;
 mod batch_formats;
 mod bodies;
 mod browser;

@@ -70,6 +70,9 @@ pub enum Event {
     /// run has finished, the last word on them). Only with
     /// `learn_limits`, and only for origins that said something.
     Learned(Learned),
+    /// Under `adaptive`: the concurrency limit changed (or, once the run
+    /// has finished, its account).
+    Concurrency(Concurrency),
     /// Once, when the run has finished under a retry budget: how long
     /// retries waited for it.
     RetryBudget {
@@ -109,5 +112,25 @@ pub struct Learned {
     /// Header values ignored or capped since the last event, as `-v` shows them.
     pub warnings: Vec<String>,
     /// The run has finished: this is the origin's final account.
+    pub last: bool,
+}
+
+/// The adaptive concurrency limit (`adaptive`): where it stands and how it
+/// moved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Concurrency {
+    /// Attempts that may be in flight now.
+    pub limit: usize,
+    /// The lowest it has been.
+    pub lowest: usize,
+    /// The highest it has been.
+    pub highest: usize,
+    /// Its mean over the run so far, weighted by time.
+    pub mean: f64,
+    /// How many times it was lowered.
+    pub decreases: u64,
+    /// Why it changed (empty in the final account).
+    pub why: String,
+    /// The run has finished: this is the final account.
     pub last: bool,
 }

@@ -440,6 +440,8 @@ impl super::Scheduler {
         {
             self.emit(Event::Learned(report));
         }
+        // Under --adaptive an overload 503 is the concurrency limit's.
+        let status = status.filter(|_| !self.adaptive_takes(outcome));
         self.discover_from(job, status, now);
     }
 

@@ -41,6 +41,8 @@ pub(crate) struct Job {
     pub(crate) dispatch: Dispatch,
     /// Where its coming retry stands with the retry budget.
     pub(crate) budget: crate::retry_budget::RetryHold,
+    /// Which start of the run the current attempt was (`adaptive`).
+    pub(crate) adaptive: super::adaptive::Start,
 }
 
 /// Whether an origin could start its head request.
@@ -337,6 +339,7 @@ mod tests {
             )),
             dispatch: Dispatch::default(),
             budget: Default::default(),
+            adaptive: Default::default(),
         }
     }
 
