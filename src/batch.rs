@@ -134,6 +134,7 @@ pub async fn drive(
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<Summary> {
     let insecure = config.tls.insecure;
+    let ceiling = config.concurrency.get();
     let started = Instant::now();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -166,6 +167,8 @@ pub async fn drive(
         redis_down: None,
         learned: std::collections::BTreeMap::new(),
         retry_budget: None,
+        adaptive: None,
+        ceiling,
         sent: 0,
         sent_recorded: 0,
         cancelled: None,
@@ -279,6 +282,10 @@ struct State {
     learned: std::collections::BTreeMap<String, crate::report::LearnedOrigin>,
     /// How long retries waited for the retry budget (once the run finished).
     retry_budget: Option<crate::report::RetryBudgetAccount>,
+    /// Under `--adaptive`: the concurrency limit's latest account, and `-c`.
+    adaptive: Option<(crate::report::AdaptiveAccount, usize)>,
+    /// `-c`.
+    ceiling: usize,
     /// Records of this run whose request was sent (at least one attempt).
     sent: u64,
     /// Of those, the records that reached the output (the summary's rate
@@ -362,6 +369,9 @@ impl State {
                 self.learned
                     .insert(learned.origin.clone(), (&learned).into());
             }
+            Event::Concurrency(c) => {
+                self.adaptive = Some(((&c).into(), self.ceiling));
+            }
             Event::RetryBudget { waited, held } => {
                 self.retry_budget = Some(crate::report::RetryBudgetAccount {
                     waited_seconds: waited.as_secs_f64(),
@@ -427,6 +437,7 @@ impl State {
             elapsed: self.started.elapsed(),
             reading_stdin: stdin_terminal && read == 0 && !feed.ended.load(Ordering::Relaxed),
             redis_down: self.redis_down.map(|since| since.elapsed()),
+            limit: self.adaptive.map(|(a, c)| (a.limit, c)),
         }
     }
 
@@ -483,6 +494,7 @@ impl State {
         s.closed_origins = self.closed.clone();
         s.learned = self.learned.values().cloned().collect();
         s.retry_budget = self.retry_budget;
+        s.adaptive = self.adaptive.map(|(a, _)| a);
         s.protocols = self.protocols.clone();
         (s.not_written, s.not_written_exact) = feed.remaining(&self.all, &self.this_run);
         s.insecure = insecure;

@@ -141,6 +141,9 @@ fn summary_table(s: &Summary) -> String {
             format!("{} ({}): {}", l.origin, l.dialect, l.pace()),
         ));
     }
+    if let Some(a) = &s.adaptive {
+        rows.push(("concurrency limit".into(), a.describe()));
+    }
     if s.not_written > 0 {
         rows.push(("without a record".into(), s.not_written.to_string()));
     }

@@ -120,6 +120,7 @@ impl Display {
                 format!("line {line} dropped (no record; --resume sends it)")
             }
             Event::Learned(l) => learned_line(l),
+            Event::Concurrency(c) => concurrency_line(c),
             Event::RetryBudget { waited, held } => format!(
                 "retries waited {} for the retry budget ({} held)",
                 show(*waited),
@@ -163,6 +164,8 @@ pub struct Progress<'a> {
     /// Under `--redis`: how long the shared limiter has been unreachable
     /// (no new request starts meanwhile).
     pub redis_down: Option<Duration>,
+    /// Under `--adaptive`: the concurrency limit now, and `-c`.
+    pub limit: Option<(usize, usize)>,
 }
 
 impl Progress<'_> {
@@ -208,7 +211,12 @@ impl Progress<'_> {
                 }
             }
             None => {
-                parts.push(format!("{} in flight", self.in_flight));
+                parts.push(match self.limit {
+                    Some((limit, c)) => {
+                        format!("{} in flight (limit {limit} of {c})", self.in_flight)
+                    }
+                    None => format!("{} in flight", self.in_flight),
+                });
                 if self.retrying > 0 {
                     parts.push(format!("{} waiting to retry", self.retrying));
                 }
@@ -413,6 +421,62 @@ impl LearnedOrigin {
     }
 }
 
+/// The adaptive concurrency limit as `-v` shows it.
+fn concurrency_line(c: &sluice::event::Concurrency) -> String {
+    if c.last {
+        return format!(
+            "concurrency limit in all: {}",
+            AdaptiveAccount::from(c).describe()
+        );
+    }
+    format!("concurrency limit {} ({})", c.limit, c.why)
+}
+
+/// The adaptive concurrency limit's account (`adaptive` in
+/// `--summary-json`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct AdaptiveAccount {
+    /// The limit at the end.
+    pub limit: usize,
+    /// The lowest it was.
+    pub lowest: usize,
+    /// The highest it was.
+    pub highest: usize,
+    /// Its mean over the run, weighted by time.
+    pub mean: f64,
+    /// How many times it was lowered.
+    pub decreases: u64,
+}
+
+impl From<&sluice::event::Concurrency> for AdaptiveAccount {
+    fn from(c: &sluice::event::Concurrency) -> AdaptiveAccount {
+        AdaptiveAccount {
+            limit: c.limit,
+            lowest: c.lowest,
+            highest: c.highest,
+            mean: c.mean,
+            decreases: c.decreases,
+        }
+    }
+}
+
+impl AdaptiveAccount {
+    /// `22 at the end (mean 23.4, lowest 10, highest 40; lowered 5 times)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} at the end (mean {:.1}, lowest {}, highest {}; lowered {})",
+            self.limit,
+            self.mean,
+            self.lowest,
+            self.highest,
+            match self.decreases {
+                1 => "once".to_string(),
+                n => format!("{n} times"),
+            }
+        )
+    }
+}
+
 /// How long retries waited for the retry budget (`retry_budget` in
 /// `--summary-json`).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -457,6 +521,9 @@ pub struct Summary {
     /// How long retries waited for the retry budget (null when it is off,
     /// or recomputed from records).
     pub retry_budget: Option<RetryBudgetAccount>,
+    /// The adaptive concurrency limit (null without `--adaptive`, and when
+    /// recomputed from records).
+    pub adaptive: Option<AdaptiveAccount>,
     /// HTTP and TLS versions of this run's responses, per origin.
     pub protocols: sluice::stats::Protocols,
     /// Requests left without a record (interrupted or closed): `--resume` sends them.
@@ -506,6 +573,7 @@ impl Summary {
             closed_origins: Vec::new(),
             learned: Vec::new(),
             retry_budget: None,
+            adaptive: None,
             protocols: sluice::stats::Protocols::default(),
             not_written: 0,
             not_written_exact: true,
@@ -595,6 +663,9 @@ impl Summary {
                 b.waited_seconds
             );
         }
+        if let Some(a) = &self.adaptive {
+            out += &format!("  limit    concurrency {}\n", a.describe());
+        }
         if self.cancelled > 0 {
             out += &format!(
                 "  cancelled {} in flight without a record (the server may have seen them; their attempts are counted)\n",
@@ -673,6 +744,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             reading_stdin: false,
             redis_down: None,
+            limit: None,
         };
         assert!(!progress.message().contains("Redis"));
         progress.redis_down = Some(Duration::from_millis(3_200));

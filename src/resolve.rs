@@ -59,6 +59,7 @@ impl RunArgs {
             .learn_limits(self.learn_limits == LearnLimits::Auto)
             .limit_headroom(self.limit_headroom)
             .retry_budget(self.retry_budget.0)
+            .adaptive(self.adaptive)
             .headers(parse_headers(&self.headers, &redactor)?)
             .ordered(self.ordered)
             .reorder_window(at_least_one(self.reorder_window))

@@ -113,6 +113,7 @@ fn engine_settings(c: &Config) -> Vec<(String, String)> {
             "--per-host-rate",
             unlimited(c.per_host_rate.map(|r| r.to_string())),
         ),
+        ("--adaptive", yes(c.adaptive)),
         ("--burst", c.burst.to_string()),
         ("--budget", unlimited(c.budget.map(|r| r.to_string()))),
     ];

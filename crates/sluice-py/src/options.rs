@@ -287,6 +287,7 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>, file: bool) -> PyResult<Option
             "max_body_size" => b.max_body_size(size(o, &v)?),
             "http2" => b.http2(flag(o, &v)?),
             "compressed" => b.compressed(flag(o, &v)?),
+            "adaptive" => b.adaptive(flag(o, &v)?),
             "learn_limits" => b.learn_limits(learn_limits(o, &v)?),
             "limit_headroom" => b.limit_headroom(headroom(o, &v)?),
             "retry_budget" => b.retry_budget(retry_budget(o, &v)?),

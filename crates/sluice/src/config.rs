@@ -196,6 +196,9 @@ pub struct Config {
     /// What retries may spend (`--retry-budget`); `None` is `off`. Default
     /// [`RetryBudget::DEFAULT`](crate::retry_budget::RetryBudget::DEFAULT).
     pub retry_budget: Option<crate::retry_budget::RetryBudget>,
+    /// Find the concurrency limit within [1, `concurrency`] from the
+    /// servers' answers (`--adaptive`). Default off: `concurrency` is exact.
+    pub adaptive: bool,
 }
 
 impl Default for Config {
@@ -236,6 +239,7 @@ impl Default for Config {
             learn_limits: true,
             limit_headroom: crate::ratelimit::Headroom::FULL,
             retry_budget: Some(crate::retry_budget::RetryBudget::DEFAULT),
+            adaptive: false,
         }
     }
 }
@@ -377,6 +381,8 @@ setters! {
     limit_headroom: crate::ratelimit::Headroom => |c, v| c.limit_headroom = v;
     /// The retry budget; `None` is off.
     retry_budget: Option<crate::retry_budget::RetryBudget> => |c, v| c.retry_budget = v;
+    /// Adaptive concurrency within [1, `concurrency`].
+    adaptive: bool => |c, v| c.adaptive = v;
 }
 
 impl ConfigBuilder {

@@ -70,6 +70,9 @@ pub enum Event {
     /// run has finished, the last word on them). Only with
     /// `learn_limits`, and only for origins that said something.
     Learned(Learned),
+    /// Under `adaptive`: the concurrency limit changed (or, once the run
+    /// has finished, its account).
+    Concurrency(Concurrency),
     /// Once, when the run has finished under a retry budget: how long
     /// retries waited for it.
     RetryBudget {
@@ -125,4 +128,24 @@ pub struct TokenPace {
     pub per_second: f64,
     /// How many tokens may be spent at once.
     pub burst: u64,
+}
+
+/// The adaptive concurrency limit (`adaptive`): where it stands and how it
+/// moved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Concurrency {
+    /// Attempts that may be in flight now.
+    pub limit: usize,
+    /// The lowest it has been.
+    pub lowest: usize,
+    /// The highest it has been.
+    pub highest: usize,
+    /// Its mean over the run so far, weighted by time.
+    pub mean: f64,
+    /// How many times it was lowered.
+    pub decreases: u64,
+    /// Why it changed (empty in the final account).
+    pub why: String,
+    /// The run has finished: this is the final account.
+    pub last: bool,
 }

@@ -57,6 +57,9 @@ pub(crate) struct Dispatch {
     pub(crate) tokens: TokenDispatch,
 }
 
+/// The share of `1 / reset` a full bucket's first answer paces at.
+const FIRST_GUESS: f64 = 0.9;
+
 /// Each 429 the model did not predict multiplies the learned rate by this.
 const LOWER_ON_REFUSAL: f64 = 0.9;
 
@@ -279,6 +282,13 @@ impl Learned {
                 {
                     self.deficit = deficit;
                     self.rate = rate;
+                } else if self.deficit == 0
+                    && let Some(rate) = first_guess(limit)
+                {
+                    // A full bucket's first answer (the first wave's
+                    // probe); a deficit of 2 or more replaces this guess.
+                    self.deficit = 1;
+                    self.rate = rate;
                 }
             }
             Window::Fixed => {
@@ -434,6 +444,14 @@ pub(super) fn refill(limit: &Limit) -> Option<(u64, f64)> {
         .then(|| (deficit, (deficit - 1) as f64 / reset.as_secs_f64()))
 }
 
+/// A full bucket's first answer (`remaining` one below `limit`) says only
+/// that one request's refill takes about `reset`: pace at [`FIRST_GUESS`]
+/// of that (a tenth kept in hand for the rounding).
+fn first_guess(limit: &Limit) -> Option<f64> {
+    let (cap, left, reset) = (limit.limit?, limit.remaining?, limit.reset?);
+    (cap.checked_sub(left)? == 1 && !reset.is_zero()).then(|| FIRST_GUESS / reset.as_secs_f64())
+}
+
 /// About a second's worth of `pace`, at least 1, at most the (shared) quota.
 pub(super) fn burst(pace: f64, quota: Option<u64>, headroom: Headroom) -> u64 {
     let second = (pace.floor() as u64).max(1);
@@ -496,6 +514,8 @@ impl super::Scheduler {
         {
             self.emit(Event::Learned(report));
         }
+        // Under --adaptive an overload 503 is the concurrency limit's.
+        let status = status.filter(|_| !self.adaptive_takes(outcome));
         self.discover_from(job, status, now);
     }
 

@@ -14,7 +14,13 @@
 //! use std::time::{Duration, SystemTime};
 //! use sluice::scheduler::{Action, Scheduler};
 //!
-//! let config = sluice::Config::builder().rate("10/s".parse().unwrap()).build().unwrap();
+//! // (Learned limits off: they would send a new origin's first request
+//! // alone and wait for its answer.)
+//! let config = sluice::Config::builder()
+//!     .rate("10/s".parse().unwrap())
+//!     .learn_limits(false)
+//!     .build()
+//!     .unwrap();
 //! let t0 = tokio::time::Instant::now();
 //! let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
 //! let url = url::Url::parse("http://127.0.0.1:9/fast").unwrap();
@@ -33,6 +39,7 @@
 //! assert_eq!(starts(&mut s), 1);
 //! ```
 
+mod adaptive;
 mod discovered;
 mod learned;
 mod origin;
@@ -115,6 +122,8 @@ pub struct Scheduler {
     grants: Option<shared::Grants>,
     /// What retries may spend (`--retry-budget`).
     retry_budget: Option<crate::retry_budget::Budget>,
+    /// The concurrency limit under `--adaptive`.
+    adaptive: Option<adaptive::Adaptive>,
     /// Attempts running, by ticket.
     in_flight: HashMap<u64, Job>,
     /// Requests in origin queues.
@@ -163,6 +172,8 @@ impl Scheduler {
             retry_budget: config
                 .retry_budget
                 .map(|b| crate::retry_budget::Budget::new(b, now)),
+            adaptive: (config.adaptive)
+                .then(|| adaptive::Adaptive::new(config.concurrency.get(), now)),
             config,
             origins: Vec::new(),
             by_name: HashMap::new(),
@@ -208,11 +219,13 @@ impl Scheduler {
     /// attempt was sent, not from its start, which may have waited for a
     /// connection; later attempts change nothing.
     pub fn sent(&mut self, ticket: Ticket, at: Instant) {
-        if let Some(job) = self
-            .in_flight
-            .get_mut(&ticket.0)
-            .filter(|j| j.attempts == 1)
-        {
+        let Some(job) = self.in_flight.get_mut(&ticket.0) else {
+            return;
+        };
+        // The adaptive limit's round trip runs from here too: a connection
+        // being made is not the server's latency.
+        job.adaptive.sent(at);
+        if job.attempts == 1 {
             job.first = Some(at);
         }
     }
@@ -252,6 +265,7 @@ impl Scheduler {
         if self.finished() {
             self.learned_last_words();
             self.retry_budget_account();
+            self.adaptive_last_word(now);
         }
         debug_assert!(self.invariants_hold(), "scheduler invariants broken");
     }
@@ -367,6 +381,7 @@ impl Scheduler {
             dispatch: Default::default(),
             tokens: None,
             budget: Default::default(),
+            adaptive: Default::default(),
         };
         self.next_seq += 1;
         self.requeue(job, now);
@@ -384,6 +399,9 @@ impl Scheduler {
             .map(|r| Gcra::new(r, burst, now));
         self.origins.push(Origin::new(name.clone(), rate));
         let o = self.origins.len() - 1;
+        if self.config.learn_limits {
+            self.origins[o].probe_first();
+        }
         self.by_name.insert(name, o);
         self.shared_new_origin(o, now);
         o
@@ -484,7 +502,7 @@ impl Scheduler {
     /// Starts attempts, oldest ready request first, while every limit allows.
     fn dispatch(&mut self, now: Instant) {
         self.global_wake = None;
-        while !self.draining && self.in_flight.len() < self.config.concurrency.get() {
+        while !self.draining && self.in_flight.len() < self.concurrency_limit() {
             let Some((_, &o)) = self.ready.first_key_value() else {
                 return;
             };
@@ -550,6 +568,7 @@ impl Scheduler {
         };
         self.queued -= 1;
         job.attempts += 1;
+        job.adaptive = self.adaptive_start(now);
         self.first_attempt_fills_budget(&job, now);
         job.first.get_or_insert(now);
         job.watch.started(now);
@@ -575,6 +594,7 @@ impl Scheduler {
         job.watch.ended(now);
         let o = job.origin;
         self.origins[o].attempt_ended(&job.dispatch);
+        self.adaptive_completed(job.adaptive, &outcome, now);
         self.learn_from(&job, &outcome, now);
         match self.judge(&job, &outcome, now) {
             Verdict::Retry(wait, asked) => {
@@ -611,7 +631,9 @@ impl Scheduler {
         let max = self.config.max_retry_after;
         // A 429 or 503 asks the origin to slow down, even when its body
         // could not be read (too large, cut short).
-        if let Some(status @ (429 | 503)) = status {
+        if let Some(status @ (429 | 503)) = status
+            && !self.adaptive_takes(outcome)
+        {
             if let Some(asked) = asked.filter(|&a| a > max) {
                 let reason = format!(
                     "HTTP {status} with Retry-After {} exceeds {} {}",
@@ -859,11 +881,12 @@ impl Scheduler {
                 || o.head().is_none()
                 || o.is_closed()
                 || o.in_flight() >= per_host
+                || o.held_for_probe()
                 || o.wake_at.is_some()
                 || self.grants.as_ref().is_some_and(|g| g.holds_back(i))
         }) && (self.draining
             || self.ready.is_empty()
-            || self.in_flight.len() >= concurrency
+            || self.in_flight.len() >= self.concurrency_limit()
             || self.global_wake.is_some()
             || self.grants.as_ref().is_some_and(shared::Grants::waiting));
         // A closed origin holds nothing back; a draining run starts nothing.
