@@ -157,8 +157,7 @@ impl Scheduler {
             budget: (config.budget)
                 .filter(|_| config.shared.is_none())
                 .map(|b| Gcra::new(b, config.effective_budget_burst().unwrap_or(1), now)),
-            grants: (config.shared.as_ref())
-                .map(|_| shared::Grants::new(config.per_host_rate.is_some())),
+            grants: (config.shared.as_ref()).map(|_| shared::Grants::new(&config)),
             retry_budget: config
                 .retry_budget
                 .map(|b| crate::retry_budget::Budget::new(b, now)),

@@ -18,11 +18,32 @@ use std::time::Duration;
 /// are not published again.
 pub const PEER_PAUSE: &str = "Retry-After seen by another process of the job";
 
-/// A grant not used this long after its instant is dropped: used later, it
-/// would bunch up with the starts other processes reserved after it. The
-/// local limiter credits late timers as much ([`crate::gcra::CATCH_UP`]),
-/// which the 0.5% pacing margin absorbs over windows of 0.6 s and more.
-const STALE: Duration = crate::gcra::CATCH_UP;
+/// Grants are used late by at most this much, when no rate says more (see
+/// [`late_allowed`]).
+const LATE_MIN: Duration = Duration::from_millis(5);
+
+/// How late a start may go after the instant Redis reserved for it, with
+/// the bound (rate x window + burst) still holding at the server over
+/// windows of a second: Redis paces 0.5% below the rate, so a window of a
+/// second holds at most `⌊rate⌋ + 1` reserved instants only if they span
+/// `(⌊rate⌋ + 1)` paced periods, and a late start may move into the window
+/// by what that span exceeds the second (at least 5 ms, the pacing margin
+/// of a second; 10 ms at 200/s). A grant found later than that is dropped:
+/// sent, it would bunch with the starts other processes reserved after it
+/// (the rate it costs is the price of a process that did not get the CPU
+/// in time).
+fn late_allowed(rates: impl IntoIterator<Item = crate::units::Rate>) -> Duration {
+    rates
+        .into_iter()
+        .map(|rate| {
+            let per_second = rate.per_second();
+            let paced = 1.0 / per_second * 201.0 / 200.0;
+            let span = paced * (per_second.floor() + 1.0) - 1.0;
+            Duration::from_secs_f64(span.clamp(0.0, 1.0)).max(LATE_MIN)
+        })
+        .min()
+        .unwrap_or(LATE_MIN)
+}
 
 /// Reserve more when fewer grants than this are held.
 const LOW_WATER: usize = 4;
@@ -39,10 +60,10 @@ struct Queue {
 impl Queue {
     /// Whether a start of `cells` cells may go: grants too small for it
     /// are dropped (their cells go unused, which only ever lowers the
-    /// rate), and so are grants more than [`STALE`] old (used late, they
+    /// rate), and so are grants later than [`late_allowed`] (used, they
     /// would bunch up with starts other processes reserved after them).
-    fn gate(&mut self, now: Instant, cells: u64, asked: bool) -> Gate {
-        let stale = |at: Instant| at + STALE < now;
+    fn gate(&mut self, now: Instant, cells: u64, asked: bool, late: Duration) -> Gate {
+        let stale = |at: Instant| at + late < now;
         while self
             .starts
             .front()
@@ -78,6 +99,8 @@ pub(super) struct Grants {
     wanting: HashSet<usize>,
     /// A reservation is asked for and not answered.
     asked: bool,
+    /// How late a grant may be used ([`late_allowed`]).
+    late: Duration,
     /// Redis is gone for good: every origin is closed, new ones too.
     lost: Option<String>,
     /// Pauses and closures of origins this process has not seen yet.
@@ -94,19 +117,25 @@ pub(super) enum Gate {
 
 impl Grants {
     /// Grants for a run with (`per_host`) or without `--per-host-rate`.
-    pub(super) fn new(per_host: bool) -> Grants {
+    pub(super) fn new(config: &crate::Config) -> Grants {
+        // With a budget, a start's cells vary: only the pacing margin.
+        let rates = [config.rate, config.per_host_rate]
+            .into_iter()
+            .flatten()
+            .filter(|_| config.budget.is_none());
         Grants {
-            per_host,
+            per_host: config.per_host_rate.is_some(),
+            late: late_allowed(rates),
             ..Grants::default()
         }
     }
 
     /// Whether the oldest ready request, of origin `o`, may start.
     pub(super) fn gate(&mut self, o: usize, now: Instant, cells: u64) -> Gate {
-        let asked = self.asked;
+        let (asked, late) = (self.asked, self.late);
         match self.per_host {
-            false => self.global.gate(now, cells, asked),
-            true => self.hosts.entry(o).or_default().gate(now, cells, asked),
+            false => self.global.gate(now, cells, asked, late),
+            true => (self.hosts.entry(o).or_default()).gate(now, cells, asked, late),
         }
     }
 
@@ -168,7 +197,14 @@ impl Scheduler {
             .map(|o| self.origins[o].name().to_string());
         let grants = self.grants.as_mut()?;
         grants.asked = true;
-        let wanted = queued.clamp(1, crate::shared::MOST as usize) as u32;
+        // Grants held already serve as many queued requests.
+        let held = match o.filter(|_| grants.per_host) {
+            Some(o) => grants.hosts.get(&o).map_or(0, |q| q.starts.len()),
+            None => grants.global.starts.len(),
+        };
+        let wanted = queued
+            .saturating_sub(held)
+            .clamp(1, crate::shared::MOST as usize) as u32;
         Some((wanted, cells, origin))
     }
 
@@ -375,10 +411,56 @@ mod tests {
         let mut s = scheduler(t0);
         offer(&mut s, 1..=1, t0);
         s.shared_demand(t0);
-        let late = t0 + Duration::from_millis(10);
+        // At 10/s a start may be 105 ms late: a second holds at most 10
+        // paced instants (100.5 ms apart) and the bound is 11.
+        let late = t0 + Duration::from_millis(110);
         s.shared_granted(grant(vec![t0], None), late);
-        assert_eq!(starts(&mut s), 0, "10 ms late: beyond CATCH_UP");
+        assert_eq!(starts(&mut s), 0, "110 ms late: beyond what 10/s allows");
         assert!(s.shared_demand(late).is_some());
+    }
+
+    #[test]
+    fn grants_held_are_not_asked_for_again() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=3, t0);
+        assert_eq!(s.shared_demand(t0), Some((3, 0, None)));
+        let soon = t0 + Duration::from_millis(10);
+        s.shared_granted(grant(vec![soon, soon], None), t0);
+        // Two of the three have a grant: one more is wanted, not three (the
+        // extra grants would go unused at the end of a shard's work, a gap
+        // in the job's rate).
+        assert_eq!(s.shared_demand(t0), Some((1, 0, None)));
+    }
+
+    #[test]
+    fn a_grant_a_little_late_still_starts() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=1, t0);
+        s.shared_demand(t0);
+        s.shared_granted(grant(vec![t0], None), t0 + Duration::from_millis(100));
+        assert_eq!(starts(&mut s), 1, "100 ms late at 10/s: within 105 ms");
+    }
+
+    #[test]
+    fn late_allowed_keeps_a_second_within_rate_plus_burst() {
+        let late = |count: u64, per_ms: u64| {
+            let rate = crate::units::Rate {
+                count: std::num::NonZeroU64::new(count).unwrap(),
+                per: Duration::from_millis(per_ms),
+            };
+            super::late_allowed([rate]).as_secs_f64() * 1000.0
+        };
+        let near = |got: f64, want: f64| assert!((got - want).abs() < 0.01, "{got} ms, not {want}");
+        near(late(200, 1000), 10.025);
+        near(late(10, 1000), 105.5);
+        near(late(5000, 1000), 5.201);
+        // 7.5/s: a second holds 8 paced instants only if they span 1.072 s.
+        near(late(15, 2000), 72.0);
+        near(late(1, 60_000), 1000.0);
+        near(late(1000, 1000), 6.005);
+        assert_eq!(super::late_allowed([]), super::LATE_MIN);
     }
 
     #[test]
