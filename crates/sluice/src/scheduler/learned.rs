@@ -114,6 +114,13 @@ impl Learned {
         self.dialect.is_some()
     }
 
+    /// The learned rate, its burst and the requests left now, once the
+    /// headers gave a rate.
+    pub(crate) fn shape(&self, now: Instant) -> Option<(f64, u64, i64)> {
+        let g = self.gcra.as_ref()?;
+        Some((g.per_second(), g.burst(), g.available(now)))
+    }
+
     /// When the learned limits let the next request start, if not now.
     pub(crate) fn ready_at(&mut self, now: Instant) -> Option<Instant> {
         let hold = self.hold_until.filter(|&h| h > now);
@@ -440,6 +447,7 @@ impl super::Scheduler {
         {
             self.emit(Event::Learned(report));
         }
+        self.shared_learned(o, now);
         self.discover_from(job, status, now);
     }
 

@@ -42,6 +42,8 @@ enum Ask {
     Pause(String, Duration),
     /// Close this origin for everyone.
     Close(String, String),
+    /// Publish what was learned of this origin's limits.
+    Learn(String, super::Dimension, i64),
 }
 
 /// Redis is not answering.
@@ -129,6 +131,12 @@ impl Link {
     /// Pauses `origin` for every process.
     pub fn pause(&self, origin: &str, wait: Duration) {
         let _ = self.asks.send(Ask::Pause(origin.to_string(), wait));
+    }
+
+    /// Publishes the limits learned of `origin` for every process: a
+    /// learned rate, and the requests its server's last answer left.
+    pub fn learn(&self, origin: String, dim: super::Dimension, left: i64) {
+        let _ = self.asks.send(Ask::Learn(origin, dim, left));
     }
 
     /// Closes `origin` for every process.
@@ -276,6 +284,11 @@ fn batch(asks: Vec<Ask>) -> (Call, Vec<Ask>) {
             },
             Ask::Close(o, r) if call.close.is_none() => call.close = Some((o, r)),
             close @ Ask::Close(..) => rest.push(close),
+            // The latest of an origin replaces the older; another waits.
+            Ask::Learn(o, d, left) => match &mut call.learn {
+                Some((p, _, _)) if *p != o => rest.push(Ask::Learn(o, d, left)),
+                learn => *learn = Some((o, d, left)),
+            },
         }
     }
     (call, rest)
@@ -328,8 +341,12 @@ async fn call_until_answered(
 
 // ---- the driver's hooks: small, so the driver stays a thin loop -----------
 
-/// Asks for a reservation when the scheduler wants one.
+/// Publishes what the scheduler learned of origins' limits, and asks for
+/// a reservation when the scheduler wants one.
 pub fn demand(link: &mut Link, scheduler: &mut Scheduler) {
+    for (origin, per_second, burst, left) in scheduler.shared_learned_out() {
+        link.learn(origin, super::Dimension::learned(per_second, burst), left);
+    }
     if link.asked {
         return;
     }
