@@ -62,6 +62,7 @@ async fn four_shards_share_one_rate() {
     let dir = tempdir();
     let n = 600;
     let input = input(dir.path(), &server.url(), n, |_| "/fast".into());
+    let load_before = load_average();
     let running: Vec<Running> = (0..SHARDS)
         .map(|k| shard(dir.path(), &input, &redis, k, &["--rate", "200/s"]))
         .collect();
@@ -71,29 +72,46 @@ async fn four_shards_share_one_rate() {
     one_record_per_line(dir.path(), n as u64);
     let at = arrivals(&server, |_| true);
     assert_eq!(at.len(), n, "each request once");
-    // rate × window + burst (1), in windows of 1 s and 2 s (as for one
-    // process: shorter windows see connection setup bunch arrivals), plus
-    // one: each process maps Redis's clock onto its own with an error of up
-    // to half a round trip, so starts of different processes that Redis
-    // spaced 5 ms apart can reach the server up to a few ms closer (seen
-    // once on a loaded machine: 202 in one second).
+    // The bound is rate × window + burst (1). Redis reserves
+    // starts 0.5% below the rate, and a process may send a start up to 5 ms
+    // after its instant (`late_allowed`: half of what keeps a second at
+    // 201). One more is allowed for the server's side: the mock stamps an
+    // arrival when its task runs, and on a loaded machine that task waits
+    // for a CPU too, so arrivals a few ms apart are stamped closer (202
+    // seen often, 203 once, under load averages of 11-18 on 2 cores). Windows of 1 s and 2 s: as for
+    // one process, shorter ones see connection setup bunch arrivals.
     for window_ms in [1000.0, 2000.0] {
         let most = max_in_window(&at, window_ms);
-        let bound = (200.0 * window_ms / 1000.0).floor() as usize + 2;
+        let bound = (200.0 * window_ms / 1000.0).floor() as usize + 1 + 1;
         assert!(
             most <= bound,
             "{most} arrivals in {window_ms} ms, bound {bound}"
         );
     }
-    // As for one process (rates.rs), the rate reached is a smoke check on
-    // a shared machine: a late wake-up drops its grant rather than bunch
-    // starts, so a loaded machine loses rate, never exceeds it.
+    // Within 2% of 200/s (Redis paces at 199/s) when the machine has CPU to
+    // spare. A process that does not get a CPU within 10 ms of a reserved
+    // instant skips that start rather than bunch it with the others' (the
+    // bound above first), so on an overloaded machine the job loses rate:
+    // 171-196/s at load averages of 11-18 on 2 cores. There, only a smoke
+    // check.
     let achieved = achieved_rate(&at);
-    eprintln!("four shards at 200/s: {achieved:.1}/s overall");
-    assert!(
-        (150.0..=201.0).contains(&achieved),
-        "the four shards together: {achieved:.1}/s at 200/s"
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let low = if load_before < cores { 196.0 } else { 160.0 };
+    eprintln!(
+        "four shards at 200/s: {achieved:.1}/s overall (load {load_before:.1}, cores {cores})"
     );
+    assert!(
+        (low..=201.0).contains(&achieved),
+        "the four shards together: {achieved:.1}/s at 200/s (at least {low}/s at a load average of {load_before:.1} on {cores} cores)"
+    );
+}
+
+/// The 1-minute load average (0 where the system does not say).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,4 +455,48 @@ async fn four_shards_share_each_origins_rate() {
         let achieved = achieved_rate(&at);
         assert!((14.0..=20.5).contains(&achieved), "{achieved:.1}/s at 20/s");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_shards_share_what_one_learned_from_the_headers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = mock().await;
+    let dir = tempdir();
+    let n = 300;
+    // A bucket of 50 refilled at 100/s, told in OpenAI's headers; nothing
+    // configured but --redis. Each shard's first two requests go out before
+    // any answer (8 of the 50); after that, what one shard learned paces the
+    // four together from one cell on Redis.
+    let query = "/limited/bucket/openai/fleet?limit=50&window=0.5";
+    let input = input(dir.path(), &server.url(), n, |_| query.into());
+    let running: Vec<Running> = (0..SHARDS)
+        .map(|k| shard(dir.path(), &input, &redis, k, &["-c", "2"]))
+        .collect();
+    for run in running {
+        run.wait().await.code(0);
+    }
+    let limited = server
+        .stats()
+        .limited
+        .get("fleet")
+        .cloned()
+        .expect("the bucket's counts");
+    let at = arrivals(&server, |_| true);
+    eprintln!(
+        "four shards learning one bucket: {} refused, {:.1}/s",
+        limited.refused,
+        achieved_rate(&at)
+    );
+    // Without --redis, each learning alone (from the quota the headers say
+    // is left, which the others spend too), the four are refused 6 or 7
+    // times (measured); sharing one cell, none were (a slack of 2 for the
+    // first answers, which come before anything is published).
+    assert!(
+        limited.refused <= 2,
+        "{} refused at the server",
+        limited.refused
+    );
+    one_record_per_line(dir.path(), n as u64);
 }

@@ -167,6 +167,48 @@ async fn pauses_and_closures_reach_every_process_of_the_job() {
 }
 
 #[tokio::test]
+async fn learned_limits_published_by_one_process_pace_the_others() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let config = SharedConfig {
+        url: redis.url(),
+        job: "learned".into(),
+        timeout: Duration::from_secs(5),
+    };
+    let mut one = Limiter::connect(&config, Dimensions::default())
+        .await
+        .unwrap();
+    let mut two = Limiter::connect(&config, Dimensions::default())
+        .await
+        .unwrap();
+    let now_us = 1_764_000_000_000_000;
+    // One process learned 10/s with a burst of 2, and that nothing is left.
+    let learned = Dimension::learned(10.0, 2);
+    let publish = Call {
+        learn: Some(("http://a.test:80".into(), learned, 0)),
+        now_us: Some(now_us),
+        ..Call::default()
+    };
+    one.call(&publish).await.unwrap();
+    let reserve = |origin: &str| Call {
+        wanted: 3,
+        origin: Some(origin.into()),
+        horizon: Duration::from_secs(1),
+        now_us: Some(now_us),
+        ..Call::default()
+    };
+    // The other's starts to that origin come one paced period (100.5 ms)
+    // apart, the first after one period (nothing was left).
+    let paced = Duration::from_micros(100_500);
+    let seen = two.call(&reserve("http://a.test:80")).await.unwrap();
+    assert_eq!(seen.starts, [paced, paced * 2, paced * 3]);
+    // Another origin learned nothing: all three now.
+    let seen = two.call(&reserve("http://b.test:80")).await.unwrap();
+    assert_eq!(seen.starts, [Duration::ZERO; 3]);
+}
+
+#[tokio::test]
 async fn a_wrong_url_or_a_refused_password_fails_at_connect() {
     let Some(redis) = RedisServer::start() else {
         return;

@@ -140,6 +140,13 @@ impl Learned {
         self.tokens.knows()
     }
 
+    /// The learned rate, its burst and the requests left now, once the
+    /// headers gave a rate.
+    pub(crate) fn shape(&self, now: Instant) -> Option<(f64, u64, i64)> {
+        let g = self.gcra.as_ref()?;
+        Some((g.per_second(), g.burst(), g.available(now)))
+    }
+
     /// When the learned limits let the next request, costing `cost`
     /// tokens, start, if not now.
     pub(crate) fn ready_at(&mut self, now: Instant, cost: Tokens) -> Option<Instant> {
@@ -516,6 +523,7 @@ impl super::Scheduler {
         }
         // Under --adaptive an overload 503 is the concurrency limit's.
         let status = status.filter(|_| !self.adaptive_takes(outcome));
+        self.shared_learned(o, now);
         self.discover_from(job, status, now);
     }
 

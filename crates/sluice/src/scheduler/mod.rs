@@ -167,8 +167,7 @@ impl Scheduler {
             budget: (config.budget)
                 .filter(|_| config.shared.is_none())
                 .map(|b| Gcra::new(b, config.effective_budget_burst().unwrap_or(1), now)),
-            grants: (config.shared.as_ref())
-                .map(|_| shared::Grants::new(config.per_host_rate.is_some())),
+            grants: (config.shared.as_ref()).map(|_| shared::Grants::new(&config)),
             retry_budget: config
                 .retry_budget
                 .map(|b| crate::retry_budget::Budget::new(b, now)),
@@ -509,7 +508,7 @@ impl Scheduler {
             let cells = self.origins[o].head().map_or(0, |j| j.cells);
             let budget_cells = self.config.budget.map_or(0, |_| cells);
             if let Some(gate) = self.grants.as_mut().map(|g| g.gate(o, now, budget_cells)) {
-                let per_host = self.config.per_host_rate.is_some();
+                let per_host = self.grants.as_ref().is_some_and(shared::Grants::per_origin);
                 match gate {
                     shared::Gate::Open => {}
                     // Its grant went stale since it became ready.

@@ -311,6 +311,12 @@ impl Origin {
         )
     }
 
+    /// The learned rate, its burst and the requests left now (`--redis`
+    /// shares them with the job's other processes).
+    pub(crate) fn learned_shape(&self, now: Instant) -> Option<(f64, u64, i64)> {
+        self.learned.shape(now)
+    }
+
     /// A 429 although the learned limits let the request go; `None` when
     /// nothing was learned (the headers never spoke).
     pub(crate) fn refused(

@@ -18,11 +18,34 @@ use std::time::Duration;
 /// are not published again.
 pub const PEER_PAUSE: &str = "Retry-After seen by another process of the job";
 
-/// A grant not used this long after its instant is dropped: used later, it
-/// would bunch up with the starts other processes reserved after it. The
-/// local limiter credits late timers as much ([`crate::gcra::CATCH_UP`]),
-/// which the 0.5% pacing margin absorbs over windows of 0.6 s and more.
-const STALE: Duration = crate::gcra::CATCH_UP;
+/// Grants may always be used this late (as the local limiter credits late
+/// timers, [`crate::gcra::CATCH_UP`]).
+const LATE_MIN: Duration = crate::gcra::CATCH_UP;
+
+/// How late a start may go after the instant Redis reserved for it, with
+/// the bound (rate x window + burst) still holding at the server over
+/// windows of a second: Redis paces 0.5% below the rate, so a window of a
+/// second holds `⌊rate⌋ + 1` reserved instants only if they span
+/// `(⌊rate⌋ + 1)` paced periods, and starts may move into the window by
+/// what that span exceeds the second (10 ms at 200/s). Half of it is
+/// sluice's; the other half is left to the way to the server (connections,
+/// its own clock and scheduling), so 5 ms at 200/s, and at least
+/// [`LATE_MIN`]. A grant found later than that is dropped:
+/// sent, it would bunch with the starts other processes reserved after it
+/// (the rate it costs is the price of a process that did not get the CPU
+/// in time).
+fn late_allowed(rates: impl IntoIterator<Item = crate::units::Rate>) -> Duration {
+    rates
+        .into_iter()
+        .map(|rate| {
+            let per_second = rate.per_second();
+            let paced = 1.0 / per_second * 201.0 / 200.0;
+            let span = paced * (per_second.floor() + 1.0) - 1.0;
+            Duration::from_secs_f64(span.clamp(0.0, 1.0) / 2.0).max(LATE_MIN)
+        })
+        .min()
+        .unwrap_or(LATE_MIN)
+}
 
 /// Reserve more when fewer grants than this are held.
 const LOW_WATER: usize = 4;
@@ -39,10 +62,10 @@ struct Queue {
 impl Queue {
     /// Whether a start of `cells` cells may go: grants too small for it
     /// are dropped (their cells go unused, which only ever lowers the
-    /// rate), and so are grants more than [`STALE`] old (used late, they
+    /// rate), and so are grants later than [`late_allowed`] (used, they
     /// would bunch up with starts other processes reserved after them).
-    fn gate(&mut self, now: Instant, cells: u64, asked: bool) -> Gate {
-        let stale = |at: Instant| at + STALE < now;
+    fn gate(&mut self, now: Instant, cells: u64, asked: bool, late: Duration) -> Gate {
+        let stale = |at: Instant| at + late < now;
         while self
             .starts
             .front()
@@ -70,14 +93,19 @@ impl Queue {
 pub(super) struct Grants {
     /// Without --per-host-rate: grants any origin may use.
     global: Queue,
-    /// With --per-host-rate: every grant is an origin's (its global rate
-    /// and budget cells and its origin's cell, reserved together).
+    /// With --per-host-rate or learned limits: every grant is an origin's
+    /// (its global rate and budget cells, and its origin's rate and
+    /// learned limits on Redis, reserved together).
     per_host: bool,
     hosts: HashMap<usize, Queue>,
     /// Origins that could start their head but for a grant.
     wanting: HashSet<usize>,
     /// A reservation is asked for and not answered.
     asked: bool,
+    /// How late a grant may be used ([`late_allowed`]).
+    late: Duration,
+    /// Learned limits to publish: origin, rate, burst, requests left.
+    learned_out: Vec<(String, f64, u64, i64)>,
     /// Redis is gone for good: every origin is closed, new ones too.
     lost: Option<String>,
     /// Pauses and closures of origins this process has not seen yet.
@@ -93,21 +121,34 @@ pub(super) enum Gate {
 }
 
 impl Grants {
-    /// Grants for a run with (`per_host`) or without `--per-host-rate`.
-    pub(super) fn new(per_host: bool) -> Grants {
+    /// Grants for a run: each origin's with `--per-host-rate` or learned
+    /// limits, else any origin's.
+    pub(super) fn new(config: &crate::Config) -> Grants {
+        // With a budget, a start's cells vary: only the pacing margin.
+        let rates = [config.rate, config.per_host_rate]
+            .into_iter()
+            .flatten()
+            .filter(|_| config.budget.is_none());
         Grants {
-            per_host,
+            // Learned limits are an origin's: its grants must include them.
+            per_host: config.per_host_rate.is_some() || config.learn_limits,
+            late: late_allowed(rates),
             ..Grants::default()
         }
     }
 
     /// Whether the oldest ready request, of origin `o`, may start.
     pub(super) fn gate(&mut self, o: usize, now: Instant, cells: u64) -> Gate {
-        let asked = self.asked;
+        let (asked, late) = (self.asked, self.late);
         match self.per_host {
-            false => self.global.gate(now, cells, asked),
-            true => self.hosts.entry(o).or_default().gate(now, cells, asked),
+            false => self.global.gate(now, cells, asked, late),
+            true => (self.hosts.entry(o).or_default()).gate(now, cells, asked, late),
         }
+    }
+
+    /// Whether every grant is an origin's.
+    pub(super) fn per_origin(&self) -> bool {
+        self.per_host
     }
 
     /// Spends the grant [`Grants::gate`] opened.
@@ -168,7 +209,14 @@ impl Scheduler {
             .map(|o| self.origins[o].name().to_string());
         let grants = self.grants.as_mut()?;
         grants.asked = true;
-        let wanted = queued.clamp(1, crate::shared::MOST as usize) as u32;
+        // Grants held already serve as many queued requests.
+        let held = match o.filter(|_| grants.per_host) {
+            Some(o) => grants.hosts.get(&o).map_or(0, |q| q.starts.len()),
+            None => grants.global.starts.len(),
+        };
+        let wanted = queued
+            .saturating_sub(held)
+            .clamp(1, crate::shared::MOST as usize) as u32;
         Some((wanted, cells, origin))
     }
 
@@ -208,6 +256,26 @@ impl Scheduler {
             self.peer_close(origin, reason, now);
         }
         self.step(now);
+    }
+
+    /// Origin `o` learned from a response: what it learned, for the
+    /// job's other processes.
+    pub(super) fn shared_learned(&mut self, o: usize, now: Instant) {
+        let Some(grants) = self.grants.as_mut() else {
+            return;
+        };
+        if let Some((rate, burst, left)) = self.origins[o].learned_shape(now) {
+            let name = self.origins[o].name().to_string();
+            grants.learned_out.push((name, rate, burst, left));
+        }
+    }
+
+    /// Learned limits for the driver to publish on Redis.
+    pub fn shared_learned_out(&mut self) -> Vec<(String, f64, u64, i64)> {
+        self.grants
+            .as_mut()
+            .map(|g| std::mem::take(&mut g.learned_out))
+            .unwrap_or_default()
     }
 
     /// Tells the run's consumer about Redis trouble (progress, `-v`).
@@ -316,6 +384,7 @@ mod tests {
     use crate::shared::{Grant, SharedConfig};
     use crate::{Config, Event, Input, Request};
 
+    /// Without learned limits, grants are any origin's.
     fn scheduler(t0: tokio::time::Instant) -> Scheduler {
         let config = Config::builder()
             .rate("10/s".parse().unwrap())
@@ -377,10 +446,56 @@ mod tests {
         let mut s = scheduler(t0);
         offer(&mut s, 1..=1, t0);
         s.shared_demand(t0);
-        let late = t0 + Duration::from_millis(10);
+        // At 10/s a start may be 52.75 ms late: a second holds at most 10
+        // paced instants (100.5 ms apart) and the bound is 11.
+        let late = t0 + Duration::from_millis(60);
         s.shared_granted(grant(vec![t0], None), late);
-        assert_eq!(starts(&mut s), 0, "10 ms late: beyond CATCH_UP");
+        assert_eq!(starts(&mut s), 0, "60 ms late: beyond what 10/s allows");
         assert!(s.shared_demand(late).is_some());
+    }
+
+    #[test]
+    fn grants_held_are_not_asked_for_again() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=3, t0);
+        assert_eq!(s.shared_demand(t0), Some((3, 0, None)));
+        let soon = t0 + Duration::from_millis(10);
+        s.shared_granted(grant(vec![soon, soon], None), t0);
+        // Two of the three have a grant: one more is wanted, not three (the
+        // extra grants would go unused at the end of a shard's work, a gap
+        // in the job's rate).
+        assert_eq!(s.shared_demand(t0), Some((1, 0, None)));
+    }
+
+    #[test]
+    fn a_grant_a_little_late_still_starts() {
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=1, t0);
+        s.shared_demand(t0);
+        s.shared_granted(grant(vec![t0], None), t0 + Duration::from_millis(50));
+        assert_eq!(starts(&mut s), 1, "50 ms late at 10/s: within 52.75 ms");
+    }
+
+    #[test]
+    fn late_allowed_keeps_a_second_within_rate_plus_burst() {
+        let late = |count: u64, per_ms: u64| {
+            let rate = crate::units::Rate {
+                count: std::num::NonZeroU64::new(count).unwrap(),
+                per: Duration::from_millis(per_ms),
+            };
+            super::late_allowed([rate]).as_secs_f64() * 1000.0
+        };
+        let near = |got: f64, want: f64| assert!((got - want).abs() < 0.01, "{got} ms, not {want}");
+        near(late(200, 1000), 5.0125);
+        near(late(10, 1000), 52.75);
+        near(late(1000, 1000), 3.0025);
+        near(late(5000, 1000), 3.0);
+        // 7.5/s: a second holds 8 paced instants only if they span 1.072 s.
+        near(late(15, 2000), 36.0);
+        near(late(1, 60_000), 500.0);
+        assert_eq!(super::late_allowed([]), super::LATE_MIN);
     }
 
     #[test]
@@ -434,6 +549,25 @@ mod tests {
         assert_eq!(closed, 1, "a new origin closes too");
         s.end_input(t0);
         assert!(s.finished());
+    }
+
+    #[test]
+    fn with_learned_limits_grants_are_each_origins_own() {
+        let t0 = tokio::time::Instant::now();
+        let config = Config::builder()
+            .rate("10/s".parse().unwrap())
+            .shared(SharedConfig {
+                url: "redis://127.0.0.1:1".into(),
+                job: "t".into(),
+                timeout: Duration::from_secs(1),
+            })
+            .build()
+            .unwrap();
+        let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
+        offer(&mut s, 1..=2, t0);
+        let (wanted, _, origin) = s.shared_demand(t0).unwrap();
+        assert_eq!((wanted, origin.as_deref()), (2, Some("http://127.0.0.1:9")));
+        assert!(s.shared_learned_out().is_empty(), "nothing learned yet");
     }
 
     #[test]

@@ -42,6 +42,8 @@ enum Ask {
     Pause(String, Duration),
     /// Close this origin for everyone.
     Close(String, String),
+    /// Publish what was learned of this origin's limits.
+    Learn(String, super::Dimension, i64),
 }
 
 /// Redis is not answering.
@@ -131,6 +133,12 @@ impl Link {
         let _ = self.asks.send(Ask::Pause(origin.to_string(), wait));
     }
 
+    /// Publishes the limits learned of `origin` for every process: a
+    /// learned rate, and the requests its server's last answer left.
+    pub fn learn(&self, origin: String, dim: super::Dimension, left: i64) {
+        let _ = self.asks.send(Ask::Learn(origin, dim, left));
+    }
+
     /// Closes `origin` for every process.
     pub fn close(&self, origin: &str, reason: &str) {
         let _ = self
@@ -159,6 +167,7 @@ async fn serve(
 ) {
     // Pauses and closures beyond one of each per call wait for the next.
     let mut backlog: Vec<Ask> = Vec::new();
+    let mut clock = RedisClock::default();
     loop {
         if backlog.is_empty() {
             tokio::select! {
@@ -174,10 +183,11 @@ async fn serve(
         }
         let (call, rest) = batch(std::mem::take(&mut backlog));
         backlog = rest;
+        let sent = Instant::now();
         let Some(reply) = call_until_answered(&mut limiter, &call, &replies).await else {
             return;
         };
-        let at = Instant::now();
+        let at = clock.redis_now(reply.now_us, sent, Instant::now());
         let granted = Reservation::Granted(Grant {
             answers: call.wanted > 0,
             origin: call.origin.clone(),
@@ -190,6 +200,61 @@ async fn serve(
         if replies.send(granted).is_err() {
             return;
         }
+    }
+}
+
+/// Redis's clock on this process's: where Redis's `now` of a reply falls
+/// on this process's monotonic clock.
+///
+/// The instant a reply arrives is late by the reply's trip back and by the
+/// wait for this task to run, which a loaded machine makes long and
+/// uneven; grants mapped from it would start late by as much, each process
+/// by its own amount, bunching starts Redis spaced apart. So, as NTP does,
+/// the offset between the clocks is estimated from the quickest replies:
+/// Redis's `now` lies between the call's sending and its reply, so
+/// `arrival − now` is at least the offset, and the least of it seen is the
+/// best estimate. It may creep up by [`RedisClock::CREEP`] (clocks drift;
+/// Redis's is the wall clock), and an answer is never placed outside the
+/// call's own sending and arrival.
+#[derive(Debug, Default)]
+struct RedisClock {
+    /// The first reply: Redis's `now` (microseconds) and when it arrived.
+    first: Option<(u64, Instant)>,
+    /// The offset estimated: arrival − `now`, in microseconds since `first`,
+    /// and when it was last lowered or crept.
+    offset: Option<(i64, Instant)>,
+}
+
+impl RedisClock {
+    /// How fast the estimate may rise between replies (1 ms a second,
+    /// twice the fastest slew NTP applies to a clock).
+    const CREEP: f64 = 1e-3;
+
+    /// Where Redis's `now_us` falls on this clock, for a call sent at
+    /// `sent` and answered at `arrived`.
+    fn redis_now(&mut self, now_us: u64, sent: Instant, arrived: Instant) -> Instant {
+        let &mut (first_us, first_at) = self.first.get_or_insert((now_us, arrived));
+        let redis = now_us as i64 - first_us as i64;
+        let local = arrived.saturating_duration_since(first_at).as_micros() as i64;
+        let sample = local - redis;
+        let offset = match self.offset {
+            Some((offset, since)) => {
+                let crept =
+                    arrived.saturating_duration_since(since).as_secs_f64() * 1e6 * Self::CREEP;
+                offset.saturating_add(crept as i64).min(sample)
+            }
+            None => sample,
+        };
+        self.offset = Some((offset, arrived));
+        let at = redis + offset;
+        let placed = if at >= 0 {
+            first_at + Duration::from_micros(at as u64)
+        } else {
+            first_at
+                .checked_sub(Duration::from_micros(at.unsigned_abs()))
+                .unwrap_or(sent)
+        };
+        placed.clamp(sent, arrived)
     }
 }
 
@@ -219,6 +284,11 @@ fn batch(asks: Vec<Ask>) -> (Call, Vec<Ask>) {
             },
             Ask::Close(o, r) if call.close.is_none() => call.close = Some((o, r)),
             close @ Ask::Close(..) => rest.push(close),
+            // The latest of an origin replaces the older; another waits.
+            Ask::Learn(o, d, left) => match &mut call.learn {
+                Some((p, _, _)) if *p != o => rest.push(Ask::Learn(o, d, left)),
+                learn => *learn = Some((o, d, left)),
+            },
         }
     }
     (call, rest)
@@ -271,8 +341,12 @@ async fn call_until_answered(
 
 // ---- the driver's hooks: small, so the driver stays a thin loop -----------
 
-/// Asks for a reservation when the scheduler wants one.
+/// Publishes what the scheduler learned of origins' limits, and asks for
+/// a reservation when the scheduler wants one.
 pub fn demand(link: &mut Link, scheduler: &mut Scheduler) {
+    for (origin, per_second, burst, left) in scheduler.shared_learned_out() {
+        link.learn(origin, super::Dimension::learned(per_second, burst), left);
+    }
     if link.asked {
         return;
     }
@@ -319,5 +393,32 @@ pub fn publish(link: &Link, event: &Event) {
         Event::OriginClosed { reason, .. } if reason.starts_with(REDIS_LOST) => {}
         Event::OriginClosed { origin, reason } => link.close(origin, reason),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_reply_is_placed_by_the_quickest_ones_not_by_its_arrival() {
+        let t0 = Instant::now();
+        let ms = |m: f64| t0 + Duration::from_secs_f64(m / 1000.0);
+        // Whole microseconds: within 2 µs.
+        let near = |a: Instant, b: Instant| {
+            let off = a.max(b) - a.min(b);
+            assert!(off <= Duration::from_micros(2), "{a:?} vs {b:?}");
+        };
+        let mut clock = RedisClock::default();
+        // The first reply, slow: nothing better known than its arrival.
+        near(clock.redis_now(1_000_000, ms(0.0), ms(10.0)), ms(10.0));
+        // A quick one shows the first came 9.9 ms after Redis's now.
+        near(clock.redis_now(1_020_000, ms(20.0), ms(20.1)), ms(20.1));
+        // A reply 15 ms late is placed where Redis's clock was (plus the
+        // 35 µs the estimate may creep in 35 ms), not at its arrival.
+        let placed = clock.redis_now(1_040_000, ms(40.0), ms(55.0));
+        near(placed, ms(40.135));
+        // Never before the call was sent.
+        near(clock.redis_now(1_000_000, ms(60.0), ms(61.0)), ms(60.0));
     }
 }

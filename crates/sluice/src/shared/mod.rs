@@ -119,7 +119,17 @@ pub struct Dimension {
 impl Dimension {
     /// The dimension of `rate` with `burst`, shaped as [`Gcra`] shapes it.
     pub fn new(name: &'static str, rate: Rate, burst: u64) -> Dimension {
-        let gcra = Gcra::new(rate, burst, tokio::time::Instant::now());
+        Dimension::of(name, &Gcra::new(rate, burst, tokio::time::Instant::now()))
+    }
+
+    /// A learned rate of `per_second` with `burst`, shaped as the local
+    /// learned limiter's ([`Gcra::with_rate`]).
+    pub fn learned(per_second: f64, burst: u64) -> Dimension {
+        let now = tokio::time::Instant::now();
+        Dimension::of("learned", &Gcra::with_rate(per_second, burst, now))
+    }
+
+    fn of(name: &'static str, gcra: &Gcra) -> Dimension {
         let (period, count, burst) = gcra.shape();
         Dimension {
             name,
@@ -175,10 +185,18 @@ pub struct Call {
     pub pause: Option<(String, Duration)>,
     /// Close this origin, for every process, saying why.
     pub close: Option<(String, String)>,
+    /// Publish what this process learned of an origin's limits: its
+    /// shape, and the requests its server's last answer proves are left.
+    pub learn: Option<(String, Dimension, i64)>,
     /// Use this time (microseconds since the epoch) instead of Redis's
     /// clock: for tests only.
     pub now_us: Option<u64>,
 }
+
+/// Learned limits live this long after their last publication (each
+/// response that speaks rate-limit headers publishes them again), so a
+/// job's next run does not inherit a limit its server no longer has.
+pub const LEARNED_TTL: Duration = Duration::from_secs(600);
 
 /// What Redis answered.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -258,6 +276,12 @@ impl Limiter {
         let mut invocation = self.script.prepare_invoke();
         let key = |what: &str| format!("sluice:{{{}}}:{what}", self.job);
         invocation.key(key("pauses")).key(key("closed"));
+        // The learned limits published, and those of the starts' origin.
+        let learned = |origin: Option<&String>| {
+            key(&format!("learned:{}", origin.map_or("", |o| o.as_str())))
+        };
+        invocation.key(learned(call.learn.as_ref().map(|l| &l.0)));
+        invocation.key(learned(call.origin.as_ref()));
         let host = self.host.filter(|_| call.origin.is_some());
         let dims: Vec<(Dimension, u64)> = [(self.rate, 1), (self.budget, call.cells), (host, 1)]
             .into_iter()
@@ -285,6 +309,15 @@ impl Limiter {
             .arg(pause_us)
             .arg(close_origin)
             .arg(close_reason);
+        match &call.learn {
+            Some((_, dim, left)) => invocation
+                .arg(dim.period.to_string())
+                .arg(dim.count.to_string())
+                .arg(dim.burst.to_string())
+                .arg(left)
+                .arg(LEARNED_TTL.as_secs()),
+            None => invocation.arg("").arg("").arg("").arg("").arg(""),
+        };
         for (dim, cost) in &dims {
             invocation
                 .arg(dim.period.to_string())

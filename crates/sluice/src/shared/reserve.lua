@@ -4,9 +4,13 @@
 --
 -- KEYS[1]        the job's pauses (hash: origin -> until, microseconds)
 -- KEYS[2]        the job's closed origins (hash: origin -> reason)
--- KEYS[3..]      one hash per dimension (global rate, budget, an origin's rate):
+-- KEYS[3]        an origin's learned limits to publish (see ARGV[8..12])
+-- KEYS[4]        the learned limits of the origin the starts are for: when
+--                this hash holds a period, it is one more dimension (cost 1)
+-- KEYS[5..]      one hash per dimension (global rate, budget, an origin's rate):
 --                epoch (microseconds, Redis time of its first use) and tat
---                (scaled units since epoch: nanoseconds x count)
+--                (scaled units since epoch: nanoseconds x count); a learned
+--                hash holds its period, count and burst too
 -- ARGV[1]        now in microseconds, or "" for Redis's clock (TIME)
 -- ARGV[2]        horizon: reserve only starts due within it (nanoseconds)
 -- ARGV[3]        how many starts are wanted (0: only read pauses and closures)
@@ -14,7 +18,11 @@
 -- ARGV[5]        its pause in microseconds from now
 -- ARGV[6]        an origin to close, or ""
 -- ARGV[7]        why it closed
--- ARGV[8..]      per dimension: period, count, burst, cost (cells per start)
+-- ARGV[8..12]    learned limits to publish to KEYS[3] (ARGV[8] "": none):
+--                period, count, burst, the cells its server's last answer
+--                proves are left now (a bound: the cell is only ever
+--                tightened to it), and how long they live (seconds)
+-- ARGV[13..]     per dimension: period, count, burst, cost (cells per start)
 --
 -- Returns { now (microseconds), { offset of each start reserved, in
 -- nanoseconds from now }, offset of the first start not reserved (-1 if
@@ -44,9 +52,25 @@ local function ceil_div(a, b)
   return q
 end
 
+-- Learned limits published: the shape is replaced, the cell's time kept,
+-- and the cell tightened to what the server said is left.
+if ARGV[8] ~= '' then
+  local stored = redis.call('HMGET', KEYS[3], 'epoch', 'tat')
+  local epoch = tonumber(stored[1]) or now
+  local tat = tonumber(stored[2]) or 0
+  local period, count, burst = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+  local short = burst - tonumber(ARGV[11])
+  if short > 0 then
+    tat = math.max(tat, (now - epoch) * 1000 * count + short * period)
+  end
+  redis.call('HSET', KEYS[3], 'period', ARGV[8], 'count', ARGV[9], 'burst', ARGV[10],
+    'epoch', whole(epoch), 'tat', whole(tat))
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[12]))
+end
+
 local dims = {}
-for d = 3, #KEYS do
-  local base = 8 + (d - 3) * 4
+for d = 5, #KEYS do
+  local base = 13 + (d - 5) * 4
   local stored = redis.call('HMGET', KEYS[d], 'epoch', 'tat')
   dims[#dims + 1] = {
     key = KEYS[d],
@@ -56,6 +80,19 @@ for d = 3, #KEYS do
     cost = tonumber(ARGV[base + 3]),
     epoch = tonumber(stored[1]) or now,
     tat = tonumber(stored[2]) or 0,
+  }
+end
+local learned = redis.call('HMGET', KEYS[4], 'period', 'count', 'burst', 'epoch', 'tat')
+if wanted > 0 and learned[1] then
+  dims[#dims + 1] = {
+    key = KEYS[4],
+    learned = true,
+    period = tonumber(learned[1]),
+    count = tonumber(learned[2]),
+    burst = tonumber(learned[3]),
+    cost = 1,
+    epoch = tonumber(learned[4]),
+    tat = tonumber(learned[5]),
   }
 end
 
@@ -85,9 +122,10 @@ for _ = 1, wanted do
   offsets[#offsets + 1] = latest
 end
 -- Only a reservation changes a dimension (a poll must not set its epoch).
+-- (A learned cell keeps the expiry its last publication set.)
 for _, dim in ipairs(wanted > 0 and dims or {}) do
   redis.call('HSET', dim.key, 'epoch', whole(dim.epoch), 'tat', whole(dim.tat))
-  redis.call('EXPIRE', dim.key, 86400 * 7)
+  if not dim.learned then redis.call('EXPIRE', dim.key, 86400 * 7) end
 end
 
 if ARGV[4] ~= '' then
