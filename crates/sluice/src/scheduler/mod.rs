@@ -399,7 +399,7 @@ impl Scheduler {
         self.origins.push(Origin::new(name.clone(), rate));
         let o = self.origins.len() - 1;
         if self.config.learn_limits {
-            self.origins[o].probe_first(now);
+            self.origins[o].probe_first();
         }
         self.by_name.insert(name, o);
         self.shared_new_origin(o, now);

@@ -48,11 +48,6 @@ pub(crate) struct Job {
     pub(crate) adaptive: super::adaptive::Start,
 }
 
-/// How long the rest of a new origin's first wave waits at most for the
-/// first request's answer under learned limits: a local or nearby API
-/// answers well within it; the demo's one-second endpoint loses only this.
-pub(crate) const PROBE_HOLD: Duration = Duration::from_millis(100);
-
 /// Whether an origin could start its head request.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Readiness {
@@ -83,8 +78,8 @@ pub(crate) struct Origin {
     discovered_told: bool,
     /// Learned limits are on and no attempt has ended yet: the first goes
     /// alone, and the rest of the first wave waits for what its answer
-    /// says until this time at most (see `probe_first`).
-    probing: Option<Instant>,
+    /// says (see `hold_for_probe`).
+    probing: bool,
     /// Key of this origin's entry in the scheduler's `ready` map.
     pub(crate) ready_key: Option<u64>,
     /// This origin's queue length counted in the scheduler's `ready_queued`.
@@ -106,7 +101,7 @@ impl Origin {
             learned: Learned::default(),
             discovered: Discovered::default(),
             discovered_told: false,
-            probing: None,
+            probing: false,
             ready_key: None,
             counted: 0,
             wake_at: None,
@@ -121,23 +116,14 @@ impl Origin {
     /// first wave, sent before any response told anything, would be `-c`
     /// requests at once, and a quota smaller than that would refuse the
     /// excess. Its answer (whatever it is) releases the rest, paced by what
-    /// it said — or [`PROBE_HOLD`] after `now`, whichever comes first, so
-    /// a slow endpoint (an answer that takes seconds) loses no more than
-    /// that: its first wave goes out as if nothing had been learned.
-    pub(crate) fn probe_first(&mut self, now: Instant) {
-        self.probing = Some(now + PROBE_HOLD);
+    /// it said. A server without rate-limit headers loses one round trip.
+    pub(crate) fn probe_first(&mut self) {
+        self.probing = true;
     }
 
-    /// True while the first attempt is out and the others may wait for it.
+    /// True while the first attempt is out and the others wait for it.
     pub(crate) fn held_for_probe(&self) -> bool {
-        self.probing.is_some() && self.in_flight > 0
-    }
-
-    /// Until when the others wait for the first attempt's answer, if they
-    /// still do at `now`.
-    fn probe_holds(&self, now: Instant) -> Option<Instant> {
-        self.probing
-            .filter(|&until| until > now && self.in_flight > 0)
+        self.probing && self.in_flight > 0
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -189,14 +175,8 @@ impl Origin {
         let Some(head) = self.queue.front() else {
             return Readiness::Idle;
         };
-        if self.closed || self.in_flight >= per_host {
+        if self.closed || self.in_flight >= per_host || self.held_for_probe() {
             return Readiness::Idle;
-        }
-        if let Some(until) = self.probe_holds(now) {
-            return Readiness::At {
-                at: until,
-                rate: false,
-            };
         }
         let not_before = head.not_before;
         let cost = self.head_tokens();
@@ -261,7 +241,7 @@ impl Origin {
 
     /// An attempt of this origin ended (`dispatch` was its start).
     pub(crate) fn attempt_ended(&mut self, dispatch: &Dispatch) {
-        self.probing = None;
+        self.probing = false;
         self.in_flight = self.in_flight.saturating_sub(1);
         self.learned.ended(dispatch);
     }
