@@ -50,9 +50,6 @@ pub(crate) struct Dispatch {
     pub(crate) in_flight: u64,
 }
 
-/// The share of `1 / reset` a full bucket's first answer paces at.
-const FIRST_GUESS: f64 = 0.9;
-
 /// Each 429 the model did not predict multiplies the learned rate by this.
 const LOWER_ON_REFUSAL: f64 = 0.9;
 
@@ -238,13 +235,6 @@ impl Learned {
                     if deficit >= 2 && deficit >= self.deficit {
                         self.deficit = deficit;
                         self.rate = (deficit - 1) as f64 / reset.as_secs_f64();
-                    } else if deficit == 1 && self.deficit == 0 {
-                        // A full bucket's first answer (the first wave's
-                        // probe): one request's refill takes about `reset`
-                        // (rounded: a tenth is kept in hand). A deficit of
-                        // 2 or more replaces this guess.
-                        self.deficit = 1;
-                        self.rate = FIRST_GUESS / reset.as_secs_f64();
                     }
                 }
             }
