@@ -1,7 +1,6 @@
 """200 requests to /delay/1, 15 at a time, against the built-in test server.
 
-The seed's own job: the first request alone (learned limits probe a new
-origin), then ceil(199 / 15) = 14 waves of one second, so about 15 s.
+The seed's own job: ceil(200 / 15) = 14 waves of one second, so about 14 s.
 Run it with `python examples/delay.py` once the package is installed
 (`pip install .` from a clone).
 """

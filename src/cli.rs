@@ -56,9 +56,8 @@ pub enum Command {
     /// Starts the test upstream on 127.0.0.1 (a free port), sends it 200 GET
     /// requests to /delay/1 at concurrency 15, and shows the progress and the
     /// summary on stderr. Then it prints on stdout the makespan beside its
-    /// ideal (15 s: the first request alone, then ceil(199/15) waves of one
-    /// second), the connections the server saw (15: one per slot, reused)
-    /// and where the records are.
+    /// ideal (14 s: ceil(200/15) waves of one second), the connections the
+    /// server saw (15: one per slot, reused) and where the records are.
     Demo(DemoArgs),
     /// Print help: of sluice, of a command, or of a topic.
     #[command(after_help = help::topics_help())]

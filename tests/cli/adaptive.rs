@@ -3,9 +3,6 @@
 //! 503 beyond `2 × capacity`): at `-c 200` the limit settles within ±30%
 //! of the knee with at least 90% of the best fixed `-c`'s throughput,
 //! counted at the server; without `--adaptive`, `-c` is exact.
-//!
-//! And the first wave under learned limits: a new origin's first request
-//! goes alone, so a quota smaller than `-c` refuses nothing.
 
 use crate::support::*;
 
@@ -103,63 +100,4 @@ async fn without_adaptive_the_concurrency_is_exact() {
     assert_eq!(fixed.arrivals, N);
     assert!(fixed.summary["adaptive"].is_null());
     assert!(!fixed.stderr.contains("limit    concurrency"));
-}
-
-/// A bucket of 20 (OpenAI headers, refilled at 50 a second), 300 requests
-/// at `-c 50`: the first request goes alone and its headers pace the rest,
-/// so the server refuses none (before, the first wave of 50 met a bucket
-/// of 20: 30 refused). The limit is aimed at with a tenth in hand: at the
-/// limit itself a loaded machine's late timers can cost a rare refusal
-/// later in the run, which is not this test's matter.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_wave_waits_for_the_first_answer_and_is_never_refused() {
-    let server = mock().await;
-    let key = "first-wave";
-    let url = format!(
-        "{}/limited/bucket/openai/{key}?limit=20&window=0.4",
-        server.url()
-    );
-    let out = Sluice::run(["-c", "50", "-q", "--limit-headroom", "0.9"])
-        .stdin(lines(&vec![url; 300]))
-        .output()
-        .await;
-    out.code(0);
-    let records = out.records();
-    assert_eq!(records.len(), 300);
-    assert!(
-        records
-            .iter()
-            .all(|r| r["ok"] == true && r["attempts"] == 1)
-    );
-    let refused = server.stats().limited.get(key).map_or(0, |l| l.refused);
-    assert_eq!(refused, 0, "429s at the server");
-    server.shutdown().await;
-}
-
-/// Against a server without rate-limit headers the probe costs one round
-/// trip, then `-c` are in flight; with `--learn-limits off` the first wave
-/// is `-c` at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_probe_costs_one_round_trip_and_then_c_are_in_flight() {
-    for (learn, alone) in [("auto", true), ("off", false)] {
-        let server = mock().await;
-        let path = "/delay/0.3";
-        let url = format!("{}{path}", server.url());
-        let out = Sluice::run(["-c", "20", "-q", "--learn-limits", learn])
-            .stdin(lines(&vec![url; 40]))
-            .output()
-            .await;
-        out.code(0);
-        let stats = server.stats();
-        let arrivals: Vec<f64> = (stats.arrivals.iter())
-            .filter(|a| a.path == path)
-            .map(|a| a.ms / 1000.0)
-            .collect();
-        assert_eq!(arrivals.len(), 40);
-        assert_eq!(stats.paths[path].peak_in_flight, 20, "{learn}");
-        // The second arrival waits for the first answer, or not at all.
-        let gap = arrivals[1] - arrivals[0];
-        assert_eq!(gap >= 0.3, alone, "{learn}: {gap:.3} s");
-        server.shutdown().await;
-    }
 }

@@ -57,9 +57,6 @@ pub(crate) struct Dispatch {
     pub(crate) tokens: TokenDispatch,
 }
 
-/// The share of `1 / reset` a full bucket's first answer paces at.
-const FIRST_GUESS: f64 = 0.9;
-
 /// Each 429 the model did not predict multiplies the learned rate by this.
 const LOWER_ON_REFUSAL: f64 = 0.9;
 
@@ -289,13 +286,6 @@ impl Learned {
                 {
                     self.deficit = deficit;
                     self.rate = rate;
-                } else if self.deficit == 0
-                    && let Some(rate) = first_guess(limit)
-                {
-                    // A full bucket's first answer (the first wave's
-                    // probe); a deficit of 2 or more replaces this guess.
-                    self.deficit = 1;
-                    self.rate = rate;
                 }
             }
             Window::Fixed => {
@@ -449,14 +439,6 @@ pub(super) fn refill(limit: &Limit) -> Option<(u64, f64)> {
     let deficit = cap.checked_sub(left)?;
     (deficit >= 2 && !reset.is_zero())
         .then(|| (deficit, (deficit - 1) as f64 / reset.as_secs_f64()))
-}
-
-/// A full bucket's first answer (`remaining` one below `limit`) says only
-/// that one request's refill takes about `reset`: pace at [`FIRST_GUESS`]
-/// of that (a tenth kept in hand for the rounding).
-fn first_guess(limit: &Limit) -> Option<f64> {
-    let (cap, left, reset) = (limit.limit?, limit.remaining?, limit.reset?);
-    (cap.checked_sub(left)? == 1 && !reset.is_zero()).then(|| FIRST_GUESS / reset.as_secs_f64())
 }
 
 /// About a second's worth of `pace`, at least 1, at most the (shared) quota.

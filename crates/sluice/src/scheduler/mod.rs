@@ -14,13 +14,7 @@
 //! use std::time::{Duration, SystemTime};
 //! use sluice::scheduler::{Action, Scheduler};
 //!
-//! // (Learned limits off: they would send a new origin's first request
-//! // alone and wait for its answer.)
-//! let config = sluice::Config::builder()
-//!     .rate("10/s".parse().unwrap())
-//!     .learn_limits(false)
-//!     .build()
-//!     .unwrap();
+//! let config = sluice::Config::builder().rate("10/s".parse().unwrap()).build().unwrap();
 //! let t0 = tokio::time::Instant::now();
 //! let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
 //! let url = url::Url::parse("http://127.0.0.1:9/fast").unwrap();
@@ -398,9 +392,6 @@ impl Scheduler {
             .map(|r| Gcra::new(r, burst, now));
         self.origins.push(Origin::new(name.clone(), rate));
         let o = self.origins.len() - 1;
-        if self.config.learn_limits {
-            self.origins[o].probe_first();
-        }
         self.by_name.insert(name, o);
         self.shared_new_origin(o, now);
         o
@@ -880,7 +871,6 @@ impl Scheduler {
                 || o.head().is_none()
                 || o.is_closed()
                 || o.in_flight() >= per_host
-                || o.held_for_probe()
                 || o.wake_at.is_some()
                 || self.grants.as_ref().is_some_and(|g| g.holds_back(i))
         }) && (self.draining

@@ -76,10 +76,6 @@ pub(crate) struct Origin {
     discovered: Discovered,
     /// The discovered rate's final account was given.
     discovered_told: bool,
-    /// Learned limits are on and no attempt has ended yet: the first goes
-    /// alone, and the rest of the first wave waits for what its answer
-    /// says (see `hold_for_probe`).
-    probing: bool,
     /// Key of this origin's entry in the scheduler's `ready` map.
     pub(crate) ready_key: Option<u64>,
     /// This origin's queue length counted in the scheduler's `ready_queued`.
@@ -101,7 +97,6 @@ impl Origin {
             learned: Learned::default(),
             discovered: Discovered::default(),
             discovered_told: false,
-            probing: false,
             ready_key: None,
             counted: 0,
             wake_at: None,
@@ -110,20 +105,6 @@ impl Origin {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Under learned limits, a new origin's first request goes alone: the
-    /// first wave, sent before any response told anything, would be `-c`
-    /// requests at once, and a quota smaller than that would refuse the
-    /// excess. Its answer (whatever it is) releases the rest, paced by what
-    /// it said. A server without rate-limit headers loses one round trip.
-    pub(crate) fn probe_first(&mut self) {
-        self.probing = true;
-    }
-
-    /// True while the first attempt is out and the others wait for it.
-    pub(crate) fn held_for_probe(&self) -> bool {
-        self.probing && self.in_flight > 0
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -175,7 +156,7 @@ impl Origin {
         let Some(head) = self.queue.front() else {
             return Readiness::Idle;
         };
-        if self.closed || self.in_flight >= per_host || self.held_for_probe() {
+        if self.closed || self.in_flight >= per_host {
             return Readiness::Idle;
         }
         let not_before = head.not_before;
@@ -241,7 +222,6 @@ impl Origin {
 
     /// An attempt of this origin ended (`dispatch` was its start).
     pub(crate) fn attempt_ended(&mut self, dispatch: &Dispatch) {
-        self.probing = false;
         self.in_flight = self.in_flight.saturating_sub(1);
         self.learned.ended(dispatch);
     }

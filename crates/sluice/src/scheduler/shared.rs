@@ -388,8 +388,6 @@ mod tests {
     fn scheduler(t0: tokio::time::Instant) -> Scheduler {
         let config = Config::builder()
             .rate("10/s".parse().unwrap())
-            // (A new origin's first request alone is learned limits' matter.)
-            .learn_limits(false)
             .shared(SharedConfig {
                 url: "redis://127.0.0.1:1".into(),
                 job: "t".into(),
@@ -575,7 +573,6 @@ mod tests {
         let t0 = tokio::time::Instant::now();
         let config = Config::builder()
             .per_host_rate("10/s".parse().unwrap())
-            .learn_limits(false)
             .shared(SharedConfig {
                 url: "redis://127.0.0.1:1".into(),
                 job: "t".into(),

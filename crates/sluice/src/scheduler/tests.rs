@@ -604,11 +604,7 @@ fn after_an_unpredicted_429_the_restart_is_paced_by_the_discovered_rate() {
         assert!(sim.offer(0, 1));
     }
     sim.end_input();
-    // The first request goes alone (learned limits probe a new origin);
-    // its answer, without rate-limit headers, releases the first wave.
-    assert_eq!(sim.starts.len(), 1);
-    sim.complete(0, End::Ok);
-    assert_eq!(sim.starts.len(), 16);
+    assert_eq!(sim.starts.len(), 15);
     // All 15 refused in the same round trip: one lowering.
     for _ in 0..15 {
         sim.complete(0, End::TooMany(Some(1)));
@@ -625,7 +621,7 @@ fn after_an_unpredicted_429_the_restart_is_paced_by_the_discovered_rate() {
         .count();
     assert_eq!(lowered, 1, "one lowering per round trip");
     assert_eq!(learned.dialect, "none");
-    assert_eq!(learned.requests_per_second, Some(16.0));
+    assert_eq!(learned.requests_per_second, Some(15.0));
     let from = sim.starts.len();
     sim.finish();
     sim.assert_each_line_left_once();
@@ -879,13 +875,8 @@ fn a_budget_is_reached_within_one_percent_with_late_timers() {
 
 #[test]
 fn limits_hold_exactly_while_work_waits() {
-    // (Learned limits off: they send a new origin's first request alone.)
     let mut sim = Sim::new(
-        config(|b| {
-            b.concurrency(nz(4))
-                .per_host_concurrency(nz(2))
-                .learn_limits(false)
-        }),
+        config(|b| b.concurrency(nz(4)).per_host_concurrency(nz(2))),
         1,
     );
     for k in 0..12 {
@@ -945,27 +936,4 @@ fn retries_wait_for_the_budget_holding_no_slot() {
     let (waited, held) = account.expect("the budget's account");
     assert!(held >= 8, "{held}");
     assert!(waited >= Duration::from_secs(10), "{waited:?}");
-}
-
-/// Learned limits on, a new origin's first request goes alone; its answer
-/// releases the rest, up to `-c`. Off, the first wave is `-c` at once.
-#[test]
-fn a_new_origins_first_request_goes_alone_under_learned_limits() {
-    for (learn, first) in [(true, 1), (false, 8)] {
-        let mut sim = Sim::new(config(|b| b.concurrency(nz(8)).learn_limits(learn)), 1);
-        for _ in 0..20 {
-            sim.offer(0, 1);
-        }
-        // Another origin is not held by this one's probe.
-        sim.offer(1, 1);
-        assert_eq!(
-            sim.running.len(),
-            first + usize::from(learn),
-            "learn {learn}"
-        );
-        sim.complete(0, End::Ok);
-        assert_eq!(sim.running.len(), 8, "learn {learn}: then exactly -c");
-        sim.finish();
-        sim.assert_each_line_left_once();
-    }
 }
