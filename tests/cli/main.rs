@@ -34,3 +34,4 @@ mod signals;
 mod support;
 mod tls;
 mod transport;
+mod transport_direct;
