@@ -44,7 +44,7 @@ impl std::fmt::Debug for Direct {
 }
 
 struct Inner {
-    pool: Pool,
+    pool: Arc<Pool>,
     tls: Tls,
     connect_timeout: Duration,
     user_agent: HeaderValue,
