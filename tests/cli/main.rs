@@ -46,6 +46,7 @@ mod support;
 mod tls;
 mod tokens;
 mod transport;
+mod transport_direct;
 
 // `crate::child`: the controlled child, by the name its callers use.
 use support::child;

@@ -19,12 +19,13 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
-use crate::classify::classify;
+use crate::classify::Classified;
 use crate::client::Clients;
 use crate::config::{BodyMode, Config, Setting};
 use crate::record::{Body, ErrorKind, Transport};
 use crate::redact::Redactor;
 use crate::request::Request;
+use crate::transport::{Answer, AnswerBody, SendError};
 
 const MAX_REDIRECTS: usize = 10;
 
@@ -153,50 +154,47 @@ async fn exchange(
     loop {
         // Held until the response is read: under --http2, the stream.
         let lane = client.checkout(&hop.url).await;
-        let mut builder = lane
-            .client()
-            .request(hop.method.clone(), hop.url.clone())
-            .headers(hop.headers.clone());
-        if let Some(body) = &hop.body {
-            builder = builder.body(body.clone());
-        }
-        let mut send = std::pin::pin!(builder.send());
-        // The clock starts once the connection the request needs is there
-        // (see `connecting`): the request is handed to the client first
-        // (`biased`), which starts or joins a connect, then the clock waits
-        // for the client's connects to settle. A later hop keeps the first
-        // hop's clock.
-        let mut early = None;
-        let deadline = match deadline {
-            Some(d) => d,
-            None => {
-                let handed = tokio::time::Instant::now();
-                tokio::select! {
-                    biased;
-                    done = send.as_mut() => early = Some(done),
-                    () = lane.connected() => {}
+        let (deadline, answer) = {
+            let mut send =
+                std::pin::pin!(lane.send(&hop.method, &hop.url, &hop.headers, hop.body.as_ref()));
+            // The clock starts once the connection the request needs is
+            // there (see `connecting`): the request is handed to the client
+            // first (`biased`), which starts or joins a connect, then the
+            // clock waits for the client's connects to settle. A later hop
+            // keeps the first hop's clock.
+            let mut early = None;
+            let deadline = match deadline {
+                Some(d) => d,
+                None => {
+                    let handed = tokio::time::Instant::now();
+                    tokio::select! {
+                        biased;
+                        done = send.as_mut() => early = Some(done),
+                        () = lane.connected() => {}
+                    }
+                    // An exchange that ended while its lane was still
+                    // connecting did not wait for that connection.
+                    let start = if early.is_some() {
+                        handed
+                    } else {
+                        tokio::time::Instant::now()
+                    };
+                    *sent = Some(start);
+                    *deadline.insert(Deadline::starting_at(start, limit))
                 }
-                // An exchange that ended while its lane was still
-                // connecting did not wait for that connection.
-                let start = if early.is_some() {
-                    handed
-                } else {
-                    tokio::time::Instant::now()
-                };
-                *sent = Some(start);
-                *deadline.insert(Deadline::starting_at(start, limit))
-            }
-        };
-        let answer = match early {
-            Some(done) => Ok(done),
-            None => tokio::time::timeout_at(deadline.at, send).await,
+            };
+            let answer = match early {
+                Some(done) => Ok(done),
+                None => tokio::time::timeout_at(deadline.at, send).await,
+            };
+            (deadline, answer)
         };
         let resp = match answer {
             Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return transport_failure(&e, None),
+            Ok(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
             Err(_) => return Outcome::Failed(deadline.expired(None)),
         };
-        let status = resp.status().as_u16();
+        let status = resp.status.as_u16();
         if !(100..=599).contains(&status) {
             return Outcome::Failed(Failed {
                 kind: ErrorKind::Protocol,
@@ -248,13 +246,13 @@ enum Redirect {
 /// Decides whether a response is a redirect to follow: at most 10 hops,
 /// never from https to http, and a 301/302/303 answer to anything but
 /// GET/HEAD is recorded rather than followed.
-fn next_hop(hop: &Hop, resp: &reqwest::Response, followed: usize, redactor: &Redactor) -> Redirect {
-    let status = resp.status().as_u16();
+fn next_hop(hop: &Hop, resp: &Answer, followed: usize, redactor: &Redactor) -> Redirect {
+    let status = resp.status.as_u16();
     if !matches!(status, 301 | 302 | 303 | 307 | 308) {
         return Redirect::Stop(None);
     }
     let Some(target) = resp
-        .headers()
+        .headers
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|loc| hop.url.join(loc).ok())
@@ -308,16 +306,18 @@ fn strip_secrets(headers: &mut HeaderMap, redactor: &Redactor) {
 }
 
 async fn finish(
-    mut resp: reqwest::Response,
+    resp: Answer,
     config: &Config,
     final_url: Option<Url>,
     note: Option<String>,
     deadline: Deadline,
 ) -> Outcome {
-    let status = resp.status().as_u16();
+    let status = resp.status.as_u16();
     let transport = transport_of(&resp);
-    let headers = std::mem::take(resp.headers_mut());
-    let read = tokio::time::timeout_at(deadline.at, read_body(resp, &headers, config)).await;
+    let length = resp.content_length();
+    let Answer { headers, body, .. } = resp;
+    let read =
+        tokio::time::timeout_at(deadline.at, read_body(body, length, &headers, config)).await;
     let bytes = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(mut failed)) => {
@@ -333,10 +333,6 @@ async fn finish(
     };
     let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let body = store(bytes, config.body_mode, content_type);
-    // The connection goes back to the pool from a task of hyper's once the
-    // response is gone; give it a turn before this slot is reused, or the
-    // next request may open a new connection instead.
-    tokio::task::yield_now().await;
     Outcome::Response(Box::new(Response {
         status,
         headers,
@@ -348,28 +344,17 @@ async fn finish(
 }
 
 /// The protocol versions of a response, as their RFCs name them.
-fn transport_of(resp: &reqwest::Response) -> Transport {
-    let http_version = match resp.version() {
-        reqwest::Version::HTTP_09 => "HTTP/0.9",
-        reqwest::Version::HTTP_10 => "HTTP/1.0",
-        reqwest::Version::HTTP_2 => "HTTP/2",
-        reqwest::Version::HTTP_3 => "HTTP/3",
+fn transport_of(resp: &Answer) -> Transport {
+    let http_version = match resp.version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
         _ => "HTTP/1.1",
     };
-    let tls_version = resp
-        .extensions()
-        .get::<reqwest::tls::TlsInfo>()
-        .and_then(reqwest::tls::TlsInfo::version)
-        .and_then(|v| match v {
-            reqwest::tls::Version::TLS_1_0 => Some("TLSv1.0"),
-            reqwest::tls::Version::TLS_1_1 => Some("TLSv1.1"),
-            reqwest::tls::Version::TLS_1_2 => Some("TLSv1.2"),
-            reqwest::tls::Version::TLS_1_3 => Some("TLSv1.3"),
-            _ => None,
-        });
     Transport {
         http_version,
-        tls_version,
+        tls_version: resp.tls_version,
     }
 }
 
@@ -405,7 +390,8 @@ fn coding(headers: &HeaderMap, config: &Config) -> Option<Coding> {
 /// the record keeps the response's `content-encoding`; the decoder yields
 /// only what is read, so a compression bomb stops at the limit too.
 async fn read_body(
-    resp: reqwest::Response,
+    mut stream: AnswerBody,
+    length: Option<u64>,
     headers: &HeaderMap,
     config: &Config,
 ) -> Result<Bytes, Failed> {
@@ -423,10 +409,9 @@ async fn read_body(
     };
     let coding = coding(headers, config);
     let encoded = headers.contains_key(CONTENT_ENCODING);
-    if !encoded && resp.content_length().is_some_and(|n| n > max) {
+    if !encoded && length.is_some_and(|n| n > max) {
         return Err(too_large());
     }
-    let mut stream = resp.bytes_stream().map_err(io::Error::other);
     let Some(coding) = coding else {
         return join_chunks(&mut stream, max, too_large).await;
     };
@@ -479,14 +464,8 @@ async fn join_chunks(
 /// A failure while reading the body: the transport's own error, or a body
 /// that does not decode (`protocol`).
 fn body_failure(e: io::Error, coding: Option<Coding>) -> Failed {
-    if let Some(transport) = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
-    {
-        return match transport_failure(transport, None) {
-            Outcome::Failed(f) => f,
-            Outcome::Response(_) => unreachable!("transport_failure returns a failure"),
-        };
+    if let Some(c) = SendError::classify_body(&e) {
+        return from_classified(c);
     }
     let what = match coding {
         Some(c) => format!("could not decode the {c:?} response body: {e}"),
@@ -502,16 +481,16 @@ fn body_failure(e: io::Error, coding: Option<Coding>) -> Failed {
     }
 }
 
-fn transport_failure(e: &reqwest::Error, status: Option<u16>) -> Outcome {
-    let c = classify(e);
-    Outcome::Failed(Failed {
+/// A transport failure as the attempt's failure.
+fn from_classified(c: Classified) -> Failed {
+    Failed {
         kind: c.kind,
         sent: c.sent,
         message: c.message,
-        status,
+        status: None,
         local: c.local,
         headers: None,
-    })
+    }
 }
 
 /// Converts a body to its stored form under `mode`: under `auto`, JSON as

@@ -31,13 +31,39 @@ pub struct Classified {
     pub local: bool,
 }
 
-/// Classifies a reqwest error (or anything with the same source chain).
+/// Where in an exchange a failure happened, which decides what some errors
+/// mean (an I/O error while connecting means nothing was sent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Resolving, connecting, the TLS handshake.
+    Connect,
+    /// Writing the request, waiting for the response head.
+    Exchange,
+    /// Reading the response body.
+    Body,
+}
+
+/// Classifies a reqwest error (or anything with the same source chain),
+/// the phase read from reqwest's own error.
 pub fn classify(err: &(dyn StdError + 'static)) -> Classified {
     let top = err.downcast_ref::<reqwest::Error>();
-    let connect_phase = top.is_some_and(reqwest::Error::is_connect);
-    let body_phase = top.is_some_and(|r| r.is_body() || r.is_decode());
+    let phase = if top.is_some_and(reqwest::Error::is_connect) {
+        Phase::Connect
+    } else if top.is_some_and(|r| r.is_body() || r.is_decode()) {
+        Phase::Body
+    } else {
+        Phase::Exchange
+    };
+    classify_in(err, phase)
+}
+
+/// Classifies an error of a known phase (the direct client's, whose
+/// errors are hyper's, io's and rustls's under its own).
+pub fn classify_in(err: &(dyn StdError + 'static), phase: Phase) -> Classified {
+    let connect_phase = phase == Phase::Connect;
+    let body_phase = phase == Phase::Body;
     let found = chain(err).find_map(|e| classify_one(e, connect_phase));
-    let (mut kind, sent) = found.unwrap_or_else(|| fallback(err, connect_phase));
+    let (mut kind, sent) = found.unwrap_or_else(|| fallback(err, phase));
     // An early end of the stream is a truncated body once the response has
     // begun; before it (a TLS peer closing without close_notify), it is the
     // connection going away.
@@ -205,13 +231,13 @@ fn hyper_kind(e: &hyper::Error, connect_phase: bool) -> Option<(ErrorKind, bool)
     Some((ErrorKind::Protocol, true))
 }
 
-fn fallback(err: &(dyn StdError + 'static), connect_phase: bool) -> (ErrorKind, bool) {
-    if connect_phase {
+fn fallback(err: &(dyn StdError + 'static), phase: Phase) -> (ErrorKind, bool) {
+    if phase == Phase::Connect {
         return (ErrorKind::Connect, false);
     }
     match err.downcast_ref::<reqwest::Error>() {
         Some(r) if r.is_timeout() => (ErrorKind::Timeout, true),
-        Some(r) if r.is_body() || r.is_decode() => (ErrorKind::Protocol, true),
+        _ if phase == Phase::Body => (ErrorKind::Protocol, true),
         _ => (ErrorKind::Reset, true),
     }
 }
@@ -416,14 +442,17 @@ mod tests {
         let clients = crate::client::build(config).unwrap();
         let url = url::Url::parse(url).unwrap();
         let lane = clients.checkout(&url).await;
+        let body = bytes::Bytes::from_static(b"x");
         let err = lane
-            .client()
-            .post(url)
-            .body("x")
-            .send()
+            .send(
+                &http::Method::POST,
+                &url,
+                &http::HeaderMap::new(),
+                Some(&body),
+            )
             .await
             .expect_err("the exchange fails");
-        classify(&err)
+        err.classify()
     }
 
     /// The errors hyper and h2 really produce, end to end through reqwest:

@@ -1,8 +1,11 @@
-//! The HTTP clients of a run: a reqwest (rustls) client whose pool all
-//! requests share, with every timeout set, redirects left to the engine and
-//! a resolver whose failures are recognisable as DNS errors. Under
-//! `--http2`, more clients ("lanes", one connection per origin each) carry
-//! what one connection's stream limit cannot.
+//! The HTTP clients of a run, and the one place that chooses which carries
+//! a request. Over HTTP/1.1, an origin reached without a proxy gets the
+//! engine's own client ([`crate::transport::direct`]: its own pool, at most
+//! one connection per request in flight to the origin). reqwest (rustls)
+//! carries the rest: the schemes that go through a proxy, and under
+//! `--http2` every request, over "lanes" (one connection per origin each)
+//! that carry what one connection's stream limit cannot. Every client sets
+//! every timeout, leaves redirects to the engine and types DNS failures.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,9 +14,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{Certificate, Client, Identity, NoProxy, Proxy};
 
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+
 use crate::classify::DnsError;
 use crate::config::Config;
 use crate::connecting::Connecting;
+use crate::transport::direct::Direct;
+use crate::transport::{Answer, SendError};
 
 /// The error of a TLS or HTTP library, kept as the source of a [`ClientError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -55,52 +63,96 @@ pub enum ClientError {
     Build(#[source] BoxError),
 }
 
-/// Builds the run's client.
+/// Builds the run's clients.
 ///
-/// The pool keeps at most as many idle connections per origin as may be in
-/// flight to it, so a run at concurrency c ends with about c connections, and
-/// drops idle ones after `pool_idle_timeout`, below common server
+/// Pools keep at most as many connections per origin as may be in flight
+/// to it, so a run at concurrency c ends with about c connections, and
+/// drop idle ones after `pool_idle_timeout`, below common server
 /// keep-alives, to avoid writing onto a connection the server is closing.
 ///
 /// # Errors
 ///
 /// When a proxy URL, a CA certificate or the client identity in `config` cannot be used, or the TLS setup fails ([`ClientError`]).
 pub fn build(config: &Config) -> Result<Clients, ClientError> {
+    let connect_timeout = connect_timeout(config);
     if !config.http2 {
-        let one = Sender::build(config, Version::Http1, None)?;
-        return Ok(Clients {
-            first: Lane {
+        let proxied = Proxied {
+            http: config.proxy.http.is_some(),
+            https: config.proxy.https.is_some(),
+        };
+        let proxy = if proxied.http || proxied.https {
+            let one = Sender::build(config, Version::Http1, None)?;
+            let lane = Lane {
                 http: one.clone(),
                 https: one,
+            };
+            Some((proxied, lane))
+        } else {
+            None
+        };
+        return Ok(Clients {
+            kind: Kind::Http1 {
+                direct: Direct::new(config, connect_timeout)?,
+                proxy,
             },
-            lanes: None,
-            connect_timeout: connect_timeout(config),
+            connect_timeout,
         });
     }
     let tls = HttpTwoTls::new(config)?.map(Arc::new);
     Ok(Clients {
-        first: Lane::http2(config, tls.as_deref())?,
-        lanes: Some(Arc::new(Lanes {
-            config: config.clone(),
-            tls,
-            extra: Mutex::new(Vec::new()),
-            origins: Mutex::new(HashMap::new()),
-        })),
-        connect_timeout: connect_timeout(config),
+        kind: Kind::Http2 {
+            first: Lane::http2(config, tls.as_deref())?,
+            lanes: Arc::new(Lanes {
+                config: config.clone(),
+                tls,
+                extra: Mutex::new(Vec::new()),
+                origins: Mutex::new(HashMap::new()),
+            }),
+        },
+        connect_timeout,
     })
 }
 
-/// The clients of a run: under `--http2`, `http://` URLs use HTTP/2 with
-/// prior knowledge and `https://` URLs offer it through ALPN; otherwise both
-/// are the same HTTP/1.1 client.
+/// The clients of a run.
 #[derive(Clone, Debug)]
 pub struct Clients {
-    first: Lane,
+    kind: Kind,
     /// How long a connect may take ([`connect_timeout`]).
     connect_timeout: std::time::Duration,
-    /// Under `--http2`: the lanes beyond the first, and each origin's
-    /// stream limit and streams in use per lane.
-    lanes: Option<Arc<Lanes>>,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    /// HTTP/1.1: the direct client, and a reqwest client for the schemes
+    /// that go through a proxy, if any.
+    Http1 {
+        direct: Direct,
+        proxy: Option<(Proxied, Lane)>,
+    },
+    /// `--http2`: reqwest lanes, where `http://` URLs use HTTP/2 with prior
+    /// knowledge and `https://` URLs offer it through ALPN; the first lane,
+    /// then the lanes beyond it and each origin's stream limit and streams
+    /// in use per lane.
+    Http2 { first: Lane, lanes: Arc<Lanes> },
+}
+
+/// The schemes whose requests go through a proxy.
+#[derive(Clone, Copy, Debug)]
+struct Proxied {
+    http: bool,
+    https: bool,
+}
+
+impl Proxied {
+    /// Whether `url`'s scheme has a proxy (reqwest then decides, by the
+    /// no-proxy list, whether this host uses it).
+    fn covers(&self, url: &url::Url) -> bool {
+        if url.scheme() == "https" {
+            self.https
+        } else {
+            self.http
+        }
+    }
 }
 
 /// One client per scheme; under `--http2`, each holds one connection per
@@ -178,15 +230,54 @@ impl HttpTwoTls {
 /// until dropped, so keep it until the response body has been read.
 #[derive(Debug)]
 pub struct Checkout {
-    sender: Sender,
+    route: Route,
     connect_timeout: std::time::Duration,
     _stream: Option<StreamGuard>,
 }
 
+/// Which client carries a request.
+#[derive(Debug)]
+enum Route {
+    Direct(Direct),
+    Reqwest(Sender),
+}
+
 impl Checkout {
-    /// The client to send with.
-    pub fn client(&self) -> &Client {
-        &self.sender.client
+    /// Sends the request and returns the response head; its body is read
+    /// from the [`Answer`].
+    ///
+    /// # Errors
+    ///
+    /// When no response head arrived ([`SendError`], which classifies
+    /// itself).
+    pub async fn send(
+        &self,
+        method: &Method,
+        url: &url::Url,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+    ) -> Result<Answer, SendError> {
+        match &self.route {
+            Route::Direct(direct) => direct
+                .send(method, url, headers, body)
+                .await
+                .map_err(SendError::Direct),
+            Route::Reqwest(sender) => {
+                let mut builder = sender
+                    .client
+                    .request(method.clone(), url.clone())
+                    .headers(headers.clone());
+                if let Some(body) = body {
+                    builder = builder.body(body.clone());
+                }
+                // Boxed: reqwest's future is large, and an attempt's future
+                // (copied whole into its task) holds this one.
+                Box::pin(builder.send())
+                    .await
+                    .map(Answer::from_reqwest)
+                    .map_err(SendError::Reqwest)
+            }
+        }
     }
 
     /// Under `--http2`, resolves when the lane is making no connection (at
@@ -198,8 +289,8 @@ impl Checkout {
     /// attempt's), and the shared client's other connects say nothing about
     /// when this request was written.
     pub async fn connected(&self) {
-        if self._stream.is_some() {
-            self.sender.connecting.settled(self.connect_timeout).await;
+        if let (Some(_), Route::Reqwest(sender)) = (&self._stream, &self.route) {
+            sender.connecting.settled(self.connect_timeout).await;
         }
     }
 }
@@ -215,12 +306,20 @@ impl Clients {
     /// stream on the first lane (connection) with one free, and a new lane
     /// opens when all are full. `-c` thus means requests on the wire.
     pub async fn checkout(&self, url: &url::Url) -> Checkout {
-        let Some(lanes) = &self.lanes else {
-            return Checkout {
-                sender: self.first.for_url(url).clone(),
-                connect_timeout: self.connect_timeout,
-                _stream: None,
-            };
+        let reqwest = |lane: &Lane| Route::Reqwest(lane.for_url(url).clone());
+        let (first, lanes) = match &self.kind {
+            Kind::Http1 { direct, proxy } => {
+                let route = match proxy {
+                    Some((proxied, lane)) if proxied.covers(url) => reqwest(lane),
+                    _ => Route::Direct(direct.clone()),
+                };
+                return Checkout {
+                    route,
+                    connect_timeout: self.connect_timeout,
+                    _stream: None,
+                };
+            }
+            Kind::Http2 { first, lanes } => (first, lanes),
         };
         let origin = lanes.origin(url);
         let limit = *origin
@@ -247,16 +346,15 @@ impl Clients {
             origin: Arc::clone(&origin),
             lane: index,
         };
-        let sender = if index == 0 {
-            self.first.for_url(url).clone()
+        let route = if index == 0 {
+            reqwest(first)
         } else {
-            lanes.lane(index - 1).map_or_else(
-                || self.first.for_url(url).clone(),
-                |l| l.for_url(url).clone(),
-            )
+            lanes
+                .lane(index - 1)
+                .map_or_else(|| reqwest(first), |l| reqwest(&l))
         };
         Checkout {
-            sender,
+            route,
             connect_timeout: self.connect_timeout,
             _stream: Some(guard),
         }

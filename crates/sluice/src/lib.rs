@@ -46,6 +46,7 @@ pub mod sink;
 pub mod source;
 pub mod stats;
 pub mod timing;
+pub mod transport;
 pub mod trust;
 pub mod units;
 

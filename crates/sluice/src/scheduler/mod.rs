@@ -381,10 +381,19 @@ impl Scheduler {
     }
 
     fn origin_of(&mut self, req: &Request, now: Instant) -> usize {
-        let name = req.url.origin().ascii_serialization();
-        if let Some(&i) = self.by_name.get(&name) {
+        // Without user information, an http(s) URL's text before the path
+        // is its origin's serialisation: no allocation per request.
+        let url = &req.url;
+        let name: std::borrow::Cow<'_, str> =
+            if url.username().is_empty() && url.password().is_none() {
+                std::borrow::Cow::Borrowed(&url[..url::Position::BeforePath])
+            } else {
+                std::borrow::Cow::Owned(url.origin().ascii_serialization())
+            };
+        if let Some(&i) = self.by_name.get(name.as_ref()) {
             return i;
         }
+        let name = name.into_owned();
         let burst = u64::from(self.config.burst.get());
         // Under --redis, an origin's rate is Redis's (grants per origin).
         let rate = (self.config.per_host_rate)

@@ -1,0 +1,398 @@
+//! The engine's own HTTP/1.1 client, for origins reached without a proxy:
+//! hyper's connection API (`hyper::client::conn::http1`) over a TCP or
+//! rustls stream, and the engine's pool ([`super::pool`]). It does what
+//! reqwest's client did for these requests — resolve with typed DNS errors,
+//! connect within the connect timeout, send the run's User-Agent and
+//! `Accept: */*`, reuse kept-alive connections, resend a request a reused
+//! connection gave back unsent — with none of its per-request work (URL
+//! parses, redirect and retry layers, boxing), and never more connections
+//! to an origin than requests in flight to it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, HOST, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Method, Uri, Version};
+use http_body_util::Full;
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use url::{Position, Url};
+
+use super::pool::{Conn, Key, Pool};
+use super::{Answer, AnswerBody};
+use crate::classify::{DnsError, Phase};
+use crate::client::{BoxError, ClientError};
+use crate::config::{Config, TlsConfig};
+
+/// The direct client of a run; clones share its pool.
+#[derive(Clone)]
+pub struct Direct(Arc<Inner>);
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Direct")
+    }
+}
+
+struct Inner {
+    pool: Arc<Pool>,
+    tls: Tls,
+    connect_timeout: Duration,
+    user_agent: HeaderValue,
+}
+
+/// The rustls configuration, built when the first `https://` origin is
+/// met: loading the platform's trusted certificates costs milliseconds of
+/// CPU that a plain-HTTP run need not pay. Settings that can be wrong (a
+/// CA file, a client certificate) are checked when the client is built.
+struct Tls {
+    settings: TlsConfig,
+    built: OnceLock<Result<tokio_rustls::TlsConnector, String>>,
+}
+
+impl Tls {
+    fn connector(&self) -> Result<&tokio_rustls::TlsConnector, BoxError> {
+        self.built
+            .get_or_init(|| {
+                crate::trust::client_config(&self.settings, &[b"http/1.1"])
+                    .map(|c| tokio_rustls::TlsConnector::from(Arc::new(c)))
+                    .map_err(|e| match std::error::Error::source(&e) {
+                        Some(cause) => format!("{e}: {cause}"),
+                        None => e.to_string(),
+                    })
+            })
+            .as_ref()
+            .map_err(|e| e.clone().into())
+    }
+}
+
+/// A failure before a response head arrived, with the phase it happened in.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", match .phase {
+    Phase::Connect => "could not connect",
+    _ => "error sending the request",
+})]
+pub struct Error {
+    phase: Phase,
+    #[source]
+    source: BoxError,
+}
+
+impl Error {
+    /// Where in the exchange it failed.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    fn connect(source: impl Into<BoxError>) -> Error {
+        Error {
+            phase: Phase::Connect,
+            source: source.into(),
+        }
+    }
+
+    fn exchange(source: impl Into<BoxError>) -> Error {
+        Error {
+            phase: Phase::Exchange,
+            source: source.into(),
+        }
+    }
+}
+
+impl Direct {
+    /// The direct client for `config`.
+    ///
+    /// # Errors
+    ///
+    /// When the User-Agent is not a valid header value, or a CA file or
+    /// client certificate given cannot be used ([`ClientError`]).
+    pub fn new(config: &Config, connect_timeout: Duration) -> Result<Direct, ClientError> {
+        let user_agent =
+            HeaderValue::from_str(&config.user_agent).map_err(|e| ClientError::Build(e.into()))?;
+        let tls = Tls {
+            settings: config.tls.clone(),
+            built: OnceLock::new(),
+        };
+        if !config.tls.ca_pem.is_empty() || config.tls.identity_pem.is_some() {
+            let built = crate::trust::client_config(&config.tls, &[b"http/1.1"])?;
+            let _ = tls
+                .built
+                .set(Ok(tokio_rustls::TlsConnector::from(Arc::new(built))));
+        }
+        Ok(Direct(Arc::new(Inner {
+            pool: Pool::new(config.pool_idle_timeout),
+            tls,
+            connect_timeout,
+            user_agent,
+        })))
+    }
+
+    /// Sends one request and returns its response head; the body is read
+    /// from the [`Answer`], and its connection goes back to the pool once
+    /// the body has been read to its end.
+    ///
+    /// # Errors
+    ///
+    /// When no connection could be made, or the request got no response
+    /// head ([`Error`], with its phase for classification).
+    pub async fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+    ) -> Result<Answer, Error> {
+        let key = Key::of(url).ok_or_else(|| Error::connect("the URL has no host"))?;
+        loop {
+            let (mut conn, reused) = match self.idle(&key).await {
+                Some(conn) => (conn, true),
+                // Boxed: a connect's future (TLS) is large, and it would
+                // otherwise make every attempt's future as large.
+                None => (Box::pin(self.connect(&key, url)).await?, false),
+            };
+            let request = self.request(method, url, headers, body)?;
+            match conn.sender.send_request(request).await {
+                Ok(response) => return Ok(self.answer(response, conn, key)),
+                // hyper gave the request back unwritten: a kept-alive
+                // connection was closing. Another connection may carry it.
+                Err(e) if e.is_canceled() && reused => {}
+                Err(e) => return Err(Error::exchange(e)),
+            }
+        }
+    }
+
+    /// An idle connection to `key` that is ready for a request.
+    async fn idle(&self, key: &Key) -> Option<Conn> {
+        loop {
+            let mut conn = self.0.pool.take(key, Instant::now())?;
+            if conn.sender.ready().await.is_ok() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+    ) -> Result<http::Request<Full<Bytes>>, Error> {
+        let uri = Uri::try_from(&url[Position::BeforePath..Position::AfterQuery])
+            .map_err(Error::exchange)?;
+        let host = HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])
+            .map_err(Error::exchange)?;
+        let mut request = http::Request::new(Full::new(body.cloned().unwrap_or_default()));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        let mut headers = headers.clone();
+        headers
+            .entry(USER_AGENT)
+            .or_insert_with(|| self.0.user_agent.clone());
+        headers
+            .entry(ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
+        headers.entry(HOST).or_insert(host);
+        if !headers.contains_key(AUTHORIZATION)
+            && let Some(credentials) = basic_auth(url)
+        {
+            headers.insert(AUTHORIZATION, credentials);
+        }
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+
+    fn answer(&self, response: http::Response<Incoming>, conn: Conn, key: Key) -> Answer {
+        let (parts, incoming) = response.into_parts();
+        let keep_alive = parts.version == Version::HTTP_11
+            && !parts.headers.get_all(CONNECTION).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+            });
+        let tls_version = conn.tls_version;
+        Answer {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            tls_version,
+            body: AnswerBody::Direct(Body {
+                incoming,
+                back: keep_alive.then(|| GiveBack {
+                    client: Arc::clone(&self.0),
+                    key,
+                    conn,
+                }),
+            }),
+        }
+    }
+
+    /// A new connection to `key`: resolve, TCP, TLS for `https`, hyper's
+    /// handshake, all within the connect timeout.
+    async fn connect(&self, key: &Key, url: &Url) -> Result<Conn, Error> {
+        let within = self.0.connect_timeout;
+        match tokio::time::timeout(within, self.open(key, url)).await {
+            Ok(conn) => conn.map_err(Error::connect),
+            Err(_) => Err(Error::connect(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "no connection within the connect timeout of {}",
+                    crate::attempt::show(within)
+                ),
+            ))),
+        }
+    }
+
+    async fn open(&self, key: &Key, url: &Url) -> Result<Conn, BoxError> {
+        let tcp = tcp(&resolve(url, key.port).await?).await?;
+        let _ = tcp.set_nodelay(true);
+        if !key.https {
+            return handshake(tcp, None).await;
+        }
+        let connector = self.0.tls.connector()?;
+        let name = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+            Some(url::Host::Ipv6(ip)) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
+            _ => ServerName::try_from(key.host.clone())?,
+        };
+        let stream = connector.connect(name, tcp).await?;
+        let version = match stream.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+            Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+            _ => None,
+        };
+        handshake(stream, version).await
+    }
+}
+
+/// `Authorization: Basic` from a URL's user information (percent-decoded),
+/// as curl and reqwest send it; `None` without user information.
+fn basic_auth(url: &Url) -> Option<HeaderValue> {
+    use base64::Engine as _;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let mut pair = decode(url.username());
+    pair.push(b':');
+    pair.extend(decode(url.password().unwrap_or("")));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// The addresses of `url`'s host: an IP address as it is, a name through
+/// the system resolver (on tokio's blocking pool), with errors typed as
+/// [`DnsError`]. Names under `.invalid` (RFC 6761) fail at once without a
+/// lookup, which also lets tests produce DNS errors offline.
+async fn resolve(url: &Url, port: u16) -> Result<Vec<SocketAddr>, BoxError> {
+    let host = match url.host() {
+        Some(url::Host::Ipv4(ip)) => return Ok(vec![SocketAddr::from((ip, port))]),
+        Some(url::Host::Ipv6(ip)) => return Ok(vec![SocketAddr::from((ip, port))]),
+        Some(url::Host::Domain(name)) => name,
+        None => return Err("the URL has no host".into()),
+    };
+    let fail = |reason: String| DnsError {
+        host: host.to_owned(),
+        reason,
+    };
+    if host.ends_with(".invalid") || host == "invalid" {
+        return Err(fail("no such host (.invalid is never resolvable)".into()).into());
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(fail("no addresses".into()).into());
+    }
+    Ok(addrs)
+}
+
+/// A TCP connection to the first of `addrs` that accepts; the last
+/// address's error when none does.
+async fn tcp(addrs: &[SocketAddr]) -> Result<TcpStream, io::Error> {
+    let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to connect to");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// hyper's HTTP/1.1 handshake over `io`; the connection's I/O runs in a
+/// task of its own until the connection closes.
+async fn handshake<T>(io: T, tls_version: Option<&'static str>) -> Result<Conn, BoxError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        // Its errors reach the request on it.
+        let _ = connection.await;
+    });
+    Ok(Conn {
+        sender,
+        tls_version,
+    })
+}
+
+/// A response body from the direct client, as a stream of chunks. Read to
+/// its end, it gives its connection back to the pool (unless the server
+/// said `Connection: close`); dropped before, it closes the connection.
+pub struct Body {
+    incoming: Incoming,
+    back: Option<GiveBack>,
+}
+
+struct GiveBack {
+    client: Arc<Inner>,
+    key: Key,
+    conn: Conn,
+}
+
+impl Body {
+    /// The length the server declared.
+    pub fn content_length(&self) -> Option<u64> {
+        self.incoming.size_hint().exact()
+    }
+}
+
+impl Stream for Body {
+    type Item = Result<Bytes, hyper::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match ready!(Pin::new(&mut self.incoming).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => return Poll::Ready(Some(Ok(data))),
+                    // Empty chunks and trailers.
+                    _ => {}
+                },
+                Some(Err(e)) => {
+                    self.back = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    if let Some(back) = self.back.take()
+                        && !back.conn.sender.is_closed()
+                    {
+                        back.client.pool.put(back.key, back.conn, Instant::now());
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The direct HTTP/1.1 client: never more connections to an origin than
+//! requests in flight to it, and the request head reqwest used to send
+//! (Host, User-Agent, Accept, credentials from the URL).
+
+use crate::support::{Sluice, by_line, lines, mock};
+
+/// 3,000 quick GETs at `-c 50`: the server sees at most 50 connections
+/// (the reqwest pool opened a new one whenever no idle one was ready at
+/// checkout: 342 for 200 slots in the benchmark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_never_outnumber_the_slots() {
+    let server = mock().await;
+    let input = lines(&vec![format!("{}/fast", server.url()); 3000]);
+    let out = Sluice::run(["-c", "50", "-q"]).stdin(input).output().await;
+    out.code(0);
+    assert_eq!(by_line(&out.records()).len(), 3000);
+    let stats = server.stats();
+    assert_eq!(stats.requests, 3000);
+    assert!(
+        (1..=50).contains(&stats.connections),
+        "at most one connection per slot: {stats:?}"
+    );
+    server.shutdown().await;
+}
+
+/// The head of a request: Host with the port, the run's User-Agent,
+/// `Accept: */*`, and Basic credentials from the URL's user information
+/// (percent-decoded), unless a header sets Authorization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_head_has_host_agent_accept_and_url_credentials() {
+    let server = mock().await;
+    let host = server.addr().to_string();
+    let input = lines(&[
+        format!("http://us%65r:p%40ss@{host}/echo?x=1#frag"),
+        format!(
+            r#"{{"url":"http://user:pass@{host}/echo","headers":{{"Authorization":"Bearer mine"}}}}"#
+        ),
+    ]);
+    let out = Sluice::run(["-q", "-c", "1"]).stdin(input).output().await;
+    out.code(0);
+    let records = by_line(&out.records());
+    let echoed = |line: u64| records[&line]["body"]["headers"].clone();
+    let first = echoed(1);
+    assert_eq!(first["host"], host, "{first}");
+    assert_eq!(first["accept"], "*/*", "{first}");
+    let agent = first["user-agent"].as_str().unwrap_or_default();
+    assert!(agent.starts_with("sluice/"), "{first}");
+    // base64("user:p@ss")
+    assert_eq!(first["authorization"], "Basic dXNlcjpwQHNz", "{first}");
+    assert_eq!(
+        records[&1]["body"]["query_string"], "x=1",
+        "{}",
+        records[&1]
+    );
+    assert_eq!(echoed(2)["authorization"], "Bearer mine");
+    server.shutdown().await;
+}
