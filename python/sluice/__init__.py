@@ -60,8 +60,8 @@ Requests = Union[Iterable[Request], AsyncIterable[Request]]
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Items handed to the engine at once from a (sync) iterable, and results
-# taken back at once: a round trip between asyncio and the engine costs some
-# microseconds, so both sides move batches.
+# taken back at once: each call crosses into the extension, so both sides
+# move batches.
 _FEED_BATCH = 256
 _TAKE_BATCH = 1024
 
@@ -284,7 +284,62 @@ def _encode(item: Any, lines: List[Optional[str]], bad: List[Any]) -> None:
     lines.append(None)
 
 
-async def _feed(batch: _sluice.Batch, requests: Requests) -> None:
+class _Bell:
+    """Waits for a batch's bell (a socket the engine rings with one byte
+    when results are ready, room for input is free, or the run ended),
+    watched by the running loop. It holds no reference to its Stream, so a
+    stream left by ``break`` is still collected (and then cancelled)."""
+
+    __slots__ = ("_batch", "_loop", "_waiters")
+
+    def __init__(self, batch: _sluice.Batch) -> None:
+        self._batch = batch
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._waiters: List[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        """Until the bell rings (the caller looks again: it may ring early)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            loop.add_reader(self._batch.fileno(), self._rang)
+            self._loop = loop
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(fut)
+        await fut
+
+    def _rang(self) -> None:
+        self._batch.hush()
+        # The futures are resolved, not cancelled: a cancelled one would
+        # cancel the task awaiting it.
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.remove_reader(self._batch.fileno())
+            except Exception:  # the loop is shutting down
+                pass
+        # Whoever still waits looks again (and finds the run over).
+        self._rang()
+
+
+async def _offer(batch: _sluice.Batch, bell: _Bell, lines: List[Optional[str]], bad: List[Any]) -> bool:
+    """Hands a batch of items over, waiting for room; False once the run
+    takes no more input."""
+    while True:
+        taken = batch.offer(lines, bad)
+        if taken is None:
+            return False
+        if taken:
+            return True
+        await bell.wait()
+
+
+async def _feed(batch: _sluice.Batch, bell: _Bell, requests: Requests) -> None:
     """Hands the requests to the engine, lazily: it takes more only as it
     has room, so a generator of millions runs in flat memory. When the
     iterable fails, the requests read before still go, then its error is
@@ -296,23 +351,23 @@ async def _feed(batch: _sluice.Batch, requests: Requests) -> None:
             # An async source may be slow: every request goes in at once.
             async for item in requests:
                 _encode(item, lines, bad)
-                if not await batch.feed(lines, bad):
+                if not await _offer(batch, bell, lines, bad):
                     return
                 lines, bad = [], []
         else:
             for item in requests:
                 _encode(item, lines, bad)
                 if len(lines) >= _FEED_BATCH:
-                    if not await batch.feed(lines, bad):
+                    if not await _offer(batch, bell, lines, bad):
                         return
                     lines, bad = [], []
     except Exception:
         if lines:
-            await batch.feed(lines, bad)
+            await _offer(batch, bell, lines, bad)
         raise
     else:
         if lines:
-            await batch.feed(lines, bad)
+            await _offer(batch, bell, lines, bad)
     finally:
         batch.close_input()
 
@@ -331,6 +386,7 @@ class Stream:
         if isinstance(requests, (str, bytes, Mapping)):
             raise TypeError("stream() takes an iterable of requests; wrap a single one in a list")
         self._batch = _sluice.Batch(options)
+        self._bell = _Bell(self._batch)
         self._requests: Optional[Requests] = requests
         self._feeder: Optional[asyncio.Task[None]] = None
         self._ready: Deque[Tuple[str, bool]] = collections.deque()
@@ -345,18 +401,23 @@ class Stream:
         if self._done:
             raise StopAsyncIteration
         if self._feeder is None and self._requests is not None:
-            self._feeder = asyncio.ensure_future(_feed(self._batch, self._requests))
+            self._feeder = asyncio.ensure_future(_feed(self._batch, self._bell, self._requests))
             # A stream left early never awaits it: its error must not be
             # reported as "never retrieved".
             self._feeder.add_done_callback(_retrieve)
             self._requests = None
         try:
-            lines = await self._batch.next_batch(_TAKE_BATCH)
+            while True:
+                lines = self._batch.take(_TAKE_BATCH)
+                if lines is None or lines:
+                    break
+                await self._bell.wait()
         except BaseException:
             self._cancel()
             raise
         if lines is None:
             self._done = True
+            self._bell.close()
             await self._settle_feeder()
             lost = self._batch.incomplete()
             if lost is not None:
@@ -391,6 +452,7 @@ class Stream:
         self._done = True
         self._ready.clear()
         self._batch.cancel()
+        self._bell.close()
         if self._feeder is not None and not self._feeder.done():
             self._feeder.cancel()
 
