@@ -382,10 +382,8 @@ class Stream:
     (``break``, an exception, cancellation, ``aclose()``) cancels the
     requests still in flight and sends no more."""
 
-    def __init__(self, requests: Requests, options: Dict[str, Any]) -> None:
-        if isinstance(requests, (str, bytes, Mapping)):
-            raise TypeError("stream() takes an iterable of requests; wrap a single one in a list")
-        self._batch = _sluice.Batch(options)
+    def __init__(self, requests: Requests, batch: _sluice.Batch) -> None:
+        self._batch = batch
         self._bell = _Bell(self._batch)
         self._requests: Optional[Requests] = requests
         self._feeder: Optional[asyncio.Task[None]] = None
@@ -476,15 +474,16 @@ class Client:
     retries=3, base_url=..., headers={...}``, ...). A bad option raises
     ValueError with the CLI's message; an unknown one TypeError.
 
-    Each ``stream()`` is one batch with these limits (as one CLI run);
-    ``request()`` calls share ``concurrency`` among themselves. Leaving
-    ``async with`` cancels every stream still running."""
+    One client is one set of limits: its streams and requests, however
+    many run at once, share ``concurrency``, ``rate``, ``per_host_rate``,
+    ``budget``, origin pauses and learned limits (one engine run serves
+    them all). Leaving ``async with`` cancels every stream still running."""
 
     def __init__(self, **options: Any) -> None:
         _sluice.check_options(options)
         self._options = options
+        self._engine: Optional[_sluice.Engine] = None
         self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
-        self._slots: Optional[asyncio.Semaphore] = None
         self._closed = False
 
     async def __aenter__(self) -> Client:
@@ -498,30 +497,30 @@ class Client:
         self._closed = True
         for stream in list(self._streams):
             await stream.aclose()
+        if self._engine is not None:
+            self._engine.close()
 
     def stream(self, requests: Requests, *, ordered: Optional[bool] = None) -> Stream:
         """Sends the requests with the client's limits; an async iterator of
         results as they finish, or in input order with ``ordered=True``."""
         if self._closed:
             raise RuntimeError("this sluice.Client is closed")
-        options = dict(self._options)
-        if ordered is not None:
-            options["ordered"] = ordered
-        s = Stream(requests, options)
+        if isinstance(requests, (str, bytes, Mapping)):
+            raise TypeError("stream() takes an iterable of requests; wrap a single one in a list")
+        if self._engine is None:
+            self._engine = _sluice.Engine(self._options)
+        s = Stream(requests, self._engine.lane(ordered))
         self._streams.add(s)
         return s
 
     async def request(self, request: Request) -> Result:
         """Sends one request (retried as the options say) and returns its result."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(int(self._options.get("concurrency") or 16))
-        async with self._slots:
-            s = self.stream([request])
-            try:
-                async for result in s:
-                    return result
-            finally:
-                await s.aclose()
+        s = self.stream([request])
+        try:
+            async for result in s:
+                return result
+        finally:
+            await s.aclose()
         raise RuntimeError("sluice: the request got no result (a bug: please report it)")
 
 

@@ -87,6 +87,75 @@ async def test_per_host_concurrency_and_headers(mock: sluice.MockServer) -> None
     assert echo.json()["headers"]["x-team"] == "blue"
 
 
+# ---- one client, one set of limits --------------------------------------
+
+
+def most_in_window(arrivals_ms: List[float], window_ms: float) -> int:
+    """The most arrivals in any window [t, t + window_ms)."""
+    times = sorted(arrivals_ms)
+    return max((sum(1 for u in times[i:] if u - t < window_ms) for i, t in enumerate(times)), default=0)
+
+
+@pytest.mark.asyncio
+async def test_streams_and_requests_of_one_client_share_its_limits(mock: sluice.MockServer) -> None:
+    # Two streams and 20 request() calls at once on one client: together
+    # never more than 5 in flight, nor more than 20 starts in any second
+    # (rate + burst), counted at the server.
+    async with sluice.Client(concurrency=5, rate="20/s", base_url=mock.url, retries=0) as client:
+
+        async def drain(paths: List[str]) -> List[sluice.Result]:
+            return [r async for r in client.stream(paths)]
+
+        fast = asyncio.ensure_future(drain(["/fast"] * 12))
+        slow = asyncio.ensure_future(drain(["/delay/0.4"] * 12))
+        singles = [client.request("/delay/0.4") for _ in range(20)]
+        results = await asyncio.gather(fast, slow, *singles)
+    streams, requests = results[:2], results[2:]
+    assert [len(s) for s in streams] == [12, 12]  # type: ignore[arg-type]
+    assert all(r.ok for s in streams for r in s)  # type: ignore[attr-defined]
+    assert all(r.ok for r in requests)  # type: ignore[union-attr]
+    stats = mock.stats()
+    assert stats["requests"] == 44
+    assert stats["peak_in_flight"] == 5
+    arrivals = [a["ms"] for a in stats["arrivals"]]
+    assert most_in_window(arrivals, 1000) <= 20 + 1
+    # 44 starts at 20/s (burst 1) take at least 43/20 s.
+    assert max(arrivals) - min(arrivals) >= 43 / 20 * 1000 * 0.97
+
+
+@pytest.mark.asyncio
+async def test_cancelling_one_stream_leaves_the_other_alone(mock: sluice.MockServer) -> None:
+    async with sluice.Client(concurrency=4, base_url=mock.url) as client:
+        hog = client.stream(["/delay/30"] * 10)
+        hog_task = asyncio.ensure_future(hog.__anext__())
+        await wait_for(lambda: mock.stats()["in_flight"] == 4)
+        other = asyncio.ensure_future(asyncio.gather(*[client.request("/delay/0.1") for _ in range(6)]))
+        await asyncio.sleep(0.2)
+        hog_task.cancel()
+        await hog.aclose()
+        # The cancelled stream's requests end at the server at once, and
+        # the freed slots go to the other requests, which all succeed.
+        await wait_for(lambda: mock.stats()["paths"]["/delay/30"]["in_flight"] == 0, timeout=3)
+        done = await asyncio.wait_for(other, timeout=10)
+        assert [r.ok for r in done] == [True] * 6
+        assert mock.stats()["paths"]["/delay/30"]["requests"] == 4
+        # The client still works after one of its streams was cancelled.
+        assert [r.ok async for r in client.stream(["/fast"] * 3)] == [True] * 3
+    await no_other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_ids_are_unique_per_stream_not_per_client(mock: sluice.MockServer) -> None:
+    async with sluice.Client(base_url=mock.url) as client:
+        a, b = await asyncio.gather(
+            client.request({"url": "/fast", "id": "same"}), client.request({"url": "/fast", "id": "same"})
+        )
+        both = [r async for r in client.stream([{"url": "/fast", "id": "x"}, {"url": "/fast", "id": "x"}], ordered=True)]
+    assert (a.ok, a.id, a.line) == (True, "same", 1) and (b.ok, b.id, b.line) == (True, "same", 1)
+    assert [r.error.kind if r.error else None for r in both] == [None, "duplicate_id"]
+    assert [r.line for r in both] == [1, 2]
+
+
 # ---- retries -----------------------------------------------------------
 
 

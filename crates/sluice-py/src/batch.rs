@@ -1,29 +1,38 @@
-//! One engine run driven from Python: Python hands over request lines
-//! (parsed by the engine's own parser, so the rules and messages are the
-//! CLI's) and takes back result lines, both by plain calls that never wait.
+//! The engine behind one `sluice.Client`: ONE engine run, so every stream
+//! and request of the client shares one set of limits (concurrency, rates,
+//! budget, pauses, learned limits), which the engine alone enforces.
+//!
+//! Each `stream()` or `request()` is a *lane*: Python hands its request
+//! lines over (parsed by the engine's own parser and checked by its intake,
+//! per lane, so ids are unique within a lane and the rules and messages are
+//! the CLI's) and takes its result lines back, both by plain calls that
+//! never wait. The lanes' requests enter the run in turn (one from each
+//! lane with work, round robin), renumbered so the run sees unique lines;
+//! the pump routes each record back to its lane with the lane's own line
+//! and id. A lane is cancelled with the engine's [`Abandon`]: its requests
+//! in flight stop at once, its queued ones never start, the others go on.
+//!
 //! When there is nothing to take (or no room to give), Python waits on the
-//! run's *bell*: a socket pair whose read end the asyncio loop watches
-//! (`loop.add_reader`), rung from the engine's side with one byte.
+//! lane's *bell*: a socket pair whose read end the asyncio loop watches
+//! (`loop.add_reader`), rung from the engine's side with one byte. So no
+//! engine thread ever takes the GIL, and Python is woken once per batch of
+//! results: when results arrive while Python waits, the bell rings once
+//! [`WAKE_AT`] of them are ready, once the lane has nothing else in flight,
+//! or [`COALESCE`] after the first, whichever comes first.
 //!
-//! So no engine thread ever takes the GIL, and Python is woken once per
-//! batch of results, not per result: when results arrive while Python
-//! waits, the bell rings once [`WAKE_AT`] of them are ready, once the run
-//! has nothing else in flight, or [`COALESCE`] after the first, whichever
-//! comes first. A consumer that keeps up therefore spends its time on its
-//! own loop body, not on hand-offs (measured in BENCHMARKS.md).
-//!
-//! Backpressure is the engine's: it reads inputs only while it has room,
-//! the input queue here holds at most [`INPUT_ROOM`] items (Python waits
-//! for room beyond), and at most [`RESULT_ROOM`] results wait for Python
-//! (the engine is held back beyond). So when Python stops taking results,
-//! sending stops, and memory stays flat.
+//! Backpressure: the run reads inputs only while it has room; a lane holds
+//! at most [`INPUT_ROOM`] items not yet taken by the run (Python waits for
+//! room beyond); a lane whose consumer leaves [`RESULT_ROOM`] results
+//! untaken gets no more requests into the run (nor, under `ordered`, one
+//! beyond its reorder window). So when Python stops taking a lane's
+//! results, that lane's sending stops, and memory stays flat.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,10 +41,11 @@ use futures::{FutureExt, Stream, StreamExt};
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use sluice::intake::{Checked, Intake};
+use sluice::order::Reorder;
 use sluice::parse::{LineOrigin, ParseOptions, parse_line};
 use sluice::stats::{Outcome, Tally};
-use sluice::{Event, Input, InvalidLine, Run};
-use tokio::sync::Notify;
+use sluice::{Abandon, Config, Event, Id, Input, InvalidLine, Record, Run};
 use tokio::task::JoinHandle;
 
 use crate::options;
@@ -43,38 +53,68 @@ use crate::summary;
 
 /// The name request messages give the input: `requests:3: invalid JSON ...`.
 const ORIGIN: &str = "requests";
-/// Items Python may hand over before the engine has taken them; Python
-/// waits for room beyond this (and is woken when half of it is free).
+/// Items a lane may hand over before the run has taken them; Python waits
+/// for room beyond this (and is woken when half of it is free).
 const INPUT_ROOM: usize = 1024;
-/// Results waiting for Python before the engine is held back.
-const RESULT_ROOM: usize = 512;
+/// Results of a lane waiting for Python before its requests are held back.
+const RESULT_ROOM: usize = 1024;
 /// A waiting Python is woken at once when this many results are ready.
 const WAKE_AT: usize = 256;
 /// ... and otherwise at most this long after the first one arrived.
 const COALESCE: Duration = Duration::from_millis(1);
-/// Events taken from the engine at once before they are handed over.
+/// Events taken from the run at once before they are routed.
 const PUMP_BATCH: usize = 256;
 
-/// A running batch (one `client.stream(...)`, `client.request(...)` or
-/// `sluice.run(...)`).
+/// One client's engine run.
 #[pyclass(module = "sluice._sluice")]
-pub struct Batch {
-    shared: Arc<Shared>,
-    /// The read end of the bell, watched by the asyncio loop.
-    bell: UnixStream,
+pub struct Engine {
+    hub: Arc<Hub>,
     pump: JoinHandle<()>,
-    started: Instant,
+    /// A lane's intake checks, as the run's (budget burst, redaction).
+    config: Config,
+    parse: Arc<ParseOptions>,
+    /// `ordered` and `reorder_window` as the client's options say.
+    ordered: bool,
+    window: u64,
 }
 
-/// What Python and the engine's side share.
-struct Shared {
-    state: Mutex<State>,
-    /// The engine's input stream waits here for items.
+/// What the run's input, the pump and the lanes share.
+struct Hub {
+    state: Mutex<HubState>,
+    /// The run's input waits here for items.
     input_ready: AtomicWaker,
-    /// The pump waits here for room for results.
-    room: Notify,
-    /// The write end of the bell.
+}
+
+#[derive(Default)]
+struct HubState {
+    /// Lanes that may still hand items to the run, served in turn.
+    feeding: VecDeque<Arc<Lane>>,
+    /// Every lane alive, to tell them when the run fails.
+    lanes: Vec<Weak<Lane>>,
+    /// The run's line of each request in it → its lane, line and id.
+    routes: HashMap<u64, Route>,
+    /// Lines given to the run so far.
+    lines: u64,
+    /// The client is closing: the run's input ends once every lane is done.
+    closing: bool,
+    /// Origins the run closed, and why.
+    closed: Vec<String>,
+}
+
+struct Route {
+    lane: Arc<Lane>,
+    line: u64,
+    id: Id,
+}
+
+/// One stream or request of the client.
+struct Lane {
+    state: Mutex<LaneState>,
+    /// The write end of the lane's bell.
     ring: UnixStream,
+    /// Gives up the lane's requests in the run.
+    abandon: Abandon,
+    parse: Arc<ParseOptions>,
 }
 
 /// An item as Python gave it: its line, and its text or why it is bad.
@@ -84,32 +124,66 @@ struct Raw {
     bad: Option<String>,
 }
 
-#[derive(Default)]
-struct State {
+struct LaneState {
     inputs: VecDeque<Raw>,
     input_closed: bool,
+    cancelled: bool,
     /// Line numbers given so far (the next item is `lines + 1`).
     lines: u64,
     /// Items given that have no result and were not dropped yet.
     outstanding: u64,
     results: VecDeque<(String, bool)>,
-    /// Set once the run is over: `Err` when the engine failed.
-    ended: Option<Result<(), String>>,
+    /// Set when the run failed (a bug): Python raises it.
+    failed: Option<String>,
     /// Python waits for results (or the end) and wants the bell rung.
     wants_results: bool,
     /// Python waits for room for input and wants the bell rung.
     wants_room: bool,
+    /// Ids unique within the lane, costs within the budget burst.
+    intake: Intake,
+    /// Under `ordered`: records held until their turn, and the window.
+    order: Option<(Reorder, u64)>,
     tally: Tally,
-    /// Requests left without a record because their origin closed, and why.
+    /// Requests left without a record because their origin closed.
     lost: u64,
-    closed: Vec<String>,
+    started: Instant,
 }
 
-impl Shared {
-    fn lock(&self) -> PyResult<MutexGuard<'_, State>> {
-        self.state.lock().map_err(|_| poisoned())
+impl LaneState {
+    /// No more results will come.
+    fn finished(&self) -> bool {
+        self.cancelled
+            || self.failed.is_some()
+            || (self.input_closed && self.inputs.is_empty() && self.outstanding == 0)
     }
 
+    /// Whether the lane's next item may enter the run now.
+    fn may_feed(&self) -> bool {
+        let Some(next) = self.inputs.front() else {
+            return false;
+        };
+        let in_window = self.order.as_ref().is_none_or(|(order, window)| {
+            order
+                .oldest()
+                .is_none_or(|oldest| next.line <= oldest + window)
+        });
+        in_window && self.results.len() < RESULT_ROOM
+    }
+
+    /// A result (or the loss of one) arrived: the lane's accounts.
+    fn deliver(&mut self, records: Vec<Record>) {
+        for rec in records {
+            self.tally.add(Outcome::from(&rec));
+            self.results.push_back((rec.to_json_line(), rec.ok));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> PyResult<MutexGuard<'_, T>> {
+    m.lock().map_err(|_| poisoned())
+}
+
+impl Lane {
     /// Rings the bell when `waits` (then cleared). The socket is
     /// non-blocking: a full buffer means the bell already rings.
     fn wake(&self, waits: &mut bool) {
@@ -117,15 +191,57 @@ impl Shared {
             let _ = (&self.ring).write(&[1]);
         }
     }
+
+    /// After results arrived: rings now, later (`true`: the pump's
+    /// coalescing timer), or not at all.
+    fn settle(&self, state: &mut LaneState) -> bool {
+        if !state.wants_results {
+            return false;
+        }
+        if state.finished() || state.results.len() >= WAKE_AT || state.outstanding == 0 {
+            self.wake(&mut state.wants_results);
+            return false;
+        }
+        !state.results.is_empty()
+    }
 }
 
 #[pymethods]
-impl Batch {
-    /// Starts a run with these options (the CLI's, with underscores).
+impl Engine {
+    /// Starts the client's run with these options (the CLI's, with underscores).
     #[new]
     #[pyo3(signature = (options=None))]
-    fn new(options: Option<&Bound<'_, PyDict>>) -> PyResult<Batch> {
+    fn new(options: Option<&Bound<'_, PyDict>>) -> PyResult<Engine> {
         let opts = options::parse(options, false)?;
+        let mut config = opts.config;
+        let (ordered, window) = (config.ordered, config.reorder_window.get() as u64);
+        // Order is per lane (the run mixes lanes).
+        config.ordered = false;
+        let hub = Arc::new(Hub {
+            state: Mutex::new(HubState::default()),
+            input_ready: AtomicWaker::new(),
+        });
+        let inputs = Inputs {
+            hub: Arc::clone(&hub),
+        };
+        let runtime = crate::bridge::runtime();
+        let _entered = runtime.enter();
+        let run = sluice::run(config.clone(), inputs, std::future::pending())
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        let pump = runtime.spawn(pump(Arc::clone(&hub), run));
+        Ok(Engine {
+            hub,
+            pump,
+            config,
+            parse: Arc::new(opts.parse),
+            ordered,
+            window,
+        })
+    }
+
+    /// A new lane (one stream or request): `ordered` overrides the client's.
+    #[pyo3(signature = (ordered=None))]
+    fn lane(&self, ordered: Option<bool>) -> PyResult<Batch> {
         let (bell, ring) = UnixStream::pair()
             .and_then(|(a, b)| {
                 a.set_nonblocking(true)?;
@@ -133,29 +249,75 @@ impl Batch {
                 Ok((a, b))
             })
             .map_err(|e| PyOSError::new_err(format!("sluice: cannot make a socket pair: {e}")))?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            input_ready: AtomicWaker::new(),
-            room: Notify::new(),
+        let order = ordered
+            .unwrap_or(self.ordered)
+            .then(|| (Reorder::default(), self.window));
+        let lane = Arc::new(Lane {
+            state: Mutex::new(LaneState {
+                inputs: VecDeque::new(),
+                input_closed: false,
+                cancelled: false,
+                lines: 0,
+                outstanding: 0,
+                results: VecDeque::new(),
+                failed: None,
+                wants_results: false,
+                wants_room: false,
+                intake: Intake::from_config(&self.config),
+                order,
+                tally: Tally::default(),
+                lost: 0,
+                started: Instant::now(),
+            }),
             ring,
+            abandon: Abandon::new(),
+            parse: Arc::clone(&self.parse),
         });
-        let inputs = Inputs {
-            shared: Arc::clone(&shared),
-            parse: opts.parse,
-        };
-        let runtime = crate::bridge::runtime();
-        let _entered = runtime.enter();
-        let run = sluice::run(opts.config, inputs, std::future::pending())
-            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-        let pump = runtime.spawn(pump(Arc::clone(&shared), run));
+        let mut hub = lock(&self.hub.state)?;
+        if hub.closing {
+            return Err(PyRuntimeError::new_err("this sluice.Client is closed"));
+        }
+        hub.lanes.retain(|l| l.strong_count() > 0);
+        hub.lanes.push(Arc::downgrade(&lane));
+        hub.feeding.push_back(Arc::clone(&lane));
         Ok(Batch {
-            shared,
+            lane,
+            hub: Arc::clone(&self.hub),
             bell,
-            pump,
-            started: Instant::now(),
         })
     }
 
+    /// No more lanes: the run ends once every lane is done (and at once
+    /// when none is running).
+    fn close(&self) -> PyResult<()> {
+        lock(&self.hub.state)?.closing = true;
+        self.hub.input_ready.wake();
+        Ok(())
+    }
+
+    /// Origins the run closed so far, and why.
+    fn closed_origins(&self) -> PyResult<Vec<String>> {
+        Ok(lock(&self.hub.state)?.closed.clone())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.pump.abort(); // The pump owns the run: dropping it cancels.
+    }
+}
+
+/// A running lane (one `client.stream(...)` or `client.request(...)`).
+#[pyclass(module = "sluice._sluice")]
+pub struct Batch {
+    lane: Arc<Lane>,
+    hub: Arc<Hub>,
+    /// The read end of the bell, watched by the asyncio loop.
+    bell: UnixStream,
+}
+
+#[pymethods]
+impl Batch {
     /// The bell's file descriptor, for `loop.add_reader`.
     fn fileno(&self) -> i32 {
         self.bell.as_raw_fd()
@@ -170,13 +332,13 @@ impl Batch {
     /// Hands over items: each a request line (a JSON object's text, or a
     /// URL), or `None` where `bad` gives the message for that position.
     /// True when taken; False when there is no room (nothing taken: wait
-    /// for the bell and offer again); None once the run takes no more input.
+    /// for the bell and offer again); None once the lane takes no more input.
     fn offer(
         &self,
         lines: Vec<Option<String>>,
         bad: Vec<(usize, String)>,
     ) -> PyResult<Option<bool>> {
-        let mut state = self.shared.lock()?;
+        let mut state = lock(&self.lane.state)?;
         if state.input_closed {
             return Ok(None);
         }
@@ -194,126 +356,188 @@ impl Batch {
         state.lines += n;
         state.outstanding += n;
         drop(state);
-        self.shared.input_ready.wake();
+        self.hub.input_ready.wake();
         Ok(Some(true))
     }
 
-    /// No more input: the run ends once every request has its result.
+    /// No more input: the lane ends once every request has its result.
     fn close_input(&self) -> PyResult<()> {
-        self.shared.lock()?.input_closed = true;
-        self.shared.input_ready.wake();
+        let mut state = lock(&self.lane.state)?;
+        state.input_closed = true;
+        self.lane.settle(&mut state);
+        drop(state);
+        self.hub.input_ready.wake();
         Ok(())
     }
 
     /// The results ready now as `(JSON line, ok)` pairs, at most `max`: an
-    /// empty list when none is (wait for the bell), None when the run is
+    /// empty list when none is (wait for the bell), None when the lane is
     /// over. `ok` comes apart so a consumer that only checks it never
     /// parses the line.
     fn take(&self, max: usize) -> PyResult<Option<Vec<(String, bool)>>> {
-        let mut state = self.shared.lock()?;
-        if state.results.is_empty() {
-            return match &state.ended {
-                Some(Ok(())) => Ok(None),
-                Some(Err(e)) => Err(PyRuntimeError::new_err(e.clone())),
-                None => {
-                    state.wants_results = true;
-                    Ok(Some(Vec::new()))
-                }
-            };
+        let mut state = lock(&self.lane.state)?;
+        if let Some(e) = &state.failed {
+            return Err(PyRuntimeError::new_err(e.clone()));
         }
+        if state.results.is_empty() {
+            if state.finished() {
+                return Ok(None);
+            }
+            state.wants_results = true;
+            return Ok(Some(Vec::new()));
+        }
+        let held = state.results.len() >= RESULT_ROOM;
         let n = max.min(state.results.len());
         let out: Vec<(String, bool)> = state.results.drain(..n).collect();
         drop(state);
-        self.shared.room.notify_one();
+        if held {
+            self.hub.input_ready.wake(); // Its requests may go on.
+        }
         Ok(Some(out))
     }
 
-    /// Cancels the run: nothing more is sent, requests in flight are
-    /// abandoned (their connections closed), and `take` returns None.
+    /// Cancels the lane: nothing more of it is sent, its requests in
+    /// flight are abandoned (their connections closed), and `take` returns
+    /// None. The client's other lanes go on.
     fn cancel(&self) -> PyResult<()> {
-        self.pump.abort(); // The pump owns the run: dropping it cancels.
-        let mut state = self.shared.lock()?;
+        self.lane.abandon.abandon();
+        let mut state = lock(&self.lane.state)?;
         let state = &mut *state;
+        state.cancelled = true;
         state.input_closed = true;
         state.inputs.clear();
         state.results.clear();
-        state.ended.get_or_insert(Ok(()));
-        self.shared.wake(&mut state.wants_results);
-        self.shared.wake(&mut state.wants_room);
+        self.lane.wake(&mut state.wants_results);
+        self.lane.wake(&mut state.wants_room);
         Ok(())
     }
 
-    /// Once the run is over: why some requests got no result (their origin
-    /// closed: `halt_after`, or a `Retry-After` beyond `max_retry_after`),
-    /// or None when every request got one.
+    /// Once the lane is over: why some requests got no result (their
+    /// origin closed: `halt_after`, or a `Retry-After` beyond
+    /// `max_retry_after`), or None when every request got one.
     fn incomplete(&self) -> PyResult<Option<String>> {
-        let state = self.shared.lock()?;
-        Ok((state.lost > 0).then(|| {
+        let lost = lock(&self.lane.state)?.lost;
+        let closed = lock(&self.hub.state)?.closed.clone();
+        Ok((lost > 0).then(|| {
             format!(
                 "{} request{} got no result because {} closed: {}",
-                state.lost,
-                if state.lost == 1 { "" } else { "s" },
-                if state.closed.len() == 1 {
+                lost,
+                if lost == 1 { "" } else { "s" },
+                if closed.len() == 1 {
                     "its origin was"
                 } else {
                     "their origins were"
                 },
-                state.closed.join("; ")
+                closed.join("; ")
             )
         }))
     }
 
-    /// The summary of the results handed over so far, as JSON text.
+    /// The summary of the lane's results handed over so far, as JSON text.
     fn summary(&self) -> PyResult<String> {
-        let state = self.shared.lock()?;
+        let state = lock(&self.lane.state)?;
         Ok(summary::json(
             &state.tally,
             &state.tally,
-            self.started.elapsed(),
+            state.started.elapsed(),
             None,
         ))
     }
 }
 
 impl Drop for Batch {
+    /// A lane Python forgot (collected without `cancel`) stops too.
     fn drop(&mut self) {
-        self.pump.abort();
+        let _ = self.cancel();
     }
 }
 
-/// The engine's input: items Python handed over, parsed as they are taken.
-/// Every item becomes exactly one input: a blank or `#` line, which a file
-/// would skip, is a bad request here (nothing is dropped silently).
+/// The run's input: the lanes' items in turn, parsed and checked as they
+/// are taken. Every item becomes exactly one result: a blank or `#` line,
+/// which a file would skip, is a bad request here (nothing is dropped
+/// silently); a bad one gets its record from the lane's intake at once.
 struct Inputs {
-    shared: Arc<Shared>,
-    parse: ParseOptions,
+    hub: Arc<Hub>,
 }
 
 impl Stream for Inputs {
     type Item = Input;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Input>> {
-        let raw = {
-            let Ok(mut state) = self.shared.state.lock() else {
-                return Poll::Ready(None);
-            };
-            let state = &mut *state;
-            match state.inputs.pop_front() {
-                Some(raw) => {
-                    if state.inputs.len() <= INPUT_ROOM / 2 {
-                        self.shared.wake(&mut state.wants_room);
-                    }
-                    raw
-                }
-                None if state.input_closed => return Poll::Ready(None),
-                None => {
-                    // Under the lock: an item offered after this look wakes us.
-                    self.shared.input_ready.register(cx.waker());
-                    return Poll::Pending;
-                }
-            }
+        // First: any change after this wakes the run again.
+        self.hub.input_ready.register(cx.waker());
+        let Ok(mut hub) = self.hub.state.lock() else {
+            return Poll::Ready(None);
         };
-        Poll::Ready(Some(to_input(raw, &self.parse)))
+        let mut turns = hub.feeding.len();
+        while turns > 0 {
+            turns -= 1;
+            let Some(lane) = hub.feeding.pop_front() else {
+                break;
+            };
+            let Ok(mut state) = lane.state.lock() else {
+                continue;
+            };
+            if state.cancelled || (state.input_closed && state.inputs.is_empty()) {
+                continue; // Done feeding: out of the turn for good.
+            }
+            if !state.may_feed() {
+                drop(state);
+                hub.feeding.push_back(lane);
+                continue;
+            }
+            let Some(raw) = state.inputs.pop_front() else {
+                continue;
+            };
+            if state.inputs.len() <= INPUT_ROOM / 2 {
+                lane.wake(&mut state.wants_room);
+            }
+            let local = raw.line;
+            let input = to_input(raw, &lane.parse);
+            let checked = state.intake.check(input);
+            if let Some((order, _)) = &mut state.order
+                && !matches!(checked, Checked::Skip)
+            {
+                order.register(local);
+            }
+            match checked {
+                Checked::Run(mut req, _) => {
+                    drop(state);
+                    hub.lines += 1;
+                    let line = hub.lines;
+                    let id = std::mem::replace(&mut req.id, Id::line(line));
+                    req.line = line;
+                    req.abandon = Some(lane.abandon.clone());
+                    hub.routes.insert(
+                        line,
+                        Route {
+                            lane: Arc::clone(&lane),
+                            line: local,
+                            id,
+                        },
+                    );
+                    hub.feeding.push_back(lane);
+                    return Poll::Ready(Some(Input::Request(req)));
+                }
+                Checked::Reject(record) => {
+                    state.outstanding -= 1;
+                    let released = match &mut state.order {
+                        Some((order, _)) => order.complete(record),
+                        None => vec![record],
+                    };
+                    state.deliver(released);
+                    lane.settle(&mut state);
+                }
+                Checked::Skip => state.outstanding -= 1,
+            }
+            drop(state);
+            hub.feeding.push_back(lane);
+            turns = hub.feeding.len();
+        }
+        if hub.closing && hub.feeding.is_empty() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 
@@ -332,37 +556,39 @@ fn to_input(raw: Raw, parse: &ParseOptions) -> Input {
     }
 }
 
-/// Moves the run's events to Python's side: records become result lines
-/// (on this thread, not Python's), losses are counted, and the bell rings
-/// as the module documentation says.
-async fn pump(shared: Arc<Shared>, mut run: Run) {
+/// What the pump hands one lane.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every item is a record: boxing it would cost an allocation per request"
+)]
+enum Routed {
+    Record(Record),
+    Dropped(u64),
+}
+
+/// Routes the run's events to their lanes: records get the lane's line and
+/// id back and become result lines (on this thread, not Python's), losses
+/// are counted, and bells ring as the module documentation says.
+async fn pump(hub: Arc<Hub>, mut run: Run) {
     let mut deadline: Option<tokio::time::Instant> = None;
+    let mut later: Vec<Arc<Lane>> = Vec::new();
     loop {
-        let full = shared
-            .state
-            .lock()
-            .map(|s| s.results.len() >= RESULT_ROOM)
-            .unwrap_or(true);
         let first = tokio::select! {
             biased;
             _ = sleep_until(deadline) => {
                 deadline = None;
-                if let Ok(mut state) = shared.state.lock() && !state.results.is_empty() {
-                    shared.wake(&mut state.wants_results);
+                for lane in later.drain(..) {
+                    if let Ok(mut state) = lane.state.lock() && !state.results.is_empty() {
+                        lane.wake(&mut state.wants_results);
+                    }
                 }
                 continue;
             }
-            _ = shared.room.notified(), if full => continue,
-            e = run.next(), if !full => e,
+            e = run.next() => e,
         };
         let Some(first) = first else {
-            let ended = run.join().await.map_err(|e| e.to_string());
-            if let Ok(mut state) = shared.state.lock() {
-                let state = &mut *state;
-                state.ended = Some(ended);
-                shared.wake(&mut state.wants_results);
-                shared.wake(&mut state.wants_room);
-            }
+            let ended = run.join().await;
+            fail_lanes(&hub, ended.err().map(|e| e.to_string()));
             return;
         };
         let mut events = vec![first];
@@ -372,40 +598,89 @@ async fn pump(shared: Arc<Shared>, mut run: Run) {
                 _ => break,
             }
         }
-        let mut lines = Vec::with_capacity(events.len());
-        let mut seen = Vec::with_capacity(events.len());
-        let mut gone = Vec::new();
-        let mut dropped = 0u64;
-        for event in events {
-            match event {
-                Event::Record(rec) => {
-                    seen.push(Outcome::from(&rec));
-                    lines.push((rec.to_json_line(), rec.ok));
+        let mut routed: Vec<(Arc<Lane>, Routed)> = Vec::with_capacity(events.len());
+        {
+            let Ok(mut state) = hub.state.lock() else {
+                return;
+            };
+            for event in events {
+                let (line, item) = match event {
+                    Event::Record(rec) => (rec.line, Routed::Record(rec)),
+                    Event::Dropped { line, .. } => (line, Routed::Dropped(line)),
+                    Event::OriginClosed { origin, reason } => {
+                        state.closed.push(format!("{origin}: {reason}"));
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let Some(route) = state.routes.remove(&line) else {
+                    continue;
+                };
+                let item = match item {
+                    Routed::Record(mut rec) => {
+                        rec.line = route.line;
+                        rec.id = route.id;
+                        Routed::Record(rec)
+                    }
+                    Routed::Dropped(_) => Routed::Dropped(route.line),
+                };
+                routed.push((route.lane, item));
+            }
+        }
+        let mut unheld = false;
+        for (lane, item) in routed {
+            let Ok(mut guard) = lane.state.lock() else {
+                continue;
+            };
+            let state = &mut *guard;
+            if state.cancelled {
+                continue;
+            }
+            state.outstanding = state.outstanding.saturating_sub(1);
+            let released = match (item, &mut state.order) {
+                (Routed::Record(rec), Some((order, _))) => {
+                    unheld = true;
+                    order.complete(rec)
                 }
-                Event::Dropped { .. } => dropped += 1,
-                Event::OriginClosed { origin, reason } => gone.push(format!("{origin}: {reason}")),
-                _ => {}
+                (Routed::Record(rec), None) => vec![rec],
+                (Routed::Dropped(line), order) => {
+                    state.lost += 1;
+                    match order {
+                        Some((order, _)) => {
+                            unheld = true;
+                            order.drop_line(line)
+                        }
+                        None => Vec::new(),
+                    }
+                }
+            };
+            state.deliver(released);
+            if lane.settle(state) && !later.iter().any(|l| Arc::ptr_eq(l, &lane)) {
+                drop(guard);
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + COALESCE);
+                later.push(lane);
             }
         }
-        let Ok(mut state) = shared.state.lock() else {
-            return;
-        };
-        state.outstanding = state
-            .outstanding
-            .saturating_sub(lines.len() as u64 + dropped);
-        state.lost += dropped;
-        state.closed.extend(gone);
-        for o in seen {
-            state.tally.add(o);
+        if unheld {
+            hub.input_ready.wake(); // An ordered lane's window moved.
         }
-        state.results.extend(lines);
-        if state.wants_results && !state.results.is_empty() {
-            if state.results.len() >= WAKE_AT || state.outstanding == 0 {
-                shared.wake(&mut state.wants_results);
-                deadline = None;
-            } else if deadline.is_none() {
-                deadline = Some(tokio::time::Instant::now() + COALESCE);
+    }
+}
+
+/// The run is over: every lane still waiting learns it (with the engine's
+/// error when it failed).
+fn fail_lanes(hub: &Hub, error: Option<String>) {
+    let Ok(state) = hub.state.lock() else { return };
+    for lane in state.lanes.iter().filter_map(Weak::upgrade) {
+        if let Ok(mut s) = lane.state.lock() {
+            let s = &mut *s;
+            if let Some(e) = &error {
+                s.failed.get_or_insert_with(|| e.clone());
+            } else {
+                s.cancelled |= !s.finished();
             }
+            lane.wake(&mut s.wants_results);
+            lane.wake(&mut s.wants_room);
         }
     }
 }

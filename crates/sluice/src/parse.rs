@@ -702,6 +702,7 @@ impl Rest {
             timeout: self.timeout,
             cost: self.cost,
             place: None,
+            abandon: None,
         }
     }
 }
