@@ -36,6 +36,7 @@ __all__ = [
     "Client",
     "Error",
     "Latency",
+    "LearnedLimits",
     "MockServer",
     "OriginClosed",
     "Result",
@@ -233,6 +234,39 @@ class Latency:
         return f"Latency(p50_ms={self.p50_ms}, p90_ms={self.p90_ms}, p99_ms={self.p99_ms}, max_ms={self.max_ms})"
 
 
+class LearnedLimits:
+    """What sluice learned about one origin's limits (``learn_limits``):
+    the dialect of its rate-limit headers (``none``: a rate discovered from
+    its 429s and 503s), the request rate and burst it was paced at
+    (``requests_per_second`` None when the headers never said enough), how
+    long its requests waited for them, and the 429s they did not predict."""
+
+    __slots__ = ("origin", "dialect", "requests_per_second", "burst", "paced_seconds", "refused")
+
+    def __init__(
+        self,
+        origin: str,
+        dialect: str,
+        requests_per_second: Optional[float],
+        burst: int,
+        paced_seconds: float,
+        refused: int,
+    ) -> None:
+        self.origin = origin
+        self.dialect = dialect
+        self.requests_per_second = requests_per_second
+        self.burst = burst
+        self.paced_seconds = paced_seconds
+        self.refused = refused
+
+    def __repr__(self) -> str:
+        return (
+            f"LearnedLimits(origin={self.origin!r}, dialect={self.dialect!r}, "
+            f"requests_per_second={self.requests_per_second}, burst={self.burst}, "
+            f"paced_seconds={self.paced_seconds:.3f}, refused={self.refused})"
+        )
+
+
 class Summary:
     """Counts, retries and latency of a run, with the names of the CLI's
     ``--summary-json``. After ``resume=True`` the counts cover the whole
@@ -258,6 +292,8 @@ class Summary:
         self.not_written_exact: bool = data["not_written_exact"]
         self.stopped: Optional[str] = data["stopped"]
         self.interrupted: bool = data["interrupted"]
+        #: Per origin that said something about its limits (``learn_limits``).
+        self.learned: List[LearnedLimits] = [LearnedLimits(**item) for item in data.get("learned", [])]
 
     def __repr__(self) -> str:
         return (

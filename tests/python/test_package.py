@@ -291,6 +291,41 @@ async def test_a_consumer_that_stops_stops_the_sending(mock: sluice.MockServer) 
     await no_other_tasks()
 
 
+def rss_mib() -> float:
+    """This process's resident memory now (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+async def test_a_generator_of_dicts_runs_in_flat_memory(mock: sluice.MockServer) -> None:
+    # 100,000 dicts from a generator: one in 50 is sent, the others are bad
+    # requests (each gets its result without the network, through the same
+    # intake, routing and results), so the test is quick. Read eagerly,
+    # they would take tens of MiB; read as the engine has room, the memory
+    # stays where it was after the first 25,000.
+    n = 100_000
+
+    def dicts() -> Iterator[Dict[str, Any]]:
+        for i in range(n):
+            yield {"url": "/fast" if i % 50 == 0 else 5, "method": "GET", "headers": {"x-n": str(i)}}
+
+    before = rss_mib()
+    seen, at = 0, 0.0
+    async with sluice.Client(base_url=mock.url, concurrency=20) as client:
+        async for r in client.stream(dicts()):
+            seen += 1
+            if seen == 25_000:
+                at = rss_mib()
+    after = rss_mib()
+    assert seen == n and mock.stats()["requests"] == n // 50
+    assert after - at < 8, f"RSS grew {after - at:.1f} MiB from 25,000 to 100,000 results"
+    assert after - before < 16, f"RSS grew {after - before:.1f} MiB over 100,000 requests"
+
+
 @pytest.mark.asyncio
 async def test_break_cancels_in_flight_requests(mock: sluice.MockServer) -> None:
     async with sluice.Client(concurrency=5) as client:
@@ -386,13 +421,19 @@ async def test_learned_limits_pace_by_the_servers_headers(mock: sluice.MockServe
     url = f"{mock.url}/limited/bucket/openai/{{key}}?limit=10&window=0.25"
     for learn, key in (("auto", "py-learn"), ("off", "py-off")):
         async with sluice.Client(concurrency=10, retries=0, learn_limits=learn) as client:
-            results = [r async for r in client.stream([url.format(key=key)] * 40)]
+            stream = client.stream([url.format(key=key)] * 40)
+            results = [r async for r in stream]
         statuses = [r.status for r in results]
         assert len(results) == 40
+        learned = stream.summary().learned
         if learn == "auto":
             assert statuses == [200] * 40
+            # The summary says what was learned, with --summary-json's names.
+            assert [(l.origin, l.dialect) for l in learned] == [(mock.url, "openai")]
+            assert learned[0].requests_per_second is not None and learned[0].requests_per_second <= 40
+            assert learned[0].burst >= 1 and learned[0].refused == 0
         else:
-            assert 429 in statuses
+            assert 429 in statuses and learned == []
 
 
 @pytest.mark.asyncio

@@ -99,6 +99,8 @@ struct HubState {
     closing: bool,
     /// Origins the run closed, and why.
     closed: Vec<String>,
+    /// What the run learned about each origin's limits.
+    learned: summary::LearnedLimits,
 }
 
 struct Route {
@@ -433,14 +435,23 @@ impl Batch {
         }))
     }
 
-    /// The summary of the lane's results handed over so far, as JSON text.
+    /// The summary of the lane's results handed over so far, as JSON text,
+    /// with the client's origins closed and limits learned so far.
     fn summary(&self) -> PyResult<String> {
+        let facts = {
+            let hub = lock(&self.hub.state)?;
+            summary::JobFacts {
+                closed_origins: hub.closed.clone(),
+                learned: hub.learned.clone(),
+                ..summary::JobFacts::default()
+            }
+        };
         let state = lock(&self.lane.state)?;
         Ok(summary::json(
             &state.tally,
             &state.tally,
             state.started.elapsed(),
-            None,
+            Some(&facts),
         ))
     }
 }
@@ -609,6 +620,10 @@ async fn pump(hub: Arc<Hub>, mut run: Run) {
                     Event::Dropped { line, .. } => (line, Routed::Dropped(line)),
                     Event::OriginClosed { origin, reason } => {
                         state.closed.push(format!("{origin}: {reason}"));
+                        continue;
+                    }
+                    Event::Learned(l) => {
+                        summary::note_learned(&mut state.learned, l);
                         continue;
                     }
                     _ => continue,
