@@ -36,6 +36,7 @@ __all__ = [
     "Client",
     "Error",
     "Latency",
+    "LearnedLimits",
     "MockServer",
     "OriginClosed",
     "Result",
@@ -60,8 +61,8 @@ Requests = Union[Iterable[Request], AsyncIterable[Request]]
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Items handed to the engine at once from a (sync) iterable, and results
-# taken back at once: a round trip between asyncio and the engine costs some
-# microseconds, so both sides move batches.
+# taken back at once: each call crosses into the extension, so both sides
+# move batches.
 _FEED_BATCH = 256
 _TAKE_BATCH = 1024
 
@@ -233,6 +234,39 @@ class Latency:
         return f"Latency(p50_ms={self.p50_ms}, p90_ms={self.p90_ms}, p99_ms={self.p99_ms}, max_ms={self.max_ms})"
 
 
+class LearnedLimits:
+    """What sluice learned about one origin's limits (``learn_limits``):
+    the dialect of its rate-limit headers (``none``: a rate discovered from
+    its 429s and 503s), the request rate and burst it was paced at
+    (``requests_per_second`` None when the headers never said enough), how
+    long its requests waited for them, and the 429s they did not predict."""
+
+    __slots__ = ("origin", "dialect", "requests_per_second", "burst", "paced_seconds", "refused")
+
+    def __init__(
+        self,
+        origin: str,
+        dialect: str,
+        requests_per_second: Optional[float],
+        burst: int,
+        paced_seconds: float,
+        refused: int,
+    ) -> None:
+        self.origin = origin
+        self.dialect = dialect
+        self.requests_per_second = requests_per_second
+        self.burst = burst
+        self.paced_seconds = paced_seconds
+        self.refused = refused
+
+    def __repr__(self) -> str:
+        return (
+            f"LearnedLimits(origin={self.origin!r}, dialect={self.dialect!r}, "
+            f"requests_per_second={self.requests_per_second}, burst={self.burst}, "
+            f"paced_seconds={self.paced_seconds:.3f}, refused={self.refused})"
+        )
+
+
 class Summary:
     """Counts, retries and latency of a run, with the names of the CLI's
     ``--summary-json``. After ``resume=True`` the counts cover the whole
@@ -258,6 +292,8 @@ class Summary:
         self.not_written_exact: bool = data["not_written_exact"]
         self.stopped: Optional[str] = data["stopped"]
         self.interrupted: bool = data["interrupted"]
+        #: Per origin that said something about its limits (``learn_limits``).
+        self.learned: List[LearnedLimits] = [LearnedLimits(**item) for item in data.get("learned", [])]
 
     def __repr__(self) -> str:
         return (
@@ -284,7 +320,62 @@ def _encode(item: Any, lines: List[Optional[str]], bad: List[Any]) -> None:
     lines.append(None)
 
 
-async def _feed(batch: _sluice.Batch, requests: Requests) -> None:
+class _Bell:
+    """Waits for a batch's bell (a socket the engine rings with one byte
+    when results are ready, room for input is free, or the run ended),
+    watched by the running loop. It holds no reference to its Stream, so a
+    stream left by ``break`` is still collected (and then cancelled)."""
+
+    __slots__ = ("_batch", "_loop", "_waiters")
+
+    def __init__(self, batch: _sluice.Batch) -> None:
+        self._batch = batch
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._waiters: List[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        """Until the bell rings (the caller looks again: it may ring early)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            loop.add_reader(self._batch.fileno(), self._rang)
+            self._loop = loop
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(fut)
+        await fut
+
+    def _rang(self) -> None:
+        self._batch.hush()
+        # The futures are resolved, not cancelled: a cancelled one would
+        # cancel the task awaiting it.
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.remove_reader(self._batch.fileno())
+            except Exception:  # the loop is shutting down
+                pass
+        # Whoever still waits looks again (and finds the run over).
+        self._rang()
+
+
+async def _offer(batch: _sluice.Batch, bell: _Bell, lines: List[Optional[str]], bad: List[Any]) -> bool:
+    """Hands a batch of items over, waiting for room; False once the run
+    takes no more input."""
+    while True:
+        taken = batch.offer(lines, bad)
+        if taken is None:
+            return False
+        if taken:
+            return True
+        await bell.wait()
+
+
+async def _feed(batch: _sluice.Batch, bell: _Bell, requests: Requests) -> None:
     """Hands the requests to the engine, lazily: it takes more only as it
     has room, so a generator of millions runs in flat memory. When the
     iterable fails, the requests read before still go, then its error is
@@ -296,23 +387,23 @@ async def _feed(batch: _sluice.Batch, requests: Requests) -> None:
             # An async source may be slow: every request goes in at once.
             async for item in requests:
                 _encode(item, lines, bad)
-                if not await batch.feed(lines, bad):
+                if not await _offer(batch, bell, lines, bad):
                     return
                 lines, bad = [], []
         else:
             for item in requests:
                 _encode(item, lines, bad)
                 if len(lines) >= _FEED_BATCH:
-                    if not await batch.feed(lines, bad):
+                    if not await _offer(batch, bell, lines, bad):
                         return
                     lines, bad = [], []
     except Exception:
         if lines:
-            await batch.feed(lines, bad)
+            await _offer(batch, bell, lines, bad)
         raise
     else:
         if lines:
-            await batch.feed(lines, bad)
+            await _offer(batch, bell, lines, bad)
     finally:
         batch.close_input()
 
@@ -327,10 +418,9 @@ class Stream:
     (``break``, an exception, cancellation, ``aclose()``) cancels the
     requests still in flight and sends no more."""
 
-    def __init__(self, requests: Requests, options: Dict[str, Any]) -> None:
-        if isinstance(requests, (str, bytes, Mapping)):
-            raise TypeError("stream() takes an iterable of requests; wrap a single one in a list")
-        self._batch = _sluice.Batch(options)
+    def __init__(self, requests: Requests, batch: _sluice.Batch) -> None:
+        self._batch = batch
+        self._bell = _Bell(self._batch)
         self._requests: Optional[Requests] = requests
         self._feeder: Optional[asyncio.Task[None]] = None
         self._ready: Deque[Tuple[str, bool]] = collections.deque()
@@ -345,18 +435,23 @@ class Stream:
         if self._done:
             raise StopAsyncIteration
         if self._feeder is None and self._requests is not None:
-            self._feeder = asyncio.ensure_future(_feed(self._batch, self._requests))
+            self._feeder = asyncio.ensure_future(_feed(self._batch, self._bell, self._requests))
             # A stream left early never awaits it: its error must not be
             # reported as "never retrieved".
             self._feeder.add_done_callback(_retrieve)
             self._requests = None
         try:
-            lines = await self._batch.next_batch(_TAKE_BATCH)
+            while True:
+                lines = self._batch.take(_TAKE_BATCH)
+                if lines is None or lines:
+                    break
+                await self._bell.wait()
         except BaseException:
             self._cancel()
             raise
         if lines is None:
             self._done = True
+            self._bell.close()
             await self._settle_feeder()
             lost = self._batch.incomplete()
             if lost is not None:
@@ -391,6 +486,7 @@ class Stream:
         self._done = True
         self._ready.clear()
         self._batch.cancel()
+        self._bell.close()
         if self._feeder is not None and not self._feeder.done():
             self._feeder.cancel()
 
@@ -414,15 +510,16 @@ class Client:
     retries=3, base_url=..., headers={...}``, ...). A bad option raises
     ValueError with the CLI's message; an unknown one TypeError.
 
-    Each ``stream()`` is one batch with these limits (as one CLI run);
-    ``request()`` calls share ``concurrency`` among themselves. Leaving
-    ``async with`` cancels every stream still running."""
+    One client is one set of limits: its streams and requests, however
+    many run at once, share ``concurrency``, ``rate``, ``per_host_rate``,
+    ``budget``, origin pauses and learned limits (one engine run serves
+    them all). Leaving ``async with`` cancels every stream still running."""
 
     def __init__(self, **options: Any) -> None:
         _sluice.check_options(options)
         self._options = options
+        self._engine: Optional[_sluice.Engine] = None
         self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
-        self._slots: Optional[asyncio.Semaphore] = None
         self._closed = False
 
     async def __aenter__(self) -> Client:
@@ -436,30 +533,30 @@ class Client:
         self._closed = True
         for stream in list(self._streams):
             await stream.aclose()
+        if self._engine is not None:
+            self._engine.close()
 
     def stream(self, requests: Requests, *, ordered: Optional[bool] = None) -> Stream:
         """Sends the requests with the client's limits; an async iterator of
         results as they finish, or in input order with ``ordered=True``."""
         if self._closed:
             raise RuntimeError("this sluice.Client is closed")
-        options = dict(self._options)
-        if ordered is not None:
-            options["ordered"] = ordered
-        s = Stream(requests, options)
+        if isinstance(requests, (str, bytes, Mapping)):
+            raise TypeError("stream() takes an iterable of requests; wrap a single one in a list")
+        if self._engine is None:
+            self._engine = _sluice.Engine(self._options)
+        s = Stream(requests, self._engine.lane(ordered))
         self._streams.add(s)
         return s
 
     async def request(self, request: Request) -> Result:
         """Sends one request (retried as the options say) and returns its result."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(int(self._options.get("concurrency") or 16))
-        async with self._slots:
-            s = self.stream([request])
-            try:
-                async for result in s:
-                    return result
-            finally:
-                await s.aclose()
+        s = self.stream([request])
+        try:
+            async for result in s:
+                return result
+        finally:
+            await s.aclose()
         raise RuntimeError("sluice: the request got no result (a bug: please report it)")
 
 

@@ -87,6 +87,75 @@ async def test_per_host_concurrency_and_headers(mock: sluice.MockServer) -> None
     assert echo.json()["headers"]["x-team"] == "blue"
 
 
+# ---- one client, one set of limits --------------------------------------
+
+
+def most_in_window(arrivals_ms: List[float], window_ms: float) -> int:
+    """The most arrivals in any window [t, t + window_ms)."""
+    times = sorted(arrivals_ms)
+    return max((sum(1 for u in times[i:] if u - t < window_ms) for i, t in enumerate(times)), default=0)
+
+
+@pytest.mark.asyncio
+async def test_streams_and_requests_of_one_client_share_its_limits(mock: sluice.MockServer) -> None:
+    # Two streams and 20 request() calls at once on one client: together
+    # never more than 5 in flight, nor more than 20 starts in any second
+    # (rate + burst), counted at the server.
+    async with sluice.Client(concurrency=5, rate="20/s", base_url=mock.url, retries=0) as client:
+
+        async def drain(paths: List[str]) -> List[sluice.Result]:
+            return [r async for r in client.stream(paths)]
+
+        fast = asyncio.ensure_future(drain(["/fast"] * 12))
+        slow = asyncio.ensure_future(drain(["/delay/0.4"] * 12))
+        singles = [client.request("/delay/0.4") for _ in range(20)]
+        results = await asyncio.gather(fast, slow, *singles)
+    streams, requests = results[:2], results[2:]
+    assert [len(s) for s in streams] == [12, 12]  # type: ignore[arg-type]
+    assert all(r.ok for s in streams for r in s)  # type: ignore[attr-defined]
+    assert all(r.ok for r in requests)  # type: ignore[union-attr]
+    stats = mock.stats()
+    assert stats["requests"] == 44
+    assert stats["peak_in_flight"] == 5
+    arrivals = [a["ms"] for a in stats["arrivals"]]
+    assert most_in_window(arrivals, 1000) <= 20 + 1
+    # 44 starts at 20/s (burst 1) take at least 43/20 s.
+    assert max(arrivals) - min(arrivals) >= 43 / 20 * 1000 * 0.97
+
+
+@pytest.mark.asyncio
+async def test_cancelling_one_stream_leaves_the_other_alone(mock: sluice.MockServer) -> None:
+    async with sluice.Client(concurrency=4, base_url=mock.url) as client:
+        hog = client.stream(["/delay/30"] * 10)
+        hog_task = asyncio.ensure_future(hog.__anext__())
+        await wait_for(lambda: mock.stats()["in_flight"] == 4)
+        other = asyncio.ensure_future(asyncio.gather(*[client.request("/delay/0.1") for _ in range(6)]))
+        await asyncio.sleep(0.2)
+        hog_task.cancel()
+        await hog.aclose()
+        # The cancelled stream's requests end at the server at once, and
+        # the freed slots go to the other requests, which all succeed.
+        await wait_for(lambda: mock.stats()["paths"]["/delay/30"]["in_flight"] == 0, timeout=3)
+        done = await asyncio.wait_for(other, timeout=10)
+        assert [r.ok for r in done] == [True] * 6
+        assert mock.stats()["paths"]["/delay/30"]["requests"] == 4
+        # The client still works after one of its streams was cancelled.
+        assert [r.ok async for r in client.stream(["/fast"] * 3)] == [True] * 3
+    await no_other_tasks()
+
+
+@pytest.mark.asyncio
+async def test_ids_are_unique_per_stream_not_per_client(mock: sluice.MockServer) -> None:
+    async with sluice.Client(base_url=mock.url) as client:
+        a, b = await asyncio.gather(
+            client.request({"url": "/fast", "id": "same"}), client.request({"url": "/fast", "id": "same"})
+        )
+        both = [r async for r in client.stream([{"url": "/fast", "id": "x"}, {"url": "/fast", "id": "x"}], ordered=True)]
+    assert (a.ok, a.id, a.line) == (True, "same", 1) and (b.ok, b.id, b.line) == (True, "same", 1)
+    assert [r.error.kind if r.error else None for r in both] == [None, "duplicate_id"]
+    assert [r.line for r in both] == [1, 2]
+
+
 # ---- retries -----------------------------------------------------------
 
 
@@ -209,14 +278,52 @@ async def test_a_consumer_that_stops_stops_the_sending(mock: sluice.MockServer) 
         stream = client.stream(endless())
         first = await stream.__anext__()
         assert first.ok
-        await asyncio.sleep(0.5)
-        sent, read = mock.stats()["requests"], pulled
-        await asyncio.sleep(0.3)
-        # Nothing more is read or sent while nobody takes results.
-        assert mock.stats()["requests"] == sent and pulled == read
+        # The buffers fill (at whatever speed this machine has), then
+        # nothing more is read or sent while nobody takes results.
+        deadline = time.monotonic() + 20
+        sent, read = -1, -1
+        while (mock.stats()["requests"], pulled) != (sent, read):
+            assert time.monotonic() < deadline, "the sending never stopped"
+            sent, read = mock.stats()["requests"], pulled
+            await asyncio.sleep(0.4)
         assert read < 10_000 and sent < 10_000
         await stream.aclose()
     await no_other_tasks()
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+async def test_a_generator_of_dicts_runs_in_flat_memory(mock: sluice.MockServer) -> None:
+    # 100,000 dicts from a generator: one in 50 is sent, the others are bad
+    # requests (each gets its result without the network, through the same
+    # intake, routing and results), so the test is quick. Read eagerly,
+    # they would take tens of MiB; read as the engine has room, the memory
+    # stays where it was after the first 25,000.
+    n = 100_000
+
+    def dicts() -> Iterator[Dict[str, Any]]:
+        for i in range(n):
+            yield {"url": "/fast" if i % 50 == 0 else 5, "method": "GET", "headers": {"x-n": str(i)}}
+
+    before = rss_mib()
+    seen, at = 0, 0.0
+    async with sluice.Client(base_url=mock.url, concurrency=20) as client:
+        async for r in client.stream(dicts()):
+            seen += 1
+            if seen == 25_000:
+                at = rss_mib()
+    after = rss_mib()
+    assert seen == n and mock.stats()["requests"] == n // 50
+    assert after - at < 8, f"RSS grew {after - at:.1f} MiB from 25,000 to 100,000 results"
+    assert after - before < 16, f"RSS grew {after - before:.1f} MiB over 100,000 requests"
 
 
 @pytest.mark.asyncio
@@ -314,13 +421,19 @@ async def test_learned_limits_pace_by_the_servers_headers(mock: sluice.MockServe
     url = f"{mock.url}/limited/bucket/openai/{{key}}?limit=10&window=0.25"
     for learn, key in (("auto", "py-learn"), ("off", "py-off")):
         async with sluice.Client(concurrency=10, retries=0, learn_limits=learn) as client:
-            results = [r async for r in client.stream([url.format(key=key)] * 40)]
+            stream = client.stream([url.format(key=key)] * 40)
+            results = [r async for r in stream]
         statuses = [r.status for r in results]
         assert len(results) == 40
+        learned = stream.summary().learned
         if learn == "auto":
             assert statuses == [200] * 40
+            # The summary says what was learned, with --summary-json's names.
+            assert [(l.origin, l.dialect) for l in learned] == [(mock.url, "openai")]
+            assert learned[0].requests_per_second is not None and learned[0].requests_per_second <= 40
+            assert learned[0].burst >= 1 and learned[0].refused == 0
         else:
-            assert 429 in statuses
+            assert 429 in statuses and learned == []
 
 
 @pytest.mark.asyncio

@@ -238,6 +238,7 @@ async fn drive(
                 Some(Event::OriginClosed { origin, reason }) => {
                     facts.closed_origins.push(format!("{origin}: {reason}"));
                 }
+                Some(Event::Learned(l)) => summary::note_learned(&mut facts.learned, l),
                 Some(_) => {}
                 None => break,
             },

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _sluice(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<batch::Engine>()?;
     m.add_class::<batch::Batch>()?;
     m.add_class::<mock::Mock>()?;
     m.add_function(wrap_pyfunction!(mock::start_mock, m)?)?;

@@ -1,9 +1,11 @@
 //! The summary Python sees, as JSON text (the `sluice.Summary` type reads
 //! it): the same names as the CLI's `--summary-json`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
+use sluice::event::Learned;
 use sluice::stats::Tally;
 
 /// Extra facts a file job knows.
@@ -15,6 +17,33 @@ pub struct JobFacts {
     pub closed_origins: Vec<String>,
     pub stopped: Option<String>,
     pub interrupted: bool,
+    /// The last word on each origin's learned limits.
+    pub learned: LearnedLimits,
+}
+
+/// What was learned about each origin's limits, by origin (the last event).
+pub type LearnedLimits = BTreeMap<String, Learned>;
+
+/// Notes a `Learned` event (the newest says most).
+pub fn note_learned(learned: &mut LearnedLimits, event: Learned) {
+    learned.insert(event.origin.clone(), event);
+}
+
+/// `learned` as `--summary-json` writes it (docs/output.md).
+fn learned_json(learned: &LearnedLimits) -> Value {
+    learned
+        .values()
+        .map(|l| {
+            json!({
+                "origin": l.origin,
+                "dialect": l.dialect,
+                "requests_per_second": l.requests_per_second,
+                "burst": l.burst,
+                "paced_seconds": l.paced.as_secs_f64(),
+                "refused": l.refused,
+            })
+        })
+        .collect()
 }
 
 /// `all` counts every record of the output (earlier runs' too, after a
@@ -48,6 +77,7 @@ pub fn json(all: &Tally, this_run: &Tally, wall: Duration, facts: Option<&JobFac
         "not_written_exact": f.not_written_exact,
         "stopped": f.stopped,
         "interrupted": f.interrupted,
+        "learned": learned_json(&f.learned),
     })
     .to_string()
 }

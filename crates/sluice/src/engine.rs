@@ -177,7 +177,8 @@ struct Driver {
     events: mpsc::Sender<Event>,
     /// Events decided, waiting for the consumer.
     outbox: VecDeque<Event>,
-    tasks: JoinSet<(Ticket, Outcome, Option<Instant>, Instant)>,
+    /// Attempts running; an outcome of `None`: the request was abandoned.
+    tasks: JoinSet<(Ticket, Option<Outcome>, Option<Instant>, Instant)>,
     /// Under `--redis`, the link to the shared limiter.
     shared: Option<Link>,
 }
@@ -218,7 +219,10 @@ impl Driver {
                         if let Some(sent) = sent {
                             self.scheduler.sent(ticket, sent);
                         }
-                        self.scheduler.complete(ticket, outcome, at)
+                        match outcome {
+                            Some(outcome) => self.scheduler.complete(ticket, outcome, at),
+                            None => self.scheduler.abandoned(ticket, at),
+                        }
                     }
                     Err(e) if e.is_cancelled() => {}
                     // Attempts catch their own panics, so this cannot happen.
@@ -268,11 +272,17 @@ impl Driver {
         // otherwise copy around; a task that holds a pointer moves little.
         self.tasks.spawn(Box::pin(async move {
             let mut sent = None;
-            let outcome =
+            let exchange =
                 AssertUnwindSafe(attempt::run(&client, &config, &attempt.request, &mut sent))
                     .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| internal_failure());
+                    .map(|done| done.unwrap_or_else(|_| internal_failure()));
+            let outcome = match &attempt.request.abandon {
+                Some(abandon) => tokio::select! {
+                    outcome = exchange => Some(outcome),
+                    () = abandon.abandoned() => None,
+                },
+                None => Some(exchange.await),
+            };
             (attempt.ticket, outcome, sent, Instant::now())
         }));
     }

@@ -55,6 +55,6 @@ pub use engine::{Run, RunError, run};
 pub use event::Event;
 pub use record::{Body, ErrorKind, Id, Record, RecordError};
 pub use redact::Redactor;
-pub use request::{Input, InvalidLine, Request};
+pub use request::{Abandon, Input, InvalidLine, Request};
 pub use retry::RetryOn;
 pub use units::Rate;

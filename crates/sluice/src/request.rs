@@ -40,6 +40,41 @@ pub struct Request {
     /// Where the line came from, `file:line` (the file's own line number),
     /// for messages about it; `None` for requests not read from a file.
     pub place: Option<String>,
+    /// Lets the caller give the request up mid-run (see [`Abandon`]).
+    pub abandon: Option<Abandon>,
+}
+
+/// Gives requests up while the run goes on: once [`Abandon::abandon`] is
+/// called, a request carrying this handle is dropped without a record
+/// ([`crate::Event::Dropped`]) wherever it is: its attempt in flight is
+/// cancelled at once (its connection closed, its slot freed), a retry
+/// waiting for its time is dropped then, and a queued one when it would
+/// start, so it never starts again. The other requests of the run, and
+/// every limit, carry on. For callers that feed one run from several
+/// sources (the Python package's client) and must cancel one of them.
+#[derive(Clone, Debug, Default)]
+pub struct Abandon(tokio_util::sync::CancellationToken);
+
+impl Abandon {
+    /// A handle no request has been given up by yet.
+    pub fn new() -> Abandon {
+        Abandon::default()
+    }
+
+    /// Gives up every request carrying this handle.
+    pub fn abandon(&self) {
+        self.0.cancel();
+    }
+
+    /// True once [`Abandon::abandon`] was called.
+    pub fn is_abandoned(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Resolves once [`Abandon::abandon`] is called.
+    pub async fn abandoned(&self) {
+        self.0.cancelled().await;
+    }
 }
 
 impl Request {
@@ -63,6 +98,7 @@ impl Request {
             cost: 1.0,
             cost_given: false,
             place: None,
+            abandon: None,
         }
     }
 }
@@ -101,6 +137,13 @@ pub enum Input {
         /// The line's id.
         id: Id,
     },
+}
+
+impl Request {
+    /// True when the caller gave the request up ([`Abandon`]).
+    pub fn is_abandoned(&self) -> bool {
+        self.abandon.as_ref().is_some_and(Abandon::is_abandoned)
+    }
 }
 
 impl Input {

@@ -54,6 +54,7 @@ impl Rest {
             cost: self.cost,
             cost_given: self.cost_given,
             place: None,
+            abandon: None,
         }
     }
 }

@@ -207,6 +207,18 @@ impl Scheduler {
         self.step(now);
     }
 
+    /// The attempt's request was abandoned ([`crate::Abandon`]) while in
+    /// flight: its slot is free, it gets no record.
+    pub fn abandoned(&mut self, ticket: Ticket, now: Instant) {
+        if let Some(job) = self.in_flight.remove(&ticket.0) {
+            let o = job.origin;
+            self.origins[o].attempt_ended(&job.dispatch);
+            self.drop_line(job.req.line, job.attempts);
+            self.refresh(o, now);
+        }
+        self.step(now);
+    }
+
     /// The attempt's request went out at `at` (its connection was there).
     /// A request's `started_at` and `duration_ms` run from when its first
     /// attempt was sent, not from its start, which may have waited for a
@@ -482,7 +494,7 @@ impl Scheduler {
                 break;
             }
             let job = entry.remove();
-            if self.draining || self.origins[job.origin].is_closed() {
+            if self.draining || self.origins[job.origin].is_closed() || job.req.is_abandoned() {
                 self.drop_line(job.req.line, job.attempts);
             } else if let Some(job) = self.spend_retry_budget(job, now) {
                 self.requeue(job, now);
@@ -505,6 +517,10 @@ impl Scheduler {
             let Some((_, &o)) = self.ready.first_key_value() else {
                 return;
             };
+            if self.origins[o].head().is_some_and(|j| j.req.is_abandoned()) {
+                self.drop_abandoned_head(o, now);
+                continue;
+            }
             let cells = self.origins[o].head().map_or(0, |j| j.cells);
             let budget_cells = self.config.budget.map_or(0, |_| cells);
             if let Some(gate) = self.grants.as_mut().map(|g| g.gate(o, now, budget_cells)) {
@@ -534,6 +550,17 @@ impl Scheduler {
             }
             self.start(o, cells, now);
         }
+    }
+
+    /// An abandoned request reached the head of a ready origin: it goes
+    /// without starting (nothing is charged).
+    fn drop_abandoned_head(&mut self, o: usize, now: Instant) {
+        self.unready(o);
+        if let Some(job) = self.origins[o].pop_head() {
+            self.queued -= 1;
+            self.drop_line(job.req.line, job.attempts);
+        }
+        self.refresh(o, now);
     }
 
     /// When the global rate or budget cannot pass now, the instant they can.

@@ -220,6 +220,11 @@ impl Origin {
         Some(job)
     }
 
+    /// Takes the head request without starting it (it was abandoned).
+    pub(crate) fn pop_head(&mut self) -> Option<Job> {
+        self.queue.pop_front()
+    }
+
     /// An attempt of this origin ended (`dispatch` was its start).
     pub(crate) fn attempt_ended(&mut self, dispatch: &Dispatch) {
         self.in_flight = self.in_flight.saturating_sub(1);

@@ -937,3 +937,48 @@ fn retries_wait_for_the_budget_holding_no_slot() {
     assert!(held >= 8, "{held}");
     assert!(waited >= Duration::from_secs(10), "{waited:?}");
 }
+
+/// A request given up ([`crate::Abandon`]) while in flight frees its slot
+/// at once, a queued one is dropped when it would start (it never starts),
+/// both without a record, and the run's other requests go on.
+#[test]
+fn abandoned_requests_free_their_slot_and_never_start() {
+    let config = Config::builder()
+        .concurrency(NonZeroUsize::MIN)
+        .build()
+        .expect("a valid config");
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
+    let url = url::Url::parse("http://127.0.0.1:9/x").expect("a URL");
+    let gone = crate::request::Abandon::new();
+    for line in 1..=3 {
+        let mut req = Request::get(line, url.clone());
+        req.abandon = (line <= 2).then(|| gone.clone());
+        s.offer(Input::Request(req), t0);
+    }
+    let step = |s: &mut Scheduler| {
+        let (mut starts, mut dropped, mut records) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(action) = s.next_action() {
+            match action {
+                Action::Start(a) => starts.push((a.ticket, a.request.line)),
+                Action::Emit(Event::Dropped { line, .. }) => dropped.push(line),
+                Action::Emit(Event::Record(r)) => records.push(r.line),
+                Action::Emit(_) => {}
+            }
+        }
+        (starts, dropped, records)
+    };
+    let (starts, _, _) = step(&mut s);
+    assert_eq!(starts.iter().map(|s| s.1).collect::<Vec<_>>(), [1]);
+    gone.abandon();
+    s.abandoned(starts[0].0, t0);
+    let (starts, dropped, records) = step(&mut s);
+    assert_eq!(dropped, [1, 2]);
+    assert_eq!(starts.iter().map(|s| s.1).collect::<Vec<_>>(), [3]);
+    s.complete(starts[0].0, outcome(End::Ok), t0);
+    let (_, _, done) = step(&mut s);
+    assert!(records.is_empty());
+    assert_eq!(done, [3]);
+    s.end_input(t0);
+    assert!(s.finished());
+}
