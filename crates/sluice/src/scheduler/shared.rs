@@ -388,6 +388,7 @@ mod tests {
     fn scheduler(t0: tokio::time::Instant) -> Scheduler {
         let config = Config::builder()
             .rate("10/s".parse().unwrap())
+            .learn_limits(false)
             .shared(SharedConfig {
                 url: "redis://127.0.0.1:1".into(),
                 job: "t".into(),
