@@ -87,7 +87,12 @@ fn check_paths(args: &MergeArgs) -> Result<()> {
         appends: false,
     }];
     let read: Vec<PathBuf> = args.files.iter().chain(&args.check).cloned().collect();
-    for note in crate::outputs::check(&outputs, &read, args.overwrite)? {
+    for note in crate::outputs::check(
+        &outputs,
+        &read,
+        args.overwrite,
+        crate::outputs::Writer::Files,
+    )? {
         eprintln!("{note}");
     }
     Ok(())

@@ -12,11 +12,26 @@ pub use sluice::filejob::outputs::{Output, bytes, is_regular_or_new, replace};
 
 use crate::run::Usage;
 
+/// Which command writes: `sluice run` sends requests and can resume its
+/// output; `report` and `merge` only write files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// `sluice run`.
+    Run,
+    /// `sluice report` or `sluice merge`.
+    Files,
+}
+
 /// Checks every output before anything is sent; returns the notes to print
 /// (what `--overwrite` replaces). Errors are [`Usage`] (exit 2).
-pub fn check(outputs: &[Output], inputs: &[PathBuf], overwrite: bool) -> Result<Vec<String>> {
+pub fn check(
+    outputs: &[Output],
+    inputs: &[PathBuf],
+    overwrite: bool,
+    writer: Writer,
+) -> Result<Vec<String>> {
     let replaced = sluice::filejob::outputs::check(outputs, inputs, overwrite)
-        .map_err(|e| Usage(output_error(e)))?;
+        .map_err(|e| Usage(output_error(e, writer)))?;
     Ok(replaced
         .iter()
         .map(|r| format!("sluice: --overwrite: {r}"))
@@ -24,19 +39,19 @@ pub fn check(outputs: &[Output], inputs: &[PathBuf], overwrite: bool) -> Result<
 }
 
 /// A refused output, with the option that would let the command go on.
-pub fn output_error(e: OutputError) -> anyhow::Error {
+pub fn output_error(e: OutputError, writer: Writer) -> anyhow::Error {
     match e {
         OutputError::Exists { option, path, len } => {
-            let advice = if option == "-o" {
+            // Only `run`'s records can be resumed.
+            let advice = if option == "-o" && writer == Writer::Run {
                 "use --resume to continue it, or --overwrite to replace it"
             } else {
                 "choose another path, or give --overwrite to replace it"
             };
-            // `sluice report` sends nothing: what it did not do is write.
-            let nothing = if matches!(option, "--html" | "--json") {
-                "nothing was written"
-            } else {
-                "nothing was sent"
+            // `report` and `merge` send nothing: what they did not do is write.
+            let nothing = match writer {
+                Writer::Run => "nothing was sent",
+                Writer::Files => "nothing was written",
             };
             anyhow!(
                 "{option} {} already exists and is not empty ({}); {nothing}: {advice}",

@@ -31,7 +31,12 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
             })
         })
         .collect();
-    for note in crate::outputs::check(&outputs, &args.files, args.overwrite)? {
+    for note in crate::outputs::check(
+        &outputs,
+        &args.files,
+        args.overwrite,
+        crate::outputs::Writer::Files,
+    )? {
         eprintln!("{note}");
     }
     let report = read(&args.files).map_err(Usage)?;

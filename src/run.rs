@@ -41,7 +41,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         input_format: args.input_format.into(),
     };
     let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(e.into()))?;
-    for note in crate::outputs::check(&outputs(&args), &args.inputs, args.overwrite)? {
+    for note in crate::outputs::check(
+        &outputs(&args),
+        &args.inputs,
+        args.overwrite,
+        crate::outputs::Writer::Run,
+    )? {
         eprintln!("{note}");
     }
     if args.dry_run {
@@ -147,7 +152,7 @@ fn job_error(e: JobError) -> anyhow::Error {
         JobError::ResumeOnStdout => {
             anyhow!("--resume needs -o FILE: records on stdout cannot be resumed")
         }
-        JobError::Output(e) => crate::outputs::output_error(e),
+        JobError::Output(e) => crate::outputs::output_error(e, crate::outputs::Writer::Run),
         other => other.into(),
     }
 }

@@ -277,7 +277,17 @@ async fn merge_combines_the_shards_in_input_order_and_checks_every_line() {
     assert_eq!(lines, [1, 3, 4, 6, 7, 8, 9, 10], "in input order");
 
     // An existing output is refused unless --overwrite; an input never.
-    merge(&args).output().await.code(2);
+    // merge has no --resume and sends nothing: its refusal says neither.
+    let refused = merge(&args).output().await;
+    refused.code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("nothing was written: choose another path, or give --overwrite"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("--resume"), "{}", refused.stderr);
     let mut again = args.clone();
     again.push("--overwrite".as_ref());
     merge(&again).output().await.code(0);
