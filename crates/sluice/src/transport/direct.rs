@@ -1,6 +1,6 @@
 //! The engine's own HTTP/1.1 client, for origins reached without a proxy:
 //! hyper's connection API (`hyper::client::conn::http1`) over a TCP or
-//! rustls stream, and the engine's pool ([`super::pool`]). It does what
+//! rustls stream, and the engine's pool (`pool`). It does what
 //! reqwest's client did for these requests — resolve with typed DNS errors,
 //! connect within the connect timeout, send the run's User-Agent and
 //! `Accept: */*`, reuse kept-alive connections, resend a request a reused
