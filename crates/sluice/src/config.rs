@@ -22,6 +22,15 @@ use crate::units::Rate;
 /// after each pause longer than 1 s, is one handshake per pause.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long Redis may be unreachable before a run that shares its limits
+/// stops as for a closed origin, unless configured (5 minutes): long enough
+/// for a failover or a restart, short enough that a lost Redis is noticed.
+pub const DEFAULT_SHARED_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The most requests in flight a front end accepts (`-c`, `concurrency`):
+/// far above what one process's sockets and one core carry.
+pub const MAX_CONCURRENCY: u64 = 100_000;
+
 /// How response bodies are stored in records (`--body`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BodyMode {
