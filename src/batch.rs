@@ -259,7 +259,7 @@ struct State {
     started: Instant,
     /// Outcomes of records not yet handed to the OS, oldest first: counted
     /// only once written, so the summary says how far the output got.
-    pending: std::collections::VecDeque<(sluice::stats::Outcome, Duration)>,
+    pending: std::collections::VecDeque<(sluice::stats::RecordFacts, Duration)>,
     /// HTTP and TLS versions per origin.
     protocols: sluice::stats::Protocols,
     settled: u64,

@@ -607,14 +607,14 @@ pub fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use sluice::record::ErrorKind;
-    use sluice::stats::{Outcome, Sample};
+    use sluice::stats::{RecordFacts, Sample};
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn text_from_records_is_escaped_and_nothing_is_loaded() {
         let mut r = Report::default();
         r.add(&Sample {
-            outcome: Outcome {
+            facts: RecordFacts {
                 ok: false,
                 status: Some(502),
                 kind: Some(ErrorKind::HttpStatus),
