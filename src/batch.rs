@@ -15,7 +15,7 @@ use sluice::{Config, Event, Input};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exit::{Ending, ExitCode, Stop};
-use crate::report::{Display, Progress, Summary};
+use crate::report::{Progress, Screen, Summary};
 use crate::signals::Signal;
 
 /// The message for an engine that stopped early: a panic loses no record
@@ -110,7 +110,7 @@ impl Feed {
 
 /// How the batch is shown and summarised.
 pub struct Ui {
-    pub display: Display,
+    pub display: Screen,
     pub quiet: bool,
     pub summary_json: Option<std::path::PathBuf>,
     /// `--report FILE.html`, with the run's facts it shows.
@@ -297,7 +297,7 @@ struct State {
 }
 
 impl State {
-    fn handle(&mut self, event: Event, sink: &mut Sink, display: &Display) {
+    fn handle(&mut self, event: Event, sink: &mut Sink, display: &Screen) {
         display.log(&event);
         match event {
             Event::Record(record) => {
@@ -391,7 +391,7 @@ impl State {
 
     /// A second interrupt: what is in flight is abandoned without a record.
     /// The server saw those attempts, so the statistics count them.
-    fn cancel(&mut self, signal: Signal, display: &Display) {
+    fn cancel(&mut self, signal: Signal, display: &Screen) {
         let n = self.in_flight_lines.len() as u64;
         for (_, attempts) in self.in_flight_lines.drain() {
             self.all.add_unrecorded_attempts(attempts);

@@ -13,7 +13,7 @@ use sluice_mock::MockServer;
 
 use crate::batch::{self, Feed, Ui};
 use crate::cli::{DemoArgs, ProgressMode};
-use crate::report::Display;
+use crate::report::Screen;
 use crate::run::Usage;
 
 const REQUESTS: u64 = 200;
@@ -36,7 +36,7 @@ pub async fn demo(args: DemoArgs) -> Result<crate::exit::ExitCode> {
         mock.url()
     );
     let ui = Ui {
-        display: Display::new(ProgressMode::Always, false, false),
+        display: Screen::new(ProgressMode::Always, false, false),
         quiet: false,
         summary_json: None,
         report: None,
