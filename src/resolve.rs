@@ -222,8 +222,10 @@ impl RunArgs {
 }
 
 /// The option that sets a setting, for the engine's messages.
-fn option_of(setting: Setting) -> &'static str {
+pub(crate) fn option_of(setting: Setting) -> &'static str {
     match setting {
+        Setting::BaseUrl => "--base-url",
+        Setting::InputFormat => "--input-format",
         Setting::BudgetBurst => "--budget-burst",
         Setting::HaltAfter => "--halt-after",
         Setting::MaxBodySize => "--max-body-size",

@@ -130,6 +130,7 @@ fn parse_options(args: &RunArgs, config: &Config) -> Result<ParseOptions> {
         redactor: config.redactor.clone(),
         max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         input_format: args.input_format.into(),
+        setting_names: crate::resolve::option_of,
     })
 }
 

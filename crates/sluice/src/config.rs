@@ -101,8 +101,9 @@ impl fmt::Debug for TlsConfig {
 
 /// A setting that messages in records and events name. The engine calls it
 /// by its field (`max_body_size`); a front end that set it from an option
-/// of its own says so with [`ConfigBuilder::setting_names`] (the CLI:
-/// `--max-body-size`).
+/// of its own says so with [`ConfigBuilder::setting_names`] and
+/// [`ParseOptions::setting_names`](crate::parse::ParseOptions::setting_names)
+/// (the CLI: `--max-body-size`; Python's keywords are the field names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Setting {
@@ -114,6 +115,10 @@ pub enum Setting {
     MaxBodySize,
     /// [`Config::max_retry_after`].
     MaxRetryAfter,
+    /// [`ParseOptions::base_url`](crate::parse::ParseOptions::base_url).
+    BaseUrl,
+    /// [`ParseOptions::input_format`](crate::parse::ParseOptions::input_format).
+    InputFormat,
 }
 
 impl Setting {
@@ -124,6 +129,8 @@ impl Setting {
             Setting::HaltAfter => "halt_after",
             Setting::MaxBodySize => "max_body_size",
             Setting::MaxRetryAfter => "max_retry_after",
+            Setting::BaseUrl => "base_url",
+            Setting::InputFormat => "input_format",
         }
     }
 }
