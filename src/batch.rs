@@ -15,7 +15,7 @@ use sluice::{Config, Event, Input};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exit::{Ending, ExitCode, Stop};
-use crate::report::{Progress, Screen, Summary};
+use crate::screen::{Progress, Screen, Summary};
 use crate::signals::Signal;
 
 /// The message for an engine that stopped early: a panic loses no record
@@ -279,11 +279,11 @@ struct State {
     /// Under `--redis`: since when Redis has been unreachable.
     redis_down: Option<std::time::Instant>,
     /// What each origin's rate-limit headers taught, latest first.
-    learned: std::collections::BTreeMap<String, crate::report::LearnedOrigin>,
+    learned: std::collections::BTreeMap<String, crate::screen::LearnedOrigin>,
     /// How long retries waited for the retry budget (once the run finished).
-    retry_budget: Option<crate::report::RetryBudgetAccount>,
+    retry_budget: Option<crate::screen::RetryBudgetAccount>,
     /// Under `--adaptive`: the concurrency limit's latest account, and `-c`.
-    adaptive: Option<(crate::report::AdaptiveAccount, usize)>,
+    adaptive: Option<(crate::screen::AdaptiveAccount, usize)>,
     /// `-c`.
     ceiling: usize,
     /// Records of this run whose request was sent (at least one attempt).
@@ -354,7 +354,7 @@ impl State {
                     .insert(origin, (SystemTime::now() + wait, reason));
             }
             Event::Redis(trouble) => {
-                if let Some(line) = crate::report::redis_trouble(&trouble) {
+                if let Some(line) = crate::screen::redis_trouble(&trouble) {
                     display.println(&line);
                 }
                 self.redis_down = match trouble {
@@ -373,7 +373,7 @@ impl State {
                 self.adaptive = Some(((&c).into(), self.ceiling));
             }
             Event::RetryBudget { waited, held } => {
-                self.retry_budget = Some(crate::report::RetryBudgetAccount {
+                self.retry_budget = Some(crate::screen::RetryBudgetAccount {
                     waited_seconds: waited.as_secs_f64(),
                     retries_held: held,
                 });
@@ -406,7 +406,7 @@ impl State {
         display.println(&format!(
             "sluice: {} again: cancelled {} in flight without a record{again}",
             signal.name(),
-            crate::report::plural(n, "request")
+            crate::screen::plural(n, "request")
         ));
     }
 
@@ -506,7 +506,7 @@ impl State {
                 Some(n) => format!(
                     "; a second {} cancelled {} in flight without a record",
                     sig.name(),
-                    crate::report::plural(n, "request")
+                    crate::screen::plural(n, "request")
                 ),
                 None => String::new(),
             };

@@ -13,8 +13,8 @@ use sluice_mock::MockServer;
 
 use crate::batch::{self, Feed, Ui};
 use crate::cli::{DemoArgs, ProgressMode};
-use crate::report::Screen;
 use crate::run::Usage;
+use crate::screen::Screen;
 
 const REQUESTS: u64 = 200;
 const CONCURRENCY: NonZeroUsize = NonZeroUsize::new(15).expect("15 is not zero");

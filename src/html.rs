@@ -12,7 +12,7 @@ use sluice::record::rfc3339;
 use sluice::stats::{Bin, Interval, Pause, Report, TimeSplit, percentile_ms};
 
 use crate::chart::{Axis, Chart, Series, Style};
-use crate::report::Summary;
+use crate::screen::Summary;
 use crate::settings::RunInfo;
 
 /// Where the records of a report came from.

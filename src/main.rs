@@ -34,9 +34,9 @@ mod html;
 mod merge;
 mod outputs;
 mod recompute;
-mod report;
 mod resolve;
 mod run;
+mod screen;
 mod settings;
 mod signals;
 

@@ -19,7 +19,7 @@ use sluice::source::Source;
 use crate::batch::{self, Feed, Ui};
 use crate::cli::RunArgs;
 use crate::exit::{Ending, ExitCode, Stop};
-use crate::report::Screen;
+use crate::screen::Screen;
 
 /// A failure before anything was sent: printed, then exit 2.
 #[derive(Debug, thiserror::Error)]
