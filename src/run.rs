@@ -171,14 +171,7 @@ fn commit_resume(mut resumed: Resumed, args: &RunArgs) -> Result<Resumed> {
 
 /// Sends every request of the plan and drives the batch to its end.
 async fn send_all(plan: SendPlan, args: &RunArgs) -> Result<ExitCode> {
-    let SendPlan {
-        config,
-        source,
-        shard,
-        resumed,
-        sink,
-        shared,
-    } = plan;
+    let config = plan.config;
     if args.insecure {
         eprintln!(
             "sluice: warning: --insecure: TLS certificates are NOT verified; anyone on the path can read and change this traffic"
@@ -186,12 +179,12 @@ async fn send_all(plan: SendPlan, args: &RunArgs) -> Result<ExitCode> {
     }
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
-    let prior = resumed.as_ref().map(|r| r.tally());
-    let stream = sluice::shard::select(filejob::input_stream(source, resumed), shard);
-    let (feed, inputs) = Feed::wrap(stream);
-    count_in_background(&args.inputs, shard, &feed);
-    let ui = ui(args, &config, shared);
-    let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
+    let prior = plan.resumed.as_ref().map(|r| r.tally());
+    let stream = filejob::input_stream(plan.source, plan.resumed);
+    let (feed, inputs) = Feed::wrap(sluice::shard::select(stream, plan.shard));
+    count_in_background(&args.inputs, plan.shard, &feed);
+    let ui = ui(args, &config, plan.shared);
+    let summary = batch::drive(config, feed, inputs, plan.sink, prior, ui, signals).await?;
     Ok(summary.exit_code)
 }
 
