@@ -232,8 +232,7 @@ async fn after_kill_9_resume_sends_only_the_unrecorded_lines() {
             .is_ok_and(|text| text.lines().filter(|l| l.ends_with('}')).count() == 2)
     })
     .await;
-    child.signal(libc::SIGKILL);
-    assert_eq!(child.finish().await.code, -libc::SIGKILL);
+    child.kill_9().await;
     assert_eq!(server.stats().requests, 3);
 
     let out = Sluice::run([
