@@ -15,7 +15,7 @@ use sluice::{Config, Event, Input};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exit::{Ending, ExitCode, Stop};
-use crate::report::{Display, Progress, Summary};
+use crate::screen::{Progress, Screen, Summary};
 use crate::signals::Signal;
 
 /// The message for an engine that stopped early: a panic loses no record
@@ -110,7 +110,7 @@ impl Feed {
 
 /// How the batch is shown and summarised.
 pub struct Ui {
-    pub display: Display,
+    pub display: Screen,
     pub quiet: bool,
     pub summary_json: Option<std::path::PathBuf>,
     /// `--report FILE.html`, with the run's facts it shows.
@@ -259,7 +259,7 @@ struct State {
     started: Instant,
     /// Outcomes of records not yet handed to the OS, oldest first: counted
     /// only once written, so the summary says how far the output got.
-    pending: std::collections::VecDeque<(sluice::stats::Outcome, Duration)>,
+    pending: std::collections::VecDeque<(sluice::stats::RecordFacts, Duration)>,
     /// HTTP and TLS versions per origin.
     protocols: sluice::stats::Protocols,
     settled: u64,
@@ -279,11 +279,11 @@ struct State {
     /// Under `--redis`: since when Redis has been unreachable.
     redis_down: Option<std::time::Instant>,
     /// What each origin's rate-limit headers taught, latest first.
-    learned: std::collections::BTreeMap<String, crate::report::LearnedOrigin>,
+    learned: std::collections::BTreeMap<String, crate::screen::LearnedOrigin>,
     /// How long retries waited for the retry budget (once the run finished).
-    retry_budget: Option<crate::report::RetryBudgetAccount>,
+    retry_budget: Option<crate::screen::RetryBudgetAccount>,
     /// Under `--adaptive`: the concurrency limit's latest account, and `-c`.
-    adaptive: Option<(crate::report::AdaptiveAccount, usize)>,
+    adaptive: Option<(crate::screen::AdaptiveAccount, usize)>,
     /// `-c`.
     ceiling: usize,
     /// Records of this run whose request was sent (at least one attempt).
@@ -297,7 +297,7 @@ struct State {
 }
 
 impl State {
-    fn handle(&mut self, event: Event, sink: &mut Sink, display: &Display) {
+    fn handle(&mut self, event: Event, sink: &mut Sink, display: &Screen) {
         display.log(&event);
         match event {
             Event::Record(record) => {
@@ -354,7 +354,7 @@ impl State {
                     .insert(origin, (SystemTime::now() + wait, reason));
             }
             Event::Redis(trouble) => {
-                if let Some(line) = crate::report::redis_trouble(&trouble) {
+                if let Some(line) = crate::screen::redis_trouble(&trouble) {
                     display.println(&line);
                 }
                 self.redis_down = match trouble {
@@ -373,7 +373,7 @@ impl State {
                 self.adaptive = Some(((&c).into(), self.ceiling));
             }
             Event::RetryBudget { waited, held } => {
-                self.retry_budget = Some(crate::report::RetryBudgetAccount {
+                self.retry_budget = Some(crate::screen::RetryBudgetAccount {
                     waited_seconds: waited.as_secs_f64(),
                     retries_held: held,
                 });
@@ -391,7 +391,7 @@ impl State {
 
     /// A second interrupt: what is in flight is abandoned without a record.
     /// The server saw those attempts, so the statistics count them.
-    fn cancel(&mut self, signal: Signal, display: &Display) {
+    fn cancel(&mut self, signal: Signal, display: &Screen) {
         let n = self.in_flight_lines.len() as u64;
         for (_, attempts) in self.in_flight_lines.drain() {
             self.all.add_unrecorded_attempts(attempts);
@@ -406,7 +406,7 @@ impl State {
         display.println(&format!(
             "sluice: {} again: cancelled {} in flight without a record{again}",
             signal.name(),
-            crate::report::plural(n, "request")
+            crate::screen::plural(n, "request")
         ));
     }
 
@@ -506,7 +506,7 @@ impl State {
                 Some(n) => format!(
                     "; a second {} cancelled {} in flight without a record",
                     sig.name(),
-                    crate::report::plural(n, "request")
+                    crate::screen::plural(n, "request")
                 ),
                 None => String::new(),
             };

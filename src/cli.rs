@@ -6,16 +6,108 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use sluice::RetryOn;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use sluice::config::MAX_CONCURRENCY;
 use sluice::format::OutputFormat;
 use sluice::parse::InputFormat;
 use sluice::ratelimit::Headroom;
 use sluice::retry_budget::RetryBudget;
 use sluice::shard::Shard;
-use sluice::units::{Rate, parse_duration, parse_size};
+use sluice::units::{Rate, parse_duration, parse_size, write_duration, write_size};
+use sluice::{BodyMode, Config, RetryOn};
 
 use crate::help;
+
+/// The command line as clap sees it, with each default of `sluice run` and
+/// `sluice mock` stated in its help from the one place it is written: the
+/// engine's [`Config::default`] (the options are `Option`s, resolved over
+/// it) and the mock's constants.
+pub fn command() -> clap::Command {
+    Cli::command()
+        .mut_subcommand("run", |run| state_defaults(run, &run_defaults()))
+        .mut_subcommand("mock", |mock| state_defaults(mock, &mock_defaults()))
+}
+
+/// Parses the process's arguments with [`command`].
+///
+/// # Errors
+///
+/// A usage error, or the help or version clap prints ([`clap::Error`]).
+pub fn parse() -> Result<Cli, clap::Error> {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `argv` (its first item is the program) with [`command`].
+///
+/// # Errors
+///
+/// As [`parse`].
+pub fn parse_from<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(argv)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The defaults of `sluice run`'s options that the engine decides, written
+/// as the options take them.
+pub(crate) fn run_defaults() -> Vec<(&'static str, String)> {
+    let c = Config::default();
+    let budget = c
+        .retry_budget
+        .map_or_else(|| "off".to_string(), |b| b.to_string());
+    vec![
+        ("concurrency", c.concurrency.to_string()),
+        ("burst", c.burst.to_string()),
+        ("limit_headroom", format!("{:?}", c.limit_headroom.get())),
+        ("timeout", write_duration(c.timeout)),
+        ("connect_timeout", write_duration(c.connect_timeout)),
+        ("pool_idle_timeout", write_duration(c.pool_idle_timeout)),
+        ("max_body_size", write_size(c.max_body_size)),
+        ("retries", c.retries.to_string()),
+        ("retry_on", c.retry_on.to_string()),
+        ("retry_budget", budget),
+        ("backoff_initial", write_duration(c.backoff_initial)),
+        ("backoff_max", write_duration(c.backoff_max)),
+        ("max_retry_after", write_duration(c.max_retry_after)),
+        ("halt_after", c.halt_after.to_string()),
+        ("reorder_window", c.reorder_window.to_string()),
+        (
+            "redis_timeout",
+            write_duration(sluice::config::DEFAULT_SHARED_TIMEOUT),
+        ),
+    ]
+}
+
+/// The defaults of `sluice mock`'s options that the mock decides.
+fn mock_defaults() -> Vec<(&'static str, String)> {
+    vec![(
+        "h2_max_streams",
+        sluice_mock::H2_MAX_CONCURRENT_STREAMS.to_string(),
+    )]
+}
+
+/// Ends each named option's help with `[default: VALUE]`, where clap puts
+/// the defaults it knows: after a space in `-h`, in a paragraph of its own
+/// in `--help`.
+fn state_defaults(
+    mut command: clap::Command,
+    defaults: &[(&'static str, String)],
+) -> clap::Command {
+    for (id, value) in defaults {
+        command = command.mut_arg(*id, |arg| {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let long = arg
+                .get_long_help()
+                .map_or_else(|| help.clone(), ToString::to_string);
+            arg.help(format!("{help} [default: {value}]"))
+                .long_help(format!("{long}\n\n[default: {value}]"))
+        });
+    }
+    command
+}
 
 /// Execute large batches of HTTP API calls fast, politely, and without losing a result.
 #[derive(Debug, Parser)]
@@ -39,9 +131,9 @@ pub enum Command {
     #[command(after_help = help::mock_after_help())]
     Mock {
         /// Address to listen on: HOST:PORT, or a port alone (on 127.0.0.1); port 0 picks a free one.
-        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+        #[arg(long, default_value = sluice_mock::DEFAULT_LISTEN, value_parser = parse_listen)]
         listen: SocketAddr,
-        /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS announced per connection (nginx: 128) [default: 4096].
+        /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS announced per connection (nginx: 128).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         h2_max_streams: Option<u32>,
         /// End each connection gracefully after N requests: HTTP/2 GOAWAY, HTTP/1.1 close (nginx's keepalive_requests).
@@ -184,6 +276,16 @@ pub enum LearnLimits {
     Off,
 }
 
+impl From<bool> for LearnLimits {
+    fn from(learn: bool) -> LearnLimits {
+        if learn {
+            LearnLimits::Auto
+        } else {
+            LearnLimits::Off
+        }
+    }
+}
+
 /// `--retry-budget`: a budget, or `None` for `off`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryBudgetArg(pub Option<RetryBudget>);
@@ -226,6 +328,16 @@ pub enum OutputFormatArg {
     AnthropicBatch,
 }
 
+impl From<OutputFormat> for OutputFormatArg {
+    fn from(format: OutputFormat) -> OutputFormatArg {
+        match format {
+            OutputFormat::Sluice => OutputFormatArg::Sluice,
+            OutputFormat::OpenAiBatch => OutputFormatArg::OpenaiBatch,
+            OutputFormat::AnthropicBatch => OutputFormatArg::AnthropicBatch,
+        }
+    }
+}
+
 impl From<OutputFormatArg> for OutputFormat {
     fn from(arg: OutputFormatArg) -> OutputFormat {
         match arg {
@@ -247,6 +359,17 @@ pub enum InputFormatArg {
     OpenaiBatch,
     /// Anthropic Message Batches lines: {custom_id, params}, POSTed to /v1/messages under --base-url.
     AnthropicBatch,
+}
+
+impl From<InputFormat> for InputFormatArg {
+    fn from(format: InputFormat) -> InputFormatArg {
+        match format {
+            InputFormat::Auto => InputFormatArg::Auto,
+            InputFormat::Sluice => InputFormatArg::Sluice,
+            InputFormat::OpenAiBatch => InputFormatArg::OpenaiBatch,
+            InputFormat::AnthropicBatch => InputFormatArg::AnthropicBatch,
+        }
+    }
 }
 
 impl From<InputFormatArg> for InputFormat {
@@ -273,6 +396,20 @@ pub enum BodyArg {
     None,
 }
 
+impl From<BodyMode> for BodyArg {
+    fn from(mode: BodyMode) -> BodyArg {
+        match mode {
+            BodyMode::Auto => BodyArg::Auto,
+            BodyMode::Text => BodyArg::Text,
+            BodyMode::Base64 => BodyArg::Base64,
+            BodyMode::None => BodyArg::None,
+        }
+    }
+}
+
+/// The options of `sluice run`. An option whose default the engine decides
+/// is an `Option`: unset, the engine's [`Config::default`] holds (see
+/// `resolve`), and [`command`] states that default in the help.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Input files of JSON request lines or URLs (`sluice help input`); `-` is standard input
@@ -290,7 +427,7 @@ pub struct RunArgs {
     #[arg(
         long,
         value_enum,
-        default_value = "sluice",
+        default_value_t = OutputFormatArg::from(OutputFormat::default()),
         value_name = "FORMAT",
         help_heading = heading::OUTPUT
     )]
@@ -307,12 +444,12 @@ pub struct RunArgs {
 
     /// Requests in flight at once, across all origins.
     #[arg(help_heading = heading::LIMITS)]
-    #[arg(short, long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub concurrency: u64,
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY))]
+    pub concurrency: Option<u64>,
 
     /// Requests in flight at once per origin (scheme, host, port) [default: unlimited]
     #[arg(help_heading = heading::LIMITS)]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY))]
     pub per_host_concurrency: Option<u64>,
 
     /// Attempt starts per unit across all origins: 50/s, 3000/m, 100000/h [default: unlimited]
@@ -327,8 +464,8 @@ pub struct RunArgs {
 
     /// How many starts may bunch up under --rate and --per-host-rate.
     #[arg(help_heading = heading::LIMITS)]
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub burst: u32,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: Option<u32>,
 
     /// Weighted budget, e.g. tokens per minute (90000/m): each attempt spends its request's `cost`
     /// [default: unlimited]
@@ -346,14 +483,14 @@ pub struct RunArgs {
     /// IETF RateLimit): `auto` learns them, `off` ignores them. --rate, --per-host-rate and
     /// --budget stay ceilings.
     #[arg(help_heading = heading::LIMITS)]
-    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    #[arg(long, value_enum, default_value_t = LearnLimits::from(Config::default().learn_limits), value_name = "MODE")]
     pub learn_limits: LearnLimits,
 
     /// The share of a learned limit to use, above 0 and at most 1: lower it when other clients
     /// share the key.
     #[arg(help_heading = heading::LIMITS)]
-    #[arg(long, default_value = "1.0", value_name = "SHARE", value_parser = parse_headroom)]
-    pub limit_headroom: Headroom,
+    #[arg(long, value_name = "SHARE", value_parser = parse_headroom)]
+    pub limit_headroom: Option<Headroom>,
 
     /// Find the concurrency limit within [1, -c] from the servers' answers: halved on overload
     /// (503, 529, timeouts, resets), lowered on 429s and when latency grows, raised by one per
@@ -364,28 +501,28 @@ pub struct RunArgs {
 
     /// One attempt, from send to whole body (30s, 500ms, 5m: every duration needs its unit, here and in an input line's `timeout`).
     #[arg(help_heading = heading::LIMITS)]
-    #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 
     /// DNS + TCP + TLS.
     #[arg(help_heading = heading::LIMITS)]
-    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
 
-    /// Close pooled connections idle this long; keep it below the server's keep-alive [default: 1s].
+    /// Close pooled connections idle this long; keep it below the server's keep-alive.
     #[arg(help_heading = heading::LIMITS)]
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub pool_idle_timeout: Option<Duration>,
 
     /// Retries after the first attempt.
     #[arg(help_heading = heading::RETRIES)]
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    pub retries: u32,
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
 
     /// The whole retry policy: statuses, ranges (500-599) and kinds timeout, connect, dns, reset.
     #[arg(help_heading = heading::RETRIES)]
-    #[arg(long, value_name = "LIST", default_value = "408,429,500,502,503,504,529,timeout,connect,dns,reset", value_parser = RetryOn::parse)]
-    pub retry_on: RetryOn,
+    #[arg(long, value_name = "LIST", value_parser = RetryOn::parse)]
+    pub retry_on: Option<RetryOn>,
 
     /// Retry non-idempotent methods (POST, PATCH, ...) on everything in --retry-on.
     #[arg(help_heading = heading::RETRIES)]
@@ -396,28 +533,28 @@ pub struct RunArgs {
     /// recent first attempts plus RATE a second (Finagle's defaults), or `off`. A retry that
     /// finds it empty waits for it, holding no slot; waits asked for by Retry-After do not spend.
     #[arg(help_heading = heading::RETRIES)]
-    #[arg(long, default_value = "20%+10/s", value_name = "PERCENT%+RATE/s", value_parser = parse_retry_budget)]
-    pub retry_budget: RetryBudgetArg,
+    #[arg(long, value_name = "PERCENT%+RATE/s", value_parser = parse_retry_budget)]
+    pub retry_budget: Option<RetryBudgetArg>,
 
     /// First backoff ceiling (exponential backoff with full jitter).
     #[arg(help_heading = heading::RETRIES)]
-    #[arg(long, default_value = "500ms", value_name = "DUR", value_parser = parse_duration)]
-    pub backoff_initial: Duration,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub backoff_initial: Option<Duration>,
 
     /// Largest backoff ceiling.
     #[arg(help_heading = heading::RETRIES)]
-    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = parse_duration)]
-    pub backoff_max: Duration,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub backoff_max: Option<Duration>,
 
     /// Longest server-requested wait honoured; a 429/503 asking for more closes its origin.
     #[arg(help_heading = heading::RETRIES)]
-    #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
-    pub max_retry_after: Duration,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub max_retry_after: Option<Duration>,
 
     /// Close an origin after N consecutive final failures with 401/403/407 or dns/tls/connect (0: never).
     #[arg(help_heading = heading::RETRIES)]
-    #[arg(long, default_value_t = 20, value_name = "N")]
-    pub halt_after: u32,
+    #[arg(long, value_name = "N")]
+    pub halt_after: Option<u32>,
 
     /// Header added to every request ('Name: value'); ${VAR} in the value reads the environment.
     #[arg(help_heading = heading::REQUESTS)]
@@ -434,7 +571,7 @@ pub struct RunArgs {
     #[arg(
         long,
         value_enum,
-        default_value = "auto",
+        default_value_t = InputFormatArg::from(InputFormat::default()),
         value_name = "FORMAT",
         help_heading = heading::REQUESTS
     )]
@@ -447,8 +584,8 @@ pub struct RunArgs {
 
     /// Under --ordered, no request starts more than N lines beyond the oldest request without a record.
     #[arg(help_heading = heading::OUTPUT)]
-    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub reorder_window: u64,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub reorder_window: Option<u64>,
 
     /// Skip input lines already recorded in --output, then append.
     #[arg(help_heading = heading::OUTPUT)]
@@ -467,13 +604,13 @@ pub struct RunArgs {
 
     /// How response bodies are stored.
     #[arg(help_heading = heading::OUTPUT)]
-    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    #[arg(long, value_enum, default_value_t = BodyArg::from(BodyMode::default()), value_name = "MODE")]
     pub body: BodyArg,
 
     /// Larger bodies (decoded bytes) end the request with body_too_large.
     #[arg(help_heading = heading::LIMITS)]
-    #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size)]
-    pub max_body_size: u64,
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_body_size: Option<u64>,
 
     /// Record response headers.
     #[arg(help_heading = heading::OUTPUT)]
@@ -580,8 +717,8 @@ pub struct RunArgs {
     /// Under --redis: how long Redis may be unreachable (no new request starts meanwhile)
     /// before the run stops as for a closed origin (exit 3; --resume continues).
     #[arg(help_heading = heading::SHARING)]
-    #[arg(long, default_value = "5m", value_name = "DUR", value_parser = parse_duration)]
-    pub redis_timeout: Duration,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub redis_timeout: Option<Duration>,
 }
 
 /// What `--shard` says.

@@ -13,8 +13,8 @@ use sluice_mock::MockServer;
 
 use crate::batch::{self, Feed, Ui};
 use crate::cli::{DemoArgs, ProgressMode};
-use crate::report::Display;
 use crate::run::Usage;
+use crate::screen::Screen;
 
 const REQUESTS: u64 = 200;
 const CONCURRENCY: NonZeroUsize = NonZeroUsize::new(15).expect("15 is not zero");
@@ -36,7 +36,7 @@ pub async fn demo(args: DemoArgs) -> Result<crate::exit::ExitCode> {
         mock.url()
     );
     let ui = Ui {
-        display: Display::new(ProgressMode::Always, false, false),
+        display: Screen::new(ProgressMode::Always, false, false),
         quiet: false,
         summary_json: None,
         report: None,

@@ -3,9 +3,7 @@
 //! documents of `docs/`, compiled in, so the terminal, an installed binary
 //! and the repository say the same thing.
 
-use clap::{CommandFactory, Parser};
-
-use crate::cli::Cli;
+use crate::cli;
 use crate::exit::{ExitCode, Stop};
 
 /// A document printed by `sluice help NAME`.
@@ -37,7 +35,7 @@ const EXIT_STATUS: &str = include_str!("../docs/exit-status.md");
 
 /// Prints the help `sluice help [NAME]` asks for; returns the exit status.
 pub fn print(name: Option<&str>) -> ExitCode {
-    let is_command = |name: &str| Cli::command().find_subcommand(name).is_some();
+    let is_command = |name: &str| cli::command().find_subcommand(name).is_some();
     match name {
         None => print_clap_help(&[]),
         Some(command) if is_command(command) => print_clap_help(&[command]),
@@ -50,7 +48,7 @@ fn print_clap_help(args: &[&str]) -> ExitCode {
     let argv = std::iter::once("sluice")
         .chain(args.iter().copied())
         .chain(["--help"]);
-    if let Err(help) = Cli::try_parse_from(argv) {
+    if let Err(help) = cli::parse_from(argv) {
         // A closed stdout (`| head`) is not worth a message.
         let _ = help.print();
     }
@@ -63,7 +61,7 @@ fn print_topic(name: &str) -> ExitCode {
         let _ = write!(std::io::stdout(), "{}", plain(topic.markdown));
         return ExitCode::Ok;
     }
-    let cli = Cli::command();
+    let cli = cli::command();
     let commands: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
     let topics: Vec<&str> = TOPICS.iter().map(|t| t.name).collect();
     eprintln!(

@@ -12,7 +12,7 @@ use sluice::record::rfc3339;
 use sluice::stats::{Bin, Interval, Pause, Report, TimeSplit, percentile_ms};
 
 use crate::chart::{Axis, Chart, Series, Style};
-use crate::report::Summary;
+use crate::screen::Summary;
 use crate::settings::RunInfo;
 
 /// Where the records of a report came from.
@@ -607,14 +607,14 @@ pub fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use sluice::record::ErrorKind;
-    use sluice::stats::{Outcome, Sample};
+    use sluice::stats::{RecordFacts, Sample};
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn text_from_records_is_escaped_and_nothing_is_loaded() {
         let mut r = Report::default();
         r.add(&Sample {
-            outcome: Outcome {
+            facts: RecordFacts {
                 ok: false,
                 status: Some(502),
                 kind: Some(ErrorKind::HttpStatus),

@@ -34,9 +34,9 @@ mod html;
 mod merge;
 mod outputs;
 mod recompute;
-mod report;
 mod resolve;
 mod run;
+mod screen;
 mod settings;
 mod signals;
 
@@ -47,13 +47,11 @@ mod signals;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::exit::{ExitCode, Stop};
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

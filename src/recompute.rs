@@ -14,8 +14,8 @@ use crate::cli::ReportArgs;
 use crate::exit::{Ending, ExitCode};
 use crate::html::{self, Source};
 use crate::outputs::Output;
-use crate::report::Summary;
 use crate::run::Usage;
+use crate::screen::Summary;
 use crate::settings::RunInfo;
 
 /// Runs the command: prints the summary, writes `--html` and `--json`.

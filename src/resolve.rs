@@ -8,10 +8,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use reqwest::header::HeaderMap;
+use sluice::config::DEFAULT_SHARED_TIMEOUT;
 use sluice::format::OutputFormat;
 use sluice::headers::{self, HeaderError, Setter};
 use sluice::shard::Shard;
-use sluice::{BodyMode, Config, ConfigError, ProxyConfig, Redactor, Setting, TlsConfig};
+use sluice::shared::SharedConfig;
+use sluice::{
+    BodyMode, Config, ConfigBuilder as B, ConfigError, ProxyConfig, Redactor, Setting, TlsConfig,
+};
 
 use crate::cli::{BodyArg, LearnLimits, OutputFormatArg, RunArgs, ShardArg};
 
@@ -41,30 +45,18 @@ impl ShardArg {
 }
 
 impl RunArgs {
-    /// The engine configuration these options describe.
+    /// The engine configuration these options describe: each option given
+    /// set over the engine's defaults ([`Config::default`]), which stand
+    /// for every option left out.
     pub fn config(&self) -> Result<Config> {
         let redactor = Redactor::with_extra(&self.redact);
-        let mut b = Config::builder()
-            .concurrency(at_least_one(self.concurrency))
-            .burst(NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN))
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-            .retries(self.retries)
-            .retry_on(self.retry_on.clone())
+        let b = Config::builder()
             .retry_non_idempotent(self.retry_non_idempotent)
-            .backoff_initial(self.backoff_initial)
-            .backoff_max(self.backoff_max)
-            .max_retry_after(self.max_retry_after)
-            .halt_after(self.halt_after)
             .learn_limits(self.learn_limits == LearnLimits::Auto)
-            .limit_headroom(self.limit_headroom)
-            .retry_budget(self.retry_budget.0)
             .adaptive(self.adaptive)
             .headers(parse_headers(&self.headers, &redactor)?)
             .ordered(self.ordered)
-            .reorder_window(at_least_one(self.reorder_window))
             .body_mode(self.body_mode())
-            .max_body_size(self.max_body_size)
             // The batch formats take the request id from the response headers.
             .include_headers(self.include_headers || self.batch_format())
             .redactor(redactor)
@@ -73,32 +65,56 @@ impl RunArgs {
             .http2(self.http2)
             .compressed(self.compressed)
             .setting_names(option_of);
-        if let Some(n) = self.per_host_concurrency {
-            b = b.per_host_concurrency(at_least_one(n));
-        }
-        if let Some(d) = self.pool_idle_timeout {
-            b = b.pool_idle_timeout(d);
-        }
-        if let Some(r) = self.rate {
-            b = b.rate(r);
-        }
-        if let Some(r) = self.per_host_rate {
-            b = b.per_host_rate(r);
-        }
-        if let Some(r) = self.budget {
-            b = b.budget(r);
-        }
-        if let Some(n) = self.budget_burst {
-            b = b.budget_burst(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN));
-        }
-        if let (Some(url), Some(job)) = (&self.redis, &self.job) {
-            b = b.shared(sluice::shared::SharedConfig {
-                url: url.clone(),
-                job: job.clone(),
-                timeout: self.redis_timeout,
-            });
-        }
+        let b = self.with_limits(b);
+        let b = self.with_retries(b);
+        let b = given(b, self.reorder_window.map(at_least_one), B::reorder_window);
+        let b = given(b, self.max_body_size, B::max_body_size);
+        let b = given(b, self.shared(), B::shared);
         b.build().map_err(config_error)
+    }
+
+    /// The limits given: concurrency, rates, budget, timeouts.
+    fn with_limits(&self, b: B) -> B {
+        let b = given(b, self.concurrency.map(at_least_one), B::concurrency);
+        let b = given(
+            b,
+            self.per_host_concurrency.map(at_least_one),
+            B::per_host_concurrency,
+        );
+        let b = given(b, self.rate, B::rate);
+        let b = given(b, self.per_host_rate, B::per_host_rate);
+        let b = given(b, self.burst.and_then(NonZeroU32::new), B::burst);
+        let b = given(b, self.budget, B::budget);
+        let b = given(
+            b,
+            self.budget_burst.and_then(NonZeroU64::new),
+            B::budget_burst,
+        );
+        let b = given(b, self.limit_headroom, B::limit_headroom);
+        let b = given(b, self.timeout, B::timeout);
+        let b = given(b, self.connect_timeout, B::connect_timeout);
+        given(b, self.pool_idle_timeout, B::pool_idle_timeout)
+    }
+
+    /// The retry options given.
+    fn with_retries(&self, b: B) -> B {
+        let b = given(b, self.retries, B::retries);
+        let b = given(b, self.retry_on.clone(), B::retry_on);
+        let b = given(b, self.retry_budget.map(|r| r.0), B::retry_budget);
+        let b = given(b, self.backoff_initial, B::backoff_initial);
+        let b = given(b, self.backoff_max, B::backoff_max);
+        let b = given(b, self.max_retry_after, B::max_retry_after);
+        given(b, self.halt_after, B::halt_after)
+    }
+
+    /// `--redis` with `--job` (clap requires each with the other).
+    fn shared(&self) -> Option<SharedConfig> {
+        let (url, job) = (self.redis.clone()?, self.job.clone()?);
+        Some(SharedConfig {
+            url,
+            job,
+            timeout: self.redis_timeout.unwrap_or(DEFAULT_SHARED_TIMEOUT),
+        })
     }
 
     /// The results are written in a provider's batch format.
@@ -206,8 +222,10 @@ impl RunArgs {
 }
 
 /// The option that sets a setting, for the engine's messages.
-fn option_of(setting: Setting) -> &'static str {
+pub(crate) fn option_of(setting: Setting) -> &'static str {
     match setting {
+        Setting::BaseUrl => "--base-url",
+        Setting::InputFormat => "--input-format",
         Setting::BudgetBurst => "--budget-burst",
         Setting::HaltAfter => "--halt-after",
         Setting::MaxBodySize => "--max-body-size",
@@ -229,6 +247,15 @@ fn config_error(e: ConfigError) -> anyhow::Error {
         }
         ConfigError::BudgetBurstWithoutBudget => anyhow::anyhow!("--budget-burst needs --budget"),
         other => other.into(),
+    }
+}
+
+/// The builder with `value` set by `set`, or as it was when the option was
+/// not given.
+fn given<T>(b: B, value: Option<T>, set: fn(B, T) -> B) -> B {
+    match value {
+        Some(v) => set(b, v),
+        None => b,
     }
 }
 
@@ -295,6 +322,34 @@ fn expand_env(value: &str, header: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config_of(args: &[&str]) -> String {
+        let argv = ["sluice", "run", "--no-proxy"].iter().chain(args);
+        let cli = crate::cli::parse_from(argv).unwrap();
+        let crate::cli::Command::Run(run) = cli.command else {
+            panic!("not a run")
+        };
+        format!("{:?}", run.config().unwrap())
+    }
+
+    /// Every default the help states is the engine's: given explicitly, it
+    /// makes the same configuration as the option left out.
+    #[test]
+    fn stated_defaults_are_the_engines() {
+        let unset = config_of(&[]);
+        for (id, value) in crate::cli::run_defaults() {
+            if id == "redis_timeout" {
+                continue; // needs --redis; the value is DEFAULT_SHARED_TIMEOUT as written
+            }
+            let option = format!("--{}", id.replace('_', "-"));
+            assert_eq!(config_of(&[&option, &value]), unset, "{option} {value}");
+        }
+        let cli = crate::cli::parse_from(["sluice", "run"]).unwrap();
+        let crate::cli::Command::Run(run) = cli.command else {
+            panic!("not a run")
+        };
+        assert_eq!(run.redis_timeout, None);
+    }
 
     #[test]
     fn headers_expand_and_refuse_bad_input() {

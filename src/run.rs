@@ -1,48 +1,79 @@
-//! `sluice run`: checks everything that can fail before a request is sent
-//! (configuration, inputs, output), then drives the batch.
+//! `sluice run`: a preflight checks everything that can fail before a
+//! request is sent (configuration, inputs, outputs, resume, Redis) and
+//! returns a plan; the plan is then carried out (a dry run, or the batch).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
-use sluice::filejob::{self, JobError, ResumeFiles, SinkOptions};
+use sluice::Config;
+use sluice::filejob::{self, JobError, ResumeFiles, Resumed, SinkOptions};
 use sluice::format::OutputFormat;
 use sluice::intake::{Checked, Intake};
 use sluice::parse::{DEFAULT_MAX_LINE_BYTES, ParseOptions, check_base_url};
 use sluice::shard::Shard;
+use sluice::sink::Sink;
 use sluice::source::Source;
 
 use crate::batch::{self, Feed, Ui};
 use crate::cli::RunArgs;
 use crate::exit::{Ending, ExitCode, Stop};
-use crate::report::Display;
+use crate::screen::Screen;
 
 /// A failure before anything was sent: printed, then exit 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:#}")]
 pub struct Usage(pub anyhow::Error);
 
-/// Runs the command; `Err(Usage)` means nothing was sent.
+/// Runs the command: the preflight, then the plan it returns.
+/// `Err(Usage)` means nothing was sent.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    match preflight(&args).await? {
+        Plan::DryRun(dry) => dry_run(*dry, &args).await,
+        Plan::Send(send) => send_all(*send, &args).await,
+    }
+}
+
+/// What the preflight found ready: everything that can fail before a
+/// request is sent has been checked.
+enum Plan {
+    /// `--dry-run`: check every line, send nothing.
+    DryRun(Box<DryPlan>),
+    /// A run whose outputs are open and whose resume is committed.
+    Send(Box<SendPlan>),
+}
+
+/// The inputs of a dry run and the checks a run would make of each line.
+struct DryPlan {
+    source: Source,
+    shard: Option<Shard>,
+    intake: Intake,
+}
+
+/// A run ready to send: its configuration, inputs, outputs, what an
+/// earlier run recorded, and the shared limiter under `--redis`.
+struct SendPlan {
+    config: Config,
+    source: Source,
+    shard: Option<Shard>,
+    resumed: Option<Resumed>,
+    sink: Sink,
+    shared: Option<sluice::shared::Limiter>,
+}
+
+/// Every check that can fail before sending, in the order a user fixes
+/// them: options, inputs, outputs, then (unless `--dry-run`) the resume,
+/// Redis, and the output files opened. Nothing on disk changes until every
+/// check has passed; each failure is a [`Usage`] error (exit 2).
+async fn preflight(args: &RunArgs) -> Result<Plan> {
     let config = args.config().map_err(Usage)?;
     let shard = args.shard.map(|s| s.resolve()).transpose().map_err(Usage)?;
     args.check_output_options().map_err(Usage)?;
-    let base_url = match &args.base_url {
-        Some(text) => Some(
-            check_base_url(text).map_err(|e| Usage(anyhow::Error::new(e).context("--base-url")))?,
-        ),
-        None => None,
-    };
-    let opts = ParseOptions {
-        base_url,
-        redactor: config.redactor.clone(),
-        max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-        input_format: args.input_format.into(),
-    };
+    let opts = parse_options(args, &config)?;
     let source = Source::open(&args.inputs, opts.clone()).map_err(|e| Usage(e.into()))?;
     for note in crate::outputs::check(
-        &outputs(&args),
+        &outputs(args),
         &args.inputs,
         args.overwrite,
         crate::outputs::Writer::Run,
@@ -57,41 +88,16 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             );
         }
         let intake = Intake::from_config(&config);
-        return dry_run(source, shard, intake, &args).await;
+        return Ok(Plan::DryRun(Box::new(DryPlan {
+            source,
+            shard,
+            intake,
+        })));
     }
-    let usage = |e: JobError| Usage(job_error(e));
-    let resumed = match (&args.output, args.resume) {
-        (Some(path), true) if path != Path::new("-") => {
-            let files = ResumeFiles {
-                output: path,
-                errors_output: args.errors_output.as_deref(),
-                retry_failed: args.retry_failed,
-                format: OutputFormat::from(args.output_format),
-            };
-            Some(
-                filejob::scan_resume(&files, &args.inputs, &opts)
-                    .await
-                    .map_err(usage)?,
-            )
-        }
-        _ => None,
-    };
+    let resumed = scan_resume(args, &opts).await?;
     let shared = connect_shared(&config).await?;
-    // Every check has passed before anything changes on disk or is sent.
-    let resumed = match resumed {
-        Some(mut r) => {
-            let repaired = r.commit().map_err(usage)?;
-            if repaired > 0 {
-                eprintln!(
-                    "sluice: --resume: cut {} after the last complete record of {} (a torn last line)",
-                    crate::outputs::bytes(repaired),
-                    args.output.as_deref().unwrap_or(Path::new("-")).display()
-                );
-            }
-            Some(r)
-        }
-        None => None,
-    };
+    // Every check has passed: from here on, files change.
+    let resumed = resumed.map(|r| commit_resume(r, args)).transpose()?;
     let sink = filejob::open_sink(&SinkOptions {
         output: args.output.as_deref(),
         errors_output: args.errors_output.as_deref(),
@@ -100,7 +106,72 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         fsync: args.fsync,
         format: args.output_format.into(),
     })
-    .map_err(usage)?;
+    .map_err(|e| Usage(job_error(e)))?;
+    Ok(Plan::Send(Box::new(SendPlan {
+        config,
+        source,
+        shard,
+        resumed,
+        sink,
+        shared,
+    })))
+}
+
+/// How input lines are parsed: `--base-url` (checked) and `--input-format`.
+fn parse_options(args: &RunArgs, config: &Config) -> Result<ParseOptions> {
+    let base_url = match &args.base_url {
+        Some(text) => Some(
+            check_base_url(text).map_err(|e| Usage(anyhow::Error::new(e).context("--base-url")))?,
+        ),
+        None => None,
+    };
+    Ok(ParseOptions {
+        base_url,
+        redactor: config.redactor.clone(),
+        max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        input_format: args.input_format.into(),
+        setting_names: crate::resolve::option_of,
+    })
+}
+
+/// Under `--resume` into a file, the earlier records read back and matched
+/// against the inputs (nothing changed yet).
+async fn scan_resume(args: &RunArgs, opts: &ParseOptions) -> Result<Option<Resumed>> {
+    let Some(path) = args.output.as_deref().filter(|p| *p != Path::new("-")) else {
+        return Ok(None);
+    };
+    if !args.resume {
+        return Ok(None);
+    }
+    let files = ResumeFiles {
+        output: path,
+        errors_output: args.errors_output.as_deref(),
+        retry_failed: args.retry_failed,
+        format: OutputFormat::from(args.output_format),
+    };
+    let resumed = filejob::scan_resume(&files, &args.inputs, opts)
+        .await
+        .map_err(|e| Usage(job_error(e)))?;
+    Ok(Some(resumed))
+}
+
+/// The resume's changes made (a torn last line cut, `--retry-failed`'s
+/// rewrite), said on stderr.
+fn commit_resume(mut resumed: Resumed, args: &RunArgs) -> Result<Resumed> {
+    let repaired = resumed.commit().map_err(|e| Usage(job_error(e)))?;
+    if repaired > 0 {
+        eprintln!(
+            "sluice: --resume: cut {} after the last complete record of {} (a torn last line)",
+            crate::outputs::bytes(repaired),
+            args.output.as_deref().unwrap_or(Path::new("-")).display()
+        );
+    }
+    Ok(resumed)
+}
+
+/// Sends every request of the plan and drives the batch to its end.
+async fn send_all(plan: SendPlan, args: &RunArgs) -> Result<ExitCode> {
+    let config = plan.config;
     if args.insecure {
         eprintln!(
             "sluice: warning: --insecure: TLS certificates are NOT verified; anyone on the path can read and change this traffic"
@@ -108,27 +179,32 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     }
     raise_open_file_limit(config.concurrency.get());
     let signals = crate::signals::listen().context("cannot install signal handlers")?;
-    let prior = resumed.as_ref().map(|r| r.tally());
-    let stream = sluice::shard::select(filejob::input_stream(source, resumed), shard);
-    let (feed, inputs) = Feed::wrap(stream);
-    count_in_background(&args.inputs, shard, &feed);
+    let prior = plan.resumed.as_ref().map(|r| r.tally());
+    let stream = filejob::input_stream(plan.source, plan.resumed);
+    let (feed, inputs) = Feed::wrap(sluice::shard::select(stream, plan.shard));
+    count_in_background(&args.inputs, plan.shard, &feed);
+    let ui = ui(args, &config, plan.shared);
+    let summary = batch::drive(config, feed, inputs, plan.sink, prior, ui, signals).await?;
+    Ok(summary.exit_code)
+}
+
+/// What the batch shows and writes besides records.
+fn ui(args: &RunArgs, config: &Config, shared: Option<sluice::shared::Limiter>) -> Ui {
     let stdin = args.inputs.is_empty() || args.inputs.iter().any(|p| p == Path::new("-"));
     let resumable = args
         .output
         .as_deref()
         .is_some_and(|p| p != Path::new("-") && crate::outputs::is_regular_or_new(p));
-    let ui = Ui {
-        display: Display::new(args.progress, args.quiet, args.verbose),
+    Ui {
+        display: Screen::new(args.progress, args.quiet, args.verbose),
         quiet: args.quiet,
         summary_json: args.summary_json.clone(),
         report: (args.report.clone())
-            .map(|path| (path, crate::settings::RunInfo::new(&args, &config))),
+            .map(|path| (path, crate::settings::RunInfo::new(args, config))),
         resumable,
         stdin_terminal: stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()),
         shared,
-    };
-    let summary = batch::drive(config, feed, inputs, sink, prior, ui, signals).await?;
-    Ok(summary.exit_code)
+    }
 }
 
 /// A file-job error in the words of the options that set what it names.
@@ -159,7 +235,7 @@ fn job_error(e: JobError) -> anyhow::Error {
 
 /// Under `--redis`, connects the shared limiter before anything is sent: a
 /// wrong URL, a refused password or a Redis without scripting is exit 2.
-async fn connect_shared(config: &sluice::Config) -> Result<Option<sluice::shared::Limiter>> {
+async fn connect_shared(config: &Config) -> Result<Option<sluice::shared::Limiter>> {
     use sluice::shared::{Dimension, Dimensions, Limiter};
     let Some(shared) = &config.shared else {
         return Ok(None);
@@ -231,12 +307,12 @@ fn outputs(args: &RunArgs) -> Vec<crate::outputs::Output<'_>> {
 
 /// `--dry-run`: every line is checked as a run would check it (duplicates
 /// and costs included); bad lines' records go to stdout; nothing is sent.
-async fn dry_run(
-    source: Source,
-    shard: Option<Shard>,
-    mut intake: Intake,
-    args: &RunArgs,
-) -> Result<ExitCode> {
+async fn dry_run(plan: DryPlan, args: &RunArgs) -> Result<ExitCode> {
+    let DryPlan {
+        source,
+        shard,
+        mut intake,
+    } = plan;
     let mut stream = Box::pin(sluice::shard::select(source.into_stream(), shard));
     let mut report = DryRun::default();
     let mut signals = crate::signals::listen().context("cannot install signal handlers")?;

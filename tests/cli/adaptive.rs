@@ -34,9 +34,9 @@ async fn run(args: &[&str]) -> Run {
     all.extend(args);
     let out = Sluice::run(all).stdin(lines(&vec![url; N])).output().await;
     out.code(0);
-    let records = out.records();
+    let records = out.results();
     assert_eq!(records.len(), N);
-    assert!(records.iter().all(|r| r["ok"] == true));
+    assert!(records.iter().all(|r| r.ok));
     let stats = server.stats();
     let arrivals: Vec<f64> = (stats.arrivals.iter())
         .filter(|a| a.path == path)

@@ -72,14 +72,7 @@ async fn kill_9_with_openai_batch_output_then_resume_gives_each_custom_id_once()
                 complete_lines(&out) + complete_lines(&errors) >= k
             })
             .await;
-        child.signal(libc::SIGKILL);
-        let ended = child.finish().await;
-        assert_eq!(
-            ended.code,
-            -libc::SIGKILL,
-            "killed by SIGKILL: {}",
-            ended.stderr
-        );
+        child.kill_9().await;
         // At most one line per custom_id so far, torn tails aside.
         lines_by_custom_id(&[&out, &errors]);
     }

@@ -1,6 +1,6 @@
 //! How response bodies are stored: `--body auto|text|base64|none`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -32,13 +32,13 @@ fn pattern(n: usize) -> Vec<u8> {
 }
 
 /// The records of a run of `lines` under `--body MODE`, by line.
-async fn run_with(mode: &str, input: &str) -> std::collections::BTreeMap<u64, Value> {
+async fn run_with(mode: &str, input: &str) -> std::collections::BTreeMap<u64, Record> {
     let out = Sluice::run(["--body", mode])
         .stdin(input.to_string())
         .output()
         .await;
     out.code(0);
-    by_line(&out.records())
+    by_line(&out.results())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,39 +56,44 @@ async fn body_modes_store_json_text_and_base64() {
     let bytes16 = base64(&pattern(16));
 
     let auto = run_with("auto", &input).await;
-    assert_eq!(auto[&1]["body"], json!({"ok": true}));
-    assert_eq!(auto[&1]["body_encoding"], "json");
-    assert_eq!(auto[&2]["body"], bytes16);
-    assert_eq!(auto[&2]["body_encoding"], "base64");
-    assert_eq!(auto[&3]["body"], "xxxxx");
-    assert_eq!(auto[&3]["body_encoding"], "text");
-    assert_eq!(auto[&4]["body_encoding"], "json");
+    assert_eq!(*auto[&1].body_json(), json!({"ok": true}));
+    assert_eq!(auto[&1].body_encoding.as_deref(), Some("json"));
+    assert_eq!(*auto[&2].body_json(), bytes16);
+    assert_eq!(auto[&2].body_encoding.as_deref(), Some("base64"));
+    assert_eq!(*auto[&3].body_json(), "xxxxx");
+    assert_eq!(auto[&3].body_encoding.as_deref(), Some("text"));
+    assert_eq!(auto[&4].body_encoding.as_deref(), Some("json"));
     assert_eq!(
-        auto[&4]["body"]["body"], r#"{"n":1.50}"#,
+        auto[&4].body_json()["body"],
+        r#"{"n":1.50}"#,
         "the request body kept its digits"
     );
 
     let text = run_with("text", &input).await;
-    assert_eq!(text[&1]["body"], r#"{"ok":true}"#);
-    assert_eq!(text[&1]["body_encoding"], "text");
+    assert_eq!(*text[&1].body_json(), r#"{"ok":true}"#);
+    assert_eq!(text[&1].body_encoding.as_deref(), Some("text"));
     assert_eq!(
-        text[&2]["body"], bytes16,
+        *text[&2].body_json(),
+        bytes16,
         "not UTF-8: base64 even under text"
     );
-    assert_eq!(text[&2]["body_encoding"], "base64");
-    assert_eq!(text[&3]["body"], "xxxxx");
-    assert_eq!(text[&3]["body_encoding"], "text");
+    assert_eq!(text[&2].body_encoding.as_deref(), Some("base64"));
+    assert_eq!(*text[&3].body_json(), "xxxxx");
+    assert_eq!(text[&3].body_encoding.as_deref(), Some("text"));
 
     let b64 = run_with("base64", &input).await;
-    assert_eq!(b64[&1]["body"], "eyJvayI6dHJ1ZX0=");
-    assert_eq!(b64[&2]["body"], bytes16);
-    assert_eq!(b64[&3]["body"], "eHh4eHg=");
-    assert!(b64.values().all(|r| r["body_encoding"] == "base64"));
+    assert_eq!(*b64[&1].body_json(), "eyJvayI6dHJ1ZX0=");
+    assert_eq!(*b64[&2].body_json(), bytes16);
+    assert_eq!(*b64[&3].body_json(), "eHh4eHg=");
+    assert!(
+        b64.values()
+            .all(|r| r.body_encoding.as_deref() == Some("base64"))
+    );
 
     let none = run_with("none", &input).await;
     for rec in none.values() {
-        assert!(rec.get("body").is_none(), "{rec}");
-        assert!(rec.get("body_encoding").is_none(), "{rec}");
+        assert!(rec.body.is_none(), "{rec}");
+        assert!(rec.body_encoding.is_none(), "{rec}");
     }
     assert_eq!(server.stats().requests, 16);
     server.shutdown().await;
@@ -111,8 +116,8 @@ async fn json_bodies_keep_their_digits() {
         .output()
         .await;
     out.code(0);
-    let rec = &out.records()[0];
-    assert_eq!(rec["body_encoding"], "json", "{rec}");
+    let rec = &out.results()[0];
+    assert_eq!(rec.body_encoding.as_deref(), Some("json"), "{rec}");
     let raw = out.stdout.replace([' ', '\n'], "");
     assert!(
         raw.contains(r#""body":{"n":1.50,"big":123456789012345678901234567890,"e":1E+2}"#),

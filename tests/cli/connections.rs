@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use sluice_mock::{MockOptions, MockServer};
 
 use crate::support::*;
@@ -24,16 +23,13 @@ fn posts(url: &str, n: usize) -> String {
 }
 
 /// Records reported `maybe_applied`.
-fn maybe_applied(records: &[Value]) -> usize {
-    records
-        .iter()
-        .filter(|r| r["error"]["maybe_applied"] == true)
-        .count()
+fn maybe_applied(records: &[Record]) -> usize {
+    records.iter().filter(|r| r.maybe_applied()).count()
 }
 
 /// Every POST succeeded, each received exactly once, none `maybe_applied`.
-fn all_received_once(records: &[Value], received: u64, n: usize) {
-    let failed: Vec<&Value> = records.iter().filter(|r| r["ok"] != true).collect();
+fn all_received_once(records: &[Record], received: u64, n: usize) {
+    let failed: Vec<&Record> = records.iter().filter(|r| !r.ok).collect();
     assert!(
         failed.is_empty(),
         "{} of {n} failed ({} maybe_applied; the server received {received}), e.g. {}",
@@ -59,7 +55,7 @@ async fn timed_batch(server: &MockServer, http2: bool) -> Duration {
     let out = Sluice::run(args).stdin(posts(&url, N)).output().await;
     let took = started.elapsed();
     out.code(0);
-    all_received_once(&out.records(), path_requests(server, "/delay/0.05"), N);
+    all_received_once(&out.results(), path_requests(server, "/delay/0.05"), N);
     took
 }
 
@@ -110,7 +106,7 @@ async fn http2_requests_never_wait_for_a_stream_on_their_clock() {
         .stdin(posts(&url, N))
         .output()
         .await;
-    all_received_once(&out.records(), path_requests(&server, "/delay/0.05"), N);
+    all_received_once(&out.results(), path_requests(&server, "/delay/0.05"), N);
     out.code(0);
     server.shutdown().await;
 }
@@ -134,7 +130,7 @@ async fn http2_goaway_loses_no_post() {
         .stdin(posts(&url, N))
         .output()
         .await;
-    all_received_once(&out.records(), path_requests(&server, "/fast"), N);
+    all_received_once(&out.results(), path_requests(&server, "/fast"), N);
     out.code(0);
     // Each connection serves its 50 and the streams already open.
     assert!(
@@ -162,7 +158,7 @@ async fn keep_alive_race_loses_no_post() {
         .stdin(posts(&url, 8))
         .output()
         .await;
-    all_received_once(&out.records(), path_requests(&server, "/fast"), 8);
+    all_received_once(&out.results(), path_requests(&server, "/fast"), 8);
     out.code(0);
     server.shutdown().await;
 }
@@ -181,7 +177,7 @@ async fn default_pool_idle_timeout_is_below_short_keep_alives() {
         .stdin(posts(&url, 4))
         .output()
         .await;
-    all_received_once(&out.records(), path_requests(&server, "/fast"), 4);
+    all_received_once(&out.results(), path_requests(&server, "/fast"), 4);
     out.code(0);
     server.shutdown().await;
 }
@@ -202,9 +198,9 @@ async fn abort_before_any_response_is_reset_on_both_protocols() {
         }
         let out = Sluice::run(args).stdin(posts(&url, 1)).output().await;
         out.code(1);
-        let rec = &out.records()[0];
+        let rec = &out.results()[0];
         assert_eq!(kind(rec), "reset", "http2 {http2}: {rec}");
-        assert_eq!(rec["error"]["maybe_applied"], true, "http2 {http2}: {rec}");
+        assert!(rec.maybe_applied(), "http2 {http2}: {rec}");
         assert_eq!(path_requests(&server, "/abort"), 1, "http2 {http2}");
 
         // A GET is retried: the server sees every attempt.
@@ -215,8 +211,8 @@ async fn abort_before_any_response_is_reset_on_both_protocols() {
         }
         let out = Sluice::run(args).stdin(format!("{url}\n")).output().await;
         out.code(1);
-        let rec = &out.records()[0];
-        assert_eq!((kind(rec), &rec["attempts"]), ("reset", &Value::from(3)));
+        let rec = &out.results()[0];
+        assert_eq!((rec.kind(), rec.attempts), ("reset", 3));
         assert_eq!(path_requests(&server, "/abort"), 3, "http2 {http2}");
     }
     server.shutdown().await;

@@ -30,9 +30,9 @@ async fn case(key: &str, retry_after: bool, slack: f64) {
         .output()
         .await;
     out.code(0);
-    let records = out.records();
+    let records = out.results();
     assert_eq!(records.len(), N);
-    assert!(records.iter().all(|r| r["ok"] == true));
+    assert!(records.iter().all(|r| r.ok));
     let stats = server.stats();
     let arrivals: Vec<f64> = stats
         .arrivals

@@ -41,7 +41,7 @@ async fn dry_run_reports_bad_lines_and_sends_nothing() {
         );
         assert_eq!(recs[&2].kind(), "invalid_request");
         assert_eq!(recs[&3].kind(), "duplicate_id");
-        assert_eq!(recs[&3].json["id"], "a");
+        assert_eq!(recs[&3].id, "a");
         assert_eq!(recs[&6].kind(), "invalid_request");
         assert_eq!(
             recs[&8].kind(),

@@ -1,7 +1,5 @@
 //! Error kinds, what is retried, and duplicate ids.
 
-use serde_json::Value;
-
 use crate::support::*;
 
 /// One request per line, each ending in one error kind.
@@ -38,7 +36,7 @@ async fn each_failure_has_its_kind() {
     .output()
     .await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), 10);
     let expect = [
         (1, "connect", 2),
@@ -55,20 +53,18 @@ async fn each_failure_has_its_kind() {
     for (line, want_kind, attempts) in expect {
         let rec = &recs[&line];
         assert_eq!(kind(rec), want_kind, "line {line}: {rec}");
-        assert_eq!(rec["attempts"], attempts, "line {line}: {rec}");
-        assert_eq!(rec["ok"], want_kind.is_empty(), "line {line}: {rec}");
-        assert!(rec["error"].get("maybe_applied").is_none(), "GET: {rec}");
-    }
-    for line in [1, 2, 3, 4] {
-        assert_eq!(
-            recs[&line]["status"],
-            Value::Null,
-            "no response: {}",
-            recs[&line]
+        assert_eq!(rec.attempts, attempts, "line {line}: {rec}");
+        assert_eq!(rec.ok, want_kind.is_empty(), "line {line}: {rec}");
+        assert!(
+            rec.error.as_ref().is_none_or(|e| e.maybe_applied.is_none()),
+            "GET: {rec}"
         );
     }
-    assert_eq!(recs[&9]["status"], 503);
-    assert!(recs[&3]["duration_ms"].as_f64().unwrap() >= 600.0);
+    for line in [1, 2, 3, 4] {
+        assert_eq!(recs[&line].status, None, "no response: {}", recs[&line]);
+    }
+    assert_eq!(recs[&9].status, Some(503));
+    assert!(recs[&3].duration_ms >= 600.0);
     assert_eq!(path_requests(&server, "/hang"), 2);
     assert_eq!(path_requests(&server, "/reset"), 2);
     assert_eq!(
@@ -113,21 +109,21 @@ async fn non_idempotent_requests_are_retried_only_when_safe() {
     .output()
     .await;
     out.code(1);
-    let recs = by_line(&out.records());
-    let maybe = |line: u64| recs[&line]["error"]["maybe_applied"].clone();
+    let recs = by_line(&out.results());
+    let maybe = |line: u64| recs[&line].error.as_ref().and_then(|e| e.maybe_applied);
     // (line, attempts, maybe_applied)
     let expect = [
-        (1, 1, Value::Bool(true)),
-        (2, 2, Value::Null),
-        (3, 2, Value::Bool(true)),
-        (4, 2, Value::Null),
-        (5, 1, Value::Bool(true)),
-        (6, 2, Value::Null),
-        (7, 2, Value::Null),
+        (1, 1, Some(true)),
+        (2, 2, None),
+        (3, 2, Some(true)),
+        (4, 2, None),
+        (5, 1, Some(true)),
+        (6, 2, None),
+        (7, 2, None),
     ];
     for (line, attempts, maybe_applied) in expect {
         assert_eq!(
-            recs[&line]["attempts"], attempts,
+            recs[&line].attempts, attempts,
             "line {line}: {}",
             recs[&line]
         );
@@ -152,9 +148,9 @@ async fn non_idempotent_requests_are_retried_only_when_safe() {
     .output()
     .await;
     out.code(1);
-    let rec = &out.records()[0];
-    assert_eq!(rec["attempts"], 2, "{rec}");
-    assert_eq!(rec["error"]["maybe_applied"], true, "{rec}");
+    let rec = &out.results()[0];
+    assert_eq!(rec.attempts, 2, "{rec}");
+    assert!(rec.maybe_applied(), "{rec}");
     assert_eq!(path_requests(&server, "/status/500"), 2);
     server.shutdown().await;
 }
@@ -180,19 +176,13 @@ async fn retry_on_is_the_whole_policy() {
     .output()
     .await;
     out.code(1);
-    let recs = by_line(&out.records());
-    assert_eq!(
-        (recs[&1]["attempts"].clone(), recs[&1]["status"].clone()),
-        (4.into(), 404.into())
-    );
-    assert_eq!(
-        (recs[&2]["attempts"].clone(), recs[&2]["status"].clone()),
-        (1.into(), 500.into())
-    );
+    let recs = by_line(&out.results());
+    assert_eq!((recs[&1].attempts, recs[&1].status), (4, Some(404)));
+    assert_eq!((recs[&2].attempts, recs[&2].status), (1, Some(500)));
     let fail = &recs[&3];
-    assert_eq!(fail["ok"], true, "{fail}");
-    assert_eq!(fail["attempts"], 3);
-    assert_eq!(fail["body"]["attempt"], 3);
+    assert!(fail.ok, "{fail}");
+    assert_eq!(fail.attempts, 3);
+    assert_eq!(fail.body_json()["attempt"], 3);
     assert_eq!(path_requests(&server, "/status/404"), 4);
     assert_eq!(path_requests(&server, "/fail/2/k"), 3);
     server.shutdown().await;
@@ -215,20 +205,20 @@ async fn duplicate_ids_are_recorded_not_sent() {
     ]);
     let out = Sluice::run(Vec::<&str>::new()).stdin(input).output().await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), 7);
     for line in [1, 3, 5] {
-        assert_eq!(recs[&line]["ok"], true, "{}", recs[&line]);
+        assert!(recs[&line].ok, "{}", recs[&line]);
     }
     for line in [2, 4, 6, 7] {
         let rec = &recs[&line];
         assert_eq!(kind(rec), "duplicate_id", "{rec}");
-        assert_eq!(rec["attempts"], 0);
-        assert_eq!(rec["status"], Value::Null);
+        assert_eq!(rec.attempts, 0);
+        assert_eq!(rec.status, None);
     }
-    assert_eq!(recs[&2]["id"], "u-1");
-    assert_eq!(recs[&4]["id"], "7");
-    assert_eq!(recs[&6]["id"], 6, "line 6's default id was taken by line 5");
+    assert_eq!(recs[&2].id, "u-1");
+    assert_eq!(recs[&4].id, "7");
+    assert_eq!(recs[&6].id, 6, "line 6's default id was taken by line 5");
     assert_eq!(server.stats().requests, 3);
     server.shutdown().await;
 }
@@ -266,16 +256,16 @@ async fn bad_request_lines_are_invalid_requests() {
         .output()
         .await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(recs.len(), bad.len() + 1);
     for line in 1..=bad.len() as u64 {
         let rec = &recs[&line];
         assert_eq!(kind(rec), "invalid_request", "line {line}: {rec}");
-        assert_eq!(rec["attempts"], 0);
-        let msg = rec["error"]["message"].as_str().unwrap();
+        assert_eq!(rec.attempts, 0);
+        let msg = rec.message();
         assert!(msg.contains(&format!(":{line}")), "names its line: {msg}");
     }
-    assert_eq!(recs[&(bad.len() as u64 + 1)]["ok"], true);
+    assert!(recs[&(bad.len() as u64 + 1)].ok);
     assert_eq!(server.stats().requests, 1);
     server.shutdown().await;
 }
@@ -295,25 +285,14 @@ async fn a_line_timeout_overrides_the_run_timeout() {
         .output()
         .await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     assert_eq!(kind(&recs[&1]), "timeout");
-    assert!(
-        recs[&1]["duration_ms"].as_f64().unwrap() >= 200.0,
-        "{}",
-        recs[&1]
-    );
+    assert!(recs[&1].duration_ms >= 200.0, "{}", recs[&1]);
     // One rule on the command line and in input lines: a duration needs its
     // unit; a bare number is refused, not guessed at.
     assert_eq!(kind(&recs[&2]), "invalid_request");
-    assert!(
-        recs[&2]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("\"250ms\""),
-        "{}",
-        recs[&2]
-    );
-    assert_eq!(recs[&3]["ok"], true, "{}", recs[&3]);
+    assert!(recs[&2].message().contains("\"250ms\""), "{}", recs[&2]);
+    assert!(recs[&3].ok, "{}", recs[&3]);
     let out = Sluice::run(["--timeout", "30"]).stdin("").output().await;
     out.code(2);
     assert!(out.stderr.contains("30s"), "{}", out.stderr);

@@ -16,12 +16,12 @@ async fn header_values_read_the_environment() {
         .output()
         .await;
     out.code(0);
-    let recs = by_line(&out.records());
-    let sent = &recs[&1]["body"]["headers"];
+    let recs = by_line(&out.results());
+    let sent = &recs[&1].body_json()["headers"];
     assert_eq!(header(sent, "x-token"), Some("t=value-42;"));
     assert_eq!(header(sent, "x-plain"), Some("p"));
     // A line's header replaces a -H header of the same name, any case.
-    let sent = &recs[&2]["body"]["headers"];
+    let sent = &recs[&2].body_json()["headers"];
     assert_eq!(header(sent, "x-token"), Some("from-line"));
     assert_eq!(header(sent, "x-plain"), Some("p"));
     server.shutdown().await;
@@ -103,22 +103,28 @@ async fn secrets_never_leave_redacted() {
     ] {
         assert!(!text.contains("SECRET_"), "a secret in {what}:\n{text}");
     }
-    let recs = by_line(&parse_records(&written));
+    let recs = by_line(&parse_results(&written));
     assert_eq!(recs.len(), 6);
-    assert_eq!(recs[&1]["url"], format!("{m}/fast?api_key=REDACTED&x=1"));
-    let userinfo = recs[&2]["url"].as_str().unwrap();
-    assert!(userinfo.contains("REDACTED"), "{userinfo}");
-    assert_eq!(recs[&2]["ok"], true);
     assert_eq!(
-        recs[&3]["url"],
-        format!("{m}/status/404?token=REDACTED&session=REDACTED")
+        recs[&1].url.as_deref(),
+        Some(&*format!("{m}/fast?api_key=REDACTED&x=1"))
+    );
+    let userinfo = recs[&2].url.as_deref().unwrap();
+    assert!(userinfo.contains("REDACTED"), "{userinfo}");
+    assert!(recs[&2].ok);
+    assert_eq!(
+        recs[&3].url.as_deref(),
+        Some(&*format!("{m}/status/404?token=REDACTED&session=REDACTED"))
     );
     assert_eq!(
-        recs[&4]["url"],
-        format!("{closed}/x?key=REDACTED&access_token=REDACTED")
+        recs[&4].url.as_deref(),
+        Some(&*format!("{closed}/x?key=REDACTED&access_token=REDACTED"))
     );
     assert_eq!(kind(&recs[&4]), "connect");
-    assert_eq!(recs[&5]["url"], format!("{m}/fast?apikey=REDACTED"));
+    assert_eq!(
+        recs[&5].url.as_deref(),
+        Some(&*format!("{m}/fast?apikey=REDACTED"))
+    );
     assert_eq!(
         kind(&recs[&6]),
         "invalid_request",
@@ -150,14 +156,13 @@ async fn recorded_response_headers_are_redacted() {
     out.code(0);
     assert!(!out.stdout.contains("SECRET_"), "{}", out.stdout);
     assert!(!out.stderr.contains("SECRET_"), "{}", out.stderr);
-    let rec = &out.records()[0];
-    let headers = &rec["headers"];
-    assert_eq!(header(headers, "set-cookie"), Some("REDACTED"), "{rec}");
-    assert_eq!(header(headers, "authorization"), Some("REDACTED"), "{rec}");
-    assert_eq!(header(headers, "x-secret-thing"), Some("REDACTED"), "{rec}");
-    assert_eq!(header(headers, "x-visible"), Some("shown"), "{rec}");
-    assert_eq!(header(headers, "content-type"), Some("text/plain"), "{rec}");
-    assert_eq!(rec["body"], "hi");
+    let rec = &out.results()[0];
+    assert_eq!(rec.header("set-cookie"), Some("REDACTED"), "{rec}");
+    assert_eq!(rec.header("authorization"), Some("REDACTED"), "{rec}");
+    assert_eq!(rec.header("x-secret-thing"), Some("REDACTED"), "{rec}");
+    assert_eq!(rec.header("x-visible"), Some("shown"), "{rec}");
+    assert_eq!(rec.header("content-type"), Some("text/plain"), "{rec}");
+    assert_eq!(rec.body_json(), "hi");
 
     let out = Sluice::run(Vec::<&str>::new())
         .stdin(format!("{url}/anything\n"))
@@ -165,7 +170,7 @@ async fn recorded_response_headers_are_redacted() {
         .await;
     out.code(0);
     assert!(
-        out.records()[0].get("headers").is_none(),
+        out.results()[0].headers.is_none(),
         "headers only on request"
     );
 }

@@ -288,9 +288,9 @@ async fn demo_writes_its_records_where_o_says() {
 
     assert_eq!(to_file.code, 0, "{to_file:?}");
     let text = std::fs::read_to_string(&file).expect("the demo's records");
-    let records = parse_records(&text);
+    let records = parse_results(&text);
     assert_eq!(records.len(), 200);
-    assert!(records.iter().all(|r| r["ok"] == true), "{text}");
+    assert!(records.iter().all(|r| r.ok), "{text}");
     assert!(to_file.stdout.contains("makespan "), "{to_file:?}");
     assert!(
         to_file
@@ -300,7 +300,7 @@ async fn demo_writes_its_records_where_o_says() {
     );
 
     assert_eq!(to_stdout.code, 0, "{to_stdout:?}");
-    assert_eq!(to_stdout.records().len(), 200, "only records on stdout");
+    assert_eq!(to_stdout.results().len(), 200, "only records on stdout");
     assert!(to_stdout.stderr.contains("makespan "), "{to_stdout:?}");
 }
 

@@ -66,14 +66,7 @@ async fn kill_9_then_resume_gives_one_record_per_line() {
                 complete_lines(&output) >= k
             })
             .await;
-        child.signal(libc::SIGKILL);
-        let ended = child.finish().await;
-        assert_eq!(
-            ended.code,
-            -libc::SIGKILL,
-            "killed by SIGKILL: {}",
-            ended.stderr
-        );
+        child.kill_9().await;
         settle(&server).await;
 
         let stats = server.stats();

@@ -67,13 +67,9 @@ fn refused(server: &MockServer, key: &str) -> u64 {
 /// Every record ok at its first attempt, none refused at the server.
 fn assert_never_refused(server: &MockServer, key: &str, out: &Out) {
     out.code(0);
-    let records = out.records();
+    let records = out.results();
     assert_eq!(records.len(), N);
-    assert!(
-        records
-            .iter()
-            .all(|r| r["ok"] == true && r["attempts"] == 1)
-    );
+    assert!(records.iter().all(|r| r.ok && r.attempts == 1));
     assert_eq!(refused(server, key), 0, "429s at the server");
 }
 
@@ -234,9 +230,9 @@ async fn a_shared_quota_drained_mid_run() {
     let (times, _, out) = run(&server, path, query, &args).await;
     let theirs = other.await.expect("the other client");
     out.code(0);
-    let records = out.records();
+    let records = out.results();
     assert_eq!(records.len(), N);
-    assert!(records.iter().all(|r| r["ok"] == true));
+    assert!(records.iter().all(|r| r.ok));
     let ours = refused(&server, "shared") - theirs as u64;
     let makespan = times.last().copied().unwrap_or(0.0);
     eprintln!("shared quota: {makespan:.3} s, sluice refused {ours}, the other {theirs}");

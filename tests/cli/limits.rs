@@ -9,7 +9,7 @@ async fn peak_in_flight_is_exactly_the_concurrency() {
     let input = lines(&vec![format!("{m}/delay/0.5"); 30]);
     let out = Sluice::run(["-c", "7"]).stdin(input).output().await;
     out.code(0);
-    assert_eq!(by_line(&out.records()).len(), 30);
+    assert_eq!(by_line(&out.results()).len(), 30);
     let stats = server.stats();
     assert_eq!(stats.requests, 30);
     assert_eq!(stats.peak_in_flight, 7, "{stats:?}");
@@ -23,7 +23,7 @@ async fn connections_are_pooled_and_reused() {
     let input = lines(&vec![format!("{m}/fast"); 2000]);
     let out = Sluice::run(["-c", "20", "-q"]).stdin(input).output().await;
     out.code(0);
-    assert_eq!(by_line(&out.records()).len(), 2000);
+    assert_eq!(by_line(&out.results()).len(), 2000);
     let stats = server.stats();
     assert_eq!(stats.requests, 2000);
     assert!(stats.peak_in_flight <= 20, "{stats:?}");
@@ -49,7 +49,7 @@ async fn per_host_concurrency_caps_each_origin() {
         .output()
         .await;
     out.code(0);
-    assert_eq!(by_line(&out.records()).len(), 20);
+    assert_eq!(by_line(&out.results()).len(), 20);
     for server in [&a, &b] {
         let stats = server.stats();
         assert_eq!(stats.requests, 10);
@@ -107,11 +107,7 @@ async fn ordered_output_follows_input_order() {
         .output()
         .await;
     out.code(1);
-    let order: Vec<u64> = out
-        .records()
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
+    let order: Vec<u64> = out.results().iter().map(|r| r.line).collect();
     assert_eq!(order.len(), 10);
     assert_eq!(order.last(), Some(&1), "completion order: {order:?}");
 
@@ -120,8 +116,8 @@ async fn ordered_output_follows_input_order() {
         .output()
         .await;
     out.code(1);
-    let recs = out.records();
-    let order: Vec<u64> = recs.iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    let recs = out.results();
+    let order: Vec<u64> = recs.iter().map(|r| r.line).collect();
     assert_eq!(order, (1..=10).collect::<Vec<_>>());
     assert_eq!(kind(&recs[4]), "invalid_request");
     assert_eq!(kind(&recs[6]), "duplicate_id");
@@ -142,11 +138,7 @@ async fn reorder_window_bounds_how_far_requests_run_ahead() {
         .output()
         .await;
     out.code(0);
-    let order: Vec<u64> = out
-        .records()
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
+    let order: Vec<u64> = out.results().iter().map(|r| r.line).collect();
     assert_eq!(order, (1..=11).collect::<Vec<_>>());
     let stats = server.stats();
     assert_eq!(stats.requests, 11);
@@ -183,8 +175,8 @@ async fn a_request_waiting_to_retry_holds_no_slot() {
         .output()
         .await;
     out.code(0);
-    let recs = by_line(&out.records());
-    assert_eq!(recs[&1]["attempts"], 2);
+    let recs = by_line(&out.results());
+    assert_eq!(recs[&1].attempts, 2);
     let stats = server.stats();
     assert_eq!(stats.requests, 6);
     assert_eq!(stats.peak_in_flight, 2, "{stats:?}");

@@ -24,7 +24,7 @@ async fn output_file_is_written_refused_when_full_and_overwritten_on_request() {
     out.code(0);
     assert_eq!(out.stdout, "", "records go to the file");
     let first = read(&results);
-    assert_eq!(by_line(&parse_records(&first)).len(), 2);
+    assert_eq!(by_line(&parse_results(&first)).len(), 2);
     assert_eq!(server.stats().requests, 2);
 
     // The file now holds results: refused, nothing sent, file untouched.
@@ -44,9 +44,9 @@ async fn output_file_is_written_refused_when_full_and_overwritten_on_request() {
         .output()
         .await;
     out.code(1);
-    let recs = parse_records(&read(&results));
+    let recs = parse_results(&read(&results));
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0]["status"], 404);
+    assert_eq!(recs[0].status, Some(404));
     assert_eq!(server.stats().requests, 1);
 
     // An existing empty file is fine.
@@ -56,12 +56,12 @@ async fn output_file_is_written_refused_when_full_and_overwritten_on_request() {
         .output()
         .await;
     out.code(0);
-    assert_eq!(parse_records(&read(&empty)).len(), 2);
+    assert_eq!(parse_results(&read(&empty)).len(), 2);
 
     // `-o -` is stdout.
     let out = Sluice::run(["-o", "-"]).stdin(input).output().await;
     out.code(0);
-    assert_eq!(out.records().len(), 2);
+    assert_eq!(out.results().len(), 2);
     server.shutdown().await;
 }
 

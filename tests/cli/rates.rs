@@ -211,7 +211,7 @@ async fn rate_spaces_attempt_starts() {
         .await;
     let elapsed = started.elapsed();
     out.code(0);
-    assert_eq!(out.records().len(), 11);
+    assert_eq!(out.results().len(), 11);
     assert!(
         elapsed.as_millis() >= 500,
         "11 starts at 20/s in {elapsed:?}"

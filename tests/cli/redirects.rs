@@ -34,34 +34,34 @@ async fn get_redirects_are_followed_and_post_30x_recorded() {
     ]);
     let out = Sluice::run(["--retries", "0"]).stdin(input).output().await;
     out.code(1);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
 
     let followed = &recs[&1];
-    assert_eq!(followed["ok"], true, "{followed}");
-    assert_eq!(followed["status"], 200);
+    assert!(followed.ok, "{followed}");
+    assert_eq!(followed.status, Some(200));
     assert_eq!(
-        followed["url"],
-        chain(&m, 1, &fast),
+        followed.url.as_deref(),
+        Some(&*chain(&m, 1, &fast)),
         "url is the requested one"
     );
-    assert_eq!(followed["final_url"], fast);
-    assert_eq!(followed["attempts"], 1, "redirect hops are not attempts");
+    assert_eq!(followed.final_url.as_deref(), Some(&*fast));
+    assert_eq!(followed.attempts, 1, "redirect hops are not attempts");
 
     let post = &recs[&2];
-    assert_eq!(post["status"], 302, "{post}");
-    assert_eq!(post["ok"], false);
+    assert_eq!(post.status, Some(302), "{post}");
+    assert!(!post.ok);
     assert_eq!(kind(post), "http_status");
-    assert!(post.get("final_url").is_none(), "{post}");
+    assert!(post.final_url.is_none(), "{post}");
 
     let resent = &recs[&3];
-    assert_eq!(resent["status"], 200, "{resent}");
-    assert_eq!(resent["final_url"], echo);
-    assert_eq!(resent["body"]["method"], "POST", "307 keeps the method");
-    assert_eq!(resent["body"]["body"], r#"{"a":1}"#, "and the body");
+    assert_eq!(resent.status, Some(200), "{resent}");
+    assert_eq!(resent.final_url.as_deref(), Some(&*echo));
+    assert_eq!(resent.body_json()["method"], "POST", "307 keeps the method");
+    assert_eq!(resent.body_json()["body"], r#"{"a":1}"#, "and the body");
 
     let see_other = &recs[&4];
-    assert_eq!(see_other["status"], 200, "{see_other}");
-    assert_eq!(see_other["body"]["method"], "GET");
+    assert_eq!(see_other.status, Some(200), "{see_other}");
+    assert_eq!(see_other.body_json()["method"], "GET");
 
     assert_eq!(
         path_requests(&server, "/fast"),
@@ -83,9 +83,9 @@ async fn at_most_ten_redirects_are_followed() {
         .output()
         .await;
     out.code(0);
-    let rec = &out.records()[0];
-    assert_eq!(rec["status"], 200, "{rec}");
-    assert_eq!(rec["final_url"], fast);
+    let rec = &out.results()[0];
+    assert_eq!(rec.status, Some(200), "{rec}");
+    assert_eq!(rec.final_url.as_deref(), Some(&*fast));
     assert_eq!(path_requests(&server, "/redirect/302"), 10);
     assert_eq!(path_requests(&server, "/fast"), 1);
 
@@ -95,13 +95,14 @@ async fn at_most_ten_redirects_are_followed() {
         .output()
         .await;
     out.code(1);
-    let rec = &out.records()[0];
+    let rec = &out.results()[0];
     assert_eq!(
-        rec["status"], 302,
+        rec.status,
+        Some(302),
         "the 11th redirect is the final response: {rec}"
     );
-    assert_eq!(rec["ok"], false);
-    assert_eq!(rec["attempts"], 1);
+    assert!(!rec.ok);
+    assert_eq!(rec.attempts, 1);
     assert_eq!(path_requests(&server, "/redirect/302"), 11);
     assert_eq!(path_requests(&server, "/fast"), 0);
     server.shutdown().await;
@@ -142,10 +143,10 @@ async fn leaving_the_origin_drops_sensitive_headers() {
     .output()
     .await;
     out.code(0);
-    let recs = by_line(&out.records());
+    let recs = by_line(&out.results());
     for rec in recs.values() {
-        assert_eq!(rec["status"], 200, "{rec}");
-        let headers = &rec["body"]["headers"];
+        assert_eq!(rec.status, Some(200), "{rec}");
+        let headers = &rec.body_json()["headers"];
         assert!(headers.is_object(), "{rec}");
         for secret in [
             "authorization",

@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::support::*;
 
 /// A test upstream, its URL, a temporary directory and a results path in it.
@@ -16,8 +14,8 @@ async fn setup() -> (sluice_mock::MockServer, String, tempfile::TempDir, PathBuf
     (server, m, dir, results)
 }
 
-fn read_records(path: &Path) -> Vec<Value> {
-    parse_records(&std::fs::read_to_string(path).expect("read the output file"))
+fn read_records(path: &Path) -> Vec<Record> {
+    parse_results(&std::fs::read_to_string(path).expect("read the output file"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +94,7 @@ async fn retry_failed_resends_failures_and_replaces_their_records() {
     // --resume with no output file yet starts one.
     Sluice::run(args(&["--resume"])).output().await.code(1);
     let first = by_line(&read_records(&results));
-    assert_eq!(first[&1]["status"], 500);
+    assert_eq!(first[&1].status, Some(500));
     assert_eq!(kind(&first[&3]), "invalid_request");
     assert_eq!(kind(&first[&4]), "duplicate_id");
 
@@ -113,7 +111,7 @@ async fn retry_failed_resends_failures_and_replaces_their_records() {
     out.code(1);
     let after = by_line(&read_records(&results));
     assert_eq!(after.len(), 4, "one record per line");
-    assert_eq!(after[&1]["ok"], true, "{}", after[&1]);
+    assert!(after[&1].ok, "{}", after[&1]);
     assert_eq!(after[&2], first[&2]);
     assert_eq!(kind(&after[&3]), "invalid_request", "input errors stay");
     assert_eq!(kind(&after[&4]), "duplicate_id");
@@ -234,8 +232,7 @@ async fn after_kill_9_resume_sends_only_the_unrecorded_lines() {
             .is_ok_and(|text| text.lines().filter(|l| l.ends_with('}')).count() == 2)
     })
     .await;
-    child.signal(libc::SIGKILL);
-    assert_eq!(child.finish().await.code, -libc::SIGKILL);
+    child.kill_9().await;
     assert_eq!(server.stats().requests, 3);
 
     let out = Sluice::run([

@@ -4,8 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use crate::support::*;
 
 /// Ten lines: requests, a comment, a blank line, a bad line and an id used
@@ -26,8 +24,8 @@ fn input(dir: &Path, m: &str) -> PathBuf {
     write_file(dir, "in.jsonl", lines(&text))
 }
 
-fn read_records(path: &Path) -> Vec<Value> {
-    parse_records(&std::fs::read_to_string(path).expect("read the output file"))
+fn read_records(path: &Path) -> Vec<Record> {
+    parse_results(&std::fs::read_to_string(path).expect("read the output file"))
 }
 
 fn run_shard(input: &Path, out: &Path, shard: &str, extra: &[&str]) -> Sluice {
@@ -43,7 +41,7 @@ async fn four_shards_write_every_line_once_with_its_global_number() {
     let server = mock().await;
     let dir = tempdir();
     let input = input(dir.path(), &server.url());
-    let mut all: BTreeMap<u64, (usize, Value)> = BTreeMap::new();
+    let mut all: BTreeMap<u64, (usize, Record)> = BTreeMap::new();
     for k in 0..4 {
         let out = dir.path().join(format!("out-{k}.jsonl"));
         // Shard 0 owns the duplicate (line 8), shard 2 the bad line (6).
@@ -52,16 +50,13 @@ async fn four_shards_write_every_line_once_with_its_global_number() {
             .output()
             .await
             .code(code);
-        let written: Vec<u64> = read_records(&out)
-            .iter()
-            .map(|r| r["line"].as_u64().unwrap())
-            .collect();
+        let written: Vec<u64> = read_records(&out).iter().map(|r| r.line).collect();
         assert!(
             written.is_sorted(),
             "--ordered: shard {k} wrote {written:?}"
         );
         for record in read_records(&out) {
-            let line = record["line"].as_u64().unwrap();
+            let line = record.line;
             assert_eq!(line % 4, k as u64, "shard {k} wrote line {line}");
             assert!(all.insert(line, (k, record)).is_none(), "line {line} twice");
         }
@@ -74,9 +69,9 @@ async fn four_shards_write_every_line_once_with_its_global_number() {
     );
     assert_eq!(kind(&all[&6].1), "invalid_request");
     assert_eq!(kind(&all[&8].1), "duplicate_id");
-    assert_eq!(all[&3].1["id"], "twice");
-    assert_eq!(all[&3].1["ok"], true);
-    assert_eq!(all[&9].1["id"], 9, "ids stay the global line numbers");
+    assert_eq!(all[&3].1.id, "twice");
+    assert!(all[&3].1.ok);
+    assert_eq!(all[&9].1.id, 9, "ids stay the global line numbers");
     assert_eq!(path_requests(&server, "/fast"), 6, "each request sent once");
 }
 
@@ -92,10 +87,7 @@ async fn shard_env_reads_the_kubernetes_index_and_the_count() {
         .output()
         .await
         .code(0);
-    let lines: Vec<u64> = read_records(&out)
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
+    let lines: Vec<u64> = read_records(&out).iter().map(|r| r.line).collect();
     let mut sorted = lines.clone();
     sorted.sort();
     assert_eq!(sorted, [1, 9]);
@@ -199,7 +191,7 @@ async fn resume_and_retry_failed_work_per_shard() {
     assert_eq!(server.stats().requests, before + 1);
     let after = by_line(&read_records(&out));
     assert_eq!(after.keys().copied().collect::<Vec<_>>(), [1, 3, 5]);
-    assert_eq!(after[&3]["ok"], true);
+    assert!(after[&3].ok);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,9 +220,9 @@ async fn dry_run_checks_only_the_shards_lines() {
     .output()
     .await;
     out.code(1);
-    let records = out.records();
+    let records = out.results();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0]["line"], 6);
+    assert_eq!(records[0].line, 6);
 }
 
 /// Runs the four shards of `input` into `out-K.jsonl`; returns the paths.
@@ -270,10 +262,7 @@ async fn merge_combines_the_shards_in_input_order_and_checks_every_line() {
         "{}",
         got.stderr
     );
-    let lines: Vec<u64> = read_records(&merged)
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
+    let lines: Vec<u64> = read_records(&merged).iter().map(|r| r.line).collect();
     assert_eq!(lines, [1, 3, 4, 6, 7, 8, 9, 10], "in input order");
 
     // An existing output is refused unless --overwrite; an input never.

@@ -71,9 +71,9 @@ async fn unknown_certificates_fail_as_tls_and_are_not_retried() {
         .output()
         .await;
     out.code(1);
-    let records = by_line(&out.records());
+    let records = by_line(&out.results());
     assert_eq!(kind(&records[&1]), "tls");
-    assert_eq!(records[&1]["attempts"], 1);
+    assert_eq!(records[&1].attempts, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,9 +81,9 @@ async fn cacert_trusts_the_extra_ca() {
     let (url, ca) = tls_server().await;
     let out = fetch_trusting(&url, ca).await;
     out.code(0);
-    let records = by_line(&out.records());
-    assert_eq!(records[&1]["ok"], true);
-    assert_eq!(records[&1]["body"], "ok");
+    let records = by_line(&out.results());
+    assert!(records[&1].ok);
+    assert_eq!(records[&1].body_json(), "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +91,7 @@ async fn insecure_skips_verification_and_says_so() {
     let (url, _) = tls_server().await;
     let out = Sluice::run(["-k"]).stdin(format!("{url}\n")).output().await;
     out.code(0);
-    assert_eq!(by_line(&out.records())[&1]["ok"], true);
+    assert!(by_line(&out.results())[&1].ok);
     assert!(out.stderr.contains("NOT verified"), "{}", out.stderr);
 }
 
@@ -100,11 +100,11 @@ async fn cacert_trusts_a_self_signed_ca_certificate_as_curl_does() {
     let (url, cert) = self_signed_ca_server().await;
     let out = fetch_trusting(&url, cert).await;
     out.code(0);
-    assert_eq!(by_line(&out.records())[&1]["ok"], true);
+    assert!(by_line(&out.results())[&1].ok);
     // Without it, the same server is refused.
     let out = Sluice::run(["-q"]).stdin(format!("{url}\n")).output().await;
     out.code(1);
-    assert_eq!(kind(&by_line(&out.records())[&1]), "tls");
+    assert_eq!(kind(&by_line(&out.results())[&1]), "tls");
 }
 
 /// With `--include-headers`, the record names the TLS and HTTP versions.
@@ -116,10 +116,10 @@ async fn include_headers_records_the_tls_version() {
         .output()
         .await;
     out.code(0);
-    let rec = &by_line(&out.records())[&1];
+    let rec = &by_line(&out.results())[&1];
     assert_eq!(
-        (&rec["tls_version"], &rec["http_version"]),
-        (&"TLSv1.3".into(), &"HTTP/1.1".into()),
+        (&rec.json["tls_version"], rec.http_version.as_deref()),
+        (&"TLSv1.3".into(), Some("HTTP/1.1")),
         "{rec}"
     );
 }
@@ -197,13 +197,13 @@ async fn the_attempt_clock_waits_for_a_slow_handshake() {
     .stdin(input)
     .output()
     .await;
-    let records = by_line(&out.records());
+    let records = by_line(&out.results());
     for record in records.values() {
-        assert_eq!(record["ok"], true, "{record}");
-        assert_eq!(record["http_version"], "HTTP/2", "{record}");
+        assert!(record.ok, "{record}");
+        assert_eq!(record.http_version.as_deref(), Some("HTTP/2"), "{record}");
         // From when it was sent: not the probe's and the lane's handshakes
         // (300 ms each) before it.
-        let took = record["duration_ms"].as_f64().unwrap_or(f64::MAX);
+        let took = record.duration_ms;
         assert!(took < 800.0, "{record}");
     }
     out.code(0);

@@ -58,13 +58,9 @@ async fn token_case(dialect: &str) -> serde_json::Value {
         .output()
         .await;
     out.code(0);
-    let records = out.records();
+    let records = out.results();
     assert_eq!(records.len(), N);
-    assert!(
-        records
-            .iter()
-            .all(|r| r["ok"] == true && r["attempts"] == 1)
-    );
+    assert!(records.iter().all(|r| r.ok && r.attempts == 1));
     let stats = server.stats();
     let limited = stats.limited.get(&key).expect("the key was used");
     assert_eq!(limited.refused, 0, "429s at the server");

@@ -98,11 +98,11 @@ async fn http2_is_offered_on_request() {
         .await;
     out.code(0);
     assert!(
-        out.records()
+        out.results()
             .iter()
-            .all(|r| r["body"]["version"] == "HTTP/2.0"
-                && r["http_version"] == "HTTP/2"
-                && r["tls_version"].is_null()),
+            .all(|r| r.body_json()["version"] == "HTTP/2.0"
+                && r.http_version.as_deref() == Some("HTTP/2")
+                && r.json["tls_version"].is_null()),
         "{}",
         out.stdout
     );
@@ -112,9 +112,10 @@ async fn http2_is_offered_on_request() {
         .await;
     out.code(0);
     assert!(
-        out.records()
+        out.results()
             .iter()
-            .all(|r| r["body"]["version"] == "HTTP/1.1" && r["http_version"] == "HTTP/1.1"),
+            .all(|r| r.body_json()["version"] == "HTTP/1.1"
+                && r.http_version.as_deref() == Some("HTTP/1.1")),
         "{}",
         out.stdout
     );
@@ -157,9 +158,9 @@ async fn compressed_bodies_are_decoded_and_keep_their_content_encoding() {
         .output()
         .await;
     out.code(0);
-    let rec = &out.records()[0];
-    assert_eq!(rec["body"], serde_json::json!({"ok": true}), "{rec}");
-    assert_eq!(header(&rec["headers"], "content-encoding"), Some("gzip"));
+    let rec = &out.results()[0];
+    assert_eq!(*rec.body_json(), serde_json::json!({"ok": true}), "{rec}");
+    assert_eq!(rec.header("content-encoding"), Some("gzip"));
 }
 
 /// `-v` names the HTTP version of each response, and the summary (text

@@ -13,7 +13,7 @@ async fn connections_never_outnumber_the_slots() {
     let input = lines(&vec![format!("{}/fast", server.url()); 3000]);
     let out = Sluice::run(["-c", "50", "-q"]).stdin(input).output().await;
     out.code(0);
-    assert_eq!(by_line(&out.records()).len(), 3000);
+    assert_eq!(by_line(&out.results()).len(), 3000);
     let stats = server.stats();
     assert_eq!(stats.requests, 3000);
     assert!(
@@ -38,8 +38,8 @@ async fn the_request_head_has_host_agent_accept_and_url_credentials() {
     ]);
     let out = Sluice::run(["-q", "-c", "1"]).stdin(input).output().await;
     out.code(0);
-    let records = by_line(&out.records());
-    let echoed = |line: u64| records[&line]["body"]["headers"].clone();
+    let records = by_line(&out.results());
+    let echoed = |line: u64| records[&line].body_json()["headers"].clone();
     let first = echoed(1);
     assert_eq!(first["host"], host, "{first}");
     assert_eq!(first["accept"], "*/*", "{first}");
@@ -48,7 +48,8 @@ async fn the_request_head_has_host_agent_accept_and_url_credentials() {
     // base64("user:p@ss")
     assert_eq!(first["authorization"], "Basic dXNlcjpwQHNz", "{first}");
     assert_eq!(
-        records[&1]["body"]["query_string"], "x=1",
+        records[&1].body_json()["query_string"],
+        "x=1",
         "{}",
         records[&1]
     );

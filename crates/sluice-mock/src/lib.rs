@@ -88,7 +88,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// Most concurrent HTTP/2 streams per connection (4096), well above any
 /// client concurrency a benchmark uses, so the server never caps it.
-const H2_MAX_CONCURRENT_STREAMS: u32 = 4096;
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 4096;
 
 /// How long after deciding to close an idle connection (`keep_alive`) the
 /// close reaches the socket; requests arriving in between are not read.

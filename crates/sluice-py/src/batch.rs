@@ -44,7 +44,7 @@ use pyo3::types::PyDict;
 use sluice::intake::{Checked, Intake};
 use sluice::order::Reorder;
 use sluice::parse::{LineOrigin, ParseOptions, parse_line};
-use sluice::stats::{Outcome, Tally};
+use sluice::stats::{RecordFacts, Tally};
 use sluice::{Abandon, Config, Event, Id, Input, InvalidLine, Record, Run};
 use tokio::task::JoinHandle;
 
@@ -175,7 +175,7 @@ impl LaneState {
     /// A result (or the loss of one) arrived: the lane's accounts.
     fn deliver(&mut self, records: Vec<Record>) {
         for rec in records {
-            self.tally.add(Outcome::from(&rec));
+            self.tally.add(RecordFacts::from(&rec));
             self.results.push_back((rec.to_json_line(), rec.ok));
         }
     }

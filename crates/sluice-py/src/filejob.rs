@@ -223,7 +223,7 @@ async fn drive(
         tokio::select! {
             event = run.next() => match event {
                 Some(Event::Record(record)) => {
-                    let o = sluice::stats::Outcome::from(&record);
+                    let o = sluice::stats::RecordFacts::from(&record);
                     if let Err(e) = sink.write(&record) {
                         error = Some(write_failed(&sink, e));
                         break;

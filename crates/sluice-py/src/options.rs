@@ -12,13 +12,11 @@ use http::header::HeaderMap;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use sluice::config::MAX_CONCURRENCY;
 use sluice::format::OutputFormat;
-use sluice::parse::{DEFAULT_MAX_LINE_BYTES, InputFormat, ParseOptions, check_base_url};
+use sluice::parse::{InputFormat, ParseOptions, check_base_url};
 use sluice::units::{Rate, parse_duration, parse_size};
 use sluice::{BodyMode, Config, ProxyConfig, Redactor, RetryOn, TlsConfig};
-
-/// The most requests in flight the CLI accepts (`-c`).
-const MAX_CONCURRENCY: u64 = 100_000;
 
 /// Options that only a file job (`run_file`) takes.
 #[derive(Debug, Default)]
@@ -321,8 +319,9 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>, file: bool) -> PyResult<Option
     let parse = ParseOptions {
         base_url,
         redactor,
-        max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         input_format: raw.input_format,
+        // Messages name `base_url` and `input_format`: Python's keywords.
+        ..ParseOptions::default()
     };
     Ok(Options {
         config,

@@ -22,6 +22,15 @@ use crate::units::Rate;
 /// after each pause longer than 1 s, is one handshake per pause.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long Redis may be unreachable before a run that shares its limits
+/// stops as for a closed origin, unless configured (5 minutes): long enough
+/// for a failover or a restart, short enough that a lost Redis is noticed.
+pub const DEFAULT_SHARED_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The most requests in flight a front end accepts (`-c`, `concurrency`):
+/// far above what one process's sockets and one core carry.
+pub const MAX_CONCURRENCY: u64 = 100_000;
+
 /// How response bodies are stored in records (`--body`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BodyMode {
@@ -92,8 +101,9 @@ impl fmt::Debug for TlsConfig {
 
 /// A setting that messages in records and events name. The engine calls it
 /// by its field (`max_body_size`); a front end that set it from an option
-/// of its own says so with [`ConfigBuilder::setting_names`] (the CLI:
-/// `--max-body-size`).
+/// of its own says so with [`ConfigBuilder::setting_names`] and
+/// [`ParseOptions::setting_names`](crate::parse::ParseOptions::setting_names)
+/// (the CLI: `--max-body-size`; Python's keywords are the field names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Setting {
@@ -105,6 +115,10 @@ pub enum Setting {
     MaxBodySize,
     /// [`Config::max_retry_after`].
     MaxRetryAfter,
+    /// [`ParseOptions::base_url`](crate::parse::ParseOptions::base_url).
+    BaseUrl,
+    /// [`ParseOptions::input_format`](crate::parse::ParseOptions::input_format).
+    InputFormat,
 }
 
 impl Setting {
@@ -115,6 +129,8 @@ impl Setting {
             Setting::HaltAfter => "halt_after",
             Setting::MaxBodySize => "max_body_size",
             Setting::MaxRetryAfter => "max_retry_after",
+            Setting::BaseUrl => "base_url",
+            Setting::InputFormat => "input_format",
         }
     }
 }

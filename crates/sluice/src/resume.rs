@@ -22,7 +22,7 @@ use crate::intake::BitSet;
 use crate::record::{ErrorKind, Id};
 use crate::redact::Redactor;
 use crate::request::Input;
-use crate::stats::{Outcome, Tally};
+use crate::stats::{RecordFacts, Tally};
 
 /// What the output file already holds.
 #[derive(Debug, Default)]
@@ -612,7 +612,7 @@ struct Parsed {
     sent: Fingerprint,
     /// A failure that `--retry-failed` sends again (not an input error).
     retried: bool,
-    outcome: Outcome,
+    outcome: RecordFacts,
 }
 
 /// The input line number a result line of any format records, read as
@@ -642,7 +642,7 @@ fn parse_record(text: &str) -> Result<Parsed, String> {
             sent,
             retried: !back.ok && !back.kind.is_some_and(ErrorKind::is_input_error),
             // The batch formats carry neither attempts nor timings.
-            outcome: Outcome {
+            outcome: RecordFacts {
                 ok: back.ok,
                 status: back.status,
                 kind: back.kind,
@@ -659,7 +659,7 @@ fn parse_record(text: &str) -> Result<Parsed, String> {
         line: line.line,
         sent: Fingerprint::new(id.as_str().to_string(), line.method, line.url),
         retried: !line.ok && kind.is_some_and(|k| !k.is_input_error()),
-        outcome: Outcome {
+        outcome: RecordFacts {
             ok: line.ok,
             status: line.status,
             kind,

@@ -24,7 +24,7 @@ pub use timeline::{Interval, MAX_INTERVALS, Pause, Timeline, percentile_ms};
 
 /// The facts of one record that statistics need.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Outcome {
+pub struct RecordFacts {
     /// 2xx final response.
     pub ok: bool,
     /// The final status, if any.
@@ -37,9 +37,9 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
-impl From<&Record> for Outcome {
-    fn from(r: &Record) -> Outcome {
-        Outcome {
+impl From<&Record> for RecordFacts {
+    fn from(r: &Record) -> RecordFacts {
+        RecordFacts {
             ok: r.ok,
             status: r.status,
             kind: r.error_kind(),
@@ -147,7 +147,7 @@ pub struct Latency {
 
 impl Tally {
     /// Counts one record.
-    pub fn add(&mut self, o: Outcome) {
+    pub fn add(&mut self, o: RecordFacts) {
         self.records += 1;
         self.ok += u64::from(o.ok);
         if let Some(s) = o.status {
@@ -214,7 +214,7 @@ mod tests {
     fn counts_and_percentiles() {
         let mut t = Tally::default();
         for i in 1..=100u64 {
-            t.add(Outcome {
+            t.add(RecordFacts {
                 ok: i % 10 != 0,
                 status: Some(if i % 10 == 0 { 500 } else { 200 }),
                 kind: (i % 10 == 0).then_some(ErrorKind::HttpStatus),
@@ -222,7 +222,7 @@ mod tests {
                 duration: Duration::from_millis(i),
             });
         }
-        t.add(Outcome {
+        t.add(RecordFacts {
             ok: false,
             status: None,
             kind: Some(ErrorKind::InvalidRequest),

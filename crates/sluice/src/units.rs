@@ -154,6 +154,36 @@ impl fmt::Display for Rate {
     }
 }
 
+/// Writes a duration as a user would, in the largest unit that holds it
+/// whole (`5m`, `10s`, `500ms`); [`parse_duration`] reads it back exactly.
+/// Help text states the engine's defaults this way.
+pub fn write_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let units = [(3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")];
+    match units
+        .iter()
+        .find(|(per, _)| ms > 0 && ms.is_multiple_of(*per))
+    {
+        Some((per, unit)) if d.subsec_nanos().is_multiple_of(1_000_000) => {
+            format!("{}{unit}", ms / per)
+        }
+        _ => format!("{}us", d.as_micros()),
+    }
+}
+
+/// Writes a byte size in the largest binary unit that holds it whole
+/// (`16MiB`, `64KiB`, `1000`); [`parse_size`] reads it back exactly.
+pub fn write_size(bytes: u64) -> String {
+    let units = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    match units
+        .iter()
+        .find(|(per, _)| bytes > 0 && bytes.is_multiple_of(*per))
+    {
+        Some((per, unit)) => format!("{}{unit}", bytes / per),
+        None => bytes.to_string(),
+    }
+}
+
 /// Parses a byte size: `1024`, `64KiB`, `16MiB`, `1GiB`, `10MB`, `500kb`.
 ///
 /// # Errors
@@ -188,6 +218,32 @@ fn size_error(text: &str) -> UnitError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_values_read_back_exactly() {
+        for (d, text) in [
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_micros(250), "250us"),
+            (Duration::ZERO, "0us"),
+        ] {
+            assert_eq!(write_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d));
+        }
+        for (n, text) in [
+            (16 << 20, "16MiB"),
+            (64 << 10, "64KiB"),
+            (1 << 30, "1GiB"),
+            (1000, "1000"),
+            (0, "0"),
+        ] {
+            assert_eq!(write_size(n), text);
+            assert_eq!(parse_size(text), Ok(n));
+        }
+    }
 
     #[test]
     fn durations() {

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 pub use super::arrivals::{achieved_rate, arrivals, max_in_window};
-pub use super::records::{complete_lines, file_records};
+pub use super::records::complete_lines;
 
 /// A running `sluice run ...` (see [`super::run::Running`]).
 pub struct Running(super::Running);

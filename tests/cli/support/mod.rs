@@ -17,8 +17,8 @@ pub mod run;
 
 pub use raw::{Act, RawServer, Req, ok, response};
 pub use records::{
-    by_line, check_record, complete_lines, file_results, header, kind, parse_records,
-    results_so_far, schema_errors,
+    Record, by_line, check_record, complete_lines, file_results, header, kind, parse_records,
+    parse_results, results_so_far, schema_errors,
 };
 pub use run::{LIMIT, Out, Running, Sluice};
 

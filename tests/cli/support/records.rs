@@ -18,6 +18,14 @@ const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/result.schema.
 /// test reads as JSON).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Record {
+    /// A string, or a line number as an integer.
+    pub id: Value,
+    pub line: u64,
+    pub url: Option<String>,
+    pub final_url: Option<String>,
+    pub http_version: Option<String>,
+    /// With `--include-headers`.
+    pub headers: Option<BTreeMap<String, String>>,
     pub ok: bool,
     pub status: Option<u16>,
     pub attempts: u32,
@@ -60,6 +68,18 @@ impl Record {
         self.error.as_ref().and_then(|e| e.maybe_applied) == Some(true)
     }
 
+    /// A response header, its name in any case (with `--include-headers`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let headers = self.headers.as_ref()?;
+        let (_, value) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))?;
+        Some(value.as_str())
+    }
+
+    /// The body as JSON (`null` when there is none): for indexing an echo.
+    pub fn body_json(&self) -> &Value {
+        self.body.as_ref().unwrap_or(&Value::Null)
+    }
+
     /// The body when it was stored as text.
     pub fn text(&self) -> Option<&str> {
         self.body.as_ref().and_then(Value::as_str)
@@ -71,6 +91,13 @@ impl Record {
             .unwrap_or_else(|e| panic!("record {json} does not type ({e})"));
         record.json = json;
         record
+    }
+}
+
+/// Two records are equal when their lines are: every field, as written.
+impl PartialEq for Record {
+    fn eq(&self, other: &Record) -> bool {
+        self.json == other.json
     }
 }
 
@@ -210,12 +237,4 @@ pub fn file_results(path: &Path) -> BTreeMap<u64, Record> {
         text.lines().last()
     );
     by_line(&parse_results(&text))
-}
-
-/// [`file_results`] as JSON values. Kept for the tests that index records.
-pub fn file_records(path: &Path) -> BTreeMap<u64, Value> {
-    file_results(path)
-        .into_iter()
-        .map(|(line, record)| (line, record.json))
-        .collect()
 }

@@ -325,6 +325,20 @@ impl Running {
         }
     }
 
+    /// A crash: kills the child with SIGKILL (no handler runs, nothing is
+    /// flushed) and waits for it, which must have died of it.
+    pub async fn kill_9(self) -> Out {
+        self.signal(libc::SIGKILL);
+        let ended = self.finish().await;
+        assert_eq!(
+            ended.code,
+            -libc::SIGKILL,
+            "killed by SIGKILL: {}",
+            ended.stderr
+        );
+        ended
+    }
+
     /// Waits for the child to exit (killed past [`LIMIT`]).
     pub async fn finish(self) -> Out {
         self.finish_signalling(None).await

@@ -13,6 +13,7 @@ use std::fmt;
 
 use url::Url;
 
+use crate::config::Setting;
 use crate::record::Id;
 use crate::redact::Redactor;
 use crate::request::{Input, InvalidLine};
@@ -58,6 +59,16 @@ pub struct ParseOptions {
     /// Which JSON line shapes are accepted (`--input-format`). Default:
     /// [`InputFormat::Auto`], decided per line by its keys.
     pub input_format: InputFormat,
+    /// How messages name a [`Setting`] (`base_url`, `input_format`).
+    /// Default [`Setting::field`]; the CLI names its options.
+    pub setting_names: fn(Setting) -> &'static str,
+}
+
+impl ParseOptions {
+    /// What messages call `setting`.
+    pub fn name(&self, setting: Setting) -> &'static str {
+        (self.setting_names)(setting)
+    }
 }
 
 /// The shapes of JSON request lines (`--input-format`).
@@ -134,6 +145,7 @@ impl Default for ParseOptions {
             redactor: Redactor::default(),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             input_format: InputFormat::Auto,
+            setting_names: Setting::field,
         }
     }
 }

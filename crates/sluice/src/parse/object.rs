@@ -8,11 +8,12 @@ use serde::de::Deserializer;
 use serde_json::value::RawValue;
 use url::Url;
 
+use crate::config::Setting;
 use crate::json::{JsonKind, compact_json, json_kind};
 use crate::record::Id;
 use crate::request::Input;
 
-use super::problem::Problem;
+use super::problem::{Names, Problem};
 use super::raw::{given, nesting_exceeds, string_of};
 use super::rest::read_rest;
 use super::show::{MESSAGE_CLIP, clip, describe_char};
@@ -69,7 +70,7 @@ pub(super) fn parse_object(text: &str, line: &Line) -> Input {
         Ok(fields) => fields,
         Err(e) => return line.invalid(Known::default(), Problem::InvalidJson(e)),
     };
-    if let Err(problem) = check_shape(&fields, line.opts.input_format) {
+    if let Err(problem) = check_shape(&fields, line.opts) {
         let known = Known {
             id: read_id(&fields, line.number).ok(),
             ..Known::default()
@@ -111,17 +112,18 @@ fn sluice_request_fields(fields: &Fields) -> Option<&'static str> {
 }
 
 /// Checks that a line has the keys its `--input-format` requires.
-fn check_shape(fields: &Fields, format: InputFormat) -> Result<(), Problem> {
+fn check_shape(fields: &Fields, opts: &ParseOptions) -> Result<(), Problem> {
+    let (format, names) = (opts.input_format, Names::of(opts));
     let params = given(fields.params).is_some();
     match format {
         InputFormat::Auto | InputFormat::AnthropicBatch if params => {
             match sluice_request_fields(fields) {
-                Some(field) => Err(Problem::ParamsBeside { field }),
+                Some(field) => Err(Problem::ParamsBeside { field, names }),
                 None => Ok(()),
             }
         }
-        InputFormat::AnthropicBatch => Err(Problem::ParamsRequired),
-        _ if params => Err(Problem::ParamsInFormat { format }),
+        InputFormat::AnthropicBatch => Err(Problem::ParamsRequired { names }),
+        _ if params => Err(Problem::ParamsInFormat { format, names }),
         InputFormat::OpenAiBatch => {
             let missing = [
                 ("custom_id", fields.custom_id),
@@ -131,7 +133,7 @@ fn check_shape(fields: &Fields, format: InputFormat) -> Result<(), Problem> {
             .into_iter()
             .find(|(_, raw)| given(*raw).is_none());
             match missing {
-                Some((field, _)) => Err(Problem::OpenAiFieldMissing { field }),
+                Some((field, _)) => Err(Problem::OpenAiFieldMissing { field, names }),
                 None => Ok(()),
             }
         }
@@ -148,7 +150,9 @@ fn parse_anthropic(fields: &Fields, line: &Line) -> Input {
         Some(base) => {
             join_base_url(base, ANTHROPIC_MESSAGES_PATH).map_err(|e| Bad::unshown(Problem::Url(e)))
         }
-        None => Err(Bad::unshown(Problem::AnthropicWithoutBase)),
+        None => Err(Bad::unshown(Problem::AnthropicWithoutBase {
+            base_url: line.opts.name(Setting::BaseUrl),
+        })),
     };
     let rest = read_rest(fields, &line.opts.redactor).and_then(|mut rest| {
         let params = fields.params.ok_or(Problem::ParamsMissing)?;
@@ -318,7 +322,38 @@ mod tests {
         assert_eq!(r.cost, 3.0);
         // No base URL, a params that is not an object, or a sluice field beside it.
         let bad = bad(r#"{"custom_id": "q-2", "params": {}}"#);
-        assert!(bad.message.contains("add --base-url"), "{}", bad.message);
+        assert!(bad.message.contains("add base_url"), "{}", bad.message);
+        // A front end's own names for the settings, and no other.
+        let cli = ParseOptions {
+            setting_names: |s| match s {
+                Setting::BaseUrl => "--the-base",
+                Setting::InputFormat => "--the-format",
+                _ => s.field(),
+            },
+            ..ParseOptions::default()
+        };
+        let bad = bad_with(r#"{"custom_id": "q-2", "params": {}}"#, &cli);
+        assert!(
+            bad.message
+                .contains("under --the-base, and none is given: add --the-base")
+        );
+        let strict = ParseOptions {
+            input_format: InputFormat::OpenAiBatch,
+            ..cli.clone()
+        };
+        let bad = bad_with(r#"{"custom_id": "q-2", "params": {}}"#, &strict);
+        assert!(
+            bad.message
+                .contains("use --the-format auto or anthropic-batch"),
+            "{}",
+            bad.message
+        );
+        let names = ["base_url", "input_format"];
+        assert!(
+            !names.iter().any(|n| bad.message.contains(n)),
+            "{}",
+            bad.message
+        );
         assert_eq!(bad.id, Some(Id::text("q-2")));
         let opts = with_base("https://h");
         let bad = bad_with(r#"{"custom_id": "q-3", "params": []}"#, &opts);

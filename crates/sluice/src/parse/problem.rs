@@ -11,13 +11,16 @@ use crate::units::UnitError;
 use super::urls::UrlError;
 use super::{ANTHROPIC_MESSAGES_PATH, InputFormat};
 
-/// What an Anthropic batch line looks like, for messages.
-const ANTHROPIC: &str = "an anthropic-batch line is {\"custom_id\": ..., \"params\": {...}}, sent as a POST of params to /v1/messages under --base-url";
+/// What an Anthropic batch line looks like, for messages; the name of the
+/// base URL's setting follows.
+const ANTHROPIC: &str = "an anthropic-batch line is {\"custom_id\": ..., \"params\": {...}}, sent as a POST of params to /v1/messages under";
 /// What an OpenAI batch line looks like, for messages.
 const OPENAI: &str = "an openai-batch line is {\"custom_id\", \"method\", \"url\", \"body\"}";
 
 /// Why a line is rejected. `field` names a request line's field (`url`,
-/// `timeout`, ...); `url`, `method` and `header` are shown redacted and clipped.
+/// `timeout`, ...); `url`, `method` and `header` are shown redacted and clipped;
+/// `base_url` and `input_format` are what the caller calls those settings
+/// ([`ParseOptions::name`](super::ParseOptions::name)).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Problem {
     // ---- the line as a whole
@@ -52,8 +55,8 @@ pub(crate) enum Problem {
     UrlInvalid { url: String, error: url::ParseError },
     #[error("URL `{url}` has no scheme: write it with http:// or https://")]
     UrlNoScheme { url: String },
-    #[error("relative URL `{url}` needs --base-url (or write an absolute http:// or https:// URL)")]
-    RelativeWithoutBase { url: String },
+    #[error("relative URL `{url}` needs {base_url} (or write an absolute http:// or https:// URL)")]
+    RelativeWithoutBase { url: String, base_url: &'static str },
     #[error("relative URL `{url}`: {error}")]
     RelativeJoin { url: String, error: UrlError },
     #[error("{0}")]
@@ -82,22 +85,28 @@ pub(crate) enum Problem {
 
     // ---- the shape of each input format
     #[error(
-        "`params` and `{field}` are both set, so the line is neither kind: {ANTHROPIC}; a sluice line has `url` and no `params`"
+        "`params` and `{field}` are both set, so the line is neither kind: {ANTHROPIC} {}; a sluice line has `url` and no `params`",
+        names.base_url
     )]
-    ParamsBeside { field: &'static str },
-    #[error("`params` is missing (--input-format anthropic-batch): {ANTHROPIC}")]
-    ParamsRequired,
+    ParamsBeside { field: &'static str, names: Names },
     #[error(
-        "`params` is an anthropic-batch field, but the input format is {}: use --input-format auto or anthropic-batch, or give `url` and `body`",
-        format.as_str()
+        "`params` is missing ({} anthropic-batch): {ANTHROPIC} {}",
+        names.input_format,
+        names.base_url
     )]
-    ParamsInFormat { format: InputFormat },
-    #[error("`{field}` is missing (--input-format openai-batch): {OPENAI}")]
-    OpenAiFieldMissing { field: &'static str },
+    ParamsRequired { names: Names },
     #[error(
-        "an anthropic-batch line is sent to {ANTHROPIC_MESSAGES_PATH} under --base-url, and none is given: add --base-url (e.g. https://api.anthropic.com)"
+        "`params` is an anthropic-batch field, but the input format is {}: use {} auto or anthropic-batch, or give `url` and `body`",
+        format.as_str(),
+        names.input_format
     )]
-    AnthropicWithoutBase,
+    ParamsInFormat { format: InputFormat, names: Names },
+    #[error("`{field}` is missing ({} openai-batch): {OPENAI}", names.input_format)]
+    OpenAiFieldMissing { field: &'static str, names: Names },
+    #[error(
+        "an anthropic-batch line is sent to {ANTHROPIC_MESSAGES_PATH} under {base_url}, and none is given: add {base_url} (e.g. https://api.anthropic.com)"
+    )]
+    AnthropicWithoutBase { base_url: &'static str },
     #[error("`params` is missing")]
     ParamsMissing,
     #[error("`params` must be an object (the Messages API request body), not {kind}")]
@@ -154,4 +163,22 @@ pub(crate) enum Problem {
     CostUnreadable { text: String },
     #[error("`cost` must be a finite number of at least 0, not {text}")]
     CostOutOfRange { text: String },
+}
+
+/// What the caller calls the settings a line's shape depends on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Names {
+    pub(crate) base_url: &'static str,
+    pub(crate) input_format: &'static str,
+}
+
+impl Names {
+    /// The names `opts` gives.
+    pub(crate) fn of(opts: &super::ParseOptions) -> Names {
+        use crate::config::Setting;
+        Names {
+            base_url: opts.name(Setting::BaseUrl),
+            input_format: opts.name(Setting::InputFormat),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use reqwest::Method;
 use url::Url;
 
+use crate::config::Setting;
 use crate::record::Id;
 use crate::request::{Input, Request};
 
@@ -166,7 +167,10 @@ fn resolve_relative(
         return Err(Problem::UrlNoScheme { url: shown() });
     }
     let Some(base) = &opts.base_url else {
-        return Err(Problem::RelativeWithoutBase { url: shown() });
+        return Err(Problem::RelativeWithoutBase {
+            url: shown(),
+            base_url: opts.name(Setting::BaseUrl),
+        });
     };
     join_base_url(base, text).map_err(|error| Problem::RelativeJoin {
         url: shown(),
@@ -239,7 +243,7 @@ mod tests {
             ("localhost:8080/x", "unsupported scheme `localhost`"),
             (
                 "chat/completions",
-                "relative URL `chat/completions` needs --base-url",
+                "relative URL `chat/completions` needs base_url",
             ),
             ("[1]", "JSON but not an object"),
             ("\"http://h/\"", "JSON but not an object"),
@@ -355,7 +359,7 @@ mod tests {
                 r#"{"url": "ftp://h/"}"#,
                 "unsupported scheme `ftp`: only http and https",
             ),
-            (r#"{"url": "chat"}"#, "relative URL `chat` needs --base-url"),
+            (r#"{"url": "chat"}"#, "relative URL `chat` needs base_url"),
         ] {
             rejects(line, &[part]);
         }

@@ -34,10 +34,10 @@ pub struct Report {
 impl Report {
     /// Counts one record.
     pub fn add(&mut self, s: &Sample) {
-        self.tally.add(s.outcome);
+        self.tally.add(s.facts);
         self.timeline.add(s);
         self.split.add(s);
-        if let (Some(kind), Some(message)) = (s.outcome.kind, &s.message) {
+        if let (Some(kind), Some(message)) = (s.facts.kind, &s.message) {
             self.errors.add(kind, message);
         }
         if let (Some(from), Some(to)) = (s.queued_at(), s.ended_at()) {
@@ -183,12 +183,12 @@ fn nanos(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Outcome;
+    use crate::stats::RecordFacts;
     use std::time::UNIX_EPOCH;
 
     fn sample(start_s: u64, ms: u64) -> Sample {
         Sample {
-            outcome: Outcome {
+            facts: RecordFacts {
                 ok: false,
                 status: None,
                 kind: Some(ErrorKind::Timeout),

@@ -6,14 +6,14 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 
 use crate::record::{ErrorKind, Record, parse_rfc3339};
-use crate::stats::Outcome;
+use crate::stats::RecordFacts;
 use crate::timing::{AttemptTime, Timing, Waits};
 
 /// One record, as statistics see it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     /// The counts' view: ok, status, kind, attempts, duration.
-    pub outcome: Outcome,
+    pub facts: RecordFacts,
     /// The error message, if the request failed.
     pub message: Option<String>,
     /// The first attempt's start; `None` when nothing was sent.
@@ -31,7 +31,7 @@ impl Sample {
     /// The sample of a record.
     pub fn of(r: &Record) -> Sample {
         Sample {
-            outcome: r.into(),
+            facts: r.into(),
             message: r.error.as_ref().map(|e| e.message.clone()),
             started_at: r.started_at,
             origin: paused(r.timing.as_deref())
@@ -68,7 +68,7 @@ impl Sample {
             _ => None,
         };
         Ok(Sample {
-            outcome: Outcome {
+            facts: RecordFacts {
                 ok: l.ok,
                 status: l.status,
                 kind: l.error.as_ref().map(|e| e.kind),
@@ -86,7 +86,7 @@ impl Sample {
 
     /// When the outcome was known: the first start plus the duration.
     pub fn ended_at(&self) -> Option<SystemTime> {
-        self.started_at.map(|s| s + self.outcome.duration)
+        self.started_at.map(|s| s + self.facts.duration)
     }
 
     /// When the request entered the engine (its first start when unknown).
@@ -143,7 +143,7 @@ mod tests {
     fn a_written_record_reads_back_as_the_same_sample() {
         let line = r#"{"id":"a","line":1,"method":"GET","url":"http://h:81/x?key=REDACTED","ok":false,"status":503,"attempts":2,"started_at":"2026-11-25T18:52:31.123Z","duration_ms":1500.5,"queued_at":"2026-11-25T18:52:31.100Z","wait_ms":{"queue":23.0,"rate":0.0,"retry":1000.0},"attempt_log":[{"start_ms":0.0,"duration_ms":250.0,"status":503,"error":"http_status","wait_ms":1000.0},{"start_ms":1250.0,"duration_ms":250.5}],"error":{"kind":"http_status","message":"HTTP 503 Service Unavailable"}}"#;
         let s = Sample::from_json(line).unwrap();
-        assert_eq!(s.outcome.kind, Some(ErrorKind::HttpStatus));
+        assert_eq!(s.facts.kind, Some(ErrorKind::HttpStatus));
         assert_eq!(s.origin.as_deref(), Some("http://h:81"));
         assert_eq!(s.message.as_deref(), Some("HTTP 503 Service Unavailable"));
         let t = s.timing.as_ref().unwrap();
@@ -168,6 +168,6 @@ mod tests {
         assert!(e.contains("started_at `yesterday`"), "{e}");
         // Records of older versions (no timing) still count.
         let old = Sample::from_json(r#"{"ok":true,"status":200,"attempts":1,"started_at":"2026-11-25T18:52:31.123Z","duration_ms":5}"#).unwrap();
-        assert!(old.timing.is_none() && old.outcome.ok);
+        assert!(old.timing.is_none() && old.facts.ok);
     }
 }

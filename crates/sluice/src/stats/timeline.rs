@@ -129,16 +129,16 @@ impl Timeline {
         let (Some(start), Some(end)) = (s.started_at, s.ended_at()) else {
             return;
         };
-        if s.outcome.attempts == 0 {
+        if s.facts.attempts == 0 {
             return;
         }
         let (start, end) = (nanos(start), nanos(end));
         self.cover(start, end);
-        let us = u64::try_from(s.outcome.duration.as_micros())
+        let us = u64::try_from(s.facts.duration.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
         let at = self.slot(start);
-        let h = if s.outcome.ok {
+        let h = if s.facts.ok {
             &mut at.ok
         } else {
             &mut at.failed
@@ -149,7 +149,7 @@ impl Timeline {
             h.saturating_record(us);
         }
         let done = self.slot(end);
-        if s.outcome.ok {
+        if s.facts.ok {
             done.done_ok += 1;
         } else {
             done.done_failed += 1;
@@ -309,13 +309,13 @@ pub fn percentile_ms(h: &Histogram<u64>, q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Outcome;
+    use crate::stats::RecordFacts;
     use crate::timing::{AttemptTime, Timing, Waits};
 
     fn sample(start_s: f64, ms: f64, ok: bool) -> Sample {
         let started = UNIX_EPOCH + Duration::from_secs_f64(1_800_000_000.0 + start_s);
         Sample {
-            outcome: Outcome {
+            facts: RecordFacts {
                 ok,
                 status: Some(if ok { 200 } else { 500 }),
                 kind: None,
@@ -365,7 +365,7 @@ mod tests {
     #[test]
     fn retries_and_pauses_come_from_the_attempt_log() {
         let mut s = sample(0.0, 2100.0, true);
-        s.outcome.attempts = 2;
+        s.facts.attempts = 2;
         s.timing = Some(Timing {
             queued_at: s.started_at.unwrap(),
             waits: Waits::default(),

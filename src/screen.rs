@@ -15,7 +15,7 @@ use sluice::{Event, Record};
 use crate::cli::ProgressMode;
 
 /// Progress display and per-request logs; every method is a no-op when off.
-pub struct Display {
+pub struct Screen {
     bar: Option<ProgressBar>,
     /// `--progress always` without a terminal: a plain line every second.
     plain: Option<std::cell::Cell<std::time::Instant>>,
@@ -23,9 +23,9 @@ pub struct Display {
     echo: EchoGuard,
 }
 
-impl Display {
+impl Screen {
     /// A display on stderr as `mode`, `quiet` and `verbose` ask.
-    pub fn new(mode: ProgressMode, quiet: bool, verbose: bool) -> Display {
+    pub fn new(mode: ProgressMode, quiet: bool, verbose: bool) -> Screen {
         let terminal = std::io::stderr().is_terminal();
         let show = !quiet
             && match mode {
@@ -49,7 +49,7 @@ impl Display {
         } else {
             EchoGuard(None)
         };
-        Display {
+        Screen {
             bar,
             plain,
             verbose,
