@@ -166,9 +166,11 @@ impl Link {
 
     /// How long before its grants run out a process asks for more, so the
     /// next ones arrive in time: twice as long as asks typically take to
-    /// be answered.
+    /// be answered, and at most a fifth of the horizon (asking sooner on a
+    /// slow machine would only add calls: several processes keep the
+    /// job's grants ahead together).
     pub fn ahead(&self) -> Duration {
-        (self.trips.typical() * 2).clamp(AHEAD_MIN, HORIZON / 2)
+        (self.trips.typical() * 2).clamp(AHEAD_MIN, HORIZON / 5)
     }
 
     /// Asks for up to `wanted` starts of `cells` cells each (one at a time:
