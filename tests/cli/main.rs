@@ -39,6 +39,7 @@ mod retries;
 mod retry_budget;
 mod schema;
 mod shards;
+mod shared_discovered;
 mod shared_limits;
 mod signals;
 mod snapshots;

@@ -72,31 +72,33 @@ async fn four_shards_share_one_rate() {
     one_record_per_line(dir.path(), n as u64);
     let at = arrivals(&server, |_| true);
     assert_eq!(at.len(), n, "each request once");
-    // The bound is rate × window + burst (1). Redis reserves
-    // starts 0.5% below the rate, and a process may send a start up to 5 ms
-    // after its instant (`late_allowed`: half of what keeps a second at
-    // 201). One more is allowed for the server's side: the mock stamps an
-    // arrival when its task runs, and on a loaded machine that task waits
-    // for a CPU too, so arrivals a few ms apart are stamped closer (202
-    // seen often, 203 once, under load averages of 11-18 on 2 cores). Windows of 1 s and 2 s: as for
-    // one process, shorter ones see connection setup bunch arrivals.
+    // The bound is rate × window + burst (1), exact. Redis reserves
+    // starts 1% below the rate, a process never starts one before its
+    // instant (Redis's clock is mapped on its own with the latest offset
+    // the replies allow) and at most 7.5 ms after it (`late_allowed`: half
+    // of what keeps a second at 201); the other half is the server's (the
+    // mock stamps an arrival when its task runs, on the same loaded
+    // machine). Windows of 1 s and 2 s: as for one process, shorter ones
+    // see connection setup bunch arrivals.
     for window_ms in [1000.0, 2000.0] {
         let most = max_in_window(&at, window_ms);
-        let bound = (200.0 * window_ms / 1000.0).floor() as usize + 1 + 1;
+        let bound = (200.0 * window_ms / 1000.0).floor() as usize + 1;
         assert!(
             most <= bound,
             "{most} arrivals in {window_ms} ms, bound {bound}"
         );
     }
-    // Within 2% of 200/s (Redis paces at 199/s) when the machine has CPU to
-    // spare. A process that does not get a CPU within 10 ms of a reserved
-    // instant skips that start rather than bunch it with the others' (the
-    // bound above first), so on an overloaded machine the job loses rate:
-    // 171-196/s at load averages of 11-18 on 2 cores. There, only a smoke
-    // check.
+    // Within 2% of 200/s (Redis paces at 198/s) when the machine has CPU to
+    // spare. A process woken more than 7.5 ms after a reserved instant
+    // drops that start rather than bunch it with the others' (the bound
+    // above first; each such drop costs one start), so on an overloaded
+    // machine the job loses rate: 175-198/s measured at load averages of
+    // 11-17 on 2 cores for this test alone, down to 146/s with the other
+    // Redis tests beside it. There, only a smoke check against a gross
+    // loss (a halved rate).
     let achieved = achieved_rate(&at);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let low = if load_before < cores { 196.0 } else { 160.0 };
+    let low = if load_before < cores { 196.0 } else { 120.0 };
     eprintln!(
         "four shards at 200/s: {achieved:.1}/s overall (load {load_before:.1}, cores {cores})"
     );

@@ -1,14 +1,14 @@
 //! The shared limiter's Lua script against the in-process limiter
 //! (`gcra.rs`), on a real `redis-server`: the same reservations, to the
-//! nanosecond, for thousands of random sequences of times, costs, horizons
-//! and numbers of starts wanted, over one dimension (the rate) or two (the
+//! nanosecond, for thousands of random sequences of times, costs, horizons,
+//! leads and numbers of starts wanted, over one dimension (the rate) or two (the
 //! rate and a budget, all or nothing).
 
 use std::time::Duration;
 
 use sluice::Rate;
 use sluice::gcra::Gcra;
-use sluice::shared::{Call, Dimension, Dimensions, Limiter, Reply, SharedConfig};
+use sluice::shared::{Call, Dimension, Dimensions, Limiter, Reply, SharedConfig, paced};
 use sluice_mock::redis::RedisServer;
 use tokio::time::Instant;
 
@@ -38,12 +38,14 @@ fn reference(
     call: &Call,
 ) -> (Vec<Duration>, Option<Duration>) {
     let mut starts = Vec::new();
+    // No start sooner than the lead.
+    let soonest = now + call.lead;
     for _ in 0..call.wanted {
         let at = dims
             .iter()
-            .map(|(g, cost)| g.earliest(now, *cost))
+            .map(|(g, cost)| g.earliest(soonest, *cost))
             .max()
-            .unwrap_or(now);
+            .unwrap_or(soonest);
         let offset = at - now;
         if offset > call.horizon {
             return (starts, Some(offset));
@@ -84,9 +86,11 @@ async fn the_script_reserves_exactly_what_the_local_limiter_would() {
         .unwrap();
         let t0 = Instant::now();
         let t0_us: u64 = 1_764_000_000_000_000 + rng.u64(..1_000_000_000);
-        let mut local: Vec<(Gcra, u64)> = vec![(Gcra::new(limits.rate.0, limits.rate.1, t0), 1)];
+        // Redis paces a shared rate as the local limiter paces `paced(rate)`.
+        let gcra = |r: Rate, b: u64| Gcra::new(paced(r), b, t0);
+        let mut local: Vec<(Gcra, u64)> = vec![(gcra(limits.rate.0, limits.rate.1), 1)];
         if let Some((r, b)) = limits.budget {
-            local.push((Gcra::new(r, b, t0), 0));
+            local.push((gcra(r, b), 0));
         }
         let cell = limits.rate.0.per / limits.rate.0.count.get() as u32;
         let mut now_us = t0_us;
@@ -102,6 +106,7 @@ async fn the_script_reserves_exactly_what_the_local_limiter_would() {
                 wanted: rng.u32(..6),
                 cells,
                 horizon: Duration::from_nanos(rng.u64(..=(cell.as_nanos() as u64 * 4))),
+                lead: Duration::from_nanos(rng.u64(..=(cell.as_nanos() as u64)) / 2),
                 now_us: Some(now_us),
                 ..Call::default()
             };
@@ -198,9 +203,14 @@ async fn learned_limits_published_by_one_process_pace_the_others() {
         now_us: Some(now_us),
         ..Call::default()
     };
-    // The other's starts to that origin come one paced period (100.5 ms)
-    // apart, the first after one period (nothing was left).
-    let paced = Duration::from_micros(100_500);
+    // The other's starts to that origin come one paced period (about
+    // 101 ms: 1% below 10/s) apart, the first after one period (nothing
+    // was left).
+    let paced = Duration::from_nanos((learned.period / learned.count) as u64);
+    assert!(
+        paced > Duration::from_micros(100_900) && paced < Duration::from_micros(101_100),
+        "{paced:?}"
+    );
     let seen = two.call(&reserve("http://a.test:80")).await.unwrap();
     assert_eq!(seen.starts, [paced, paced * 2, paced * 3]);
     // Another origin learned nothing: all three now.

@@ -580,7 +580,7 @@ impl Scheduler {
 
     fn start(&mut self, o: usize, cells: u64, now: Instant) {
         if let Some(g) = &mut self.grants {
-            g.take(o);
+            g.take(o, now);
         }
         if let Some(g) = &mut self.rate {
             g.take(now, 1);

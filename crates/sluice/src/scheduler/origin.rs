@@ -277,9 +277,13 @@ impl Origin {
     }
 
     /// The learned rate, its burst and the requests left now (`--redis`
-    /// shares them with the job's other processes).
+    /// shares them with the job's other processes); where no header spoke,
+    /// the rate discovered from refusals, nothing known of what is left.
     pub(crate) fn learned_shape(&self, now: Instant) -> Option<(f64, u64, i64)> {
-        self.learned.shape(now)
+        self.learned.shape(now).or_else(|| {
+            let burst = self.discovered.burst();
+            Some((self.discovered.rate()?, burst, burst as i64))
+        })
     }
 
     /// A 429 although the learned limits let the request go; `None` when

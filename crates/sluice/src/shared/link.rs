@@ -37,6 +37,7 @@ enum Ask {
         wanted: u32,
         cells: u64,
         origin: Option<String>,
+        lead: Duration,
     },
     /// Pause this origin for everyone.
     Pause(String, Duration),
@@ -70,6 +71,9 @@ pub enum Trouble {
 pub struct Grant {
     /// The answer to a reservation asked for (not a poll's).
     pub answers: bool,
+    /// Redis's clock when it answered, on this process's (never earlier
+    /// than it was: see [`RedisClock`]).
+    pub said_at: Option<Instant>,
     /// With `--per-host-rate`: the origin the starts are for.
     pub origin: Option<String>,
     /// When each reserved start may go.
@@ -98,9 +102,39 @@ pub enum Reservation {
 pub struct Link {
     asks: mpsc::UnboundedSender<Ask>,
     replies: mpsc::UnboundedReceiver<Reservation>,
-    /// A reservation is asked for and not yet answered.
+    /// A reservation is asked for and not yet answered (since then).
     pub asked: bool,
+    asked_at: Option<Instant>,
+    /// How long the last answers took to reach the driver: from Redis's
+    /// clock ([`Grant::said_at`]), and from the ask.
+    delays: Recent,
+    trips: Recent,
 }
+
+/// The last few durations seen.
+#[derive(Debug, Default)]
+struct Recent {
+    last: [Duration; 16],
+    seen: usize,
+}
+
+impl Recent {
+    fn push(&mut self, d: Duration) {
+        self.last[self.seen % self.last.len()] = d;
+        self.seen += 1;
+    }
+
+    /// The median of those seen (zero before any): the tail is a stalled
+    /// process's, which no lead or prefetch would serve.
+    fn typical(&self) -> Duration {
+        let mut seen: Vec<Duration> = self.last[..self.seen.min(self.last.len())].to_vec();
+        seen.sort();
+        seen.get(seen.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+/// The least time ahead to ask for grants: a timer's lateness.
+const AHEAD_MIN: Duration = Duration::from_millis(2);
 
 impl Link {
     /// Starts the link task on the current runtime.
@@ -112,7 +146,31 @@ impl Link {
             asks,
             replies,
             asked: false,
+            asked_at: None,
+            delays: Recent::default(),
+            trips: Recent::default(),
         }
+    }
+
+    /// How far after Redis's clock a reservation's first start must be so
+    /// that its grant reaches the scheduler first: as long as answers
+    /// typically take to reach it, so a grant is not late (and dropped)
+    /// because Redis reserved it for an instant the reply could not reach
+    /// in time. It costs no rate while the job's starts are reserved ahead
+    /// (they are later than it anyway), and only it when the job's rate
+    /// was idle: so the typical delay, not the slowest (a grant may be a
+    /// little late: `late_allowed`).
+    pub fn lead(&self) -> Duration {
+        self.delays.typical().min(HORIZON / 4)
+    }
+
+    /// How long before its grants run out a process asks for more, so the
+    /// next ones arrive in time: twice as long as asks typically take to
+    /// be answered, and at most a fifth of the horizon (asking sooner on a
+    /// slow machine would only add calls: several processes keep the
+    /// job's grants ahead together).
+    pub fn ahead(&self) -> Duration {
+        (self.trips.typical() * 2).clamp(AHEAD_MIN, HORIZON / 5)
     }
 
     /// Asks for up to `wanted` starts of `cells` cells each (one at a time:
@@ -120,10 +178,12 @@ impl Link {
     pub fn reserve(&mut self, wanted: u32, cells: u64, origin: Option<String>) {
         if !self.asked {
             self.asked = true;
+            self.asked_at = Some(Instant::now());
             let _ = self.asks.send(Ask::Reserve {
                 wanted,
                 cells,
                 origin,
+                lead: self.lead(),
             });
         }
     }
@@ -149,11 +209,23 @@ impl Link {
     /// The next thing the link has to say.
     pub async fn recv(&mut self) -> Option<Reservation> {
         let got = self.replies.recv().await;
+        let now = Instant::now();
+        if let Some(Reservation::Granted(Grant {
+            said_at: Some(at), ..
+        })) = &got
+        {
+            self.delays.push(now.saturating_duration_since(*at));
+        }
         if matches!(
             got,
             Some(Reservation::Granted(Grant { answers: true, .. })) | Some(Reservation::Trouble(_))
         ) {
             self.asked = false;
+            if let Some(at) = self.asked_at.take()
+                && matches!(got, Some(Reservation::Granted(_)))
+            {
+                self.trips.push(now.saturating_duration_since(at));
+            }
         }
         got
     }
@@ -190,6 +262,7 @@ async fn serve(
         let at = clock.redis_now(reply.now_us, sent, Instant::now());
         let granted = Reservation::Granted(Grant {
             answers: call.wanted > 0,
+            said_at: Some(at),
             origin: call.origin.clone(),
             starts: reply.starts.iter().map(|&d| at + d).collect(),
             cells: call.cells,
@@ -272,10 +345,12 @@ fn batch(asks: Vec<Ask>) -> (Call, Vec<Ask>) {
                 wanted,
                 cells,
                 origin,
+                lead,
             } => {
                 call.wanted = wanted.min(MOST);
                 call.cells = cells;
                 call.origin = origin;
+                call.lead = lead;
             }
             Ask::Pause(o, w) => match &mut call.pause {
                 None => call.pause = Some((o, w)),
@@ -350,7 +425,7 @@ pub fn demand(link: &mut Link, scheduler: &mut Scheduler) {
     if link.asked {
         return;
     }
-    if let Some((wanted, cells, origin)) = scheduler.shared_demand(Instant::now()) {
+    if let Some((wanted, cells, origin)) = scheduler.shared_demand(Instant::now(), link.ahead()) {
         link.reserve(wanted, cells, origin);
     }
 }
@@ -420,5 +495,35 @@ mod tests {
         near(placed, ms(40.135));
         // Never before the call was sent.
         near(clock.redis_now(1_000_000, ms(60.0), ms(61.0)), ms(60.0));
+    }
+
+    #[test]
+    fn redis_now_is_never_placed_before_it_happened() {
+        // Redis's clock runs `skew` ahead of this one; each call's way
+        // there and back takes a random time, some very long (a loaded
+        // machine): wherever an answer is placed, it is at or after the
+        // instant Redis read its clock (within the microsecond Redis
+        // rounds to).
+        let mut rng = fastrand::Rng::with_seed(7);
+        let t0 = Instant::now();
+        let skew_us = 1_764_000_000_000_000u64;
+        let mut clock = RedisClock::default();
+        let mut sent = t0;
+        for _ in 0..2000 {
+            sent += Duration::from_micros(rng.u64(100..20_000));
+            let mut trip = || {
+                let most = if rng.u8(..10) == 0 { 30_000 } else { 500 };
+                Duration::from_micros(rng.u64(20..=most))
+            };
+            let (there, back) = (trip(), trip());
+            let read = sent + there;
+            let now_us = skew_us + (read - t0).as_micros() as u64;
+            let placed = clock.redis_now(now_us, sent, read + back);
+            assert!(
+                placed + Duration::from_micros(1) >= read,
+                "placed {:?} before Redis read its clock",
+                read - placed
+            );
+        }
     }
 }

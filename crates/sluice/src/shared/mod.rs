@@ -116,16 +116,40 @@ pub struct Dimension {
     pub burst: u128,
 }
 
+/// A shared cell's rate is stretched by this ratio before [`Gcra`] paces
+/// it (0.5% below), so the job's starts go 1% below the rate: twice the
+/// local margin, since a job's starts come from several processes, each
+/// woken late by its own amount, and each grant may go a little after
+/// its instant (`scheduler::shared::late_allowed`) with the bound still
+/// holding at the server.
+pub const SHARED_PACING: (u64, u32) = (200, 201);
+
+/// The rate the job's processes reserve on Redis for `rate`: see
+/// [`SHARED_PACING`]. [`Gcra::new`] of it is the in-process limiter the
+/// script's arithmetic equals.
+pub fn paced(rate: Rate) -> Rate {
+    Rate {
+        count: rate.count.saturating_mul(
+            std::num::NonZeroU64::new(SHARED_PACING.0).unwrap_or(std::num::NonZeroU64::MIN),
+        ),
+        per: rate.per * SHARED_PACING.1,
+    }
+}
+
 impl Dimension {
-    /// The dimension of `rate` with `burst`, shaped as [`Gcra`] shapes it.
+    /// The dimension of `rate` with `burst`, shaped as [`Gcra`] shapes it
+    /// ([`paced`]).
     pub fn new(name: &'static str, rate: Rate, burst: u64) -> Dimension {
-        Dimension::of(name, &Gcra::new(rate, burst, tokio::time::Instant::now()))
+        let now = tokio::time::Instant::now();
+        Dimension::of(name, &Gcra::new(paced(rate), burst, now))
     }
 
     /// A learned rate of `per_second` with `burst`, shaped as the local
-    /// learned limiter's ([`Gcra::with_rate`]).
+    /// learned limiter's ([`Gcra::with_rate`]), [`paced`] as the others.
     pub fn learned(per_second: f64, burst: u64) -> Dimension {
         let now = tokio::time::Instant::now();
+        let (count, per) = SHARED_PACING;
+        let per_second = per_second * count as f64 / f64::from(per);
         Dimension::of("learned", &Gcra::with_rate(per_second, burst, now))
     }
 
@@ -181,6 +205,9 @@ pub struct Call {
     pub origin: Option<String>,
     /// Reserve only starts due within this.
     pub horizon: Duration,
+    /// Reserve no start due sooner than this: the time the reply takes to
+    /// reach the scheduler, so every grant arrives before its instant.
+    pub lead: Duration,
     /// Pause this origin for this long, for every process.
     pub pause: Option<(String, Duration)>,
     /// Close this origin, for every process, saying why.
@@ -318,6 +345,7 @@ impl Limiter {
                 .arg(LEARNED_TTL.as_secs()),
             None => invocation.arg("").arg("").arg("").arg("").arg(""),
         };
+        invocation.arg(call.lead.as_nanos() as u64);
         for (dim, cost) in &dims {
             invocation
                 .arg(dim.period.to_string())

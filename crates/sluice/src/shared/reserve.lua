@@ -22,7 +22,10 @@
 --                period, count, burst, the cells its server's last answer
 --                proves are left now (a bound: the cell is only ever
 --                tightened to it), and how long they live (seconds)
--- ARGV[13..]     per dimension: period, count, burst, cost (cells per start)
+-- ARGV[13]       lead: reserve no start earlier than this after now
+--                (nanoseconds): the time a reply takes to reach the
+--                process, so no start is due before its grant arrives
+-- ARGV[14..]     per dimension: period, count, burst, cost (cells per start)
 --
 -- Returns { now (microseconds), { offset of each start reserved, in
 -- nanoseconds from now }, offset of the first start not reserved (-1 if
@@ -38,6 +41,7 @@ else
 end
 local horizon = tonumber(ARGV[2])
 local wanted = tonumber(ARGV[3])
+local lead = tonumber(ARGV[13]) or 0
 
 -- A whole number as text, every digit kept (tostring keeps only 14).
 local function whole(x)
@@ -70,7 +74,7 @@ end
 
 local dims = {}
 for d = 5, #KEYS do
-  local base = 13 + (d - 5) * 4
+  local base = 14 + (d - 5) * 4
   local stored = redis.call('HMGET', KEYS[d], 'epoch', 'tat')
   dims[#dims + 1] = {
     key = KEYS[d],
@@ -101,12 +105,12 @@ local offsets = {}
 local missed = -1
 for _ = 1, wanted do
   local at = {}
-  local latest = 0
+  local latest = lead
   for i, dim in ipairs(dims) do
     local rel_now = (now - dim.epoch) * 1000
     local needed = dim.tat + dim.cost * dim.period - dim.burst * dim.period
-    local t = rel_now
-    if needed > 0 then t = math.max(rel_now, ceil_div(needed, dim.count)) end
+    local t = rel_now + lead
+    if needed > 0 then t = math.max(t, ceil_div(needed, dim.count)) end
     at[i] = t
     latest = math.max(latest, t - rel_now)
   end
