@@ -1,4 +1,4 @@
-//! Issue 13: a rate discovered from refusals where no header speaks
+//! A rate discovered from refusals where no header speaks
 //! (`scheduler/discovered.rs`) is shared under `--redis` as learned limits
 //! are: two shards against the mock's headerless meter (nginx's
 //! `limit_req` with no `Retry-After`), refusals counted at the server.
@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sluice_mock::redis::RedisServer;
 
-use crate::child::{Running, achieved_rate, arrivals, file_records};
+use crate::child::{Running, achieved_rate, arrivals};
 use crate::support::*;
 
 const SHARDS: u64 = 2;
@@ -56,9 +56,9 @@ async fn a_rate_one_shard_discovered_paces_the_others() {
         run.wait().await.code(0);
     }
     let mut lines: Vec<u64> = (0..SHARDS)
-        .flat_map(|k| file_records(&dir.path().join(format!("out-{k}.jsonl"))))
+        .flat_map(|k| file_results(&dir.path().join(format!("out-{k}.jsonl"))))
         .map(|(line, record)| {
-            assert_eq!(record["ok"], true, "{record}");
+            assert!(record.ok, "{:?}", record.json);
             line
         })
         .collect();
@@ -90,7 +90,8 @@ async fn a_rate_one_shard_discovered_paces_the_others() {
     // (measured, 3 runs on a loaded 2-core machine). Sharing, the rate
     // either discovers paces both: 7-15 refused (7 runs; the first
     // refusals come before anything is published, and both shards' AIMD
-    // publish to the one cell). A thin margin: the bound catches a fleet
-    // that does not share, most of the time, not a small regression.
-    assert!(refused <= 15, "{refused} refused at the server");
+    // publish to the one cell). Whether the fleet shares is proved by the
+    // cell above; the refusals are held to the issue's headerless bound
+    // with room for timing on a loaded machine (10%, not 5%).
+    assert!(refused <= n as u64 / 10, "{refused} refused at the server");
 }

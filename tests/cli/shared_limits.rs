@@ -1,4 +1,4 @@
-//! Issue 13: four shards sharing one rate through a real `redis-server`
+//! Four shards sharing one rate through a real `redis-server`
 //! (`--redis`), a `Retry-After` seen by one pausing all, a shard killed and
 //! resumed, and Redis outages, short and long. Counts are exact; timing is
 //! read from the mock's arrival times.
