@@ -28,7 +28,7 @@ mod testing;
 mod urls;
 
 pub(crate) use show::{MESSAGE_CLIP, clip};
-pub use urls::{UrlError, check_base_url, join_base_url};
+pub use urls::{UrlCache, UrlError, check_base_url, join_base_url};
 
 use object::parse_object;
 use problem::Problem;
@@ -186,6 +186,19 @@ pub fn parse_line(
     origin: &LineOrigin,
     opts: &ParseOptions,
 ) -> Option<Input> {
+    parse_line_cached(raw, line, origin, opts, &UrlCache::default())
+}
+
+/// [`parse_line`] for a stream of lines: `urls` keeps the last origin's
+/// parse, so lines to the same origin parse only their paths (the result
+/// is the same).
+pub fn parse_line_cached(
+    raw: &[u8],
+    line: u64,
+    origin: &LineOrigin,
+    opts: &ParseOptions,
+    urls: &UrlCache,
+) -> Option<Input> {
     let trimmed = trim_line(raw);
     if trimmed.is_empty() || trimmed[0] == b'#' {
         return None;
@@ -194,6 +207,7 @@ pub fn parse_line(
         number: line,
         origin,
         opts,
+        urls,
     };
     if raw.len() > opts.max_line_bytes {
         return Some(Input::Invalid(line_too_long(
@@ -252,6 +266,7 @@ struct Line<'a> {
     number: u64,
     origin: &'a LineOrigin<'a>,
     opts: &'a ParseOptions,
+    urls: &'a UrlCache,
 }
 
 impl Line<'_> {
