@@ -181,7 +181,15 @@ pub async fn drive(
     loop {
         tokio::select! {
             event = run.next() => match event {
-                Some(event) => state.handle(event, &mut sink, &ui.display),
+                Some(event) => {
+                    state.handle(event, &mut sink, &ui.display);
+                    // The rest of the engine's batch, without a poll each.
+                    while state.write_error.is_none()
+                        && let Some(event) = run.next_ready()
+                    {
+                        state.handle(event, &mut sink, &ui.display);
+                    }
+                }
                 None => {
                     if let Err(e) = run.join().await {
                         let message = engine_stopped(e, state.resumable);
