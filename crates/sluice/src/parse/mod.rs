@@ -148,11 +148,29 @@ pub struct LineOrigin<'a> {
     pub file_line: u64,
 }
 
+impl LineOrigin<'_> {
+    /// The file as messages name it.
+    fn shown_file(&self) -> &str {
+        if self.file == "-" { "stdin" } else { self.file }
+    }
+
+    /// The `Display` text, put together without the formatting machinery:
+    /// every request carries it (`Request::place`).
+    fn place(&self) -> String {
+        let (file, mut digits) = (self.shown_file(), itoa::Buffer::new());
+        let line = digits.format(self.file_line);
+        let mut place = String::with_capacity(file.len() + 1 + line.len());
+        place.push_str(file);
+        place.push(':');
+        place.push_str(line);
+        place
+    }
+}
+
 impl fmt::Display for LineOrigin<'_> {
     /// `file:line`, the prefix of every [`InvalidLine`] message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = if self.file == "-" { "stdin" } else { self.file };
-        write!(f, "{file}:{}", self.file_line)
+        write!(f, "{}:{}", self.shown_file(), self.file_line)
     }
 }
 
@@ -233,7 +251,7 @@ pub fn parse_line_cached(
     };
     Some(match input {
         Input::Request(mut req) => {
-            req.place = Some(origin.to_string());
+            req.place = Some(origin.place());
             Input::Request(req)
         }
         other => other,
@@ -342,6 +360,17 @@ mod tests {
                 }
                 other => panic!("{raw:?}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_requests_place_is_its_origin_shown() {
+        for file in ["-", "urls.txt", "dir/é.jsonl"] {
+            let origin = LineOrigin {
+                file,
+                file_line: 1234,
+            };
+            assert_eq!(origin.place(), origin.to_string());
         }
     }
 
