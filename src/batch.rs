@@ -160,9 +160,9 @@ pub async fn drive(
         signal: None,
         write_error: None,
         engine_error: None,
-        in_flight_lines: HashMap::new(),
-        retry_lines: HashSet::new(),
-        waiting: HashSet::new(),
+        in_flight_lines: HashMap::default(),
+        retry_lines: HashSet::default(),
+        waiting: HashSet::default(),
         paused: HashMap::new(),
         redis_down: None,
         learned: std::collections::BTreeMap::new(),
@@ -181,7 +181,15 @@ pub async fn drive(
     loop {
         tokio::select! {
             event = run.next() => match event {
-                Some(event) => state.handle(event, &mut sink, &ui.display),
+                Some(event) => {
+                    state.handle(event, &mut sink, &ui.display);
+                    // The rest of the engine's batch, without a poll each.
+                    while state.write_error.is_none()
+                        && let Some(event) = run.next_ready()
+                    {
+                        state.handle(event, &mut sink, &ui.display);
+                    }
+                }
                 None => {
                     if let Err(e) = run.join().await {
                         let message = engine_stopped(e, state.resumable);
@@ -249,6 +257,32 @@ pub async fn drive(
     Ok(summary)
 }
 
+/// The hasher of the sets of line numbers kept per request: a line number
+/// times a large odd constant (Fibonacci hashing) spreads sequential lines
+/// over the table, for a multiplication instead of a SipHash (five of
+/// them a request).
+type ByLine = std::hash::BuildHasherDefault<LineHasher>;
+
+#[derive(Default)]
+struct LineHasher(u64);
+
+impl std::hash::Hasher for LineHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; any other input is folded in.
+        for &b in bytes {
+            self.write_u64(u64::from(b) ^ self.0.rotate_left(8));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 struct State {
     all: Tally,
     this_run: Tally,
@@ -269,11 +303,11 @@ struct State {
     write_error: Option<String>,
     engine_error: Option<String>,
     /// Requests in flight, by line, with the attempts they have started.
-    in_flight_lines: HashMap<u64, u32>,
+    in_flight_lines: HashMap<u64, u32, ByLine>,
     /// Requests waiting to retry, by line.
-    retry_lines: HashSet<u64>,
+    retry_lines: HashSet<u64, ByLine>,
     /// Requests read and waiting for their first attempt, by line.
-    waiting: HashSet<u64>,
+    waiting: HashSet<u64, ByLine>,
     /// Paused origins and until when.
     paused: HashMap<String, (SystemTime, String)>,
     /// Under `--redis`: since when Redis has been unreachable.

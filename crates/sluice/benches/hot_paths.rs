@@ -20,7 +20,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::value::RawValue;
 use sluice::attempt::{Outcome, Response};
 use sluice::gcra::Gcra;
-use sluice::parse::{LineOrigin, ParseOptions, parse_line};
+use sluice::parse::{LineOrigin, ParseOptions, UrlCache, parse_line, parse_line_cached};
 use sluice::record::Transport;
 use sluice::scheduler::{Action, Scheduler, Ticket};
 use sluice::{Body, Config, Id, Input, Rate, Record, Request};
@@ -46,6 +46,12 @@ fn parse(c: &mut Criterion) {
         ));
         group.bench_function(name, |b| {
             b.iter(|| parse_line(black_box(line), 1, &origin, &opts))
+        });
+        // As the input stream parses: the last origin's URL cached, so a
+        // line to the same origin parses only its path.
+        let urls = UrlCache::default();
+        group.bench_function(format!("{name}_cached"), |b| {
+            b.iter(|| parse_line_cached(black_box(line), 1, &origin, &opts, &urls))
         });
     }
     group.finish();
@@ -79,6 +85,16 @@ fn serialise(c: &mut Criterion) {
     assert!(record.body.is_some());
     c.bench_function("record_to_json_line", |b| {
         b.iter(|| black_box(&record).to_json_line())
+    });
+    // As the sink writes it: appended to its buffer, no line of its own.
+    let mut buf = Vec::with_capacity(64 * 1024);
+    c.bench_function("record_write_json_line", |b| {
+        b.iter(|| {
+            if buf.len() > 60 * 1024 {
+                buf.clear();
+            }
+            black_box(&record).write_json_line(&mut buf)
+        })
     });
 }
 

@@ -3,7 +3,6 @@
 //! agree, oldest request first), with one timer for its next wake-up.
 //! Attempts run as their own tasks; a request waiting to retry holds no slot.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -28,18 +27,37 @@ use crate::shared::{Limiter, Link, link};
 /// A running batch: a stream of [`Event`]s that ends when every request has
 /// its record (or the run drained). Dropping it cancels everything in flight.
 pub struct Run {
-    events: mpsc::Receiver<Event>,
+    /// The driver hands events over in batches (all of one step's at once),
+    /// one channel send for several events; the stream gives them one by one.
+    events: mpsc::Receiver<Vec<Event>>,
+    /// The rest of the batch received last.
+    batch: std::vec::IntoIter<Event>,
     task: JoinHandle<()>,
 }
 
 impl Stream for Run {
     type Item = Event;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.events.poll_recv(cx)
+        loop {
+            if let Some(event) = self.batch.next() {
+                return Poll::Ready(Some(event));
+            }
+            match self.events.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.batch = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
 impl Run {
+    /// The next event already received, without waiting: for a consumer
+    /// that takes a batch in one go rather than one poll per event.
+    pub fn next_ready(&mut self) -> Option<Event> {
+        self.batch.next()
+    }
+
     /// After the stream has ended: `Err` when the engine stopped because of
     /// a bug (a panic) rather than because the work was done, so a caller
     /// never mistakes a crash for a finished run.
@@ -151,7 +169,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let client = client::build(&config)?;
-    let (tx, rx) = mpsc::channel(1024);
+    let (tx, rx) = mpsc::channel(EVENT_BATCHES);
     let config = Arc::new(config);
     let seed = fastrand::u64(..);
     let scheduler = Scheduler::new(Arc::clone(&config), Instant::now(), SystemTime::now(), seed);
@@ -160,13 +178,21 @@ where
         config,
         client,
         events: tx,
-        outbox: VecDeque::new(),
+        outbox: Vec::new(),
         tasks: JoinSet::new(),
         shared: limiter.map(Link::start),
     };
     let task = tokio::spawn(driver.run(Box::pin(inputs), Box::pin(shutdown)));
-    Ok(Run { events: rx, task })
+    Ok(Run {
+        events: rx,
+        batch: Vec::new().into_iter(),
+        task,
+    })
 }
+
+/// Batches of events the consumer may lag behind by before the driver
+/// waits for it (a batch is one step's events: a few, rarely hundreds).
+const EVENT_BATCHES: usize = 128;
 
 /// The driver: carries out the scheduler's actions and feeds it what
 /// happens (inputs, outcomes, time, shutdown). It decides nothing itself.
@@ -174,9 +200,9 @@ struct Driver {
     scheduler: Scheduler,
     config: Arc<Config>,
     client: Clients,
-    events: mpsc::Sender<Event>,
-    /// Events decided, waiting for the consumer.
-    outbox: VecDeque<Event>,
+    events: mpsc::Sender<Vec<Event>>,
+    /// Events decided, handed to the consumer as one batch.
+    outbox: Vec<Event>,
     /// Attempts running; an outcome of `None`: the request was abandoned.
     tasks: JoinSet<(Ticket, Option<Outcome>, Option<Instant>, Instant)>,
     /// Under `--redis`, the link to the shared limiter.
@@ -255,12 +281,13 @@ impl Driver {
                     if let Some(link) = &self.shared {
                         link::publish(link, &event);
                     }
-                    self.outbox.push_back(event)
+                    self.outbox.push(event)
                 }
             }
         }
-        while let Some(event) = self.outbox.pop_front() {
-            self.events.send(event).await.map_err(|_| ())?;
+        if !self.outbox.is_empty() {
+            let batch = std::mem::take(&mut self.outbox);
+            self.events.send(batch).await.map_err(|_| ())?;
         }
         Ok(())
     }

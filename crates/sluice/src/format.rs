@@ -66,6 +66,15 @@ impl OutputFormat {
         }
     }
 
+    /// Appends a record's line, with its trailing newline, to `out` (the
+    /// sink's buffer): sluice's own record is written there directly.
+    pub fn write_line(self, record: &Record, out: &mut Vec<u8>) {
+        match self {
+            OutputFormat::Sluice => record.write_json_line(out),
+            _ => out.extend_from_slice(self.render(record).as_bytes()),
+        }
+    }
+
     /// True when the record's line is a failure in this format (it goes to
     /// `--errors-output` when one is given).
     pub fn is_failure(self, record: &Record) -> bool {

@@ -6,7 +6,7 @@
 //! whose id is their line number, so ten million lines stay small.
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::config::{Config, Setting};
 use crate::record::{ErrorKind, Id, Record};
@@ -28,7 +28,7 @@ pub enum Checked {
 /// Tracks ids and validates costs. Feed it every item in input order.
 #[derive(Debug, Default)]
 pub struct Intake {
-    explicit: HashSet<u128>,
+    explicit: HashSet<u128, BuildHasherDefault<Hashed>>,
     implicit_lines: BitSet,
     budget_burst: Option<u64>,
     /// What messages call the budget burst.
@@ -81,13 +81,16 @@ impl Intake {
     }
 
     fn check_request(&mut self, req: Request) -> Checked {
-        let place = req
-            .place
-            .clone()
-            .unwrap_or_else(|| format!("line {}", req.line));
+        // Made only for a message: most requests pass.
+        let place = |req: &Request| {
+            req.place
+                .clone()
+                .unwrap_or_else(|| format!("line {}", req.line))
+        };
         if !self.claim(&req.id, req.line) {
             let message = format!(
-                "{place}: id `{}` is already used by an earlier line; ids must be unique (compared as text)",
+                "{}: id `{}` is already used by an earlier line; ids must be unique (compared as text)",
+                place(&req),
                 req.id
             );
             return self.reject(req, ErrorKind::DuplicateId, message);
@@ -96,7 +99,8 @@ impl Intake {
         if let Some(burst) = self.budget_burst.filter(|&b| cells > b) {
             let name = self.budget_burst_name;
             let message = format!(
-                "{place}: cost {} is more than {name} ({burst}), so it could never be sent; raise {name} or lower the cost",
+                "{}: cost {} is more than {name} ({burst}), so it could never be sent; raise {name} or lower the cost",
+                place(&req),
                 req.cost
             );
             return self.reject(req, ErrorKind::InvalidRequest, message);
@@ -117,10 +121,11 @@ impl Intake {
 
     /// Claims `id` for `line`; false when an earlier line owns it.
     fn claim(&mut self, id: &Id, line: u64) -> bool {
-        let implicit = id.is_numeric() && id.as_str() == line.to_string();
+        let implicit = id.is_numeric() && id.as_str() == itoa::Buffer::new().format(line);
         if implicit {
-            // Taken by an earlier explicit id with this text?
-            if self.explicit.contains(&hash128(id.as_str())) {
+            // Taken by an earlier explicit id with this text? (Most runs
+            // have none: then no hashing at all.)
+            if !self.explicit.is_empty() && self.explicit.contains(&hash128(id.as_str())) {
                 return false;
             }
             self.implicit_lines.insert(line);
@@ -153,6 +158,29 @@ fn canonical_line_number(text: &str) -> Option<u64> {
         return None;
     }
     text.parse().ok()
+}
+
+/// The hasher of a set of [`hash128`]s, which are hashes already: their
+/// low 64 bits are the table's hash (hashing them again cost a SipHash a
+/// line).
+#[derive(Default)]
+struct Hashed(u64);
+
+impl Hasher for Hashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; any other input is folded in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
 }
 
 fn hash128(text: &str) -> u128 {

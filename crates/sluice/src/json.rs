@@ -1,5 +1,7 @@
 //! Small helpers over JSON text shared by the input parser, records and
-//! response bodies: the kind of a value (for messages) and compaction.
+//! response bodies: the kind of a value (for messages), compaction, and
+//! the pieces a record's line is written with (strings, integers and
+//! floats appended to a byte buffer, exactly as serde_json writes them).
 
 use std::fmt;
 
@@ -57,6 +59,45 @@ pub(crate) fn compact_json(json: &str) -> String {
     String::from_utf8(bytes).expect("removing ASCII bytes from UTF-8 text leaves UTF-8 text")
 }
 
+/// Appends `text` as a JSON string. Text that needs no escape (the common
+/// case: URLs, methods, ids) is copied in one go; any other goes through
+/// serde_json, so every byte is the same as serde_json's.
+pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
+    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+/// Appends an optional string: `null` when there is none.
+pub(crate) fn push_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => push_str(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends an unsigned integer.
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Appends a float as serde_json writes an `f64`: the shortest digits that
+/// read back the same (zmij, serde_json's own formatter), `null` when it is not finite.
+pub(crate) fn push_f64(out: &mut Vec<u8>, x: f64) {
+    if x.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
 /// Tracks whether a byte of JSON text is part of a string literal.
 #[derive(Default)]
 pub(crate) struct JsonStrings {
@@ -100,6 +141,41 @@ mod tests {
             "{\"k\":\"a\\\\\",\"é ü\":[1,\"ß \\\" ∂\"]}"
         );
         assert_eq!(compact_json(r#"{"a":[1,2]}"#), r#"{"a":[1,2]}"#);
+    }
+
+    #[test]
+    fn pieces_are_written_as_serde_json_writes_them() {
+        for text in [
+            "",
+            "http://h/a?b=1",
+            "q\"uote",
+            "back\\slash",
+            "tab\t",
+            "\u{1}\u{1f}",
+            "é ∂ \u{7f}",
+        ] {
+            let mut out = Vec::new();
+            push_str(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+        for x in [
+            0.0,
+            1.5,
+            0.001,
+            123_456.789,
+            1e21,
+            1e-7,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            let mut out = Vec::new();
+            push_f64(&mut out, x);
+            assert_eq!(out, serde_json::to_vec(&x).unwrap(), "{x}");
+        }
+        let mut out = Vec::new();
+        push_u64(&mut out, u64::MAX);
+        push_opt_str(&mut out, None);
+        assert_eq!(out, b"18446744073709551615null");
     }
 
     #[test]

@@ -146,13 +146,14 @@ impl Sink {
     ///
     /// When writing out a full buffer fails.
     pub fn write(&mut self, record: &Record) -> io::Result<()> {
-        let line = self.format.render(record);
         let failure = self.format.is_failure(record);
+        let format = self.format;
         let target = match &mut self.errors {
             Some(errors) if failure => errors.as_mut(),
             _ => &mut *self,
         };
-        target.buf.extend_from_slice(line.as_bytes());
+        // Written straight into the buffer: no line of its own per record.
+        format.write_line(record, &mut target.buf);
         target.buffered_lines += 1;
         let full = target.buf.len() >= BUFFER_LIMIT;
         if full {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use futures::Stream;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::parse::{BOM, LineOrigin, ParseOptions, line_too_long, parse_line};
+use crate::parse::{BOM, LineOrigin, ParseOptions, UrlCache, line_too_long, parse_line_cached};
 use crate::request::Input;
 use crate::shard::Shard;
 
@@ -140,6 +140,7 @@ impl Source {
             line: 0,
             buf: Vec::new(),
             opts: self.opts,
+            urls: UrlCache::default(),
             done: false,
         };
         futures::stream::unfold(reading, |mut reading| async move {
@@ -352,6 +353,8 @@ struct Reading {
     /// The line being read; at most `max_line_bytes` long.
     buf: Vec<u8>,
     opts: ParseOptions,
+    /// The last origin's URL, so lines to it parse only their paths.
+    urls: UrlCache,
     /// Set after a read error: the stream ends.
     done: bool,
 }
@@ -414,7 +417,7 @@ impl Reading {
                 if current.file_line == 1 && self.buf.starts_with(BOM) {
                     self.buf.drain(..BOM.len());
                 }
-                parse_line(&self.buf, self.line, &origin, &self.opts)
+                parse_line_cached(&self.buf, self.line, &origin, &self.opts, &self.urls)
             }
             Read::TooLong { len } => Some(Input::Invalid(line_too_long(
                 self.line,

@@ -66,6 +66,44 @@ impl Timing {
     pub fn service_ms(&self) -> f64 {
         self.attempts.iter().map(|a| a.duration_ms).sum()
     }
+
+    /// Appends the record's `wait_ms` and `attempt_log` members, each after
+    /// a comma, as serde_json writes their derived `Serialize` (a test in
+    /// `record` holds them equal).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::json::{push_f64, push_str, push_u64};
+        let w = &self.waits;
+        out.extend_from_slice(b",\"wait_ms\":{\"queue\":");
+        push_f64(out, w.queue);
+        out.extend_from_slice(b",\"rate\":");
+        push_f64(out, w.rate);
+        out.extend_from_slice(b",\"retry\":");
+        push_f64(out, w.retry);
+        out.extend_from_slice(b"},\"attempt_log\":[");
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"start_ms\":");
+            push_f64(out, a.start_ms);
+            out.extend_from_slice(b",\"duration_ms\":");
+            push_f64(out, a.duration_ms);
+            if let Some(status) = a.status {
+                out.extend_from_slice(b",\"status\":");
+                push_u64(out, u64::from(status));
+            }
+            if let Some(kind) = a.error {
+                out.extend_from_slice(b",\"error\":");
+                push_str(out, kind.as_str());
+            }
+            if let Some(wait) = a.wait_ms {
+                out.extend_from_slice(b",\"wait_ms\":");
+                push_f64(out, wait);
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
 }
 
 /// Accumulates a request's [`Timing`] inside the engine. Every method takes

@@ -29,7 +29,7 @@ mod testing;
 mod urls;
 
 pub(crate) use show::{MESSAGE_CLIP, clip};
-pub use urls::{UrlError, check_base_url, join_base_url};
+pub use urls::{UrlCache, UrlError, check_base_url, join_base_url};
 
 use object::parse_object;
 use problem::Problem;
@@ -160,11 +160,29 @@ pub struct LineOrigin<'a> {
     pub file_line: u64,
 }
 
+impl LineOrigin<'_> {
+    /// The file as messages name it.
+    fn shown_file(&self) -> &str {
+        if self.file == "-" { "stdin" } else { self.file }
+    }
+
+    /// The `Display` text, put together without the formatting machinery:
+    /// every request carries it (`Request::place`).
+    fn place(&self) -> String {
+        let (file, mut digits) = (self.shown_file(), itoa::Buffer::new());
+        let line = digits.format(self.file_line);
+        let mut place = String::with_capacity(file.len() + 1 + line.len());
+        place.push_str(file);
+        place.push(':');
+        place.push_str(line);
+        place
+    }
+}
+
 impl fmt::Display for LineOrigin<'_> {
     /// `file:line`, the prefix of every [`InvalidLine`] message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = if self.file == "-" { "stdin" } else { self.file };
-        write!(f, "{file}:{}", self.file_line)
+        write!(f, "{}:{}", self.shown_file(), self.file_line)
     }
 }
 
@@ -198,6 +216,19 @@ pub fn parse_line(
     origin: &LineOrigin,
     opts: &ParseOptions,
 ) -> Option<Input> {
+    parse_line_cached(raw, line, origin, opts, &UrlCache::default())
+}
+
+/// [`parse_line`] for a stream of lines: `urls` keeps the last origin's
+/// parse, so lines to the same origin parse only their paths (the result
+/// is the same).
+pub fn parse_line_cached(
+    raw: &[u8],
+    line: u64,
+    origin: &LineOrigin,
+    opts: &ParseOptions,
+    urls: &UrlCache,
+) -> Option<Input> {
     let trimmed = trim_line(raw);
     if trimmed.is_empty() || trimmed[0] == b'#' {
         return None;
@@ -206,6 +237,7 @@ pub fn parse_line(
         number: line,
         origin,
         opts,
+        urls,
     };
     if raw.len() > opts.max_line_bytes {
         return Some(Input::Invalid(line_too_long(
@@ -231,7 +263,7 @@ pub fn parse_line(
     };
     Some(match input {
         Input::Request(mut req) => {
-            req.place = Some(origin.to_string());
+            req.place = Some(origin.place());
             Input::Request(req)
         }
         other => other,
@@ -264,6 +296,7 @@ struct Line<'a> {
     number: u64,
     origin: &'a LineOrigin<'a>,
     opts: &'a ParseOptions,
+    urls: &'a UrlCache,
 }
 
 impl Line<'_> {
@@ -339,6 +372,17 @@ mod tests {
                 }
                 other => panic!("{raw:?}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_requests_place_is_its_origin_shown() {
+        for file in ["-", "urls.txt", "dir/é.jsonl"] {
+            let origin = LineOrigin {
+                file,
+                file_line: 1234,
+            };
+            assert_eq!(origin.place(), origin.to_string());
         }
     }
 

@@ -18,7 +18,7 @@ use super::raw::{given, nesting_exceeds, string_of};
 use super::rest::read_rest;
 use super::show::{MESSAGE_CLIP, clip, describe_char};
 use super::urls::url_field;
-use super::{ANTHROPIC_MESSAGES_PATH, Bad, InputFormat, Known, Line, ParseOptions, join_base_url};
+use super::{ANTHROPIC_MESSAGES_PATH, Bad, InputFormat, Known, Line, join_base_url};
 
 /// The longest method accepted, in bytes.
 const MAX_METHOD_BYTES: usize = 64;
@@ -82,7 +82,7 @@ pub(super) fn parse_object(text: &str, line: &Line) -> Input {
     }
     let id = read_id(&fields, line.number);
     let method = read_method(fields.method);
-    let url = read_url(fields.url, line.opts);
+    let url = read_url(fields.url, line);
     match (id, method, url, read_rest(&fields, &line.opts.redactor)) {
         (Ok(id), Ok(method), Ok(url), Ok(rest)) => {
             Input::Request(rest.into_request(id, line.number, method, url))
@@ -264,17 +264,18 @@ fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
-fn read_url(raw: Option<&RawValue>, opts: &ParseOptions) -> Result<Url, Bad> {
+fn read_url(raw: Option<&RawValue>, line: &Line) -> Result<Url, Bad> {
     let Some(raw) = given(raw) else {
         return Err(Bad::unshown(Problem::UrlMissing));
     };
     let text = string_of(raw, "url").map_err(Bad::unshown)?;
-    url_field(&text, opts)
+    url_field(&text, line)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::ParseOptions;
     use crate::parse::testing::*;
     use crate::redact::Redactor;
 

@@ -1,5 +1,7 @@
 //! URL lines, and the base URL relative request URLs join.
 
+use std::cell::RefCell;
+
 use reqwest::Method;
 use url::Url;
 
@@ -112,6 +114,50 @@ pub fn check_base_url(text: &str) -> Result<Url, UrlError> {
     Ok(url)
 }
 
+/// The `http(s)://authority` of the last absolute URL parsed, and that URL,
+/// so that a run of lines to one origin parses its host and port once (the
+/// url crate's host parsing is most of a URL line's cost): a URL with the
+/// same prefix and a path-absolute rest is the rest joined to the cached
+/// URL, which the URL standard makes the same URL (the relative slash
+/// state takes the base's userinfo, host and port, and parses the path,
+/// query and fragment as a whole URL's; a proptest holds them equal). One
+/// per input stream: [`super::parse_line`] alone parses every URL whole.
+#[derive(Debug, Default)]
+pub struct UrlCache(RefCell<Option<(String, Url)>>);
+
+impl UrlCache {
+    /// `Url::parse(text)`, through the cache.
+    pub(crate) fn parse(&self, text: &str) -> Result<Url, url::ParseError> {
+        let Some((prefix, rest)) = split_origin(text) else {
+            return Url::parse(text);
+        };
+        if let Some((cached, base)) = &*self.0.borrow()
+            && cached == prefix
+            && let Ok(url) = base.join(rest)
+        {
+            return Ok(url);
+        }
+        let url = Url::parse(text)?;
+        *self.0.borrow_mut() = Some((prefix.to_owned(), url.clone()));
+        Ok(url)
+    }
+}
+
+/// `http(s)://authority` and the path-absolute rest after it (`/`, then
+/// neither `/` nor `\\`); `None` for any other URL, which is parsed whole.
+fn split_origin(text: &str) -> Option<(&str, &str)> {
+    let after = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))?;
+    // Where the url crate's authority state ends, for a special scheme.
+    let end = after.find(['/', '\\', '?', '#'])?;
+    let rest = &after.as_bytes()[end..];
+    if end == 0 || rest[0] != b'/' || matches!(rest.get(1), Some(b'/' | b'\\')) {
+        return None;
+    }
+    Some(text.split_at(text.len() - after.len() + end))
+}
+
 pub(super) fn parse_url_line(text: &str, line: &Line) -> Input {
     let known = |url: Option<String>| Known {
         id: Some(Id::line(line.number)),
@@ -121,22 +167,23 @@ pub(super) fn parse_url_line(text: &str, line: &Line) -> Input {
     if text.starts_with(['[', '"']) {
         return line.invalid(known(None), Problem::JsonNotObject);
     }
-    match url_field(text, line.opts) {
+    match url_field(text, line) {
         Ok(url) => Input::Request(Request::get(line.number, url)),
         Err(bad) => line.invalid(known(bad.shown), bad.problem),
     }
 }
 
 /// The URL, or what is wrong with it and the URL as it may be shown.
-pub(super) fn url_field(text: &str, opts: &ParseOptions) -> Result<Url, Bad> {
-    resolve_url(text, opts).map_err(|problem| Bad {
+pub(super) fn url_field(text: &str, line: &Line) -> Result<Url, Bad> {
+    let opts = line.opts;
+    resolve_url(text, opts, line.urls).map_err(|problem| Bad {
         problem,
         shown: (!text.is_empty()).then(|| clip(&opts.redactor.raw_url(text), FIELD_CLIP)),
     })
 }
 
 /// A request URL: absolute http(s), or relative to the base URL.
-fn resolve_url(text: &str, opts: &ParseOptions) -> Result<Url, Problem> {
+fn resolve_url(text: &str, opts: &ParseOptions, urls: &UrlCache) -> Result<Url, Problem> {
     let shown = || clip(&opts.redactor.raw_url(text), MESSAGE_CLIP);
     if text.is_empty() {
         return Err(Problem::UrlEmpty);
@@ -148,7 +195,7 @@ fn resolve_url(text: &str, opts: &ParseOptions) -> Result<Url, Problem> {
             what: describe_char(c),
         });
     }
-    match Url::parse(text) {
+    match urls.parse(text) {
         Ok(url) => require_http(url).map_err(Problem::Url),
         Err(url::ParseError::RelativeUrlWithoutBase) => resolve_relative(text, opts, shown),
         Err(error) => Err(Problem::UrlInvalid {
@@ -198,6 +245,8 @@ fn is_forbidden_url_char(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::parse::testing::*;
     use crate::parse::{Input, ParseOptions, parse_line};
@@ -362,6 +411,66 @@ mod tests {
             (r#"{"url": "chat"}"#, "relative URL `chat` needs base_url"),
         ] {
             rejects(line, &[part]);
+        }
+    }
+
+    fn prefix() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "http://h",
+            "https://h",
+            "http://Ex.COM:80",
+            "https://h:443",
+            "http://127.0.0.1:8080",
+            "http://u:p%40@h:9",
+            "http://@h",
+            "http://[::1]:9",
+            "http://xn--bcher-kva.example",
+            "http://bücher.example",
+            "http://h:99999",
+            "http://a b",
+            "http:///h",
+            "https://h.",
+            "HTTP://h",
+        ])
+    }
+
+    fn rest() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "/", "a", "..", ".", "%2e", "%41", "?", "#", "é", "\\", "|", "^", "'", "=", "&",
+                "%", "%zz", "~", ":", "@", "[", "]", "{",
+            ]),
+            0..8,
+        )
+        .prop_flat_map(|parts| {
+            // Mostly path-absolute, the rest the cache takes.
+            let parts = parts.concat();
+            prop_oneof![3 => Just(format!("/{parts}")), 1 => Just(parts)]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// A URL parsed through the cache, cold or warm, is the URL parsed
+        /// whole (or the same error).
+        #[test]
+        fn the_cache_parses_as_url_does(
+            warm in (prefix(), rest()),
+            urls in prop::collection::vec((any::<bool>(), prefix(), rest()), 1..4),
+        ) {
+            let cache = UrlCache::default();
+            // Half of the later URLs share the first one's prefix.
+            let later = urls.into_iter().map(|(same, p, r)| (if same { warm.0 } else { p }, r));
+            for (p, r) in std::iter::once(warm.clone()).chain(later) {
+                let text = format!("{p}{r}");
+                let whole = Url::parse(&text);
+                let cached = cache.parse(&text);
+                prop_assert_eq!(&cached, &whole, "{}", text);
+                if let (Ok(a), Ok(b)) = (&cached, &whole) {
+                    prop_assert_eq!(a.as_str(), b.as_str());
+                }
+            }
         }
     }
 }
