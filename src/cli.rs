@@ -227,11 +227,11 @@ pub struct ReportArgs {
     pub files: Vec<PathBuf>,
 
     /// Write the HTML report to FILE (self-contained: no scripts, nothing loaded).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", visible_alias = "report")]
     pub html: Option<PathBuf>,
 
     /// Write the summary as JSON to FILE (as `run --summary-json` does).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", visible_alias = "summary-json")]
     pub json: Option<PathBuf>,
 
     /// Replace an existing non-empty --html or --json file (never a results file).

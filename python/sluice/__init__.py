@@ -33,6 +33,7 @@ from . import _sluice
 from ._sluice import UsageError
 
 __all__ = [
+    "AdaptiveLimit",
     "Client",
     "Error",
     "Latency",
@@ -40,8 +41,10 @@ __all__ = [
     "MockServer",
     "OriginClosed",
     "Result",
+    "RetryBudget",
     "Stream",
     "Summary",
+    "TokenLimit",
     "UsageError",
     "run",
     "run_file",
@@ -171,6 +174,38 @@ class Result:
         return bool(e and e.get("maybe_applied", False))
 
     @property
+    def final_url(self) -> Optional[str]:
+        """The URL of the last response when redirects were followed, else None."""
+        return self.record.get("final_url")
+
+    @property
+    def http_version(self) -> Optional[str]:
+        """The HTTP version of the final response (``HTTP/1.1``, ``HTTP/2``), when there was one."""
+        return self.record.get("http_version")
+
+    @property
+    def tls_version(self) -> Optional[str]:
+        """The TLS version of the final response's connection, over https."""
+        return self.record.get("tls_version")
+
+    @property
+    def queued_at(self) -> Optional[str]:
+        """When the request was taken from the input (RFC 3339)."""
+        return self.record.get("queued_at")
+
+    @property
+    def wait_ms(self) -> Optional[Dict[str, float]]:
+        """Where the request waited before and between attempts: ``queue``, ``rate``, ``retry``."""
+        w = self.record.get("wait_ms")
+        return dict(w) if w is not None else None
+
+    @property
+    def attempt_log(self) -> Optional[List[Dict[str, Any]]]:
+        """Each attempt: its start and duration, and how it failed when it did."""
+        log = self.record.get("attempt_log")
+        return list(log) if log is not None else None
+
+    @property
     def headers(self) -> Optional[Dict[str, str]]:
         """Response headers (``include_headers=True``), lower-case names, secrets redacted."""
         h = self.record.get("headers")
@@ -234,14 +269,30 @@ class Latency:
         return f"Latency(p50_ms={self.p50_ms}, p90_ms={self.p90_ms}, p99_ms={self.p99_ms}, max_ms={self.max_ms})"
 
 
+class TokenLimit:
+    """One token limit an origin was paced at: ``dimension`` is ``tokens``,
+    ``input-tokens`` or ``output-tokens``."""
+
+    __slots__ = ("dimension", "per_second", "burst")
+
+    def __init__(self, dimension: str, per_second: float, burst: int) -> None:
+        self.dimension = dimension
+        self.per_second = per_second
+        self.burst = burst
+
+    def __repr__(self) -> str:
+        return f"TokenLimit(dimension={self.dimension!r}, per_second={self.per_second}, burst={self.burst})"
+
+
 class LearnedLimits:
     """What sluice learned about one origin's limits (``learn_limits``):
     the dialect of its rate-limit headers (``none``: a rate discovered from
     its 429s and 503s), the request rate and burst it was paced at
-    (``requests_per_second`` None when the headers never said enough), how
-    long its requests waited for them, and the 429s they did not predict."""
+    (``requests_per_second`` None when the headers never said enough), the
+    token limits (``tokens``, empty when its headers limit none), how long
+    its requests waited for them, and the 429s they did not predict."""
 
-    __slots__ = ("origin", "dialect", "requests_per_second", "burst", "paced_seconds", "refused")
+    __slots__ = ("origin", "dialect", "requests_per_second", "burst", "tokens", "paced_seconds", "refused")
 
     def __init__(
         self,
@@ -251,11 +302,13 @@ class LearnedLimits:
         burst: int,
         paced_seconds: float,
         refused: int,
+        tokens: Optional[List[Dict[str, Any]]] = None,
     ) -> None:
         self.origin = origin
         self.dialect = dialect
         self.requests_per_second = requests_per_second
         self.burst = burst
+        self.tokens: List[TokenLimit] = [TokenLimit(**t) for t in tokens or []]
         self.paced_seconds = paced_seconds
         self.refused = refused
 
@@ -265,6 +318,41 @@ class LearnedLimits:
             f"requests_per_second={self.requests_per_second}, burst={self.burst}, "
             f"paced_seconds={self.paced_seconds:.3f}, refused={self.refused})"
         )
+
+
+class AdaptiveLimit:
+    """The concurrency limit under ``adaptive=True``: at the end (``limit``),
+    its mean over the run (weighted by time), the lowest and highest it
+    was, and how many times it was lowered."""
+
+    __slots__ = ("limit", "mean", "lowest", "highest", "decreases")
+
+    def __init__(self, limit: int, mean: float, lowest: int, highest: int, decreases: int) -> None:
+        self.limit = limit
+        self.mean = mean
+        self.lowest = lowest
+        self.highest = highest
+        self.decreases = decreases
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveLimit(limit={self.limit}, mean={self.mean:.1f}, lowest={self.lowest}, "
+            f"highest={self.highest}, decreases={self.decreases})"
+        )
+
+
+class RetryBudget:
+    """How long retries waited for the retry budget (``retry_budget``), in
+    all, and how many had to wait."""
+
+    __slots__ = ("waited_seconds", "retries_held")
+
+    def __init__(self, waited_seconds: float, retries_held: int) -> None:
+        self.waited_seconds = waited_seconds
+        self.retries_held = retries_held
+
+    def __repr__(self) -> str:
+        return f"RetryBudget(waited_seconds={self.waited_seconds:.3f}, retries_held={self.retries_held})"
 
 
 class Summary:
@@ -294,6 +382,14 @@ class Summary:
         self.interrupted: bool = data["interrupted"]
         #: Per origin that said something about its limits (``learn_limits``).
         self.learned: List[LearnedLimits] = [LearnedLimits(**item) for item in data.get("learned", [])]
+        #: Under ``adaptive=True``: the concurrency limit (None otherwise).
+        adaptive = data.get("adaptive")
+        self.adaptive: Optional[AdaptiveLimit] = AdaptiveLimit(**adaptive) if adaptive else None
+        #: Under a retry budget, once the run has ended: how long retries
+        #: waited for it (None with ``retry_budget="off"``, or while a
+        #: client is still open).
+        budget = data.get("retry_budget")
+        self.retry_budget: Optional[RetryBudget] = RetryBudget(**budget) if budget else None
 
     def __repr__(self) -> str:
         return (

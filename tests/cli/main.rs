@@ -5,6 +5,7 @@
 //! Timing is read from the mock's arrival timestamps and asserted only as
 //! lower bounds (or as the order of arrivals); counts are exact.
 
+mod acceptance_audit;
 mod adaptive;
 mod batch_formats;
 mod batch_resume;

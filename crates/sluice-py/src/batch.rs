@@ -101,6 +101,10 @@ struct HubState {
     closed: Vec<String>,
     /// What the run learned about each origin's limits.
     learned: summary::LearnedLimits,
+    /// Under `adaptive`: the concurrency limit's latest account.
+    adaptive: Option<sluice::event::Concurrency>,
+    /// Under a retry budget, once the run has ended: how long retries waited.
+    retry_budget: Option<(std::time::Duration, u64)>,
 }
 
 struct Route {
@@ -443,6 +447,8 @@ impl Batch {
             summary::JobFacts {
                 closed_origins: hub.closed.clone(),
                 learned: hub.learned.clone(),
+                adaptive: hub.adaptive.clone(),
+                retry_budget: hub.retry_budget,
                 ..summary::JobFacts::default()
             }
         };
@@ -624,6 +630,14 @@ async fn pump(hub: Arc<Hub>, mut run: Run) {
                     }
                     Event::Learned(l) => {
                         summary::note_learned(&mut state.learned, l);
+                        continue;
+                    }
+                    Event::Concurrency(c) => {
+                        state.adaptive = Some(c);
+                        continue;
+                    }
+                    Event::RetryBudget { waited, held } => {
+                        state.retry_budget = Some((waited, held));
                         continue;
                     }
                     _ => continue,

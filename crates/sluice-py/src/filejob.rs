@@ -61,7 +61,7 @@ pub fn run_file(
     let runtime = crate::bridge::runtime();
     let source = Source::open(&inputs, opts.parse.clone())
         .map_err(|e| UsageError::new_err(sluice::filejob::describe(&e)))?;
-    check_outputs(&output, f, &inputs).map_err(usage)?;
+    check_outputs(&output, f, &inputs)?;
     let job = py.detach(|| runtime.block_on(prepare(&output, f, &inputs, &opts.parse)));
     let (sink, resumed) = job.map_err(usage)?;
     let drain = Arc::new(Notify::new());
@@ -120,29 +120,44 @@ fn input_paths(inputs: &Bound<'_, PyAny>) -> PyResult<Vec<PathBuf>> {
         .map_err(|_| PyTypeError::new_err("run_file takes an input path, or a list of paths"))
 }
 
-fn check_outputs(output: &Path, f: &FileOptions, inputs: &[PathBuf]) -> Result<(), JobError> {
+/// The outputs checked as the CLI checks them, named by this function's
+/// keywords, with the keyword that lets the job go on.
+fn check_outputs(output: &Path, f: &FileOptions, inputs: &[PathBuf]) -> PyResult<()> {
     let mut outs = vec![outputs::Output {
-        option: "-o",
+        option: "output",
         path: output,
         appends: f.resume,
     }];
     if let Some(path) = f.errors_output.as_deref() {
         outs.push(outputs::Output {
-            option: "--errors-output",
+            option: "errors_output",
             path,
             appends: f.resume,
         });
     }
     if let Some(path) = f.summary_json.as_deref() {
         outs.push(outputs::Output {
-            option: "--summary-json",
+            option: "summary_json",
             path,
             appends: false,
         });
     }
     // The notes say what `overwrite` replaces: the caller asked for that.
-    outputs::check(&outs, inputs, f.overwrite)?;
-    Ok(())
+    match outputs::check(&outs, inputs, f.overwrite) {
+        Ok(_) => Ok(()),
+        Err(outputs::OutputError::Exists { option, path, .. }) => {
+            let advice = if option == "summary_json" {
+                "choose another path, or pass overwrite=True to replace it"
+            } else {
+                "pass resume=True to continue it, or overwrite=True to replace it"
+            };
+            Err(UsageError::new_err(format!(
+                "{option} {} already exists and is not empty; nothing was sent: {advice}",
+                path.display()
+            )))
+        }
+        Err(e) => Err(usage(e.into())),
+    }
 }
 
 /// The checks and the resume, then the output opened.
@@ -239,6 +254,10 @@ async fn drive(
                     facts.closed_origins.push(format!("{origin}: {reason}"));
                 }
                 Some(Event::Learned(l)) => summary::note_learned(&mut facts.learned, l),
+                Some(Event::Concurrency(c)) => facts.adaptive = Some(c),
+                Some(Event::RetryBudget { waited, held }) => {
+                    facts.retry_budget = Some((waited, held))
+                }
                 Some(_) => {}
                 None => break,
             },

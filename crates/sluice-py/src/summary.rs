@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::event::Learned;
+use sluice::event::{Concurrency, Learned};
 use sluice::stats::Tally;
 
 /// Extra facts a file job knows.
@@ -19,6 +19,11 @@ pub struct JobFacts {
     pub interrupted: bool,
     /// The last word on each origin's learned limits.
     pub learned: LearnedLimits,
+    /// Under `adaptive`: the concurrency limit's latest account.
+    pub adaptive: Option<Concurrency>,
+    /// Under a retry budget, once the run has ended: seconds retries
+    /// waited for it, and how many waited.
+    pub retry_budget: Option<(Duration, u64)>,
 }
 
 /// What was learned about each origin's limits, by origin (the last event).
@@ -39,6 +44,11 @@ fn learned_json(learned: &LearnedLimits) -> Value {
                 "dialect": l.dialect,
                 "requests_per_second": l.requests_per_second,
                 "burst": l.burst,
+                "tokens": l.tokens.iter().map(|t| json!({
+                    "dimension": t.dimension,
+                    "per_second": t.per_second,
+                    "burst": t.burst,
+                })).collect::<Vec<_>>(),
                 "paced_seconds": l.paced.as_secs_f64(),
                 "refused": l.refused,
             })
@@ -78,6 +88,17 @@ pub fn json(all: &Tally, this_run: &Tally, wall: Duration, facts: Option<&JobFac
         "stopped": f.stopped,
         "interrupted": f.interrupted,
         "learned": learned_json(&f.learned),
+        "adaptive": f.adaptive.as_ref().map(|c| json!({
+            "limit": c.limit,
+            "lowest": c.lowest,
+            "highest": c.highest,
+            "mean": c.mean,
+            "decreases": c.decreases,
+        })),
+        "retry_budget": f.retry_budget.map(|(waited, held)| json!({
+            "waited_seconds": waited.as_secs_f64(),
+            "retries_held": held,
+        })),
     })
     .to_string()
 }
