@@ -271,9 +271,16 @@ impl Limiter {
         let mut load = redis::cmd("SCRIPT");
         load.arg("LOAD").arg(RESERVE);
         let loaded: Result<String, RedisError> = load.query_async(&mut limiter.con).await;
-        loaded.map_err(|e| SharedError::Unusable {
-            url: limiter.url.clone(),
-            message: format!("cannot load sluice's Lua script: {e} (sluice needs EVAL/SCRIPT: Redis 5 or later, or Valkey, with scripting allowed for this user)"),
+        loaded.map_err(|e| {
+            // A server that wants a password accepts the connection and
+            // refuses the first command: that is this one.
+            if is_auth(&e) {
+                return start_error(&limiter.url, e);
+            }
+            SharedError::Unusable {
+                url: limiter.url.clone(),
+                message: format!("cannot load sluice's Lua script: {e} (sluice needs EVAL/SCRIPT: Redis 5 or later, or Valkey, with scripting allowed for this user)"),
+            }
         })?;
         limiter
             .call(&Call::default())
@@ -383,12 +390,17 @@ async fn connect(client: &Client) -> Result<MultiplexedConnection, RedisError> {
         .await
 }
 
+/// Whether Redis refused for want of (the right) credentials.
+fn is_auth(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.code().is_some_and(|code| code == "NOAUTH" || code == "WRONGPASS")
+        || e.to_string().contains("NOAUTH")
+        || e.to_string().contains("WRONGPASS")
+}
+
 fn start_error(url: &str, e: RedisError) -> SharedError {
     let message = e.to_string();
-    if e.kind() == redis::ErrorKind::AuthenticationFailed
-        || message.contains("NOAUTH")
-        || message.contains("WRONGPASS")
-    {
+    if is_auth(&e) {
         return SharedError::Auth {
             url: url.to_string(),
             message,
