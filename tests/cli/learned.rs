@@ -257,33 +257,3 @@ async fn a_shared_quota_drained_mid_run() {
     assert!(report.contains("learned limits") && report.contains("(openai): "));
     server.shutdown().await;
 }
-
-/// The first wave, before any header spoke: a bucket of 20 at `-c 50`.
-/// The first request goes alone and the rest wait for its answer (the
-/// mock answers within the 100 ms hold), so none is refused; before, the
-/// first wave was 50 at once and 30 were refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bucket_smaller_than_the_first_wave_refuses_nothing() {
-    let _turn = SERIAL.lock().await;
-    let server = mock().await;
-    let key = "first-wave";
-    let url = format!(
-        "{}/limited/bucket/openai/{key}?limit=20&window=0.5",
-        server.url()
-    );
-    server.reset_stats();
-    let out = Sluice::run(["-c", "50", "-q"])
-        .stdin(lines(&vec![url; 300]))
-        .output()
-        .await;
-    out.code(0);
-    let records = out.records();
-    assert_eq!(records.len(), 300);
-    assert!(
-        records
-            .iter()
-            .all(|r| r["ok"] == true && r["attempts"] == 1)
-    );
-    assert_eq!(refused(&server, key), 0, "429s at the server");
-    server.shutdown().await;
-}

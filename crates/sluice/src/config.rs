@@ -193,11 +193,6 @@ pub struct Config {
     pub learn_limits: bool,
     /// The share of a learned limit aimed at (`--limit-headroom`). Default 1.0.
     pub limit_headroom: crate::ratelimit::Headroom,
-    /// Under learned limits, a new origin's first request goes alone and
-    /// the rest of its first wave waits for its answer at most this long
-    /// (so a quota smaller than `concurrency` is not overrun before any
-    /// header spoke). Default 100 ms; zero sends the first wave at once.
-    pub first_wave_hold: std::time::Duration,
     /// What retries may spend (`--retry-budget`); `None` is `off`. Default
     /// [`RetryBudget::DEFAULT`](crate::retry_budget::RetryBudget::DEFAULT).
     pub retry_budget: Option<crate::retry_budget::RetryBudget>,
@@ -243,7 +238,6 @@ impl Default for Config {
             shared: None,
             learn_limits: true,
             limit_headroom: crate::ratelimit::Headroom::FULL,
-            first_wave_hold: std::time::Duration::from_millis(100),
             retry_budget: Some(crate::retry_budget::RetryBudget::DEFAULT),
             adaptive: false,
         }
@@ -385,8 +379,6 @@ setters! {
     learn_limits: bool => |c, v| c.learn_limits = v;
     /// The share of a learned limit aimed at.
     limit_headroom: crate::ratelimit::Headroom => |c, v| c.limit_headroom = v;
-    /// How long a new origin's first wave waits for its first answer.
-    first_wave_hold: std::time::Duration => |c, v| c.first_wave_hold = v;
     /// The retry budget; `None` is off.
     retry_budget: Option<crate::retry_budget::RetryBudget> => |c, v| c.retry_budget = v;
     /// Adaptive concurrency within [1, `concurrency`].

@@ -57,9 +57,6 @@ pub(crate) struct Dispatch {
     pub(crate) tokens: TokenDispatch,
 }
 
-/// The share of `1 / reset` a full bucket's first answer paces at.
-const FIRST_GUESS: f64 = 0.9;
-
 /// Each 429 the model did not predict multiplies the learned rate by this.
 const LOWER_ON_REFUSAL: f64 = 0.9;
 
@@ -115,12 +112,6 @@ pub(crate) struct Learned {
     reported: Option<(Option<f64>, u64)>,
     /// The token limits.
     tokens: LearnedTokens,
-    /// The first wave waits for the first answer this long at most.
-    first_wave_hold: Duration,
-    /// Until then, while no attempt has ended, starts after the first wait.
-    first_wave_until: Option<Instant>,
-    /// An attempt of the origin has ended.
-    answered: bool,
 }
 
 /// What one snapshot changed.
@@ -159,17 +150,10 @@ impl Learned {
         Some((g.per_second(), g.burst(), g.available(now)))
     }
 
-    /// Under learned limits: the origin's first request will go alone, and
-    /// the rest of its first wave wait for its answer at most `hold`.
-    pub(crate) fn hold_first_wave(&mut self, hold: Duration) {
-        self.first_wave_hold = hold;
-    }
-
     /// When the learned limits let the next request, costing `cost`
     /// tokens, start, if not now.
     pub(crate) fn ready_at(&mut self, now: Instant, cost: Tokens) -> Option<Instant> {
-        let first = self.first_wave_until.filter(|&u| u > now && !self.answered);
-        let hold = self.hold_until.filter(|&h| h > now).max(first);
+        let hold = self.hold_until.filter(|&h| h > now);
         let window = self.left.filter(|&(n, end)| n <= 0 && end > now);
         let rate = self.gcra.as_mut().map(|g| g.ready_at(now, 1));
         let tokens = self.tokens.ready_at(now, cost);
@@ -198,9 +182,6 @@ impl Learned {
         if let Some(since) = self.held_since.take() {
             self.paced += now.saturating_duration_since(since);
         }
-        if self.dispatched == 0 && !self.first_wave_hold.is_zero() {
-            self.first_wave_until = Some(now + self.first_wave_hold);
-        }
         self.dispatched += 1;
         Dispatch {
             number: self.dispatched,
@@ -209,10 +190,8 @@ impl Learned {
         }
     }
 
-    /// An attempt of the origin ended (the first one releases the first
-    /// wave: its headers, if any, were read first).
+    /// An attempt of the origin ended.
     pub(crate) fn ended(&mut self, dispatch: &Dispatch) {
-        self.answered = true;
         self.tokens.ended(&dispatch.tokens);
     }
 
@@ -328,13 +307,6 @@ impl Learned {
                 {
                     self.deficit = deficit;
                     self.rate = rate;
-                } else if let Some(reset) = first_guess(limit).filter(|_| self.deficit == 0) {
-                    // A full bucket's first answer (the first wave's
-                    // first request) says only what one request cost:
-                    // its refill takes about `reset`, a tenth kept in
-                    // hand. A deficit of 2 or more replaces this guess.
-                    self.deficit = 1;
-                    self.rate = FIRST_GUESS / reset.as_secs_f64();
                 }
             }
             Window::Fixed => {
@@ -520,12 +492,6 @@ pub(super) fn refill(limit: &Limit) -> Option<(u64, f64)> {
     let deficit = cap.checked_sub(left)?;
     (deficit >= 2 && !reset.is_zero())
         .then(|| (deficit, (deficit - 1) as f64 / reset.as_secs_f64()))
-}
-
-/// The reset of a bucket snapshot one request short of full.
-fn first_guess(limit: &Limit) -> Option<Duration> {
-    let (cap, left, reset) = (limit.limit?, limit.remaining?, limit.reset?);
-    (cap.checked_sub(left) == Some(1) && !reset.is_zero()).then_some(reset)
 }
 
 /// About a second's worth of `pace`, at least 1, at most the (shared) quota.

@@ -413,9 +413,6 @@ impl Scheduler {
             .map(|r| Gcra::new(r, burst, now));
         self.origins.push(Origin::new(name.clone(), rate));
         let o = self.origins.len() - 1;
-        if self.config.learn_limits {
-            self.origins[o].hold_first_wave(self.config.first_wave_hold);
-        }
         self.by_name.insert(name, o);
         self.shared_new_origin(o, now);
         o

@@ -107,12 +107,6 @@ impl Origin {
         &self.name
     }
 
-    /// Under learned limits: the first wave waits for the first answer at
-    /// most `hold` (see `Learned::hold_first_wave`).
-    pub(crate) fn hold_first_wave(&mut self, hold: Duration) {
-        self.learned.hold_first_wave(hold);
-    }
-
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
     }

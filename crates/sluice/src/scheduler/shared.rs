@@ -574,8 +574,6 @@ mod tests {
         let t0 = tokio::time::Instant::now();
         let config = Config::builder()
             .per_host_rate("10/s".parse().unwrap())
-            // (Grants alone decide here: no first-wave hold.)
-            .first_wave_hold(Duration::ZERO)
             .shared(SharedConfig {
                 url: "redis://127.0.0.1:1".into(),
                 job: "t".into(),

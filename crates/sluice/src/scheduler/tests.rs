@@ -599,12 +599,7 @@ fn a_429_pauses_its_origin_then_releases_the_queue_spread_out() {
 /// start), not every slot within the spread's second.
 #[test]
 fn after_an_unpredicted_429_the_restart_is_paced_by_the_discovered_rate() {
-    // (The first wave at once: no hold for the first answer.)
-    let hold = Duration::ZERO;
-    let mut sim = Sim::new(
-        config(|b| b.concurrency(nz(15)).retries(3).first_wave_hold(hold)),
-        1,
-    );
+    let mut sim = Sim::new(config(|b| b.concurrency(nz(15)).retries(3)), 1);
     for _ in 0..60 {
         assert!(sim.offer(0, 1));
     }
@@ -881,12 +876,7 @@ fn a_budget_is_reached_within_one_percent_with_late_timers() {
 #[test]
 fn limits_hold_exactly_while_work_waits() {
     let mut sim = Sim::new(
-        // (The first wave at once: no hold for the first answer.)
-        config(|b| {
-            b.concurrency(nz(4))
-                .per_host_concurrency(nz(2))
-                .first_wave_hold(Duration::ZERO)
-        }),
+        config(|b| b.concurrency(nz(4)).per_host_concurrency(nz(2))),
         1,
     );
     for k in 0..12 {
