@@ -28,6 +28,7 @@ pub(super) fn observe(headers: &HeaderMap, now: SystemTime) -> Option<Snapshot> 
         dialect,
         window: dialect.window(),
         limits,
+        date_lag: reader.date_lag(now),
         warnings: reader.warnings,
     })
 }

@@ -155,6 +155,12 @@ pub struct Snapshot {
     pub limits: Vec<Limit>,
     /// Values ignored or capped, for `-v`.
     pub warnings: Vec<Warning>,
+    /// Microseconds from the response's `Date` (whole seconds) to the
+    /// local time it was read, when it has a valid one: the clocks' skew plus
+    /// how far into its second the server answered and the way back. The
+    /// least of these over an origin's responses places the server's
+    /// whole seconds on the local clock (`scheduler/learned.rs`).
+    pub date_lag: Option<i64>,
 }
 
 impl Snapshot {

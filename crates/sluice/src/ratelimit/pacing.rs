@@ -203,6 +203,7 @@ mod tests {
             window,
             limits,
             warnings: Vec::new(),
+            date_lag: None,
         }
     }
 

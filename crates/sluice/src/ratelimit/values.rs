@@ -37,6 +37,8 @@ pub(super) struct Reader<'a> {
     headers: &'a HeaderMap,
     /// The server's "now": its `Date`, else the local `now`.
     pub(super) server_now: SystemTime,
+    /// The response had a valid `Date`.
+    dated: bool,
     pub(super) warnings: Vec<super::Warning>,
 }
 
@@ -45,15 +47,32 @@ impl<'a> Reader<'a> {
         let mut reader = Reader {
             headers,
             server_now: now,
+            dated: false,
             warnings: Vec::new(),
         };
         if let Some(date) = reader.text("date") {
             match httpdate::parse_http_date(date) {
-                Ok(when) => reader.server_now = when,
+                Ok(when) => {
+                    reader.server_now = when;
+                    reader.dated = true;
+                }
                 Err(_) => reader.warn("date", date.to_owned(), Problem::Malformed),
             }
         }
         reader
+    }
+
+    /// Microseconds from the response's valid `Date` to the local `now`
+    /// (negative when the server's clock is ahead).
+    pub(super) fn date_lag(&self, now: SystemTime) -> Option<i64> {
+        if !self.dated {
+            return None;
+        }
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        Some(match now.duration_since(self.server_now) {
+            Ok(d) => micros(d),
+            Err(e) => -micros(e.duration()),
+        })
     }
 
     /// The header's (first) value, trimmed. `None` when absent; a warning

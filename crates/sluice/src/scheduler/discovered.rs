@@ -19,7 +19,7 @@
 //!   most down to what the server accepted while sluice was busy), at most
 //!   once per round trip: refusals of requests that started before the
 //!   last lowering do not lower it again.
-//! - **Gentle restarts.** The rate's burst is 20 ms' worth,
+//! - **Gentle restarts.** The rate's burst is 100 ms' worth (it also absorbs late timer wake-ups, which a burst of one would lose as rate),
 //!   so when a pause ends the waiting requests start at the rate, not with
 //!   every slot at once.
 //!
@@ -46,6 +46,9 @@ pub(crate) const AFTER_SLOW_START: f64 = 0.5;
 /// What the server accepted while busy, times this, bounds a lowered rate
 /// (the server's burst inflates the measure).
 pub(crate) const ACCEPTED_SHARE: f64 = 0.92;
+
+/// The refusal that ends slow start never lowers the rate below this share.
+pub(crate) const SLOW_START_FLOOR: f64 = 0.3;
 
 /// A refusal never lowers the rate below this share of it.
 pub(crate) const DEEPEST: f64 = 0.5;
@@ -93,6 +96,8 @@ pub(crate) struct Discovered {
     successes: VecDeque<Instant>,
     /// Since when completions have come without a gap (a pause ends one).
     active_since: Option<Instant>,
+    /// Successes since `active_since`.
+    stretch_successes: u64,
     /// Refusals that lowered the rate.
     lowerings: u64,
     /// Time the head request waited for the rate.
@@ -182,7 +187,9 @@ impl Discovered {
             .is_none_or(|&t| now.saturating_duration_since(t) > GAP);
         if gap {
             self.active_since = Some(now);
+            self.stretch_successes = 0;
         }
+        self.stretch_successes += u64::from(success);
         trim(&mut self.completions, now);
         trim(&mut self.successes, now);
         self.completions.push_back(now);
@@ -204,6 +211,13 @@ impl Discovered {
         Some(count as f64 / span.as_secs_f64())
     }
 
+    /// Successes a second since the origin was last idle or paused (the
+    /// whole stretch, not only its last second), when it is long enough.
+    fn stretch(&self, now: Instant) -> Option<f64> {
+        let span = now.saturating_duration_since(self.active_since?);
+        (span >= SPAN).then(|| self.stretch_successes as f64 / span.as_secs_f64())
+    }
+
     /// Starts in the last second, per second: what the server was sent
     /// when it first refused.
     fn observed(&self) -> f64 {
@@ -218,9 +232,15 @@ impl Discovered {
             None => self.observed(),
             Some(rate) if self.slow_start => {
                 // Slow start overshoots by as much as the server's burst
-                // let it: halved, as TCP does.
+                // let it: halved, as TCP does, and no faster than the
+                // server accepted over the whole climb (its slow start
+                // below the limit and its overshoot above, averaged: under
+                // the limit, where halving alone may stay above it and
+                // cost another refusal, another pause).
                 self.slow_start = false;
-                rate * AFTER_SLOW_START
+                let halved = rate * AFTER_SLOW_START;
+                self.stretch(now)
+                    .map_or(halved, |a| halved.min(a).max(rate * SLOW_START_FLOOR))
             }
             Some(rate) => {
                 // What the server accepted bounds the new rate, within
@@ -260,7 +280,7 @@ impl Discovered {
         let Some(rate) = self.rate else {
             return;
         };
-        let burst = ((rate / 50.0).floor() as u64).max(1);
+        let burst = ((rate / 10.0).floor() as u64).max(1);
         let same = self.gcra.as_ref().is_some_and(|g| {
             g.burst() == burst && (g.per_second() - rate).abs() <= rate * REBUILD_TOLERANCE
         });
@@ -432,7 +452,8 @@ mod tests {
         }
         let rate = d.rate().expect("rate");
         let burst = d.burst();
-        assert!(burst <= 3, "{burst}");
+        // A tenth of a second's worth: fewer than the 15 waiting.
+        assert!(burst as f64 <= rate / 10.0 && burst < 15, "{burst}");
         let spread = (starts[14] - starts[0]).as_secs_f64();
         assert!(spread >= (15 - burst) as f64 / rate * 0.99, "{spread}");
     }

@@ -87,6 +87,12 @@ pub(crate) struct Learned {
     window_seen: Option<(i64, Instant)>,
     /// The end of the last pause told of (fixed windows).
     announced: Option<Instant>,
+    /// Fixed windows: the least `Date` lag seen (see `dated_end`).
+    least_lag: Option<i64>,
+    /// The starts so far when the `Date` first placed a window's end.
+    dated_after: Option<u64>,
+    /// A 429 refuted the `Date`'s whole seconds as window ends.
+    undated: bool,
     /// Holds every start until then (an empty bucket or window).
     hold_until: Option<Instant>,
     /// The newest dispatch whose snapshot was used.
@@ -219,7 +225,14 @@ impl Learned {
             self.learn_rate(snapshot.window, limit);
             self.rebuild(headroom, now);
             if snapshot.window == Window::Fixed {
-                learning.pause = self.learn_window(limit, in_flight, now);
+                // Whole-second deltas (GitHub's epoch resets are read
+                // from the `Date` already, a bound late by its lag only).
+                let whole = matches!(
+                    snapshot.dialect,
+                    Dialect::IetfStructured | Dialect::IetfLegacy
+                );
+                let lag = snapshot.date_lag.filter(|_| whole);
+                learning.pause = self.learn_window(limit, lag, in_flight, now);
             } else if dispatch.number > self.newest {
                 self.newest = dispatch.number;
                 learning.pause = self.learn_quota(limit, dispatch, now);
@@ -255,6 +268,14 @@ impl Learned {
             return None;
         }
         self.refused += 1;
+        if self
+            .dated_after
+            .is_some_and(|after| dispatch.number > after)
+        {
+            // The server's windows do not end on its whole seconds.
+            self.undated = true;
+            self.dated_after = None;
+        }
         if dispatch.number <= self.lowered_after {
             return self.report(origin, Vec::new(), false);
         }
@@ -372,10 +393,18 @@ impl Learned {
     /// flight` are left. The window's end is the earliest any response
     /// put it at (resets in whole seconds are rounded up). A response that
     /// comes after that end starts a new window; one admitted in the old
-    /// window only understates the new one.
-    fn learn_window(&mut self, limit: &Limit, in_flight: usize, now: Instant) -> Option<Duration> {
+    /// window only understates the new one. `lag` is the response's
+    /// `Date` lag (see `dated_end`).
+    fn learn_window(
+        &mut self,
+        limit: &Limit,
+        lag: Option<i64>,
+        in_flight: usize,
+        now: Instant,
+    ) -> Option<Duration> {
         let remaining = i64::try_from(limit.remaining?).unwrap_or(i64::MAX);
-        let end = now + limit.reset.filter(|r| !r.is_zero())?;
+        let reset = limit.reset.filter(|r| !r.is_zero())?;
+        let end = self.dated_end(reset, lag, now);
         let (lowest, until) = match self.window_seen {
             Some((lowest, until)) if now < until => (lowest.min(remaining), until.min(end)),
             _ => (remaining, end),
@@ -388,6 +417,30 @@ impl Learned {
         }
         self.announced = Some(until);
         Some(until - now)
+    }
+
+    /// Where a fixed window ends on the local clock, `reset` after the
+    /// response read at `now`. A reset in whole seconds (the IETF forms'
+    /// `t`, `RateLimit-Reset`) says only that the end is within a second
+    /// after `now + reset − 1`: read as is, each window would open up to a
+    /// second late (and, learned from its first answer, later each
+    /// window). But a server whose windows start on its clock's whole
+    /// seconds (as fixed windows keyed by `floor(time / w)` do) counts the
+    /// reset from its `Date`, also in whole seconds: the window ends at
+    /// `Date + reset` on its clock. The least lag from a `Date` to its arrival
+    /// places the server's seconds on the local clock to within the
+    /// quickest answer's way back, so the end is moved earlier by this
+    /// response's lag beyond that least one. A 429 despite it (a server
+    /// whose windows start elsewhere) turns this off for the run.
+    fn dated_end(&mut self, reset: Duration, lag: Option<i64>, now: Instant) -> Instant {
+        let Some(lag) = lag.filter(|_| !self.undated) else {
+            return now + reset;
+        };
+        let least = self.least_lag.map_or(lag, |l| l.min(lag));
+        self.least_lag = Some(least);
+        self.dated_after.get_or_insert(self.dispatched);
+        let early = Duration::from_micros(u64::try_from(lag - least).unwrap_or(0));
+        now + reset.saturating_sub(early)
     }
 
     /// Holds every start until `end`; the pause when it is new.

@@ -28,6 +28,10 @@ enum Kind {
     Bucket,
     /// GitHub headers: `size` per window, windows from the start.
     Fixed,
+    /// IETF headers in whole seconds (`t` rounded up), windows of whole
+    /// seconds starting this far into the server's seconds (0: on them),
+    /// and a `Date` when `dated`.
+    Ietf { offset: f64, dated: bool },
 }
 
 /// The simulated server.
@@ -94,6 +98,26 @@ impl Server {
                 // Rounded up to the millisecond: never earlier than it is.
                 let epoch = format!("{:.3}", WALL as f64 + (reset * 1000.0).ceil() / 1000.0);
                 headers.insert("x-ratelimit-reset", text(&epoch));
+            }
+            Kind::Ietf { offset, dated } => {
+                let index = ((t - offset) / self.window).floor() as u64 + 1;
+                if index != self.index {
+                    self.index = index;
+                    self.tokens = self.size;
+                }
+                ok = self.tokens >= 1.0;
+                if ok {
+                    self.tokens -= 1.0;
+                }
+                let end = index as f64 * self.window + offset;
+                let policy = format!("\"w\";q={};w={}", self.size, self.window.ceil());
+                let state = format!("\"w\";r={};t={}", self.tokens, (end - t).ceil());
+                headers.insert("ratelimit-policy", text(&policy));
+                headers.insert("ratelimit", text(&state));
+                if dated {
+                    let date = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + t as u64);
+                    headers.insert("date", text(&httpdate::fmt_http_date(date)));
+                }
             }
         }
         if ok {
@@ -326,4 +350,44 @@ fn a_malformed_header_is_told_of_once() {
     }
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].contains("x-ratelimit-reset-requests"), "{told:?}");
+}
+
+/// Whole-second IETF windows of 200 a second: a `Date` places the server's
+/// seconds, so each window opens when it does (never early: no refusal);
+/// without one, each window is learned from its first answer, a round trip
+/// later every window.
+#[test]
+fn whole_second_windows_open_on_the_servers_seconds() {
+    let run = |dated: bool| {
+        let mut server = Server::new(Kind::Ietf { offset: 0.0, dated }, 200, 1.0);
+        let delay = Duration::from_millis(40);
+        let (makespan, ok, _) = simulate(&mut server, 2000, 50, delay, 3);
+        assert_eq!((ok, server.refused), (2000, 0), "dated {dated}");
+        makespan
+    };
+    let (dated, undated) = (run(true), run(false));
+    // Nine windows' wait, then the last 200 at -c 50 (four round trips of
+    // at most 80 ms) and the first answer's phase.
+    assert!(dated < 9.0 + 0.4, "{dated} s");
+    // Each window a round trip later: the quickest of a wave's answers
+    // (about 5 ms here), nine times.
+    assert!(undated > dated + 0.03, "{undated} s, dated {dated} s");
+}
+
+/// Windows that do not start on the server's seconds: the `Date` misplaces
+/// their ends once (at most one wave refused), then sluice reads the
+/// resets as they are, and every request ends ok.
+#[test]
+fn windows_off_the_servers_seconds_cost_one_wave_at_most() {
+    let mut server = Server::new(
+        Kind::Ietf {
+            offset: 0.5,
+            dated: true,
+        },
+        200,
+        1.0,
+    );
+    let (_, ok, _) = simulate(&mut server, 2000, 50, Duration::from_millis(5), 3);
+    assert_eq!(ok, 2000);
+    assert!(server.refused <= 50, "{} refused", server.refused);
 }
