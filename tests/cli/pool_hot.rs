@@ -14,7 +14,15 @@ async fn a_busy_run_opens_no_more_connections_than_slots() {
     let urls: Vec<String> = (0..2000)
         .map(|i| format!("{}/delay/0.{:03}", server.url(), (i * 37) % 50))
         .collect();
-    let args = ["-c", "50", "-q", "--rate", "1000/s", "--pool-idle-timeout", "100ms"];
+    let args = [
+        "-c",
+        "50",
+        "-q",
+        "--rate",
+        "1000/s",
+        "--pool-idle-timeout",
+        "100ms",
+    ];
     let out = Sluice::run(args).stdin(lines(&urls)).output().await;
     out.code(0);
     assert_eq!(by_line(&out.records()).len(), 2000);
