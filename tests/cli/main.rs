@@ -28,6 +28,7 @@ mod options;
 mod origins;
 mod output;
 mod overwrite;
+mod pool_hot;
 mod rates;
 mod records;
 mod redirects;

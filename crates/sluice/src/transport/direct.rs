@@ -21,6 +21,7 @@ use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -151,17 +152,17 @@ impl Direct {
         headers: &HeaderMap,
         body: Option<&Bytes>,
     ) -> Result<Answer, Error> {
-        let key = Key::of(url).ok_or_else(|| Error::connect("the URL has no host"))?;
+        let key = Key::of(url);
         loop {
-            let (mut conn, reused) = match self.idle(&key).await {
+            let (mut conn, reused) = match self.idle(key).await {
                 Some(conn) => (conn, true),
                 // Boxed: a connect's future (TLS) is large, and it would
                 // otherwise make every attempt's future as large.
-                None => (Box::pin(self.connect(&key, url)).await?, false),
+                None => (Box::pin(self.connect(key, url)).await?, false),
             };
-            let request = self.request(method, url, headers, body)?;
+            let request = self.request(method, url, headers, body, &conn.host)?;
             match conn.sender.send_request(request).await {
-                Ok(response) => return Ok(self.answer(response, conn, key)),
+                Ok(response) => return Ok(self.answer(response, conn)),
                 // hyper gave the request back unwritten: a kept-alive
                 // connection was closing. Another connection may carry it.
                 Err(e) if e.is_canceled() && reused => {}
@@ -171,7 +172,7 @@ impl Direct {
     }
 
     /// An idle connection to `key` that is ready for a request.
-    async fn idle(&self, key: &Key) -> Option<Conn> {
+    async fn idle(&self, key: Key<'_>) -> Option<Conn> {
         loop {
             let mut conn = self.0.pool.take(key, Instant::now())?;
             if conn.sender.ready().await.is_ok() {
@@ -186,10 +187,9 @@ impl Direct {
         url: &Url,
         headers: &HeaderMap,
         body: Option<&Bytes>,
+        host: &HeaderValue,
     ) -> Result<http::Request<Full<Bytes>>, Error> {
         let uri = Uri::try_from(&url[Position::BeforePath..Position::AfterQuery])
-            .map_err(Error::exchange)?;
-        let host = HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])
             .map_err(Error::exchange)?;
         let mut request = http::Request::new(Full::new(body.cloned().unwrap_or_default()));
         *request.method_mut() = method.clone();
@@ -201,7 +201,7 @@ impl Direct {
         headers
             .entry(ACCEPT)
             .or_insert(HeaderValue::from_static("*/*"));
-        headers.entry(HOST).or_insert(host);
+        headers.entry(HOST).or_insert_with(|| host.clone());
         if !headers.contains_key(AUTHORIZATION)
             && let Some(credentials) = basic_auth(url)
         {
@@ -211,7 +211,7 @@ impl Direct {
         Ok(request)
     }
 
-    fn answer(&self, response: http::Response<Incoming>, conn: Conn, key: Key) -> Answer {
+    fn answer(&self, response: http::Response<Incoming>, conn: Conn) -> Answer {
         let (parts, incoming) = response.into_parts();
         let keep_alive = parts.version == Version::HTTP_11
             && !parts.headers.get_all(CONNECTION).iter().any(|v| {
@@ -228,7 +228,6 @@ impl Direct {
                 incoming,
                 back: keep_alive.then(|| GiveBack {
                     client: Arc::clone(&self.0),
-                    key,
                     conn,
                 }),
             }),
@@ -237,10 +236,17 @@ impl Direct {
 
     /// A new connection to `key`: resolve, TCP, TLS for `https`, hyper's
     /// handshake, all within the connect timeout.
-    async fn connect(&self, key: &Key, url: &Url) -> Result<Conn, Error> {
+    async fn connect(&self, key: Key<'_>, url: &Url) -> Result<Conn, Error> {
         let within = self.0.connect_timeout;
         match tokio::time::timeout(within, self.open(key, url)).await {
-            Ok(conn) => conn.map_err(Error::connect),
+            Ok(Ok((sender, tls_version))) => Ok(Conn {
+                sender,
+                tls_version,
+                https: key.https,
+                authority: key.authority.into(),
+                host: HeaderValue::from_str(key.authority).map_err(Error::connect)?,
+            }),
+            Ok(Err(e)) => Err(Error::connect(e)),
             Err(_) => Err(Error::connect(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
@@ -251,8 +257,13 @@ impl Direct {
         }
     }
 
-    async fn open(&self, key: &Key, url: &Url) -> Result<Conn, BoxError> {
-        let tcp = tcp(&resolve(url, key.port).await?).await?;
+    async fn open(
+        &self,
+        key: Key<'_>,
+        url: &Url,
+    ) -> Result<(Sender, Option<&'static str>), BoxError> {
+        let port = url.port_or_known_default().ok_or("the URL has no port")?;
+        let tcp = tcp(&resolve(url, port).await?).await?;
         let _ = tcp.set_nodelay(true);
         if !key.https {
             return handshake(tcp, None).await;
@@ -261,7 +272,8 @@ impl Direct {
         let name = match url.host() {
             Some(url::Host::Ipv4(ip)) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
             Some(url::Host::Ipv6(ip)) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
-            _ => ServerName::try_from(key.host.clone())?,
+            Some(url::Host::Domain(name)) => ServerName::try_from(name.to_owned())?,
+            None => return Err("the URL has no host".into()),
         };
         let stream = connector.connect(name, tcp).await?;
         let version = match stream.get_ref().1.protocol_version() {
@@ -331,9 +343,15 @@ async fn tcp(addrs: &[SocketAddr]) -> Result<TcpStream, io::Error> {
     Err(last)
 }
 
+/// hyper's handle to send requests on a connection.
+type Sender = SendRequest<Full<Bytes>>;
+
 /// hyper's HTTP/1.1 handshake over `io`; the connection's I/O runs in a
 /// task of its own until the connection closes.
-async fn handshake<T>(io: T, tls_version: Option<&'static str>) -> Result<Conn, BoxError>
+async fn handshake<T>(
+    io: T,
+    tls_version: Option<&'static str>,
+) -> Result<(Sender, Option<&'static str>), BoxError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -342,10 +360,7 @@ where
         // Its errors reach the request on it.
         let _ = connection.await;
     });
-    Ok(Conn {
-        sender,
-        tls_version,
-    })
+    Ok((sender, tls_version))
 }
 
 /// A response body from the direct client, as a stream of chunks. Read to
@@ -358,7 +373,6 @@ pub struct Body {
 
 struct GiveBack {
     client: Arc<Inner>,
-    key: Key,
     conn: Conn,
 }
 
@@ -388,7 +402,7 @@ impl Stream for Body {
                     if let Some(back) = self.back.take()
                         && !back.conn.sender.is_closed()
                     {
-                        back.client.pool.put(back.key, back.conn, Instant::now());
+                        back.client.pool.put(back.conn, Instant::now());
                     }
                     return Poll::Ready(None);
                 }
