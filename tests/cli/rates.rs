@@ -8,6 +8,7 @@
 use serde_json::json;
 
 use crate::support::arrivals::{achieved_rate, arrivals, max_in_window};
+use crate::support::records::Record;
 use crate::support::*;
 
 /// At 100/s with burst 1: at most 101 starts in any 1 s window, and over the
@@ -17,16 +18,26 @@ use crate::support::*;
 /// rate (every start charged twice, or a period doubled: at most 50/s, which
 /// no speed of the machine can raise), and leaves room for a driver whose
 /// every wake-up is ~9 ms late (timer lateness up to 3 ms costs no rate).
-fn assert_paced_at_100(what: &str, sorted: &[f64]) {
+///
+/// `sent` are sluice's own send instants (each record's `started_at`, to the
+/// millisecond), shown beside the server's count: should the bound ever be
+/// exceeded, they tell whether sluice sent too many or the server, stalled
+/// on a loaded machine, stamped arrivals late and bunched them.
+fn assert_paced_at_100(what: &str, sorted: &[f64], sent: &[f64]) {
     let most = max_in_window(sorted, 1000.0);
     let achieved = achieved_rate(sorted);
+    // Windows of 1001 ms: a send stamped to the millisecond may be up to
+    // 1 ms early or late.
+    let most_sent = max_in_window(sent, 1001.0);
     eprintln!(
-        "{what}: {} arrivals, at most {most} in 1 s, {achieved:.1}/s overall",
+        "{what}: {} arrivals, at most {most} in 1 s, {achieved:.1}/s overall; \
+         sluice's sends: at most {most_sent} in 1 s (±1 ms)",
         sorted.len()
     );
     assert!(
         most <= 101,
-        "{what}: {most} starts in one second at 100/s, burst 1"
+        "{what}: {most} starts in one second at 100/s, burst 1 \
+         (sluice's own sends, to the millisecond: at most {most_sent} in 1 s)"
     );
     assert!(
         achieved >= 60.0,
@@ -34,8 +45,35 @@ fn assert_paced_at_100(what: &str, sorted: &[f64]) {
     );
 }
 
-/// `n` × /fast under --rate `rate`; the sorted arrival times.
-async fn global_rate_run(rate: u32, n: usize) -> Vec<f64> {
+/// Sorted send instants of the records whose URL starts with `url`, in ms
+/// (comparable within a run), from their `started_at`
+/// (`YYYY-MM-DDTHH:MM:SS.mmmZ`); a run crossing midnight only shifts the
+/// instants after it by more than a day, which no 1 s window sees twice.
+fn sent_ms(records: &[Record], url: &str) -> Vec<f64> {
+    let mut ms: Vec<f64> = records
+        .iter()
+        .filter(|r| r.json["url"].as_str().is_some_and(|u| u.starts_with(url)))
+        .map(|r| {
+            let at = r.json["started_at"].as_str().expect("a started_at");
+            let (day, time) = at.split_once('T').expect("an RFC 3339 instant");
+            let day: f64 = day.replace('-', "").parse().expect("a date");
+            let field = |range: std::ops::Range<usize>| -> f64 {
+                time[range].parse().expect("a time field")
+            };
+            day * 86_400_000.0
+                + field(0..2) * 3_600_000.0
+                + field(3..5) * 60_000.0
+                + field(6..8) * 1000.0
+                + field(9..12)
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
+/// `n` × /fast under --rate `rate`; the sorted arrival times, and sluice's
+/// send instants.
+async fn global_rate_run(rate: u32, n: usize) -> (Vec<f64>, Vec<f64>) {
     let server = mock().await;
     let input = lines(&vec![format!("{}/fast", server.url()); n]);
     let rate_arg = format!("{rate}/s");
@@ -44,16 +82,19 @@ async fn global_rate_run(rate: u32, n: usize) -> Vec<f64> {
         .output()
         .await;
     out.code(0);
-    assert_eq!(by_line(&out.results()).len(), n);
+    let results = out.results();
+    assert_eq!(by_line(&results).len(), n);
     let at = arrivals(&server, |_| true);
     assert_eq!(at.len(), n);
+    let sent = sent_ms(&results, &server.url());
     server.shutdown().await;
-    at
+    (at, sent)
 }
 
 /// `n` × /fast to each of two origins under --per-host-rate `rate`; the
-/// sorted arrival times at each (the mocks reset together share a clock).
-async fn per_host_rate_run(rate: u32, n: usize) -> (Vec<f64>, Vec<f64>) {
+/// sorted arrival times at each (the mocks reset together share a clock),
+/// and sluice's send instants to each.
+async fn per_host_rate_run(rate: u32, n: usize) -> [(Vec<f64>, Vec<f64>); 2] {
     let (a, b) = (mock().await, mock().await);
     let mut input = Vec::new();
     for _ in 0..n {
@@ -68,24 +109,27 @@ async fn per_host_rate_run(rate: u32, n: usize) -> (Vec<f64>, Vec<f64>) {
         .output()
         .await;
     out.code(0);
-    assert_eq!(by_line(&out.results()).len(), 2 * n);
+    let results = out.results();
+    assert_eq!(by_line(&results).len(), 2 * n);
     let (at_a, at_b) = (arrivals(&a, |_| true), arrivals(&b, |_| true));
     assert_eq!((at_a.len(), at_b.len()), (n, n));
+    let (sent_a, sent_b) = (sent_ms(&results, &a.url()), sent_ms(&results, &b.url()));
     a.shutdown().await;
     b.shutdown().await;
-    (at_a, at_b)
+    [(at_a, sent_a), (at_b, sent_b)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_rate_is_never_exceeded_and_paced() {
-    assert_paced_at_100("--rate 100/s", &global_rate_run(100, 200).await);
+    let (at, sent) = global_rate_run(100, 200).await;
+    assert_paced_at_100("--rate 100/s", &at, &sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_host_rate_limits_each_origin_separately() {
-    let (at_a, at_b) = per_host_rate_run(100, 200).await;
-    assert_paced_at_100("origin A at --per-host-rate 100/s", &at_a);
-    assert_paced_at_100("origin B at --per-host-rate 100/s", &at_b);
+    let [(at_a, sent_a), (at_b, sent_b)] = per_host_rate_run(100, 200).await;
+    assert_paced_at_100("origin A at --per-host-rate 100/s", &at_a, &sent_a);
+    assert_paced_at_100("origin B at --per-host-rate 100/s", &at_b, &sent_b);
     // The limit is per origin: together they exceed what one origin may.
     let mut both = [at_a, at_b].concat();
     both.sort_by(f64::total_cmp);

@@ -29,6 +29,21 @@ const PACING: (u128, u128) = (201, 200);
 /// the credit stays inside the 0.5% pacing margin.
 pub const CATCH_UP: Duration = Duration::from_millis(3);
 
+/// How much later than a limiter's instant its driver may arm the timer on
+/// purpose, so that one wake-up starts every cell due within it: at
+/// 1000/s, two or three starts a wake-up instead of one, and their answers
+/// come back together too (a wake-up costs more CPU than a start). Well
+/// inside [`CATCH_UP`], with the millisecond the timer wheel rounds up and
+/// a millisecond of lateness to spare, so it costs no rate: each cell is
+/// still charged at the instant it was due.
+pub const TIMER_SLACK: Duration = Duration::from_millis(1);
+
+/// Only wake-ups due sooner than this are armed [`TIMER_SLACK`] late: at
+/// 500 starts a second and more, where that groups starts. A slower rate
+/// starts one request a wake-up whatever the slack, which would only spend
+/// the allowance for late timers.
+pub const SLACK_WITHIN: Duration = Duration::from_millis(2);
+
 /// A GCRA limiter: at most `burst + t / interval` cells in any window `t`.
 #[derive(Clone, Debug)]
 pub struct Gcra {
@@ -143,7 +158,7 @@ impl Gcra {
             return now;
         }
         self.backlogged = true;
-        let nanos = needed.div_ceil(self.count);
+        let nanos = div_ceil(needed, self.count);
         self.origin + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
@@ -171,7 +186,7 @@ impl Gcra {
     pub fn earliest(&self, now: Instant, cells: u64) -> Instant {
         let needed =
             (self.tat + u128::from(cells) * self.period).saturating_sub(self.burst * self.period);
-        let nanos = needed.div_ceil(self.count);
+        let nanos = div_ceil(needed, self.count);
         let at = self.origin + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         at.max(now)
     }
@@ -188,6 +203,16 @@ impl Gcra {
     pub fn shape(&self) -> (u128, u128, u128) {
         let g = gcd(self.period, self.count);
         (self.period / g, self.count / g, self.burst)
+    }
+}
+
+/// `a / b` rounded up, in 64 bits while both fit (a run's first 200 days
+/// at 1000/s): a 128-bit division is a slow library call, and it is on
+/// every limiter check.
+fn div_ceil(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a.div_ceil(b)),
+        _ => a.div_ceil(b),
     }
 }
 

@@ -45,10 +45,12 @@ mod tokens;
 
 pub use shared::PEER_PAUSE;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use fnv::FnvHashMap;
+use slab::Slab;
 use tokio::time::Instant;
 
 use crate::attempt::{self, Outcome};
@@ -65,9 +67,14 @@ use crate::timing::Stopwatch;
 use origin::{Job, Origin, Readiness};
 
 /// Identifies one attempt between [`Action::Start`] and
-/// [`Scheduler::complete`].
+/// [`Scheduler::complete`]: its slot among the attempts in flight, and its
+/// request's sequence number, so a ticket of a slot used again since finds
+/// nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ticket(u64);
+pub struct Ticket {
+    slot: usize,
+    seq: u64,
+}
 
 /// An attempt to start now.
 #[derive(Debug)]
@@ -100,7 +107,9 @@ pub struct Scheduler {
     intake: Intake,
     order: Option<Reorder>,
     origins: Vec<Origin>,
-    by_name: HashMap<String, usize>,
+    /// Origin names to their index (FNV: a name is short, and hashed for
+    /// every request).
+    by_name: FnvHashMap<String, usize>,
     /// Origins that could start their head request now, by the head's seq.
     ready: BTreeMap<u64, usize>,
     /// Origins waiting for an instant (pause, spread, their own rate).
@@ -118,8 +127,9 @@ pub struct Scheduler {
     retry_budget: Option<crate::retry_budget::Budget>,
     /// The concurrency limit under `--adaptive`.
     adaptive: Option<adaptive::Adaptive>,
-    /// Attempts running, by ticket.
-    in_flight: HashMap<u64, Job>,
+    /// Attempts running, in the slots their tickets name: no hashing, and
+    /// a freed slot is used again.
+    in_flight: Slab<Job>,
     /// Requests in origin queues.
     queued: usize,
     /// Requests in the queues of origins in `ready`.
@@ -169,12 +179,12 @@ impl Scheduler {
                 .then(|| adaptive::Adaptive::new(config.concurrency.get(), now)),
             config,
             origins: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: FnvHashMap::default(),
             ready: BTreeMap::new(),
             wakes: BTreeSet::new(),
             retries: BTreeMap::new(),
             global_wake: None,
-            in_flight: HashMap::new(),
+            in_flight: Slab::new(),
             queued: 0,
             ready_queued: 0,
             next_seq: 0,
@@ -201,7 +211,7 @@ impl Scheduler {
 
     /// An attempt ended with `outcome` at `now`.
     pub fn complete(&mut self, ticket: Ticket, outcome: Outcome, now: Instant) {
-        if let Some(job) = self.in_flight.remove(&ticket.0) {
+        if let Some(job) = self.take_in_flight(ticket) {
             self.attempt_ended(job, outcome, now);
         }
         self.step(now);
@@ -210,7 +220,7 @@ impl Scheduler {
     /// The attempt's request was abandoned ([`crate::Abandon`]) while in
     /// flight: its slot is free, it gets no record.
     pub fn abandoned(&mut self, ticket: Ticket, now: Instant) {
-        if let Some(job) = self.in_flight.remove(&ticket.0) {
+        if let Some(job) = self.take_in_flight(ticket) {
             let o = job.origin;
             self.origins[o].attempt_ended(&job.dispatch);
             self.drop_line(job.req.line, job.attempts);
@@ -224,7 +234,8 @@ impl Scheduler {
     /// attempt was sent, not from its start, which may have waited for a
     /// connection; later attempts change nothing.
     pub fn sent(&mut self, ticket: Ticket, at: Instant) {
-        let Some(job) = self.in_flight.get_mut(&ticket.0) else {
+        let Some(job) = (self.in_flight.get_mut(ticket.slot)).filter(|j| j.seq == ticket.seq)
+        else {
             return;
         };
         // The adaptive limit's round trip runs from here too: a connection
@@ -233,6 +244,12 @@ impl Scheduler {
         if job.attempts == 1 {
             job.first = Some(at);
         }
+    }
+
+    /// The attempt `ticket` names, out of flight.
+    fn take_in_flight(&mut self, ticket: Ticket) -> Option<Job> {
+        let job = self.in_flight.get(ticket.slot)?;
+        (job.seq == ticket.seq).then(|| self.in_flight.remove(ticket.slot))
     }
 
     /// Time has passed: fires what is due and starts what may start.
@@ -598,11 +615,11 @@ impl Scheduler {
         self.first_attempt_fills_budget(&job, now);
         job.first.get_or_insert(now);
         job.watch.started(now);
-        let (ticket, request, number) = (job.seq, Arc::clone(&job.req), job.attempts);
-        self.in_flight.insert(ticket, job);
+        let (seq, request, number) = (job.seq, Arc::clone(&job.req), job.attempts);
+        let slot = self.in_flight.insert(job);
         self.refresh(o, now);
         self.actions.push_back(Action::Start(Attempt {
-            ticket: Ticket(ticket),
+            ticket: Ticket { slot, seq },
             request: Arc::clone(&request),
             number,
         }));
@@ -938,7 +955,7 @@ impl Scheduler {
             .iter()
             .flat_map(|o| o.jobs())
             .chain(self.retries.values())
-            .chain(self.in_flight.values());
+            .chain(self.in_flight.iter().map(|(_, j)| j));
         let unique = all.into_iter().all(|j| seen.insert(j.seq));
         let retries = self
             .retries
