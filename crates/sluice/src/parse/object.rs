@@ -9,8 +9,8 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use crate::config::Setting;
-use crate::parse::ParseOptions;
 use crate::json::{JsonKind, compact_json, json_kind};
+use crate::parse::ParseOptions;
 use crate::record::Id;
 use crate::request::Input;
 

@@ -393,7 +393,8 @@ async fn connect(client: &Client) -> Result<MultiplexedConnection, RedisError> {
 /// Whether Redis refused for want of (the right) credentials.
 fn is_auth(e: &RedisError) -> bool {
     e.kind() == redis::ErrorKind::AuthenticationFailed
-        || e.code().is_some_and(|code| code == "NOAUTH" || code == "WRONGPASS")
+        || e.code()
+            .is_some_and(|code| code == "NOAUTH" || code == "WRONGPASS")
         || e.to_string().contains("NOAUTH")
         || e.to_string().contains("WRONGPASS")
 }
