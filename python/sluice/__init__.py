@@ -72,6 +72,10 @@ _TAKE_BATCH = 1024
 _dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
+#: How long closing a client waits for its run's last events, in seconds.
+_CLOSE_WAIT = 5.0
+
+
 class OriginClosed(RuntimeError):
     """Raised at the end of a stream when requests got no result because
     their origin was closed (``halt_after`` consecutive hard failures such
@@ -631,6 +635,12 @@ class Client:
             await stream.aclose()
         if self._engine is not None:
             self._engine.close()
+            # Every stream has stopped, so the run ends within moments; its
+            # last events (the adaptive limit's account, the retry budget's
+            # waits) then reach the summaries. Bounded, never a hang.
+            deadline = asyncio.get_running_loop().time() + _CLOSE_WAIT
+            while not self._engine.ended() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.001)
 
     def stream(self, requests: Requests, *, ordered: Optional[bool] = None) -> Stream:
         """Sends the requests with the client's limits; an async iterator of

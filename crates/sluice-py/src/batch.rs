@@ -105,6 +105,10 @@ struct HubState {
     adaptive: Option<sluice::event::Concurrency>,
     /// Under a retry budget, once the run has ended: how long retries waited.
     retry_budget: Option<(std::time::Duration, u64)>,
+    /// The run has ended and every event it gave is accounted for, so a
+    /// summary read now has its last words (the adaptive limit's account,
+    /// the retry budget's waits).
+    ended: bool,
 }
 
 struct Route {
@@ -299,6 +303,12 @@ impl Engine {
         lock(&self.hub.state)?.closing = true;
         self.hub.input_ready.wake();
         Ok(())
+    }
+
+    /// Whether the run has ended and its last events are in the summaries
+    /// (polled by `Client.aclose` after `close`).
+    fn ended(&self) -> PyResult<bool> {
+        Ok(lock(&self.hub.state)?.ended)
     }
 
     /// Origins the run closed so far, and why.
@@ -606,6 +616,9 @@ async fn pump(hub: Arc<Hub>, mut run: Run) {
         let Some(first) = first else {
             let ended = run.join().await;
             fail_lanes(&hub, ended.err().map(|e| e.to_string()));
+            if let Ok(mut state) = hub.state.lock() {
+                state.ended = true;
+            }
             return;
         };
         let mut events = vec![first];
