@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Discovered limits against a real nginx: `limit_req rate=50r/s burst=10`
 # (no rate-limit headers), 1,000 GETs at `-c 15` with nothing configured,
-# with and without `Retry-After: 1` on the 429s (issue 12's measurement:
-# the ideal is 20 s, 1,000 requests at 50 a second). Not part of CI.
+# with and without `Retry-After: 1` on the 429s (the ideal:
+# 20 s, 1,000 requests at 50 a second). Not part of CI.
 #
 #   bash bench/nginx-discovery.sh            # both cases, RUNS=1 each
 #   RUNS=3 bash bench/nginx-discovery.sh     # three runs of each

@@ -1,4 +1,4 @@
-"""The Python package checked as a newcomer reads issue 10 and the CLI's
+"""The Python package checked as a newcomer reads the README and the CLI's
 documentation: the summary carries what the CLI's ``--summary-json``
 carries, and a refused file job says which keyword lets it go on."""
 

@@ -558,8 +558,10 @@ impl super::Scheduler {
         }
         // Under --adaptive an overload 503 is the concurrency limit's.
         let status = status.filter(|_| !self.adaptive_takes(outcome));
-        self.shared_learned(o, now);
+        // Discovery first: what is shared must include what this answer
+        // taught (the first refusal sets the discovered rate).
         self.discover_from(job, status, now);
+        self.shared_learned(o, now);
     }
 
     /// Headerless discovery (see `discovered`): every completion feeds the
