@@ -19,7 +19,6 @@ use crate::attempt::{self, Outcome};
 use crate::client::{self, ClientError, Clients};
 use crate::config::Config;
 use crate::event::Event;
-use crate::gcra::{SLACK_WITHIN, TIMER_SLACK};
 use crate::record::ErrorKind;
 use crate::request::Input;
 use crate::scheduler::{Action, Attempt, Scheduler, Ticket};
@@ -229,7 +228,7 @@ impl Driver {
             }
             let wake = self.scheduler.next_wake();
             if let Some(at) = wake.filter(|&at| armed != Some(at)) {
-                timer.as_mut().reset(self.deadline(at));
+                timer.as_mut().reset(at);
                 armed = Some(at);
             }
             if let Some(link) = &mut self.shared {
@@ -269,21 +268,6 @@ impl Driver {
             }
         }
         let _ = self.act().await;
-    }
-
-    /// When to wake for the scheduler's instant `at`: at a high rate (`at`
-    /// is less than [`SLACK_WITHIN`] away) a little later ([`TIMER_SLACK`]),
-    /// so that one wake-up starts every request due by then, each charged
-    /// at its due instant. At lower rates a wake-up starts one request
-    /// whatever the slack, which would only spend the limiter's allowance
-    /// for late timers. Never under `--redis`, whose grants must be used
-    /// before the instant they allow.
-    fn deadline(&self, at: Instant) -> Instant {
-        let soon = at.saturating_duration_since(Instant::now()) < SLACK_WITHIN;
-        match self.shared {
-            None if soon => at + TIMER_SLACK,
-            _ => at,
-        }
     }
 
     /// Starts the attempts and hands on the events the scheduler decided.

@@ -29,21 +29,6 @@ const PACING: (u128, u128) = (201, 200);
 /// the credit stays inside the 0.5% pacing margin.
 pub const CATCH_UP: Duration = Duration::from_millis(3);
 
-/// How much later than a limiter's instant its driver may arm the timer on
-/// purpose, so that one wake-up starts every cell due within it: at
-/// 1000/s, two or three starts a wake-up instead of one, and their answers
-/// come back together too (a wake-up costs more CPU than a start). Well
-/// inside [`CATCH_UP`], with the millisecond the timer wheel rounds up and
-/// a millisecond of lateness to spare, so it costs no rate: each cell is
-/// still charged at the instant it was due.
-pub const TIMER_SLACK: Duration = Duration::from_millis(1);
-
-/// Only wake-ups due sooner than this are armed [`TIMER_SLACK`] late: at
-/// 500 starts a second and more, where that groups starts. A slower rate
-/// starts one request a wake-up whatever the slack, which would only spend
-/// the allowance for late timers.
-pub const SLACK_WITHIN: Duration = Duration::from_millis(2);
-
 /// A GCRA limiter: at most `burst + t / interval` cells in any window `t`.
 #[derive(Clone, Debug)]
 pub struct Gcra {

@@ -15,7 +15,7 @@ use super::{Action, Scheduler, Ticket};
 use crate::attempt::{Failed, Outcome, Response};
 use crate::config::Config;
 use crate::event::Event;
-use crate::gcra::{CATCH_UP, SLACK_WITHIN, TIMER_SLACK};
+use crate::gcra::CATCH_UP;
 use crate::record::{ErrorKind, Id, Record, Transport};
 use crate::request::{Input, InvalidLine, Request};
 
@@ -774,9 +774,8 @@ fn halt_after_zero_never_closes() {
 }
 
 /// Runs `n` requests of cost `cost` to each of `origins` origins, every
-/// attempt ending at once, with timers armed as the driver arms them
-/// ([`TIMER_SLACK`] after an instant less than [`SLACK_WITHIN`] away) that fire at the next
-/// millisecond tick and later, as tokio's do; the starts at each origin.
+/// attempt ending at once, with timers that fire at the next millisecond
+/// tick and later, as tokio's do; the starts at each origin.
 fn run_with_late_timers(
     config: Config,
     origins: usize,
@@ -795,9 +794,7 @@ fn run_with_late_timers(
             sim.complete(0, End::Ok);
         }
         if let Some(wake) = sim.s.next_wake() {
-            let soon = wake.saturating_duration_since(sim.now) < SLACK_WITHIN;
-            let deadline = if soon { wake + TIMER_SLACK } else { wake };
-            let tick = (deadline - sim.t0).as_nanos().div_ceil(1_000_000) as u64;
+            let tick = (wake - sim.t0).as_nanos().div_ceil(1_000_000) as u64;
             sim.now = sim.t0 + Duration::from_millis(tick) + Duration::from_micros(400);
             sim.s.advance(sim.now);
             sim.collect();
@@ -838,24 +835,6 @@ fn a_rate_is_reached_within_one_percent_with_late_timers() {
         );
         sim.assert_rates();
     }
-}
-
-/// At a high rate one wake-up starts every request due by then: the timer's
-/// slack makes about 2.3 starts a wake-up at 1000/s (without it, 1.25: a
-/// wake-up costs more CPU than a start).
-#[test]
-fn a_high_rate_starts_several_requests_a_wake_up() {
-    let rate = crate::units::Rate::parse("1000/s").expect("a valid rate");
-    let n = 1000;
-    let c = config(|b| b.concurrency(nz(64)).rate(rate).read_ahead(n));
-    let (_, at) = run_with_late_timers(c, 1, n, 1);
-    let mut wakes = at[0].clone();
-    wakes.dedup();
-    assert!(
-        wakes.len() * 2 <= n,
-        "{} wake-ups for {n} starts",
-        wakes.len()
-    );
 }
 
 /// Each origin reaches its own rate, however many share the timer.
