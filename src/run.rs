@@ -94,7 +94,7 @@ async fn preflight(args: &RunArgs) -> Result<Plan> {
             intake,
         })));
     }
-    let resumed = scan_resume(args, &opts).await?;
+    let resumed = scan_resume(args, &opts, shard).await?;
     let shared = connect_shared(&config).await?;
     // Every check has passed: from here on, files change.
     let resumed = resumed.map(|r| commit_resume(r, args)).transpose()?;
@@ -136,7 +136,11 @@ fn parse_options(args: &RunArgs, config: &Config) -> Result<ParseOptions> {
 
 /// Under `--resume` into a file, the earlier records read back and matched
 /// against the inputs (nothing changed yet).
-async fn scan_resume(args: &RunArgs, opts: &ParseOptions) -> Result<Option<Resumed>> {
+async fn scan_resume(
+    args: &RunArgs,
+    opts: &ParseOptions,
+    shard: Option<Shard>,
+) -> Result<Option<Resumed>> {
     let Some(path) = args.output.as_deref().filter(|p| *p != Path::new("-")) else {
         return Ok(None);
     };
@@ -148,6 +152,7 @@ async fn scan_resume(args: &RunArgs, opts: &ParseOptions) -> Result<Option<Resum
         errors_output: args.errors_output.as_deref(),
         retry_failed: args.retry_failed,
         format: OutputFormat::from(args.output_format),
+        shard,
     };
     let resumed = filejob::scan_resume(&files, &args.inputs, opts)
         .await

@@ -194,6 +194,36 @@ async fn resume_and_retry_failed_work_per_shard() {
     assert!(after[&3].ok);
 }
 
+/// Resuming one shard's output with another shard would append the second
+/// shard's lines to the first's file: refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_another_shards_output_is_refused() {
+    let server = mock().await;
+    let m = server.url();
+    let dir = tempdir();
+    let text: Vec<String> = (1..=6).map(|i| format!("{m}/fast?n={i}")).collect();
+    let input = write_file(dir.path(), "in.txt", lines(&text));
+    let out = dir.path().join("out.jsonl");
+    run_shard(&input, &out, "1/2", &[]).output().await.code(0);
+    let written = std::fs::read_to_string(&out).unwrap();
+    let before = server.stats().requests;
+    let got = run_shard(&input, &out, "0/2", &["--resume"]).output().await;
+    got.code(2);
+    assert!(
+        got.stderr.contains(
+            "holds the record of line 1, which shard 1/2 owns, but this run is shard 0/2"
+        ),
+        "{}",
+        got.stderr
+    );
+    assert_eq!(server.stats().requests, before, "nothing was sent");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        written,
+        "the file is untouched"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_checks_only_the_shards_lines() {
     let server = mock().await;

@@ -173,6 +173,7 @@ async fn prepare(
             errors_output: f.errors_output.as_deref(),
             retry_failed: f.retry_failed,
             format: f.output_format,
+            shard: None,
         };
         let mut r = filejob::scan_resume(&files, inputs, parse).await?;
         r.commit()?;

@@ -336,6 +336,16 @@ impl Recorded {
         }
     }
 
+    /// The first line with a record that `wanted` picks, in line order.
+    pub fn first_line(&self, mut wanted: impl FnMut(u64) -> bool) -> Option<u64> {
+        self.blocks.iter().find_map(|(&block, b)| {
+            (0..BLOCK)
+                .filter(|&i| b.lines.contains(i))
+                .map(|i| block * BLOCK + i)
+                .find(|&line| wanted(line))
+        })
+    }
+
     /// True when `line` already has a record.
     pub fn has(&self, line: u64) -> bool {
         self.blocks

@@ -11,6 +11,7 @@
 
 pub mod outputs;
 
+use crate::shard::Shard;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +66,21 @@ pub enum JobError {
     /// Records written to standard output cannot be read back.
     #[error("records on standard output cannot be resumed: write them to a file")]
     ResumeOnStdout,
+    /// The earlier output holds a record of a line this shard does not own.
+    #[error(
+        "{} holds the record of line {line}, which shard {owner}/{count} owns, but this run is shard {shard}: resume each shard's output with the shard that wrote it",
+        path.display(),
+        owner = line % shard.count(),
+        count = shard.count()
+    )]
+    OtherShard {
+        /// The output.
+        path: PathBuf,
+        /// The first recorded line this shard does not own.
+        line: u64,
+        /// This run's shard.
+        shard: Shard,
+    },
     /// The earlier output cannot be read back, or cut, or rewritten.
     #[error(transparent)]
     Resume(#[from] ResumeError),
@@ -186,6 +202,9 @@ pub struct ResumeFiles<'a> {
     pub retry_failed: bool,
     /// The format this run writes (resuming into another is refused).
     pub format: OutputFormat,
+    /// This run's shard: an output holding another shard's records is
+    /// refused, since resuming it would add this shard's lines to theirs.
+    pub shard: Option<Shard>,
 }
 
 /// Reads an earlier output back and checks it against the inputs, before
@@ -211,6 +230,15 @@ pub async fn scan_resume(
         }
     }
     let recorded = Recorded::scan_all(&paths, files.retry_failed, &opts.redactor)?;
+    if let Some(shard) = files.shard
+        && let Some(line) = recorded.first_line(|line| !shard.owns(line))
+    {
+        return Err(JobError::OtherShard {
+            path: files.output.to_path_buf(),
+            line,
+            shard,
+        });
+    }
     if let Some(found) = recorded.format.filter(|f| *f != files.format) {
         return Err(JobError::FormatMismatch {
             path: files.output.to_path_buf(),
