@@ -81,7 +81,13 @@ class OriginClosed(RuntimeError):
     their origin was closed (``halt_after`` consecutive hard failures such
     as 401 or refused connections, or a ``Retry-After`` longer than
     ``max_retry_after``), as the CLI stops with exit status 3. The message
-    says how many and why; the results before it were all handed out."""
+    says how many and why; the results before it were all handed out
+    (``sluice.run`` puts them in ``results``, so none is lost)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        #: From ``sluice.run``: the results the stream handed out before.
+        self.results: List["Result"] = []
 
 
 class Error:
@@ -673,8 +679,15 @@ def run(requests: Requests, **options: Any) -> List[Result]:
     _sluice.check_options(options)
 
     async def collect() -> List[Result]:
-        async with Client(**options) as client:
-            return [r async for r in client.stream(requests)]
+        got: List[Result] = []
+        try:
+            async with Client(**options) as client:
+                async for r in client.stream(requests):
+                    got.append(r)
+        except OriginClosed as e:
+            e.results = got
+            raise
+        return got
 
     try:
         asyncio.get_running_loop()

@@ -623,3 +623,9 @@ async def test_a_closed_origin_is_never_silent(mock: sluice.MockServer) -> None:
                 seen.append(r.status)
     assert seen == [401, 401]
     assert mock.stats()["requests"] == 2
+
+
+def test_run_keeps_the_results_before_an_origin_closed(mock: sluice.MockServer) -> None:
+    with pytest.raises(sluice.OriginClosed) as caught:
+        sluice.run([f"{mock.url}/status/401"] * 6, concurrency=1, halt_after=2)
+    assert [r.status for r in caught.value.results] == [401, 401]
