@@ -72,7 +72,7 @@ pub struct Grant {
     /// The answer to a reservation asked for (not a poll's).
     pub answers: bool,
     /// Redis's clock when it answered, on this process's (never earlier
-    /// than it was: see [`RedisClock`]).
+    /// than it was: see `RedisClock`).
     pub said_at: Option<Instant>,
     /// With `--per-host-rate`: the origin the starts are for.
     pub origin: Option<String>,
