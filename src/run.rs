@@ -254,7 +254,7 @@ async fn connect_shared(config: &Config) -> Result<Option<sluice::shared::Limite
     };
     let limiter = Limiter::connect(shared, dims)
         .await
-        .map_err(|e| Usage(anyhow!("{e}")))?;
+        .map_err(|e| Usage(anyhow!("--redis {}: {e}", e.url())))?;
     Ok(Some(limiter))
 }
 

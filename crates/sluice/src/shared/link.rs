@@ -396,7 +396,7 @@ async fn call_until_answered(
                 let for_ = start.elapsed();
                 if for_ >= limiter.timeout {
                     let message = format!(
-                        "{REDIS_LOST} for {:.1}s (--redis-timeout {:?}): {message}",
+                        "{REDIS_LOST} for {:.1}s, longer than the {:?} allowed: {message}",
                         for_.as_secs_f64(),
                         limiter.timeout
                     );

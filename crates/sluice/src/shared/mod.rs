@@ -70,13 +70,13 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
-/// Why the shared limiter could not be set up; nothing was sent.
+/// Why the shared limiter could not be set up; nothing was sent. The
+/// message names no front end's option: a front end says which of its
+/// options gave the URL ([`SharedError::url`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SharedError {
     /// The URL is not one redis-rs reads.
-    #[error(
-        "--redis {url}: {message} (give redis://HOST:PORT, rediss://HOST:PORT or unix:///PATH)"
-    )]
+    #[error("{message} (give redis://HOST:PORT, rediss://HOST:PORT or unix:///PATH)")]
     Url {
         /// The URL, redacted.
         url: String,
@@ -84,9 +84,7 @@ pub enum SharedError {
         message: String,
     },
     /// Redis refused the password or user.
-    #[error(
-        "--redis {url}: authentication refused: {message} (check the user and password in the URL)"
-    )]
+    #[error("authentication refused: {message} (check the user and password in the URL)")]
     Auth {
         /// The URL, redacted.
         url: String,
@@ -94,13 +92,24 @@ pub enum SharedError {
         message: String,
     },
     /// Redis could not be reached, or would not run the script.
-    #[error("--redis {url}: {message}")]
+    #[error("{message}")]
     Unusable {
         /// The URL, redacted.
         url: String,
         /// What went wrong, and what to do.
         message: String,
     },
+}
+
+impl SharedError {
+    /// The Redis URL the error is about, redacted.
+    pub fn url(&self) -> &str {
+        match self {
+            SharedError::Url { url, .. }
+            | SharedError::Auth { url, .. }
+            | SharedError::Unusable { url, .. } => url,
+        }
+    }
 }
 
 /// One limited dimension, as the script takes it.
