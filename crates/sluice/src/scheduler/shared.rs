@@ -431,6 +431,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
+    use crate::config::ConfigBuilder;
     use crate::scheduler::{Action, Scheduler};
     use crate::shared::{Grant, SharedConfig};
     use crate::{Config, Event, Input, Request};
@@ -440,9 +441,19 @@ mod tests {
 
     /// Without learned limits, grants are any origin's.
     fn scheduler(t0: tokio::time::Instant) -> Scheduler {
-        let config = Config::builder()
-            .rate("10/s".parse().unwrap())
-            .learn_limits(false)
+        shared_scheduler(t0, 1, |b| {
+            b.rate("10/s".parse().unwrap()).learn_limits(false)
+        })
+    }
+
+    /// A scheduler of process `seed` of a job on Redis, with the limits
+    /// `limits` sets.
+    fn shared_scheduler(
+        t0: tokio::time::Instant,
+        seed: u64,
+        limits: impl FnOnce(ConfigBuilder) -> ConfigBuilder,
+    ) -> Scheduler {
+        let config = limits(Config::builder())
             .shared(SharedConfig {
                 url: "redis://127.0.0.1:1".into(),
                 job: "t".into(),
@@ -450,7 +461,7 @@ mod tests {
             })
             .build()
             .unwrap();
-        Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1)
+        Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, seed)
     }
 
     fn offer(s: &mut Scheduler, lines: std::ops::RangeInclusive<u64>, now: tokio::time::Instant) {
@@ -611,16 +622,7 @@ mod tests {
     #[test]
     fn with_learned_limits_grants_are_each_origins_own() {
         let t0 = tokio::time::Instant::now();
-        let config = Config::builder()
-            .rate("10/s".parse().unwrap())
-            .shared(SharedConfig {
-                url: "redis://127.0.0.1:1".into(),
-                job: "t".into(),
-                timeout: Duration::from_secs(1),
-            })
-            .build()
-            .unwrap();
-        let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
+        let mut s = shared_scheduler(t0, 1, |b| b.rate("10/s".parse().unwrap()));
         offer(&mut s, 1..=2, t0);
         let (wanted, _, origin) = s.shared_demand(t0, AHEAD).unwrap();
         assert_eq!((wanted, origin.as_deref()), (2, Some("http://127.0.0.1:9")));
@@ -630,16 +632,7 @@ mod tests {
     #[test]
     fn per_host_grants_are_each_origins_own() {
         let t0 = tokio::time::Instant::now();
-        let config = Config::builder()
-            .per_host_rate("10/s".parse().unwrap())
-            .shared(SharedConfig {
-                url: "redis://127.0.0.1:1".into(),
-                job: "t".into(),
-                timeout: Duration::from_secs(1),
-            })
-            .build()
-            .unwrap();
-        let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
+        let mut s = shared_scheduler(t0, 1, |b| b.per_host_rate("10/s".parse().unwrap()));
         let a = url::Url::parse("http://127.0.0.1:9/a").unwrap();
         let b = url::Url::parse("http://127.0.0.2:9/b").unwrap();
         s.offer(Input::Request(Request::get(1, a.clone())), t0);
@@ -681,16 +674,7 @@ mod tests {
     #[test]
     fn an_origin_asks_for_more_before_its_grants_run_out() {
         let t0 = tokio::time::Instant::now();
-        let config = Config::builder()
-            .rate("200/s".parse().unwrap())
-            .shared(SharedConfig {
-                url: "redis://127.0.0.1:1".into(),
-                job: "t".into(),
-                timeout: Duration::from_secs(1),
-            })
-            .build()
-            .unwrap();
-        let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
+        let mut s = shared_scheduler(t0, 1, |b| b.rate("200/s".parse().unwrap()));
         offer(&mut s, 1..=5, t0);
         let (_, _, origin) = s.shared_demand(t0, AHEAD).unwrap();
         let ms = Duration::from_millis;
@@ -712,16 +696,7 @@ mod tests {
     #[test]
     fn an_origin_with_grants_for_longer_than_an_answer_takes_does_not_ask() {
         let t0 = tokio::time::Instant::now();
-        let config = Config::builder()
-            .rate("200/s".parse().unwrap())
-            .shared(SharedConfig {
-                url: "redis://127.0.0.1:1".into(),
-                job: "t".into(),
-                timeout: Duration::from_secs(1),
-            })
-            .build()
-            .unwrap();
-        let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
+        let mut s = shared_scheduler(t0, 1, |b| b.rate("200/s".parse().unwrap()));
         offer(&mut s, 1..=5, t0);
         let (_, _, origin) = s.shared_demand(t0, AHEAD).unwrap();
         let later = t0 + Duration::from_millis(40);
@@ -777,16 +752,7 @@ mod tests {
         let url = url::Url::parse("http://127.0.0.1:9/fast").unwrap();
         let mut processes: Vec<Process> = (0..4u64)
             .map(|k| {
-                let config = Config::builder()
-                    .rate(rate)
-                    .shared(SharedConfig {
-                        url: "redis://127.0.0.1:1".into(),
-                        job: "t".into(),
-                        timeout: Duration::from_secs(1),
-                    })
-                    .build()
-                    .unwrap();
-                let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, k);
+                let mut s = shared_scheduler(t0, k, |b| b.rate(rate));
                 for line in 0..150 {
                     s.offer(Input::Request(Request::get(line * 4 + k, url.clone())), t0);
                 }
