@@ -23,18 +23,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 log() { printf '[nginx-discovery %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
-    log "installing nginx (apt-get; not enabled as a service)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
-        || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [[ -z ${SLUICE:-} ]]; then
-    log "building the release binary"
-    cargo build --release --quiet
-    SLUICE=${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice
-fi
+# shellcheck source=bench/nginx-common.sh
+source bench/nginx-common.sh
 RUNS=${RUNS:-1}
 N=1000
 

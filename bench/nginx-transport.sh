@@ -36,21 +36,11 @@ ROOT=$PWD
 log() { printf '[nginx %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # --- tools -------------------------------------------------------------------
-if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
-    log "installing nginx (apt-get; not enabled as a service)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
-        || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# shellcheck source=bench/nginx-common.sh
+source bench/nginx-common.sh
 for tool in jq openssl curl; do
     command -v "$tool" >/dev/null || { echo "nginx-transport: $tool is required" >&2; exit 2; }
 done
-if [[ -z ${SLUICE:-} ]]; then
-    log "building the release binary"
-    cargo build --release --quiet
-    SLUICE=${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice
-fi
 
 WORK=$(mktemp -d /tmp/sluice-nginx.XXXXXX)
 MOCK_PID= NGINX_PID=
