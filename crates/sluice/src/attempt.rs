@@ -525,12 +525,15 @@ fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
     if trimmed.is_empty() {
         return None;
     }
-    // Validate the text as received: compacting first could turn non-JSON
-    // such as `[1 2 3]` into JSON (`[123]`).
-    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
-    RawValue::from_string(crate::json::compact_json(text))
-        .ok()
-        .map(Body::Json)
+    let compact = crate::json::compact_json(text);
+    // Compacting can turn non-JSON such as `[1 2 3]` into JSON (`[123]`):
+    // when it removed anything, the text as received is checked first.
+    // A body that was compact already (most API responses) is parsed once,
+    // by `RawValue` itself.
+    if compact.len() != text.len() {
+        serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    }
+    RawValue::from_string(compact).ok().map(Body::Json)
 }
 
 /// Response headers as recorded: lower-case names, repeated values joined,
