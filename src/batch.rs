@@ -3,6 +3,7 @@
 //! into a drain (first) or a cancel (second), and decides the exit status.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -128,133 +129,200 @@ pub async fn drive(
     config: Config,
     feed: Feed,
     inputs: impl Stream<Item = Input> + Send + 'static,
-    mut sink: Sink,
+    sink: Sink,
     prior: Option<Tally>,
-    ui: Ui,
+    mut ui: Ui,
     mut signals: mpsc::UnboundedReceiver<Signal>,
 ) -> Result<Summary> {
-    let insecure = config.tls.insecure;
-    let ceiling = config.concurrency.get();
-    let started = Instant::now();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stop_rx.await;
     };
-    let mut ui = ui;
-    let mut run = sluice::engine::run_shared(config, ui.shared.take(), inputs, shutdown)
+    let shared = ui.shared.take();
+    let mut batch = Batch::new(&config, feed, sink, prior, ui, stop_tx);
+    let mut run = sluice::engine::run_shared(config, shared, inputs, shutdown)
         .map_err(|e| crate::run::Usage(e.into()))?;
-    let resumed = prior.is_some();
-    let mut state = State {
-        all: prior.unwrap_or_default(),
-        this_run: Tally::default(),
-        in_flight: 0,
-        closed: Vec::new(),
-        report: ui.report.as_ref().map(|_| Report::default()),
-        started,
-        pending: std::collections::VecDeque::new(),
-        protocols: sluice::stats::Protocols::default(),
-        settled: 0,
-        resumed,
-        resumable: ui.resumable,
-        stop_tx: Some(stop_tx),
-        signal: None,
-        write_error: None,
-        engine_error: None,
-        in_flight_lines: HashMap::default(),
-        retry_lines: HashSet::default(),
-        waiting: HashSet::default(),
-        paused: HashMap::new(),
-        redis_down: None,
-        learned: std::collections::BTreeMap::new(),
-        retry_budget: None,
-        adaptive: None,
-        ceiling,
-        sent: 0,
-        sent_recorded: 0,
-        cancelled: None,
-    };
-    if ui.stdin_terminal && !ui.quiet {
-        ui.display
-            .println("sluice: reading requests from standard input, one per line; Ctrl-D ends it");
-    }
+    batch.greet();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
-        tokio::select! {
+        let flow = tokio::select! {
             event = run.next() => match event {
-                Some(event) => {
-                    state.handle(event, &mut sink, &ui.display);
-                    // The rest of the engine's batch, without a poll each.
-                    while state.write_error.is_none()
-                        && let Some(event) = run.next_ready()
-                    {
-                        state.handle(event, &mut sink, &ui.display);
-                    }
-                }
-                None => {
-                    if let Err(e) = run.join().await {
-                        let message = engine_stopped(e, state.resumable);
-                        eprintln!("sluice: {message}");
-                        state.engine_error = Some(message);
-                    }
-                    break;
-                }
+                Some(event) => batch.on_event(event, &mut run),
+                None => batch.on_end(run.join().await),
             },
-            Some(signal) = signals.recv() => {
-                if state.signal.is_some() {
-                    // Second interrupt: cancel what is in flight.
-                    state.cancel(signal, &ui.display);
-                    break;
-                }
-                state.signal = Some(signal);
-                state.stop();
-                ui.display.println(&format!(
-                    "sluice: {}: finishing the requests in flight; send it again to cancel them",
-                    signal.name()
-                ));
-            }
-            _ = tick.tick() => {
-                if let Err(e) = sink.flush() {
-                    state.write_failed(&sink, e);
-                }
-                state.settle(&sink);
-                ui.display.update(&state.progress(&feed, ui.stdin_terminal));
-            }
-        }
-        if state.write_error.is_some() {
+            Some(signal) = signals.recv() => batch.on_signal(signal),
+            _ = tick.tick() => batch.on_tick(),
+        };
+        if flow.is_break() {
             break;
         }
     }
     drop(run);
-    if let Err(e) = sink.finish() {
-        state.write_failed(&sink, e);
+    batch.finish()
+}
+
+/// One run as the CLI carries it out: what the engine's events, the
+/// signals and the clock do to the output, the display and the summary.
+/// Each `on_` method says whether the loop goes on.
+struct Batch {
+    state: State,
+    sink: Sink,
+    ui: Ui,
+    feed: Feed,
+    /// `--insecure`, for the summary's warning.
+    insecure: bool,
+}
+
+impl Batch {
+    fn new(
+        config: &Config,
+        feed: Feed,
+        sink: Sink,
+        prior: Option<Tally>,
+        ui: Ui,
+        stop_tx: oneshot::Sender<()>,
+    ) -> Batch {
+        let resumed = prior.is_some();
+        let state = State {
+            all: prior.unwrap_or_default(),
+            this_run: Tally::default(),
+            in_flight: 0,
+            closed: Vec::new(),
+            report: ui.report.as_ref().map(|_| Report::default()),
+            started: Instant::now(),
+            pending: std::collections::VecDeque::new(),
+            protocols: sluice::stats::Protocols::default(),
+            settled: 0,
+            resumed,
+            resumable: ui.resumable,
+            stop_tx: Some(stop_tx),
+            signal: None,
+            write_error: None,
+            engine_error: None,
+            in_flight_lines: HashMap::default(),
+            retry_lines: HashSet::default(),
+            waiting: HashSet::default(),
+            paused: HashMap::new(),
+            redis_down: None,
+            learned: std::collections::BTreeMap::new(),
+            retry_budget: None,
+            adaptive: None,
+            ceiling: config.concurrency.get(),
+            sent: 0,
+            sent_recorded: 0,
+            cancelled: None,
+        };
+        Batch {
+            state,
+            sink,
+            ui,
+            feed,
+            insecure: config.tls.insecure,
+        }
     }
-    state.settle(&sink);
-    ui.display.finish();
-    let read_error = feed.error.lock().ok().and_then(|mut e| e.take());
-    if let Some(e) = read_error.as_ref().filter(|_| ui.quiet) {
-        eprintln!("sluice: {}", sluice::filejob::describe(e));
+
+    /// Says where input is read from when it is a terminal.
+    fn greet(&self) {
+        if self.ui.stdin_terminal && !self.ui.quiet {
+            self.ui.display.println(
+                "sluice: reading requests from standard input, one per line; Ctrl-D ends it",
+            );
+        }
     }
-    let summary = state.summary(started.elapsed(), read_error, &feed, insecure);
-    if summary.exit_code == ExitCode::Ok
-        && summary.records == 0
-        && feed.read.load(Ordering::Relaxed) == 0
-        && feed.ended.load(Ordering::Relaxed)
-    {
-        eprintln!(
-            "sluice: warning: the input holds no requests (no lines, or only empty and # lines); nothing was sent"
-        );
+
+    /// Stops the loop once a write failed.
+    fn go_on(&self) -> ControlFlow<()> {
+        if self.state.write_error.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     }
-    if !ui.quiet {
-        eprint!("{}", summary.text());
+
+    /// An event, and the rest of the engine's batch without a poll each.
+    fn on_event(&mut self, event: Event, run: &mut sluice::Run) -> ControlFlow<()> {
+        let state = &mut self.state;
+        state.handle(event, &mut self.sink, &self.ui.display);
+        while state.write_error.is_none()
+            && let Some(event) = run.next_ready()
+        {
+            state.handle(event, &mut self.sink, &self.ui.display);
+        }
+        self.go_on()
     }
-    if let Some(path) = &ui.summary_json {
-        summary.write_json(path)?;
+
+    /// The engine's stream ended: it finished, or stopped on a bug.
+    fn on_end(&mut self, joined: Result<(), sluice::RunError>) -> ControlFlow<()> {
+        if let Err(e) = joined {
+            let message = engine_stopped(e, self.state.resumable);
+            eprintln!("sluice: {message}");
+            self.state.engine_error = Some(message);
+        }
+        ControlFlow::Break(())
     }
-    if let Some((path, info)) = &ui.report {
-        let report = crate::recompute::whole_output(state.report.take(), resumed, info)?;
-        crate::html::write(path, &summary, &report, crate::html::Source::Run(info))?;
+
+    /// The first interrupt drains; a second cancels what is in flight.
+    fn on_signal(&mut self, signal: Signal) -> ControlFlow<()> {
+        let state = &mut self.state;
+        if state.signal.is_some() {
+            state.cancel(signal, &self.ui.display);
+            return ControlFlow::Break(());
+        }
+        state.signal = Some(signal);
+        state.stop();
+        self.ui.display.println(&format!(
+            "sluice: {}: finishing the requests in flight; send it again to cancel them",
+            signal.name()
+        ));
+        self.go_on()
     }
-    Ok(summary)
+
+    /// Flushes the output, counts what reached it, redraws the progress.
+    fn on_tick(&mut self) -> ControlFlow<()> {
+        if let Err(e) = self.sink.flush() {
+            self.state.write_failed(&self.sink, e);
+        }
+        self.state.settle(&self.sink);
+        let progress = self.state.progress(&self.feed, self.ui.stdin_terminal);
+        self.ui.display.update(&progress);
+        self.go_on()
+    }
+
+    /// After the engine is gone: the output closed, the summary printed and
+    /// written, the report written.
+    fn finish(mut self) -> Result<Summary> {
+        let (state, ui, feed) = (&mut self.state, &self.ui, &self.feed);
+        if let Err(e) = self.sink.finish() {
+            state.write_failed(&self.sink, e);
+        }
+        state.settle(&self.sink);
+        ui.display.finish();
+        let read_error = feed.error.lock().ok().and_then(|mut e| e.take());
+        if let Some(e) = read_error.as_ref().filter(|_| ui.quiet) {
+            eprintln!("sluice: {}", sluice::filejob::describe(e));
+        }
+        let summary = state.summary(state.started.elapsed(), read_error, feed, self.insecure);
+        if summary.exit_code == ExitCode::Ok
+            && summary.records == 0
+            && feed.read.load(Ordering::Relaxed) == 0
+            && feed.ended.load(Ordering::Relaxed)
+        {
+            eprintln!(
+                "sluice: warning: the input holds no requests (no lines, or only empty and # lines); nothing was sent"
+            );
+        }
+        if !ui.quiet {
+            eprint!("{}", summary.text());
+        }
+        if let Some(path) = &ui.summary_json {
+            summary.write_json(path)?;
+        }
+        if let Some((path, info)) = &ui.report {
+            let report = crate::recompute::whole_output(state.report.take(), state.resumed, info)?;
+            crate::html::write(path, &summary, &report, crate::html::Source::Run(info))?;
+        }
+        Ok(summary)
+    }
 }
 
 /// The hasher of the sets of line numbers kept per request: a line number
