@@ -4,9 +4,13 @@
 //!
 //! Memory: a 16-byte hash per explicit id, plus one bit per line for lines
 //! whose id is their line number, so ten million lines stay small.
+//!
+//! The hash is keyed at random per intake, so no input can be crafted to
+//! collide: neither two ids taken for one, nor many ids in one bucket of
+//! the table (whose hash is the low half of it).
 
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 
 use crate::config::{Config, Setting};
 use crate::record::{ErrorKind, Id, Record};
@@ -29,6 +33,8 @@ pub enum Checked {
 #[derive(Debug, Default)]
 pub struct Intake {
     explicit: HashSet<u128, BuildHasherDefault<Hashed>>,
+    /// The random key of the hashes in `explicit`.
+    key: RandomState,
     implicit_lines: BitSet,
     budget_burst: Option<u64>,
     /// What messages call the budget burst.
@@ -125,7 +131,7 @@ impl Intake {
         if implicit {
             // Taken by an earlier explicit id with this text? (Most runs
             // have none: then no hashing at all.)
-            if !self.explicit.is_empty() && self.explicit.contains(&hash128(id.as_str())) {
+            if !self.explicit.is_empty() && self.explicit.contains(&self.hash128(id.as_str())) {
                 return false;
             }
             self.implicit_lines.insert(line);
@@ -138,7 +144,20 @@ impl Intake {
         {
             return false;
         }
-        self.explicit.insert(hash128(id.as_str()))
+        self.explicit.insert(self.hash128(id.as_str()))
+    }
+
+    /// An id's 128-bit hash under this intake's random key: two ids'
+    /// hashes are equal by chance once in 2^128, and no input can make
+    /// them meet.
+    fn hash128(&self, text: &str) -> u128 {
+        let half = |salt: u8| {
+            let mut h = self.key.build_hasher();
+            salt.hash(&mut h);
+            text.hash(&mut h);
+            h.finish()
+        };
+        (u128::from(half(1)) << 64) | u128::from(half(2))
     }
 }
 
@@ -160,9 +179,9 @@ fn canonical_line_number(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// The hasher of a set of [`hash128`]s, which are hashes already: their
-/// low 64 bits are the table's hash (hashing them again cost a SipHash a
-/// line).
+/// The hasher of a set of `Intake::hash128`s, which are randomly keyed
+/// hashes already: their low 64 bits are the table's hash (hashing them
+/// again cost a SipHash a line).
 #[derive(Default)]
 struct Hashed(u64);
 
@@ -181,16 +200,6 @@ impl Hasher for Hashed {
     fn write_u128(&mut self, n: u128) {
         self.0 = n as u64;
     }
-}
-
-fn hash128(text: &str) -> u128 {
-    let half = |salt: u8| {
-        let mut h = std::hash::DefaultHasher::new();
-        salt.hash(&mut h);
-        text.hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
 }
 
 /// A growable set of line numbers, one bit each.
@@ -270,6 +279,25 @@ mod tests {
         );
         // "05" is a different text.
         assert_eq!(kind(&i.check(req(10, Some(Id::text("05"))))), None);
+    }
+
+    /// Ids hash under a key of each intake's own, so the table's buckets
+    /// (and the hashes compared) cannot be foreseen from the input; the
+    /// same text still meets itself within one intake.
+    #[test]
+    fn ids_hash_under_a_random_key() {
+        let (a, b) = (Intake::default(), Intake::default());
+        assert_ne!(a.hash128("id-1"), b.hash128("id-1"));
+        assert_eq!(a.hash128("id-1"), a.hash128("id-1"));
+        let mut i = Intake::default();
+        for line in 1..=1000 {
+            let id = Id::text(format!("id-{line}"));
+            assert_eq!(kind(&i.check(req(line, Some(id)))), None);
+        }
+        assert_eq!(
+            kind(&i.check(req(1001, Some(Id::text("id-500"))))),
+            Some(ErrorKind::DuplicateId)
+        );
     }
 
     #[test]
