@@ -93,7 +93,7 @@ fn main() {
 
 async fn dispatch(command: Command) -> ExitCode {
     let result = match command {
-        Command::Run(args) => run::run(*args).await,
+        Command::Run(args) => run::command(*args).await,
         Command::Demo(args) => demo::demo(args).await,
         Command::Mock {
             listen,

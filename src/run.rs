@@ -28,7 +28,7 @@ pub struct Usage(pub anyhow::Error);
 
 /// Runs the command: the preflight, then the plan it returns.
 /// `Err(Usage)` means nothing was sent.
-pub async fn run(args: RunArgs) -> Result<ExitCode> {
+pub async fn command(args: RunArgs) -> Result<ExitCode> {
     match preflight(&args).await? {
         Plan::DryRun(dry) => dry_run(*dry, &args).await,
         Plan::Send(send) => send_all(*send, &args).await,

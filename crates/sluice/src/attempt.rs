@@ -73,10 +73,10 @@ pub enum Outcome {
     Failed(Failed),
 }
 
-/// Runs one attempt of `req` within its timeout, which starts when the
+/// Performs one attempt of `req` within its timeout, which starts when the
 /// request is handed to a connection that can send it at once; `sent` is
 /// set to that moment (it stays `None` if the attempt ended before).
-pub async fn run(
+pub async fn perform(
     client: &Clients,
     config: &Config,
     req: &Request,

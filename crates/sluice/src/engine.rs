@@ -182,7 +182,7 @@ where
         tasks: JoinSet::new(),
         shared: limiter.map(Link::start),
     };
-    let task = tokio::spawn(driver.run(Box::pin(inputs), Box::pin(shutdown)));
+    let task = tokio::spawn(driver.carry_out(Box::pin(inputs), Box::pin(shutdown)));
     Ok(Run {
         events: rx,
         batch: Vec::new().into_iter(),
@@ -210,7 +210,7 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(
+    async fn carry_out(
         mut self,
         mut inputs: Pin<Box<dyn Stream<Item = Input> + Send>>,
         mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
@@ -299,10 +299,14 @@ impl Driver {
         // otherwise copy around; a task that holds a pointer moves little.
         self.tasks.spawn(Box::pin(async move {
             let mut sent = None;
-            let exchange =
-                AssertUnwindSafe(attempt::run(&client, &config, &attempt.request, &mut sent))
-                    .catch_unwind()
-                    .map(|done| done.unwrap_or_else(|_| internal_failure()));
+            let exchange = AssertUnwindSafe(attempt::perform(
+                &client,
+                &config,
+                &attempt.request,
+                &mut sent,
+            ))
+            .catch_unwind()
+            .map(|done| done.unwrap_or_else(|_| internal_failure()));
             let outcome = match &attempt.request.abandon {
                 Some(abandon) => tokio::select! {
                     outcome = exchange => Some(outcome),

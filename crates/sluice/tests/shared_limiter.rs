@@ -104,7 +104,7 @@ async fn the_script_reserves_exactly_what_the_local_limiter_would() {
             }
             let call = Call {
                 wanted: rng.u32(..6),
-                cells,
+                budget_cells: cells,
                 horizon: Duration::from_nanos(rng.u64(..=(cell.as_nanos() as u64 * 4))),
                 lead: Duration::from_nanos(rng.u64(..=(cell.as_nanos() as u64)) / 2),
                 now_us: Some(now_us),

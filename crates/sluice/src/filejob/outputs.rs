@@ -46,12 +46,12 @@ pub enum OutputError {
         input: String,
     },
     /// Two outputs name the same file.
-    #[error("{first} and {second} both name {}: each output needs a file of its own", path.display())]
+    #[error("{first_option} and {second_option} both name {}: each output needs a file of its own", path.display())]
     SameFile {
         /// The output named first.
-        first: &'static str,
+        first_option: &'static str,
         /// The output named second.
-        second: &'static str,
+        second_option: &'static str,
         /// The path.
         path: PathBuf,
     },
@@ -203,10 +203,9 @@ pub fn check(outputs: &[Output], inputs: &[PathBuf], overwrite: bool) -> Result<
                 });
             }
             if let Some((other, _)) = seen.iter().find(|(_, i)| *i == id) {
-                let (first, second) = (other.option, option);
                 return Err(OutputError::SameFile {
-                    first,
-                    second,
+                    first_option: other.option,
+                    second_option: option,
                     path,
                 });
             }

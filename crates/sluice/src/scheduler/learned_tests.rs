@@ -4,7 +4,6 @@
 //! scheduler, told nothing but what the headers say, must never be refused
 //! when it is the server's only client, and must come close to the ideal.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,12 +11,11 @@ use proptest::prelude::*;
 use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
-use crate::attempt::{Outcome, Response};
+use crate::attempt::Outcome;
 use crate::config::Config;
 use crate::event::Event;
-use crate::record::Transport;
 use crate::request::{Input, Request};
-use crate::scheduler::{Action, Scheduler, Ticket};
+use crate::scheduler::{Action, Scheduler, simulated};
 
 /// Seconds since the Unix epoch at the simulation's start.
 const WALL: u64 = 1_700_000_000;
@@ -138,25 +136,7 @@ fn text(s: &str) -> HeaderValue {
 }
 
 fn response(status: u16, headers: HeaderMap) -> Outcome {
-    Outcome::Response(Box::new(Response {
-        status,
-        headers,
-        body: None,
-        final_url: None,
-        note: None,
-        transport: Transport {
-            http_version: "HTTP/1.1",
-            tls_version: None,
-        },
-    }))
-}
-
-/// What happens next in the simulation, by instant (and a tie-breaker).
-enum Next {
-    /// The attempt reaches the server.
-    Arrive(Ticket),
-    /// Its response reaches sluice.
-    Answer(Ticket, Outcome),
+    simulated::response(status, headers, None)
 }
 
 /// Runs `n` requests against `server` at concurrency `c`, with delays each
@@ -169,70 +149,13 @@ fn simulate(
     delay: Duration,
     seed: u64,
 ) -> (f64, u64, Vec<Event>) {
-    let config = Config::builder()
-        .concurrency(std::num::NonZeroUsize::new(c).expect("c > 0"))
-        .build()
-        .expect("a config");
-    let t0 = Instant::now();
-    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL);
-    let mut s = Scheduler::new(Arc::new(config), t0, wall, seed);
-    let mut rng = fastrand::Rng::with_seed(seed);
     let url = url::Url::parse("http://127.0.0.1:8080/x").expect("a URL");
-    let mut now = t0;
-    let mut queue: BTreeMap<(Instant, u64), Next> = BTreeMap::new();
-    let mut tie = 0u64;
-    let (mut ok, mut events, mut offered) = (0u64, Vec::new(), 0u64);
-    let mut last_record = now;
-    for _ in 0..1_000_000 {
-        while offered < n && s.wants_input() {
-            offered += 1;
-            s.offer(Input::Request(Request::get(offered, url.clone())), now);
-        }
-        if offered == n {
-            s.end_input(now);
-            offered += 1;
-        }
-        while let Some(action) = s.next_action() {
-            match action {
-                Action::Start(a) => {
-                    tie += 1;
-                    let at = now + delay.mul_f64(rng.f64());
-                    queue.insert((at, tie), Next::Arrive(a.ticket));
-                }
-                Action::Emit(Event::Record(r)) => {
-                    ok += u64::from(r.ok);
-                    last_record = now;
-                }
-                Action::Emit(e @ Event::Learned(_)) => events.push(e),
-                Action::Emit(_) => {}
-            }
-        }
-        if s.finished() {
-            return ((last_record - t0).as_secs_f64(), ok, events);
-        }
-        let event = queue.first_key_value().map(|(k, _)| k.0);
-        let wake = s.next_wake();
-        let Some(at) = [event, wake].into_iter().flatten().min() else {
-            panic!("the run stalled");
-        };
-        now = now.max(at);
-        match queue.first_key_value().filter(|(k, _)| k.0 <= now) {
-            Some(_) => {
-                let (_, next) = queue.pop_first().expect("an event");
-                match next {
-                    Next::Arrive(ticket) => {
-                        let (status, headers) = server.arrive((now - t0).as_secs_f64());
-                        tie += 1;
-                        let back = now + delay.mul_f64(rng.f64());
-                        queue.insert((back, tie), Next::Answer(ticket, response(status, headers)));
-                    }
-                    Next::Answer(ticket, outcome) => s.complete(ticket, outcome, now),
-                }
-            }
-            None => s.advance(now),
-        }
-    }
-    panic!("the simulation did not end");
+    let requests = (1..=n).map(|line| Request::get(line, url.clone()));
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL);
+    simulated::delayed(requests, c, delay, seed, wall, |t, _| {
+        let (status, headers) = server.arrive(t);
+        response(status, headers)
+    })
 }
 
 proptest! {

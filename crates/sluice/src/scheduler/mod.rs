@@ -40,6 +40,8 @@ mod origin;
 mod retrying;
 mod shared;
 #[cfg(test)]
+mod simulated;
+#[cfg(test)]
 mod tests;
 mod tokens;
 
@@ -242,7 +244,7 @@ impl Scheduler {
         // being made is not the server's latency.
         job.adaptive.sent(at);
         if job.attempts == 1 {
-            job.first = Some(at);
+            job.first_started = Some(at);
         }
     }
 
@@ -386,18 +388,18 @@ impl Scheduler {
             line: req.line,
             id: req.id.clone(),
         });
-        let safe =
+        let repeatable =
             retry::safe_to_repeat(&req.method, &req.headers, self.config.retry_non_idempotent)
                 || retry::safe_to_repeat(&req.method, &self.config.headers, false);
         let job = Job {
             req: Arc::new(req),
-            cells,
+            budget_cells: cells,
             origin,
             seq: self.next_seq,
             attempts: 0,
-            first: None,
+            first_started: None,
             not_before: None,
-            safe,
+            repeatable,
             maybe_applied: false,
             watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
             dispatch: Default::default(),
@@ -538,7 +540,7 @@ impl Scheduler {
                 self.drop_abandoned_head(o, now);
                 continue;
             }
-            let cells = self.origins[o].head().map_or(0, |j| j.cells);
+            let cells = self.origins[o].head().map_or(0, |j| j.budget_cells);
             let budget_cells = self.config.budget.map_or(0, |_| cells);
             if let Some(gate) = self.grants.as_mut().map(|g| g.gate(o, now, budget_cells)) {
                 let per_host = self.grants.as_ref().is_some_and(shared::Grants::per_origin);
@@ -613,7 +615,7 @@ impl Scheduler {
         job.attempts += 1;
         job.adaptive = self.adaptive_start(now);
         self.first_attempt_fills_budget(&job, now);
-        job.first.get_or_insert(now);
+        job.first_started.get_or_insert(now);
         job.watch.started(now);
         let (seq, request, number) = (job.seq, Arc::clone(&job.req), job.attempts);
         let slot = self.in_flight.insert(job);
@@ -694,7 +696,7 @@ impl Scheduler {
             self.pause(job.origin, asked.unwrap_or(backoff), reason, now);
         }
         let allowed = job.attempts <= self.config.retries
-            && retry::wants_retry(&self.config.retry_on, failure, job.safe);
+            && retry::wants_retry(&self.config.retry_on, failure, job.repeatable);
         if !allowed {
             return Verdict::Final(Some(describe_failure(outcome)));
         }
@@ -782,7 +784,7 @@ impl Scheduler {
         error: Option<(ErrorKind, String)>,
         now: Instant,
     ) -> Record {
-        let start = job.first.unwrap_or(now);
+        let start = job.first_started.unwrap_or(now);
         let timing = job.watch.finish().map(Box::new);
         let req = &job.req;
         let redactor = &self.config.redactor;

@@ -21,17 +21,17 @@ use super::learned::{Dispatch, Learned, Learning};
 pub(crate) struct Job {
     pub(crate) req: Arc<Request>,
     /// Budget cells each attempt spends.
-    pub(crate) cells: u64,
+    pub(crate) budget_cells: u64,
     pub(crate) origin: usize,
     /// Order of first arrival: a retry keeps its place by it.
     pub(crate) seq: u64,
     pub(crate) attempts: u32,
     /// When the first attempt started.
-    pub(crate) first: Option<Instant>,
+    pub(crate) first_started: Option<Instant>,
     /// Held back until then (the spread after a pause).
     pub(crate) not_before: Option<Instant>,
     /// Every failure the policy lists may be retried.
-    pub(crate) safe: bool,
+    pub(crate) repeatable: bool,
     /// An earlier attempt of a non-idempotent request failed after it was
     /// written: whatever the final outcome, the server may have applied it.
     pub(crate) maybe_applied: bool,
@@ -374,13 +374,13 @@ mod tests {
         let url = url::Url::parse("http://127.0.0.1/").expect("a valid URL");
         Job {
             req: Arc::new(Request::get(seq + 1, url)),
-            cells: 0,
+            budget_cells: 0,
             origin: 0,
             seq,
             attempts: 0,
-            first: None,
+            first_started: None,
             not_before: None,
-            safe: true,
+            repeatable: true,
             maybe_applied: false,
             watch: Box::new(Stopwatch::new(
                 Instant::now(),

@@ -226,7 +226,7 @@ impl Scheduler {
         let cells = o
             .and_then(|o| self.origins[o].head())
             .filter(|_| self.config.budget.is_some())
-            .map_or(0, |j| j.cells);
+            .map_or(0, |j| j.budget_cells);
         let grants = self.grants.as_mut()?;
         let origin = o
             .filter(|_| grants.per_host)
@@ -275,7 +275,7 @@ impl Scheduler {
             answers,
             origin,
             starts,
-            cells,
+            budget_cells: cells,
             retry_at,
             pauses,
             closed,
@@ -364,7 +364,7 @@ impl Scheduler {
     pub(super) fn shared_host_gate(&mut self, o: usize, now: Instant) -> Gate {
         let cells = (self.origins[o].head())
             .filter(|_| self.config.budget.is_some())
-            .map_or(0, |j| j.cells);
+            .map_or(0, |j| j.budget_cells);
         let Some(grants) = self.grants.as_mut().filter(|g| g.per_host) else {
             return Gate::Open;
         };

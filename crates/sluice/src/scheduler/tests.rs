@@ -12,11 +12,11 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use super::{Action, Scheduler, Ticket};
-use crate::attempt::{Failed, Outcome, Response};
+use crate::attempt::{Failed, Outcome};
 use crate::config::Config;
 use crate::event::Event;
 use crate::gcra::CATCH_UP;
-use crate::record::{ErrorKind, Id, Record, Transport};
+use crate::record::{ErrorKind, Id, Record};
 use crate::request::{Input, InvalidLine, Request};
 
 /// How an attempt ends.
@@ -31,19 +31,7 @@ enum End {
 }
 
 fn outcome(end: End) -> Outcome {
-    let response = |status: u16, headers: HeaderMap| {
-        Outcome::Response(Box::new(Response {
-            status,
-            headers,
-            body: None,
-            final_url: None,
-            note: None,
-            transport: Transport {
-                http_version: "HTTP/1.1",
-                tls_version: None,
-            },
-        }))
-    };
+    let response = |status, headers| super::simulated::response(status, headers, None);
     let failed = |kind| {
         Outcome::Failed(Failed {
             kind,

@@ -5,8 +5,6 @@
 //! answers, the scheduler must never be refused and come close to the
 //! ideal.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -16,13 +14,11 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::attempt::{Outcome, Response};
-use crate::config::Config;
 use crate::event::Event;
 use crate::ratelimit::cost;
-use crate::record::{Body, Transport};
-use crate::request::{Input, Request};
-use crate::scheduler::{Action, Scheduler, Ticket};
+use crate::record::Body;
+use crate::request::Request;
+use crate::scheduler::simulated;
 
 /// The simulated server: a bucket of `size` tokens refilled at
 /// `size / window` a second.
@@ -107,20 +103,6 @@ fn num(n: f64) -> HeaderValue {
     HeaderValue::from(n as u64)
 }
 
-fn response(status: u16, headers: HeaderMap, body: Option<Body>) -> Outcome {
-    Outcome::Response(Box::new(Response {
-        status,
-        headers,
-        body,
-        final_url: None,
-        note: None,
-        transport: Transport {
-            http_version: "HTTP/1.1",
-            tls_version: None,
-        },
-    }))
-}
-
 /// A completions request whose prompt has `chars` characters and which asks
 /// for `max_tokens`.
 fn request(line: u64, chars: usize, max_tokens: u64) -> Request {
@@ -137,11 +119,6 @@ fn request(line: u64, chars: usize, max_tokens: u64) -> Request {
     }
 }
 
-enum Next {
-    Arrive(Ticket),
-    Answer(Ticket, Outcome),
-}
-
 /// Runs `requests` against `server` at concurrency `c`, with delays each
 /// way drawn from [0, `delay`]. Returns (makespan in seconds, records ok,
 /// the learned events).
@@ -152,68 +129,11 @@ fn simulate(
     delay: Duration,
     seed: u64,
 ) -> (f64, u64, Vec<Event>) {
-    let config = Config::builder()
-        .concurrency(std::num::NonZeroUsize::new(c).expect("c > 0"))
-        .build()
-        .expect("a config");
-    let t0 = Instant::now();
-    let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, seed);
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut inputs = requests.into_iter();
-    let mut sent: HashMap<Ticket, Arc<Request>> = HashMap::new();
-    let mut queue: BTreeMap<(Instant, u64), Next> = BTreeMap::new();
-    let (mut now, mut tie, mut ok, mut events) = (t0, 0u64, 0u64, Vec::new());
-    let (mut last_record, mut ended) = (t0, false);
-    for _ in 0..1_000_000 {
-        while !ended && s.wants_input() {
-            match inputs.next() {
-                Some(req) => s.offer(Input::Request(req), now),
-                None => {
-                    s.end_input(now);
-                    ended = true;
-                }
-            }
-        }
-        while let Some(action) = s.next_action() {
-            match action {
-                Action::Start(a) => {
-                    tie += 1;
-                    sent.insert(a.ticket, a.request);
-                    let at = now + delay.mul_f64(rng.f64());
-                    queue.insert((at, tie), Next::Arrive(a.ticket));
-                }
-                Action::Emit(Event::Record(r)) => {
-                    ok += u64::from(r.ok);
-                    last_record = now;
-                }
-                Action::Emit(e @ Event::Learned(_)) => events.push(e),
-                Action::Emit(_) => {}
-            }
-        }
-        if s.finished() {
-            return ((last_record - t0).as_secs_f64(), ok, events);
-        }
-        let event = queue.first_key_value().map(|(k, _)| k.0);
-        let Some(at) = [event, s.next_wake()].into_iter().flatten().min() else {
-            panic!("the run stalled");
-        };
-        now = now.max(at);
-        match queue.first_key_value().filter(|(k, _)| k.0 <= now) {
-            Some(_) => match queue.pop_first().expect("an event").1 {
-                Next::Arrive(ticket) => {
-                    let req = sent.get(&ticket).expect("a started request");
-                    let (status, headers, body) = server.arrive((now - t0).as_secs_f64(), req);
-                    tie += 1;
-                    let back = now + delay.mul_f64(rng.f64());
-                    let outcome = response(status, headers, body);
-                    queue.insert((back, tie), Next::Answer(ticket, outcome));
-                }
-                Next::Answer(ticket, outcome) => s.complete(ticket, outcome, now),
-            },
-            None => s.advance(now),
-        }
-    }
-    panic!("the simulation did not end");
+    let wall = SystemTime::UNIX_EPOCH;
+    simulated::delayed(requests, c, delay, seed, wall, |t, req| {
+        let (status, headers, body) = server.arrive(t, req);
+        simulated::response(status, headers, body)
+    })
 }
 
 proptest! {

@@ -79,7 +79,7 @@ pub struct Grant {
     /// When each reserved start may go.
     pub starts: Vec<Instant>,
     /// Budget cells each start holds.
-    pub cells: u64,
+    pub budget_cells: u64,
     /// The next start Redis could reserve is due beyond the horizon: ask
     /// again then.
     pub retry_at: Option<Instant>,
@@ -265,7 +265,7 @@ async fn serve(
             said_at: Some(at),
             origin: call.origin.clone(),
             starts: reply.starts.iter().map(|&d| at + d).collect(),
-            cells: call.cells,
+            budget_cells: call.budget_cells,
             retry_at: reply.missed.map(|m| at + m.saturating_sub(HORIZON)),
             pauses: reply.pauses.into_iter().map(|(o, d)| (o, at + d)).collect(),
             closed: reply.closed,
@@ -348,7 +348,7 @@ fn batch(asks: Vec<Ask>) -> (Call, Vec<Ask>) {
                 lead,
             } => {
                 call.wanted = wanted.min(MOST);
-                call.cells = cells;
+                call.budget_cells = cells;
                 call.origin = origin;
                 call.lead = lead;
             }

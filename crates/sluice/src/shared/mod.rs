@@ -208,7 +208,7 @@ pub struct Call {
     /// Starts wanted (0: only publish, and read pauses and closures).
     pub wanted: u32,
     /// Budget cells each start spends.
-    pub cells: u64,
+    pub budget_cells: u64,
     /// With `--per-host-rate`: the origin the starts are for (its own
     /// dimension is reserved with the others, all or nothing).
     pub origin: Option<String>,
@@ -326,10 +326,11 @@ impl Limiter {
         invocation.key(learned(call.learn.as_ref().map(|l| &l.0)));
         invocation.key(learned(call.origin.as_ref()));
         let host = self.host.filter(|_| call.origin.is_some());
-        let dims: Vec<(Dimension, u64)> = [(self.rate, 1), (self.budget, call.cells), (host, 1)]
-            .into_iter()
-            .filter_map(|(d, cost)| d.map(|d| (d, cost)))
-            .collect();
+        let dims: Vec<(Dimension, u64)> =
+            [(self.rate, 1), (self.budget, call.budget_cells), (host, 1)]
+                .into_iter()
+                .filter_map(|(d, cost)| d.map(|d| (d, cost)))
+                .collect();
         for (dim, _) in &dims {
             match (dim.name, &call.origin) {
                 ("host", Some(origin)) => invocation.key(key(&format!("host:{origin}"))),

@@ -1,0 +1,116 @@
+//! What the scheduler's simulations share (tests only): a response as the
+//! driver hands it over, and a run on a made-up clock against a simulated
+//! server, with a random delay each way, for the learned limits' tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
+use tokio::time::Instant;
+
+use super::{Action, Scheduler, Ticket};
+use crate::attempt::{Outcome, Response};
+use crate::config::Config;
+use crate::event::Event;
+use crate::record::{Body, Transport};
+use crate::request::{Input, Request};
+
+/// A complete HTTP/1.1 response.
+pub(crate) fn response(status: u16, headers: HeaderMap, body: Option<Body>) -> Outcome {
+    Outcome::Response(Box::new(Response {
+        status,
+        headers,
+        body,
+        final_url: None,
+        note: None,
+        transport: Transport {
+            http_version: "HTTP/1.1",
+            tls_version: None,
+        },
+    }))
+}
+
+/// What happens next in the simulation, by instant (and a tie-breaker).
+enum Next {
+    /// The attempt reaches the server.
+    Arrive(Ticket),
+    /// Its response reaches sluice.
+    Answer(Ticket, Outcome),
+}
+
+/// Runs `requests` at concurrency `c` against a server that answers each
+/// (`answer`: seconds since the start, the request) as it arrives, with
+/// delays each way drawn from [0, `delay`]; the scheduler's wall clock
+/// starts at `wall`. Returns (makespan in seconds, records ok, the learned
+/// events).
+pub(crate) fn delayed(
+    requests: impl IntoIterator<Item = Request>,
+    c: usize,
+    delay: Duration,
+    seed: u64,
+    wall: SystemTime,
+    mut answer: impl FnMut(f64, &Request) -> Outcome,
+) -> (f64, u64, Vec<Event>) {
+    let config = Config::builder()
+        .concurrency(std::num::NonZeroUsize::new(c).expect("c > 0"))
+        .build()
+        .expect("a config");
+    let t0 = Instant::now();
+    let mut s = Scheduler::new(Arc::new(config), t0, wall, seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut inputs = requests.into_iter().peekable();
+    let mut sent: HashMap<Ticket, Arc<Request>> = HashMap::new();
+    let mut queue: BTreeMap<(Instant, u64), Next> = BTreeMap::new();
+    let (mut now, mut tie, mut ok, mut events) = (t0, 0u64, 0u64, Vec::new());
+    let (mut last_record, mut ended) = (t0, false);
+    for _ in 0..1_000_000 {
+        while s.wants_input()
+            && let Some(req) = inputs.next()
+        {
+            s.offer(Input::Request(req), now);
+        }
+        if !ended && inputs.peek().is_none() {
+            s.end_input(now);
+            ended = true;
+        }
+        while let Some(action) = s.next_action() {
+            match action {
+                Action::Start(a) => {
+                    tie += 1;
+                    sent.insert(a.ticket, a.request);
+                    let at = now + delay.mul_f64(rng.f64());
+                    queue.insert((at, tie), Next::Arrive(a.ticket));
+                }
+                Action::Emit(Event::Record(r)) => {
+                    ok += u64::from(r.ok);
+                    last_record = now;
+                }
+                Action::Emit(e @ Event::Learned(_)) => events.push(e),
+                Action::Emit(_) => {}
+            }
+        }
+        if s.finished() {
+            return ((last_record - t0).as_secs_f64(), ok, events);
+        }
+        let event = queue.first_key_value().map(|(k, _)| k.0);
+        let Some(at) = [event, s.next_wake()].into_iter().flatten().min() else {
+            panic!("the run stalled");
+        };
+        now = now.max(at);
+        match queue.first_key_value().filter(|(k, _)| k.0 <= now) {
+            Some(_) => match queue.pop_first().expect("an event").1 {
+                Next::Arrive(ticket) => {
+                    let req = sent.get(&ticket).expect("a started request");
+                    let outcome = answer((now - t0).as_secs_f64(), req);
+                    tie += 1;
+                    let back = now + delay.mul_f64(rng.f64());
+                    queue.insert((back, tie), Next::Answer(ticket, outcome));
+                }
+                Next::Answer(ticket, outcome) => s.complete(ticket, outcome, now),
+            },
+            None => s.advance(now),
+        }
+    }
+    panic!("the simulation did not end");
+}
