@@ -2,8 +2,6 @@
 //! exactly one record per request line, re-sending only work that was in
 //! flight or not yet written.
 
-use std::ffi::OsString;
-use std::path::Path;
 use std::time::Duration;
 
 use sluice_mock::MockServer;
@@ -12,12 +10,6 @@ use crate::support::*;
 
 const CONCURRENCY: u64 = 20;
 const TOTAL: u64 = 1200;
-
-fn run_args(output: &Path, input: &Path, extra: &[&str]) -> Vec<OsString> {
-    let mut args: Vec<OsString> = extra.iter().map(Into::into).collect();
-    args.extend(["-o".into(), output.into(), input.into()]);
-    args
-}
 
 /// Waits (bounded) until the child's connections are gone, so every request
 /// it wrote has been read and counted by the server.
@@ -38,20 +30,20 @@ async fn settle(server: &MockServer) {
 /// run, re-sent ≤ c + the requests that arrived in its last second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_resume_gives_one_record_per_line() {
-    let server = mock().await;
-    let m = server.url();
-    let dir = tempdir();
-    let lines_in: Vec<String> = (1..=TOTAL)
-        .map(|i| {
-            if i % 3 == 0 {
-                format!("{m}/delay/0.05")
-            } else {
-                format!("{m}/fast")
-            }
-        })
-        .collect();
-    let input = write_file(dir.path(), "in.txt", lines(&lines_in));
-    let output = dir.path().join("out.jsonl");
+    let FileJob {
+        server,
+        dir: _dir,
+        input,
+        output,
+    } = FileJob::start(|m| {
+        (1..=TOTAL)
+            .map(|i| match i % 3 {
+                0 => format!("{m}/delay/0.05"),
+                _ => format!("{m}/fast"),
+            })
+            .collect()
+    })
+    .await;
     let c = CONCURRENCY.to_string();
 
     let (mut sent_before, mut recorded_before, mut bound) = (0u64, 0u64, 0u64);
@@ -60,7 +52,7 @@ async fn kill_9_then_resume_gives_one_record_per_line() {
         if cycle > 0 {
             extra.push("--resume");
         }
-        let mut child = Sluice::run(run_args(&output, &input, &extra)).spawn();
+        let mut child = Sluice::to_file(&output, &input, &extra).spawn();
         child
             .until(&format!("{k} records in the output"), || {
                 complete_lines(&output) >= k
@@ -93,7 +85,7 @@ async fn kill_9_then_resume_gives_one_record_per_line() {
         recorded_before += recorded;
     }
 
-    let out = Sluice::run(run_args(&output, &input, &["-q", "-c", &c, "--resume"]))
+    let out = Sluice::to_file(&output, &input, &["-q", "-c", &c, "--resume"])
         .output()
         .await;
     out.code(0);
@@ -122,15 +114,13 @@ async fn kill_9_then_resume_gives_one_record_per_line() {
 /// written, nothing new starts, the exit code names the signal; `--resume`
 /// then sends each remaining line exactly once.
 async fn interrupt_drains_then_resume_finishes(signal: libc::c_int, name: &str, code: i32) {
-    let server = mock().await;
-    let dir = tempdir();
-    let input = write_file(
-        dir.path(),
-        "in.txt",
-        lines(&vec![format!("{}/delay/0.5", server.url()); 100]),
-    );
-    let output = dir.path().join("out.jsonl");
-    let mut child = Sluice::run(run_args(&output, &input, &["-c", "10"])).spawn();
+    let FileJob {
+        server,
+        dir: _dir,
+        input,
+        output,
+    } = FileJob::start(|m| vec![format!("{m}/delay/0.5"); 100]).await;
+    let mut child = Sluice::to_file(&output, &input, &["-c", "10"]).spawn();
     child
         .until("15 requests at the server", || {
             server.stats().requests >= 15
@@ -159,7 +149,7 @@ async fn interrupt_drains_then_resume_finishes(signal: libc::c_int, name: &str, 
     assert!(recs.values().all(|r| r.ok), "in-flight requests finished");
 
     // Concurrency is not part of what a resume must match.
-    let out = Sluice::run(run_args(&output, &input, &["-q", "-c", "40", "--resume"]))
+    let out = Sluice::to_file(&output, &input, &["-q", "-c", "40", "--resume"])
         .output()
         .await;
     out.code(0);

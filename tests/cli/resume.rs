@@ -30,16 +30,8 @@ async fn resume_repairs_a_torn_line_and_sends_only_what_is_missing() {
                 .collect::<Vec<_>>(),
         ),
     );
-    let args = |extra: &[&str]| {
-        let mut args: Vec<std::ffi::OsString> = extra.iter().map(Into::into).collect();
-        args.extend([
-            "-o".into(),
-            results.clone().into_os_string(),
-            input.clone().into_os_string(),
-        ]);
-        args
-    };
-    Sluice::run(args(&[])).output().await.code(0);
+    let args = |extra: &[&str]| Sluice::to_file(&results, &input, extra);
+    args(&[]).output().await.code(0);
     let first = by_line(&read_records(&results));
     assert_eq!(first.len(), 6);
 
@@ -48,7 +40,7 @@ async fn resume_repairs_a_torn_line_and_sends_only_what_is_missing() {
     let crashed = format!("{}\n{}\n{}", first[&1], first[&3], &torn[..torn.len() / 2]);
     std::fs::write(&results, crashed).unwrap();
     server.reset_stats();
-    let out = Sluice::run(args(&["--resume"])).output().await;
+    let out = args(&["--resume"]).output().await;
     out.code(0);
     let after = by_line(&read_records(&results));
     assert_eq!(
@@ -61,7 +53,7 @@ async fn resume_repairs_a_torn_line_and_sends_only_what_is_missing() {
 
     // Everything recorded: a resumed run sends nothing.
     server.reset_stats();
-    Sluice::run(args(&["--resume"])).output().await.code(0);
+    args(&["--resume"]).output().await.code(0);
     assert_eq!(read_records(&results).len(), 6);
     assert_eq!(server.stats().requests, 0);
     server.shutdown().await;
@@ -81,18 +73,11 @@ async fn retry_failed_resends_failures_and_replaces_their_records() {
         ]),
     );
     let args = |extra: &[&str]| {
-        let mut args: Vec<std::ffi::OsString> = extra.iter().map(Into::into).collect();
-        args.extend([
-            "--retries".into(),
-            "0".into(),
-            "-o".into(),
-            results.clone().into_os_string(),
-        ]);
-        args.push(input.clone().into_os_string());
-        args
+        let extra: Vec<&str> = extra.iter().copied().chain(["--retries", "0"]).collect();
+        Sluice::to_file(&results, &input, &extra)
     };
     // --resume with no output file yet starts one.
-    Sluice::run(args(&["--resume"])).output().await.code(1);
+    args(&["--resume"]).output().await.code(1);
     let first = by_line(&read_records(&results));
     assert_eq!(first[&1].status, Some(500));
     assert_eq!(kind(&first[&3]), "invalid_request");
@@ -102,12 +87,10 @@ async fn retry_failed_resends_failures_and_replaces_their_records() {
 
     // Plain --resume keeps the failure. (No stats reset here: it would also
     // reset the /fail counter.)
-    Sluice::run(args(&["--resume"])).output().await.code(1);
+    args(&["--resume"]).output().await.code(1);
     assert_eq!(server.stats().requests, 2);
 
-    let out = Sluice::run(args(&["--resume", "--retry-failed"]))
-        .output()
-        .await;
+    let out = args(&["--resume", "--retry-failed"]).output().await;
     out.code(1);
     let after = by_line(&read_records(&results));
     assert_eq!(after.len(), 4, "one record per line");

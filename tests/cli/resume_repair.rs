@@ -7,37 +7,27 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_last_line_is_repaired_on_resume() {
-    let server = mock().await;
-    let dir = tempdir();
-    let mut urls = vec![format!("{}/fast", server.url()); 5];
-    let input = write_file(dir.path(), "in.txt", lines(&urls));
-    let output = dir.path().join("out.jsonl");
-    Sluice::run([
-        "-q".as_ref(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        input.as_os_str(),
-    ])
-    .output()
-    .await
-    .code(0);
+    let FileJob {
+        server,
+        dir: _dir,
+        input,
+        output,
+    } = FileJob::start(|m| vec![format!("{m}/fast"); 5]).await;
+    Sluice::to_file(&output, &input, &["-q"])
+        .output()
+        .await
+        .code(0);
     assert_eq!(file_results(&output).len(), 5);
     // Half a record, as a crash in the middle of a write leaves it.
     let mut text = std::fs::read_to_string(&output).expect("read output");
     text.push_str(r#"{"id":6,"line":6,"method":"GET","url":"http://127."#);
     std::fs::write(&output, text).expect("tear the last line");
 
-    urls.push(format!("{}/fast", server.url()));
+    let urls = vec![format!("{}/fast", server.url()); 6];
     std::fs::write(&input, lines(&urls)).expect("add a sixth line");
-    let out = Sluice::run([
-        "-q".as_ref(),
-        "--resume".as_ref(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        input.as_os_str(),
-    ])
-    .output()
-    .await;
+    let out = Sluice::to_file(&output, &input, &["-q", "--resume"])
+        .output()
+        .await;
     out.code(0);
     let recs = file_results(&output);
     assert_eq!(recs.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
@@ -57,26 +47,11 @@ async fn a_changed_input_is_refused_before_anything_is_sent() {
     let with_ids = |ids: [&str; 3]| lines(&ids.map(|id| json_line(json!({"id": id, "url": url}))));
     let a = write_file(dir.path(), "a.jsonl", with_ids(["a1", "a2", "a3"]));
     let output = dir.path().join("out.jsonl");
-    Sluice::run([
-        "-q".as_ref(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        a.as_os_str(),
-    ])
-    .output()
-    .await
-    .code(0);
+    Sluice::to_file(&output, &a, &["-q"]).output().await.code(0);
     let before = std::fs::read(&output).expect("read output");
 
     let b = write_file(dir.path(), "b.jsonl", with_ids(["a1", "other", "a3"]));
-    let out = Sluice::run([
-        "--resume".as_ref(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        b.as_os_str(),
-    ])
-    .output()
-    .await;
+    let out = Sluice::to_file(&output, &b, &["--resume"]).output().await;
     out.code(2);
     assert!(
         out.stderr.contains("line 2"),
@@ -94,39 +69,22 @@ async fn a_changed_input_is_refused_before_anything_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failed_resends_only_the_failed_line() {
-    let server = mock().await;
-    let m = server.url();
-    let dir = tempdir();
-    let input = write_file(
-        dir.path(),
-        "in.txt",
-        lines(&[format!("{m}/fail/1/key"), format!("{m}/fast")]),
-    );
-    let output = dir.path().join("out.jsonl");
-    Sluice::run([
-        "-q".as_ref(),
-        "--retries".as_ref(),
-        "0".as_ref(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        input.as_os_str(),
-    ])
-    .output()
-    .await
-    .code(1);
+    let FileJob {
+        server,
+        dir,
+        input,
+        output,
+    } = FileJob::start(|m| vec![format!("{m}/fail/1/key"), format!("{m}/fast")]).await;
+    Sluice::to_file(&output, &input, &["-q", "--retries", "0"])
+        .output()
+        .await
+        .code(1);
     let recs = file_results(&output);
     assert_eq!((recs[&1].status, recs[&1].ok), (Some(503), false));
 
-    let out = Sluice::run([
-        "-q".as_ref(),
-        "--resume".as_ref(),
-        "--retry-failed".as_ref(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        input.as_os_str(),
-    ])
-    .output()
-    .await;
+    let out = Sluice::to_file(&output, &input, &["-q", "--resume", "--retry-failed"])
+        .output()
+        .await;
     out.code(0);
     let recs = file_results(&output);
     assert_eq!(

@@ -47,6 +47,31 @@ pub async fn fixed_server(response: &'static [u8]) -> String {
         .url
 }
 
+/// A file job's pieces: the mock, a temporary directory, `in.txt` in it
+/// holding one request line each, and the output path `out.jsonl`.
+pub struct FileJob {
+    pub server: MockServer,
+    pub dir: tempfile::TempDir,
+    pub input: PathBuf,
+    pub output: PathBuf,
+}
+
+impl FileJob {
+    /// Starts the mock and writes `in.txt` from its URL (`lines(url)`).
+    pub async fn start(lines_at: impl FnOnce(&str) -> Vec<String>) -> FileJob {
+        let server = mock().await;
+        let dir = tempdir();
+        let input = write_file(dir.path(), "in.txt", lines(&lines_at(&server.url())));
+        let output = dir.path().join("out.jsonl");
+        FileJob {
+            server,
+            dir,
+            input,
+            output,
+        }
+    }
+}
+
 /// A temporary directory for inputs and outputs.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary directory")

@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,6 +84,14 @@ impl Sluice {
         let mut all: Vec<OsString> = vec!["run".into()];
         all.extend(args.into_iter().map(Into::into));
         Sluice::new(all)
+    }
+
+    /// `sluice run EXTRA... -o OUTPUT INPUT`: a file job, the shape every
+    /// resumed run has.
+    pub fn to_file(output: &Path, input: &Path, extra: &[&str]) -> Sluice {
+        let mut args: Vec<OsString> = extra.iter().map(Into::into).collect();
+        args.extend(["-o".into(), output.into(), input.into()]);
+        Sluice::run(args)
     }
 
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Sluice {
