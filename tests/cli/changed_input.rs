@@ -3,14 +3,7 @@
 //! at the top of a list, or a changed URL on a line without an id, is exit 2
 //! naming the first line that differs, with nothing sent.
 
-use std::ffi::OsString;
-use std::path::Path;
-
 use crate::support::*;
-
-fn resume_args(results: &Path, input: &Path) -> Vec<OsString> {
-    vec!["--resume".into(), "-o".into(), results.into(), input.into()]
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_inserted_at_the_top_is_a_changed_input() {
@@ -20,7 +13,7 @@ async fn a_url_inserted_at_the_top_is_a_changed_input() {
     let urls: Vec<String> = (1..=5).map(|i| format!("{m}/fast?n={i}")).collect();
     let input = write_file(dir.path(), "in.txt", lines(&urls));
     let results = dir.path().join("res.jsonl");
-    Sluice::run(["-o".as_ref(), results.as_os_str(), input.as_os_str()])
+    Sluice::to_file(&results, &input, &[])
         .output()
         .await
         .code(0);
@@ -30,7 +23,9 @@ async fn a_url_inserted_at_the_top_is_a_changed_input() {
     let mut inserted = vec![format!("{m}/fast?n=0")];
     inserted.extend(urls.iter().cloned());
     std::fs::write(&input, lines(&inserted)).unwrap();
-    let out = Sluice::run(resume_args(&results, &input)).output().await;
+    let out = Sluice::to_file(&results, &input, &["--resume"])
+        .output()
+        .await;
     out.code(2);
     assert!(
         out.stderr.contains("input line 1 is `GET ") && out.stderr.contains("n=0"),
@@ -89,7 +84,7 @@ async fn json_lines_without_id_are_checked_by_method_and_redacted_url() {
         ]),
     );
     let results = dir.path().join("res.jsonl");
-    Sluice::run(["-o".as_ref(), results.as_os_str(), input.as_os_str()])
+    Sluice::to_file(&results, &input, &[])
         .output()
         .await
         .code(0);
@@ -105,7 +100,7 @@ async fn json_lines_without_id_are_checked_by_method_and_redacted_url() {
         ]),
     )
     .unwrap();
-    Sluice::run(resume_args(&results, &input))
+    Sluice::to_file(&results, &input, &["--resume"])
         .output()
         .await
         .code(0);
@@ -121,7 +116,9 @@ async fn json_lines_without_id_are_checked_by_method_and_redacted_url() {
         ]),
     )
     .unwrap();
-    let out = Sluice::run(resume_args(&results, &input)).output().await;
+    let out = Sluice::to_file(&results, &input, &["--resume"])
+        .output()
+        .await;
     out.code(2);
     assert!(
         out.stderr.contains("input line 3 is `POST "),
