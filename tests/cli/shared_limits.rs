@@ -252,11 +252,29 @@ async fn redis_gone_past_the_timeout_stops_resumably() {
     let dir = tempdir();
     let n = 100;
     let input = input(dir.path(), &server.url(), n, |_| "/fast".into());
-    let args = ["--rate", "20/s", "--redis-timeout", "1s"];
+    let args = ["--rate", "20/s", "--redis-timeout", "2s"];
     let one = shard(dir.path(), &input, &redis, 0, &args);
     until(&server, "5 requests arrived", |s| s.requests >= 5).await;
     redis.stop();
+    let lost = std::time::Instant::now();
     one.wait().await.code(3);
+    // It stops at the timeout, counted from the first call Redis did not
+    // answer (within 100 ms of the loss: the idle poll), not at the end
+    // of the backoff step that crosses it (0.1 s doubling: 3.1 s).
+    let stopped = lost.elapsed();
+    assert!(
+        stopped >= Duration::from_secs(2) && stopped <= Duration::from_millis(2500),
+        "stopped {stopped:?} after Redis went, with --redis-timeout 2s"
+    );
+    let out = dir.path().join("out-0.jsonl");
+    let first = file_results(&out).len();
+    // In-flight requests finished and were written: every request that
+    // reached the server has its record.
+    assert_eq!(
+        server.stats().requests,
+        first as u64,
+        "a request without a record"
+    );
     redis.restart();
     shard(
         dir.path(),
@@ -268,8 +286,11 @@ async fn redis_gone_past_the_timeout_stops_resumably() {
     .wait()
     .await
     .code(0);
-    let records = file_results(&dir.path().join("out-0.jsonl"));
+    // One record per line (`file_results` refuses a line written twice),
+    // and the resume sent only the lines not written.
+    let records = file_results(&out);
     assert_eq!(records.len(), n / SHARDS as usize);
+    assert_eq!(server.stats().requests, records.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
