@@ -198,7 +198,8 @@ pub struct MergeArgs {
     pub ordered: bool,
 
     /// An input file of the run (repeatable, in the order the run read them): every request
-    /// line must have exactly one record; missing ones are named (exit 1).
+    /// line must have exactly one record, with its id; what is missing, doubled or of another
+    /// input is named by file, line and id (exit 1).
     #[arg(long, value_name = "INPUT")]
     pub check: Vec<PathBuf>,
 

@@ -6,31 +6,32 @@
 //! ([`crate::recompute::for_each_line`]) and their line numbers as
 //! `--resume` reads them, so any output format merges. Under `--ordered`,
 //! memory holds 24 bytes per record (where each is), and the records are
-//! read again in order.
+//! read again in order; under `--check`, 16 (its line and a hash of its
+//! id, compared with the inputs' in [`check`]).
+
+mod check;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use futures::StreamExt;
-use sluice::parse::ParseOptions;
-use sluice::source::Source;
 
 use crate::cli::MergeArgs;
 use crate::exit::{Ending, ExitCode};
 use crate::outputs::Output;
 use crate::recompute::{ResultLine, for_each_line};
 use crate::run::Usage;
-
-/// How many line numbers a message names before it only counts the rest.
-const SHOWN_LINES: usize = 20;
+use check::{Named, Where};
 
 /// Runs the command: 0 merged (and checked), 1 a line has no record or
 /// several, 2 a file could not be read or written.
 pub async fn merge(args: MergeArgs) -> Result<ExitCode> {
     check_paths(&args)?;
-    let mut index = Index::default();
+    let mut index = Index {
+        checking: !args.check.is_empty(),
+        ..Index::default()
+    };
     let to_stdout = args.output == Path::new("-");
     let written = if to_stdout {
         let mut out = BufWriter::new(io::stdout().lock());
@@ -39,17 +40,20 @@ pub async fn merge(args: MergeArgs) -> Result<ExitCode> {
         write_replacing(&args.output, |out| write_all(&args, &mut index, out))
     };
     written.map_err(Usage)?;
-    let mut problems = Vec::new();
-    if !index.doubled.is_empty() {
-        problems.push(format!(
-            "{} with more than one record: {}; a line sent by two shards (the same --shard twice, or a shard run again without --resume) was written twice: keep one of them",
-            plural(index.doubled.len(), "line"),
-            show(index.doubled.iter())
-        ));
-    }
-    if !args.check.is_empty() {
-        problems.extend(check_inputs(&args.check, &index).await.map_err(Usage)?);
-    }
+    let mut found = if args.check.is_empty() {
+        check::Found::default()
+    } else {
+        check::inputs(&args.check, &mut index.ids)
+            .await
+            .map_err(Usage)?
+    };
+    found.doubled = Named::of(index.doubled.iter().map(|line| (line, None)));
+    let places = check::locate(&args.files, &found.lines_named()).map_err(Usage)?;
+    let problems = found.messages(&Where {
+        places: &places,
+        results: &args.files,
+        inputs: &args.check,
+    });
     eprintln!(
         "sluice merge: {} from {} into {}",
         plural(index.records, "record"),
@@ -123,9 +127,9 @@ fn write_replacing(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>
 fn write_all(args: &MergeArgs, index: &mut Index, out: &mut dyn Write) -> Result<()> {
     let mut failed: Option<io::Error> = None;
     for_each_line(&args.files, |line| {
-        let number = sluice::resume::record_line(line.text)
+        let (number, id) = sluice::resume::record_line_and_id(line.text)
             .map_err(|why| format!("not a result line ({why}); fix or remove that line"))?;
-        index.add(number, line, args.ordered);
+        index.add(number, &id, line, args.ordered);
         if !args.ordered && failed.is_none() {
             failed = writeln!(out, "{}", line.text).err();
         }
@@ -148,21 +152,26 @@ struct Place {
     file: u32,
 }
 
-/// The records seen: which lines have one, which several, and (ordered)
-/// where each is.
+/// The records seen: which lines have one, which several, (checking)
+/// each one's line and id, and (ordered) where each is.
 #[derive(Default)]
 struct Index {
     records: u64,
     seen: LineSet,
     doubled: LineSet,
+    checking: bool,
+    ids: Vec<(u64, u64)>,
     places: Vec<Place>,
 }
 
 impl Index {
-    fn add(&mut self, number: u64, line: &ResultLine, ordered: bool) {
+    fn add(&mut self, number: u64, id: &str, line: &ResultLine, ordered: bool) {
         self.records += 1;
         if !self.seen.insert(number) {
             self.doubled.insert(number);
+        }
+        if self.checking {
+            self.ids.push((number, check::id_hash(id)));
         }
         if ordered {
             self.places.push(Place {
@@ -201,45 +210,6 @@ impl Index {
     }
 }
 
-/// Reads the inputs as a run reads them; every request line must have a
-/// record, and every record a request line. Returns what is wrong.
-async fn check_inputs(inputs: &[PathBuf], index: &Index) -> Result<Vec<String>> {
-    let source =
-        Source::open(inputs, ParseOptions::default()).map_err(|e| anyhow!("--check: {e}"))?;
-    let mut stream = Box::pin(source.into_stream());
-    let mut missing = LineSet::default();
-    let mut expected = LineSet::default();
-    while let Some(item) = stream.next().await {
-        let line = item.map_err(|e| anyhow!("--check: {e}"))?.line();
-        expected.insert(line);
-        if !index.seen.contains(line) {
-            missing.insert(line);
-        }
-    }
-    let mut problems = Vec::new();
-    if !missing.is_empty() {
-        problems.push(format!(
-            "--check: {} of the inputs {} no record: {}; run the shard that owns each (line modulo N is K) again with --resume, then merge again",
-            plural(missing.len(), "request line"),
-            if missing.len() == 1 { "has" } else { "have" },
-            show(missing.iter())
-        ));
-    }
-    let extra: Vec<u64> = index
-        .seen
-        .iter()
-        .filter(|&l| !expected.contains(l))
-        .collect();
-    if !extra.is_empty() {
-        problems.push(format!(
-            "--check: {} for lines that are not request lines of the inputs: {}; check that --check names the run's inputs, in the order it read them",
-            plural(extra.len() as u64, "record"),
-            show(extra.into_iter())
-        ));
-    }
-    Ok(problems)
-}
-
 /// `n thing` or `n things`.
 fn plural(n: u64, thing: &str) -> String {
     if n == 1 {
@@ -249,26 +219,10 @@ fn plural(n: u64, thing: &str) -> String {
     }
 }
 
-/// The first line numbers, then how many more.
-fn show(lines: impl Iterator<Item = u64>) -> String {
-    let all: Vec<u64> = lines.collect();
-    let mut text = all
-        .iter()
-        .take(SHOWN_LINES)
-        .map(|l| format!("line {l}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if all.len() > SHOWN_LINES {
-        text.push_str(&format!(" and {} more", all.len() - SHOWN_LINES));
-    }
-    text
-}
-
 /// A set of line numbers, one bit each.
 #[derive(Default)]
 struct LineSet {
     words: Vec<u64>,
-    len: u64,
 }
 
 impl LineSet {
@@ -280,21 +234,7 @@ impl LineSet {
         }
         let fresh = self.words[word] & bit == 0;
         self.words[word] |= bit;
-        self.len += u64::from(fresh);
         fresh
-    }
-
-    fn contains(&self, line: u64) -> bool {
-        let (word, bit) = ((line / 64) as usize, 1u64 << (line % 64));
-        self.words.get(word).is_some_and(|w| w & bit != 0)
-    }
-
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The lines in increasing order.
@@ -312,19 +252,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_line_set_counts_and_lists_in_order() {
+    fn a_line_set_lists_in_order() {
         let mut set = LineSet::default();
         assert!(set.insert(130) && set.insert(2) && !set.insert(2));
-        assert_eq!(set.len(), 2);
-        assert!(set.contains(130) && !set.contains(129));
         assert_eq!(set.iter().collect::<Vec<_>>(), [2, 130]);
     }
 
     #[test]
-    fn messages_name_the_first_lines_then_count() {
-        assert_eq!(show([3, 5].into_iter()), "line 3, line 5");
-        let many = show(1..=25);
-        assert!(many.ends_with("line 20 and 5 more"), "{many}");
+    fn plural_counts() {
         assert_eq!(plural(1, "record"), "1 record");
+        assert_eq!(plural(2, "record"), "2 records");
     }
 }

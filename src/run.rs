@@ -241,21 +241,9 @@ fn job_error(e: JobError) -> anyhow::Error {
 /// Under `--redis`, connects the shared limiter before anything is sent: a
 /// wrong URL, a refused password or a Redis without scripting is exit 2.
 async fn connect_shared(config: &Config) -> Result<Option<sluice::shared::Limiter>> {
-    use sluice::shared::{Dimension, Dimensions, Limiter};
-    let Some(shared) = &config.shared else {
-        return Ok(None);
-    };
-    let burst = u64::from(config.burst.get());
-    let dims = Dimensions {
-        rate: (config.rate).map(|r| Dimension::new("rate", r, burst)),
-        budget: (config.budget)
-            .map(|b| Dimension::new("budget", b, config.effective_budget_burst().unwrap_or(1))),
-        host: (config.per_host_rate).map(|r| Dimension::new("host", r, burst)),
-    };
-    let limiter = Limiter::connect(shared, dims)
+    sluice::shared::Limiter::for_config(config)
         .await
-        .map_err(|e| Usage(anyhow!("--redis {}: {e}", e.url())))?;
-    Ok(Some(limiter))
+        .map_err(|e| Usage(anyhow!("--redis {}: {e}", e.url())).into())
 }
 
 /// Counts the request lines of input files while the run starts, so the

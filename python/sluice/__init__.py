@@ -715,11 +715,23 @@ def run_file(
     output: Optional[PathLike] = None,
     *,
     resume: bool = False,
+    shard: Optional[str] = None,
+    redis: Optional[str] = None,
+    job: Optional[str] = None,
+    redis_timeout: Union[str, float, None] = None,
     **options: Any,
 ) -> Summary:
     """The CLI's crash-safe file job (``sluice run INPUT -o OUTPUT [--resume]``):
     one result line per input line, streamed to ``output`` so a crash loses
     nothing that finished; ``resume=True`` continues where it stopped.
+
+    Across machines, as the CLI's ``--shard``, ``--redis``, ``--job`` and
+    ``--redis-timeout``: ``shard="K/N"`` takes the lines whose number modulo
+    N is K (records keep their global line numbers; give each shard its own
+    ``output``); ``redis="redis://HOST:PORT"`` with ``job="NAME"`` shares
+    the rate, budget, per-host rate, pauses and closed origins with every
+    process of the job; ``redis_timeout`` (default 5 minutes) is how long
+    Redis may be unreachable before the job stops, resumable.
 
     Raises UsageError (a ValueError) when nothing could be sent (a bad
     option, input or output: the CLI's exit status 2). Ctrl-C drains as in
@@ -727,6 +739,7 @@ def run_file(
     KeyboardInterrupt is raised; a second Ctrl-C abandons them."""
     options["output"] = output
     options["resume"] = resume
+    options.update(shard=shard, redis=redis, job=job, redis_timeout=redis_timeout)
     if isinstance(inputs, (list, tuple)):
         paths: Any = [os.fspath(p) for p in inputs]
     else:

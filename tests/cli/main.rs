@@ -24,6 +24,7 @@ mod help;
 mod interrupts;
 mod learned;
 mod limits;
+mod merge_check;
 mod options;
 mod origins;
 mod output;

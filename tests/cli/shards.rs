@@ -345,14 +345,24 @@ async fn merge_check_names_missing_and_doubled_lines() {
     got.code(1);
     assert!(
         got.stderr
-            .contains("2 request lines of the inputs have no record: line 3, line 7"),
+            .contains(&format!("2 request lines of the inputs have no record: line 3 ({in_}:3, id `twice`), line 7 ({in_}:7, id `7`); ", in_ = input.display())),
         "{}",
         got.stderr
     );
+    let once = |line: u64| {
+        let records = read_records(&outs[1]);
+        let row = records.iter().position(|r| r.line == line).unwrap() + 1;
+        let (out, id) = (outs[1].display(), records[row - 1].id.to_string());
+        format!("line {line} recorded in {out}:{row} (id `{id}`) and {out}:{row} (id `{id}`)")
+    };
+    let doubled = format!(
+        "2 lines with more than one record: {}, {}; ",
+        once(1),
+        once(9)
+    );
     assert!(
-        got.stderr
-            .contains("2 lines with more than one record: line 1, line 9"),
-        "{}",
+        got.stderr.contains(&doubled),
+        "{}\nwanted: {doubled}",
         got.stderr
     );
     // A line that is not a record is named by file and line (exit 2).

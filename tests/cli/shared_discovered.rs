@@ -92,6 +92,9 @@ async fn a_rate_one_shard_discovered_paces_the_others() {
     // refusals come before anything is published, and both shards' AIMD
     // publish to the one cell). Whether the fleet shares is proved by the
     // cell above; the refusals are held to the headerless bound
-    // with room for timing on a loaded machine (10%, not 5%).
+    // with room for timing on a loaded machine (10%, not 5%: 8, 10 and 12
+    // refused were measured again at a load average of 17 on 2 cores, and
+    // 15, the 5% edge, before; the first wave alone, 16 requests at -c 8
+    // against a bucket of 10, is about 6).
     assert!(refused <= n as u64 / 10, "{refused} refused at the server");
 }

@@ -62,15 +62,20 @@ pub fn run_file(
     let source = Source::open(&inputs, opts.parse.clone())
         .map_err(|e| UsageError::new_err(sluice::filejob::describe(&e)))?;
     check_outputs(&output, f, &inputs)?;
-    let job = py.detach(|| runtime.block_on(prepare(&output, f, &inputs, &opts.parse)));
-    let (sink, resumed) = job.map_err(usage)?;
+    let job =
+        py.detach(|| runtime.block_on(prepare(&output, f, &inputs, &opts.parse, &opts.config)));
+    let (sink, resumed, limiter) = job?;
     let drain = Arc::new(Notify::new());
-    let total = sluice::source::count_request_lines(&inputs);
+    let total = sluice::source::count_shard_lines(&inputs, f.shard);
     let (config, summary_json) = (opts.config, f.summary_json.clone());
     let mut task = runtime.spawn(drive(
-        config,
-        source,
-        resumed,
+        Job {
+            config,
+            source,
+            shard: f.shard,
+            limiter,
+            resumed,
+        },
         sink,
         Arc::clone(&drain),
         total,
@@ -160,27 +165,51 @@ fn check_outputs(output: &Path, f: &FileOptions, inputs: &[PathBuf]) -> PyResult
     }
 }
 
-/// The checks and the resume, then the output opened.
+/// A job's input, limits and what an earlier run recorded.
+struct Job {
+    config: Config,
+    source: Source,
+    shard: Option<sluice::shard::Shard>,
+    limiter: Option<sluice::shared::Limiter>,
+    resumed: Option<filejob::Resumed>,
+}
+
+/// The checks and the resume, the shared limiter connected (`redis`), then
+/// the output opened: as the CLI, nothing on disk changes before every
+/// check has passed.
 async fn prepare(
     output: &Path,
     f: &FileOptions,
     inputs: &[PathBuf],
     parse: &sluice::parse::ParseOptions,
-) -> Result<(Sink, Option<filejob::Resumed>), JobError> {
-    let resumed = if f.resume {
+    config: &Config,
+) -> PyResult<(
+    Sink,
+    Option<filejob::Resumed>,
+    Option<sluice::shared::Limiter>,
+)> {
+    let mut resumed = if f.resume {
         let files = ResumeFiles {
             output,
             errors_output: f.errors_output.as_deref(),
             retry_failed: f.retry_failed,
             format: f.output_format,
-            shard: None,
+            shard: f.shard,
         };
-        let mut r = filejob::scan_resume(&files, inputs, parse).await?;
-        r.commit()?;
-        Some(r)
+        Some(
+            filejob::scan_resume(&files, inputs, parse)
+                .await
+                .map_err(usage)?,
+        )
     } else {
         None
     };
+    let limiter = sluice::shared::Limiter::for_config(config)
+        .await
+        .map_err(|e| UsageError::new_err(format!("redis {}: {e}", e.url())))?;
+    if let Some(r) = resumed.as_mut() {
+        r.commit().map_err(usage)?;
+    }
     let sink = filejob::open_sink(&SinkOptions {
         output: Some(output),
         errors_output: f.errors_output.as_deref(),
@@ -188,8 +217,9 @@ async fn prepare(
         overwrite: f.overwrite,
         fsync: f.fsync,
         format: f.output_format,
-    })?;
-    Ok((sink, resumed))
+    })
+    .map_err(usage)?;
+    Ok((sink, resumed, limiter))
 }
 
 /// What the run ended with: an error to raise after the summary is
@@ -201,13 +231,18 @@ struct Ended {
 /// Runs the engine to the end, writing every record; returns the facts
 /// and the summary JSON.
 async fn drive(
-    config: Config,
-    source: Source,
-    resumed: Option<filejob::Resumed>,
+    job: Job,
     mut sink: Sink,
     drain: Arc<Notify>,
     total: Option<u64>,
 ) -> (Ended, String) {
+    let Job {
+        config,
+        source,
+        shard,
+        limiter,
+        resumed,
+    } = job;
     let started = Instant::now();
     let mut all = resumed.as_ref().map(|r| r.tally()).unwrap_or_default();
     let mut this_run = Tally::default();
@@ -217,7 +252,7 @@ async fn drive(
     };
     let read_error: Arc<std::sync::Mutex<Option<InputError>>> = Arc::default();
     let inputs = until_error(
-        filejob::input_stream(source, resumed),
+        sluice::shard::select(filejob::input_stream(source, resumed), shard).boxed(),
         Arc::clone(&read_error),
     );
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -227,7 +262,7 @@ async fn drive(
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     };
     let mut error = None;
-    let mut run = match sluice::run(config, inputs, shutdown) {
+    let mut run = match sluice::engine::run_shared(config, limiter, inputs, shutdown) {
         Ok(run) => run,
         Err(e) => {
             let err = Some(UsageError::new_err(sluice::filejob::describe(&e)));

@@ -29,6 +29,13 @@ pub struct FileOptions {
     pub retry_failed: bool,
     pub fsync: bool,
     pub summary_json: Option<PathBuf>,
+    /// `shard="K/N"`: this process's lines (the CLI's `--shard`).
+    pub shard: Option<sluice::shard::Shard>,
+    /// `redis`, `job`, `redis_timeout`: limits shared with every process
+    /// of the job (the CLI's `--redis`, `--job`, `--redis-timeout`).
+    pub redis: Option<String>,
+    pub job: Option<String>,
+    pub redis_timeout: Option<Duration>,
 }
 
 /// Everything the options describe.
@@ -295,6 +302,9 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>, file: bool) -> PyResult<Option
             }
         };
     }
+    if let Some(shared) = shared(&f)? {
+        b = b.shared(shared);
+    }
     let redactor = Redactor::with_extra(&raw.redact);
     let batch_format = f.output_format != OutputFormat::Sluice;
     if batch_format && raw.body != BodyMode::Auto {
@@ -388,6 +398,10 @@ fn read_file_option(o: &str, v: &Bound<'_, PyAny>, f: &mut FileOptions) -> PyRes
         "resume" => f.resume = flag(o, v)?,
         "retry_failed" => f.retry_failed = flag(o, v)?,
         "fsync" => f.fsync = flag(o, v)?,
+        "shard" => f.shard = Some(shard(o, v)?),
+        "redis" => f.redis = Some(text(o, v)?),
+        "job" => f.job = Some(text(o, v)?),
+        "redis_timeout" => f.redis_timeout = Some(duration(o, v)?),
         "output_format" => {
             f.output_format = choice(
                 o,
@@ -402,6 +416,41 @@ fn read_file_option(o: &str, v: &Bound<'_, PyAny>, f: &mut FileOptions) -> PyRes
         _ => return Err(unknown(o)),
     }
     Ok(())
+}
+
+/// `shard`: `"K/N"`, as the CLI's `--shard` (the CLI's `env` reads the
+/// environment, which a library leaves to its caller).
+fn shard(option: &str, v: &Bound<'_, PyAny>) -> PyResult<sluice::shard::Shard> {
+    let s = text(option, v)?;
+    if s.trim() == "env" {
+        return Err(bad(
+            option,
+            &s,
+            "a library does not read the environment: pass shard=f\"{os.environ['JOB_COMPLETION_INDEX']}/{os.environ['SLUICE_SHARDS']}\"",
+        ));
+    }
+    sluice::shard::Shard::parse(&s).map_err(|e| bad(option, &s, e))
+}
+
+/// `redis` with `job` (each needs the other, as on the command line);
+/// `redis_timeout` only matters with them.
+fn shared(f: &FileOptions) -> PyResult<Option<sluice::shared::SharedConfig>> {
+    match (&f.redis, &f.job) {
+        (Some(url), Some(job)) => Ok(Some(sluice::shared::SharedConfig {
+            url: url.clone(),
+            job: job.clone(),
+            timeout: f
+                .redis_timeout
+                .unwrap_or(sluice::config::DEFAULT_SHARED_TIMEOUT),
+        })),
+        (Some(_), None) => Err(PyValueError::new_err(
+            "redis needs job: the job's name (every process with the same job shares one set of limits)",
+        )),
+        (None, Some(_)) => Err(PyValueError::new_err(
+            "job needs redis: the Redis or Valkey URL the job's limits are shared through",
+        )),
+        (None, None) => Ok(None),
+    }
 }
 
 fn unknown(o: &str) -> PyErr {

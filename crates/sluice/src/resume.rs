@@ -635,6 +635,15 @@ pub fn record_line(text: &str) -> Result<u64, String> {
     parse_record(text).map(|parsed| parsed.line)
 }
 
+/// [`record_line`], with the id the record carries (a batch format's
+/// `custom_id`), for `sluice merge --check` to compare with its input line's.
+///
+/// # Errors
+/// The text is not a result line (the message says why).
+pub fn record_line_and_id(text: &str) -> Result<(u64, String), String> {
+    parse_record(text).map(|parsed| (parsed.line, parsed.sent.id))
+}
+
 /// Reads a record line of any format (a batch-format line first, since a
 /// sluice record never has a `custom_id`).
 fn parse_record(text: &str) -> Result<Parsed, String> {

@@ -25,6 +25,11 @@ pub const MOST: u32 = 64;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// The last try, at `--redis-timeout`, may take this long: a refused
+/// connection fails well within it, and a Redis that hangs is given up on
+/// this soon after the timeout.
+const LAST_TRY: Duration = BACKOFF_MIN;
+
 /// How a stop for lost Redis begins (it is not published to the others).
 pub const REDIS_LOST: &str = "Redis unreachable";
 
@@ -372,6 +377,12 @@ fn batch(asks: Vec<Ask>) -> (Call, Vec<Ask>) {
 /// Calls until Redis answers: reconnects with backoff, says so, and gives
 /// up after the limiter's timeout. `None` when the run is gone or Redis
 /// gave out.
+///
+/// Redis counts as gone from the sending of the first call it did not
+/// answer, and the run stops at `--redis-timeout` after that, not at the
+/// end of the backoff step that crosses it: the last wait is cut short at
+/// the deadline, and every try (a reconnect and the call) ends by the
+/// deadline plus [`LAST_TRY`].
 async fn call_until_answered(
     limiter: &mut Limiter,
     call: &Call,
@@ -380,37 +391,48 @@ async fn call_until_answered(
     let mut since: Option<Instant> = None;
     let mut backoff = BACKOFF_MIN;
     loop {
-        let result = match tokio::time::timeout(super::CALL_TIMEOUT, limiter.call(call)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", super::CALL_TIMEOUT)),
+        let sent = Instant::now();
+        let allowed = match since {
+            None => super::CALL_TIMEOUT,
+            Some(since) => super::CALL_TIMEOUT
+                .min((since + limiter.timeout + LAST_TRY).saturating_duration_since(sent)),
         };
-        match result {
+        let reconnect = since.is_some();
+        let attempt = async {
+            if reconnect {
+                limiter.reconnect().await?;
+            }
+            limiter.call(call).await
+        };
+        let result = match tokio::time::timeout(allowed, attempt).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {allowed:?}")),
+        };
+        let message = match result {
             Ok(reply) => {
                 if since.is_some() {
                     replies.send(Reservation::Trouble(Trouble::Back)).ok()?;
                 }
                 return Some(reply);
             }
-            Err(message) => {
-                let start = *since.get_or_insert_with(Instant::now);
-                let for_ = start.elapsed();
-                if for_ >= limiter.timeout {
-                    let message = format!(
-                        "{REDIS_LOST} for {:.1}s, longer than the {:?} allowed: {message}",
-                        for_.as_secs_f64(),
-                        limiter.timeout
-                    );
-                    let _ = replies.send(Reservation::Trouble(Trouble::GaveUp { message }));
-                    return None;
-                }
-                replies
-                    .send(Reservation::Trouble(Trouble::Down { for_, message }))
-                    .ok()?;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                let _ = limiter.reconnect().await;
-            }
+            Err(message) => message,
+        };
+        let start = *since.get_or_insert(sent);
+        let for_ = start.elapsed();
+        if for_ >= limiter.timeout {
+            let message = format!(
+                "{REDIS_LOST} for {:.1}s, longer than the {:?} allowed: {message}",
+                for_.as_secs_f64(),
+                limiter.timeout
+            );
+            let _ = replies.send(Reservation::Trouble(Trouble::GaveUp { message }));
+            return None;
         }
+        replies
+            .send(Reservation::Trouble(Trouble::Down { for_, message }))
+            .ok()?;
+        tokio::time::sleep(backoff.min(limiter.timeout - for_)).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 

@@ -185,6 +185,20 @@ pub struct Dimensions {
     pub host: Option<Dimension>,
 }
 
+impl Dimensions {
+    /// The dimensions `config` limits: `--rate` and `--per-host-rate` with
+    /// `--burst`, `--budget` with its burst.
+    pub fn of(config: &crate::Config) -> Dimensions {
+        let burst = u64::from(config.burst.get());
+        Dimensions {
+            rate: (config.rate).map(|r| Dimension::new("rate", r, burst)),
+            budget: (config.budget)
+                .map(|b| Dimension::new("budget", b, config.effective_budget_burst().unwrap_or(1))),
+            host: (config.per_host_rate).map(|r| Dimension::new("host", r, burst)),
+        }
+    }
+}
+
 /// The job's limits on Redis: a connection and the script.
 pub struct Limiter {
     client: Client,
@@ -299,6 +313,21 @@ impl Limiter {
                 message: format!("sluice's script failed: {e}"),
             })?;
         Ok(limiter)
+    }
+
+    /// The limiter `config` shares its limits through (`None` when it
+    /// shares none), connected as [`Limiter::connect`] connects: every
+    /// front end connects it before anything is sent.
+    ///
+    /// # Errors
+    /// As [`Limiter::connect`].
+    pub async fn for_config(config: &crate::Config) -> Result<Option<Limiter>, SharedError> {
+        match &config.shared {
+            Some(shared) => Limiter::connect(shared, Dimensions::of(config))
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Reconnects after a failure (the script is loaded again on demand:
