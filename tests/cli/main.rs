@@ -52,5 +52,3 @@ mod tokens;
 mod transport;
 mod transport_direct;
 
-// `crate::child`: the controlled child, by the name its callers use.
-use support::child;

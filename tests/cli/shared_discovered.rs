@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sluice_mock::redis::RedisServer;
 
-use crate::child::{Running, achieved_rate, arrivals};
+use crate::support::arrivals::{achieved_rate, arrivals};
 use crate::support::*;
 
 const SHARDS: u64 = 2;
@@ -26,7 +26,7 @@ fn shard(dir: &Path, input: &Path, k: u64, extra: &[String]) -> Running {
     ];
     args.extend(extra.iter().map(Into::into));
     args.push(input.as_os_str().into());
-    Running::spawn(dir, args)
+    Sluice::run(args).spawn()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +53,7 @@ async fn a_rate_one_shard_discovered_paces_the_others() {
         .map(|k| shard(dir.path(), &input, k, &extra))
         .collect();
     for run in running {
-        run.wait().await.code(0);
+        run.finish().await.code(0);
     }
     let mut lines: Vec<u64> = (0..SHARDS)
         .flat_map(|k| file_results(&dir.path().join(format!("out-{k}.jsonl"))))

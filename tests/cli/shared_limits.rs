@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice_mock::redis::RedisServer;
 
-use crate::child::{Running, achieved_rate, arrivals, max_in_window};
+use crate::support::arrivals::{achieved_rate, arrivals, max_in_window};
 use crate::support::*;
 
 const SHARDS: u64 = 4;
@@ -35,7 +35,7 @@ fn shard(dir: &Path, input: &Path, redis: &RedisServer, k: u64, extra: &[&str]) 
     ];
     args.extend(extra.iter().map(Into::into));
     args.push(input.as_os_str().into());
-    Running::spawn(dir, args)
+    Sluice::run(args).spawn()
 }
 
 /// Every line 1..=n has exactly one record across the shards' outputs.
@@ -67,7 +67,7 @@ async fn four_shards_share_one_rate() {
         .map(|k| shard(dir.path(), &input, &redis, k, &["--rate", "200/s"]))
         .collect();
     for run in running {
-        run.wait().await.code(0);
+        run.finish().await.code(0);
     }
     one_record_per_line(dir.path(), n as u64);
     let at = arrivals(&server, |_| true);
@@ -135,7 +135,7 @@ async fn a_retry_after_seen_by_one_shard_pauses_all() {
         .map(|k| shard(dir.path(), &input, &redis, k, &["--rate", "50/s"]))
         .collect();
     for run in running {
-        run.wait().await.code(0);
+        run.finish().await.code(0);
     }
     one_record_per_line(dir.path(), n as u64);
     let stats = server.stats();
@@ -174,14 +174,12 @@ async fn a_killed_shard_resumes_and_merge_checks_every_line() {
     let victim = dir.path().join("out-2.jsonl");
     running[2]
         .until("shard 2 wrote some records", || {
-            crate::child::complete_lines(&victim) >= 5
+            complete_lines(&victim) >= 5
         })
         .await;
-    running[2].signal(libc::SIGKILL);
-    let killed = running.remove(2);
-    assert_eq!(killed.wait().await.code, None);
+    running.remove(2).kill_9().await;
     for run in running {
-        run.wait().await.code(0);
+        run.finish().await.code(0);
     }
     shard(
         dir.path(),
@@ -190,7 +188,7 @@ async fn a_killed_shard_resumes_and_merge_checks_every_line() {
         2,
         &["--rate", "100/s", "--resume"],
     )
-    .wait()
+    .finish()
     .await
     .code(0);
     let merged = dir.path().join("merged.jsonl");
@@ -230,7 +228,7 @@ async fn redis_down_for_3s_holds_starts_then_the_run_completes() {
     );
     redis.restart();
     for run in running {
-        run.wait().await.code(0);
+        run.finish().await.code(0);
     }
     one_record_per_line(dir.path(), n as u64);
     let at = arrivals(&server, |_| true);
@@ -261,7 +259,7 @@ async fn redis_gone_past_the_timeout_stops_resumably() {
     // returns.
     let lost = std::time::Instant::now();
     redis.stop();
-    one.wait().await.code(3);
+    one.finish().await.code(3);
     // It stops at the timeout, counted from the first call Redis did not
     // answer (within 100 ms of the loss: the idle poll), not at the end
     // of the backoff step that crosses it (0.1 s doubling: 3.1 s).
@@ -287,7 +285,7 @@ async fn redis_gone_past_the_timeout_stops_resumably() {
         0,
         &["--rate", "200/s", "--resume"],
     )
-    .wait()
+    .finish()
     .await
     .code(0);
     // One record per line (`file_results` refuses a line written twice),
@@ -439,7 +437,7 @@ async fn four_shards_share_one_budget() {
         .map(|k| shard(dir.path(), &input, &redis, k, &args))
         .collect();
     for run in running {
-        run.wait().await.code(0);
+        run.finish().await.code(0);
     }
     one_record_per_line(dir.path(), n);
     let at = arrivals(&server, |_| true);
@@ -472,7 +470,7 @@ async fn four_shards_share_each_origins_rate() {
         .map(|k| shard(dir.path(), &input, &redis, k, &["--per-host-rate", "20/s"]))
         .collect();
     for run in running {
-        run.wait().await.code(0);
+        run.finish().await.code(0);
     }
     one_record_per_line(dir.path(), n);
     for server in [&a, &b] {
@@ -503,7 +501,7 @@ async fn four_shards_share_what_one_learned_from_the_headers() {
         .map(|k| shard(dir.path(), &input, &redis, k, &["-c", "2"]))
         .collect();
     for run in running {
-        run.wait().await.code(0);
+        run.finish().await.code(0);
     }
     let limited = server
         .stats()

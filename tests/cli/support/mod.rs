@@ -10,7 +10,6 @@ use std::time::Duration;
 use sluice_mock::MockServer;
 
 pub mod arrivals;
-pub mod child;
 pub mod raw;
 pub mod records;
 pub mod run;

@@ -308,11 +308,6 @@ impl Running {
         self.status.is_some()
     }
 
-    /// What the child wrote to standard error so far.
-    pub fn stderr_so_far(&self) -> String {
-        self.stderr.so_far()
-    }
-
     /// Polls `condition` until it holds; fails if the child exits first or
     /// if it does not hold within [`LIMIT`].
     pub async fn until(&mut self, what: &str, mut condition: impl FnMut() -> bool) {
