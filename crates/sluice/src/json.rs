@@ -47,16 +47,42 @@ pub(crate) fn json_kind(raw: &RawValue) -> JsonKind {
 /// and so every digit of every number, is kept. Most bodies are compact
 /// already and are copied as they are (one scan, no filtering).
 pub(crate) fn compact_json(json: &str) -> String {
-    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    if !json.bytes().any(is_space) {
+    if !may_hold_space(json.as_bytes()) {
         return json.to_owned();
     }
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let mut strings = JsonStrings::default();
     let bytes: Vec<u8> = json
         .bytes()
         .filter(|&b| strings.inside(b) || !is_space(b))
         .collect();
     String::from_utf8(bytes).expect("removing ASCII bytes from UTF-8 text leaves UTF-8 text")
+}
+
+/// False only when `bytes` hold no byte up to a space (JSON's whitespace
+/// is four of those), so the text needs no compaction. It looks at every
+/// byte without branching, a block at a time, which the compiler turns
+/// into vector instructions: a 4 KiB body costs a few hundred instructions,
+/// where a byte-by-byte search cost six per byte.
+pub(crate) fn may_hold_space(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(64)
+        .any(|block| block.iter().fold(false, |seen, &b| seen | (b <= b' ')))
+}
+
+/// How many `[` and `{` bytes `bytes` hold, strings included: an upper
+/// bound of the nesting depth, counted without branching (see
+/// [`may_hold_space`]). `[` is `{` without the 0x20 bit.
+pub(crate) fn opening_brackets(bytes: &[u8]) -> usize {
+    bytes
+        .chunks(128)
+        .map(|block| {
+            let n = block
+                .iter()
+                .fold(0u8, |n, &b| n + u8::from(b | 0x20 == b'{'));
+            usize::from(n)
+        })
+        .sum()
 }
 
 /// Appends `text` as a JSON string. Text that needs no escape (the common
@@ -141,6 +167,34 @@ mod tests {
             "{\"k\":\"a\\\\\",\"é ü\":[1,\"ß \\\" ∂\"]}"
         );
         assert_eq!(compact_json(r#"{"a":[1,2]}"#), r#"{"a":[1,2]}"#);
+    }
+
+    #[test]
+    fn block_scans_agree_with_a_byte_by_byte_look() {
+        let mut text: Vec<u8> = b"{\"data\":\"".to_vec();
+        text.extend(std::iter::repeat_n(b'y', 300));
+        text.extend_from_slice(b"\"}");
+        for at in [
+            None,
+            Some(0),
+            Some(63),
+            Some(64),
+            Some(200),
+            Some(text.len() - 1),
+        ] {
+            for put in [b' ', b'\t', b'\n', b'\r', b'[', b'{', 0x1f, b'!', 0x7f] {
+                let mut t = text.clone();
+                if let Some(i) = at {
+                    t[i] = put;
+                }
+                let spaces = t.iter().any(|&b| b <= b' ');
+                assert_eq!(may_hold_space(&t), spaces, "{at:?} {put}");
+                let brackets = t.iter().filter(|&&b| b == b'[' || b == b'{').count();
+                assert_eq!(opening_brackets(&t), brackets, "{at:?} {put}");
+            }
+        }
+        assert_eq!(opening_brackets(&[b'['; 1000]), 1000);
+        assert!(!may_hold_space(b""));
     }
 
     #[test]

@@ -507,16 +507,33 @@ pub(crate) fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
 /// small record's serialising time). A year past 9999 is formatted as
 /// text (`Err`).
 fn rfc3339_digits(t: SystemTime) -> Result<[u8; 24], String> {
+    thread_local! {
+        /// The last second formatted, and its digits: a run's records
+        /// fall in few seconds, so most take only their milliseconds.
+        static LAST: std::cell::Cell<Option<(u64, [u8; 24])>> = const { std::cell::Cell::new(None) };
+    }
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+    let (secs, ms) = (since.as_secs(), since.subsec_millis());
+    let mut out = match LAST.get() {
+        Some((last, digits)) if last == secs => digits,
+        _ => {
+            let digits = second_digits(secs, ms)?;
+            LAST.set(Some((secs, digits)));
+            digits
+        }
+    };
+    out[20] = b'0' + (ms / 100) as u8;
+    out[21] = b'0' + (ms / 10 % 10) as u8;
+    out[22] = b'0' + (ms % 10) as u8;
+    Ok(out)
+}
+
+/// [`rfc3339_digits`] of a whole second (its milliseconds `000`; `ms`
+/// only for the text of a year past 9999).
+fn second_digits(secs: u64, ms: u32) -> Result<[u8; 24], String> {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, mo, d) = civil_from_days(days as i64);
-    let (h, mi, s, ms) = (
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        since.subsec_millis(),
-    );
+    let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
     let year = match u64::try_from(y) {
         Ok(year) if year <= 9999 => year,
         _ => {
@@ -538,7 +555,6 @@ fn rfc3339_digits(t: SystemTime) -> Result<[u8; 24], String> {
     put(11, 2, h);
     put(14, 2, mi);
     put(17, 2, s);
-    put(20, 3, u64::from(ms));
     Ok(out)
 }
 
@@ -670,6 +686,15 @@ mod tests {
                 .as_deref(),
             Some("2000-02-29T00:00:00.500Z")
         );
+        // The cached second: the same second again, then the next, then back.
+        for (ms, text) in [
+            (1_795_632_751_007, "2026-11-25T18:52:31.007Z"),
+            (1_795_632_751_999, "2026-11-25T18:52:31.999Z"),
+            (1_795_632_752_040, "2026-11-25T18:52:32.040Z"),
+            (1_795_632_751_500, "2026-11-25T18:52:31.500Z"),
+        ] {
+            assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(ms)), text);
+        }
         for bad in [
             "",
             "2026-11-25",

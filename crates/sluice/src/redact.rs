@@ -64,7 +64,8 @@ impl Redactor {
         // OAuth implicit flows put tokens in the fragment (`#access_token=`).
         let secret_fragment = url.fragment().is_some_and(|f| self.has_secret_pair(f));
         if !has_userinfo && !has_secret_param && !secret_fragment {
-            return url.to_string();
+            // The serialisation itself: one copy, no formatting machinery.
+            return url.as_str().to_owned();
         }
         let mut shown = url.clone();
         if has_userinfo {

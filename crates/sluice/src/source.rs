@@ -231,7 +231,7 @@ impl LineCounter {
         while !chunk.is_empty() {
             if self.first.is_some() {
                 // The line's kind is known: skip to its end.
-                match chunk.iter().position(|&b| b == b'\n') {
+                match memchr::memchr(b'\n', chunk) {
                     Some(i) => {
                         self.end_line();
                         chunk = &chunk[i + 1..];
@@ -487,7 +487,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(
             });
         }
         seen = true;
-        let newline = chunk.iter().position(|&b| b == b'\n');
+        let newline = memchr::memchr(b'\n', chunk);
         let part = &chunk[..newline.unwrap_or(chunk.len())];
         len += part.len() as u64;
         if skipping.is_none() {

@@ -501,6 +501,12 @@ mod tests {
             "]".repeat(127)
         );
         assert!(ok(&fine).body.is_some());
+        // Many brackets side by side are not deep (more than the limit in
+        // all: the count that settles most lines cannot decide this one).
+        ok(&format!(
+            r#"{{"url": "http://h/", "body": [{}[]]}}"#,
+            "{},[],".repeat(200)
+        ));
         // Brackets inside strings do not count.
         ok(&format!(
             r#"{{"url": "http://h/", "body_text": "{}"}}"#,

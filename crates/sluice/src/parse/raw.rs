@@ -2,7 +2,7 @@
 
 use serde_json::value::RawValue;
 
-use crate::json::{JsonKind, JsonStrings, json_kind};
+use crate::json::{JsonKind, JsonStrings, json_kind, opening_brackets};
 
 use super::problem::Problem;
 
@@ -32,6 +32,11 @@ pub(super) fn number_of(raw: &RawValue) -> Option<f64> {
 /// True when brackets nest deeper than `limit` outside strings. Checked before
 /// parsing so that depth is refused the same way in every field.
 pub(super) fn nesting_exceeds(text: &str, limit: usize) -> bool {
+    // Most lines hold far fewer brackets than the limit: one vectorised
+    // count settles them without following strings byte by byte.
+    if opening_brackets(text.as_bytes()) <= limit {
+        return false;
+    }
     let mut depth = 0usize;
     let mut strings = JsonStrings::default();
     for &b in text.as_bytes() {

@@ -793,7 +793,7 @@ impl Scheduler {
         let mut record = Record {
             id: req.id.clone(),
             line: req.line,
-            method: Some(req.method.to_string()),
+            method: Some(req.method.as_str().to_owned()),
             url: Some(redactor.url(&req.url)),
             ok: error.is_none(),
             status: None,
