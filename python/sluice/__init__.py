@@ -426,31 +426,56 @@ def _encode(item: Any, lines: List[Optional[str]], bad: List[Any]) -> None:
     lines.append(None)
 
 
+#: Private switch (tests): wait on the client's doorbell thread even where
+#: the loop could watch the bell's socket.
+_FORCE_DOORBELL = False
+
+
 class _Bell:
-    """Waits for a batch's bell (a socket the engine rings with one byte
-    when results are ready, room for input is free, or the run ended),
-    watched by the running loop. It holds no reference to its Stream, so a
-    stream left by ``break`` is still collected (and then cancelled)."""
+    """Waits for a batch's bell, rung by the engine when results are ready,
+    room for input is free, or the run ended. Where the running loop can
+    watch a file (``loop.add_reader``: Unix selector loops, uvloop), the
+    bell is a socket it watches; where it cannot (Windows' Proactor loop,
+    any loop whose ``add_reader`` raises NotImplementedError), the client's
+    doorbell thread passes the rings on with ``call_soon_threadsafe``. It
+    holds no reference to its Stream, so a stream left by ``break`` is
+    still collected (and then cancelled)."""
 
-    __slots__ = ("_batch", "_loop", "_waiters")
+    __slots__ = ("_batch", "_loop", "_waiters", "_doorbell", "_fd", "__weakref__")
 
-    def __init__(self, batch: _sluice.Batch) -> None:
+    def __init__(self, batch: _sluice.Batch, doorbell: "_DoorbellWatcher") -> None:
         self._batch = batch
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._waiters: List[asyncio.Future[None]] = []
+        self._doorbell = doorbell
+        self._fd: Optional[int] = None
 
     async def wait(self) -> None:
         """Until the bell rings (the caller looks again: it may ring early)."""
         loop = asyncio.get_running_loop()
         if self._loop is None:
-            loop.add_reader(self._batch.fileno(), self._rang)
-            self._loop = loop
+            self._listen(loop)
         fut: asyncio.Future[None] = loop.create_future()
         self._waiters.append(fut)
         await fut
 
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        fd = self._batch.fileno()
+        if fd is not None and not _FORCE_DOORBELL:
+            try:
+                loop.add_reader(fd, self._rang)
+                self._fd = fd
+                self._loop = loop
+                return
+            except NotImplementedError:
+                pass
+        self._batch.use_doorbell()
+        self._loop = loop
+        self._doorbell.watch(self._batch.bell_id(), self)
+
     def _rang(self) -> None:
-        self._batch.hush()
+        if self._fd is not None:
+            self._batch.hush()
         # The futures are resolved, not cancelled: a cancelled one would
         # cancel the task awaiting it.
         waiters, self._waiters = self._waiters, []
@@ -458,15 +483,79 @@ class _Bell:
             if not fut.done():
                 fut.set_result(None)
 
+    def _rang_elsewhere(self) -> None:
+        """From the doorbell thread: the loop runs ``_rang``."""
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._rang)
+            except RuntimeError:  # the loop is closed: nobody waits
+                pass
+
     def close(self) -> None:
         loop, self._loop = self._loop, None
-        if loop is not None and not loop.is_closed():
+        fd, self._fd = self._fd, None
+        if fd is not None and loop is not None and not loop.is_closed():
             try:
-                loop.remove_reader(self._batch.fileno())
+                loop.remove_reader(fd)
             except Exception:  # the loop is shutting down
                 pass
+        elif loop is not None:
+            self._doorbell.forget(self._batch.bell_id())
         # Whoever still waits looks again (and finds the run over).
         self._rang()
+
+
+class _DoorbellWatcher:
+    """One thread per client, started when one of its bells cannot be a
+    watched socket: it waits on the client's doorbell (the GIL released)
+    and passes each ring to its bell's loop. It ends when the client's run
+    is over or the client is gone, and at interpreter exit."""
+
+    def __init__(self, engine: _sluice.Engine) -> None:
+        self._doorbell = engine.doorbell()
+        self._bells: "weakref.WeakValueDictionary[int, _Bell]" = weakref.WeakValueDictionary()
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, bell_id: int, bell: _Bell) -> None:
+        self._bells[bell_id] = bell
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=_watch_doorbell, args=(self._doorbell, self._bells), name="sluice-doorbell", daemon=True
+            )
+            self._thread.start()
+            _doorbell_threads.add(self._thread)
+            _doorbells.add(self._doorbell)
+
+    def forget(self, bell_id: int) -> None:
+        self._bells.pop(bell_id, None)
+
+
+def _watch_doorbell(doorbell: _sluice.Doorbell, bells: "weakref.WeakValueDictionary[int, _Bell]") -> None:
+    while True:
+        rung = doorbell.wait(0.5)
+        if rung is None:
+            return
+        for bell_id in rung:
+            bell = bells.get(bell_id)
+            if bell is not None:
+                bell._rang_elsewhere()
+
+
+# Every doorbell thread ends before the interpreter finalizes (a thread
+# coming back from Rust into a finalizing interpreter is not safe).
+_doorbells: "weakref.WeakSet[_sluice.Doorbell]" = weakref.WeakSet()
+_doorbell_threads: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+def _stop_doorbells() -> None:
+    for doorbell in list(_doorbells):
+        doorbell.close()
+    for thread in list(_doorbell_threads):
+        thread.join(timeout=1.0)
+
+
+atexit.register(_stop_doorbells)  # runs before _sluice.shutdown (registered first)
 
 
 async def _offer(batch: _sluice.Batch, bell: _Bell, lines: List[Optional[str]], bad: List[Any]) -> bool:
@@ -524,9 +613,9 @@ class Stream:
     (``break``, an exception, cancellation, ``aclose()``) cancels the
     requests still in flight and sends no more."""
 
-    def __init__(self, requests: Requests, batch: _sluice.Batch) -> None:
+    def __init__(self, requests: Requests, batch: _sluice.Batch, doorbell: _DoorbellWatcher) -> None:
         self._batch = batch
-        self._bell = _Bell(self._batch)
+        self._bell = _Bell(self._batch, doorbell)
         self._requests: Optional[Requests] = requests
         self._feeder: Optional[asyncio.Task[None]] = None
         self._ready: Deque[Tuple[str, bool]] = collections.deque()
@@ -625,6 +714,7 @@ class Client:
         _sluice.check_options(options)
         self._options = options
         self._engine: Optional[_sluice.Engine] = None
+        self._doorbell: Optional[_DoorbellWatcher] = None
         self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
         self._closed = False
 
@@ -657,7 +747,9 @@ class Client:
             raise TypeError("stream() takes an iterable of requests; wrap a single one in a list")
         if self._engine is None:
             self._engine = _sluice.Engine(self._options)
-        s = Stream(requests, self._engine.lane(ordered))
+            self._doorbell = _DoorbellWatcher(self._engine)
+        assert self._doorbell is not None
+        s = Stream(requests, self._engine.lane(ordered), self._doorbell)
         self._streams.add(s)
         return s
 

@@ -13,10 +13,10 @@
 //! in flight stop at once, its queued ones never start, the others go on.
 //!
 //! When there is nothing to take (or no room to give), Python waits on the
-//! lane's *bell*: a socket pair whose read end the asyncio loop watches
-//! (`loop.add_reader`), rung from the engine's side with one byte. So no
-//! engine thread ever takes the GIL, and Python is woken once per batch of
-//! results: when results arrive while Python waits, the bell rings once
+//! lane's *bell* ([`crate::bell`]: a socket the asyncio loop watches, or
+//! the client's doorbell where the loop cannot watch one), rung from the
+//! engine's side. So no engine thread ever takes the GIL, and Python is
+//! woken once per batch of results: when results arrive while Python waits, the bell rings once
 //! [`WAKE_AT`] of them are ready, once the lane has nothing else in flight,
 //! or [`COALESCE`] after the first, whichever comes first.
 //!
@@ -28,9 +28,6 @@
 //! results, that lane's sending stops, and memory stays flat.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
@@ -38,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 use futures::{FutureExt, Stream, StreamExt};
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use sluice::intake::{Checked, Intake};
@@ -48,6 +45,7 @@ use sluice::stats::{RecordFacts, Tally};
 use sluice::{Abandon, Config, Event, Id, Input, InvalidLine, Record, Run};
 use tokio::task::JoinHandle;
 
+use crate::bell::{Bell, Doorbell, PyDoorbell};
 use crate::options;
 use crate::summary;
 
@@ -55,9 +53,9 @@ use crate::summary;
 const ORIGIN: &str = "requests";
 /// Items a lane may hand over before the run has taken them; Python waits
 /// for room beyond this (and is woken when half of it is free).
-const INPUT_ROOM: usize = 1024;
+const INPUT_ROOM: usize = 4096;
 /// Results of a lane waiting for Python before its requests are held back.
-const RESULT_ROOM: usize = 1024;
+const RESULT_ROOM: usize = 4096;
 /// A waiting Python is woken at once when this many results are ready.
 const WAKE_AT: usize = 256;
 /// ... and otherwise at most this long after the first one arrived.
@@ -76,6 +74,8 @@ pub struct Engine {
     /// `ordered` and `reorder_window` as the client's options say.
     ordered: bool,
     window: u64,
+    /// Where lanes without a socket ring.
+    doorbell: Arc<Doorbell>,
 }
 
 /// What the run's input, the pump and the lanes share.
@@ -97,6 +97,8 @@ struct HubState {
     lines: u64,
     /// The client is closing: the run's input ends once every lane is done.
     closing: bool,
+    /// Lanes made so far (each lane's id in the doorbell).
+    made: u64,
     /// Origins the run closed, and why.
     closed: Vec<String>,
     /// What the run learned about each origin's limits.
@@ -120,8 +122,7 @@ struct Route {
 /// One stream or request of the client.
 struct Lane {
     state: Mutex<LaneState>,
-    /// The write end of the lane's bell.
-    ring: UnixStream,
+    bell: Bell,
     /// Gives up the lane's requests in the run.
     abandon: Abandon,
     parse: Arc<ParseOptions>,
@@ -198,7 +199,7 @@ impl Lane {
     /// non-blocking: a full buffer means the bell already rings.
     fn wake(&self, waits: &mut bool) {
         if std::mem::take(waits) {
-            let _ = (&self.ring).write(&[1]);
+            self.bell.ring();
         }
     }
 
@@ -238,7 +239,8 @@ impl Engine {
         let _entered = runtime.enter();
         let run = sluice::run(config.clone(), inputs, std::future::pending())
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
-        let pump = runtime.spawn(pump(Arc::clone(&hub), run));
+        let doorbell = Arc::new(Doorbell::default());
+        let pump = runtime.spawn(pump(Arc::clone(&hub), run, Arc::clone(&doorbell)));
         Ok(Engine {
             hub,
             pump,
@@ -246,19 +248,19 @@ impl Engine {
             parse: Arc::new(opts.parse),
             ordered,
             window,
+            doorbell,
         })
     }
 
     /// A new lane (one stream or request): `ordered` overrides the client's.
     #[pyo3(signature = (ordered=None))]
     fn lane(&self, ordered: Option<bool>) -> PyResult<Batch> {
-        let (bell, ring) = UnixStream::pair()
-            .and_then(|(a, b)| {
-                a.set_nonblocking(true)?;
-                b.set_nonblocking(true)?;
-                Ok((a, b))
-            })
-            .map_err(|e| PyOSError::new_err(format!("sluice: cannot make a socket pair: {e}")))?;
+        let id = {
+            let mut hub = lock(&self.hub.state)?;
+            hub.made += 1;
+            hub.made
+        };
+        let bell = Bell::new(id, Arc::clone(&self.doorbell))?;
         let order = ordered
             .unwrap_or(self.ordered)
             .then(|| (Reorder::default(), self.window));
@@ -279,7 +281,7 @@ impl Engine {
                 lost: 0,
                 started: Instant::now(),
             }),
-            ring,
+            bell,
             abandon: Abandon::new(),
             parse: Arc::clone(&self.parse),
         });
@@ -293,7 +295,6 @@ impl Engine {
         Ok(Batch {
             lane,
             hub: Arc::clone(&self.hub),
-            bell,
         })
     }
 
@@ -315,11 +316,18 @@ impl Engine {
     fn closed_origins(&self) -> PyResult<Vec<String>> {
         Ok(lock(&self.hub.state)?.closed.clone())
     }
+
+    /// The doorbell of the client's lanes that ring without a socket, for
+    /// the Python thread that watches it.
+    fn doorbell(&self) -> PyDoorbell {
+        PyDoorbell(Arc::clone(&self.doorbell))
+    }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
         self.pump.abort(); // The pump owns the run: dropping it cancels.
+        self.doorbell.close();
     }
 }
 
@@ -328,21 +336,29 @@ impl Drop for Engine {
 pub struct Batch {
     lane: Arc<Lane>,
     hub: Arc<Hub>,
-    /// The read end of the bell, watched by the asyncio loop.
-    bell: UnixStream,
 }
 
 #[pymethods]
 impl Batch {
-    /// The bell's file descriptor, for `loop.add_reader`.
-    fn fileno(&self) -> i32 {
-        self.bell.as_raw_fd()
+    /// The bell's file descriptor, for `loop.add_reader`; None where the
+    /// lane has no socket (it rings the client's doorbell).
+    fn fileno(&self) -> Option<i32> {
+        self.lane.bell.fileno()
     }
 
-    /// Empties the bell (called by the loop when it rang).
+    /// The lane's id in the client's doorbell.
+    fn bell_id(&self) -> u64 {
+        self.lane.bell.id
+    }
+
+    /// Empties the bell's socket (called by the loop when it rang).
     fn hush(&self) {
-        let mut buf = [0u8; 64];
-        while matches!((&self.bell).read(&mut buf), Ok(n) if n > 0) {}
+        self.lane.bell.hush();
+    }
+
+    /// The loop cannot watch the socket: ring the client's doorbell instead.
+    fn use_doorbell(&self) {
+        self.lane.bell.use_doorbell();
     }
 
     /// Hands over items: each a request line (a JSON object's text, or a
@@ -596,7 +612,7 @@ enum Routed {
 /// Routes the run's events to their lanes: records get the lane's line and
 /// id back and become result lines (on this thread, not Python's), losses
 /// are counted, and bells ring as the module documentation says.
-async fn pump(hub: Arc<Hub>, mut run: Run) {
+async fn pump(hub: Arc<Hub>, mut run: Run, doorbell: Arc<Doorbell>) {
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut later: Vec<Arc<Lane>> = Vec::new();
     loop {
@@ -619,6 +635,7 @@ async fn pump(hub: Arc<Hub>, mut run: Run) {
             if let Ok(mut state) = hub.state.lock() {
                 state.ended = true;
             }
+            doorbell.close(); // Its watcher takes the last rings, then ends.
             return;
         };
         let mut events = vec![first];

@@ -20,10 +20,10 @@ use std::time::Duration;
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, oneshot};
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static RUNTIME: OnceLock<Handle> = OnceLock::new();
 
 /// Tasks that will call into Python when they finish.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
@@ -33,14 +33,24 @@ static CHANGED: Notify = Notify::const_new();
 static EXITING: Mutex<bool> = Mutex::new(false);
 static EXIT: Notify = Notify::const_new();
 
-/// The runtime every engine run, test upstream and awaitable runs on.
-pub fn runtime() -> &'static Runtime {
+/// The runtime every engine run, test upstream and awaitable runs on: one
+/// thread (`sluice-tokio`), as the CLI's. The engine, its attempts and
+/// hyper's connections hand work to each other several times a request;
+/// across worker threads each hand-over was a wake-up and a context switch
+/// (and Python's own thread needs the other core). Blocking work goes to
+/// tokio's blocking pool; nothing on this thread takes the GIL.
+pub fn runtime() -> &'static Handle {
     RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .thread_name("sluice-tokio")
             .build()
-            .expect("the tokio runtime starts (threads and timers are available)")
+            .expect("the tokio runtime starts (threads and timers are available)");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("sluice-tokio".to_string())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("the runtime's thread starts");
+        handle
     })
 }
 
@@ -83,22 +93,27 @@ where
             _ = EXIT.notified() => None,
         };
         if let Some(out) = outcome.filter(|_| !exiting()) {
-            Python::attach(|py| {
-                let (value, error) = match out.and_then(|v| v.into_py_any(py)) {
-                    Ok(v) => (Some(v), None),
-                    Err(e) => (None, Some(e.into_value(py).into_any())),
-                };
-                let resolve = PyCFunction::new_closure(py, None, None, resolve);
-                if let Ok(resolve) = resolve {
-                    // The loop may be closed already: nothing is waiting then.
-                    let _ = loop_ref.bind(py).call_method1(
-                        "call_soon_threadsafe",
-                        (resolve, fut_ref.bind(py), value, error),
-                    );
-                }
-            });
+            // The GIL is taken on the blocking pool: the runtime's one
+            // thread never waits for it.
+            let _ = tokio::task::spawn_blocking(move || {
+                Python::attach(|py| {
+                    let (value, error) = match out.and_then(|v| v.into_py_any(py)) {
+                        Ok(v) => (Some(v), None),
+                        Err(e) => (None, Some(e.into_value(py).into_any())),
+                    };
+                    let resolve = PyCFunction::new_closure(py, None, None, resolve);
+                    if let Ok(resolve) = resolve {
+                        // The loop may be closed already: nothing is waiting then.
+                        let _ = loop_ref.bind(py).call_method1(
+                            "call_soon_threadsafe",
+                            (resolve, fut_ref.bind(py), value, error),
+                        );
+                    }
+                    drop((loop_ref, fut_ref));
+                });
+            })
+            .await;
         }
-        drop((loop_ref, fut_ref));
         IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         CHANGED.notify_waiters();
     });

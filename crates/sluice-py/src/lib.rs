@@ -4,6 +4,7 @@
 //! runs on one tokio runtime with the GIL released while it waits.
 
 mod batch;
+mod bell;
 mod bridge;
 mod filejob;
 mod mock;
@@ -12,12 +13,18 @@ mod summary;
 
 use pyo3::prelude::*;
 
+// As the CLI (see crates/sluice-py/Cargo.toml for why): only the Rust side's
+// allocations; Python's objects keep Python's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The extension module.
 #[pymodule]
 fn _sluice(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<batch::Engine>()?;
     m.add_class::<batch::Batch>()?;
+    m.add_class::<bell::PyDoorbell>()?;
     m.add_class::<mock::Mock>()?;
     m.add_function(wrap_pyfunction!(mock::start_mock, m)?)?;
     m.add_function(wrap_pyfunction!(filejob::run_file, m)?)?;

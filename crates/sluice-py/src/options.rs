@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use sluice::config::MAX_CONCURRENCY;
 use sluice::format::OutputFormat;
 use sluice::parse::{InputFormat, ParseOptions, check_base_url};
-use sluice::units::{Rate, parse_duration, parse_size};
+use sluice::units::{MAX_DURATION, Rate, parse_duration, parse_size};
 use sluice::{BodyMode, Config, ProxyConfig, Redactor, RetryOn, TlsConfig};
 
 /// Options that only a file job (`run_file`) takes.
@@ -81,15 +81,43 @@ fn nz_u64(n: u64) -> NonZeroU64 {
     NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN)
 }
 
+/// The Python type's name, for messages that say what was given.
+fn type_name(v: &Bound<'_, PyAny>) -> String {
+    v.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_string())
+}
+
+fn is_bool(v: &Bound<'_, PyAny>) -> bool {
+    v.is_instance_of::<pyo3::types::PyBool>()
+}
+
+/// A whole number in `lo..=hi`: an int, or a float with a whole value
+/// (`2.0`, `1e6`: what arithmetic gives), as the CLI reads `2` or `2.0`'s
+/// digits. A fraction is a bad value (`ValueError`); a bool, a str or
+/// anything else a wrong type (`TypeError` saying what was given).
 fn int_in(option: &str, v: &Bound<'_, PyAny>, lo: u64, hi: u64) -> PyResult<u64> {
-    if v.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(PyTypeError::new_err(format!(
-            "{option} must be an int, not a bool"
-        )));
+    let wrong = || {
+        PyTypeError::new_err(format!(
+            "{option} must be an int (a whole number), not {}",
+            type_name(v)
+        ))
+    };
+    if is_bool(v) {
+        return Err(wrong());
     }
-    let n: i128 = v
-        .extract()
-        .map_err(|_| PyTypeError::new_err(format!("{option} must be an int")))?;
+    let n: i128 = match v.extract::<i128>() {
+        Ok(n) => n,
+        Err(_) if v.is_instance_of::<pyo3::types::PyFloat>() => {
+            let x: f64 = v.extract()?;
+            if !x.is_finite() || x.fract() != 0.0 || x.abs() > 1e30 {
+                return Err(bad(option, x, "not a whole number"));
+            }
+            x as i128
+        }
+        Err(_) => return Err(wrong()),
+    };
     if n < i128::from(lo) || n > i128::from(hi) {
         let range = if hi == u64::MAX {
             format!("{lo}..")
@@ -108,7 +136,7 @@ fn text(option: &str, v: &Bound<'_, PyAny>) -> PyResult<String> {
         return Ok(path.to_string_lossy().into_owned());
     }
     v.extract()
-        .map_err(|_| PyTypeError::new_err(format!("{option} must be a str")))
+        .map_err(|_| PyTypeError::new_err(format!("{option} must be a str, not {}", type_name(v))))
 }
 
 fn path(option: &str, v: &Bound<'_, PyAny>) -> PyResult<Option<PathBuf>> {
@@ -121,26 +149,70 @@ fn path(option: &str, v: &Bound<'_, PyAny>) -> PyResult<Option<PathBuf>> {
 }
 
 fn flag(option: &str, v: &Bound<'_, PyAny>) -> PyResult<bool> {
-    v.extract()
-        .map_err(|_| PyTypeError::new_err(format!("{option} must be a bool")))
+    v.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{option} must be a bool (True or False), not {}",
+            type_name(v)
+        ))
+    })
 }
 
 /// A duration: text with its unit (`"30s"`, `"500ms"`, as on the command
-/// line), or a number of seconds (as `asyncio` and `httpx` take them).
+/// line), a number of seconds (as `asyncio` and `httpx` take them), or a
+/// `datetime.timedelta`; within the CLI's longest (100 days).
 fn duration(option: &str, v: &Bound<'_, PyAny>) -> PyResult<Duration> {
     if let Ok(s) = v.extract::<String>() {
         return parse_duration(&s).map_err(|e| bad(option, &s, e));
     }
-    let secs: f64 = v.extract().map_err(|_| {
+    let wrong = || {
         PyTypeError::new_err(format!(
-            "{option} must be a duration: seconds (a number) or text with its unit (\"30s\")"
+            "{option} must be a duration: seconds (a number), text with its unit (\"30s\") or a datetime.timedelta, not {}",
+            type_name(v)
         ))
+    };
+    if is_bool(v) {
+        return Err(wrong());
+    }
+    let secs: f64 = match v.extract() {
+        Ok(secs) => secs,
+        Err(_) if v.hasattr("total_seconds").unwrap_or(false) => v
+            .call_method0("total_seconds")
+            .and_then(|s| s.extract())
+            .map_err(|_| wrong())?,
+        Err(_) => return Err(wrong()),
+    };
+    let d = Duration::try_from_secs_f64(secs).map_err(|_| {
+        bad(
+            option,
+            secs,
+            "not a duration: give a number of seconds, 0 or more",
+        )
     })?;
-    Duration::try_from_secs_f64(secs).map_err(|_| bad(option, secs, "not a duration in seconds"))
+    if d > MAX_DURATION {
+        return Err(bad(
+            option,
+            secs,
+            format!("{secs} seconds is longer than the longest duration sluice accepts (100 days)"),
+        ));
+    }
+    Ok(d)
 }
 
+/// A rate: the CLI's text (`"50/s"`, `"3000/m"`). A bare number is refused
+/// with the CLI's message, as `--rate 10` is: a count needs its period.
 fn rate(option: &str, v: &Bound<'_, PyAny>) -> PyResult<Rate> {
-    let s = text(option, v)?;
+    let s = if !is_bool(v)
+        && (v.is_instance_of::<pyo3::types::PyInt>() || v.is_instance_of::<pyo3::types::PyFloat>())
+    {
+        v.str()?.to_string()
+    } else {
+        v.extract::<String>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{option} must be a rate as text, such as \"50/s\" or \"3000/m\", not {}",
+                type_name(v)
+            ))
+        })?
+    };
     Rate::parse(&s).map_err(|e| bad(option, &s, e))
 }
 
@@ -155,6 +227,7 @@ fn size(option: &str, v: &Bound<'_, PyAny>) -> PyResult<u64> {
 fn retry_on(v: &Bound<'_, PyAny>) -> PyResult<RetryOn> {
     let s = match v.extract::<String>() {
         Ok(s) => s,
+        Err(_) if v.is_instance_of::<pyo3::types::PyInt>() && !is_bool(v) => v.str()?.to_string(),
         Err(_) => {
             let items: Vec<Bound<'_, PyAny>> = v.extract().map_err(|_| {
                 PyTypeError::new_err("retry_on must be a str or a list of statuses and kinds")
@@ -167,30 +240,69 @@ fn retry_on(v: &Bound<'_, PyAny>) -> PyResult<RetryOn> {
     RetryOn::parse(&s).map_err(|e| bad("retry_on", &s, e))
 }
 
-/// `headers`: a mapping or a list of `(name, value)` pairs (repeated names
+/// `headers`: a mapping (a dict, or any object with `items()`, such as
+/// `httpx.Headers`) or a list of `(name, value)` pairs (repeated names
 /// allowed, as with `-H`).
 fn headers(v: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
     if v.is_none() {
         return Ok(Vec::new());
     }
+    let wrong = || {
+        PyTypeError::new_err(format!(
+            "headers must be a dict or a list of (name, value) pairs, not {}",
+            type_name(v)
+        ))
+    };
+    if v.is_instance_of::<pyo3::types::PyString>() || v.is_instance_of::<pyo3::types::PyBytes>() {
+        return Err(wrong());
+    }
     let pairs: Vec<Bound<'_, PyAny>> = if let Ok(d) = v.cast::<PyDict>() {
         d.items().iter().collect()
+    } else if v.hasattr("items")? {
+        v.call_method0("items")?
+            .try_iter()?
+            .collect::<PyResult<_>>()?
     } else if let Ok(l) = v.cast::<PyList>() {
         l.iter().collect()
     } else if let Ok(t) = v.cast::<PyTuple>() {
         t.iter().collect()
     } else {
-        return Err(PyTypeError::new_err(
-            "headers must be a dict or a list of (name, value) pairs",
-        ));
+        return Err(wrong());
     };
-    pairs
-        .iter()
-        .map(|p| {
-            p.extract::<(String, String)>()
-                .map_err(|_| PyTypeError::new_err("headers: every name and value must be a str"))
-        })
-        .collect()
+    pairs.iter().map(header_pair).collect()
+}
+
+/// One `(name, value)` pair (a tuple or a list of two), both text.
+fn header_pair(p: &Bound<'_, PyAny>) -> PyResult<(String, String)> {
+    let items: Vec<Bound<'_, PyAny>> = match p.extract() {
+        Ok(items) if !p.is_instance_of::<pyo3::types::PyString>() => items,
+        _ => {
+            return Err(PyTypeError::new_err(format!(
+                "headers: each header is a (name, value) pair, not {}",
+                type_name(p)
+            )));
+        }
+    };
+    let [name, value] = items.as_slice() else {
+        return Err(PyTypeError::new_err(format!(
+            "headers: each header is a (name, value) pair, not {} items",
+            items.len()
+        )));
+    };
+    let name: String = name.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "headers: a header name must be a str, not {}",
+            type_name(name)
+        ))
+    })?;
+    let value: String = value.extract().map_err(|_| {
+        // The value may be a secret: its type is named, never the value.
+        PyTypeError::new_err(format!(
+            "headers: the value of {name} must be a str, not {}",
+            type_name(value)
+        ))
+    })?;
+    Ok((name, value))
 }
 
 fn header_map(pairs: &[(String, String)], redactor: &Redactor) -> PyResult<HeaderMap> {
@@ -232,15 +344,20 @@ fn retry_budget(
         .map_err(|e: sluice::retry_budget::BudgetError| bad(option, &s, e))
 }
 
-/// `limit_headroom`: a share in (0, 1], with the CLI's message.
+/// `limit_headroom`: a share in (0, 1] (a number, or the CLI's text), with
+/// the CLI's message.
 fn headroom(option: &str, v: &Bound<'_, PyAny>) -> PyResult<sluice::ratelimit::Headroom> {
-    let share: f64 = v
-        .extract()
-        .map_err(|_| PyTypeError::new_err(format!("{option} must be a float")))?;
-    share
-        .to_string()
-        .parse()
-        .map_err(|e: sluice::ratelimit::HeadroomError| bad(option, share, e))
+    let text = match v.extract::<f64>() {
+        Ok(share) if !is_bool(v) => share.to_string(),
+        _ => v.extract::<String>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{option} must be a number in (0, 1], not {}",
+                type_name(v)
+            ))
+        })?,
+    };
+    text.parse()
+        .map_err(|e: sluice::ratelimit::HeadroomError| bad(option, &text, e))
 }
 
 fn choice<T: Copy>(option: &str, v: &Bound<'_, PyAny>, table: &[(&str, T)]) -> PyResult<T> {
@@ -352,8 +469,12 @@ fn read_other(
             raw.redact = if let Ok(s) = v.extract::<String>() {
                 vec![s]
             } else {
-                v.extract()
-                    .map_err(|_| PyTypeError::new_err("redact must be a list of names"))?
+                v.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "redact must be a list of header or query parameter names, not {}",
+                        type_name(v)
+                    ))
+                })?
             }
         }
         "base_url" => raw.base_url = Some(text(o, v)?),
