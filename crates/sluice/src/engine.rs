@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -173,6 +173,7 @@ where
     let config = Arc::new(config);
     let seed = fastrand::u64(..);
     let scheduler = Scheduler::new(Arc::clone(&config), Instant::now(), SystemTime::now(), seed);
+    let scheduler_paces = scheduler.paces();
     let driver = Driver {
         scheduler,
         config,
@@ -181,6 +182,7 @@ where
         outbox: Vec::new(),
         tasks: JoinSet::new(),
         shared: limiter.map(Link::start),
+        began: scheduler_paces.then(Default::default),
     };
     let task = tokio::spawn(driver.run(Box::pin(inputs), Box::pin(shutdown)));
     Ok(Run {
@@ -207,7 +209,15 @@ struct Driver {
     tasks: JoinSet<(Ticket, Option<Outcome>, Option<Instant>, Instant)>,
     /// Under `--redis`, the link to the shared limiter.
     shared: Option<Link>,
+    /// When the scheduler paces starts: each attempt's ticket and the
+    /// instant its task first ran, read before the next step.
+    began: Option<Began>,
 }
+
+/// The instants attempts began, as they write them: no wake-up of the
+/// driver, which reads them before its next decision (see
+/// [`Scheduler::began`]).
+type Began = Arc<Mutex<Vec<(Ticket, Instant)>>>;
 
 impl Driver {
     async fn run(
@@ -242,6 +252,7 @@ impl Driver {
                 }
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
                     Ok((ticket, outcome, sent, at)) => {
+                        self.absorb_began(at);
                         if let Some(sent) = sent {
                             self.scheduler.sent(ticket, sent);
                         }
@@ -256,15 +267,21 @@ impl Driver {
                 },
                 _ = &mut timer, if wake.is_some() => {
                     armed = None;
-                    self.scheduler.advance(Instant::now());
+                    let now = Instant::now();
+                    self.absorb_began(now);
+                    self.scheduler.advance(now);
                 }
                 Some(said) = link::next(&mut self.shared) => {
                     link::heard(said, &mut self.scheduler, Instant::now());
                 }
-                item = inputs.next(), if wants_input => match item {
-                    Some(item) => self.scheduler.offer(item, Instant::now()),
-                    None => self.scheduler.end_input(Instant::now()),
-                },
+                item = inputs.next(), if wants_input => {
+                    let now = Instant::now();
+                    self.absorb_began(now);
+                    match item {
+                        Some(item) => self.scheduler.offer(item, now),
+                        None => self.scheduler.end_input(now),
+                    }
+                }
             }
         }
         let _ = self.act().await;
@@ -292,12 +309,27 @@ impl Driver {
         Ok(())
     }
 
+    /// Tells the scheduler when the attempts started since its last step
+    /// began, before it decides again.
+    fn absorb_began(&mut self, now: Instant) {
+        let Some(Ok(mut list)) = self.began.as_ref().map(|b| b.lock()) else {
+            return;
+        };
+        for (ticket, at) in list.drain(..) {
+            self.scheduler.began(ticket, at, now);
+        }
+    }
+
     fn spawn(&mut self, attempt: Attempt) {
         let (client, config) = (self.client.clone(), Arc::clone(&self.config));
+        let began = self.began.clone();
         // Boxed: an attempt's future (reqwest's and hyper's state within)
         // takes kilobytes, which spawning, polling and joining would
         // otherwise copy around; a task that holds a pointer moves little.
         self.tasks.spawn(Box::pin(async move {
+            if let Some(Ok(mut list)) = began.as_ref().map(|b| b.lock()) {
+                list.push((attempt.ticket, Instant::now()));
+            }
             let mut sent = None;
             let exchange =
                 AssertUnwindSafe(attempt::run(&client, &config, &attempt.request, &mut sent))
