@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::alarm::Alarm;
 use crate::attempt::{self, Outcome};
 use crate::client::{self, ClientError, Clients};
 use crate::config::Config;
@@ -226,9 +227,7 @@ impl Driver {
         mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) {
         // One timer, moved only when the wake-up it waits for changes.
-        let timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
+        let mut alarm = Alarm::new();
         loop {
             if self.act().await.is_err() {
                 return; // Nobody is listening any more.
@@ -236,11 +235,7 @@ impl Driver {
             if self.scheduler.finished() {
                 break;
             }
-            let wake = self.scheduler.next_wake();
-            if let Some(at) = wake.filter(|&at| armed != Some(at)) {
-                timer.as_mut().reset(at);
-                armed = Some(at);
-            }
+            alarm.set(self.scheduler.next_wake());
             if let Some(link) = &mut self.shared {
                 link::demand(link, &mut self.scheduler);
             }
@@ -265,8 +260,7 @@ impl Driver {
                     // Attempts catch their own panics, so this cannot happen.
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 },
-                _ = &mut timer, if wake.is_some() => {
-                    armed = None;
+                () = alarm.fired(), if alarm.is_armed() => {
                     let now = Instant::now();
                     self.absorb_began(now);
                     self.scheduler.advance(now);
