@@ -9,10 +9,12 @@
 //! wheel, so the wake-up planned is whatever comes after it (the CLI's
 //! 200 ms tick, an attempt's timeout): every paced start paid that unpark,
 //! one `write` and about one more `epoll_wait` a request. So a guard, a
-//! second timer never polled, sits in the wheel one tick (tokio's timers
-//! tick in milliseconds) after the alarm: when the alarm fires, the
-//! wake-up planned is the guard, and moving the alarm a tick or more later
-//! wakes nothing. While nothing is armed, both are out of the wheel, so
+//! second timer never polled, sits in the wheel after the alarm, as far
+//! after it as the alarm moved last time (a paced run's period; at least
+//! a tick, tokio's timers tick in milliseconds): when the alarm fires, even
+//! late, the wake-up planned is the guard, and moving the alarm on by a
+//! period wakes nothing. The guard never fires: each move of the alarm
+//! moves it on too. While nothing is armed, both are out of the wheel, so
 //! neither wakes the thread on its own.
 
 use std::future::Future;
@@ -30,6 +32,8 @@ pub(crate) struct Alarm {
     alarm: Pin<Box<Sleep>>,
     guard: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
+    /// The instant armed last, fired or not.
+    last: Option<Instant>,
 }
 
 impl Alarm {
@@ -38,6 +42,7 @@ impl Alarm {
             alarm: Box::pin(tokio::time::sleep_until(Instant::now())),
             guard: None,
             armed: None,
+            last: None,
         }
     }
 
@@ -57,9 +62,14 @@ impl Alarm {
             return;
         };
         // The alarm first: while the guard still holds the old wake-up, an
-        // alarm a tick or more after the last one moves nothing earlier.
+        // alarm moved on by no more than the guard's lead moves nothing
+        // earlier.
         self.alarm.as_mut().reset(at);
-        let guard_at = at + TICK;
+        let step = self
+            .last
+            .map_or(TICK, |last| at.saturating_duration_since(last));
+        self.last = Some(at);
+        let guard_at = at + step.max(TICK);
         match &mut self.guard {
             Some(guard) => guard.as_mut().reset(guard_at),
             None => {
