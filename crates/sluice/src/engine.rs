@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::alarm::Alarm;
 use crate::attempt::{self, Outcome};
 use crate::client::{self, ClientError, Clients};
 use crate::config::Config;
@@ -173,6 +174,7 @@ where
     let config = Arc::new(config);
     let seed = fastrand::u64(..);
     let scheduler = Scheduler::new(Arc::clone(&config), Instant::now(), SystemTime::now(), seed);
+    let scheduler_paces = scheduler.paces();
     let driver = Driver {
         scheduler,
         config,
@@ -181,6 +183,7 @@ where
         outbox: Vec::new(),
         tasks: JoinSet::new(),
         shared: limiter.map(Link::start),
+        began: scheduler_paces.then(Default::default),
     };
     let task = tokio::spawn(driver.carry_out(Box::pin(inputs), Box::pin(shutdown)));
     Ok(Run {
@@ -207,7 +210,15 @@ struct Driver {
     tasks: JoinSet<(Ticket, Option<Outcome>, Option<Instant>, Instant)>,
     /// Under `--redis`, the link to the shared limiter.
     shared: Option<Link>,
+    /// When the scheduler paces starts: each attempt's ticket and the
+    /// instant its task first ran, read before the next step.
+    began: Option<Began>,
 }
+
+/// The instants attempts began, as they write them: no wake-up of the
+/// driver, which reads them before its next decision (see
+/// [`Scheduler::began`]).
+type Began = Arc<Mutex<Vec<(Ticket, Instant)>>>;
 
 impl Driver {
     async fn carry_out(
@@ -216,9 +227,7 @@ impl Driver {
         mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) {
         // One timer, moved only when the wake-up it waits for changes.
-        let timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
+        let mut alarm = Alarm::new();
         loop {
             if self.act().await.is_err() {
                 return; // Nobody is listening any more.
@@ -226,11 +235,7 @@ impl Driver {
             if self.scheduler.finished() {
                 break;
             }
-            let wake = self.scheduler.next_wake();
-            if let Some(at) = wake.filter(|&at| armed != Some(at)) {
-                timer.as_mut().reset(at);
-                armed = Some(at);
-            }
+            alarm.set(self.scheduler.next_wake());
             if let Some(link) = &mut self.shared {
                 link::demand(link, &mut self.scheduler);
             }
@@ -242,6 +247,7 @@ impl Driver {
                 }
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
                     Ok((ticket, outcome, sent, at)) => {
+                        self.absorb_began(at);
                         if let Some(sent) = sent {
                             self.scheduler.sent(ticket, sent);
                         }
@@ -254,17 +260,22 @@ impl Driver {
                     // Attempts catch their own panics, so this cannot happen.
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 },
-                _ = &mut timer, if wake.is_some() => {
-                    armed = None;
-                    self.scheduler.advance(Instant::now());
+                () = alarm.fired(), if alarm.is_armed() => {
+                    let now = Instant::now();
+                    self.absorb_began(now);
+                    self.scheduler.advance(now);
                 }
                 Some(said) = link::next(&mut self.shared) => {
                     link::heard(said, &mut self.scheduler, Instant::now());
                 }
-                item = inputs.next(), if wants_input => match item {
-                    Some(item) => self.scheduler.offer(item, Instant::now()),
-                    None => self.scheduler.end_input(Instant::now()),
-                },
+                item = inputs.next(), if wants_input => {
+                    let now = Instant::now();
+                    self.absorb_began(now);
+                    match item {
+                        Some(item) => self.scheduler.offer(item, now),
+                        None => self.scheduler.end_input(now),
+                    }
+                }
             }
         }
         let _ = self.act().await;
@@ -292,12 +303,27 @@ impl Driver {
         Ok(())
     }
 
+    /// Tells the scheduler when the attempts started since its last step
+    /// began, before it decides again.
+    fn absorb_began(&mut self, now: Instant) {
+        let Some(Ok(mut list)) = self.began.as_ref().map(|b| b.lock()) else {
+            return;
+        };
+        for (ticket, at) in list.drain(..) {
+            self.scheduler.began(ticket, at, now);
+        }
+    }
+
     fn spawn(&mut self, attempt: Attempt) {
         let (client, config) = (self.client.clone(), Arc::clone(&self.config));
+        let began = self.began.clone();
         // Boxed: an attempt's future (reqwest's and hyper's state within)
         // takes kilobytes, which spawning, polling and joining would
         // otherwise copy around; a task that holds a pointer moves little.
         self.tasks.spawn(Box::pin(async move {
+            if let Some(Ok(mut list)) = began.as_ref().map(|b| b.lock()) {
+                list.push((attempt.ticket, Instant::now()));
+            }
             let mut sent = None;
             let exchange = AssertUnwindSafe(attempt::perform(
                 &client,

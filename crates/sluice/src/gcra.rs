@@ -43,7 +43,14 @@ pub struct Gcra {
     /// A caller waits for this limiter: a cell was refused, and since then
     /// no cell has found it idle for longer than [`CATCH_UP`].
     backlogged: bool,
+    /// Cells charged so far: a start's [`Mark`] is this count before it.
+    charged: u64,
 }
+
+/// Where a start's cells fall among a limiter's charges (the cells charged
+/// before it), for [`Gcra::began`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mark(u64);
 
 impl Gcra {
     /// A limiter for `rate` that lets `burst` cells bunch up.
@@ -60,6 +67,7 @@ impl Gcra {
             burst: u128::from(burst.max(1)),
             tat: 0,
             backlogged: false,
+            charged: 0,
         }
     }
 
@@ -77,6 +85,7 @@ impl Gcra {
             burst: u128::from(burst.max(1)),
             tat: 0,
             backlogged: false,
+            charged: 0,
         }
     }
 
@@ -149,8 +158,9 @@ impl Gcra {
 
     /// Charges `cells`; call only when `ready_at(now, cells) <= now`. While
     /// callers wait, cells are charged when they were due (at most
-    /// [`CATCH_UP`] ago), not at the late instant they come.
-    pub fn take(&mut self, now: Instant, cells: u64) {
+    /// [`CATCH_UP`] ago), not at the late instant they come. The mark names
+    /// these cells for [`Gcra::began`].
+    pub fn take(&mut self, now: Instant, cells: u64) -> Mark {
         let now_s = self.scaled(now);
         let from = if self.backlogged {
             now_s.saturating_sub(self.catch_up())
@@ -158,6 +168,31 @@ impl Gcra {
             now_s
         };
         self.tat = self.tat.max(from) + u128::from(cells) * self.period;
+        self.mark(cells)
+    }
+
+    /// The start charged at `mark` really went out at `at`. Its cells count
+    /// as charged no sooner than [`CATCH_UP`] before `at`, and every cell
+    /// charged after them waits its turn behind them again: the limiter's
+    /// state becomes what it would be had the start been charged then (a
+    /// GCRA's next instant is the latest of each charge's instant plus the
+    /// periods of the cells charged since). True when that holds the next
+    /// cell back longer: the start slipped past what lateness is credited.
+    pub fn began(&mut self, mark: Mark, at: Instant) -> bool {
+        let since = u128::from(self.charged.saturating_sub(mark.0));
+        let from = self.scaled(at).saturating_sub(self.catch_up());
+        let tat = from + since * self.period;
+        if tat <= self.tat {
+            return false;
+        }
+        self.tat = tat;
+        true
+    }
+
+    fn mark(&mut self, cells: u64) -> Mark {
+        let mark = Mark(self.charged);
+        self.charged = self.charged.saturating_add(cells);
+        mark
     }
 
     fn catch_up(&self) -> u128 {
@@ -177,8 +212,9 @@ impl Gcra {
     }
 
     /// Charges `cells` at `at` (an instant [`Gcra::earliest`] gave, or later).
-    pub fn charge(&mut self, at: Instant, cells: u64) {
+    pub fn charge(&mut self, at: Instant, cells: u64) -> Mark {
         self.tat = self.tat.max(self.scaled(at)) + u128::from(cells) * self.period;
+        self.mark(cells)
     }
 
     /// The limiter's shape in integer nanoseconds, reduced: one cell costs
@@ -312,6 +348,32 @@ mod tests {
         // A hold never loosens: more available than the limiter allows is ignored.
         g.hold(t0, 5);
         assert_eq!(g.ready_at(t0, 1), t0 + Duration::from_micros(301_500));
+    }
+
+    /// A start that went out later than the lateness credited is re-timed:
+    /// the next waits a period from its real start (less the credit), and
+    /// so does every start charged after it.
+    #[test]
+    fn a_start_that_began_late_is_retimed() {
+        let t0 = Instant::now();
+        let period = Duration::from_micros(10_050);
+        let mut g = Gcra::new(rate("100/s"), 1, t0);
+        let first = g.take(t0, 1);
+        // Within the credit: nothing moves.
+        assert!(!g.began(first, t0 + Duration::from_millis(2)));
+        assert_eq!(g.ready_at(t0, 1), t0 + period);
+        // 20 ms late: the next goes a period after 17 ms.
+        assert!(g.began(first, t0 + Duration::from_millis(20)));
+        assert_eq!(g.ready_at(t0, 1), t0 + Duration::from_millis(17) + period);
+        // Told after a second start was charged, both wait behind it.
+        let mut g = Gcra::new(rate("100/s"), 1, t0);
+        let first = g.take(t0, 1);
+        g.take(t0 + period, 1);
+        assert!(g.began(first, t0 + Duration::from_millis(20)));
+        assert_eq!(
+            g.ready_at(t0, 1),
+            t0 + Duration::from_millis(17) + 2 * period
+        );
     }
 
     #[test]

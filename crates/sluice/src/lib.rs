@@ -16,6 +16,7 @@
 //! [`Config`], a stream of [`Input`]s and a shutdown future, and yields
 //! [`Event`]s. See [`run`] for an example.
 
+mod alarm;
 pub mod attempt;
 pub mod classify;
 pub mod client;

@@ -37,6 +37,8 @@ mod adaptive;
 mod discovered;
 mod learned;
 mod origin;
+#[cfg(test)]
+mod pacing_tests;
 mod retrying;
 mod shared;
 #[cfg(test)]
@@ -248,6 +250,45 @@ impl Scheduler {
         }
     }
 
+    /// The attempt's request began at `at`: its task first ran then, which
+    /// on a busy thread may be well after the start was decided and
+    /// charged. A start that slipped past the lateness the limiters credit
+    /// is re-timed on each of them, so the starts after it keep their
+    /// distance from it at the wire (see [`crate::gcra`]). Call it before
+    /// the next step; without limiters of its own it does nothing.
+    pub fn began(&mut self, ticket: Ticket, at: Instant, now: Instant) {
+        let Some(job) = (self.in_flight.get(ticket.slot)).filter(|j| j.seq == ticket.seq) else {
+            return;
+        };
+        let (marks, o) = (job.marks, job.origin);
+        let mut moved = false;
+        if let (Some(g), Some(mark)) = (&mut self.rate, marks.rate) {
+            moved |= g.began(mark, at);
+        }
+        if let (Some(g), Some(mark)) = (&mut self.budget, marks.budget) {
+            moved |= g.began(mark, at);
+        }
+        if let Some(mark) = marks.host
+            && self.origins[o].began(mark, at)
+        {
+            // Its origin may no longer be ready now.
+            self.refresh(o, now);
+            moved = true;
+        }
+        if moved {
+            self.step(now);
+        }
+    }
+
+    /// True when the scheduler's own limiters pace starts (a rate, a budget
+    /// or a per-origin rate not shared on Redis): only then does
+    /// [`Scheduler::began`] matter.
+    pub fn paces(&self) -> bool {
+        self.rate.is_some()
+            || self.budget.is_some()
+            || (self.config.per_host_rate.is_some() && self.config.shared.is_none())
+    }
+
     /// The attempt `ticket` names, out of flight.
     fn take_in_flight(&mut self, ticket: Ticket) -> Option<Job> {
         let job = self.in_flight.get(ticket.slot)?;
@@ -406,6 +447,7 @@ impl Scheduler {
             tokens: None,
             budget: Default::default(),
             adaptive: Default::default(),
+            marks: Default::default(),
         };
         self.next_seq += 1;
         self.requeue(job, now);
@@ -601,16 +643,15 @@ impl Scheduler {
         if let Some(g) = &mut self.grants {
             g.take(o, now);
         }
-        if let Some(g) = &mut self.rate {
-            g.take(now, 1);
-        }
-        if let Some(g) = self.budget.as_mut().filter(|_| cells > 0) {
-            g.take(now, cells);
-        }
+        let rate = self.rate.as_mut().map(|g| g.take(now, 1));
+        let budget = (self.budget.as_mut())
+            .filter(|_| cells > 0)
+            .map(|g| g.take(now, cells));
         self.unready(o);
         let Some(mut job) = self.origins[o].start(now) else {
             return;
         };
+        (job.marks.rate, job.marks.budget) = (rate, budget);
         self.queued -= 1;
         job.attempts += 1;
         job.adaptive = self.adaptive_start(now);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::event::Learned as Report;
-use crate::gcra::Gcra;
+use crate::gcra::{Gcra, Mark};
 use crate::ratelimit::{Headroom, Snapshot, Tokens, cost};
 use crate::request::Request;
 use crate::timing::Stopwatch;
@@ -46,6 +46,18 @@ pub(crate) struct Job {
     pub(crate) budget: crate::retry_budget::RetryHold,
     /// Which start of the run the current attempt was (`adaptive`).
     pub(crate) adaptive: super::adaptive::Start,
+    /// Where the current attempt was charged on each limiter.
+    pub(crate) marks: Marks,
+}
+
+/// Where an attempt's start was charged on the global rate, the budget and
+/// its origin's rate, so that when it really began (`Scheduler::began`)
+/// a start that slipped is re-timed on each.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Marks {
+    pub(crate) rate: Option<Mark>,
+    pub(crate) budget: Option<Mark>,
+    pub(crate) host: Option<Mark>,
 }
 
 /// Whether an origin could start its head request.
@@ -206,9 +218,7 @@ impl Origin {
     /// Call only when `readiness` said `Now`.
     pub(crate) fn start(&mut self, now: Instant) -> Option<Job> {
         let mut job = self.queue.pop_front()?;
-        if let Some(g) = &mut self.rate {
-            g.take(now, 1);
-        }
+        job.marks.host = self.rate.as_mut().map(|g| g.take(now, 1));
         let cost = if self.learned.counts_tokens() {
             tokens_of(&mut job)
         } else {
@@ -218,6 +228,12 @@ impl Origin {
         self.discovered.start(now);
         self.in_flight += 1;
         Some(job)
+    }
+
+    /// The attempt charged at `mark` on this origin's rate began at `at`
+    /// ([`Gcra::began`]); true when that holds the next start back longer.
+    pub(crate) fn began(&mut self, mark: Mark, at: Instant) -> bool {
+        self.rate.as_mut().is_some_and(|g| g.began(mark, at))
     }
 
     /// Takes the head request without starting it (it was abandoned).
@@ -390,6 +406,7 @@ mod tests {
             tokens: None,
             budget: Default::default(),
             adaptive: Default::default(),
+            marks: Default::default(),
         }
     }
 
