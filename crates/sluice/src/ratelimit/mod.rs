@@ -24,6 +24,7 @@
 pub mod cost;
 mod dialects;
 mod ietf;
+pub(crate) mod lag;
 mod pacing;
 mod values;
 

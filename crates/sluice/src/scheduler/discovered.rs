@@ -11,7 +11,9 @@
 //!   [`SLOW_START`] request a second (the rate about doubles each second
 //!   it is used), so a rate started low finds the server's limit in a few
 //!   seconds. It overshoots by what the server's burst absorbs before it
-//!   refuses, so the refusal that ends it halves the rate, as TCP does.
+//!   refuses; the refusal that ends it sets the rate from the climb
+//!   replayed through a meter like the server's (see `replayed`), or,
+//!   where the replay does not say, halves it, as TCP does.
 //! - **Avoidance.** After that, each second of successes adds
 //!   [`INCREASE`] of the rate at the last lowering: the rate creeps towards
 //!   the limit and crosses it rarely, since each crossing costs a pause.
@@ -20,6 +22,7 @@
 //!   once per round trip: refusals of requests that started before the
 //!   last lowering do not lower it again.
 //! - **Gentle restarts.** The rate's burst is 100 ms' worth (it also absorbs late timer wake-ups, which a burst of one would lose as rate),
+//!   or the server's burst as the first wave proved it, once slow start has ended,
 //!   so when a pause ends the waiting requests start at the rate, not with
 //!   every slot at once.
 //!
@@ -74,6 +77,21 @@ const KEEP: usize = 100_000;
 /// A rate change smaller than this (relative) keeps the limiter as it is.
 const REBUILD_TOLERANCE: f64 = 0.01;
 
+/// Where between the bounds slow start's climb puts the server's rate
+/// success may raise the rate.
+const TOP_SHARE: f64 = 0.25;
+
+/// The replayed climb's rate is taken no higher than this times what the
+/// server accepted over it.
+const STRETCH_SLACK: f64 = 1.1;
+
+/// Slow start ends at this share of the rate its climb proves.
+const LANDING: f64 = 1.0;
+
+/// The starts this close before the first refusal measure the server's
+/// burst (the first wave, sent before anything was known).
+const WAVE: Duration = Duration::from_millis(100);
+
 /// One origin's discovered rate.
 #[derive(Debug, Default)]
 pub(crate) struct Discovered {
@@ -103,6 +121,18 @@ pub(crate) struct Discovered {
     /// Time the head request waited for the rate.
     paced: Duration,
     held_since: Option<Instant>,
+    /// Before the first refusal, the starts of the last [`WAVE`] (number,
+    /// instant, admitted); then, until slow start ends, those of the wave
+    /// the first refusal answered.
+    wave: VecDeque<(u64, Instant, bool)>,
+    /// What the server's burst is at least, measured by the first wave
+    /// once slow start has ended (0 until then).
+    server_burst: u64,
+    /// During slow start, its starts (number, instant, admitted).
+    climb: VecDeque<(u64, Instant, bool)>,
+    /// Success raises the rate no higher than this, once the climb
+    /// bounded the server's rate (a later refusal forgets it).
+    top: Option<f64>,
 }
 
 impl Discovered {
@@ -150,6 +180,19 @@ impl Discovered {
         self.dispatched += 1;
         trim(&mut self.starts, now);
         self.starts.push_back(now);
+        if self.rate.is_none() {
+            while self
+                .wave
+                .front()
+                .is_some_and(|w| now.saturating_duration_since(w.1) > WAVE)
+                || self.wave.len() >= KEEP
+            {
+                self.wave.pop_front();
+            }
+            self.wave.push_back((self.dispatched, now, false));
+        } else if self.slow_start && self.climb.len() < KEEP {
+            self.climb.push_back((self.dispatched, now, false));
+        }
         self.dispatched
     }
 
@@ -166,6 +209,11 @@ impl Discovered {
         now: Instant,
     ) -> bool {
         self.note(success, now);
+        for starts in [&mut self.wave, &mut self.climb] {
+            if success && let Ok(i) = starts.binary_search_by_key(&number, |w| w.0) {
+                starts[i].2 = true;
+            }
+        }
         let before = self.rate;
         if refused {
             self.lower(number, ceiling, now);
@@ -238,11 +286,34 @@ impl Discovered {
                 // the limit, where halving alone may stay above it and
                 // cost another refusal, another pause).
                 self.slow_start = false;
+                let (least, most) = self.wave_burst(rate);
+                self.server_burst = least;
+                let climb = std::mem::take(&mut self.climb);
                 let halved = rate * AFTER_SLOW_START;
-                self.stretch(now)
-                    .map_or(halved, |a| halved.min(a).max(rate * SLOW_START_FLOOR))
+                let stretch = self.stretch(now);
+                let heuristic =
+                    stretch.map_or(halved, |a| halved.min(a).max(rate * SLOW_START_FLOOR));
+                // A sanity bound on the replay (a loaded machine sends
+                // and the server sees at different moments): not much
+                // above what the server accepted over the whole climb.
+                let sane = stretch.map_or(halved, |a| a * STRETCH_SLACK);
+                match replayed(&climb, number, (least, most), rate) {
+                    Some((lower, upper)) => {
+                        let (lower, upper) = (lower.min(sane), upper.min(sane));
+                        // Below the lower bound (the replay reads send
+                        // times for arrivals, which answers late by
+                        // varying delays blur), and success raises it no
+                        // further than between the bounds, near the
+                        // lower: creeping above the server's rate costs
+                        // a pause.
+                        self.top = Some(lower + (upper - lower) * TOP_SHARE);
+                        (lower * LANDING).max(rate * SLOW_START_FLOOR)
+                    }
+                    None => heuristic,
+                }
             }
             Some(rate) => {
+                self.top = None;
                 // What the server accepted bounds the new rate, within
                 // reason: the factor alone would take several more
                 // refusals (each a pause) to come down from an overshoot.
@@ -262,6 +333,27 @@ impl Discovered {
         self.lowerings += 1;
     }
 
+    /// What the first wave proves of the server's burst, at least and at
+    /// most. At most: the requests of it the server admitted (its refused
+    /// request found the meter full, and no more than those in it). At
+    /// least: those, less what the meter can have drained while they
+    /// arrived at `peak` (a rate above the server's, since slow start at
+    /// `peak` was refused). A meter (nginx's `limit_req`, a token bucket)
+    /// holds at least that many at once; since sluice's rate is below the
+    /// server's, a limiter with that burst sends nothing the server's
+    /// meter would refuse, and after a pause it restarts with what the
+    /// server's meter took back meanwhile, not a tenth of a second's worth.
+    fn wave_burst(&mut self, peak: f64) -> (u64, u64) {
+        let wave = std::mem::take(&mut self.wave);
+        let mut admitted = wave.iter().filter(|w| w.2).map(|w| w.1);
+        let Some(first) = admitted.next() else {
+            return (0, 0);
+        };
+        let (count, last) = admitted.fold((1u64, first), |(n, _), t| (n + 1, t));
+        let drained = peak * last.saturating_duration_since(first).as_secs_f64();
+        ((count as f64 - drained).floor().max(0.0) as u64, count)
+    }
+
     fn raise(&mut self, ceiling: Option<f64>) {
         let Some(rate) = self.rate else {
             return;
@@ -271,7 +363,8 @@ impl Discovered {
         } else {
             INCREASE * self.lowered_to / rate
         };
-        self.rate = Some(cap(rate + step, ceiling));
+        let top = self.top.map_or(rate + step, |top| top.max(rate));
+        self.rate = Some(cap((rate + step).min(top), ceiling));
     }
 
     /// A new limiter when the rate moved; it keeps what the old one had
@@ -280,7 +373,7 @@ impl Discovered {
         let Some(rate) = self.rate else {
             return;
         };
-        let burst = ((rate / 10.0).floor() as u64).max(1);
+        let burst = ((rate / 10.0).floor() as u64).max(1).max(self.server_burst);
         let same = self.gcra.as_ref().is_some_and(|g| {
             g.burst() == burst && (g.per_second() - rate).abs() <= rate * REBUILD_TOLERANCE
         });
@@ -296,6 +389,83 @@ impl Discovered {
         }
         self.gcra = Some(gcra);
     }
+}
+
+/// The server's rate, from slow start's climb replayed through a meter
+/// like the server's (nginx's `limit_req`, a token bucket: a level that
+/// drains at the rate; a request that would take it above the burst is
+/// refused). The climb started on an empty meter (the pause before it
+/// drained it) and ended with the start `refused`. Each start of it the
+/// server admitted found the level at most `burst − 1`, and the first wave
+/// proved the burst within `(least, most)`: so the rate is at least the one
+/// at which the highest level the replay finds before an admitted start is
+/// `most − 1`. The refused start found the level above `burst − 1`, so the
+/// rate is below the one at which the replay puts it at `least − 1`. Both
+/// bounds, when the first wave told the burst to within a request, are
+/// within about a request's worth over the climb's busy time. `None` when
+/// the climb does not say (no burst measured, the start not among the
+/// climb's, or levels no rate below `peak` explains).
+fn replayed(
+    climb: &VecDeque<(u64, Instant, bool)>,
+    refused: u64,
+    (least, most): (u64, u64),
+    peak: f64,
+) -> Option<(f64, f64)> {
+    let at = climb[climb.binary_search_by_key(&refused, |c| c.0).ok()?].1;
+    let admitted: Vec<Instant> = climb
+        .iter()
+        .filter(|c| c.2 && c.1 <= at)
+        .map(|c| c.1)
+        .collect();
+    // The level the refused start found, at `rate`.
+    let found = |rate: f64| {
+        let mut level = 0.0f64;
+        for pair in admitted
+            .windows(2)
+            .chain([[*admitted.last()?, at].as_slice()])
+        {
+            level += 1.0;
+            let drained = rate * pair[1].saturating_duration_since(pair[0]).as_secs_f64();
+            level = (level - drained).max(0.0);
+        }
+        Some(level)
+    };
+    // The highest level an admitted start found, at `rate`.
+    let highest = |rate: f64| {
+        let (mut level, mut highest) = (0.0f64, 0.0f64);
+        for pair in admitted.windows(2) {
+            level += 1.0;
+            let drained = rate * pair[1].saturating_duration_since(pair[0]).as_secs_f64();
+            level = (level - drained).max(0.0);
+            highest = highest.max(level);
+        }
+        highest
+    };
+    let (least, most) = (least as f64, most as f64);
+    if most < 1.0 || admitted.len() < 2 || highest(peak) > most - 1.0 {
+        return None;
+    }
+    if highest(LOWEST) <= most - 1.0 {
+        return None;
+    }
+    let lower = bisect(peak, |rate| highest(rate) > most - 1.0);
+    let upper = bisect(peak, |rate| found(rate).is_some_and(|l| l > least - 1.0));
+    Some((lower, upper.max(lower)))
+}
+
+/// The rate in [`LOWEST`, `peak`] where `below` stops holding (it holds
+/// for low rates and not for high ones).
+fn bisect(peak: f64, below: impl Fn(f64) -> bool) -> f64 {
+    let (mut lo, mut hi) = (LOWEST, peak);
+    for _ in 0..50 {
+        let mid = (lo + hi) / 2.0;
+        if below(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
 }
 
 /// Forgets instants older than [`RECENT`], and the oldest beyond [`KEEP`].
@@ -315,6 +485,10 @@ fn cap(rate: f64, ceiling: Option<f64>) -> f64 {
         None => rate.min(crate::ratelimit::MAX_RATE),
     }
 }
+
+#[cfg(test)]
+#[path = "discovered_tests.rs"]
+mod simulated;
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use crate::attempt::Outcome;
 use crate::event::{Event, Learned as Report};
 use crate::gcra::Gcra;
+use crate::ratelimit::lag::DateLags;
 use crate::ratelimit::{Dialect, Dimension, Headroom, Limit, Snapshot, Tokens, Window};
 
 use super::tokens::{LearnedTokens, TokenDispatch};
@@ -87,8 +88,9 @@ pub(crate) struct Learned {
     window_seen: Option<(i64, Instant)>,
     /// The end of the last pause told of (fixed windows).
     announced: Option<Instant>,
-    /// Fixed windows: the least `Date` lag seen (see `dated_end`).
-    least_lag: Option<i64>,
+    /// Fixed windows: where the server's whole seconds fall (see
+    /// `dated_end`).
+    lags: DateLags,
     /// The starts so far when the `Date` first placed a window's end.
     dated_after: Option<u64>,
     /// A 429 refuted the `Date`'s whole seconds as window ends.
@@ -430,17 +432,16 @@ impl Learned {
     /// `Date + reset` on its clock. The least lag from a `Date` to its arrival
     /// places the server's seconds on the local clock to within the
     /// quickest answer's way back, so the end is moved earlier by this
-    /// response's lag beyond that least one. A 429 despite it (a server
-    /// whose windows start elsewhere) turns this off for the run.
+    /// response's lag beyond that least one (`DateLags`: only lags in line
+    /// with the recent ones count, so one far-off `Date` moves no end). A
+    /// 429 despite it (a server whose windows start elsewhere) turns this
+    /// off for the run.
     fn dated_end(&mut self, reset: Duration, lag: Option<i64>, now: Instant) -> Instant {
         let Some(lag) = lag.filter(|_| !self.undated) else {
             return now + reset;
         };
-        let least = self.least_lag.map_or(lag, |l| l.min(lag));
-        self.least_lag = Some(least);
         self.dated_after.get_or_insert(self.dispatched);
-        let early = Duration::from_micros(u64::try_from(lag - least).unwrap_or(0));
-        now + reset.saturating_sub(early)
+        now + reset.saturating_sub(self.lags.early(lag))
     }
 
     /// Holds every start until `end`; the pause when it is new.

@@ -43,6 +43,8 @@ struct Server {
     index: u64,
     admitted: u64,
     refused: u64,
+    /// The arrival (counted from 1) whose `Date` is an hour in the future.
+    bad_date: Option<u64>,
 }
 
 impl Server {
@@ -56,6 +58,7 @@ impl Server {
             index: 0,
             admitted: 0,
             refused: 0,
+            bad_date: None,
         }
     }
 
@@ -113,7 +116,13 @@ impl Server {
                 headers.insert("ratelimit-policy", text(&policy));
                 headers.insert("ratelimit", text(&state));
                 if dated {
-                    let date = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + t as u64);
+                    let arrival = self.admitted + self.refused + 1;
+                    let off = if self.bad_date == Some(arrival) {
+                        3600
+                    } else {
+                        0
+                    };
+                    let date = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL + t as u64 + off);
                     headers.insert("date", text(&httpdate::fmt_http_date(date)));
                 }
             }
@@ -313,4 +322,29 @@ fn windows_off_the_servers_seconds_cost_one_wave_at_most() {
     let (_, ok, _) = simulate(&mut server, 2000, 50, Duration::from_millis(5), 3);
     assert_eq!(ok, 2000);
     assert!(server.refused <= 50, "{} refused", server.refused);
+}
+
+/// One response whose `Date` is an hour in the future (a stale cache, a
+/// node with a wrong clock) must not place the server's seconds: read as
+/// the least lag, it moved every later window's end to "now", and the
+/// windows opened early and were refused.
+#[test]
+fn one_far_off_date_moves_no_window_end() {
+    for bad in [1, 2, 300] {
+        let mut server = Server::new(
+            Kind::Ietf {
+                offset: 0.0,
+                dated: true,
+            },
+            200,
+            1.0,
+        );
+        server.bad_date = Some(bad);
+        let (makespan, ok, _) = simulate(&mut server, 2000, 50, Duration::from_millis(40), 3);
+        assert_eq!((ok, server.refused), (2000, 0), "bad Date on arrival {bad}");
+        assert!(
+            makespan < 9.0 + 0.4,
+            "bad Date on arrival {bad}: {makespan} s"
+        );
+    }
 }
