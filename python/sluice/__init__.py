@@ -469,9 +469,12 @@ class _Bell:
                 return
             except NotImplementedError:
                 pass
-        self._batch.use_doorbell()
+        # Watched before the switch: a ring the switch passes on (or a
+        # fresh one) must find this bell registered, or it is dropped and,
+        # rung once per want, never comes again.
         self._loop = loop
         self._doorbell.watch(self._batch.bell_id(), self)
+        self._batch.use_doorbell()
 
     def _rang(self) -> None:
         if self._fd is not None:

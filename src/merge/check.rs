@@ -39,6 +39,8 @@ pub fn id_hash(id: &str) -> u64 {
 pub struct Named {
     count: u64,
     shown: Vec<(u64, Option<String>)>,
+    /// The line added last (`shown` stops growing; this does not).
+    last: Option<u64>,
 }
 
 impl Named {
@@ -53,9 +55,10 @@ impl Named {
 
     /// Adds `line`, unless it is the one added last (several records of one line).
     fn push(&mut self, line: u64, id: Option<String>) {
-        if self.count > 0 && self.shown.last().is_some_and(|(l, _)| *l == line) {
+        if self.last == Some(line) {
             return;
         }
+        self.last = Some(line);
         self.count += 1;
         if self.shown.len() < SHOWN {
             self.shown.push((line, id));
@@ -76,7 +79,7 @@ pub struct Found {
     pub not_requests: Named,
     /// Records of lines past the inputs' last.
     pub beyond: Named,
-    /// Each input's line count (`None` from standard input on: read once).
+    /// Each input's line count (`None` from standard input or a pipe on: read once).
     counts: Vec<Option<u64>>,
 }
 
@@ -171,7 +174,7 @@ impl Found {
         };
         let input = |line: u64, id: Option<&str>| {
             let mut parts: Vec<String> = at.input_line(line, &self.counts).into_iter().collect();
-            parts.extend(id.map(|id| format!("id `{id}`")));
+            parts.extend(id.map(|id| format!("id `{}`", sluice::parse::for_message(id))));
             match parts.is_empty() {
                 true => format!("line {line}"),
                 false => format!("line {line} ({})", parts.join(", ")),
@@ -256,7 +259,7 @@ impl Where<'_> {
         let mut first = 1;
         for (path, count) in self.inputs.iter().zip(counts) {
             let count = (*count)?;
-            if line < first + count {
+            if (first..first + count).contains(&line) {
                 return Some(format!("{}:{}", path.display(), line - first + 1));
             }
             first += count;
@@ -277,7 +280,12 @@ impl Where<'_> {
                     .results
                     .get(p.file)
                     .map_or(Path::new("?"), |p| p.as_path());
-                format!("{}:{} (id `{}`)", file.display(), p.row, p.id)
+                format!(
+                    "{}:{} (id `{}`)",
+                    file.display(),
+                    p.row,
+                    sluice::parse::for_message(&p.id)
+                )
             })
             .collect();
         format!(" recorded in {}", list.join(" and "))
@@ -314,12 +322,14 @@ pub fn locate(results: &[PathBuf], lines: &BTreeSet<u64>) -> Result<BTreeMap<u64
 }
 
 /// Each input's lines, counted as the run numbers them (a last line
-/// without a newline counts); `None` for standard input and after it.
+/// without a newline counts); `None` for standard input, a pipe or a FIFO, and after it.
 fn line_counts(inputs: &[PathBuf]) -> Result<Vec<Option<u64>>> {
     let mut counts = Vec::new();
     let mut known = true;
     for path in inputs {
-        known &= path != Path::new("-");
+        // Counted only where reading twice is safe: a pipe or a FIFO
+        // would give its data to the count and none to the walk.
+        known &= path != Path::new("-") && std::fs::metadata(path).is_ok_and(|m| m.is_file());
         counts.push(match known {
             true => Some(count_lines(path)?),
             false => None,
@@ -355,6 +365,9 @@ mod tests {
         assert_eq!(named.count, 2);
         let many = Named::of((1..=25).map(|l| (l, None)));
         assert_eq!((many.count, many.shown.len()), (25, SHOWN));
+        // Past the lines shown, a line's second record still counts once.
+        let doubled = Named::of((1..=25).flat_map(|l| [(l, None), (l, None)]));
+        assert_eq!((doubled.count, doubled.shown.len()), (25, SHOWN));
     }
 
     #[test]
@@ -370,6 +383,7 @@ mod tests {
         assert_eq!(at.input_line(3, &counts).as_deref(), Some("a.txt:3"));
         assert_eq!(at.input_line(4, &counts).as_deref(), Some("b.txt:1"));
         assert_eq!(at.input_line(8, &counts), None);
+        assert_eq!(at.input_line(0, &counts), None);
         assert_eq!(at.input_line(4, &[Some(3), None]), None);
     }
 }

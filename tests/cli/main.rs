@@ -51,4 +51,3 @@ mod tls;
 mod tokens;
 mod transport;
 mod transport_direct;
-

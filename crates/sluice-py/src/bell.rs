@@ -16,7 +16,8 @@
 //!
 //! A lane starts with its socket (where there is one) and moves to the
 //! doorbell once, when Python says the loop cannot watch it; a ring that
-//! was already in the socket then is passed on, so none is lost.
+//! was already in the socket then is passed on, so none is lost (Python
+//! registers the bell with its watcher before it switches).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;

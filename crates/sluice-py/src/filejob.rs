@@ -66,7 +66,8 @@ pub fn run_file(
         py.detach(|| runtime.block_on(prepare(&output, f, &inputs, &opts.parse, &opts.config)));
     let (sink, resumed, limiter) = job?;
     let drain = Arc::new(Notify::new());
-    let total = sluice::source::count_shard_lines(&inputs, f.shard);
+    // Reading the whole input: without the GIL, as all I/O.
+    let total = py.detach(|| sluice::source::count_shard_lines(&inputs, f.shard));
     let (config, summary_json) = (opts.config, f.summary_json.clone());
     let mut task = runtime.spawn(drive(
         Job {

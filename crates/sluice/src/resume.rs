@@ -644,9 +644,24 @@ pub fn record_line_and_id(text: &str) -> Result<(u64, String), String> {
     parse_record(text).map(|parsed| (parsed.line, parsed.sent.id))
 }
 
+/// The largest line number a record may name: far past any input (a
+/// trillion lines), and small enough that the line sets kept per number
+/// (resume, merge) stay allocatable whatever a damaged file says.
+const MAX_LINE: u64 = 1 << 40;
+
+/// Reads a record line of any format, refusing a line number no run
+/// writes (0, or past [`MAX_LINE`]).
+fn parse_record(text: &str) -> Result<Parsed, String> {
+    let parsed = parse_any_record(text)?;
+    match parsed.line {
+        1..=MAX_LINE => Ok(parsed),
+        line => Err(format!("line {line} is not a line number sluice writes")),
+    }
+}
+
 /// Reads a record line of any format (a batch-format line first, since a
 /// sluice record never has a `custom_id`).
-fn parse_record(text: &str) -> Result<Parsed, String> {
+fn parse_any_record(text: &str) -> Result<Parsed, String> {
     if let Some(back) = format::read_batch_line(text) {
         let back = back?;
         let sent = Fingerprint {
@@ -808,6 +823,20 @@ fn truncate_torn(path: &Path, good_end: u64) -> Result<u64, ResumeError> {
 mod tests {
     use super::*;
     use crate::record::{Record, RecordError};
+
+    #[test]
+    fn a_line_number_no_run_writes_is_refused() {
+        let record = |line: u64| {
+            format!(
+                r#"{{"id":"1","line":{line},"ok":true,"status":200,"attempts":1,"duration_ms":1.0}}"#
+            )
+        };
+        assert!(record_line_and_id(&record(1)).is_ok());
+        for line in [0, MAX_LINE + 1, u64::MAX] {
+            let err = record_line_and_id(&record(line)).unwrap_err();
+            assert!(err.contains("not a line number"), "{line}: {err}");
+        }
+    }
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sluice-resume-{}-{name}", std::process::id()));

@@ -28,6 +28,7 @@ mod show;
 mod testing;
 mod urls;
 
+pub use show::for_message;
 pub(crate) use show::{MESSAGE_CLIP, clip};
 pub use urls::{UrlCache, UrlError, check_base_url, join_base_url};
 

@@ -23,6 +23,12 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
     out
 }
 
+/// `text` (an id, a URL, a name from outside) as a message quotes it:
+/// at most [`MESSAGE_CLIP`] characters, control characters escaped.
+pub fn for_message(text: &str) -> String {
+    clip(text, MESSAGE_CLIP)
+}
+
 /// A character named for a message: "a space", "a control character (U+000D)".
 pub(super) fn describe_char(c: char) -> String {
     match c {

@@ -393,7 +393,8 @@ async fn call_until_answered(
     loop {
         let sent = Instant::now();
         let allowed = match since {
-            None => super::CALL_TIMEOUT,
+            // The first try is the loss's start: it too ends by the deadline.
+            None => super::CALL_TIMEOUT.min(limiter.timeout + LAST_TRY),
             Some(since) => super::CALL_TIMEOUT
                 .min((since + limiter.timeout + LAST_TRY).saturating_duration_since(sent)),
         };
