@@ -16,6 +16,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
+use sluice::intake::BitSet;
 
 use crate::cli::MergeArgs;
 use crate::exit::{Ending, ExitCode};
@@ -157,8 +158,8 @@ struct Place {
 #[derive(Default)]
 struct Index {
     records: u64,
-    seen: LineSet,
-    doubled: LineSet,
+    seen: BitSet,
+    doubled: BitSet,
     checking: bool,
     ids: Vec<(u64, u64)>,
     places: Vec<Place>,
@@ -219,44 +220,9 @@ fn plural(n: u64, thing: &str) -> String {
     }
 }
 
-/// A set of line numbers, one bit each.
-#[derive(Default)]
-struct LineSet {
-    words: Vec<u64>,
-}
-
-impl LineSet {
-    /// Adds `line`; false when it was there already.
-    fn insert(&mut self, line: u64) -> bool {
-        let (word, bit) = ((line / 64) as usize, 1u64 << (line % 64));
-        if word >= self.words.len() {
-            self.words.resize(word + 1, 0);
-        }
-        let fresh = self.words[word] & bit == 0;
-        self.words[word] |= bit;
-        fresh
-    }
-
-    /// The lines in increasing order.
-    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.words.iter().enumerate().flat_map(|(i, &w)| {
-            (0..64)
-                .filter(move |b| w & (1 << b) != 0)
-                .map(move |b| i as u64 * 64 + b)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_line_set_lists_in_order() {
-        let mut set = LineSet::default();
-        assert!(set.insert(130) && set.insert(2) && !set.insert(2));
-        assert_eq!(set.iter().collect::<Vec<_>>(), [2, 130]);
-    }
 
     #[test]
     fn plural_counts() {

@@ -238,6 +238,15 @@ impl BitSet {
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)
     }
+
+    /// The numbers in the set, in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| i as u64 * 64 + b)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +260,15 @@ mod tests {
             r.id = id;
         }
         Input::Request(r)
+    }
+
+    #[test]
+    fn a_bit_set_lists_in_order() {
+        let mut set = BitSet::default();
+        assert!(set.insert(130) && set.insert(2) && !set.insert(2));
+        assert_eq!(set.iter().collect::<Vec<_>>(), [2, 130]);
+        set.remove(2);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [130]);
     }
 
     fn kind(c: &Checked) -> Option<ErrorKind> {
