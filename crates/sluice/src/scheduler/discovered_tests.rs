@@ -12,10 +12,9 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
-use crate::attempt::{Outcome, Response};
+use crate::attempt::Outcome;
 use crate::config::Config;
 use crate::event::Event;
-use crate::record::Transport;
 use crate::request::{Input, Request};
 use crate::scheduler::{Action, Scheduler, Ticket};
 
@@ -64,17 +63,7 @@ impl Meter {
             }
             429
         };
-        Outcome::Response(Box::new(Response {
-            status,
-            headers,
-            body: None,
-            final_url: None,
-            note: None,
-            transport: Transport {
-                http_version: "HTTP/1.1",
-                tls_version: None,
-            },
-        }))
+        crate::scheduler::simulated::response(status, headers, None)
     }
 }
 

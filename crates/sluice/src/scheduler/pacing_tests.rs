@@ -14,25 +14,14 @@ use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
 use super::{Action, Scheduler, Ticket};
-use crate::attempt::{Outcome, Response};
+use crate::attempt::Outcome;
 use crate::config::Config;
 use crate::gcra::CATCH_UP;
-use crate::record::Transport;
 use crate::request::{Input, Request};
 use crate::units::Rate;
 
 fn ok() -> Outcome {
-    Outcome::Response(Box::new(Response {
-        status: 200,
-        headers: HeaderMap::new(),
-        body: None,
-        final_url: None,
-        note: None,
-        transport: Transport {
-            http_version: "HTTP/1.1",
-            tls_version: None,
-        },
-    }))
+    crate::scheduler::simulated::response(200, HeaderMap::new(), None)
 }
 
 /// Which limiter paces the run.
