@@ -24,7 +24,7 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
 }
 
 /// `text` (an id, a URL, a name from outside) as a message quotes it:
-/// at most [`MESSAGE_CLIP`] characters, control characters escaped.
+/// at most 200 characters (`MESSAGE_CLIP`), control characters escaped.
 pub fn for_message(text: &str) -> String {
     clip(text, MESSAGE_CLIP)
 }

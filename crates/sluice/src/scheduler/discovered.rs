@@ -92,6 +92,17 @@ const LANDING: f64 = 1.0;
 /// burst (the first wave, sent before anything was known).
 const WAVE: Duration = Duration::from_millis(100);
 
+/// What became of a start of the first wave or of slow start's climb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// No answer yet.
+    Unanswered,
+    /// A success: the server's meter admitted it.
+    Admitted,
+    /// Any other answer (a refusal, an error).
+    Other,
+}
+
 /// One origin's discovered rate.
 #[derive(Debug, Default)]
 pub(crate) struct Discovered {
@@ -122,14 +133,14 @@ pub(crate) struct Discovered {
     paced: Duration,
     held_since: Option<Instant>,
     /// Before the first refusal, the starts of the last [`WAVE`] (number,
-    /// instant, admitted); then, until slow start ends, those of the wave
+    /// instant, fate); then, until slow start ends, those of the wave
     /// the first refusal answered.
-    wave: VecDeque<(u64, Instant, bool)>,
+    wave: VecDeque<(u64, Instant, Fate)>,
     /// What the server's burst is at least, measured by the first wave
     /// once slow start has ended (0 until then).
     server_burst: u64,
-    /// During slow start, its starts (number, instant, admitted).
-    climb: VecDeque<(u64, Instant, bool)>,
+    /// During slow start, its starts (number, instant, fate).
+    climb: VecDeque<(u64, Instant, Fate)>,
     /// Success raises the rate no higher than this, once the climb
     /// bounded the server's rate (a later refusal forgets it).
     top: Option<f64>,
@@ -189,9 +200,11 @@ impl Discovered {
             {
                 self.wave.pop_front();
             }
-            self.wave.push_back((self.dispatched, now, false));
+            self.wave
+                .push_back((self.dispatched, now, Fate::Unanswered));
         } else if self.slow_start && self.climb.len() < KEEP {
-            self.climb.push_back((self.dispatched, now, false));
+            self.climb
+                .push_back((self.dispatched, now, Fate::Unanswered));
         }
         self.dispatched
     }
@@ -209,9 +222,10 @@ impl Discovered {
         now: Instant,
     ) -> bool {
         self.note(success, now);
+        let fate = if success { Fate::Admitted } else { Fate::Other };
         for starts in [&mut self.wave, &mut self.climb] {
-            if success && let Ok(i) = starts.binary_search_by_key(&number, |w| w.0) {
-                starts[i].2 = true;
+            if let Ok(i) = starts.binary_search_by_key(&number, |w| w.0) {
+                starts[i].2 = fate;
             }
         }
         let before = self.rate;
@@ -345,7 +359,7 @@ impl Discovered {
     /// server's meter took back meanwhile, not a tenth of a second's worth.
     fn wave_burst(&mut self, peak: f64) -> (u64, u64) {
         let wave = std::mem::take(&mut self.wave);
-        let mut admitted = wave.iter().filter(|w| w.2).map(|w| w.1);
+        let mut admitted = wave.iter().filter(|w| w.2 == Fate::Admitted).map(|w| w.1);
         let Some(first) = admitted.next() else {
             return (0, 0);
         };
@@ -402,11 +416,15 @@ impl Discovered {
 /// `most − 1`. The refused start found the level above `burst − 1`, so the
 /// rate is below the one at which the replay puts it at `least − 1`. Both
 /// bounds, when the first wave told the burst to within a request, are
-/// within about a request's worth over the climb's busy time. `None` when
+/// within about a request's worth over the climb's busy time. A start
+/// before the refused one still unanswered counts as admitted: a meter
+/// refuses at once, so it is one the server holds back (nginx's
+/// `limit_req` without `nodelay` delays what its burst admits by up to
+/// burst ÷ rate), not one it refused. `None` when
 /// the climb does not say (no burst measured, the start not among the
 /// climb's, or levels no rate below `peak` explains).
 fn replayed(
-    climb: &VecDeque<(u64, Instant, bool)>,
+    climb: &VecDeque<(u64, Instant, Fate)>,
     refused: u64,
     (least, most): (u64, u64),
     peak: f64,
@@ -414,7 +432,9 @@ fn replayed(
     let at = climb[climb.binary_search_by_key(&refused, |c| c.0).ok()?].1;
     let admitted: Vec<Instant> = climb
         .iter()
-        .filter(|c| c.2 && c.1 <= at)
+        .filter(|c| {
+            c.1 <= at && (c.2 == Fate::Admitted || (c.2 == Fate::Unanswered && c.0 < refused))
+        })
         .map(|c| c.1)
         .collect();
     // The level the refused start found, at `rate`.
@@ -493,6 +513,48 @@ mod simulated;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A climb at 80 a second against a meter of 50 a second with a burst
+    /// of 10 (nginx's `limit_req`), each start's fate as the meter decides,
+    /// up to the first refusal; returns the climb and the refused start.
+    fn climb_against_a_meter(t0: Instant) -> (VecDeque<(u64, Instant, Fate)>, u64) {
+        let (mut climb, mut level) = (VecDeque::new(), 0.0f64);
+        let mut last = t0;
+        for n in 1..=200u64 {
+            let now = t0 + Duration::from_micros(12_500 * n);
+            level = (level - 50.0 * (now - last).as_secs_f64()).max(0.0);
+            last = now;
+            if level + 1.0 > 10.0 {
+                climb.push_back((n, now, Fate::Other));
+                return (climb, n);
+            }
+            level += 1.0;
+            climb.push_back((n, now, Fate::Admitted));
+        }
+        unreachable!("80 a second overruns 50 a second with a burst of 10")
+    }
+
+    #[test]
+    fn a_start_held_back_by_the_server_counts_as_admitted_in_the_replay() {
+        let t0 = Instant::now();
+        let (answered, refused) = climb_against_a_meter(t0);
+        let known = replayed(&answered, refused, (10, 10), 80.0);
+        let (lower, upper) = known.expect("the climb tells the rate");
+        assert!(
+            (45.0..=55.0).contains(&lower) && upper >= lower,
+            "{lower}..{upper}"
+        );
+        // nginx without `nodelay` answers the refusal at once and holds
+        // back the admitted starts of the last 200 ms.
+        let at = answered.back().expect("a climb").1;
+        let mut held = answered.clone();
+        for start in held.iter_mut() {
+            if start.2 == Fate::Admitted && at - start.1 < Duration::from_millis(200) {
+                start.2 = Fate::Unanswered;
+            }
+        }
+        assert_eq!(replayed(&held, refused, (10, 10), 80.0), known);
+    }
 
     fn at(t0: Instant, ms: u64) -> Instant {
         t0 + Duration::from_millis(ms)
