@@ -92,6 +92,11 @@ const LANDING: f64 = 1.0;
 /// burst (the first wave, sent before anything was known).
 const WAVE: Duration = Duration::from_millis(100);
 
+/// A start of the climb unanswered when its refusal came counts as held
+/// back by the server only when sent at least this long before the refused
+/// one (answers at once arrive with some jitter).
+const HELD_JITTER: Duration = Duration::from_millis(5);
+
 /// What became of a start of the first wave or of slow start's climb.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fate {
@@ -311,7 +316,7 @@ impl Discovered {
                 // and the server sees at different moments): not much
                 // above what the server accepted over the whole climb.
                 let sane = stretch.map_or(halved, |a| a * STRETCH_SLACK);
-                match replayed(&climb, number, (least, most), rate) {
+                match replayed(&climb, number, (least, most), rate, now) {
                     Some((lower, upper)) => {
                         let (lower, upper) = (lower.min(sane), upper.min(sane));
                         // Below the lower bound (the replay reads send
@@ -417,10 +422,12 @@ impl Discovered {
 /// rate is below the one at which the replay puts it at `least − 1`. Both
 /// bounds, when the first wave told the burst to within a request, are
 /// within about a request's worth over the climb's busy time. A start
-/// before the refused one still unanswered counts as admitted: a meter
+/// sent well before the refused one (see `held_before`) and still
+/// unanswered when the refusal came (`now`) counts as admitted: a meter
 /// refuses at once, so it is one the server holds back (nginx's
 /// `limit_req` without `nodelay` delays what its burst admits by up to
-/// burst ÷ rate), not one it refused. `None` when
+/// burst ÷ rate), not one it refused; one sent just before is only late.
+/// `None` when
 /// the climb does not say (no burst measured, the start not among the
 /// climb's, or levels no rate below `peak` explains).
 fn replayed(
@@ -428,12 +435,19 @@ fn replayed(
     refused: u64,
     (least, most): (u64, u64),
     peak: f64,
+    now: Instant,
 ) -> Option<(f64, f64)> {
     let at = climb[climb.binary_search_by_key(&refused, |c| c.0).ok()?].1;
+    // Sent this long before the refused start and still unanswered: held
+    // back, where a server that answers at once would have answered (twice
+    // the refusal's round trip; at least a few milliseconds of jitter).
+    let held_before = at.checked_sub((now.saturating_duration_since(at) * 2).max(HELD_JITTER));
     let admitted: Vec<Instant> = climb
         .iter()
         .filter(|c| {
-            c.1 <= at && (c.2 == Fate::Admitted || (c.2 == Fate::Unanswered && c.0 < refused))
+            c.1 <= at
+                && (c.2 == Fate::Admitted
+                    || (c.2 == Fate::Unanswered && held_before.is_some_and(|h| c.1 < h)))
         })
         .map(|c| c.1)
         .collect();
@@ -538,7 +552,9 @@ mod tests {
     fn a_start_held_back_by_the_server_counts_as_admitted_in_the_replay() {
         let t0 = Instant::now();
         let (answered, refused) = climb_against_a_meter(t0);
-        let known = replayed(&answered, refused, (10, 10), 80.0);
+        // The refusal comes back a millisecond after it was sent.
+        let answered_at = answered.back().expect("a climb").1 + Duration::from_millis(1);
+        let known = replayed(&answered, refused, (10, 10), 80.0, answered_at);
         let (lower, upper) = known.expect("the climb tells the rate");
         assert!(
             (45.0..=55.0).contains(&lower) && upper >= lower,
@@ -553,7 +569,7 @@ mod tests {
                 start.2 = Fate::Unanswered;
             }
         }
-        assert_eq!(replayed(&held, refused, (10, 10), 80.0), known);
+        assert_eq!(replayed(&held, refused, (10, 10), 80.0, answered_at), known);
     }
 
     fn at(t0: Instant, ms: u64) -> Instant {
