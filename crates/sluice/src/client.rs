@@ -322,14 +322,20 @@ impl Clients {
             Kind::Http2 { first, lanes } => (first, lanes),
         };
         let origin = lanes.origin(url);
-        let limit = *origin
-            .limit
-            .get_or_init(|| async {
-                let limit = probe_streams(url, &lanes.config).await;
-                lanes.prepare(limit).await;
-                limit
-            })
-            .await;
+        let limit = match origin.limit.get() {
+            Some(&limit) => limit,
+            // Boxed: the probe's connection and handshake take kilobytes,
+            // needed once per origin; inline, every attempt's future
+            // (copied when made and moved) would carry them.
+            None => {
+                *Box::pin(origin.limit.get_or_init(|| async {
+                    let limit = probe_streams(url, &lanes.config).await;
+                    lanes.prepare(limit).await;
+                    limit
+                }))
+                .await
+            }
+        };
         let index = {
             let mut busy = origin.busy.lock().unwrap_or_else(PoisonError::into_inner);
             let index = match busy.iter().position(|&n| n < limit) {
