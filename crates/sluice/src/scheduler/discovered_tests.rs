@@ -5,18 +5,14 @@
 //! The scheduler, told nothing, must come close to the ideal makespan with
 //! few refusals (the goal: within 15%, at most 5% refused).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue};
-use tokio::time::Instant;
 
 use crate::attempt::Outcome;
-use crate::config::Config;
 use crate::event::Event;
-use crate::request::{Input, Request};
-use crate::scheduler::{Action, Scheduler, Ticket};
+use crate::request::Request;
+use crate::scheduler::simulated::{Network, delayed};
 
 /// nginx's `limit_req rate=… burst=…` without `nodelay`'s queue: a meter
 /// of `burst` draining `rate` a second.
@@ -67,11 +63,6 @@ impl Meter {
     }
 }
 
-enum Next {
-    Arrive(Ticket),
-    Answer(Ticket, Outcome),
-}
-
 /// What a run came to.
 #[derive(Debug)]
 struct Run {
@@ -96,79 +87,34 @@ fn simulate(
     late: Duration,
     seed: u64,
 ) -> Run {
-    let config = Config::builder()
-        .concurrency(std::num::NonZeroUsize::new(c).expect("c > 0"))
-        .build()
-        .expect("a config");
-    let t0 = Instant::now();
-    let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, seed);
-    let mut rng = fastrand::Rng::with_seed(seed);
     let url = url::Url::parse("http://127.0.0.1:8080/x").expect("a URL");
-    let mut now = t0;
-    let mut queue: BTreeMap<(Instant, u64), Next> = BTreeMap::new();
-    let (mut tie, mut ok, mut offered) = (0u64, 0u64, 0u64);
+    let requests = (1..=n).map(|line| Request::get(line, url.clone()));
+    let wall = SystemTime::UNIX_EPOCH;
+    let net = Network {
+        c,
+        delay,
+        late,
+        seed,
+        wall,
+    };
+    let (_, ok, events) = delayed(requests, &net, |t, _| meter.arrive(t));
     let (mut pauses, mut rates) = (Vec::new(), Vec::new());
-    let since = |now: Instant| (now - t0).as_secs_f64();
-    for _ in 0..10_000_000 {
-        while offered < n && s.wants_input() {
-            offered += 1;
-            s.offer(Input::Request(Request::get(offered, url.clone())), now);
-        }
-        if offered == n {
-            s.end_input(now);
-            offered += 1;
-        }
-        while let Some(action) = s.next_action() {
-            match action {
-                Action::Start(a) => {
-                    tie += 1;
-                    let at = now + delay.mul_f64(rng.f64());
-                    queue.insert((at, tie), Next::Arrive(a.ticket));
-                }
-                Action::Emit(Event::Record(r)) => ok += u64::from(r.ok),
-                Action::Emit(Event::Paused { wait, .. }) => {
-                    pauses.push((since(now), wait.as_secs_f64()));
-                }
-                Action::Emit(Event::Learned(l)) => {
-                    rates.push((since(now), l.requests_per_second.unwrap_or(0.0)));
-                }
-                Action::Emit(_) => {}
-            }
-        }
-        if s.finished() {
-            let first = meter.arrivals.first().copied().unwrap_or(0.0);
-            let last = meter.arrivals.last().copied().unwrap_or(0.0);
-            return Run {
-                makespan: last - first,
-                refused: meter.refused,
-                ok,
-                pauses,
-                rates,
-            };
-        }
-        let event = queue.first_key_value().map(|(k, _)| k.0);
-        let wake = s.next_wake().map(|w| w + late.mul_f64(rng.f64()));
-        let Some(at) = [event, wake].into_iter().flatten().min() else {
-            panic!("the run stalled");
-        };
-        now = now.max(at);
-        match queue.first_key_value().filter(|(k, _)| k.0 <= now) {
-            Some(_) => {
-                let (_, next) = queue.pop_first().expect("an event");
-                match next {
-                    Next::Arrive(ticket) => {
-                        let outcome = meter.arrive(since(now));
-                        tie += 1;
-                        let back = now + delay.mul_f64(rng.f64());
-                        queue.insert((back, tie), Next::Answer(ticket, outcome));
-                    }
-                    Next::Answer(ticket, outcome) => s.complete(ticket, outcome, now),
-                }
-            }
-            None => s.advance(now),
+    for (at, event) in events {
+        match event {
+            Event::Paused { wait, .. } => pauses.push((at, wait.as_secs_f64())),
+            Event::Learned(l) => rates.push((at, l.requests_per_second.unwrap_or(0.0))),
+            _ => {}
         }
     }
-    panic!("the simulation did not end");
+    let first = meter.arrivals.first().copied().unwrap_or(0.0);
+    let last = meter.arrivals.last().copied().unwrap_or(0.0);
+    Run {
+        makespan: last - first,
+        refused: meter.refused,
+        ok,
+        pauses,
+        rates,
+    }
 }
 
 /// The case, as `tests/cli/discovered.rs` runs it against the

@@ -1,6 +1,7 @@
 //! What the scheduler's simulations share (tests only): a response as the
 //! driver hands it over, and a run on a made-up clock against a simulated
-//! server, with a random delay each way, for the learned limits' tests.
+//! server, with a random delay each way and timers fired late, for the
+//! learned and discovered limits' tests.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -39,19 +40,37 @@ enum Next {
     Answer(Ticket, Outcome),
 }
 
-/// Runs `requests` at concurrency `c` against a server that answers each
-/// (`answer`: seconds since the start, the request) as it arrives, with
-/// delays each way drawn from [0, `delay`]; the scheduler's wall clock
-/// starts at `wall`. Returns (makespan in seconds, records ok, the learned
-/// events).
+/// The network and the machine a simulated run meets.
+pub(crate) struct Network {
+    /// The concurrency (`-c`).
+    pub c: usize,
+    /// Each way's delay is drawn from [0, `delay`].
+    pub delay: Duration,
+    /// Timers fire up to `late` after the instant asked for (a loaded
+    /// machine); none are late when it is zero.
+    pub late: Duration,
+    /// Seeds the scheduler's generator and the draws of delays.
+    pub seed: u64,
+    /// The scheduler's wall clock at the start.
+    pub wall: SystemTime,
+}
+
+/// Runs `requests` over `net` against a server that answers each
+/// (`answer`: seconds since the start, the request) as it arrives. Returns
+/// (makespan to the last record in seconds, records ok, every other event
+/// with its time in seconds since the start).
 pub(crate) fn delayed(
     requests: impl IntoIterator<Item = Request>,
-    c: usize,
-    delay: Duration,
-    seed: u64,
-    wall: SystemTime,
+    net: &Network,
     mut answer: impl FnMut(f64, &Request) -> Outcome,
-) -> (f64, u64, Vec<Event>) {
+) -> (f64, u64, Vec<(f64, Event)>) {
+    let Network {
+        c,
+        delay,
+        late,
+        seed,
+        wall,
+    } = *net;
     let config = Config::builder()
         .concurrency(std::num::NonZeroUsize::new(c).expect("c > 0"))
         .build()
@@ -64,7 +83,7 @@ pub(crate) fn delayed(
     let mut queue: BTreeMap<(Instant, u64), Next> = BTreeMap::new();
     let (mut now, mut tie, mut ok, mut events) = (t0, 0u64, 0u64, Vec::new());
     let (mut last_record, mut ended) = (t0, false);
-    for _ in 0..1_000_000 {
+    for _ in 0..10_000_000 {
         while s.wants_input()
             && let Some(req) = inputs.next()
         {
@@ -86,15 +105,20 @@ pub(crate) fn delayed(
                     ok += u64::from(r.ok);
                     last_record = now;
                 }
-                Action::Emit(e @ Event::Learned(_)) => events.push(e),
-                Action::Emit(_) => {}
+                Action::Emit(e) => events.push(((now - t0).as_secs_f64(), e)),
             }
         }
         if s.finished() {
             return ((last_record - t0).as_secs_f64(), ok, events);
         }
         let event = queue.first_key_value().map(|(k, _)| k.0);
-        let Some(at) = [event, s.next_wake()].into_iter().flatten().min() else {
+        // A draw only when timers are late, so runs without lateness keep
+        // their sequence of delays.
+        let wake = match late.is_zero() {
+            true => s.next_wake(),
+            false => s.next_wake().map(|w| w + late.mul_f64(rng.f64())),
+        };
+        let Some(at) = [event, wake].into_iter().flatten().min() else {
             panic!("the run stalled");
         };
         now = now.max(at);
@@ -113,4 +137,10 @@ pub(crate) fn delayed(
         }
     }
     panic!("the simulation did not end");
+}
+
+/// The learned events of a run's events, in order.
+pub(crate) fn learned(events: Vec<(f64, Event)>) -> Vec<Event> {
+    let learned = events.into_iter().map(|(_, e)| e);
+    learned.filter(|e| matches!(e, Event::Learned(_))).collect()
 }
