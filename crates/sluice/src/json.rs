@@ -117,7 +117,12 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
 /// Appends a float as serde_json writes an `f64`: the shortest digits that
 /// read back the same (zmij, serde_json's own formatter), `null` when it is not finite.
 pub(crate) fn push_f64(out: &mut Vec<u8>, x: f64) {
-    if x.is_finite() {
+    if x.to_bits() == 0 {
+        // Most of a record's waits and its first attempt's start are zero:
+        // written at once, without the formatter's buffer (-0.0 is not
+        // this, and is formatted).
+        out.extend_from_slice(b"0.0");
+    } else if x.is_finite() {
         out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
     } else {
         out.extend_from_slice(b"null");
@@ -214,6 +219,7 @@ mod tests {
         }
         for x in [
             0.0,
+            -0.0,
             1.5,
             0.001,
             123_456.789,

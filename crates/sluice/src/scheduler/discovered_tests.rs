@@ -112,7 +112,7 @@ fn simulate(
     for _ in 0..10_000_000 {
         while offered < n && s.wants_input() {
             offered += 1;
-            s.offer(Input::Request(Request::get(offered, url.clone())), now);
+            s.offer(Input::from(Request::get(offered, url.clone())), now);
         }
         if offered == n {
             s.end_input(now);
