@@ -393,12 +393,22 @@ impl Record {
         }
         if let Some(body) = &self.body {
             out.extend_from_slice(b",\"body\":");
-            match body {
-                Body::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
-                Body::Text(t) | Body::Base64(t) => push_str(out, t),
-            }
-            out.extend_from_slice(b",\"body_encoding\":");
-            push_str(out, body.encoding());
+            // The encoding's name as literal bytes: known, with nothing to escape.
+            let encoding: &[u8] = match body {
+                Body::Json(raw) => {
+                    out.extend_from_slice(raw.get().as_bytes());
+                    b",\"body_encoding\":\"json\""
+                }
+                Body::Text(t) => {
+                    push_str(out, t);
+                    b",\"body_encoding\":\"text\""
+                }
+                Body::Base64(t) => {
+                    push_str(out, t);
+                    b",\"body_encoding\":\"base64\""
+                }
+            };
+            out.extend_from_slice(encoding);
         }
         out.extend_from_slice(b",\"error\":");
         match &self.error {
