@@ -361,7 +361,7 @@ struct State {
     started: Instant,
     /// Outcomes of records not yet handed to the OS, oldest first: counted
     /// only once written, so the summary says how far the output got.
-    pending: std::collections::VecDeque<(sluice::stats::RecordFacts, Duration)>,
+    pending: std::collections::VecDeque<sluice::stats::RecordFacts>,
     /// HTTP and TLS versions per origin.
     protocols: sluice::stats::Protocols,
     settled: u64,
@@ -411,8 +411,7 @@ impl State {
                     self.sent += 1;
                 }
                 self.forget(record.line);
-                self.pending
-                    .push_back(((&record).into(), self.started.elapsed()));
+                self.pending.push_back((&*record).into());
                 self.protocols.note(&record);
                 if let Err(e) = sink.write(&record) {
                     self.write_failed(sink, e);
@@ -469,7 +468,7 @@ impl State {
             }
             Event::Learned(learned) => {
                 self.learned
-                    .insert(learned.origin.clone(), (&learned).into());
+                    .insert(learned.origin.clone(), (&*learned).into());
             }
             Event::Concurrency(c) => {
                 self.adaptive = Some(((&c).into(), self.ceiling));
@@ -546,7 +545,7 @@ impl State {
     /// Counts the records the sink has written since the last call.
     fn settle(&mut self, sink: &Sink) {
         while self.settled < sink.lines_written() {
-            let Some((outcome, _)) = self.pending.pop_front() else {
+            let Some(outcome) = self.pending.pop_front() else {
                 break;
             };
             self.settled += 1;
@@ -587,7 +586,7 @@ impl State {
     ) -> Summary {
         // Records a failed write lost: the server saw their attempts.
         let (mut all, mut this_run) = (self.all.clone(), self.this_run.clone());
-        for (lost, _) in &self.pending {
+        for lost in &self.pending {
             all.add_unrecorded_attempts(lost.attempts);
             this_run.add_unrecorded_attempts(lost.attempts);
         }

@@ -26,9 +26,8 @@ pub async fn demo(args: DemoArgs) -> Result<crate::exit::ExitCode> {
         .await
         .map_err(|e| Usage(anyhow!("cannot start the test upstream on 127.0.0.1: {e}")))?;
     let url = url::Url::parse(&format!("{}/delay/1", mock.url())).context("mock URL")?;
-    let requests = (1..=REQUESTS).map(move |line| {
-        Ok::<_, batch::FeedError>(Input::Request(Request::get(line, url.clone())))
-    });
+    let requests = (1..=REQUESTS)
+        .map(move |line| Ok::<_, batch::FeedError>(Input::from(Request::get(line, url.clone()))));
     let (feed, inputs) = Feed::wrap(futures::stream::iter(requests));
     let config = Config::builder().concurrency(CONCURRENCY).build()?;
     eprintln!(

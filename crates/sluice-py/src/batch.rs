@@ -182,9 +182,13 @@ impl LaneState {
     }
 
     /// A result (or the loss of one) arrived: the lane's accounts.
-    fn deliver(&mut self, records: Vec<Record>) {
+    #[allow(
+        clippy::vec_box,
+        reason = "the engine's records come boxed (Event::Record, Reorder): never unboxed"
+    )]
+    fn deliver(&mut self, records: Vec<Box<Record>>) {
         for rec in records {
-            self.tally.add(RecordFacts::from(&rec));
+            self.tally.add(RecordFacts::from(&*rec));
             self.results.push_back((rec.to_json_line(), rec.ok));
         }
     }
@@ -605,7 +609,7 @@ fn to_input(raw: Raw, parse: &ParseOptions) -> Input {
     reason = "nearly every item is a record: boxing it would cost an allocation per request"
 )]
 enum Routed {
-    Record(Record),
+    Record(Box<Record>),
     Dropped(u64),
 }
 
@@ -659,7 +663,7 @@ async fn pump(hub: Arc<Hub>, mut run: Run, doorbell: Arc<Doorbell>) {
                         continue;
                     }
                     Event::Learned(l) => {
-                        summary::note_learned(&mut state.learned, l);
+                        summary::note_learned(&mut state.learned, *l);
                         continue;
                     }
                     Event::Concurrency(c) => {
@@ -757,7 +761,7 @@ fn poisoned() -> PyErr {
 }
 
 fn invalid(line: u64, message: String) -> Input {
-    Input::Invalid(InvalidLine {
+    Input::from(InvalidLine {
         line,
         id: None,
         method: None,

@@ -275,7 +275,7 @@ async fn drive(
         tokio::select! {
             event = run.next() => match event {
                 Some(Event::Record(record)) => {
-                    let o = sluice::stats::RecordFacts::from(&record);
+                    let o = sluice::stats::RecordFacts::from(&*record);
                     if let Err(e) = sink.write(&record) {
                         error = Some(write_failed(&sink, e));
                         break;
@@ -290,7 +290,7 @@ async fn drive(
                 Some(Event::OriginClosed { origin, reason }) => {
                     facts.closed_origins.push(format!("{origin}: {reason}"));
                 }
-                Some(Event::Learned(l)) => summary::note_learned(&mut facts.learned, l),
+                Some(Event::Learned(l)) => summary::note_learned(&mut facts.learned, *l),
                 Some(Event::Concurrency(c)) => facts.adaptive = Some(c),
                 Some(Event::RetryBudget { waited, held }) => {
                     facts.retry_budget = Some((waited, held))

@@ -165,7 +165,7 @@ impl Steady {
         let line = self.next_line;
         self.next_line += 1;
         let url = self.urls[(line % 2) as usize].clone();
-        Input::Request(Request::get(line, url))
+        Input::from(Request::get(line, url))
     }
 
     fn collect(&mut self) {

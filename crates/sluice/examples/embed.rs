@@ -10,7 +10,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mock = sluice_mock::MockServer::start("127.0.0.1:0".parse()?).await?;
     let url = url::Url::parse(&format!("{}/delay/0.1", mock.url()))?;
 
-    let requests = (1..=100).map(move |line| Input::Request(Request::get(line, url.clone())));
+    let requests = (1..=100).map(move |line| Input::from(Request::get(line, url.clone())));
     let config = Config::builder()
         .concurrency(std::num::NonZeroUsize::new(20).expect("20 is not zero"))
         .rate("500/s".parse()?)

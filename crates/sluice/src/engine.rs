@@ -107,11 +107,11 @@ impl Drop for Run {
 /// use futures::StreamExt;
 /// let mock = sluice_mock::MockServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
 /// let url = url::Url::parse(&format!("{}/fast", mock.url())).unwrap();
-/// let requests = (1..=3).map(move |line| sluice::Input::Request(sluice::Request::get(line, url.clone())));
+/// let requests = (1..=3).map(move |line| sluice::Input::from(sluice::Request::get(line, url.clone())));
 /// let config = sluice::Config::builder().concurrency(std::num::NonZeroUsize::new(2).unwrap()).build().unwrap();
 /// let run = sluice::run(config, futures::stream::iter(requests), std::future::pending()).unwrap();
 /// let records: Vec<sluice::Record> = run
-///     .filter_map(|e| async move { if let sluice::Event::Record(r) = e { Some(r) } else { None } })
+///     .filter_map(|e| async move { if let sluice::Event::Record(r) = e { Some(*r) } else { None } })
 ///     .collect()
 ///     .await;
 /// assert_eq!(records.len(), 3);
@@ -130,7 +130,7 @@ impl Drop for Run {
 /// use futures::StreamExt;
 /// let mock = sluice_mock::MockServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
 /// let url = url::Url::parse(&format!("{}/fast", mock.url())).unwrap();
-/// let requests = (1..=20).map(move |line| sluice::Input::Request(sluice::Request::get(line, url.clone())));
+/// let requests = (1..=20).map(move |line| sluice::Input::from(sluice::Request::get(line, url.clone())));
 /// let config = sluice::Config::builder().rate("10/s".parse().unwrap()).build().unwrap();
 /// let (t0, wall) = (tokio::time::Instant::now(), std::time::Instant::now());
 /// let run = sluice::run(config, futures::stream::iter(requests), std::future::pending()).unwrap();

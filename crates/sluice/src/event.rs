@@ -7,14 +7,15 @@ use crate::record::{Id, Record};
 
 /// One thing that happened in a run. Records arrive in output order
 /// (completion order, or input order under `ordered`).
+///
+/// An event is small (a few words): the record and the learned limits are
+/// boxed, so the three or four events of each request move through the
+/// scheduler, the channel and the consumer as pointers and counters, not as
+/// hundreds of bytes each (a record is allocated once, where it is made).
 #[derive(Clone, Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "every request ends in exactly one Record event: boxing it would add an allocation per request to save channel space"
-)]
 pub enum Event {
     /// A request's final record.
-    Record(Record),
+    Record(Box<Record>),
     /// A request was read and waits for its turn.
     Waiting {
         /// Its line.
@@ -69,7 +70,7 @@ pub enum Event {
     /// What sluice learned about an origin's limits changed (or, once the
     /// run has finished, the last word on them). Only with
     /// `learn_limits`, and only for origins that said something.
-    Learned(Learned),
+    Learned(Box<Learned>),
     /// Under `adaptive`: the concurrency limit changed (or, once the run
     /// has finished, its account).
     Concurrency(Concurrency),
@@ -148,4 +149,27 @@ pub struct Concurrency {
     pub why: String,
     /// The run has finished: this is the final account.
     pub last: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values handed along for every request stay a few words: each
+    /// is moved a dozen times a request (see ARCHITECTURE.md, "The
+    /// dispatcher"), and a large one is a `memcpy` call each time.
+    #[test]
+    fn values_moved_per_request_stay_small() {
+        use std::mem::size_of;
+        let sizes = [
+            ("Event", size_of::<Event>()),
+            ("Action", size_of::<crate::scheduler::Action>()),
+            ("Input", size_of::<crate::Input>()),
+            ("Id", size_of::<Id>()),
+        ];
+        for (name, size) in sizes {
+            assert!(size <= 96, "{name} is {size} bytes: box its large variant");
+        }
+        assert!(size_of::<crate::Input>() <= 48, "{sizes:?}");
+    }
 }

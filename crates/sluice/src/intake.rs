@@ -21,9 +21,9 @@ use crate::request::{Input, Request};
 #[derive(Debug)]
 pub enum Checked {
     /// Send it; `cells` is its cost in budget units (rounded up).
-    Run(Request, u64),
+    Run(Box<Request>, u64),
     /// Write this record; nothing is sent.
-    Reject(Record),
+    Reject(Box<Record>),
     /// The line already has a record from an earlier run: its id is claimed,
     /// nothing is sent or written.
     Skip,
@@ -69,14 +69,14 @@ impl Intake {
             Input::Invalid(bad) => {
                 let id = bad.id.unwrap_or_else(|| Id::line(bad.line));
                 self.claim(&id, bad.line);
-                Checked::Reject(Record::unsent(
+                Checked::Reject(Box::new(Record::unsent(
                     id,
                     bad.line,
                     bad.method,
                     bad.url,
                     ErrorKind::InvalidRequest,
                     bad.message,
-                ))
+                )))
             }
             Input::Recorded { line, id } => {
                 self.claim(&id, line);
@@ -86,7 +86,7 @@ impl Intake {
         }
     }
 
-    fn check_request(&mut self, req: Request) -> Checked {
+    fn check_request(&mut self, req: Box<Request>) -> Checked {
         // Made only for a message: most requests pass.
         let place = |req: &Request| {
             req.place
@@ -114,15 +114,17 @@ impl Intake {
         Checked::Run(req, cells)
     }
 
-    fn reject(&self, req: Request, kind: ErrorKind, message: String) -> Checked {
-        Checked::Reject(Record::unsent(
+    fn reject(&self, req: Box<Request>, kind: ErrorKind, message: String) -> Checked {
+        let url = self.redactor.url(&req.url);
+        let method = req.method.to_string();
+        Checked::Reject(Box::new(Record::unsent(
             req.id,
             req.line,
-            Some(req.method.to_string()),
-            Some(self.redactor.url(&req.url)),
+            Some(method),
+            Some(url),
             kind,
             message,
-        ))
+        )))
     }
 
     /// Claims `id` for `line`; false when an earlier line owns it.
@@ -259,7 +261,7 @@ mod tests {
         if let Some(id) = id {
             r.id = id;
         }
-        Input::Request(r)
+        Input::from(r)
     }
 
     #[test]
@@ -324,7 +326,7 @@ mod tests {
         let mut r = Request::get(1, Url::parse("http://127.0.0.1/").unwrap());
         r.cost = 100.5;
         assert_eq!(
-            kind(&i.check(Input::Request(r))),
+            kind(&i.check(Input::from(r))),
             Some(ErrorKind::InvalidRequest)
         );
         assert_eq!(cost_cells(0.0), 0);
@@ -337,7 +339,7 @@ mod tests {
         let message = |mut intake: Intake| {
             let mut r = Request::get(1, Url::parse("http://127.0.0.1/").unwrap());
             r.cost = 5.0;
-            match intake.check(Input::Request(r)) {
+            match intake.check(Input::from(r)) {
                 Checked::Reject(record) => record.error.expect("an error").message,
                 other => panic!("{other:?}"),
             }

@@ -89,7 +89,12 @@ pub(crate) fn opening_brackets(bytes: &[u8]) -> usize {
 /// case: URLs, methods, ids) is copied in one go; any other goes through
 /// serde_json, so every byte is the same as serde_json's.
 pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
-    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    // A block at a time without branching, like `may_hold_space`.
+    let plain = !text.as_bytes().chunks(32).any(|block| {
+        block.iter().fold(false, |seen, &b| {
+            seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    });
     if plain {
         out.reserve(text.len() + 2);
         out.push(b'"');
@@ -117,7 +122,12 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
 /// Appends a float as serde_json writes an `f64`: the shortest digits that
 /// read back the same (zmij, serde_json's own formatter), `null` when it is not finite.
 pub(crate) fn push_f64(out: &mut Vec<u8>, x: f64) {
-    if x.is_finite() {
+    if x.to_bits() == 0 {
+        // Most of a record's waits and its first attempt's start are zero:
+        // written at once, without the formatter's buffer (-0.0 is not
+        // this, and is formatted).
+        out.extend_from_slice(b"0.0");
+    } else if x.is_finite() {
         out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
     } else {
         out.extend_from_slice(b"null");
@@ -207,6 +217,10 @@ mod tests {
             "tab\t",
             "\u{1}\u{1f}",
             "é ∂ \u{7f}",
+            // Past the first block of the scan, and at a block's end.
+            "a long text of forty bytes or more: \"quoted\"",
+            "0123456789012345678901234567890\\",
+            "0123456789012345678901234567890123456789\n",
         ] {
             let mut out = Vec::new();
             push_str(&mut out, text);
@@ -214,6 +228,7 @@ mod tests {
         }
         for x in [
             0.0,
+            -0.0,
             1.5,
             0.001,
             123_456.789,

@@ -10,7 +10,7 @@ use crate::record::Record;
 #[derive(Debug, Default)]
 pub struct Reorder {
     unfinished: BTreeSet<u64>,
-    held: BTreeMap<u64, Record>,
+    held: BTreeMap<u64, Box<Record>>,
 }
 
 impl Reorder {
@@ -25,18 +25,22 @@ impl Reorder {
     }
 
     /// Accepts a record; returns those whose turn has come, in line order.
-    pub fn complete(&mut self, record: Record) -> Vec<Record> {
+    pub fn complete(&mut self, record: Box<Record>) -> Vec<Box<Record>> {
         self.held.insert(record.line, record);
         self.release()
     }
 
     /// Forgets a line that will get no record; returns records now released.
-    pub fn drop_line(&mut self, line: u64) -> Vec<Record> {
+    pub fn drop_line(&mut self, line: u64) -> Vec<Box<Record>> {
         self.unfinished.remove(&line);
         self.release()
     }
 
-    fn release(&mut self) -> Vec<Record> {
+    #[allow(
+        clippy::vec_box,
+        reason = "records arrive boxed and leave boxed, as Event::Record: never unboxed here"
+    )]
+    fn release(&mut self) -> Vec<Box<Record>> {
         let mut out = Vec::new();
         while let Some(&line) = self.unfinished.first() {
             let Some(record) = self.held.remove(&line) else {
@@ -54,18 +58,18 @@ mod tests {
     use super::*;
     use crate::record::{ErrorKind, Id};
 
-    fn rec(line: u64) -> Record {
-        Record::unsent(
+    fn rec(line: u64) -> Box<Record> {
+        Box::new(Record::unsent(
             Id::line(line),
             line,
             None,
             None,
             ErrorKind::InvalidRequest,
             "x".into(),
-        )
+        ))
     }
 
-    fn lines(v: Vec<Record>) -> Vec<u64> {
+    fn lines(v: impl IntoIterator<Item = Box<Record>>) -> Vec<u64> {
         v.into_iter().map(|r| r.line).collect()
     }
 

@@ -3,7 +3,7 @@
 //! wire form, one JSON object per line.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::ser::{SerializeMap, Serializer};
@@ -17,9 +17,12 @@ use crate::timing::Timing;
 ///
 /// Ids compare as text, so `7` and `"7"` are the same id; an integer id is
 /// written back as an integer with exactly its digits.
+///
+/// The text is shared: a request's id goes into each of its events and its
+/// record, and a clone is a reference count, not an allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Id {
-    text: String,
+    text: Arc<str>,
     numeric: bool,
 }
 
@@ -27,13 +30,13 @@ impl Id {
     /// The default id of a line without one.
     pub fn line(line: u64) -> Id {
         Id {
-            text: line.to_string(),
+            text: Arc::from(itoa::Buffer::new().format(line)),
             numeric: true,
         }
     }
 
     /// A string id.
-    pub fn text(text: impl Into<String>) -> Id {
+    pub fn text(text: impl Into<Arc<str>>) -> Id {
         Id {
             text: text.into(),
             numeric: false,
@@ -55,7 +58,7 @@ impl Id {
         let digits = json.strip_prefix('-').unwrap_or(json);
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(Id {
-                text: json.to_string(),
+                text: Arc::from(json),
                 numeric: true,
             });
         }
@@ -390,12 +393,22 @@ impl Record {
         }
         if let Some(body) = &self.body {
             out.extend_from_slice(b",\"body\":");
-            match body {
-                Body::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
-                Body::Text(t) | Body::Base64(t) => push_str(out, t),
-            }
-            out.extend_from_slice(b",\"body_encoding\":");
-            push_str(out, body.encoding());
+            // The encoding's name as literal bytes: known, with nothing to escape.
+            let encoding: &[u8] = match body {
+                Body::Json(raw) => {
+                    out.extend_from_slice(raw.get().as_bytes());
+                    b",\"body_encoding\":\"json\""
+                }
+                Body::Text(t) => {
+                    push_str(out, t);
+                    b",\"body_encoding\":\"text\""
+                }
+                Body::Base64(t) => {
+                    push_str(out, t);
+                    b",\"body_encoding\":\"base64\""
+                }
+            };
+            out.extend_from_slice(encoding);
         }
         out.extend_from_slice(b",\"error\":");
         match &self.error {
@@ -733,7 +746,7 @@ mod tests {
             prop_oneof![
                 any::<u64>().prop_map(Id::line),
                 "-?[1-9][0-9]{0,24}".prop_map(|digits| Id {
-                    text: digits,
+                    text: digits.into(),
                     numeric: true
                 }),
                 text().prop_map(Id::text),

@@ -119,15 +119,17 @@ pub struct InvalidLine {
 }
 
 /// One item of the input stream the engine consumes.
+///
+/// The request is boxed once, where its line is parsed: from the reader
+/// through the stream adapters and the intake to the scheduler, which
+/// shares it with its attempts, it moves as a pointer rather than as its
+/// few hundred bytes, a dozen times a line. `Input::from(request)` boxes it.
 #[derive(Clone, Debug)]
-// Items stream through one at a time; boxing the request would cost an
-// allocation per line for nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum Input {
     /// A request to execute.
-    Request(Request),
+    Request(Box<Request>),
     /// A line that was rejected while parsing.
-    Invalid(InvalidLine),
+    Invalid(Box<InvalidLine>),
     /// A line that already has a record from an earlier run (`--resume`),
     /// or that another shard owns ([`crate::shard`]): it claims its id but
     /// is neither sent nor written.
@@ -143,6 +145,18 @@ impl Request {
     /// True when the caller gave the request up ([`Abandon`]).
     pub fn is_abandoned(&self) -> bool {
         self.abandon.as_ref().is_some_and(Abandon::is_abandoned)
+    }
+}
+
+impl From<Request> for Input {
+    fn from(request: Request) -> Input {
+        Input::Request(Box::new(request))
+    }
+}
+
+impl From<InvalidLine> for Input {
+    fn from(invalid: InvalidLine) -> Input {
+        Input::Invalid(Box::new(invalid))
     }
 }
 

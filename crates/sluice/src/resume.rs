@@ -870,7 +870,7 @@ mod tests {
     fn input(line: u64, id: Id) -> Input {
         let mut req = crate::Request::get(line, url::Url::parse("http://127.0.0.1/").unwrap());
         req.id = id;
-        Input::Request(req)
+        Input::from(req)
     }
 
     #[test]

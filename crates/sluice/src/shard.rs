@@ -144,7 +144,7 @@ mod tests {
     use crate::request::Request;
 
     fn request(line: u64) -> Input {
-        Input::Request(Request::get(line, "http://a.test/".parse().unwrap()))
+        Input::from(Request::get(line, "http://a.test/".parse().unwrap()))
     }
 
     #[test]

@@ -143,7 +143,9 @@ impl Source {
             urls: UrlCache::default(),
             done: false,
         };
-        futures::stream::unfold(reading, |mut reading| async move {
+        // Boxed: the unfold moves its state into each read and back out,
+        // which for a pointer is nothing.
+        futures::stream::unfold(Box::new(reading), |mut reading| async move {
             let item = reading.next_item().await?;
             Some((item, reading))
         })
@@ -419,7 +421,7 @@ impl Reading {
                 }
                 parse_line_cached(&self.buf, self.line, &origin, &self.opts, &self.urls)
             }
-            Read::TooLong { len } => Some(Input::Invalid(line_too_long(
+            Read::TooLong { len } => Some(Input::from(line_too_long(
                 self.line,
                 &origin,
                 self.opts.max_line_bytes,

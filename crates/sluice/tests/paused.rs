@@ -11,7 +11,7 @@ async fn starts_of(config: Config, n: u64) -> Vec<f64> {
         .await
         .expect("the mock starts");
     let url = url::Url::parse(&format!("{}/fast", mock.url())).expect("a URL");
-    let requests = (1..=n).map(move |line| Input::Request(Request::get(line, url.clone())));
+    let requests = (1..=n).map(move |line| Input::from(Request::get(line, url.clone())));
     let t0 = Instant::now();
     let run = sluice::run(
         config,

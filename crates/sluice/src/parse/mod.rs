@@ -241,7 +241,7 @@ pub fn parse_line_cached(
         urls,
     };
     if raw.len() > opts.max_line_bytes {
-        return Some(Input::Invalid(line_too_long(
+        return Some(Input::from(line_too_long(
             line,
             origin,
             opts.max_line_bytes,
@@ -302,7 +302,7 @@ struct Line<'a> {
 
 impl Line<'_> {
     fn invalid(&self, known: Known, problem: Problem) -> Input {
-        Input::Invalid(InvalidLine {
+        Input::from(InvalidLine {
             line: self.number,
             id: known.id,
             method: known.method,

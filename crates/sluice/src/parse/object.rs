@@ -86,7 +86,7 @@ pub(super) fn parse_object(text: &str, line: &Line) -> Input {
     let url = read_url(fields.url, line);
     match (id, method, url, read_rest(&fields, &line.opts.redactor)) {
         (Ok(id), Ok(method), Ok(url), Ok(rest)) => {
-            Input::Request(rest.into_request(id, line.number, method, url))
+            Input::from(rest.into_request(id, line.number, method, url))
         }
         (id, method, url, rest) => reject(line, id, method, url, rest.err()),
     }
@@ -167,7 +167,7 @@ fn parse_anthropic(fields: &Fields, line: &Line) -> Input {
     });
     match (id, url, rest) {
         (Ok(id), Ok(url), Ok(rest)) => {
-            Input::Request(rest.into_request(id, line.number, Method::POST, url))
+            Input::from(rest.into_request(id, line.number, Method::POST, url))
         }
         (id, url, rest) => reject(line, id, Ok(Method::POST), url, rest.err()),
     }

@@ -25,7 +25,7 @@ pub(super) fn parse_with(text: &str, opts: &ParseOptions) -> Option<Input> {
 
 pub(super) fn ok_with(text: &str, opts: &ParseOptions) -> Request {
     match parse_with(text, opts) {
-        Some(Input::Request(r)) => r,
+        Some(Input::Request(r)) => *r,
         other => panic!("{text:?} should be a request, got {other:?}"),
     }
 }
@@ -35,7 +35,7 @@ pub(super) fn bad_with(text: &str, opts: &ParseOptions) -> InvalidLine {
         Some(Input::Invalid(i)) => {
             assert!(i.message.starts_with(PREFIX), "{}", i.message);
             assert_eq!(i.line, LINE);
-            i
+            *i
         }
         other => panic!("{text:?} should be invalid, got {other:?}"),
     }

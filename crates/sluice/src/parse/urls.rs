@@ -168,7 +168,7 @@ pub(super) fn parse_url_line(text: &str, line: &Line) -> Input {
         return line.invalid(known(None), Problem::JsonNotObject);
     }
     match url_field(text, line) {
-        Ok(url) => Input::Request(Request::get(line.number, url)),
+        Ok(url) => Input::from(Request::get(line.number, url)),
         Err(bad) => line.invalid(known(bad.shown), bad.problem),
     }
 }

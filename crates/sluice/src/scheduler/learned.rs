@@ -529,7 +529,7 @@ impl super::Scheduler {
             let learning = self.origins[o].learn(&snapshot, job.dispatch, headroom, now);
             covered = learning.covered;
             if let Some(report) = learning.report {
-                self.emit(Event::Learned(report));
+                self.emit(Event::Learned(Box::new(report)));
             }
             if let Some(wait) = learning.pause {
                 let origin = self.origins[o].name().to_string();
@@ -555,7 +555,7 @@ impl super::Scheduler {
         if status == Some(429)
             && let Some(report) = self.origins[o].refused(job.dispatch, headroom, now)
         {
-            self.emit(Event::Learned(report));
+            self.emit(Event::Learned(Box::new(report)));
         }
         // Under --adaptive an overload 503 is the concurrency limit's.
         let status = status.filter(|_| !self.adaptive_takes(outcome));
@@ -579,7 +579,7 @@ impl super::Scheduler {
         if let Some(report) =
             self.origins[job.origin].discover(refused, success, number, ceiling, now)
         {
-            self.emit(Event::Learned(report));
+            self.emit(Event::Learned(Box::new(report)));
         }
     }
 
@@ -587,7 +587,7 @@ impl super::Scheduler {
     pub(super) fn learned_last_words(&mut self) {
         for o in 0..self.origins.len() {
             if let Some(report) = self.origins[o].learned_last_word() {
-                self.emit(Event::Learned(report));
+                self.emit(Event::Learned(Box::new(report)));
             }
         }
     }

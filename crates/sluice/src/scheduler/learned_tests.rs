@@ -249,7 +249,7 @@ fn simulate_off(server: &mut Server, n: u64, c: usize) -> Vec<Event> {
     let url = url::Url::parse("http://127.0.0.1:8080/x").expect("a URL");
     let (mut events, mut now) = (Vec::new(), t0);
     for line in 1..=n {
-        s.offer(Input::Request(Request::get(line, url.clone())), now);
+        s.offer(Input::from(Request::get(line, url.clone())), now);
         while let Some(action) = s.next_action() {
             match action {
                 Action::Start(a) => {

@@ -19,7 +19,7 @@
 //! let mut s = Scheduler::new(Arc::new(config), t0, SystemTime::UNIX_EPOCH, 1);
 //! let url = url::Url::parse("http://127.0.0.1:9/fast").unwrap();
 //! for line in 1..=2 {
-//!     s.offer(sluice::Input::Request(sluice::Request::get(line, url.clone())), t0);
+//!     s.offer(sluice::Input::from(sluice::Request::get(line, url.clone())), t0);
 //! }
 //! let starts = |s: &mut Scheduler| {
 //!     std::iter::from_fn(|| s.next_action())
@@ -68,7 +68,7 @@ use crate::request::{Input, Request};
 use crate::retry::{self, Failure};
 use crate::timing::Stopwatch;
 
-use origin::{Job, Origin, Readiness};
+use origin::{Job, JobState, Origin, Readiness};
 
 /// Identifies one attempt between [`Action::Start`] and
 /// [`Scheduler::complete`]: its slot among the attempts in flight, and its
@@ -418,7 +418,7 @@ impl Scheduler {
         }
     }
 
-    fn enqueue_new(&mut self, req: Request, cells: u64, now: Instant) {
+    fn enqueue_new(&mut self, req: Box<Request>, cells: u64, now: Instant) {
         self.register(req.line);
         let origin = self.origin_of(&req, now);
         if self.origins[origin].is_closed() {
@@ -432,8 +432,8 @@ impl Scheduler {
         let repeatable =
             retry::safe_to_repeat(&req.method, &req.headers, self.config.retry_non_idempotent)
                 || retry::safe_to_repeat(&req.method, &self.config.headers, false);
-        let job = Job {
-            req: Arc::new(req),
+        let job = Box::new(JobState {
+            req: Arc::from(req),
             budget_cells: cells,
             origin,
             seq: self.next_seq,
@@ -442,13 +442,13 @@ impl Scheduler {
             not_before: None,
             repeatable,
             maybe_applied: false,
-            watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
+            watch: Stopwatch::new(now, self.clock.at(now)),
             dispatch: Default::default(),
             tokens: None,
             budget: Default::default(),
             adaptive: Default::default(),
             marks: Default::default(),
-        };
+        });
         self.next_seq += 1;
         self.requeue(job, now);
     }
@@ -824,14 +824,15 @@ impl Scheduler {
         outcome: Outcome,
         error: Option<(ErrorKind, String)>,
         now: Instant,
-    ) -> Record {
+    ) -> Box<Record> {
         let start = job.first_started.unwrap_or(now);
         let timing = job.watch.finish().map(Box::new);
         let req = &job.req;
         let redactor = &self.config.redactor;
         let maybe_applied = error.is_some()
             && (job.maybe_applied || retry::maybe_applied(&req.method, failure_of(&outcome)));
-        let mut record = Record {
+        // Boxed where it is made: from here to the sink it moves as a pointer.
+        let mut record = Box::new(Record {
             id: req.id.clone(),
             line: req.line,
             method: Some(req.method.as_str().to_owned()),
@@ -851,7 +852,7 @@ impl Scheduler {
             final_url: None,
             transport: None,
             timing,
-        };
+        });
         match outcome {
             Outcome::Response(r) => {
                 record.status = Some(r.status);
@@ -871,7 +872,7 @@ impl Scheduler {
         self.actions.push_back(Action::Emit(event));
     }
 
-    fn emit_record(&mut self, record: Record) {
+    fn emit_record(&mut self, record: Box<Record>) {
         match &mut self.order {
             Some(order) => {
                 let ready = order.complete(record);

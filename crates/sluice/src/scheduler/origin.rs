@@ -17,8 +17,13 @@ use crate::timing::Stopwatch;
 use super::discovered::Discovered;
 use super::learned::{Dispatch, Learned, Learning};
 
-/// A request and its progress through attempts.
-pub(crate) struct Job {
+/// A request and its progress through attempts, boxed once when it
+/// enters: it moves between its origin's queue, the attempts in flight and
+/// the retries as a pointer, not as its few hundred bytes.
+pub(crate) type Job = Box<JobState>;
+
+/// What a [`Job`] holds.
+pub(crate) struct JobState {
     pub(crate) req: Arc<Request>,
     /// Budget cells each attempt spends.
     pub(crate) budget_cells: u64,
@@ -36,7 +41,7 @@ pub(crate) struct Job {
     /// written: whatever the final outcome, the server may have applied it.
     pub(crate) maybe_applied: bool,
     /// Where its time goes, for the record's `wait_ms` and `attempt_log`.
-    pub(crate) watch: Box<Stopwatch>,
+    pub(crate) watch: Stopwatch,
     /// Which start of its origin the current attempt was (learned limits).
     pub(crate) dispatch: Dispatch,
     /// Its token cost, computed the first time an origin asks
@@ -388,7 +393,7 @@ mod tests {
 
     fn job(seq: u64) -> Job {
         let url = url::Url::parse("http://127.0.0.1/").expect("a valid URL");
-        Job {
+        Box::new(JobState {
             req: Arc::new(Request::get(seq + 1, url)),
             budget_cells: 0,
             origin: 0,
@@ -398,16 +403,13 @@ mod tests {
             not_before: None,
             repeatable: true,
             maybe_applied: false,
-            watch: Box::new(Stopwatch::new(
-                Instant::now(),
-                std::time::SystemTime::UNIX_EPOCH,
-            )),
+            watch: Stopwatch::new(Instant::now(), std::time::SystemTime::UNIX_EPOCH),
             dispatch: Dispatch::default(),
             tokens: None,
             budget: Default::default(),
             adaptive: Default::default(),
             marks: Default::default(),
-        }
+        })
     }
 
     #[test]

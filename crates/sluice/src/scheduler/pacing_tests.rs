@@ -69,7 +69,7 @@ fn begins(
         }
         if line < n && s.wants_input() {
             line += 1;
-            s.offer(Input::Request(Request::get(line as u64, url.clone())), now);
+            s.offer(Input::from(Request::get(line as u64, url.clone())), now);
             if line == n {
                 s.end_input(now);
             }

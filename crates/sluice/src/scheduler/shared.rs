@@ -467,7 +467,7 @@ mod tests {
     fn offer(s: &mut Scheduler, lines: std::ops::RangeInclusive<u64>, now: tokio::time::Instant) {
         let url = url::Url::parse("http://127.0.0.1:9/fast").unwrap();
         for line in lines {
-            s.offer(Input::Request(Request::get(line, url.clone())), now);
+            s.offer(Input::from(Request::get(line, url.clone())), now);
         }
     }
 
@@ -610,7 +610,7 @@ mod tests {
             .count();
         assert_eq!(closed, 1);
         let url = url::Url::parse("http://127.0.0.2:9/fast").unwrap();
-        s.offer(Input::Request(Request::get(2, url)), t0);
+        s.offer(Input::from(Request::get(2, url)), t0);
         let closed = std::iter::from_fn(|| s.next_action())
             .filter(|a| matches!(a, Action::Emit(Event::OriginClosed { .. })))
             .count();
@@ -635,9 +635,9 @@ mod tests {
         let mut s = shared_scheduler(t0, 1, |b| b.per_host_rate("10/s".parse().unwrap()));
         let a = url::Url::parse("http://127.0.0.1:9/a").unwrap();
         let b = url::Url::parse("http://127.0.0.2:9/b").unwrap();
-        s.offer(Input::Request(Request::get(1, a.clone())), t0);
-        s.offer(Input::Request(Request::get(2, b)), t0);
-        s.offer(Input::Request(Request::get(3, a)), t0);
+        s.offer(Input::from(Request::get(1, a.clone())), t0);
+        s.offer(Input::from(Request::get(2, b)), t0);
+        s.offer(Input::from(Request::get(3, a)), t0);
         assert_eq!(starts(&mut s), 0);
         // The oldest waiting origin is asked for first: a, for its two.
         let (wanted, _, origin) = s.shared_demand(t0, AHEAD).unwrap();
@@ -754,7 +754,7 @@ mod tests {
             .map(|k| {
                 let mut s = shared_scheduler(t0, k, |b| b.rate(rate));
                 for line in 0..150 {
-                    s.offer(Input::Request(Request::get(line * 4 + k, url.clone())), t0);
+                    s.offer(Input::from(Request::get(line * 4 + k, url.clone())), t0);
                 }
                 s.end_input(t0);
                 Process {

@@ -87,7 +87,7 @@ pub(crate) fn delayed(
         while s.wants_input()
             && let Some(req) = inputs.next()
         {
-            s.offer(Input::Request(req), now);
+            s.offer(Input::from(req), now);
         }
         if !ended && inputs.peek().is_none() {
             s.end_input(now);

@@ -135,7 +135,7 @@ impl Sim {
         req.cost = cost as f64;
         self.cells.insert(line, cost);
         self.offered.push(line);
-        self.s.offer(Input::Request(req), self.now);
+        self.s.offer(Input::from(req), self.now);
         self.collect();
         true
     }
@@ -154,7 +154,7 @@ impl Sim {
             }
         } else {
             self.offered.push(line);
-            Input::Invalid(InvalidLine {
+            Input::from(InvalidLine {
                 line,
                 id: None,
                 method: None,
@@ -262,7 +262,7 @@ impl Sim {
                 self.admitted.insert(r.line);
                 *self.left.entry(r.line).or_default() += 1;
                 self.retry_due.remove(&r.line);
-                self.records.push(r.clone());
+                self.records.push((**r).clone());
             }
             Event::Dropped { line, .. } => {
                 self.admitted.insert(*line);
@@ -942,7 +942,7 @@ fn abandoned_requests_free_their_slot_and_never_start() {
     for line in 1..=3 {
         let mut req = Request::get(line, url.clone());
         req.abandon = (line <= 2).then(|| gone.clone());
-        s.offer(Input::Request(req), t0);
+        s.offer(Input::from(req), t0);
     }
     let step = |s: &mut Scheduler| {
         let (mut starts, mut dropped, mut records) = (Vec::new(), Vec::new(), Vec::new());
