@@ -101,8 +101,9 @@ impl Alarm {
         Fired(self)
     }
 
-    /// The `timerfd` failed (it cannot, short of a broken kernel): the
-    /// wheel takes over, armed as the alarm was.
+    /// The `timerfd` failed (short of a broken kernel, only when tokio's
+    /// clock was paused during the run): the wheel takes over, armed as the
+    /// alarm was.
     fn fall_back(&mut self) {
         let mut wheel = Wheel::new();
         wheel.set(self.armed);
@@ -237,6 +238,24 @@ mod tests {
         alarm.set(None);
         let waited = tokio::time::timeout(Duration::from_secs(1), alarm.fired()).await;
         assert!(waited.is_err(), "a disarmed alarm fired");
+    }
+
+    /// tokio's clock paused after the alarm became a `timerfd`: the wheel
+    /// takes over when the kernel's timer fires, so the paused clock (which
+    /// only tokio's timers move) still reaches the instant.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_clock_paused_during_a_run_falls_back_to_the_wheel() {
+        let mut alarm = Alarm::new();
+        assert!(alarm.is_precise());
+        tokio::time::pause();
+        let t0 = Instant::now();
+        alarm.set(Some(t0 + Duration::from_millis(5)));
+        // The kernel's timer fires on the real clock, the paused one stays.
+        std::thread::sleep(Duration::from_millis(10));
+        alarm.fired().await;
+        assert!(!alarm.is_precise());
+        assert!(Instant::now() >= t0 + Duration::from_millis(5));
     }
 
     /// On the real clock under Linux the alarm is a `timerfd`: it fires

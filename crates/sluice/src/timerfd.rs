@@ -89,6 +89,9 @@ impl TimerFd {
     }
 
     /// Ready when the deadline set last has passed (once per setting).
+    /// Fails when tokio's clock was paused after the timer was made: the
+    /// deadline has passed on the real clock but not on tokio's, which only
+    /// tokio's own timers can move on.
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
@@ -96,9 +99,16 @@ impl TimerFd {
             // stale: cleared, and the wait goes on. The kernel fires no
             // sooner than the deadline, on the clock tokio reads.
             guard.clear_ready();
-            if self.deadline.is_some_and(|at| Instant::now() >= at) {
+            let Some(at) = self.deadline else { continue };
+            // The real clock first: tokio's, read after it, is never behind
+            // it unless paused.
+            let real = std::time::Instant::now();
+            if Instant::now() >= at {
                 self.deadline = None;
                 return Poll::Ready(Ok(()));
+            }
+            if real >= at.into_std() {
+                return Poll::Ready(Err(io::Error::other("tokio's clock is paused")));
             }
         }
     }
