@@ -29,7 +29,7 @@ const PACING: (u128, u128) = (201, 200);
 /// the credit stays inside the 0.5% pacing margin.
 pub const CATCH_UP: Duration = Duration::from_millis(3);
 
-/// How late a precise timer ([`crate::alarm`]) fires on purpose, so that
+/// How late a precise timer (the driver's `timerfd` alarm) fires on purpose, so that
 /// one wake-up starts every request due within it: a little more than the
 /// period at 1000/s (1.005 ms, paced), so at that rate a wake-up starts two.
 /// Those starts are late, never early, and charged at the instants they
