@@ -1,7 +1,21 @@
-//! The driver's one timer, moved to each next wake-up without making the
-//! runtime wake itself up for it.
+//! The driver's one timer, moved to each next wake-up: precise where it
+//! can be (a Linux `timerfd`, [`crate::timerfd`]), tokio's wheel elsewhere.
 //!
-//! tokio's time driver, told of a deadline earlier than the wake-up it
+//! **Precise, with slack.** On the real clock under Linux the alarm is a
+//! `timerfd`, which fires within microseconds of its deadline where tokio's
+//! wheel fires up to two milliseconds late. That precision buys a slack:
+//! the alarm fires [`TIMER_SLACK`] after the instant asked, so one wake-up
+//! starts every request due within it (at `--rate 1000/s`, two a wake-up
+//! instead of one; their answers then come back together, and a wake-up
+//! costs more CPU than the work it wakes for). No start goes early, and the
+//! limiters charge each one at the instant it was due (a late caller is
+//! credited [`crate::gcra::CATCH_UP`], which covers the slack and the
+//! timer's lateness), so the window bound and the rate are as without it.
+//!
+//! **tokio's wheel** elsewhere, and under tokio's paused clock (tests), which
+//! a `timerfd` cannot follow: no slack there, since the wheel's own lateness
+//! already spends most of what the limiters credit. tokio's time driver,
+//! told of a deadline earlier than the wake-up it
 //! planned, unparks its thread (`time::Handle::reregister`): a write to the
 //! runtime's eventfd and one more turn of `epoll_wait`, even when the thread
 //! is awake and about to plan again anyway. A paced run moves its timer
@@ -24,26 +38,38 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+use crate::gcra::TIMER_SLACK;
+
 /// One tick of tokio's timer wheel.
 const TICK: Duration = Duration::from_millis(1);
 
 /// A timer armed for at most one instant at a time.
 pub(crate) struct Alarm {
-    alarm: Pin<Box<Sleep>>,
-    guard: Option<Pin<Box<Sleep>>>,
+    clock: Clock,
     armed: Option<Instant>,
-    /// The instant armed last, fired or not.
-    last: Option<Instant>,
+}
+
+/// What the alarm waits on.
+enum Clock {
+    #[cfg(target_os = "linux")]
+    Precise(crate::timerfd::TimerFd),
+    Wheel(Wheel),
 }
 
 impl Alarm {
+    /// A disarmed alarm: precise when it can be (Linux, the real clock, a
+    /// `timerfd` to be had), on tokio's wheel otherwise.
     pub(crate) fn new() -> Alarm {
         Alarm {
-            alarm: Box::pin(tokio::time::sleep_until(Instant::now())),
-            guard: None,
+            clock: precise().unwrap_or_else(|| Clock::Wheel(Wheel::new())),
             armed: None,
-            last: None,
         }
+    }
+
+    /// Whether the alarm is precise (and so fires [`TIMER_SLACK`] late).
+    #[cfg(test)]
+    pub(crate) fn is_precise(&self) -> bool {
+        !matches!(self.clock, Clock::Wheel(_))
     }
 
     /// Arms the alarm for `at`, or disarms it (`None`). Setting the instant
@@ -52,13 +78,123 @@ impl Alarm {
         if at == self.armed {
             return;
         }
-        let was_armed = std::mem::replace(&mut self.armed, at).is_some();
+        self.armed = at;
+        match &mut self.clock {
+            #[cfg(target_os = "linux")]
+            Clock::Precise(timer) => {
+                if timer.set(at.map(|at| at + TIMER_SLACK)).is_err() {
+                    self.fall_back();
+                }
+            }
+            Clock::Wheel(wheel) => wheel.set(at),
+        }
+    }
+
+    /// Whether an instant is armed.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// Resolves when the armed instant comes (pending while nothing is
+    /// armed); the alarm is then disarmed.
+    pub(crate) fn fired(&mut self) -> Fired<'_> {
+        Fired(self)
+    }
+
+    /// The `timerfd` failed (short of a broken kernel, only when tokio's
+    /// clock was paused during the run): the wheel takes over, armed as the
+    /// alarm was.
+    fn fall_back(&mut self) {
+        let mut wheel = Wheel::new();
+        wheel.set(self.armed);
+        self.clock = Clock::Wheel(wheel);
+    }
+}
+
+/// A `timerfd` when the platform has one and tokio's clock is the real one.
+#[cfg(target_os = "linux")]
+fn precise() -> Option<Clock> {
+    if clock_is_paused() {
+        return None;
+    }
+    crate::timerfd::TimerFd::new().ok().map(Clock::Precise)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn precise() -> Option<Clock> {
+    None
+}
+
+/// True under tokio's paused clock (`tokio::time::pause`), whose instants a
+/// kernel timer cannot follow. tokio has no public way to ask, but its
+/// clock, while paused, stands still between two reads on one thread
+/// (it moves only when told to or when the runtime parks), while the real
+/// one has visibly moved.
+#[cfg(target_os = "linux")]
+fn clock_is_paused() -> bool {
+    let before = Instant::now();
+    let real = std::time::Instant::now();
+    while std::time::Instant::now() == real {
+        std::hint::spin_loop();
+    }
+    Instant::now() == before
+}
+
+/// The future of [`Alarm::fired`].
+pub(crate) struct Fired<'a>(&'a mut Alarm);
+
+impl Future for Fired<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let alarm = &mut *self.0;
+        if alarm.armed.is_none() {
+            return Poll::Pending;
+        }
+        let fired = match &mut alarm.clock {
+            #[cfg(target_os = "linux")]
+            Clock::Precise(timer) => match timer.poll_expired(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(_)) => {
+                    alarm.fall_back();
+                    // Polled once on the wheel, so it wakes this task.
+                    return Pin::new(&mut Fired(alarm)).poll(cx);
+                }
+                Poll::Pending => false,
+            },
+            Clock::Wheel(wheel) => wheel.alarm.as_mut().poll(cx).is_ready(),
+        };
+        if fired {
+            alarm.armed = None;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// The alarm on tokio's wheel, with its guard (see the module's doc).
+struct Wheel {
+    alarm: Pin<Box<Sleep>>,
+    guard: Option<Pin<Box<Sleep>>>,
+    /// The instant armed last, fired or not.
+    last: Option<Instant>,
+}
+
+impl Wheel {
+    fn new() -> Wheel {
+        Wheel {
+            alarm: Box::pin(tokio::time::sleep_until(Instant::now())),
+            guard: None,
+            last: None,
+        }
+    }
+
+    /// Arms the wheel's alarm for `at`, a new instant, or disarms it.
+    fn set(&mut self, at: Option<Instant>) {
         let Some(at) = at else {
             // Both out of the wheel, so neither wakes the thread for nothing.
             self.guard = None;
-            if was_armed {
-                self.alarm = Box::pin(tokio::time::sleep_until(Instant::now()));
-            }
+            self.alarm = Box::pin(tokio::time::sleep_until(Instant::now()));
             return;
         };
         // The alarm first: while the guard still holds the old wake-up, an
@@ -80,37 +216,6 @@ impl Alarm {
             }
         }
     }
-
-    /// Whether an instant is armed.
-    pub(crate) fn is_armed(&self) -> bool {
-        self.armed.is_some()
-    }
-
-    /// Resolves when the armed instant comes (pending while nothing is
-    /// armed); the alarm is then disarmed.
-    pub(crate) fn fired(&mut self) -> Fired<'_> {
-        Fired(self)
-    }
-}
-
-/// The future of [`Alarm::fired`].
-pub(crate) struct Fired<'a>(&'a mut Alarm);
-
-impl Future for Fired<'_> {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let alarm = &mut *self.0;
-        if alarm.armed.is_none() {
-            return Poll::Pending;
-        }
-        match alarm.alarm.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                alarm.armed = None;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -123,6 +228,7 @@ mod tests {
     async fn fires_at_the_instant_armed() {
         let t0 = Instant::now();
         let mut alarm = Alarm::new();
+        assert!(!alarm.is_precise(), "a timerfd under a paused clock");
         alarm.set(Some(t0 + Duration::from_millis(10)));
         alarm.set(Some(t0 + Duration::from_millis(30)));
         alarm.fired().await;
@@ -132,5 +238,39 @@ mod tests {
         alarm.set(None);
         let waited = tokio::time::timeout(Duration::from_secs(1), alarm.fired()).await;
         assert!(waited.is_err(), "a disarmed alarm fired");
+    }
+
+    /// tokio's clock paused after the alarm became a `timerfd`: the wheel
+    /// takes over when the kernel's timer fires, so the paused clock (which
+    /// only tokio's timers move) still reaches the instant.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_clock_paused_during_a_run_falls_back_to_the_wheel() {
+        let mut alarm = Alarm::new();
+        assert!(alarm.is_precise());
+        tokio::time::pause();
+        let t0 = Instant::now();
+        alarm.set(Some(t0 + Duration::from_millis(5)));
+        // The kernel's timer fires on the real clock, the paused one stays.
+        std::thread::sleep(Duration::from_millis(10));
+        alarm.fired().await;
+        assert!(!alarm.is_precise());
+        assert!(Instant::now() >= t0 + Duration::from_millis(5));
+    }
+
+    /// On the real clock under Linux the alarm is a `timerfd`: it fires
+    /// the slack after the instant armed, never before.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_the_real_clock_fires_precisely_the_slack_late() {
+        let mut alarm = Alarm::new();
+        assert!(alarm.is_precise());
+        for _ in 0..3 {
+            let at = Instant::now() + Duration::from_millis(3);
+            alarm.set(Some(at));
+            alarm.fired().await;
+            assert!(Instant::now() >= at + TIMER_SLACK, "fired before the slack");
+            assert!(!alarm.is_armed());
+        }
     }
 }

@@ -119,9 +119,10 @@ impl Drop for Run {
 /// # }
 /// ```
 ///
-/// Every wait of the engine (rates, backoff, pauses) is a tokio timer, so a
-/// run follows tokio's paused clock: code built on `run` can be tested
-/// without waiting. Twenty requests at `10/s` take two seconds of paused
+/// Every wait of the engine (rates, backoff, pauses) follows tokio's clock
+/// (on the real clock under Linux the driver's timer is a `timerfd`, for
+/// precision; under a paused clock it is tokio's own), so a run follows
+/// tokio's paused clock: code built on `run` can be tested without waiting. Twenty requests at `10/s` take two seconds of paused
 /// time and next to none of the wall clock:
 ///
 /// ```

@@ -29,6 +29,16 @@ const PACING: (u128, u128) = (201, 200);
 /// the credit stays inside the 0.5% pacing margin.
 pub const CATCH_UP: Duration = Duration::from_millis(3);
 
+/// How late a precise timer (the driver's `timerfd` alarm) fires on purpose, so that
+/// one wake-up starts every request due within it: a little more than the
+/// period at 1000/s (1.005 ms, paced), so at that rate a wake-up starts two.
+/// Those starts are late, never early, and charged at the instants they
+/// were due: the slack and the timer's own lateness together must stay
+/// inside [`CATCH_UP`], which leaves 1.8 ms for the latter (a `timerfd`
+/// fires within tens of microseconds on a quiet machine). tokio's wheel,
+/// up to 2 ms late on its own, gets none.
+pub const TIMER_SLACK: Duration = Duration::from_micros(1200);
+
 /// A GCRA limiter: at most `burst + t / interval` cells in any window `t`.
 #[derive(Clone, Debug)]
 pub struct Gcra {

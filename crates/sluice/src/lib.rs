@@ -46,6 +46,8 @@ pub mod shared;
 pub mod sink;
 pub mod source;
 pub mod stats;
+#[cfg(target_os = "linux")]
+mod timerfd;
 pub mod timing;
 pub mod transport;
 pub mod trust;

@@ -3,7 +3,8 @@
 //! start's decision and its attempt's first poll delays that start (a
 //! preempted process, a slow consumer); a simulated driver here lets some
 //! starts slip and reports each begin before its next step, as the engine
-//! does, on a made-up clock with timers as late as tokio's.
+//! does, on a made-up clock with timers as late as tokio's, or precise and
+//! armed [`TIMER_SLACK`] late as a `timerfd` alarm is.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 use super::{Action, Scheduler, Ticket};
 use crate::attempt::Outcome;
 use crate::config::Config;
-use crate::gcra::CATCH_UP;
+use crate::gcra::{CATCH_UP, TIMER_SLACK};
 use crate::request::{Input, Request};
 use crate::units::Rate;
 
@@ -29,6 +30,24 @@ fn ok() -> Outcome {
 enum Limit {
     Rate,
     PerHost,
+}
+
+/// The driver's alarm.
+#[derive(Clone, Copy)]
+enum Timer<'a> {
+    /// tokio's wheel: fires 0.4 ms after the millisecond tick following
+    /// its instant.
+    Wheel,
+    /// A `timerfd`: armed [`TIMER_SLACK`] after the instant, fires the
+    /// lateness `late(k)` after that at its k-th firing.
+    Precise(&'a dyn Fn(usize) -> Duration),
+}
+
+/// What a simulated run did: when each attempt began, and how many times
+/// the alarm fired.
+struct Run {
+    began: Vec<Instant>,
+    wake_ups: usize,
 }
 
 /// `n` requests to one origin under `limit` at `rate` (burst 1); the
@@ -44,6 +63,18 @@ fn begins(
     slip: impl Fn(usize) -> Duration,
     report: bool,
 ) -> Vec<Instant> {
+    simulate(limit, rate, n, slip, report, Timer::Wheel).began
+}
+
+/// [`begins`], with the alarm `timer`.
+fn simulate(
+    limit: Limit,
+    rate: &str,
+    n: usize,
+    slip: impl Fn(usize) -> Duration,
+    report: bool,
+    timer: Timer<'_>,
+) -> Run {
     let rate = Rate::parse(rate).expect("a valid rate");
     let builder = Config::builder()
         .concurrency(NonZeroUsize::new(16).expect("16 is not zero"))
@@ -59,7 +90,7 @@ fn begins(
     let url = url::Url::parse("http://127.0.0.1:8080/fast").expect("a valid URL");
     let (mut now, mut began, mut running) = (t0, Vec::new(), Vec::<Ticket>::new());
     let mut reports: Vec<(Ticket, Instant)> = Vec::new();
-    let mut line = 0;
+    let (mut line, mut wake_ups) = (0, 0);
     while !s.finished() {
         // The driver's next step, the reports of the begins first.
         if report {
@@ -78,8 +109,14 @@ fn begins(
                 s.complete(ticket, ok(), now);
             }
         } else if let Some(wake) = s.next_wake() {
-            let tick = (wake - t0).as_nanos().div_ceil(1_000_000) as u64;
-            let fires = t0 + Duration::from_millis(tick) + Duration::from_micros(400);
+            let fires = match timer {
+                Timer::Wheel => {
+                    let tick = (wake - t0).as_nanos().div_ceil(1_000_000) as u64;
+                    t0 + Duration::from_millis(tick) + Duration::from_micros(400)
+                }
+                Timer::Precise(late) => wake + TIMER_SLACK + late(wake_ups),
+            };
+            wake_ups += 1;
             now = now.max(fires);
             s.advance(now);
         }
@@ -99,7 +136,7 @@ fn begins(
         }
     }
     assert_eq!(began.len(), n);
-    began
+    Run { began, wake_ups }
 }
 
 /// The most begins in any window of `window`.
@@ -190,6 +227,52 @@ fn small_slips_cost_no_rate() {
     }
 }
 
+/// A precise alarm armed [`TIMER_SLACK`] late starts two requests a
+/// wake-up at 1000/s, and each still goes out at its due instant or after
+/// it, never before, within the slack and the timer's lateness: the k-th
+/// begins between `k` paced periods after the first and that plus the
+/// slack, the lateness and the slips. So the rate is kept to the limiter's
+/// pacing and the window bound holds. At 100/s the slack shares nothing
+/// and costs nothing.
+#[test]
+fn a_precise_timers_slack_shares_wake_ups_and_charges_each_start_when_due() {
+    let slip = Duration::from_micros(50);
+    let lateness: [&dyn Fn(usize) -> Duration; 3] = [
+        &|_| Duration::from_micros(60),
+        &|k| Duration::from_micros(if k % 5 == 0 { 1500 } else { 100 }),
+        &|k| Duration::from_micros((k as u64 * 7919) % 1600),
+    ];
+    for late in lateness {
+        for limit in [Limit::Rate, Limit::PerHost] {
+            for (rate, n, per_wake) in [("1000/s", 1000, 1.9), ("100/s", 200, 1.0)] {
+                let run = simulate(limit, rate, n, |_| slip, true, Timer::Precise(late));
+                let at = &run.began;
+                assert_bound(at, rate);
+                let per_sec = Rate::parse(rate).expect("a valid rate").per_second();
+                let period = Duration::from_secs_f64(201.0 / 200.0 / per_sec);
+                for (k, &began) in at.iter().enumerate() {
+                    let due = at[0] + period * k as u32;
+                    let lag = began.saturating_duration_since(due);
+                    assert!(
+                        began + Duration::from_nanos(k as u64 + 1) >= due,
+                        "{limit:?} {rate}: start {k} began {:?} early",
+                        due - began
+                    );
+                    assert!(
+                        lag <= TIMER_SLACK + Duration::from_micros(1600) + slip * 3,
+                        "{limit:?} {rate}: start {k} began {lag:?} after its due instant"
+                    );
+                }
+                let shared = n as f64 / run.wake_ups as f64;
+                assert!(
+                    shared >= per_wake,
+                    "{limit:?} {rate}: {shared:.2} starts a wake-up"
+                );
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -203,5 +286,26 @@ proptest! {
         let slip = |k: usize| Duration::from_micros(slips[k % slips.len()]);
         let at = begins(Limit::Rate, rate, 400, slip, true);
         assert_bound(&at, rate);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever the slips and however late a precise timer fires past its
+    /// slack (even past what the limiters credit), the begins keep the bound.
+    #[test]
+    fn any_slips_and_lateness_keep_the_bound_with_the_slack(
+        slips in proptest::collection::vec(0..5_000u64, 50),
+        late in proptest::collection::vec(0..6_000u64, 50),
+        fast in any::<bool>(),
+        per_host in any::<bool>(),
+    ) {
+        let rate = if fast { "1000/s" } else { "100/s" };
+        let limit = if per_host { Limit::PerHost } else { Limit::Rate };
+        let slip = |k: usize| Duration::from_micros(slips[k % slips.len()]);
+        let late = |k: usize| Duration::from_micros(late[k % late.len()]);
+        let run = simulate(limit, rate, 300, slip, true, Timer::Precise(&late));
+        assert_bound(&run.began, rate);
     }
 }
