@@ -8,7 +8,7 @@
 //! `idle_timeout` is dropped rather than reused, before a server's
 //! keep-alive could close it under a request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -60,17 +60,22 @@ pub(super) struct Pool {
     state: Mutex<State>,
 }
 
+/// Idle connections by authority. foldhash rather than std's SipHash:
+/// the pool is looked up twice a request (take and put). Its seed is random
+/// per process too, and the authorities are the run's own inputs.
+type ByAuthority = foldhash::HashMap<Box<str>, VecDeque<Idle>>;
+
 #[derive(Default)]
 struct State {
     /// By authority: `http://` origins, then `https://` ones.
-    http: HashMap<Box<str>, VecDeque<Idle>>,
-    https: HashMap<Box<str>, VecDeque<Idle>>,
+    http: ByAuthority,
+    https: ByAuthority,
     /// A task is closing the connections that stay idle too long.
     reaping: bool,
 }
 
 impl State {
-    fn origins(&mut self, https: bool) -> &mut HashMap<Box<str>, VecDeque<Idle>> {
+    fn origins(&mut self, https: bool) -> &mut ByAuthority {
         if https {
             &mut self.https
         } else {
