@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::HeaderMap;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
@@ -40,13 +40,14 @@ impl<'a> Key<'a> {
 
 /// One HTTP/1.1 connection: hyper's handle to send on it (its I/O runs in a
 /// task of its own), the TLS version it negotiated, and what every request
-/// on it shares (its origin, the `Host` header), made once per connection.
+/// on it shares (its origin; the headers the client adds, `User-Agent`,
+/// `Accept` and `Host`), made once per connection.
 pub(super) struct Conn {
     pub(super) sender: SendRequest<Full<Bytes>>,
     pub(super) tls_version: Option<&'static str>,
     pub(super) https: bool,
     pub(super) authority: Box<str>,
-    pub(super) host: HeaderValue,
+    pub(super) head: Box<HeaderMap>,
 }
 
 struct Idle {
