@@ -408,8 +408,9 @@ async fn read_body(
         headers: None,
     };
     let coding = coding(headers, config);
-    let encoded = headers.contains_key(CONTENT_ENCODING);
-    if !encoded && length.is_some_and(|n| n > max) {
+    // A declared length counts only for a body stored as it comes (looked
+    // up only then: this runs on every response).
+    if length.is_some_and(|n| n > max) && !headers.contains_key(CONTENT_ENCODING) {
         return Err(too_large());
     }
     let Some(coding) = coding else {
