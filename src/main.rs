@@ -24,6 +24,7 @@ macro_rules! println {
     }};
 }
 
+mod allocator;
 mod batch;
 mod chart;
 mod cli;
@@ -43,9 +44,9 @@ mod signals;
 // mimalloc: each request makes many small, short-lived allocations
 // (headers, URLs, futures, records); mimalloc serves them faster than
 // glibc's malloc (S1: about 15% less CPU a request). See ARCHITECTURE.md,
-// "The process".
+// "The process", and `allocator` for how it is called.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 use crate::cli::Command;
 use crate::exit::{ExitCode, Stop};

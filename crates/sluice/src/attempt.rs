@@ -408,8 +408,9 @@ async fn read_body(
         headers: None,
     };
     let coding = coding(headers, config);
-    let encoded = headers.contains_key(CONTENT_ENCODING);
-    if !encoded && length.is_some_and(|n| n > max) {
+    // A declared length counts only for a body stored as it comes (looked
+    // up only then: this runs on every response).
+    if length.is_some_and(|n| n > max) && !headers.contains_key(CONTENT_ENCODING) {
         return Err(too_large());
     }
     let Some(coding) = coding else {
@@ -517,7 +518,7 @@ pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option
 /// array. Whitespace is removed so the record stays one line; numbers keep
 /// their digits because the text is never re-encoded.
 fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
-    let declared = content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    let declared = content_type.is_some_and(declares_json);
     let trimmed = text.trim_start();
     if !declared && !trimmed.starts_with(['{', '[']) {
         return None;
@@ -534,6 +535,13 @@ fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
         serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
     }
     RawValue::from_string(compact).ok().map(Body::Json)
+}
+
+/// Whether a content type names JSON (`application/json`, `...+json`), in
+/// any case. A scan of its bytes: lower-casing a copy and searching it
+/// cost more than the rest of storing a small body.
+fn declares_json(content_type: &str) -> bool {
+    (content_type.as_bytes().windows(4)).any(|w| w.eq_ignore_ascii_case(b"json"))
 }
 
 /// Response headers as recorded: lower-case names, repeated values joined,
@@ -572,6 +580,20 @@ mod tests {
                 )
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_is_declared_in_any_case() {
+        for ct in [
+            "application/json",
+            "application/problem+JSON",
+            "text/Json; x=1",
+        ] {
+            assert!(declares_json(ct), "{ct}");
+        }
+        for ct in ["text/plain", "application/jso", "", "js on"] {
+            assert!(!declares_json(ct), "{ct}");
         }
     }
 

@@ -318,20 +318,21 @@ impl Driver {
     fn spawn(&mut self, attempt: Attempt) {
         let (client, config) = (self.client.clone(), Arc::clone(&self.config));
         let began = self.began.clone();
-        // Boxed: an attempt's future (reqwest's and hyper's state within)
-        // takes kilobytes, which spawning, polling and joining would
-        // otherwise copy around; a task that holds a pointer moves little.
-        self.tasks.spawn(Box::pin(async move {
+        self.tasks.spawn(async move {
             if let Some(Ok(mut list)) = began.as_ref().map(|b| b.lock()) {
                 list.push((attempt.ticket, Instant::now()));
             }
             let mut sent = None;
-            let exchange = AssertUnwindSafe(attempt::perform(
+            // Boxed: an attempt's future (reqwest's and hyper's state
+            // within) takes kilobytes, which spawning the task and wrapping
+            // the future would otherwise copy, each; boxed where it is
+            // made, it is copied once and the task moves a pointer.
+            let exchange = AssertUnwindSafe(Box::pin(attempt::perform(
                 &client,
                 &config,
                 &attempt.request,
                 &mut sent,
-            ))
+            )))
             .catch_unwind()
             .map(|done| done.unwrap_or_else(|_| internal_failure()));
             let outcome = match &attempt.request.abandon {
@@ -342,7 +343,7 @@ impl Driver {
                 None => Some(exchange.await),
             };
             (attempt.ticket, outcome, sent, Instant::now())
-        }));
+        });
     }
 }
 

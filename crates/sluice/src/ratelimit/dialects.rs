@@ -50,33 +50,50 @@ fn cached(age: &str) -> bool {
 }
 
 /// The dialect of the first family whose names appear, in the order of
-/// [`Dialect`]'s table in the module docs.
+/// [`Dialect`]'s table in the module docs. One pass over the names: this
+/// runs on every response, and most carry no rate-limit header at all.
 fn detect(headers: &HeaderMap) -> Option<Dialect> {
-    let names = || headers.keys().map(|k| k.as_str());
-    if names().any(|n| n.starts_with("anthropic-ratelimit-")) {
-        return Some(Dialect::Anthropic);
+    const PRECEDENCE: [Dialect; 5] = [
+        Dialect::Anthropic,
+        Dialect::OpenAi,
+        Dialect::GitHub,
+        Dialect::IetfStructured,
+        Dialect::IetfLegacy,
+    ];
+    let rank = |d: Dialect| PRECEDENCE.iter().position(|&p| p == d);
+    let mut found: Option<Dialect> = None;
+    for name in headers.keys() {
+        if let Some(d) = family(name.as_str())
+            && found.is_none_or(|f| rank(d) < rank(f))
+        {
+            found = Some(d);
+        }
     }
-    if names().any(|n| {
-        n.starts_with("x-ratelimit-") && (n.ends_with("-requests") || n.ends_with("-tokens"))
-    }) {
-        return Some(Dialect::OpenAi);
-    }
+    found
+}
+
+/// The family whose names include `name`, if any.
+fn family(name: &str) -> Option<Dialect> {
     const GITHUB: [&str; 4] = [
         "x-ratelimit-limit",
         "x-ratelimit-remaining",
         "x-ratelimit-used",
         "x-ratelimit-reset",
     ];
-    if names().any(|n| GITHUB.contains(&n)) {
-        return Some(Dialect::GitHub);
-    }
-    if names().any(|n| n == "ratelimit-policy" || n == "ratelimit") {
-        return Some(Dialect::IetfStructured);
-    }
     const LEGACY: [&str; 3] = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"];
-    names()
-        .any(|n| LEGACY.contains(&n))
-        .then_some(Dialect::IetfLegacy)
+    if name.starts_with("anthropic-ratelimit-") {
+        Some(Dialect::Anthropic)
+    } else if name.starts_with("x-ratelimit-") {
+        if name.ends_with("-requests") || name.ends_with("-tokens") {
+            Some(Dialect::OpenAi)
+        } else {
+            GITHUB.contains(&name).then_some(Dialect::GitHub)
+        }
+    } else if name == "ratelimit-policy" || name == "ratelimit" {
+        Some(Dialect::IetfStructured)
+    } else {
+        LEGACY.contains(&name).then_some(Dialect::IetfLegacy)
+    }
 }
 
 fn anthropic(reader: &mut Reader<'_>) -> Vec<Limit> {

@@ -377,10 +377,13 @@ impl super::Scheduler {
             Outcome::Response(r) => (Some(r.status), Some(&r.headers)),
             Outcome::Failed(f) => (f.status, f.headers.as_ref()),
         };
-        let asks_wait = headers.is_some_and(|h| {
-            h.contains_key(reqwest::header::RETRY_AFTER) || h.contains_key("retry-after-ms")
-        });
-        self.adaptive.is_some() && status == Some(503) && !asks_wait
+        // The headers last: they are looked up only for a 503.
+        let asks_wait = || {
+            headers.is_some_and(|h| {
+                h.contains_key(reqwest::header::RETRY_AFTER) || h.contains_key("retry-after-ms")
+            })
+        };
+        self.adaptive.is_some() && status == Some(503) && !asks_wait()
     }
 }
 

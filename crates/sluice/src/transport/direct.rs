@@ -160,7 +160,7 @@ impl Direct {
                 // otherwise make every attempt's future as large.
                 None => (Box::pin(self.connect(key, url)).await?, false),
             };
-            let request = self.request(method, url, headers, body, &conn.host)?;
+            let request = request(method, url, headers, body, &conn.head)?;
             match conn.sender.send_request(request).await {
                 Ok(response) => return Ok(self.answer(response, conn)),
                 // hyper gave the request back unwritten: a kept-alive
@@ -179,36 +179,6 @@ impl Direct {
                 return Some(conn);
             }
         }
-    }
-
-    fn request(
-        &self,
-        method: &Method,
-        url: &Url,
-        headers: &HeaderMap,
-        body: Option<&Bytes>,
-        host: &HeaderValue,
-    ) -> Result<http::Request<Full<Bytes>>, Error> {
-        let uri = Uri::try_from(&url[Position::BeforePath..Position::AfterQuery])
-            .map_err(Error::exchange)?;
-        let mut request = http::Request::new(Full::new(body.cloned().unwrap_or_default()));
-        *request.method_mut() = method.clone();
-        *request.uri_mut() = uri;
-        let mut headers = headers.clone();
-        headers
-            .entry(USER_AGENT)
-            .or_insert_with(|| self.0.user_agent.clone());
-        headers
-            .entry(ACCEPT)
-            .or_insert(HeaderValue::from_static("*/*"));
-        headers.entry(HOST).or_insert_with(|| host.clone());
-        if !headers.contains_key(AUTHORIZATION)
-            && let Some(credentials) = basic_auth(url)
-        {
-            headers.insert(AUTHORIZATION, credentials);
-        }
-        *request.headers_mut() = headers;
-        Ok(request)
     }
 
     fn answer(&self, response: http::Response<Incoming>, conn: Conn) -> Answer {
@@ -244,7 +214,7 @@ impl Direct {
                 tls_version,
                 https: key.https,
                 authority: key.authority.into(),
-                host: HeaderValue::from_str(key.authority).map_err(Error::connect)?,
+                head: self.head(key.authority).map_err(Error::connect)?,
             }),
             Ok(Err(e)) => Err(Error::connect(e)),
             Err(_) => Err(Error::connect(io::Error::new(
@@ -255,6 +225,17 @@ impl Direct {
                 ),
             ))),
         }
+    }
+
+    /// The headers the client adds to every request on a connection to
+    /// `authority`, unless the request sets them itself. Boxed: a
+    /// connection moves with every request and response it carries.
+    fn head(&self, authority: &str) -> Result<Box<HeaderMap>, http::header::InvalidHeaderValue> {
+        let mut head = HeaderMap::with_capacity(3);
+        head.insert(USER_AGENT, self.0.user_agent.clone());
+        head.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        head.insert(HOST, HeaderValue::from_str(authority)?);
+        Ok(Box::new(head))
     }
 
     async fn open(
@@ -283,6 +264,40 @@ impl Direct {
         };
         handshake(stream, version).await
     }
+}
+
+/// The request hyper sends: `headers` (the run's and the request's own),
+/// then those of the connection's `head` that they do not set, then
+/// `Authorization` from the URL's user information if they set none. The
+/// common request, with no headers of its own, copies the head whole
+/// rather than looking each name up.
+fn request(
+    method: &Method,
+    url: &Url,
+    headers: &HeaderMap,
+    body: Option<&Bytes>,
+    head: &HeaderMap,
+) -> Result<http::Request<Full<Bytes>>, Error> {
+    let uri =
+        Uri::try_from(&url[Position::BeforePath..Position::AfterQuery]).map_err(Error::exchange)?;
+    let mut request = http::Request::new(Full::new(body.cloned().unwrap_or_default()));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    let sent = request.headers_mut();
+    if headers.is_empty() {
+        sent.clone_from(head);
+    } else {
+        sent.clone_from(headers);
+        for (name, value) in head {
+            sent.entry(name).or_insert_with(|| value.clone());
+        }
+    }
+    if let Some(credentials) = basic_auth(url)
+        && !sent.contains_key(AUTHORIZATION)
+    {
+        sent.insert(AUTHORIZATION, credentials);
+    }
+    Ok(request)
 }
 
 /// `Authorization: Basic` from a URL's user information (percent-decoded),

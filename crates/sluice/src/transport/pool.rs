@@ -8,12 +8,12 @@
 //! `idle_timeout` is dropped rather than reused, before a server's
 //! keep-alive could close it under a request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::HeaderMap;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
@@ -40,13 +40,14 @@ impl<'a> Key<'a> {
 
 /// One HTTP/1.1 connection: hyper's handle to send on it (its I/O runs in a
 /// task of its own), the TLS version it negotiated, and what every request
-/// on it shares (its origin, the `Host` header), made once per connection.
+/// on it shares (its origin; the headers the client adds, `User-Agent`,
+/// `Accept` and `Host`), made once per connection.
 pub(super) struct Conn {
     pub(super) sender: SendRequest<Full<Bytes>>,
     pub(super) tls_version: Option<&'static str>,
     pub(super) https: bool,
     pub(super) authority: Box<str>,
-    pub(super) host: HeaderValue,
+    pub(super) head: Box<HeaderMap>,
 }
 
 struct Idle {
@@ -60,17 +61,22 @@ pub(super) struct Pool {
     state: Mutex<State>,
 }
 
+/// Idle connections by authority. foldhash rather than std's SipHash:
+/// the pool is looked up twice a request (take and put). Its seed is random
+/// per process too, and the authorities are the run's own inputs.
+type ByAuthority = foldhash::HashMap<Box<str>, VecDeque<Idle>>;
+
 #[derive(Default)]
 struct State {
     /// By authority: `http://` origins, then `https://` ones.
-    http: HashMap<Box<str>, VecDeque<Idle>>,
-    https: HashMap<Box<str>, VecDeque<Idle>>,
+    http: ByAuthority,
+    https: ByAuthority,
     /// A task is closing the connections that stay idle too long.
     reaping: bool,
 }
 
 impl State {
-    fn origins(&mut self, https: bool) -> &mut HashMap<Box<str>, VecDeque<Idle>> {
+    fn origins(&mut self, https: bool) -> &mut ByAuthority {
         if https {
             &mut self.https
         } else {
