@@ -66,7 +66,7 @@ use crate::order::Reorder;
 use crate::record::{ErrorKind, Record, RecordError};
 use crate::request::{Input, Request};
 use crate::retry::{self, Failure};
-use crate::timing::Stopwatch;
+use crate::timing::{RunClock, Stopwatch};
 
 use origin::{Job, Origin, Readiness};
 
@@ -106,7 +106,7 @@ pub enum Action {
 /// The scheduling state of one run. See the module documentation.
 pub struct Scheduler {
     config: Arc<Config>,
-    clock: WallClock,
+    clock: RunClock,
     rng: fastrand::Rng,
     intake: Intake,
     order: Option<Reorder>,
@@ -146,18 +146,6 @@ pub struct Scheduler {
     actions: VecDeque<Action>,
 }
 
-/// Wall-clock instants derived from the monotonic time the steps take.
-struct WallClock {
-    start: Instant,
-    wall: SystemTime,
-}
-
-impl WallClock {
-    fn at(&self, now: Instant) -> SystemTime {
-        self.wall + now.saturating_duration_since(self.start)
-    }
-}
-
 impl Scheduler {
     /// A scheduler for a run starting at `now` (monotonic) and `wall` (the
     /// same instant on the system clock). `seed` drives backoff jitter and
@@ -165,7 +153,7 @@ impl Scheduler {
     pub fn new(config: Arc<Config>, now: Instant, wall: SystemTime, seed: u64) -> Scheduler {
         let burst = u64::from(config.burst.get());
         Scheduler {
-            clock: WallClock { start: now, wall },
+            clock: RunClock::new(now, wall),
             rng: fastrand::Rng::with_seed(seed),
             intake: Intake::from_config(&config),
             order: config.ordered.then(Reorder::default),
@@ -246,7 +234,7 @@ impl Scheduler {
         // being made is not the server's latency.
         job.adaptive.sent(at);
         if job.attempts == 1 {
-            job.first_started = Some(at);
+            job.first_started = Some(self.clock.nanos(at));
         }
     }
 
@@ -442,7 +430,7 @@ impl Scheduler {
             not_before: None,
             repeatable,
             maybe_applied: false,
-            watch: Box::new(Stopwatch::new(now, self.clock.at(now))),
+            watch: Box::new(Stopwatch::new(self.clock.nanos(now))),
             dispatch: Default::default(),
             tokens: None,
             budget: Default::default(),
@@ -480,7 +468,7 @@ impl Scheduler {
     }
 
     fn requeue(&mut self, mut job: Job, now: Instant) {
-        job.watch.queued(now);
+        job.watch.queued(self.clock.nanos(now));
         let o = job.origin;
         self.unready(o);
         self.origins[o].enqueue(job);
@@ -510,7 +498,7 @@ impl Scheduler {
             Readiness::Idle => {}
             Readiness::At { at, rate } => {
                 if rate {
-                    self.origins[o].head_held_by_rate(now);
+                    self.origins[o].head_held_by_rate(self.clock.nanos(now));
                 }
                 self.wake_origin(o, at)
             }
@@ -518,10 +506,12 @@ impl Scheduler {
                 match self.shared_host_gate(o, now) {
                     shared::Gate::Open => {}
                     shared::Gate::At(at) => {
-                        self.origins[o].head_held_by_rate(now);
+                        self.origins[o].head_held_by_rate(self.clock.nanos(now));
                         return self.wake_origin(o, at);
                     }
-                    shared::Gate::Shut => return self.origins[o].head_held_by_rate(now),
+                    shared::Gate::Shut => {
+                        return self.origins[o].head_held_by_rate(self.clock.nanos(now));
+                    }
                 }
                 let origin = &mut self.origins[o];
                 let Some(seq) = origin.head().map(|j| j.seq) else {
@@ -594,18 +584,18 @@ impl Scheduler {
                         continue;
                     }
                     shared::Gate::At(at) => {
-                        self.origins[o].head_held_by_rate(now);
+                        self.origins[o].head_held_by_rate(self.clock.nanos(now));
                         self.global_wake = Some(at);
                         return;
                     }
                     shared::Gate::Shut => {
-                        self.origins[o].head_held_by_rate(now);
+                        self.origins[o].head_held_by_rate(self.clock.nanos(now));
                         return;
                     }
                 }
             }
             if let Some(at) = self.global_ready_at(now, cells) {
-                self.origins[o].head_held_by_rate(now);
+                self.origins[o].head_held_by_rate(self.clock.nanos(now));
                 self.global_wake = Some(at);
                 return;
             }
@@ -656,8 +646,9 @@ impl Scheduler {
         job.attempts += 1;
         job.adaptive = self.adaptive_start(now);
         self.first_attempt_fills_budget(&job, now);
-        job.first_started.get_or_insert(now);
-        job.watch.started(now);
+        let t = self.clock.nanos(now);
+        job.first_started.get_or_insert(t);
+        job.watch.started(t);
         let (seq, request, number) = (job.seq, Arc::clone(&job.req), job.attempts);
         let slot = self.in_flight.insert(job);
         self.refresh(o, now);
@@ -677,7 +668,7 @@ impl Scheduler {
     // ---- outcomes -------------------------------------------------------
 
     fn attempt_ended(&mut self, mut job: Job, outcome: Outcome, now: Instant) {
-        job.watch.ended(now);
+        job.watch.ended(self.clock.nanos(now));
         let o = job.origin;
         self.origins[o].attempt_ended(&job.dispatch);
         self.adaptive_completed(job.adaptive, &outcome, now);
@@ -771,7 +762,7 @@ impl Scheduler {
             Outcome::Response(r) => Some(r.status),
             Outcome::Failed(f) => f.status,
         };
-        job.watch.retrying(now, status, kind);
+        job.watch.retrying(self.clock.nanos(now), status, kind);
         self.emit(Event::Retrying {
             line: job.req.line,
             id: job.req.id.clone(),
@@ -825,8 +816,9 @@ impl Scheduler {
         error: Option<(ErrorKind, String)>,
         now: Instant,
     ) -> Record {
-        let start = job.first_started.unwrap_or(now);
-        let timing = job.watch.finish().map(Box::new);
+        let end = self.clock.nanos(now);
+        let start = job.first_started.unwrap_or(end);
+        let timing = job.watch.finish(&self.clock).map(Box::new);
         let req = &job.req;
         let redactor = &self.config.redactor;
         let maybe_applied = error.is_some()
@@ -839,8 +831,8 @@ impl Scheduler {
             ok: error.is_none(),
             status: None,
             attempts: job.attempts,
-            started_at: Some(self.clock.at(start)),
-            duration: now.saturating_duration_since(start),
+            started_at: Some(self.clock.wall(start)),
+            duration: Duration::from_nanos(end.saturating_sub(start)),
             headers: None,
             body: None,
             error: error.map(|(kind, message)| RecordError {

@@ -26,8 +26,9 @@ pub(crate) struct Job {
     /// Order of first arrival: a retry keeps its place by it.
     pub(crate) seq: u64,
     pub(crate) attempts: u32,
-    /// When the first attempt started.
-    pub(crate) first_started: Option<Instant>,
+    /// When the first attempt started (nanoseconds of the run, see
+    /// [`crate::timing::RunClock`]).
+    pub(crate) first_started: Option<u64>,
     /// Held back until then (the spread after a pause).
     pub(crate) not_before: Option<Instant>,
     /// Every failure the policy lists may be retried.
@@ -149,6 +150,10 @@ impl Origin {
     /// place ahead of requests read after it, so its wait is the one the
     /// server asked for, not that plus a whole queue.
     pub(crate) fn enqueue(&mut self, job: Job) {
+        // A new request (the common case) goes last: no search.
+        if self.queue.back().is_none_or(|j| j.seq < job.seq) {
+            return self.queue.push_back(job);
+        }
         let at = self.queue.partition_point(|j| j.seq < job.seq);
         self.queue.insert(at, job);
     }
@@ -207,8 +212,9 @@ impl Origin {
         self.learned.used(dispatch, actual, now);
     }
 
-    /// The head request is next but a rate or budget limit holds it.
-    pub(crate) fn head_held_by_rate(&mut self, now: Instant) {
+    /// The head request is next but a rate or budget limit holds it (`now`
+    /// in nanoseconds of the run).
+    pub(crate) fn head_held_by_rate(&mut self, now: u64) {
         if let Some(head) = self.queue.front_mut() {
             head.watch.held_by_rate(now);
         }
@@ -398,10 +404,7 @@ mod tests {
             not_before: None,
             repeatable: true,
             maybe_applied: false,
-            watch: Box::new(Stopwatch::new(
-                Instant::now(),
-                std::time::SystemTime::UNIX_EPOCH,
-            )),
+            watch: Box::new(Stopwatch::new(0)),
             dispatch: Dispatch::default(),
             tokens: None,
             budget: Default::default(),
