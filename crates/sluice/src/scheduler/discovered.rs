@@ -229,7 +229,7 @@ impl Discovered {
         self.note(success, now);
         let fate = if success { Fate::Admitted } else { Fate::Other };
         for starts in [&mut self.wave, &mut self.climb] {
-            if let Ok(i) = starts.binary_search_by_key(&number, |w| w.0) {
+            if let Some(i) = position(starts, number) {
                 starts[i].2 = fate;
             }
         }
@@ -501,6 +501,19 @@ fn bisect(peak: f64, below: impl Fn(f64) -> bool) -> f64 {
         }
     }
     hi
+}
+
+/// Where start `number` is among `starts` (sorted by number, unique).
+/// They are consecutive numbers (every start is pushed, the oldest
+/// dropped first), so its place is its distance from the first, checked;
+/// a binary search otherwise.
+fn position(starts: &VecDeque<(u64, Instant, Fate)>, number: u64) -> Option<usize> {
+    let first = starts.front()?.0;
+    let guess = usize::try_from(number.checked_sub(first)?).ok()?;
+    if starts.get(guess).is_some_and(|w| w.0 == number) {
+        return Some(guess);
+    }
+    starts.binary_search_by_key(&number, |w| w.0).ok()
 }
 
 /// Forgets instants older than `cutoff` (see [`cutoff`]; [`RECENT`] ago),

@@ -470,7 +470,10 @@ impl Scheduler {
     fn requeue(&mut self, mut job: Job, now: Instant) {
         job.watch.queued(self.clock.nanos(now));
         let o = job.origin;
-        self.unready(o);
+        // Behind the head, a request changes only the origin's count.
+        if self.origins[o].would_lead(job.seq) {
+            self.unready(o);
+        }
         self.origins[o].enqueue(job);
         self.queued += 1;
         self.refresh(o, now);
@@ -488,12 +491,19 @@ impl Scheduler {
 
     /// Recomputes whether origin `o` could start its head request now.
     fn refresh(&mut self, o: usize, now: Instant) {
-        self.unready(o);
-        self.shared_unwant(o);
         let per_host = self
             .config
             .per_host_concurrency
             .map_or(usize::MAX, |n| n.get());
+        if self.grants.is_none() && self.origins[o].stays_ready(per_host) {
+            // The common case (no limit of its own): only its count moves.
+            let origin = &mut self.origins[o];
+            self.ready_queued = self.ready_queued - origin.counted + origin.queued();
+            origin.counted = origin.queued();
+            return;
+        }
+        self.unready(o);
+        self.shared_unwant(o);
         match self.origins[o].readiness(now, per_host, &mut self.rng) {
             Readiness::Idle => {}
             Readiness::At { at, rate } => {

@@ -158,6 +158,38 @@ impl Origin {
         self.queue.insert(at, job);
     }
 
+    /// True when the origin is listed ready under its head's seq and
+    /// nothing that waits for an instant could hold it (a pause, a rate of
+    /// its own, learned or discovered limits, the spread after a pause):
+    /// it stays ready at any later instant until its queue's head, its
+    /// slots or its limits change, and a refresh has nothing to decide.
+    pub(crate) fn stays_ready(&self, per_host: usize) -> bool {
+        let Some(head) = self.queue.front() else {
+            return false;
+        };
+        self.ready_key == Some(head.seq)
+            && !self.closed
+            && self.in_flight < per_host
+            && self.untimed(head)
+    }
+
+    /// True when nothing that waits for an instant could hold `head` back:
+    /// no pause, no rate of the origin's own, nothing learned or
+    /// discovered, no spread after a pause. Cheap: asked at every refresh.
+    fn untimed(&self, head: &Job) -> bool {
+        head.not_before.is_none()
+            && self.paused_until.is_none()
+            && self.rate.is_none()
+            && !self.learned.knows()
+            && self.discovered.rate().is_none()
+    }
+
+    /// True when `seq` would go ahead of every request queued (a retry
+    /// keeps its place), changing the head.
+    pub(crate) fn would_lead(&self, seq: u64) -> bool {
+        self.queue.front().is_none_or(|head| seq < head.seq)
+    }
+
     /// Whether the head request could start at `now`. A pause that has ended
     /// releases the queue spread out (`spread`), whichever step notices it.
     pub(crate) fn readiness(
@@ -175,6 +207,9 @@ impl Origin {
         };
         if self.closed || self.in_flight >= per_host {
             return Readiness::Idle;
+        }
+        if self.untimed(head) {
+            return Readiness::Now;
         }
         let not_before = head.not_before;
         let cost = self.head_tokens();
