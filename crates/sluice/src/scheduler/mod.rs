@@ -114,6 +114,9 @@ pub struct Scheduler {
     /// Origin names to their index (FNV: a name is short, and hashed for
     /// every request).
     by_name: FnvHashMap<String, usize>,
+    /// The origin found last: a run talks mostly to one origin, or to few
+    /// in runs of lines, so its name is compared before any hashing.
+    last_origin: usize,
     /// Origins that could start their head request now, by the head's seq.
     ready: BTreeMap<u64, usize>,
     /// Origins waiting for an instant (pause, spread, their own rate).
@@ -172,6 +175,7 @@ impl Scheduler {
             config,
             origins: Vec::new(),
             by_name: FnvHashMap::default(),
+            last_origin: usize::MAX,
             ready: BTreeMap::new(),
             wakes: BTreeSet::new(),
             retries: BTreeMap::new(),
@@ -451,7 +455,11 @@ impl Scheduler {
             } else {
                 std::borrow::Cow::Owned(url.origin().ascii_serialization())
             };
+        if (self.origins.get(self.last_origin)).is_some_and(|o| o.name() == name.as_ref()) {
+            return self.last_origin;
+        }
         if let Some(&i) = self.by_name.get(name.as_ref()) {
+            self.last_origin = i;
             return i;
         }
         let name = name.into_owned();
@@ -463,6 +471,7 @@ impl Scheduler {
         self.origins.push(Origin::new(name.clone(), rate));
         let o = self.origins.len() - 1;
         self.by_name.insert(name, o);
+        self.last_origin = o;
         self.shared_new_origin(o, now);
         o
     }
