@@ -99,8 +99,16 @@ pub(crate) struct Budget {
     spec: RetryBudget,
     balance: f64,
     last: Instant,
-    /// First attempts of the last [`WINDOW`], by second.
+    /// First attempts of the last [`WINDOW`], by second: when each second
+    /// began, and the count.
     recent: std::collections::VecDeque<(Instant, u64)>,
+    /// The sum of `recent`'s counts.
+    firsts: u64,
+    /// When the oldest second of `recent` leaves the window, and when the
+    /// newest ends: so a first attempt compares instants and subtracts
+    /// none (`Some` exactly while `recent` is not empty).
+    front_leaves: Option<Instant>,
+    back_ends: Option<Instant>,
     /// Total time retries waited for budget.
     waited: Duration,
     /// Retries that had to wait.
@@ -120,6 +128,9 @@ impl Budget {
             balance: 0.0,
             last: now,
             recent: std::collections::VecDeque::new(),
+            firsts: 0,
+            front_leaves: None,
+            back_ends: None,
             waited: Duration::ZERO,
             held: 0,
             told: false,
@@ -127,27 +138,40 @@ impl Budget {
     }
 
     fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = self.last.max(now);
-        while self
-            .recent
-            .front()
-            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > WINDOW)
-        {
-            self.recent.pop_front();
+        let elapsed = if now > self.last {
+            let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+            self.last = now;
+            elapsed
+        } else {
+            0.0
+        };
+        // More than WINDOW old: `now - t > WINDOW`, i.e. `now > t + WINDOW`.
+        while self.front_leaves.is_some_and(|leaves| now > leaves) {
+            if let Some((_, n)) = self.recent.pop_front() {
+                self.firsts -= n;
+            }
+            self.front_leaves = self.recent.front().map(|&(t, _)| later(t, WINDOW));
         }
-        let firsts: u64 = self.recent.iter().map(|&(_, n)| n).sum();
-        let cap = self.spec.per_second + self.spec.share * firsts as f64;
+        if self.recent.is_empty() {
+            self.back_ends = None;
+        }
+        let cap = self.spec.per_second + self.spec.share * self.firsts as f64;
         self.balance = (self.balance + elapsed * self.spec.per_second).min(cap.max(1.0));
     }
 
     /// A first attempt started: it adds its share.
     pub(crate) fn first_attempt(&mut self, now: Instant) {
         self.refill(now);
+        // Within the newest second: `now - t < 1 s`, i.e. `now < t + 1 s`.
         match self.recent.back_mut() {
-            Some((t, n)) if now.saturating_duration_since(*t) < Duration::from_secs(1) => *n += 1,
-            _ => self.recent.push_back((now, 1)),
+            Some((_, n)) if self.back_ends.is_some_and(|ends| now < ends) => *n += 1,
+            _ => {
+                self.recent.push_back((now, 1));
+                self.back_ends = Some(later(now, Duration::from_secs(1)));
+                self.front_leaves.get_or_insert_with(|| later(now, WINDOW));
+            }
         }
+        self.firsts += 1;
         self.balance += self.spec.share;
     }
 
@@ -188,6 +212,12 @@ impl Budget {
         self.told = true;
         Some((self.waited, self.held))
     }
+}
+
+/// `t + d`, saturating far in the future instead of overflowing.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 86_400))
 }
 
 #[cfg(test)]

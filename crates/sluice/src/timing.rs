@@ -7,6 +7,7 @@
 //! so reports can split a request's time into waiting and service from the
 //! records alone.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -108,29 +109,33 @@ impl Timing {
 
 /// Accumulates a request's [`Timing`] inside the engine. Every method takes
 /// the instant from its caller, so it reads no clock of its own.
+///
+/// Instants are nanoseconds since the run's start (a [`RunClock`]'s
+/// [`RunClock::nanos`]): a request's bookkeeping is integer arithmetic,
+/// where subtracting `Instant`s cost a call each, several a request.
 #[derive(Clone, Debug)]
 pub struct Stopwatch {
-    queued_at: SystemTime,
+    queued_at: u64,
     /// Start of the current wait in the queue.
-    since: Instant,
+    since: u64,
     /// When the request, first in line, was first held by a rate limit in
     /// the current wait.
-    rate_since: Option<Instant>,
+    rate_since: Option<u64>,
     /// The first attempt's start: attempt offsets count from it.
-    first: Option<Instant>,
+    first: Option<u64>,
     /// The current attempt's start, while it runs.
-    running: Option<Instant>,
+    running: Option<u64>,
     /// The end of a failed attempt, while the request waits to retry.
-    retry_from: Option<Instant>,
+    retry_from: Option<u64>,
     waits: Waits,
     attempts: Vec<AttemptTime>,
 }
 
 impl Stopwatch {
-    /// A request entering the engine at `now` (`wall` on the system clock).
-    pub fn new(now: Instant, wall: SystemTime) -> Stopwatch {
+    /// A request entering the engine at `now`.
+    pub fn new(now: u64) -> Stopwatch {
         Stopwatch {
-            queued_at: wall,
+            queued_at: now,
             since: now,
             rate_since: None,
             first: None,
@@ -142,9 +147,9 @@ impl Stopwatch {
     }
 
     /// The request (back) in its queue at `now`; ends a wait to retry.
-    pub fn queued(&mut self, now: Instant) {
+    pub fn queued(&mut self, now: u64) {
         if let Some(from) = self.retry_from.take() {
-            let waited = ms(now.saturating_duration_since(from));
+            let waited = ms(now.saturating_sub(from));
             self.waits.retry += waited;
             if let Some(last) = self.attempts.last_mut() {
                 last.wait_ms = Some(waited);
@@ -155,33 +160,33 @@ impl Stopwatch {
     }
 
     /// First in line at `now`, but a rate or budget limit holds it back.
-    pub fn held_by_rate(&mut self, now: Instant) {
+    pub fn held_by_rate(&mut self, now: u64) {
         self.rate_since.get_or_insert(now);
     }
 
     /// An attempt starts at `now`.
-    pub fn started(&mut self, now: Instant) {
+    pub fn started(&mut self, now: u64) {
         let rate_from = self.rate_since.take().unwrap_or(now).max(self.since);
-        self.waits.queue += ms(rate_from.saturating_duration_since(self.since));
-        self.waits.rate += ms(now.saturating_duration_since(rate_from));
+        self.waits.queue += ms(rate_from.saturating_sub(self.since));
+        self.waits.rate += ms(now.saturating_sub(rate_from));
         let first = *self.first.get_or_insert(now);
         self.running = Some(now);
         self.attempts.push(AttemptTime {
-            start_ms: ms(now.saturating_duration_since(first)),
+            start_ms: ms(now.saturating_sub(first)),
             ..AttemptTime::default()
         });
     }
 
     /// The running attempt ended at `now`.
-    pub fn ended(&mut self, now: Instant) {
+    pub fn ended(&mut self, now: u64) {
         if let (Some(start), Some(last)) = (self.running.take(), self.attempts.last_mut()) {
-            last.duration_ms = ms(now.saturating_duration_since(start));
+            last.duration_ms = ms(now.saturating_sub(start));
         }
     }
 
     /// The attempt that just ended failed (with `status`, if a response
     /// arrived) and the request waits to retry from `now`.
-    pub fn retrying(&mut self, now: Instant, status: Option<u16>, kind: ErrorKind) {
+    pub fn retrying(&mut self, now: u64, status: Option<u16>, kind: ErrorKind) {
         if let Some(last) = self.attempts.last_mut() {
             last.status = status;
             last.error = Some(kind);
@@ -189,18 +194,68 @@ impl Stopwatch {
         self.retry_from = Some(now);
     }
 
-    /// What the record carries; `None` before any attempt.
-    pub fn finish(self) -> Option<Timing> {
-        (!self.attempts.is_empty()).then_some(Timing {
-            queued_at: self.queued_at,
+    /// What the record carries, its instants placed on `clock`; `None`
+    /// before any attempt.
+    pub fn finish(self, clock: &RunClock) -> Option<Timing> {
+        (!self.attempts.is_empty()).then(|| Timing {
+            queued_at: clock.wall(self.queued_at),
             waits: self.waits,
             attempts: self.attempts,
         })
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    duration_ms(d)
+/// A run's time as integer nanoseconds since its start, and the wall-clock
+/// instants they stand for: one subtraction of `Instant`s per instant met
+/// (the last is remembered, and a step passes the same one to every call),
+/// then integer arithmetic.
+#[derive(Debug)]
+pub struct RunClock {
+    start: Instant,
+    wall: SystemTime,
+    /// The last instant converted, and its nanoseconds.
+    last: Cell<(Instant, u64)>,
+}
+
+impl RunClock {
+    /// A clock whose zero is `start` (monotonic), which is `wall` on the
+    /// system clock.
+    pub fn new(start: Instant, wall: SystemTime) -> RunClock {
+        RunClock {
+            start,
+            wall,
+            last: Cell::new((start, 0)),
+        }
+    }
+
+    /// Nanoseconds from the start to `now` (0 before it; saturating after
+    /// 584 years).
+    pub fn nanos(&self, now: Instant) -> u64 {
+        let (at, nanos) = self.last.get();
+        if at == now {
+            return nanos;
+        }
+        let d = now.saturating_duration_since(self.start);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.last.set((now, nanos));
+        nanos
+    }
+
+    /// The wall-clock instant `nanos` after the start.
+    pub fn wall(&self, nanos: u64) -> SystemTime {
+        self.wall + Duration::from_nanos(nanos)
+    }
+
+    /// The wall-clock instant of `now`.
+    pub fn at(&self, now: Instant) -> SystemTime {
+        self.wall(self.nanos(now))
+    }
+}
+
+/// Nanoseconds as milliseconds with microseconds, as
+/// [`crate::record::duration_ms`] gives a `Duration`.
+fn ms(nanos: u64) -> f64 {
+    duration_ms(Duration::from_nanos(nanos))
 }
 
 #[cfg(test)]
@@ -212,18 +267,20 @@ mod tests {
     #[test]
     fn a_request_time_splits_into_waits_and_service() {
         let t0 = Instant::now();
-        let mut w = Stopwatch::new(t0, SystemTime::UNIX_EPOCH);
+        let clock = RunClock::new(t0, SystemTime::UNIX_EPOCH);
+        let at = |d: Duration| clock.nanos(t0 + d);
+        let mut w = Stopwatch::new(at(Duration::ZERO));
         // 10 ms waiting for a slot, then 5 ms for a rate token.
-        w.held_by_rate(t0 + 10 * MS);
-        w.held_by_rate(t0 + 12 * MS); // only the first instant counts
-        w.started(t0 + 15 * MS);
-        w.ended(t0 + 25 * MS);
-        w.retrying(t0 + 25 * MS, Some(429), ErrorKind::HttpStatus);
+        w.held_by_rate(at(10 * MS));
+        w.held_by_rate(at(12 * MS)); // only the first instant counts
+        w.started(at(15 * MS));
+        w.ended(at(25 * MS));
+        w.retrying(at(25 * MS), Some(429), ErrorKind::HttpStatus);
         // 100 ms of backoff, 3 ms in the queue, then the second attempt.
-        w.queued(t0 + 125 * MS);
-        w.started(t0 + 128 * MS);
-        w.ended(t0 + 170 * MS);
-        let t = w.finish().expect("attempts were made");
+        w.queued(at(125 * MS));
+        w.started(at(128 * MS));
+        w.ended(at(170 * MS));
+        let t = w.finish(&clock).expect("attempts were made");
         assert_eq!(
             t.waits,
             Waits {
@@ -256,7 +313,23 @@ mod tests {
 
     #[test]
     fn nothing_to_report_before_an_attempt() {
-        let w = Stopwatch::new(Instant::now(), SystemTime::UNIX_EPOCH);
-        assert!(w.finish().is_none());
+        let clock = RunClock::new(Instant::now(), SystemTime::UNIX_EPOCH);
+        assert!(Stopwatch::new(0).finish(&clock).is_none());
+    }
+
+    #[test]
+    fn the_run_clock_counts_nanoseconds_from_its_start() {
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let clock = RunClock::new(t0 + MS, wall);
+        let d = Duration::new(3, 123_456_789);
+        // The remembered instant and a fresh one agree, either way round.
+        for _ in 0..2 {
+            assert_eq!(clock.nanos(t0 + MS + d), 3_123_456_789);
+            assert_eq!(clock.nanos(t0 + MS), 0);
+        }
+        assert_eq!(clock.nanos(t0), 0, "before the start");
+        assert_eq!(clock.at(t0 + MS + d), wall + d);
+        assert_eq!(ms(1_234_567), 1.234);
     }
 }

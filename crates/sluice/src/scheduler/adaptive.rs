@@ -373,6 +373,9 @@ impl super::Scheduler {
     /// every slot and leave the limit nothing to learn from.
     pub(super) fn adaptive_takes(&self, outcome: &crate::attempt::Outcome) -> bool {
         use crate::attempt::Outcome;
+        if self.adaptive.is_none() {
+            return false; // Asked of every outcome: no header lookups when off.
+        }
         let (status, headers) = match outcome {
             Outcome::Response(r) => (Some(r.status), Some(&r.headers)),
             Outcome::Failed(f) => (f.status, f.headers.as_ref()),
@@ -383,7 +386,7 @@ impl super::Scheduler {
                 h.contains_key(reqwest::header::RETRY_AFTER) || h.contains_key("retry-after-ms")
             })
         };
-        self.adaptive.is_some() && status == Some(503) && !asks_wait()
+        status == Some(503) && !asks_wait()
     }
 }
 

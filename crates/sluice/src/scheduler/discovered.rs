@@ -194,13 +194,13 @@ impl Discovered {
             self.paced += now.saturating_duration_since(since);
         }
         self.dispatched += 1;
-        trim(&mut self.starts, now);
+        // Instants are compared with cutoffs, computed once: a subtraction
+        // of instants per element cost more than the rest of a start.
+        trim(&mut self.starts, cutoff(now, RECENT));
         self.starts.push_back(now);
         if self.rate.is_none() {
-            while self
-                .wave
-                .front()
-                .is_some_and(|w| now.saturating_duration_since(w.1) > WAVE)
+            let wave_cutoff = cutoff(now, WAVE);
+            while self.wave.front().is_some_and(|w| older(w.1, wave_cutoff))
                 || self.wave.len() >= KEEP
             {
                 self.wave.pop_front();
@@ -229,7 +229,7 @@ impl Discovered {
         self.note(success, now);
         let fate = if success { Fate::Admitted } else { Fate::Other };
         for starts in [&mut self.wave, &mut self.climb] {
-            if let Ok(i) = starts.binary_search_by_key(&number, |w| w.0) {
+            if let Some(i) = position(starts, number) {
                 starts[i].2 = fate;
             }
         }
@@ -251,14 +251,15 @@ impl Discovered {
         let gap = self
             .completions
             .back()
-            .is_none_or(|&t| now.saturating_duration_since(t) > GAP);
+            .is_none_or(|&t| older(t, cutoff(now, GAP)));
         if gap {
             self.active_since = Some(now);
             self.stretch_successes = 0;
         }
         self.stretch_successes += u64::from(success);
-        trim(&mut self.completions, now);
-        trim(&mut self.successes, now);
+        let recent = cutoff(now, RECENT);
+        trim(&mut self.completions, recent);
+        trim(&mut self.successes, recent);
         self.completions.push_back(now);
         if success {
             self.successes.push_back(now);
@@ -502,15 +503,38 @@ fn bisect(peak: f64, below: impl Fn(f64) -> bool) -> f64 {
     hi
 }
 
-/// Forgets instants older than [`RECENT`], and the oldest beyond [`KEEP`].
-fn trim(times: &mut VecDeque<Instant>, now: Instant) {
-    while times
-        .front()
-        .is_some_and(|&t| now.saturating_duration_since(t) > RECENT)
-        || times.len() >= KEEP
-    {
+/// Where start `number` is among `starts` (sorted by number, unique).
+/// They are consecutive numbers (every start is pushed, the oldest
+/// dropped first), so its place is its distance from the first, checked;
+/// a binary search otherwise.
+fn position(starts: &VecDeque<(u64, Instant, Fate)>, number: u64) -> Option<usize> {
+    let first = starts.front()?.0;
+    let guess = usize::try_from(number.checked_sub(first)?).ok()?;
+    if starts.get(guess).is_some_and(|w| w.0 == number) {
+        return Some(guess);
+    }
+    starts.binary_search_by_key(&number, |w| w.0).ok()
+}
+
+/// Forgets instants older than `cutoff` (see [`cutoff`]; [`RECENT`] ago),
+/// and the oldest beyond [`KEEP`].
+fn trim(times: &mut VecDeque<Instant>, cutoff: Option<Instant>) {
+    while times.front().is_some_and(|&t| older(t, cutoff)) || times.len() >= KEEP {
         times.pop_front();
     }
+}
+
+/// `now - age`: an instant is more than `age` before `now` exactly when it
+/// is before this ([`older`]). `None` when no instant is (the clock's
+/// start is less than `age` ago).
+fn cutoff(now: Instant, age: Duration) -> Option<Instant> {
+    now.checked_sub(age)
+}
+
+/// True when `t` is before `cutoff`: `now - t > age` without a subtraction
+/// per instant.
+fn older(t: Instant, cutoff: Option<Instant>) -> bool {
+    cutoff.is_some_and(|c| t < c)
 }
 
 fn cap(rate: f64, ceiling: Option<f64>) -> f64 {

@@ -66,7 +66,7 @@ use crate::order::Reorder;
 use crate::record::{ErrorKind, Record, RecordError};
 use crate::request::{Input, Request};
 use crate::retry::{self, Failure};
-use crate::timing::Stopwatch;
+use crate::timing::{RunClock, Stopwatch};
 
 use origin::{Job, JobState, Origin, Readiness};
 
@@ -106,7 +106,7 @@ pub enum Action {
 /// The scheduling state of one run. See the module documentation.
 pub struct Scheduler {
     config: Arc<Config>,
-    clock: WallClock,
+    clock: RunClock,
     rng: fastrand::Rng,
     intake: Intake,
     order: Option<Reorder>,
@@ -114,6 +114,9 @@ pub struct Scheduler {
     /// Origin names to their index (FNV: a name is short, and hashed for
     /// every request).
     by_name: FnvHashMap<String, usize>,
+    /// The origin found last: a run talks mostly to one origin, or to few
+    /// in runs of lines, so its name is compared before any hashing.
+    last_origin: usize,
     /// Origins that could start their head request now, by the head's seq.
     ready: BTreeMap<u64, usize>,
     /// Origins waiting for an instant (pause, spread, their own rate).
@@ -146,18 +149,6 @@ pub struct Scheduler {
     actions: VecDeque<Action>,
 }
 
-/// Wall-clock instants derived from the monotonic time the steps take.
-struct WallClock {
-    start: Instant,
-    wall: SystemTime,
-}
-
-impl WallClock {
-    fn at(&self, now: Instant) -> SystemTime {
-        self.wall + now.saturating_duration_since(self.start)
-    }
-}
-
 impl Scheduler {
     /// A scheduler for a run starting at `now` (monotonic) and `wall` (the
     /// same instant on the system clock). `seed` drives backoff jitter and
@@ -165,7 +156,7 @@ impl Scheduler {
     pub fn new(config: Arc<Config>, now: Instant, wall: SystemTime, seed: u64) -> Scheduler {
         let burst = u64::from(config.burst.get());
         Scheduler {
-            clock: WallClock { start: now, wall },
+            clock: RunClock::new(now, wall),
             rng: fastrand::Rng::with_seed(seed),
             intake: Intake::from_config(&config),
             order: config.ordered.then(Reorder::default),
@@ -184,6 +175,7 @@ impl Scheduler {
             config,
             origins: Vec::new(),
             by_name: FnvHashMap::default(),
+            last_origin: usize::MAX,
             ready: BTreeMap::new(),
             wakes: BTreeSet::new(),
             retries: BTreeMap::new(),
@@ -246,7 +238,7 @@ impl Scheduler {
         // being made is not the server's latency.
         job.adaptive.sent(at);
         if job.attempts == 1 {
-            job.first_started = Some(at);
+            job.first_started = Some(self.clock.nanos(at));
         }
     }
 
@@ -442,7 +434,7 @@ impl Scheduler {
             not_before: None,
             repeatable,
             maybe_applied: false,
-            watch: Stopwatch::new(now, self.clock.at(now)),
+            watch: Stopwatch::new(self.clock.nanos(now)),
             dispatch: Default::default(),
             tokens: None,
             budget: Default::default(),
@@ -463,7 +455,11 @@ impl Scheduler {
             } else {
                 std::borrow::Cow::Owned(url.origin().ascii_serialization())
             };
+        if (self.origins.get(self.last_origin)).is_some_and(|o| o.name() == name.as_ref()) {
+            return self.last_origin;
+        }
         if let Some(&i) = self.by_name.get(name.as_ref()) {
+            self.last_origin = i;
             return i;
         }
         let name = name.into_owned();
@@ -475,14 +471,18 @@ impl Scheduler {
         self.origins.push(Origin::new(name.clone(), rate));
         let o = self.origins.len() - 1;
         self.by_name.insert(name, o);
+        self.last_origin = o;
         self.shared_new_origin(o, now);
         o
     }
 
     fn requeue(&mut self, mut job: Job, now: Instant) {
-        job.watch.queued(now);
+        job.watch.queued(self.clock.nanos(now));
         let o = job.origin;
-        self.unready(o);
+        // Behind the head, a request changes only the origin's count.
+        if self.origins[o].would_lead(job.seq) {
+            self.unready(o);
+        }
         self.origins[o].enqueue(job);
         self.queued += 1;
         self.refresh(o, now);
@@ -500,17 +500,24 @@ impl Scheduler {
 
     /// Recomputes whether origin `o` could start its head request now.
     fn refresh(&mut self, o: usize, now: Instant) {
-        self.unready(o);
-        self.shared_unwant(o);
         let per_host = self
             .config
             .per_host_concurrency
             .map_or(usize::MAX, |n| n.get());
+        if self.grants.is_none() && self.origins[o].stays_ready(per_host) {
+            // The common case (no limit of its own): only its count moves.
+            let origin = &mut self.origins[o];
+            self.ready_queued = self.ready_queued - origin.counted + origin.queued();
+            origin.counted = origin.queued();
+            return;
+        }
+        self.unready(o);
+        self.shared_unwant(o);
         match self.origins[o].readiness(now, per_host, &mut self.rng) {
             Readiness::Idle => {}
             Readiness::At { at, rate } => {
                 if rate {
-                    self.origins[o].head_held_by_rate(now);
+                    self.origins[o].head_held_by_rate(self.clock.nanos(now));
                 }
                 self.wake_origin(o, at)
             }
@@ -518,10 +525,12 @@ impl Scheduler {
                 match self.shared_host_gate(o, now) {
                     shared::Gate::Open => {}
                     shared::Gate::At(at) => {
-                        self.origins[o].head_held_by_rate(now);
+                        self.origins[o].head_held_by_rate(self.clock.nanos(now));
                         return self.wake_origin(o, at);
                     }
-                    shared::Gate::Shut => return self.origins[o].head_held_by_rate(now),
+                    shared::Gate::Shut => {
+                        return self.origins[o].head_held_by_rate(self.clock.nanos(now));
+                    }
                 }
                 let origin = &mut self.origins[o];
                 let Some(seq) = origin.head().map(|j| j.seq) else {
@@ -594,18 +603,18 @@ impl Scheduler {
                         continue;
                     }
                     shared::Gate::At(at) => {
-                        self.origins[o].head_held_by_rate(now);
+                        self.origins[o].head_held_by_rate(self.clock.nanos(now));
                         self.global_wake = Some(at);
                         return;
                     }
                     shared::Gate::Shut => {
-                        self.origins[o].head_held_by_rate(now);
+                        self.origins[o].head_held_by_rate(self.clock.nanos(now));
                         return;
                     }
                 }
             }
             if let Some(at) = self.global_ready_at(now, cells) {
-                self.origins[o].head_held_by_rate(now);
+                self.origins[o].head_held_by_rate(self.clock.nanos(now));
                 self.global_wake = Some(at);
                 return;
             }
@@ -656,8 +665,9 @@ impl Scheduler {
         job.attempts += 1;
         job.adaptive = self.adaptive_start(now);
         self.first_attempt_fills_budget(&job, now);
-        job.first_started.get_or_insert(now);
-        job.watch.started(now);
+        let t = self.clock.nanos(now);
+        job.first_started.get_or_insert(t);
+        job.watch.started(t);
         let (seq, request, number) = (job.seq, Arc::clone(&job.req), job.attempts);
         let slot = self.in_flight.insert(job);
         self.refresh(o, now);
@@ -677,7 +687,7 @@ impl Scheduler {
     // ---- outcomes -------------------------------------------------------
 
     fn attempt_ended(&mut self, mut job: Job, outcome: Outcome, now: Instant) {
-        job.watch.ended(now);
+        job.watch.ended(self.clock.nanos(now));
         let o = job.origin;
         self.origins[o].attempt_ended(&job.dispatch);
         self.adaptive_completed(job.adaptive, &outcome, now);
@@ -771,7 +781,7 @@ impl Scheduler {
             Outcome::Response(r) => Some(r.status),
             Outcome::Failed(f) => f.status,
         };
-        job.watch.retrying(now, status, kind);
+        job.watch.retrying(self.clock.nanos(now), status, kind);
         self.emit(Event::Retrying {
             line: job.req.line,
             id: job.req.id.clone(),
@@ -825,8 +835,9 @@ impl Scheduler {
         error: Option<(ErrorKind, String)>,
         now: Instant,
     ) -> Box<Record> {
-        let start = job.first_started.unwrap_or(now);
-        let timing = job.watch.finish().map(Box::new);
+        let end = self.clock.nanos(now);
+        let start = job.first_started.unwrap_or(end);
+        let timing = job.watch.finish(&self.clock).map(Box::new);
         let req = &job.req;
         let redactor = &self.config.redactor;
         let maybe_applied = error.is_some()
@@ -840,8 +851,8 @@ impl Scheduler {
             ok: error.is_none(),
             status: None,
             attempts: job.attempts,
-            started_at: Some(self.clock.at(start)),
-            duration: now.saturating_duration_since(start),
+            started_at: Some(self.clock.wall(start)),
+            duration: Duration::from_nanos(end.saturating_sub(start)),
             headers: None,
             body: None,
             error: error.map(|(kind, message)| RecordError {

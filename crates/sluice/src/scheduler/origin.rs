@@ -31,8 +31,9 @@ pub(crate) struct JobState {
     /// Order of first arrival: a retry keeps its place by it.
     pub(crate) seq: u64,
     pub(crate) attempts: u32,
-    /// When the first attempt started.
-    pub(crate) first_started: Option<Instant>,
+    /// When the first attempt started (nanoseconds of the run, see
+    /// [`crate::timing::RunClock`]).
+    pub(crate) first_started: Option<u64>,
     /// Held back until then (the spread after a pause).
     pub(crate) not_before: Option<Instant>,
     /// Every failure the policy lists may be retried.
@@ -154,8 +155,44 @@ impl Origin {
     /// place ahead of requests read after it, so its wait is the one the
     /// server asked for, not that plus a whole queue.
     pub(crate) fn enqueue(&mut self, job: Job) {
+        // A new request (the common case) goes last: no search.
+        if self.queue.back().is_none_or(|j| j.seq < job.seq) {
+            return self.queue.push_back(job);
+        }
         let at = self.queue.partition_point(|j| j.seq < job.seq);
         self.queue.insert(at, job);
+    }
+
+    /// True when the origin is listed ready under its head's seq and
+    /// nothing that waits for an instant could hold it (a pause, a rate of
+    /// its own, learned or discovered limits, the spread after a pause):
+    /// it stays ready at any later instant until its queue's head, its
+    /// slots or its limits change, and a refresh has nothing to decide.
+    pub(crate) fn stays_ready(&self, per_host: usize) -> bool {
+        let Some(head) = self.queue.front() else {
+            return false;
+        };
+        self.ready_key == Some(head.seq)
+            && !self.closed
+            && self.in_flight < per_host
+            && self.untimed(head)
+    }
+
+    /// True when nothing that waits for an instant could hold `head` back:
+    /// no pause, no rate of the origin's own, nothing learned or
+    /// discovered, no spread after a pause. Cheap: asked at every refresh.
+    fn untimed(&self, head: &Job) -> bool {
+        head.not_before.is_none()
+            && self.paused_until.is_none()
+            && self.rate.is_none()
+            && !self.learned.knows()
+            && self.discovered.rate().is_none()
+    }
+
+    /// True when `seq` would go ahead of every request queued (a retry
+    /// keeps its place), changing the head.
+    pub(crate) fn would_lead(&self, seq: u64) -> bool {
+        self.queue.front().is_none_or(|head| seq < head.seq)
     }
 
     /// Whether the head request could start at `now`. A pause that has ended
@@ -175,6 +212,9 @@ impl Origin {
         };
         if self.closed || self.in_flight >= per_host {
             return Readiness::Idle;
+        }
+        if self.untimed(head) {
+            return Readiness::Now;
         }
         let not_before = head.not_before;
         let cost = self.head_tokens();
@@ -212,8 +252,9 @@ impl Origin {
         self.learned.used(dispatch, actual, now);
     }
 
-    /// The head request is next but a rate or budget limit holds it.
-    pub(crate) fn head_held_by_rate(&mut self, now: Instant) {
+    /// The head request is next but a rate or budget limit holds it (`now`
+    /// in nanoseconds of the run).
+    pub(crate) fn head_held_by_rate(&mut self, now: u64) {
         if let Some(head) = self.queue.front_mut() {
             head.watch.held_by_rate(now);
         }
@@ -403,7 +444,7 @@ mod tests {
             not_before: None,
             repeatable: true,
             maybe_applied: false,
-            watch: Stopwatch::new(Instant::now(), std::time::SystemTime::UNIX_EPOCH),
+            watch: Stopwatch::new(0),
             dispatch: Dispatch::default(),
             tokens: None,
             budget: Default::default(),
