@@ -258,6 +258,28 @@ mod tests {
         assert!(Instant::now() >= t0 + Duration::from_millis(5));
     }
 
+    /// A clock paused during the run and moved ahead of the real one (an
+    /// `advance`, or an idle runtime jumping to a far timer): the kernel
+    /// fires at the deadline's real instant, long before tokio's clock
+    /// reaches the deadline, and the wheel takes over (before, the alarm
+    /// waited for the real clock to catch up with the paused one: forever
+    /// when nothing else moved it).
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_clock_paused_ahead_of_the_real_one_falls_back_to_the_wheel() {
+        let mut alarm = Alarm::new();
+        assert!(alarm.is_precise());
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let at = Instant::now() + Duration::from_millis(5);
+        alarm.set(Some(at));
+        std::thread::sleep(Duration::from_millis(10));
+        let fired = tokio::time::timeout(Duration::from_secs(1), alarm.fired()).await;
+        assert!(fired.is_ok(), "the alarm never fired");
+        assert!(!alarm.is_precise());
+        assert!(Instant::now() >= at);
+    }
+
     /// On the real clock under Linux the alarm is a `timerfd`: it fires
     /// the slack after the instant armed, never before.
     #[cfg(target_os = "linux")]

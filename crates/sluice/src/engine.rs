@@ -94,7 +94,9 @@ impl Drop for Run {
     }
 }
 
-/// Starts a run on the current tokio runtime.
+/// Starts a run on the current tokio runtime, which must have IO and time
+/// enabled (as `#[tokio::main]` and `#[tokio::test]` build it: requests
+/// need sockets, waits need the timer).
 ///
 /// `inputs` is read with bounded read-ahead; `shutdown` resolving starts a
 /// drain: no new starts, waiting requests are dropped unwritten, in-flight

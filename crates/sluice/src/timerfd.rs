@@ -30,7 +30,9 @@ use tokio::time::Instant;
 /// this deadline's or a stale one is told by the clock.
 pub(crate) struct TimerFd {
     fd: AsyncFd<OwnedFd>,
-    deadline: Option<Instant>,
+    /// The deadline on tokio's clock, and when the kernel fires it on the
+    /// real one: the two differ once tokio's clock is paused.
+    deadline: Option<(Instant, std::time::Instant)>,
 }
 
 impl TimerFd {
@@ -60,7 +62,6 @@ impl TimerFd {
     /// (`None`). An expiry not yet seen by [`TimerFd::poll_expired`] is
     /// forgotten.
     pub(crate) fn set(&mut self, at: Option<Instant>) -> io::Result<()> {
-        self.deadline = at;
         let value = match at {
             // A zero value disarms, so "at once" is one nanosecond.
             Some(at) => at
@@ -68,6 +69,8 @@ impl TimerFd {
                 .max(Duration::from_nanos(1)),
             None => Duration::ZERO,
         };
+        // Read before the timer is set: the kernel fires no sooner.
+        self.deadline = at.map(|at| (at, std::time::Instant::now() + value));
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
@@ -90,24 +93,23 @@ impl TimerFd {
 
     /// Ready when the deadline set last has passed (once per setting).
     /// Fails when tokio's clock was paused after the timer was made: the
-    /// deadline has passed on the real clock but not on tokio's, which only
-    /// tokio's own timers can move on.
+    /// kernel fired at the deadline's real instant but tokio's clock has
+    /// not reached it (paused behind, or ahead and the deadline further
+    /// still), and only tokio's own timers can move that clock on.
     pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
             // Readiness from an expiry before the timer was set again is
-            // stale: cleared, and the wait goes on. The kernel fires no
-            // sooner than the deadline, on the clock tokio reads.
+            // stale: cleared, and the wait goes on.
             guard.clear_ready();
-            let Some(at) = self.deadline else { continue };
-            // The real clock first: tokio's, read after it, is never behind
-            // it unless paused.
-            let real = std::time::Instant::now();
+            let Some((at, real_at)) = self.deadline else {
+                continue;
+            };
             if Instant::now() >= at {
                 self.deadline = None;
                 return Poll::Ready(Ok(()));
             }
-            if real >= at.into_std() {
+            if std::time::Instant::now() >= real_at {
                 return Poll::Ready(Err(io::Error::other("tokio's clock is paused")));
             }
         }
