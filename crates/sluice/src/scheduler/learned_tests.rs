@@ -161,18 +161,11 @@ fn simulate(
     let url = url::Url::parse("http://127.0.0.1:8080/x").expect("a URL");
     let requests = (1..=n).map(|line| Request::get(line, url.clone()));
     let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL);
-    let net = simulated::Network {
-        c,
-        delay,
-        late: Duration::ZERO,
-        seed,
-        wall,
-    };
-    let (makespan, ok, events) = simulated::delayed(requests, &net, |t, _| {
+    let net = simulated::Network::on_time(c, delay, seed, wall);
+    simulated::learned(requests, &net, |t, _| {
         let (status, headers) = server.arrive(t);
         response(status, headers)
-    });
-    (makespan, ok, simulated::learned(events))
+    })
 }
 
 proptest! {

@@ -55,6 +55,20 @@ pub(crate) struct Network {
     pub wall: SystemTime,
 }
 
+impl Network {
+    /// A network whose timers fire on time.
+    pub(crate) fn on_time(c: usize, delay: Duration, seed: u64, wall: SystemTime) -> Network {
+        let late = Duration::ZERO;
+        Network {
+            c,
+            delay,
+            late,
+            seed,
+            wall,
+        }
+    }
+}
+
 /// Runs `requests` over `net` against a server that answers each
 /// (`answer`: seconds since the start, the request) as it arrives. Returns
 /// (makespan to the last record in seconds, records ok, every other event
@@ -139,8 +153,15 @@ pub(crate) fn delayed(
     panic!("the simulation did not end");
 }
 
-/// The learned events of a run's events, in order.
-pub(crate) fn learned(events: Vec<(f64, Event)>) -> Vec<Event> {
-    let learned = events.into_iter().map(|(_, e)| e);
-    learned.filter(|e| matches!(e, Event::Learned(_))).collect()
+/// [`delayed`], keeping of the events only what the headers taught, in
+/// order: the learned limits' tests.
+pub(crate) fn learned(
+    requests: impl IntoIterator<Item = Request>,
+    net: &Network,
+    answer: impl FnMut(f64, &Request) -> Outcome,
+) -> (f64, u64, Vec<Event>) {
+    let (makespan, ok, events) = delayed(requests, net, answer);
+    let events = events.into_iter().map(|(_, e)| e);
+    let learned = events.filter(|e| matches!(e, Event::Learned(_)));
+    (makespan, ok, learned.collect())
 }

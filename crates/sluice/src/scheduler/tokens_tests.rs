@@ -130,18 +130,11 @@ fn simulate(
     seed: u64,
 ) -> (f64, u64, Vec<Event>) {
     let wall = SystemTime::UNIX_EPOCH;
-    let net = simulated::Network {
-        c,
-        delay,
-        late: Duration::ZERO,
-        seed,
-        wall,
-    };
-    let (makespan, ok, events) = simulated::delayed(requests, &net, |t, req| {
+    let net = simulated::Network::on_time(c, delay, seed, wall);
+    simulated::learned(requests, &net, |t, req| {
         let (status, headers, body) = server.arrive(t, req);
         simulated::response(status, headers, body)
-    });
-    (makespan, ok, simulated::learned(events))
+    })
 }
 
 proptest! {
