@@ -11,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::timing::later;
 use tokio::time::Instant;
 
 /// `--retry-budget`: a share of first attempts plus a rate, e.g. `20%+10/s`.
@@ -212,12 +213,6 @@ impl Budget {
         self.told = true;
         Some((self.waited, self.held))
     }
-}
-
-/// `t + d`, saturating far in the future instead of overflowing.
-fn later(t: Instant, d: Duration) -> Instant {
-    t.checked_add(d)
-        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 86_400))
 }
 
 #[cfg(test)]

@@ -15,6 +15,13 @@ use tokio::time::Instant;
 
 use crate::record::{ErrorKind, duration_ms};
 
+/// `now + wait`, saturating far in the future instead of overflowing (a
+/// wait as long as a `Retry-After` may ask for).
+pub(crate) fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// Time spent waiting, summed over a request's life, in milliseconds.
 ///
 /// From entering the engine to the final outcome, a request's time is

@@ -66,7 +66,7 @@ use crate::order::Reorder;
 use crate::record::{ErrorKind, Record, RecordError};
 use crate::request::{Input, Request};
 use crate::retry::{self, Failure};
-use crate::timing::{RunClock, Stopwatch};
+use crate::timing::{RunClock, Stopwatch, later};
 
 use origin::{Job, JobState, Origin, Readiness};
 
@@ -1062,9 +1062,3 @@ fn describe_failure(outcome: &Outcome) -> (ErrorKind, String) {
 /// How many times the read-ahead may be held back by origins that cannot
 /// start their requests (a pause, their own limits).
 const HELD_FACTOR: usize = 8;
-
-/// `now + wait`, saturating far in the future instead of overflowing.
-fn later(now: Instant, wait: Duration) -> Instant {
-    now.checked_add(wait)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
-}
