@@ -210,13 +210,25 @@ struct Driver {
     /// Events decided, handed to the consumer as one batch.
     outbox: Vec<Event>,
     /// Attempts running; an outcome of `None`: the request was abandoned.
-    tasks: JoinSet<(Ticket, Option<Outcome>, Option<Instant>, Instant)>,
+    tasks: JoinSet<Ended>,
     /// Under `--redis`, the link to the shared limiter.
     shared: Option<Link>,
     /// When the scheduler paces starts: each attempt's ticket and the
     /// instant its task first ran, read before the next step.
     began: Option<Began>,
 }
+
+/// What an attempt's task gives back: its ticket, its outcome (`None`:
+/// abandoned), when its request was sent and when it ended.
+type Ended = (Ticket, Option<Outcome>, Option<Instant>, Instant);
+
+/// At most this many finished attempts, or input lines already read, are
+/// taken in one turn of the driver's loop: their decisions are carried out
+/// and their events handed on together (one wake-up of the consumer, one
+/// batch), where a turn each cost a `select!` over every source and a
+/// hand-over each; the bound keeps the starts they decide from waiting
+/// long for the turn's end.
+const TURN: usize = 64;
 
 /// The instants attempts began, as they write them: no wake-up of the
 /// driver, which reads them before its next decision (see
@@ -248,21 +260,14 @@ impl Driver {
                 _ = &mut shutdown, if !self.scheduler.is_draining() => {
                     self.scheduler.drain(Instant::now());
                 }
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
-                    Ok((ticket, outcome, sent, at)) => {
-                        self.absorb_began(at);
-                        if let Some(sent) = sent {
-                            self.scheduler.sent(ticket, sent);
-                        }
-                        match outcome {
-                            Some(outcome) => self.scheduler.complete(ticket, outcome, at),
-                            None => self.scheduler.abandoned(ticket, at),
-                        }
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    self.ended(done);
+                    // Those that finished meanwhile, in the same turn.
+                    for _ in 1..TURN {
+                        let Some(done) = self.tasks.try_join_next() else { break };
+                        self.ended(done);
                     }
-                    Err(e) if e.is_cancelled() => {}
-                    // Attempts catch their own panics, so this cannot happen.
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                },
+                }
                 () = alarm.fired(), if alarm.is_armed() => {
                     let now = Instant::now();
                     self.absorb_began(now);
@@ -274,14 +279,47 @@ impl Driver {
                 item = inputs.next(), if wants_input => {
                     let now = Instant::now();
                     self.absorb_began(now);
-                    match item {
-                        Some(item) => self.scheduler.offer(item, now),
-                        None => self.scheduler.end_input(now),
+                    self.take(item, now);
+                    // Lines already read, in the same turn (read at `now`).
+                    for _ in 1..TURN {
+                        if !self.scheduler.wants_input() {
+                            break;
+                        }
+                        let Some(item) = inputs.next().now_or_never() else { break };
+                        self.take(item, now);
                     }
                 }
             }
         }
         let _ = self.act().await;
+    }
+
+    /// An attempt's task has ended: the scheduler hears when it was sent
+    /// and how it ended.
+    fn ended(&mut self, done: Result<Ended, tokio::task::JoinError>) {
+        match done {
+            Ok((ticket, outcome, sent, at)) => {
+                self.absorb_began(at);
+                if let Some(sent) = sent {
+                    self.scheduler.sent(ticket, sent);
+                }
+                match outcome {
+                    Some(outcome) => self.scheduler.complete(ticket, outcome, at),
+                    None => self.scheduler.abandoned(ticket, at),
+                }
+            }
+            Err(e) if e.is_cancelled() => {}
+            // Attempts catch their own panics, so this cannot happen.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// An input item read at `now`, or the input's end.
+    fn take(&mut self, item: Option<Input>, now: Instant) {
+        match item {
+            Some(item) => self.scheduler.offer(item, now),
+            None => self.scheduler.end_input(now),
+        }
     }
 
     /// Starts the attempts and hands on the events the scheduler decided.
@@ -300,7 +338,10 @@ impl Driver {
             }
         }
         if !self.outbox.is_empty() {
-            let batch = std::mem::take(&mut self.outbox);
+            // The next batch is likely as long: room for it at once, not a
+            // growth step at a time.
+            let room = Vec::with_capacity(self.outbox.len());
+            let batch = std::mem::replace(&mut self.outbox, room);
             self.events.send(batch).await.map_err(|_| ())?;
         }
         Ok(())
