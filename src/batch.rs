@@ -235,7 +235,7 @@ impl Batch {
     ) -> Batch {
         let resumed = prior.is_some();
         let state = State {
-            all: prior.unwrap_or_default(),
+            all: prior,
             this_run: Tally::default(),
             in_flight: 0,
             closed: Vec::new(),
@@ -403,7 +403,10 @@ impl std::hash::Hasher for LineHasher {
 }
 
 struct State {
-    all: Tally,
+    /// Under `--resume`: the earlier runs' records and this run's. Without
+    /// it the two are the same, so only `this_run` is kept (a record is
+    /// counted once, not twice: see [`State::all`]).
+    all: Option<Tally>,
     this_run: Tally,
     in_flight: usize,
     closed: Vec<String>,
@@ -450,6 +453,11 @@ struct State {
 }
 
 impl State {
+    /// Every record of the output: the earlier runs' too under `--resume`.
+    fn all(&self) -> &Tally {
+        self.all.as_ref().unwrap_or(&self.this_run)
+    }
+
     fn handle(&mut self, event: Event, sink: &mut Sink, display: &Screen) {
         display.log(&event);
         match event {
@@ -491,8 +499,10 @@ impl State {
             }
             Event::Dropped { attempts, line } => {
                 self.forget(line);
-                self.all.add_unrecorded_attempts(attempts);
                 self.this_run.add_unrecorded_attempts(attempts);
+                if let Some(all) = &mut self.all {
+                    all.add_unrecorded_attempts(attempts);
+                }
             }
             Event::Waiting { line, .. } => {
                 self.waiting.insert(line);
@@ -546,8 +556,10 @@ impl State {
     fn cancel(&mut self, signal: Signal, display: &Screen) {
         let n = self.in_flight_lines.len() as u64;
         for (_, attempts) in self.in_flight_lines.drain() {
-            self.all.add_unrecorded_attempts(attempts);
             self.this_run.add_unrecorded_attempts(attempts);
+            if let Some(all) = &mut self.all {
+                all.add_unrecorded_attempts(attempts);
+            }
         }
         self.cancelled = Some(n);
         let again = if self.resumable {
@@ -567,13 +579,13 @@ impl State {
         let now = SystemTime::now();
         self.paused.retain(|_, (until, _)| *until > now);
         let read = feed.read.load(Ordering::Relaxed);
-        let prior = self.all.records - self.this_run.records;
+        let prior = self.all().records - self.this_run.records;
         let (total, exact) = match feed.total.get() {
             Some(&total) => (total, true),
             None => (prior + read, feed.ended.load(Ordering::Relaxed)),
         };
         Progress {
-            done: self.all.records,
+            done: self.all().records,
             total,
             exact,
             in_flight: self.in_flight,
@@ -603,8 +615,10 @@ impl State {
             if outcome.attempts > 0 {
                 self.sent_recorded += 1;
             }
-            self.all.add(outcome);
             self.this_run.add(outcome);
+            if let Some(all) = &mut self.all {
+                all.add(outcome);
+            }
         }
     }
 
@@ -636,7 +650,7 @@ impl State {
         insecure: bool,
     ) -> Summary {
         // Records a failed write lost: the server saw their attempts.
-        let (mut all, mut this_run) = (self.all.clone(), self.this_run.clone());
+        let (mut all, mut this_run) = (self.all().clone(), self.this_run.clone());
         for lost in &self.pending {
             all.add_unrecorded_attempts(lost.attempts);
             this_run.add_unrecorded_attempts(lost.attempts);
@@ -648,7 +662,7 @@ impl State {
         s.retry_budget = self.retry_budget;
         s.adaptive = self.adaptive.map(|(a, _)| a);
         s.protocols = self.protocols.clone();
-        (s.not_written, s.not_written_exact) = feed.remaining(&self.all, &self.this_run);
+        (s.not_written, s.not_written_exact) = feed.remaining(self.all(), &self.this_run);
         s.insecure = insecure;
         s.resumable = self.resumable;
         s.cancelled = self.cancelled.unwrap_or(0);
@@ -693,7 +707,7 @@ impl State {
         s.exit_code = ExitCode::decide(Ending {
             signal: self.signal,
             stop,
-            failed: self.all.failed() > 0,
+            failed: self.all().failed() > 0,
         });
         s.stopped = why;
         s

@@ -11,8 +11,9 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use futures::{FutureExt, Stream, StreamExt};
+use slab::Slab;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::alarm::Alarm;
@@ -174,6 +175,7 @@ where
 {
     let client = client::build(&config)?;
     let (tx, rx) = mpsc::channel(EVENT_BATCHES);
+    let (ended, ends) = mpsc::unbounded_channel();
     let config = Arc::new(config);
     let seed = fastrand::u64(..);
     let scheduler = Scheduler::new(Arc::clone(&config), Instant::now(), SystemTime::now(), seed);
@@ -184,7 +186,9 @@ where
         client,
         events: tx,
         outbox: Vec::new(),
-        tasks: JoinSet::new(),
+        tasks: Tasks::default(),
+        ended,
+        ends,
         shared: limiter.map(Link::start),
         began: scheduler_paces.then(Default::default),
     };
@@ -209,14 +213,44 @@ struct Driver {
     events: mpsc::Sender<Vec<Event>>,
     /// Events decided, handed to the consumer as one batch.
     outbox: Vec<Event>,
-    /// Attempts running; an outcome of `None`: the request was abandoned.
-    tasks: JoinSet<(Ticket, Option<Outcome>, Option<Instant>, Instant)>,
+    /// Attempts running.
+    tasks: Tasks,
+    /// Each attempt's task sends what became of it here, with its key in
+    /// `tasks`: a channel's send and receive, where a `JoinSet` cost a
+    /// locked list's entry each and about 1 K instructions an attempt.
+    ended: mpsc::UnboundedSender<(usize, Ended)>,
+    ends: mpsc::UnboundedReceiver<(usize, Ended)>,
     /// Under `--redis`, the link to the shared limiter.
     shared: Option<Link>,
     /// When the scheduler paces starts: each attempt's ticket and the
     /// instant its task first ran, read before the next step.
     began: Option<Began>,
 }
+
+/// What an attempt's task gives back: its ticket, its outcome (`None`:
+/// abandoned), when its request was sent and when it ended.
+type Ended = (Ticket, Option<Outcome>, Option<Instant>, Instant);
+
+/// The attempts' tasks running, aborted when the driver goes (a dropped
+/// [`Run`] cancels everything in flight).
+#[derive(Default)]
+struct Tasks(Slab<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in self.0.drain() {
+            task.abort();
+        }
+    }
+}
+
+/// At most this many finished attempts, or input lines already read, are
+/// taken in one turn of the driver's loop: their decisions are carried out
+/// and their events handed on together (one wake-up of the consumer, one
+/// batch), where a turn each cost a `select!` over every source and a
+/// hand-over each; the bound keeps the starts they decide from waiting
+/// long for the turn's end.
+const TURN: usize = 64;
 
 /// The instants attempts began, as they write them: no wake-up of the
 /// driver, which reads them before its next decision (see
@@ -248,21 +282,14 @@ impl Driver {
                 _ = &mut shutdown, if !self.scheduler.is_draining() => {
                     self.scheduler.drain(Instant::now());
                 }
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
-                    Ok((ticket, outcome, sent, at)) => {
-                        self.absorb_began(at);
-                        if let Some(sent) = sent {
-                            self.scheduler.sent(ticket, sent);
-                        }
-                        match outcome {
-                            Some(outcome) => self.scheduler.complete(ticket, outcome, at),
-                            None => self.scheduler.abandoned(ticket, at),
-                        }
+                Some(done) = self.ends.recv(), if !self.tasks.0.is_empty() => {
+                    self.ended(done);
+                    // Those that finished meanwhile, in the same turn.
+                    for _ in 1..TURN {
+                        let Ok(done) = self.ends.try_recv() else { break };
+                        self.ended(done);
                     }
-                    Err(e) if e.is_cancelled() => {}
-                    // Attempts catch their own panics, so this cannot happen.
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                },
+                }
                 () = alarm.fired(), if alarm.is_armed() => {
                     let now = Instant::now();
                     self.absorb_began(now);
@@ -274,14 +301,41 @@ impl Driver {
                 item = inputs.next(), if wants_input => {
                     let now = Instant::now();
                     self.absorb_began(now);
-                    match item {
-                        Some(item) => self.scheduler.offer(item, now),
-                        None => self.scheduler.end_input(now),
+                    self.take(item, now);
+                    // Lines already read, in the same turn (read at `now`).
+                    for _ in 1..TURN {
+                        if !self.scheduler.wants_input() {
+                            break;
+                        }
+                        let Some(item) = inputs.next().now_or_never() else { break };
+                        self.take(item, now);
                     }
                 }
             }
         }
         let _ = self.act().await;
+    }
+
+    /// An attempt's task has ended: the scheduler hears when it was sent
+    /// and how it ended.
+    fn ended(&mut self, (key, (ticket, outcome, sent, at)): (usize, Ended)) {
+        self.tasks.0.try_remove(key);
+        self.absorb_began(at);
+        if let Some(sent) = sent {
+            self.scheduler.sent(ticket, sent);
+        }
+        match outcome {
+            Some(outcome) => self.scheduler.complete(ticket, outcome, at),
+            None => self.scheduler.abandoned(ticket, at),
+        }
+    }
+
+    /// An input item read at `now`, or the input's end.
+    fn take(&mut self, item: Option<Input>, now: Instant) {
+        match item {
+            Some(item) => self.scheduler.offer(item, now),
+            None => self.scheduler.end_input(now),
+        }
     }
 
     /// Starts the attempts and hands on the events the scheduler decided.
@@ -300,7 +354,10 @@ impl Driver {
             }
         }
         if !self.outbox.is_empty() {
-            let batch = std::mem::take(&mut self.outbox);
+            // The next batch is likely as long: room for it at once, not a
+            // growth step at a time.
+            let room = Vec::with_capacity(self.outbox.len());
+            let batch = std::mem::replace(&mut self.outbox, room);
             self.events.send(batch).await.map_err(|_| ())?;
         }
         Ok(())
@@ -319,8 +376,9 @@ impl Driver {
 
     fn spawn(&mut self, attempt: Attempt) {
         let (client, config) = (self.client.clone(), Arc::clone(&self.config));
-        let began = self.began.clone();
-        self.tasks.spawn(async move {
+        let (began, ended) = (self.began.clone(), self.ended.clone());
+        let key = self.tasks.0.vacant_key();
+        let task = tokio::spawn(async move {
             if let Some(Ok(mut list)) = began.as_ref().map(|b| b.lock()) {
                 list.push((attempt.ticket, Instant::now()));
             }
@@ -344,8 +402,11 @@ impl Driver {
                 },
                 None => Some(exchange.await),
             };
-            (attempt.ticket, outcome, sent, Instant::now())
+            // Attempts catch their own panics (above), so every task
+            // reports; the driver gone, nobody is listening.
+            let _ = ended.send((key, (attempt.ticket, outcome, sent, Instant::now())));
         });
+        self.tasks.0.insert(task);
     }
 }
 

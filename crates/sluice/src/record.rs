@@ -520,21 +520,30 @@ pub(crate) fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
 /// small record's serialising time). A year past 9999 is formatted as
 /// text (`Err`).
 fn rfc3339_digits(t: SystemTime) -> Result<[u8; 24], String> {
+    type Second = std::cell::Cell<Option<(u64, [u8; 24])>>;
     thread_local! {
-        /// The last second formatted, and its digits: a run's records
-        /// fall in few seconds, so most take only their milliseconds.
-        static LAST: std::cell::Cell<Option<(u64, [u8; 24])>> = const { std::cell::Cell::new(None) };
+        /// The last two seconds formatted, and their digits, latest first:
+        /// a run's records fall in few seconds, so most take only their
+        /// milliseconds; two, because a record's `started_at` and
+        /// `queued_at` fall in different seconds whenever its wait in the
+        /// queue crosses one (one cached second then missed twice a record).
+        static LAST: [Second; 2] = const { [Second::new(None), Second::new(None)] };
     }
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (secs, ms) = (since.as_secs(), since.subsec_millis());
-    let mut out = match LAST.get() {
-        Some((last, digits)) if last == secs => digits,
-        _ => {
-            let digits = second_digits(secs, ms)?;
-            LAST.set(Some((secs, digits)));
-            digits
+    let mut out = LAST.with(|[latest, before]| {
+        for second in [latest, before] {
+            if let Some((s, digits)) = second.get()
+                && s == secs
+            {
+                return Ok(digits);
+            }
         }
-    };
+        let digits = second_digits(secs, ms)?;
+        before.set(latest.get());
+        latest.set(Some((secs, digits)));
+        Ok::<_, String>(digits)
+    })?;
     out[20] = b'0' + (ms / 100) as u8;
     out[21] = b'0' + (ms / 10 % 10) as u8;
     out[22] = b'0' + (ms % 10) as u8;
@@ -699,12 +708,16 @@ mod tests {
                 .as_deref(),
             Some("2000-02-29T00:00:00.500Z")
         );
-        // The cached second: the same second again, then the next, then back.
+        // The cached seconds: the same second again, then the next, then
+        // back, then a third that pushes the first out, then the first.
         for (ms, text) in [
             (1_795_632_751_007, "2026-11-25T18:52:31.007Z"),
             (1_795_632_751_999, "2026-11-25T18:52:31.999Z"),
             (1_795_632_752_040, "2026-11-25T18:52:32.040Z"),
             (1_795_632_751_500, "2026-11-25T18:52:31.500Z"),
+            (1_795_632_799_001, "2026-11-25T18:53:19.001Z"),
+            (1_795_632_752_002, "2026-11-25T18:52:32.002Z"),
+            (1_795_632_751_003, "2026-11-25T18:52:31.003Z"),
         ] {
             assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(ms)), text);
         }

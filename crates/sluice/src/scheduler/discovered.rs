@@ -122,10 +122,11 @@ pub(crate) struct Discovered {
     dispatched: u64,
     /// The starts so far when the rate was last lowered (or started).
     lowered_after: u64,
-    /// When recent attempts started.
+    /// When recent attempts started, until the first refusal.
     starts: VecDeque<Instant>,
-    /// When recent attempts completed.
-    completions: VecDeque<Instant>,
+    /// When the last attempt completed (only the last is asked for: a
+    /// window of them cost a push and a trim a request).
+    last_completion: Option<Instant>,
     /// When recent attempts succeeded.
     successes: VecDeque<Instant>,
     /// Since when completions have come without a gap (a pause ends one).
@@ -194,11 +195,13 @@ impl Discovered {
             self.paced += now.saturating_duration_since(since);
         }
         self.dispatched += 1;
-        // Instants are compared with cutoffs, computed once: a subtraction
-        // of instants per element cost more than the rest of a start.
-        trim(&mut self.starts, cutoff(now, RECENT));
-        self.starts.push_back(now);
         if self.rate.is_none() {
+            // Instants are compared with cutoffs, computed once: a
+            // subtraction of instants per element cost more than the rest
+            // of a start. The recent starts measure only the first
+            // refusal's rate (`observed`): once a rate is set, none is kept.
+            trim(&mut self.starts, cutoff(now, RECENT));
+            self.starts.push_back(now);
             let wave_cutoff = cutoff(now, WAVE);
             while self.wave.front().is_some_and(|w| older(w.1, wave_cutoff))
                 || self.wave.len() >= KEEP
@@ -249,19 +252,16 @@ impl Discovered {
 
     fn note(&mut self, success: bool, now: Instant) {
         let gap = self
-            .completions
-            .back()
-            .is_none_or(|&t| older(t, cutoff(now, GAP)));
+            .last_completion
+            .is_none_or(|t| older(t, cutoff(now, GAP)));
         if gap {
             self.active_since = Some(now);
             self.stretch_successes = 0;
         }
         self.stretch_successes += u64::from(success);
-        let recent = cutoff(now, RECENT);
-        trim(&mut self.completions, recent);
-        trim(&mut self.successes, recent);
-        self.completions.push_back(now);
+        self.last_completion = Some(now);
         if success {
+            trim(&mut self.successes, cutoff(now, RECENT));
             self.successes.push_back(now);
         }
     }
@@ -345,6 +345,7 @@ impl Discovered {
         };
         if self.rate.is_none() {
             self.slow_start = true;
+            self.starts = VecDeque::new();
         }
         let next = cap(next.max(LOWEST), ceiling);
         self.rate = Some(next);
