@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::json::{JsonKind, json_kind};
+use crate::json_text::JsonText;
 use crate::timing::Timing;
 
 /// A request's id: the `id` (or `custom_id`) of its line, else its line number.
@@ -214,7 +215,7 @@ pub struct RecordError {
 #[derive(Clone, Debug)]
 pub enum Body {
     /// Compact JSON text, embedded as a JSON value with its numbers untouched.
-    Json(Box<RawValue>),
+    Json(JsonText),
     /// A UTF-8 body, stored as a string.
     Text(String),
     /// Any other body, base64 encoded.
@@ -756,7 +757,7 @@ mod tests {
         fn body() -> impl Strategy<Value = Body> {
             prop_oneof![
                 prop::sample::select(vec!["{\"ok\":true}", "[1,2.50e3]", "\"s\"", "null", "{}"])
-                    .prop_map(|json| Body::Json(raw(json))),
+                    .prop_map(|json| Body::Json(JsonText::parse(json).unwrap())),
                 text().prop_map(Body::Text),
                 "[A-Za-z0-9+/]{0,12}={0,2}".prop_map(Body::Base64),
             ]
@@ -901,7 +902,7 @@ mod tests {
             line,
             "{\"id\":3,\"line\":3,\"method\":null,\"url\":null,\"ok\":false,\"status\":null,\"attempts\":0,\"started_at\":null,\"duration_ms\":0.0,\"error\":{\"kind\":\"invalid_request\",\"message\":\"bad\"}}\n"
         );
-        r.body = Some(Body::Json(raw("{\"n\":1.000}")));
+        r.body = Some(Body::Json(JsonText::parse("{\"n\":1.000}").unwrap()));
         assert!(
             r.to_json_line()
                 .contains("\"body\":{\"n\":1.000},\"body_encoding\":\"json\"")
