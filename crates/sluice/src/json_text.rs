@@ -81,6 +81,57 @@ pub(crate) fn check(text: &str) -> Option<Spacing> {
     })
 }
 
+/// Calls `member` with the key (its text between the quotes) and the value
+/// (its JSON text) of each member of `text`'s object, in order. `None` when
+/// `text` is not one valid JSON object (whitespace around it allowed), when
+/// a key holds an escape (its text is not the key), or when `member` says
+/// `None`.
+pub(crate) fn members<'a>(
+    text: &'a str,
+    mut member: impl FnMut(&'a str, &'a str) -> Option<()>,
+) -> Option<()> {
+    let mut scan = Scan {
+        bytes: text.as_bytes(),
+        at: 0,
+        spaced: false,
+    };
+    scan.whitespace();
+    if scan.next()? != b'{' {
+        return None;
+    }
+    scan.whitespace();
+    if !scan.eat(b'}') {
+        loop {
+            if scan.next()? != b'"' {
+                return None;
+            }
+            let start = scan.at;
+            scan.string()?;
+            // Quotes are ASCII: every cut here is at a character's edge.
+            let key = text.get(start..scan.at - 1)?;
+            if key.contains('\\') {
+                return None;
+            }
+            scan.whitespace();
+            if scan.next()? != b':' {
+                return None;
+            }
+            scan.whitespace();
+            let start = scan.at;
+            scan.value()?;
+            member(key, text.get(start..scan.at)?)?;
+            scan.whitespace();
+            match scan.next()? {
+                b',' => scan.whitespace(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    scan.whitespace();
+    (scan.at == scan.bytes.len()).then_some(())
+}
+
 /// A cursor over JSON text. Each method returns `None` at the first byte
 /// that cannot continue the grammar.
 struct Scan<'a> {

@@ -10,7 +10,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::json::{JsonKind, json_kind};
+use crate::json::{JsonKind, kind_of};
 use crate::json_text::JsonText;
 use crate::timing::Timing;
 
@@ -51,7 +51,12 @@ impl Id {
     /// When `raw` is neither a string nor an integer ([`IdError`]; its
     /// message reads after the field's name: "`id` must be ...").
     pub fn from_json(raw: &RawValue) -> Result<Id, IdError> {
-        let json = raw.get().trim();
+        Id::from_json_text(raw.get())
+    }
+
+    /// [`Id::from_json`] of text already checked to be valid JSON.
+    pub(crate) fn from_json_text(json: &str) -> Result<Id, IdError> {
+        let json = json.trim();
         if json.starts_with('"') {
             let text: String = serde_json::from_str(json).map_err(IdError::String)?;
             return Ok(Id::text(text));
@@ -63,7 +68,7 @@ impl Id {
                 numeric: true,
             });
         }
-        let kind = match json_kind(raw) {
+        let kind = match kind_of(json) {
             JsonKind::Number => "a fractional number".to_string(),
             kind => kind.to_string(),
         };
