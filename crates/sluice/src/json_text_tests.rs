@@ -101,6 +101,15 @@ fn edge_cases_are_decided_as_serde_json_decides_them() {
             false,
         ),
         (format!("\"{}", "y".repeat(40)), false),
+        (
+            format!("\"{}\u{1}{}\"", "y".repeat(63), "z".repeat(70)),
+            false,
+        ),
+        (format!("\"{}\\n{}\"", "y".repeat(64), "z".repeat(70)), true),
+        (
+            format!("[\"{}\",\"{}\"]", "y".repeat(130), "z".repeat(65)),
+            true,
+        ),
         // Deeper than serde_json's recursion limit: a value it only checks
         // has none.
         (nested(200, "[", "", "]"), true),
@@ -322,7 +331,7 @@ proptest! {
 
     #[test]
     fn the_run_of_plain_bytes_ends_where_a_byte_by_byte_look_says(
-        bytes in prop::collection::vec(prop_oneof![8 => Just(b'y'), 1 => tricky_byte()], 0..80),
+        bytes in prop::collection::vec(prop_oneof![8 => Just(b'y'), 1 => tricky_byte()], 0..200),
         at in any::<prop::sample::Index>(),
     ) {
         let at = at.index(bytes.len() + 1);
