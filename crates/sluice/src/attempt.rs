@@ -501,11 +501,11 @@ pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option
     match mode {
         BodyMode::None => None,
         BodyMode::Base64 => Some(b64(&bytes)),
-        BodyMode::Text => Some(match std::str::from_utf8(&bytes) {
+        BodyMode::Text => Some(match crate::utf8::text(&bytes) {
             Ok(text) => Body::Text(text.to_owned()),
             Err(_) => b64(&bytes),
         }),
-        BodyMode::Auto => Some(match std::str::from_utf8(&bytes) {
+        BodyMode::Auto => Some(match crate::utf8::text(&bytes) {
             Ok(text) => {
                 json_body(text, content_type).unwrap_or_else(|| Body::Text(text.to_owned()))
             }

@@ -71,6 +71,7 @@ pub(crate) fn check(text: &str) -> Option<Spacing> {
         bytes: text.as_bytes(),
         at: 0,
         spaced: false,
+        deepest: 0,
     };
     scan.value()?;
     scan.whitespace();
@@ -82,18 +83,20 @@ pub(crate) fn check(text: &str) -> Option<Spacing> {
 }
 
 /// Calls `member` with the key (its text between the quotes) and the value
-/// (its JSON text) of each member of `text`'s object, in order. `None` when
+/// (its JSON text) of each member of `text`'s object, in order, and says how
+/// deep the object's brackets nest. `None` when
 /// `text` is not one valid JSON object (whitespace around it allowed), when
 /// a key holds an escape (its text is not the key), or when `member` says
 /// `None`.
 pub(crate) fn members<'a>(
     text: &'a str,
     mut member: impl FnMut(&'a str, &'a str) -> Option<()>,
-) -> Option<()> {
+) -> Option<Depth> {
     let mut scan = Scan {
         bytes: text.as_bytes(),
         at: 0,
         spaced: false,
+        deepest: 0,
     };
     scan.whitespace();
     if scan.next()? != b'{' {
@@ -129,8 +132,13 @@ pub(crate) fn members<'a>(
         }
     }
     scan.whitespace();
-    (scan.at == scan.bytes.len()).then_some(())
+    (scan.at == scan.bytes.len()).then_some(Depth(1 + scan.deepest))
 }
+
+/// How deep brackets nest in valid JSON text, outside strings (the
+/// outermost bracket is 1): as `parse::raw::nesting_exceeds` counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Depth(pub(crate) usize);
 
 /// A cursor over JSON text. Each method returns `None` at the first byte
 /// that cannot continue the grammar.
@@ -139,6 +147,8 @@ struct Scan<'a> {
     at: usize,
     /// Whether whitespace was met outside strings.
     spaced: bool,
+    /// The most arrays and objects [`Scan::value`] found open at once.
+    deepest: usize,
 }
 
 impl Scan<'_> {
@@ -174,6 +184,7 @@ impl Scan<'_> {
             match self.next()? {
                 b'"' => self.string()?,
                 b'{' => {
+                    self.deepest = self.deepest.max(open.depth + 1);
                     self.whitespace();
                     if !self.eat(b'}') {
                         open.push(true);
@@ -182,6 +193,7 @@ impl Scan<'_> {
                     }
                 }
                 b'[' => {
+                    self.deepest = self.deepest.max(open.depth + 1);
                     self.whitespace();
                     if !self.eat(b']') {
                         open.push(false);

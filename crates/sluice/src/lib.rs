@@ -53,6 +53,7 @@ pub mod timing;
 pub mod transport;
 pub mod trust;
 pub mod units;
+mod utf8;
 
 pub use config::{BodyMode, Config, ConfigBuilder, ConfigError, ProxyConfig, Setting, TlsConfig};
 pub use engine::{Run, RunError, run};

@@ -4,13 +4,6 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// serde_json's fields of `text`: what [`split_fields`] must give.
-fn serde_fields(text: &str) -> Option<Fields<'_>> {
-    serde_json::from_str::<SerdeFields>(text)
-        .map(Fields::from)
-        .ok()
-}
-
 /// Keys: every field, keys that name none, a field's name written with an
 /// escape, and near misses.
 fn key() -> impl Strategy<Value = &'static str> {
@@ -93,16 +86,18 @@ proptest! {
     #[test]
     fn one_scan_splits_a_line_as_serde_json_does(text in line()) {
         let split = split_fields(&text);
-        let serde = serde_fields(&text);
-        if let Some(fields) = &split {
+        let serde = serde_fields(&text).ok();
+        if let Some((fields, Depth(depth))) = &split {
             prop_assert_eq!(Some(fields), serde.as_ref(), "{:?}", text);
+            // The depth the split measured is the one the bracket count finds.
+            prop_assert!(nesting_exceeds(&text, depth - 1), "{:?}", text);
+            prop_assert!(!nesting_exceeds(&text, *depth), "{:?}", text);
         }
         // Every line serde reads is split by the scan, unless a key holds
         // an escape (told here by any backslash).
         if serde.is_some() && !text.contains('\\') {
             prop_assert!(split.is_some(), "{:?}", text);
         }
-        prop_assert_eq!(read_fields(&text).ok(), serde);
     }
 }
 
@@ -110,14 +105,14 @@ proptest! {
 fn a_field_given_twice_is_left_to_serde_json() {
     let text = r#"{"url":"http://h/","url":"http://h/"}"#;
     assert_eq!(split_fields(text), None);
-    let message = read_fields(text)
+    let message = serde_fields(text)
         .expect_err("a duplicate field")
         .to_string();
     assert!(message.contains("duplicate field `url`"), "{message}");
     // A key that names no field may repeat, as serde ignores it.
     let text = r#"{"x":1,"url":"http://h/","x":2}"#;
     assert_eq!(
-        split_fields(text).and_then(|f| f.url),
+        split_fields(text).and_then(|(f, _)| f.url),
         Some("\"http://h/\"")
     );
 }

@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::config::Setting;
 use crate::json::{JsonKind, compact_json, kind_of};
-use crate::json_text;
+use crate::json_text::{self, Depth};
 use crate::parse::ParseOptions;
 use crate::record::Id;
 use crate::request::Input;
@@ -91,24 +91,21 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// A line's fields: split by one scan of the line ([`split_fields`]), or
-/// by serde_json when the scan leaves the line to it. Both give the same
-/// fields (a proptest holds them equal); serde_json words every error.
-fn read_fields(text: &str) -> Result<Fields<'_>, serde_json::Error> {
-    match split_fields(text) {
-        Some(fields) => Ok(fields),
-        None => serde_json::from_str::<SerdeFields>(text).map(Fields::from),
-    }
+/// A line's fields as serde_json reads them: for the lines [`split_fields`]
+/// leaves to it. Both give the same fields (a proptest holds them equal);
+/// serde_json words every error.
+fn serde_fields(text: &str) -> Result<Fields<'_>, serde_json::Error> {
+    serde_json::from_str::<SerdeFields>(text).map(Fields::from)
 }
 
 /// The fields of a line that is one valid JSON object whose keys hold no
-/// escape and name no field twice: the common line, split by
-/// [`json_text::members`], which skips string bodies a block at a time (the
-/// body of a POST is most of its line). Any other line is `None`, for
-/// serde_json to decide.
-fn split_fields(text: &str) -> Option<Fields<'_>> {
+/// escape and name no field twice, and how deep its brackets nest: the
+/// common line, split by [`json_text::members`], which skips string bodies
+/// a block at a time (the body of a POST is most of its line). Any other
+/// line is `None`, for serde_json to decide.
+fn split_fields(text: &str) -> Option<(Fields<'_>, Depth)> {
     let mut fields = Fields::default();
-    json_text::members(text, |key, value| {
+    let depth = json_text::members(text, |key, value| {
         if let Some(slot) = fields.slot(key) {
             if slot.is_some() {
                 return None;
@@ -117,17 +114,27 @@ fn split_fields(text: &str) -> Option<Fields<'_>> {
         }
         Some(())
     })?;
-    Some(fields)
+    Some((fields, depth))
 }
 
 pub(super) fn parse_object(text: &str, line: &Line) -> Input {
-    if nesting_exceeds(text, MAX_JSON_DEPTH) {
+    let split = split_fields(text);
+    // The split measured the depth of the line it split: counted again
+    // only for a deep line, or one the split left to serde_json.
+    let shallow = split
+        .as_ref()
+        .is_some_and(|(_, depth)| *depth <= Depth(MAX_JSON_DEPTH));
+    if !shallow && nesting_exceeds(text, MAX_JSON_DEPTH) {
         let problem = Problem::TooDeep {
             limit: MAX_JSON_DEPTH,
         };
         return line.invalid(Known::default(), problem);
     }
-    let fields = match read_fields(text) {
+    let read = match split {
+        Some((fields, _)) => Ok(fields),
+        None => serde_fields(text),
+    };
+    let fields = match read {
         Ok(fields) => fields,
         Err(e) => return line.invalid(Known::default(), Problem::InvalidJson(e)),
     };
