@@ -55,11 +55,6 @@ pub(crate) fn compact_json(json: &str) -> String {
     if !may_hold_space(json.as_bytes()) {
         return json.to_owned();
     }
-    remove_space(json)
-}
-
-/// [`compact_json`] for text known to hold whitespace outside strings.
-pub(crate) fn remove_space(json: &str) -> String {
     let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let mut strings = JsonStrings::default();
     let bytes: Vec<u8> = json

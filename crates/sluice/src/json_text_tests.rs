@@ -320,6 +320,7 @@ proptest! {
         let spaced = crate::json::compact_json(&text) != text;
         let spacing = if spaced { Spacing::Spaced } else { Spacing::Compact };
         prop_assert_eq!(check(&text), Some(spacing), "{:?}", text);
+        prop_assert_eq!(without_space(&text), crate::json::compact_json(&text), "{:?}", text);
         let mut broken = text;
         for d in &damages {
             let bytes = apply(&broken, d);
