@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request hot paths, so that a regression in
-//! any of them shows: parsing an input line (a URL line and a JSON line),
+//! any of them shows: parsing an input line (a URL line, a JSON line and
+//! S4's line with its 1 KiB body), storing a JSON answer in a record,
 //! serialising a record to its JSON line, one limiter check, and one
 //! decision of the scheduler.
 //!
@@ -16,19 +17,74 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::value::RawValue;
-use sluice::attempt::{Outcome, Response};
+use sluice::attempt::{Outcome, Response, store};
 use sluice::gcra::Gcra;
 use sluice::parse::{LineOrigin, ParseOptions, UrlCache, parse_line, parse_line_cached};
 use sluice::record::Transport;
 use sluice::scheduler::{Action, Scheduler, Ticket};
-use sluice::{Body, Config, Id, Input, Rate, Record, Request};
+use sluice::{Body, BodyMode, Config, Id, Input, JsonText, Rate, Record, Request};
 use tokio::time::Instant;
 use url::Url;
 
 const URL_LINE: &[u8] = b"https://api.example.com/v1/items/12345?page=2&fields=id,name";
 const JSON_LINE: &[u8] = br#"{"id":"u-17","method":"POST","url":"https://api.example.com/v1/items","headers":{"Content-Type":"application/json","X-Trace":"abc"},"body":{"name":"x","tags":["a","b"],"count":3}}"#;
+
+/// S4's request line: a POST whose body is a 1 KiB JSON object (one long
+/// string), as `bench/harness.py` writes it.
+fn s4_line() -> String {
+    let pad = "y".repeat(1024 - r#"{"data":""}"#.len());
+    format!(r#"{{"method":"POST","url":"http://127.0.0.1:8080/post","body":{{"data":"{pad}"}}}}"#)
+}
+
+/// S4's answer: a 4 KiB JSON object, one long string (`bench/upstream`'s).
+fn s4_answer() -> String {
+    let pad = "x".repeat(4096 - r#"{"data":""}"#.len());
+    format!(r#"{{"data":"{pad}"}}"#)
+}
+
+/// A chat completion's answer as an API returns it, pretty-printed: many
+/// short strings and numbers, whitespace to remove.
+fn chat_answer() -> String {
+    let choice = |i: usize| {
+        format!(
+            "    {{\n      \"index\": {i},\n      \"message\": {{\n        \"role\": \"assistant\",\n        \"content\": \"Here is answer number {i}: the quick brown fox jumps over the lazy dog, twice.\\nThen it \\\"rests\\\".\"\n      }},\n      \"logprobs\": null,\n      \"finish_reason\": \"stop\"\n    }}"
+        )
+    };
+    let choices: Vec<String> = (0..8).map(choice).collect();
+    format!(
+        "{{\n  \"id\": \"chatcmpl-AbC123xyz\",\n  \"object\": \"chat.completion\",\n  \"created\": 1764460000,\n  \"model\": \"gpt-4o-mini-2024-07-18\",\n  \"choices\": [\n{}\n  ],\n  \"usage\": {{\n    \"prompt_tokens\": 1234,\n    \"completion_tokens\": 567,\n    \"total_tokens\": 1801\n  }}\n}}\n",
+        choices.join(",\n")
+    )
+}
+
+/// Storing a JSON answer in its record (`attempt::store`: checked, made
+/// compact), beside serde_json's own check of the same text for scale.
+fn store_json(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store_json");
+    for (name, text) in [("s4_answer", s4_answer()), ("chat_answer", chat_answer())] {
+        let bytes = Bytes::from(text.clone());
+        assert!(matches!(
+            store(bytes.clone(), BodyMode::Auto, Some("application/json")),
+            Some(Body::Json(_))
+        ));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                store(
+                    black_box(bytes.clone()),
+                    BodyMode::Auto,
+                    Some("application/json"),
+                )
+            })
+        });
+        group.bench_function(format!("{name}_serde_json_check"), |b| {
+            b.iter(|| serde_json::from_str::<&RawValue>(black_box(&text)).is_ok())
+        });
+    }
+    group.finish();
+}
 
 fn parse(c: &mut Criterion) {
     let origin = LineOrigin {
@@ -37,7 +93,12 @@ fn parse(c: &mut Criterion) {
     };
     let opts = ParseOptions::default();
     let mut group = c.benchmark_group("parse_line");
-    for (name, line) in [("url", URL_LINE), ("json", JSON_LINE)] {
+    let s4 = s4_line();
+    for (name, line) in [
+        ("url", URL_LINE),
+        ("json", JSON_LINE),
+        ("s4", s4.as_bytes()),
+    ] {
         // Check once that the line is a request, so the bench measures the
         // success path and not a rejection.
         assert!(matches!(
@@ -70,9 +131,7 @@ fn s1_record() -> Record {
         started_at: Some(SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_460_000_123_456)),
         duration: Duration::from_micros(1_234),
         headers: None,
-        body: RawValue::from_string(r#"{"ok":true}"#.into())
-            .ok()
-            .map(Body::Json),
+        body: JsonText::parse(r#"{"ok":true}"#).map(Body::Json),
         error: None,
         final_url: None,
         transport: None,
@@ -304,5 +363,5 @@ fn scheduler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, serialise, limiter, scheduler);
+criterion_group!(benches, parse, store_json, serialise, limiter, scheduler);
 criterion_main!(benches);

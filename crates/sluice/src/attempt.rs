@@ -15,13 +15,13 @@ use futures::TryStreamExt as _;
 use reqwest::header::{
     ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
 };
-use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use url::Url;
 
 use crate::classify::Classified;
 use crate::client::Clients;
 use crate::config::{BodyMode, Config, Setting};
+use crate::json_text::JsonText;
 use crate::record::{Body, ErrorKind, Transport};
 use crate::redact::Redactor;
 use crate::request::Request;
@@ -501,11 +501,11 @@ pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option
     match mode {
         BodyMode::None => None,
         BodyMode::Base64 => Some(b64(&bytes)),
-        BodyMode::Text => Some(match std::str::from_utf8(&bytes) {
+        BodyMode::Text => Some(match crate::utf8::text(&bytes) {
             Ok(text) => Body::Text(text.to_owned()),
             Err(_) => b64(&bytes),
         }),
-        BodyMode::Auto => Some(match std::str::from_utf8(&bytes) {
+        BodyMode::Auto => Some(match crate::utf8::text(&bytes) {
             Ok(text) => {
                 json_body(text, content_type).unwrap_or_else(|| Body::Text(text.to_owned()))
             }
@@ -523,18 +523,9 @@ fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
     if !declared && !trimmed.starts_with(['{', '[']) {
         return None;
     }
-    if trimmed.is_empty() {
-        return None;
-    }
-    let compact = crate::json::compact_json(text);
-    // Compacting can turn non-JSON such as `[1 2 3]` into JSON (`[123]`):
-    // when it removed anything, the text as received is checked first.
-    // A body that was compact already (most API responses) is parsed once,
-    // by `RawValue` itself.
-    if compact.len() != text.len() {
-        serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
-    }
-    RawValue::from_string(compact).ok().map(Body::Json)
+    // The text as received is checked, not its compact copy: compacting
+    // can turn non-JSON such as `[1 2 3]` into JSON (`[123]`).
+    JsonText::parse(text).map(Body::Json)
 }
 
 /// Whether a content type names JSON (`application/json`, `...+json`), in

@@ -26,6 +26,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::json_text::JsonText;
 use crate::record::{Body, ErrorKind, Record};
 
 /// How records are written.
@@ -204,7 +205,7 @@ fn has_response(record: &Record) -> bool {
 }
 
 /// The body as one JSON object, when it is one.
-fn json_object(record: &Record) -> Option<&RawValue> {
+fn json_object(record: &Record) -> Option<&JsonText> {
     match &record.body {
         Some(Body::Json(raw)) if raw.get().starts_with('{') => Some(raw),
         _ => None,
@@ -269,7 +270,7 @@ struct OpenAiResponse<'a> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum OpenAiBody<'a> {
-    Json(&'a RawValue),
+    Json(&'a JsonText),
     /// A body that is not a JSON object, in OpenAI's error body shape.
     NotJson {
         error: NotJsonError,
@@ -348,7 +349,7 @@ enum AnthropicResult<'a> {
     Succeeded {
         #[serde(rename = "type")]
         kind: &'static str,
-        message: &'a RawValue,
+        message: &'a JsonText,
     },
     Errored {
         #[serde(rename = "type")]
@@ -414,7 +415,7 @@ pub fn anthropic_error_type(status: u16) -> &'static str {
 }
 
 /// The message of a 2xx response whose body is a JSON object.
-fn succeeded_message(record: &Record) -> Option<&RawValue> {
+fn succeeded_message(record: &Record) -> Option<&JsonText> {
     json_object(record).filter(|_| record.ok && has_response(record))
 }
 

@@ -33,7 +33,12 @@ impl fmt::Display for JsonKind {
 
 /// The kind of `raw`, which serde_json has already checked is valid JSON.
 pub(crate) fn json_kind(raw: &RawValue) -> JsonKind {
-    match raw.get().trim_start().as_bytes().first() {
+    kind_of(raw.get())
+}
+
+/// The kind of `json`, text already checked to be valid JSON.
+pub(crate) fn kind_of(json: &str) -> JsonKind {
+    match json.trim_start().as_bytes().first() {
         Some(b'{') => JsonKind::Object,
         Some(b'[') => JsonKind::Array,
         Some(b'"') => JsonKind::String,

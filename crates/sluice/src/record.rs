@@ -10,7 +10,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::json::{JsonKind, json_kind};
+use crate::json::{JsonKind, kind_of};
+use crate::json_text::JsonText;
 use crate::timing::Timing;
 
 /// A request's id: the `id` (or `custom_id`) of its line, else its line number.
@@ -50,7 +51,12 @@ impl Id {
     /// When `raw` is neither a string nor an integer ([`IdError`]; its
     /// message reads after the field's name: "`id` must be ...").
     pub fn from_json(raw: &RawValue) -> Result<Id, IdError> {
-        let json = raw.get().trim();
+        Id::from_json_text(raw.get())
+    }
+
+    /// [`Id::from_json`] of text already checked to be valid JSON.
+    pub(crate) fn from_json_text(json: &str) -> Result<Id, IdError> {
+        let json = json.trim();
         if json.starts_with('"') {
             let text: String = serde_json::from_str(json).map_err(IdError::String)?;
             return Ok(Id::text(text));
@@ -62,7 +68,7 @@ impl Id {
                 numeric: true,
             });
         }
-        let kind = match json_kind(raw) {
+        let kind = match kind_of(json) {
             JsonKind::Number => "a fractional number".to_string(),
             kind => kind.to_string(),
         };
@@ -214,7 +220,7 @@ pub struct RecordError {
 #[derive(Clone, Debug)]
 pub enum Body {
     /// Compact JSON text, embedded as a JSON value with its numbers untouched.
-    Json(Box<RawValue>),
+    Json(JsonText),
     /// A UTF-8 body, stored as a string.
     Text(String),
     /// Any other body, base64 encoded.
@@ -769,7 +775,7 @@ mod tests {
         fn body() -> impl Strategy<Value = Body> {
             prop_oneof![
                 prop::sample::select(vec!["{\"ok\":true}", "[1,2.50e3]", "\"s\"", "null", "{}"])
-                    .prop_map(|json| Body::Json(raw(json))),
+                    .prop_map(|json| Body::Json(JsonText::parse(json).unwrap())),
                 text().prop_map(Body::Text),
                 "[A-Za-z0-9+/]{0,12}={0,2}".prop_map(Body::Base64),
             ]
@@ -914,7 +920,7 @@ mod tests {
             line,
             "{\"id\":3,\"line\":3,\"method\":null,\"url\":null,\"ok\":false,\"status\":null,\"attempts\":0,\"started_at\":null,\"duration_ms\":0.0,\"error\":{\"kind\":\"invalid_request\",\"message\":\"bad\"}}\n"
         );
-        r.body = Some(Body::Json(raw("{\"n\":1.000}")));
+        r.body = Some(Body::Json(JsonText::parse("{\"n\":1.000}").unwrap()));
         assert!(
             r.to_json_line()
                 .contains("\"body\":{\"n\":1.000},\"body_encoding\":\"json\"")

@@ -5,14 +5,13 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde_json::value::RawValue;
 use sluice::format::{OutputFormat, batch_id, parse_batch_id, read_batch_line, sent_digest};
-use sluice::{Body, ErrorKind, Id, Record, RecordError};
+use sluice::{Body, ErrorKind, Id, JsonText, Record, RecordError};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/formats.golden");
 
 fn json(text: &str) -> Option<Body> {
-    Some(Body::Json(RawValue::from_string(text.to_string()).unwrap()))
+    Some(Body::Json(JsonText::parse(text).unwrap()))
 }
 
 /// A record of a request `line` with id `c<line>` that got `status`.

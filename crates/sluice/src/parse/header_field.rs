@@ -8,7 +8,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::headers::{self, Setter};
-use crate::json::{JsonKind, json_kind};
+use crate::json::{JsonKind, json_kind, kind_of};
 use crate::redact::Redactor;
 
 use super::problem::Problem;
@@ -44,12 +44,12 @@ impl<'de> Visitor<'de> for EntriesVisitor {
 
 /// `headers`: name → string, or name → array of strings (one header line
 /// each). Values are taken literally: `${VAR}` is not expanded.
-pub(super) fn read_headers(raw: &RawValue, redactor: &Redactor) -> Result<HeaderMap, Problem> {
-    if json_kind(raw) != JsonKind::Object {
-        let kind = json_kind(raw);
+pub(super) fn read_headers(raw: &str, redactor: &Redactor) -> Result<HeaderMap, Problem> {
+    let kind = kind_of(raw);
+    if kind != JsonKind::Object {
         return Err(Problem::HeadersNotObject { kind });
     }
-    let entries: Entries = serde_json::from_str(raw.get()).map_err(Problem::HeadersJson)?;
+    let entries: Entries = serde_json::from_str(raw).map_err(Problem::HeadersJson)?;
     let mut map = HeaderMap::new();
     for (name, value) in entries.0 {
         add_header(&mut map, &name, value, redactor)?;
@@ -88,7 +88,7 @@ fn header_texts(shown: &str, value: &RawValue) -> Result<Vec<String>, Problem> {
         error,
     };
     match json_kind(value) {
-        JsonKind::String => Ok(vec![decode_string(value).map_err(unreadable)?]),
+        JsonKind::String => Ok(vec![decode_string(value.get()).map_err(unreadable)?]),
         JsonKind::Array => {
             let items: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(unreadable)?;
             if items.is_empty() {
@@ -98,7 +98,7 @@ fn header_texts(shown: &str, value: &RawValue) -> Result<Vec<String>, Problem> {
             items
                 .into_iter()
                 .map(|item| match json_kind(item) {
-                    JsonKind::String => decode_string(item).map_err(unreadable),
+                    JsonKind::String => decode_string(item.get()).map_err(unreadable),
                     kind => Err(Problem::HeaderArrayNotText {
                         header: shown.to_string(),
                         kind,

@@ -248,7 +248,7 @@ pub fn parse_line_cached(
             raw.len() as u64,
         )));
     }
-    let text = match std::str::from_utf8(trimmed) {
+    let text = match crate::utf8::text(trimmed) {
         Ok(text) => text,
         Err(e) => {
             let problem = Problem::NotUtf8 {

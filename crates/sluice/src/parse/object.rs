@@ -9,7 +9,8 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use crate::config::Setting;
-use crate::json::{JsonKind, compact_json, json_kind};
+use crate::json::{JsonKind, compact_json, kind_of};
+use crate::json_text::{self, Depth};
 use crate::parse::ParseOptions;
 use crate::record::Id;
 use crate::request::Input;
@@ -28,46 +29,112 @@ const MAX_METHOD_BYTES: usize = 64;
 /// same depth as serde_json's own recursion limit).
 const MAX_JSON_DEPTH: usize = 128;
 
-/// The fields of a JSON request line, unparsed. A field given as `null` is
-/// `Some("null")` here, so `"id": null` can be told from a missing id.
-#[derive(Deserialize)]
-pub(super) struct Fields<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) id: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) custom_id: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) method: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) url: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) headers: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) body: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) body_text: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) body_base64: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) timeout: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) cost: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(super) params: Option<&'a RawValue>,
+/// The fields of a JSON request line, written once for the two ways a line
+/// is split into them: [`Fields`] (each field's JSON text, unparsed) and its
+/// serde form.
+macro_rules! line_fields {
+    ($($name:ident),* $(,)?) => {
+        /// The fields of a JSON request line, each its unparsed JSON text (valid
+        /// JSON). A field given as `null` is `Some("null")` here, so `"id": null`
+        /// can be told from a missing id.
+        #[derive(Debug, Default, PartialEq)]
+        pub(super) struct Fields<'a> {
+            $(pub(super) $name: Option<&'a str>,)*
+        }
+
+        /// [`Fields`] as serde_json reads them, for the lines [`split_fields`]
+        /// leaves to it.
+        #[derive(Deserialize)]
+        struct SerdeFields<'a> {
+            $(
+                #[serde(borrow, default, deserialize_with = "present")]
+                $name: Option<&'a RawValue>,
+            )*
+        }
+
+        impl<'a> From<SerdeFields<'a>> for Fields<'a> {
+            fn from(read: SerdeFields<'a>) -> Fields<'a> {
+                Fields {
+                    $($name: read.$name.map(RawValue::get),)*
+                }
+            }
+        }
+
+        impl<'a> Fields<'a> {
+            /// Where the field named `key` goes; `None` for a key that names
+            /// no field (ignored, as serde ignores it).
+            fn slot(&mut self, key: &str) -> Option<&mut Option<&'a str>> {
+                match key {
+                    $(stringify!($name) => Some(&mut self.$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
+
+line_fields!(
+    id,
+    custom_id,
+    method,
+    url,
+    headers,
+    body,
+    body_text,
+    body_base64,
+    timeout,
+    cost,
+    params,
+);
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
 
+/// A line's fields as serde_json reads them: for the lines [`split_fields`]
+/// leaves to it. Both give the same fields (a proptest holds them equal);
+/// serde_json words every error.
+fn serde_fields(text: &str) -> Result<Fields<'_>, serde_json::Error> {
+    serde_json::from_str::<SerdeFields>(text).map(Fields::from)
+}
+
+/// The fields of a line that is one valid JSON object whose keys hold no
+/// escape and name no field twice, and how deep its brackets nest: the
+/// common line, split by [`json_text::members`], which skips string bodies
+/// a block at a time (the body of a POST is most of its line). Any other
+/// line is `None`, for serde_json to decide.
+fn split_fields(text: &str) -> Option<(Fields<'_>, Depth)> {
+    let mut fields = Fields::default();
+    let depth = json_text::members(text, |key, value| {
+        if let Some(slot) = fields.slot(key) {
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(value);
+        }
+        Some(())
+    })?;
+    Some((fields, depth))
+}
+
 pub(super) fn parse_object(text: &str, line: &Line) -> Input {
-    if nesting_exceeds(text, MAX_JSON_DEPTH) {
+    let split = split_fields(text);
+    // The split measured the depth of the line it split: counted again
+    // only for a deep line, or one the split left to serde_json.
+    let shallow = split
+        .as_ref()
+        .is_some_and(|(_, depth)| *depth <= Depth(MAX_JSON_DEPTH));
+    if !shallow && nesting_exceeds(text, MAX_JSON_DEPTH) {
         let problem = Problem::TooDeep {
             limit: MAX_JSON_DEPTH,
         };
         return line.invalid(Known::default(), problem);
     }
-    let fields: Fields = match serde_json::from_str(text) {
+    let read = match split {
+        Some((fields, _)) => Ok(fields),
+        None => serde_fields(text),
+    };
+    let fields = match read {
         Ok(fields) => fields,
         Err(e) => return line.invalid(Known::default(), Problem::InvalidJson(e)),
     };
@@ -157,11 +224,11 @@ fn parse_anthropic(fields: &Fields, line: &Line) -> Input {
     };
     let rest = read_rest(fields, &line.opts.redactor).and_then(|mut rest| {
         let params = fields.params.ok_or(Problem::ParamsMissing)?;
-        if !matches!(json_kind(params), JsonKind::Object) {
-            let kind = json_kind(params);
+        let kind = kind_of(params);
+        if kind != JsonKind::Object {
             return Err(Problem::ParamsNotObject { kind });
         }
-        rest.body = Some(Bytes::from(compact_json(params.get())));
+        rest.body = Some(Bytes::from(compact_json(params)));
         rest.json_body = true;
         Ok(rest)
     });
@@ -219,11 +286,11 @@ fn read_id(fields: &Fields, line: u64) -> Result<Id, Problem> {
     }
 }
 
-fn id_from(raw: &RawValue, field: &'static str) -> Result<Id, Problem> {
-    Id::from_json(raw).map_err(|error| Problem::Id { field, error })
+fn id_from(raw: &str, field: &'static str) -> Result<Id, Problem> {
+    Id::from_json_text(raw).map_err(|error| Problem::Id { field, error })
 }
 
-fn read_method(raw: Option<&RawValue>) -> Result<Method, Bad> {
+fn read_method(raw: Option<&str>) -> Result<Method, Bad> {
     let Some(raw) = given(raw) else {
         return Ok(Method::GET);
     };
@@ -265,7 +332,7 @@ fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
-fn read_url(raw: Option<&RawValue>, line: &Line) -> Result<Url, Bad> {
+fn read_url(raw: Option<&str>, line: &Line) -> Result<Url, Bad> {
     let Some(raw) = given(raw) else {
         return Err(Bad::unshown(Problem::UrlMissing));
     };
@@ -514,3 +581,7 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "fields_tests.rs"]
+mod fields_tests;

@@ -1,32 +1,31 @@
-//! Small helpers over a field's unparsed JSON text.
+//! Small helpers over a field's unparsed JSON text (valid JSON: checked
+//! when the line was split into its fields).
 
-use serde_json::value::RawValue;
-
-use crate::json::{JsonKind, JsonStrings, json_kind, opening_brackets};
+use crate::json::{JsonKind, JsonStrings, kind_of, opening_brackets};
 
 use super::problem::Problem;
 
 /// A field that is absent or `null` is not given (ids excepted: see [`read_id`]).
-pub(super) fn given(raw: Option<&RawValue>) -> Option<&RawValue> {
-    raw.filter(|r| r.get().trim() != "null")
+pub(super) fn given(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|r| r.trim() != "null")
 }
 
 /// The string a field holds (`field` names it in messages).
-pub(super) fn string_of(raw: &RawValue, field: &'static str) -> Result<String, Problem> {
-    match json_kind(raw) {
+pub(super) fn string_of(raw: &str, field: &'static str) -> Result<String, Problem> {
+    match kind_of(raw) {
         JsonKind::String => decode_string(raw).map_err(|error| Problem::BadString { field, error }),
         kind => Err(Problem::NotAString { field, kind }),
     }
 }
 
 /// A JSON string's text (an unpaired surrogate escape is an error).
-pub(super) fn decode_string(raw: &RawValue) -> Result<String, serde_json::Error> {
-    serde_json::from_str(raw.get())
+pub(super) fn decode_string(raw: &str) -> Result<String, serde_json::Error> {
+    serde_json::from_str(raw)
 }
 
 /// A JSON number as f64 (`1e400` is infinite, which callers refuse).
-pub(super) fn number_of(raw: &RawValue) -> Option<f64> {
-    raw.get().trim().parse().ok()
+pub(super) fn number_of(raw: &str) -> Option<f64> {
+    raw.trim().parse().ok()
 }
 
 /// True when brackets nest deeper than `limit` outside strings. Checked before

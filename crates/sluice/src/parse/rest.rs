@@ -9,10 +9,9 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
-use serde_json::value::RawValue;
 use url::Url;
 
-use crate::json::{JsonKind, compact_json, json_kind};
+use crate::json::{JsonKind, compact_json, kind_of};
 use crate::record::Id;
 use crate::redact::Redactor;
 use crate::request::Request;
@@ -77,7 +76,7 @@ pub(super) fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, Pr
 
 /// At most one of `body` (JSON, sent compact), `body_text`, `body_base64`.
 fn read_body(fields: &Fields) -> Result<(Option<Bytes>, bool), Problem> {
-    let bodies: Vec<(&'static str, &RawValue)> = [
+    let bodies: Vec<(&'static str, &str)> = [
         ("body", fields.body),
         ("body_text", fields.body_text),
         ("body_base64", fields.body_base64),
@@ -87,14 +86,14 @@ fn read_body(fields: &Fields) -> Result<(Option<Bytes>, bool), Problem> {
     .collect();
     match bodies.as_slice() {
         [] => Ok((None, false)),
-        [("body", raw)] => Ok((Some(Bytes::from(compact_json(raw.get()))), true)),
+        [("body", raw)] => Ok((Some(Bytes::from(compact_json(raw))), true)),
         [("body_text", raw)] => Ok((Some(Bytes::from(string_of(raw, "body_text")?)), false)),
         [(_, raw)] => Ok((Some(Bytes::from(read_base64(raw)?)), false)),
         [(first, _), (second, _), ..] => Err(Problem::TwoBodies { first, second }),
     }
 }
 
-fn read_base64(raw: &RawValue) -> Result<Vec<u8>, Problem> {
+fn read_base64(raw: &str) -> Result<Vec<u8>, Problem> {
     let text = string_of(raw, "body_base64")?;
     BASE64.decode(text.as_bytes()).map_err(Problem::Base64)
 }
@@ -102,11 +101,11 @@ fn read_base64(raw: &RawValue) -> Result<Vec<u8>, Problem> {
 /// A duration with its unit (`"30s"`, `"500ms"`), as on the command line;
 /// more than zero. A bare number is refused: `--timeout` and `timeout` follow
 /// one rule.
-fn read_timeout(raw: &RawValue) -> Result<Duration, Problem> {
-    let timeout = match json_kind(raw) {
+fn read_timeout(raw: &str) -> Result<Duration, Problem> {
+    let timeout = match kind_of(raw) {
         JsonKind::String => parse_duration(&string_of(raw, "timeout")?).map_err(Problem::Timeout),
         JsonKind::Number => Err(Problem::TimeoutBareNumber {
-            text: raw.get().to_string(),
+            text: raw.to_string(),
         }),
         kind => Err(Problem::TimeoutNotText { kind }),
     }?;
@@ -117,12 +116,12 @@ fn read_timeout(raw: &RawValue) -> Result<Duration, Problem> {
 }
 
 /// A finite number, at least 0.
-fn read_cost(raw: &RawValue) -> Result<f64, Problem> {
-    let kind = json_kind(raw);
+fn read_cost(raw: &str) -> Result<f64, Problem> {
+    let kind = kind_of(raw);
     if kind != JsonKind::Number {
         return Err(Problem::CostNotNumber { kind });
     }
-    let text = || clip(raw.get(), MESSAGE_CLIP);
+    let text = || clip(raw, MESSAGE_CLIP);
     let cost = number_of(raw).ok_or_else(|| Problem::CostUnreadable { text: text() })?;
     if !cost.is_finite() || cost < 0.0 {
         return Err(Problem::CostOutOfRange { text: text() });

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
-use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::event::Event;
+use crate::json_text::JsonText;
 use crate::ratelimit::cost;
 use crate::record::Body;
 use crate::request::Request;
@@ -79,7 +79,7 @@ impl Server {
                 r#"{{"usage":{{"prompt_tokens":{},"completion_tokens":{}}}}}"#,
                 input as u64, output as u64
             );
-            body = Some(Body::Json(RawValue::from_string(usage).expect("JSON")));
+            body = Some(Body::Json(JsonText::parse(&usage).expect("JSON")));
         } else {
             self.refused += 1;
         }
