@@ -7,8 +7,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use reqwest::Method;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
 use futures::TryStreamExt as _;
@@ -76,14 +78,16 @@ pub enum Outcome {
 /// Performs one attempt of `req` within its timeout, which starts when the
 /// request is handed to a connection that can send it at once; `sent` is
 /// set to that moment (it stays `None` if the attempt ended before).
-pub async fn perform(
-    client: &Clients,
-    config: &Config,
-    req: &Request,
-    sent: &mut Option<tokio::time::Instant>,
-) -> Outcome {
+pub fn perform<'a>(
+    client: &'a Clients,
+    config: &'a Config,
+    req: &'a Request,
+    sent: &'a mut Option<tokio::time::Instant>,
+) -> impl Future<Output = Outcome> + Send + 'a {
+    // Not an `async fn` of its own: that would hold its arguments beside
+    // the exchange's for the attempt's whole life.
     let limit = req.timeout.unwrap_or(config.timeout);
-    exchange(client, config, req, limit, sent).await
+    exchange(client, config, req, limit, sent)
 }
 
 /// The end of an attempt's time, shared by sending and reading the body so a
@@ -136,6 +140,12 @@ struct Hop {
     body: Option<Bytes>,
 }
 
+/// An attempt's timer: one for the whole attempt (sending, each redirect
+/// hop, reading the body), set when its clock starts. One timer a request
+/// rather than one per phase, and the phases' futures hold none of it:
+/// an attempt's future is copied whole into its task.
+type Timer<'a> = Pin<&'a mut Option<tokio::time::Sleep>>;
+
 async fn exchange(
     client: &Clients,
     config: &Config,
@@ -151,6 +161,7 @@ async fn exchange(
     };
     let mut followed = 0;
     let mut deadline: Option<Deadline> = None;
+    let mut timer: Timer<'_> = std::pin::pin!(None);
     loop {
         // Held until the response is read: under --http2, the stream.
         let lane = client.checkout(&hop.url).await;
@@ -180,19 +191,21 @@ async fn exchange(
                         tokio::time::Instant::now()
                     };
                     *sent = Some(start);
-                    *deadline.insert(Deadline::starting_at(start, limit))
+                    let d = Deadline::starting_at(start, limit);
+                    timer.set(Some(tokio::time::sleep_until(d.at)));
+                    *deadline.insert(d)
                 }
             };
             let answer = match early {
-                Some(done) => Ok(done),
-                None => tokio::time::timeout_at(deadline.at, send).await,
+                Some(done) => Some(done),
+                None => Within::new(send, timer.as_mut()).await,
             };
             (deadline, answer)
         };
         let resp = match answer {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
-            Err(_) => return Outcome::Failed(deadline.expired(None)),
+            Some(Ok(resp)) => resp,
+            Some(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
+            None => return Outcome::Failed(deadline.expired(None)),
         };
         let status = resp.status.as_u16();
         if !(100..=599).contains(&status) {
@@ -211,17 +224,59 @@ async fn exchange(
                 followed += 1;
             }
             Redirect::Stop(note) => {
-                let final_url = (followed > 0).then(|| hop.url.clone());
-                let outcome = finish(resp, config, final_url, note, deadline).await;
+                let mut resp = resp;
+                let length = resp.content_length();
+                let read = read_body(&mut resp.body, length, &resp.headers, config);
+                let read = Within::new(std::pin::pin!(read), timer.as_mut()).await;
                 drop(lane);
-                return outcome;
+                let final_url = (followed > 0).then(|| hop.url.clone());
+                return finish(resp, read, config, final_url, note, deadline);
             }
         }
     }
 }
 
+/// A future raced against the attempt's timer: `None` when the timer fired
+/// first. As tokio's `Timeout`, but with the attempt's one timer; like it,
+/// the timer is still polled when the work used up the task's budget, so a
+/// body that never stops arriving still times out.
+struct Within<'a, F> {
+    work: F,
+    timer: Timer<'a>,
+}
+
+impl<'a, F: Future + Unpin> Within<'a, F> {
+    fn new(work: F, timer: Timer<'a>) -> Self {
+        Within { work, timer }
+    }
+}
+
+impl<F: Future + Unpin> Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let had_budget = tokio::task::coop::has_budget_remaining();
+        if let Poll::Ready(done) = Pin::new(&mut self.work).poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        let Some(sleep) = self.timer.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let fired = if had_budget && !tokio::task::coop::has_budget_remaining() {
+            Pin::new(&mut tokio::task::coop::unconstrained(sleep)).poll(cx)
+        } else {
+            sleep.poll(cx)
+        };
+        fired.map(|()| None)
+    }
+}
+
 /// Run-wide headers, overridden by name by the request's own.
 fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
+    // The common request adds none: no map to clone and search.
+    if config.headers.is_empty() && req.headers.is_empty() && !req.json_body && !config.compressed {
+        return HeaderMap::new();
+    }
     let mut headers = config.headers.clone();
     for name in req.headers.keys() {
         headers.remove(name);
@@ -305,8 +360,12 @@ fn strip_secrets(headers: &mut HeaderMap, redactor: &Redactor) {
     }
 }
 
-async fn finish(
+/// The outcome of an exchange whose body was read (`Some`) or whose time
+/// ran out first (`None`): a plain function, run after the last await, so
+/// the attempt's future holds none of it.
+fn finish(
     resp: Answer,
+    read: Option<Result<Bytes, Failed>>,
     config: &Config,
     final_url: Option<Url>,
     note: Option<String>,
@@ -314,18 +373,15 @@ async fn finish(
 ) -> Outcome {
     let status = resp.status.as_u16();
     let transport = transport_of(&resp);
-    let length = resp.content_length();
-    let Answer { headers, body, .. } = resp;
-    let read =
-        tokio::time::timeout_at(deadline.at, read_body(body, length, &headers, config)).await;
+    let headers = resp.headers;
     let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(mut failed)) => {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(mut failed)) => {
             failed.status = Some(status);
             failed.headers = Some(headers);
             return Outcome::Failed(failed);
         }
-        Err(_) => {
+        None => {
             let mut failed = deadline.expired(Some(status));
             failed.headers = Some(headers);
             return Outcome::Failed(failed);
@@ -390,7 +446,7 @@ fn coding(headers: &HeaderMap, config: &Config) -> Option<Coding> {
 /// the record keeps the response's `content-encoding`; the decoder yields
 /// only what is read, so a compression bomb stops at the limit too.
 async fn read_body(
-    mut stream: AnswerBody,
+    stream: &mut AnswerBody,
     length: Option<u64>,
     headers: &HeaderMap,
     config: &Config,
@@ -414,7 +470,7 @@ async fn read_body(
         return Err(too_large());
     }
     let Some(coding) = coding else {
-        return join_chunks(&mut stream, max, too_large).await;
+        return join_chunks(stream, max, too_large).await;
     };
     let raw = tokio_util::io::StreamReader::new(stream);
     let mut reader: Pin<Box<dyn AsyncRead + Send>> = match coding {
