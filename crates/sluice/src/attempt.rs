@@ -140,6 +140,28 @@ struct Hop {
     body: Option<Bytes>,
 }
 
+/// The hop being sent, borrowed: the first from the request itself (most
+/// requests are sent as they are: no copy of their URL, and nothing of
+/// them held in the attempt's future), a later one from its [`Hop`].
+#[derive(Clone, Copy)]
+struct Sending<'a> {
+    method: &'a Method,
+    url: &'a Url,
+    headers: &'a HeaderMap,
+    body: Option<&'a Bytes>,
+}
+
+impl<'a> Sending<'a> {
+    fn of(hop: &'a Hop) -> Sending<'a> {
+        Sending {
+            method: &hop.method,
+            url: &hop.url,
+            headers: &hop.headers,
+            body: hop.body.as_ref(),
+        }
+    }
+}
+
 /// An attempt's timer: one for the whole attempt (sending, each redirect
 /// hop, reading the body), set when its clock starts. One timer a request
 /// rather than one per phase, and the phases' futures hold none of it:
@@ -153,35 +175,58 @@ async fn exchange(
     limit: Duration,
     sent: &mut Option<tokio::time::Instant>,
 ) -> Outcome {
-    let mut hop = Hop {
-        method: req.method.clone(),
-        url: req.url.clone(),
-        headers: merged_headers(config, req),
-        body: req.body.clone(),
-    };
+    // Boxed, and only when the request is not sent as it is (run-wide
+    // headers to merge, or a redirect followed).
+    let mut hop: Option<Box<Hop>> = merged_headers(config, req).map(|headers| {
+        Box::new(Hop {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            headers,
+            body: req.body.clone(),
+        })
+    });
     let mut followed = 0;
     let mut deadline: Option<Deadline> = None;
     let mut timer: Timer<'_> = std::pin::pin!(None);
     loop {
+        let sending = match &hop {
+            Some(hop) => Sending::of(hop),
+            None => Sending {
+                method: &req.method,
+                url: &req.url,
+                headers: &req.headers,
+                body: req.body.as_ref(),
+            },
+        };
         // Held until the response is read: under --http2, the stream.
-        let lane = client.checkout(&hop.url).await;
+        let lane = client.checkout(sending.url).await;
         let (deadline, answer) = {
-            let mut send =
-                std::pin::pin!(lane.send(&hop.method, &hop.url, &hop.headers, hop.body.as_ref()));
+            let mut send = std::pin::pin!(lane.send(
+                sending.method,
+                sending.url,
+                sending.headers,
+                sending.body
+            ));
             // The clock starts once the connection the request needs is
             // there (see `connecting`): the request is handed to the client
-            // first (`biased`), which starts or joins a connect, then the
-            // clock waits for the client's connects to settle. A later hop
-            // keeps the first hop's clock.
+            // first, which starts or joins a connect, then the clock waits
+            // for the client's connects to settle (only `--http2` lanes
+            // wait: over HTTP/1.1 the clock starts once the request is
+            // handed over). A later hop keeps the first hop's clock.
             let mut early = None;
             let deadline = match deadline {
                 Some(d) => d,
                 None => {
                     let handed = tokio::time::Instant::now();
-                    tokio::select! {
-                        biased;
-                        done = send.as_mut() => early = Some(done),
-                        () = lane.connected() => {}
+                    early = first_poll(send.as_mut()).await;
+                    if early.is_none() && lane.waits_for_connects() {
+                        // Boxed: rare, and it holds a timer of its own.
+                        let connected = Box::pin(lane.connected());
+                        tokio::select! {
+                            biased;
+                            done = send.as_mut() => early = Some(done),
+                            () = connected => {}
+                        }
                     }
                     // An exchange that ended while its lane was still
                     // connecting did not wait for that connection.
@@ -218,9 +263,9 @@ async fn exchange(
                 headers: None,
             });
         }
-        match next_hop(&hop, &resp, followed, &config.redactor) {
+        match next_hop(sending, &resp, followed, &config.redactor) {
             Redirect::Follow(next) => {
-                hop = *next;
+                hop = Some(next);
                 followed += 1;
             }
             Redirect::Stop(note) => {
@@ -229,7 +274,7 @@ async fn exchange(
                 let read = read_body(&mut resp.body, length, &resp.headers, config);
                 let read = Within::new(std::pin::pin!(read), timer.as_mut()).await;
                 drop(lane);
-                let final_url = (followed > 0).then(|| hop.url.clone());
+                let final_url = (followed > 0).then(|| sending.url.clone());
                 return finish(resp, read, config, final_url, note, deadline);
             }
         }
@@ -271,11 +316,13 @@ impl<F: Future + Unpin> Future for Within<'_, F> {
     }
 }
 
-/// Run-wide headers, overridden by name by the request's own.
-fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
-    // The common request adds none: no map to clone and search.
-    if config.headers.is_empty() && req.headers.is_empty() && !req.json_body && !config.compressed {
-        return HeaderMap::new();
+/// Run-wide headers, overridden by name by the request's own; `None` when
+/// that is just the request's own (no map to clone and search).
+fn merged_headers(config: &Config, req: &Request) -> Option<HeaderMap> {
+    let adds_type = req.json_body && !req.headers.contains_key(CONTENT_TYPE);
+    let adds_coding = config.compressed && !req.headers.contains_key(ACCEPT_ENCODING);
+    if config.headers.is_empty() && !adds_type && !adds_coding {
+        return None;
     }
     let mut headers = config.headers.clone();
     for name in req.headers.keys() {
@@ -290,7 +337,19 @@ fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
     if config.compressed && !headers.contains_key(ACCEPT_ENCODING) {
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED_CODINGS));
     }
-    headers
+    Some(headers)
+}
+
+/// Polls `send` once: hands the request to its client, which starts or
+/// joins a connect. Its output if that was enough.
+async fn first_poll<F: Future + Unpin>(mut send: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut send).poll(cx) {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 enum Redirect {
@@ -301,7 +360,7 @@ enum Redirect {
 /// Decides whether a response is a redirect to follow: at most 10 hops,
 /// never from https to http, and a 301/302/303 answer to anything but
 /// GET/HEAD is recorded rather than followed.
-fn next_hop(hop: &Hop, resp: &Answer, followed: usize, redactor: &Redactor) -> Redirect {
+fn next_hop(hop: Sending<'_>, resp: &Answer, followed: usize, redactor: &Redactor) -> Redirect {
     let status = resp.status.as_u16();
     if !matches!(status, 301 | 302 | 303 | 307 | 308) {
         return Redirect::Stop(None);
@@ -315,7 +374,7 @@ fn next_hop(hop: &Hop, resp: &Answer, followed: usize, redactor: &Redactor) -> R
         return Redirect::Stop(Some("redirect without a usable Location".into()));
     };
     let keeps_method = matches!(status, 307 | 308);
-    let is_get = matches!(hop.method, Method::GET | Method::HEAD);
+    let is_get = matches!(*hop.method, Method::GET | Method::HEAD);
     let stop = if followed >= MAX_REDIRECTS {
         Some(format!("stopped after {MAX_REDIRECTS} redirects"))
     } else if !matches!(target.scheme(), "http" | "https") {
@@ -344,7 +403,11 @@ fn next_hop(hop: &Hop, resp: &Answer, followed: usize, redactor: &Redactor) -> R
         method: hop.method.clone(),
         url: target,
         headers,
-        body: if keeps_method { hop.body.clone() } else { None },
+        body: if keeps_method {
+            hop.body.cloned()
+        } else {
+            None
+        },
     }))
 }
 
