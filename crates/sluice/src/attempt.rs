@@ -86,40 +86,27 @@ pub fn perform<'a>(
 ) -> impl Future<Output = Outcome> + Send + 'a {
     // Not an `async fn` of its own: that would hold its arguments beside
     // the exchange's for the attempt's whole life.
-    let limit = req.timeout.unwrap_or(config.timeout);
-    exchange(client, config, req, limit, sent)
+    exchange(client, config, req, sent)
 }
 
 /// The end of an attempt's time, shared by sending and reading the body so a
 /// timeout while reading still records the status that arrived.
-#[derive(Clone, Copy)]
-struct Deadline {
-    at: tokio::time::Instant,
-    limit: Duration,
+fn deadline(start: tokio::time::Instant, limit: Duration) -> tokio::time::Instant {
+    start
+        .checked_add(limit)
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86_400))
 }
 
-impl Deadline {
-    fn starting_at(now: tokio::time::Instant, limit: Duration) -> Deadline {
-        Deadline {
-            at: now
-                .checked_add(limit)
-                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400)),
-            limit,
-        }
-    }
-
-    fn expired(&self, status: Option<u16>) -> Failed {
-        Failed {
-            kind: ErrorKind::Timeout,
-            sent: true,
-            message: format!(
-                "no complete response within the timeout of {}",
-                show(self.limit)
-            ),
-            status,
-            local: false,
-            headers: None,
-        }
+/// An attempt that ran out of its time `limit` (with the status, when one
+/// had arrived).
+fn timed_out(limit: Duration, status: Option<u16>) -> Failed {
+    Failed {
+        kind: ErrorKind::Timeout,
+        sent: true,
+        message: format!("no complete response within the timeout of {}", show(limit)),
+        status,
+        local: false,
+        headers: None,
     }
 }
 
@@ -172,9 +159,9 @@ async fn exchange(
     client: &Clients,
     config: &Config,
     req: &Request,
-    limit: Duration,
     sent: &mut Option<tokio::time::Instant>,
 ) -> Outcome {
+    let limit = req.timeout.unwrap_or(config.timeout);
     // Boxed, and only when the request is not sent as it is (run-wide
     // headers to merge, or a redirect followed).
     let mut hop: Option<Box<Hop>> = merged_headers(config, req).map(|headers| {
@@ -186,7 +173,6 @@ async fn exchange(
         })
     });
     let mut followed = 0;
-    let mut deadline: Option<Deadline> = None;
     let mut timer: Timer<'_> = std::pin::pin!(None);
     loop {
         let sending = match &hop {
@@ -200,7 +186,9 @@ async fn exchange(
         };
         // Held until the response is read: under --http2, the stream.
         let lane = client.checkout(sending.url).await;
-        let (deadline, answer) = {
+        // The sending's own locals end with this block, so the attempt's
+        // future overlaps them with the body's.
+        let mut resp = {
             let mut send = std::pin::pin!(lane.send(
                 sending.method,
                 sending.url,
@@ -209,48 +197,44 @@ async fn exchange(
             ));
             // The clock starts once the connection the request needs is
             // there (see `connecting`): the request is handed to the client
-            // first, which starts or joins a connect, then the clock waits
-            // for the client's connects to settle (only `--http2` lanes
-            // wait: over HTTP/1.1 the clock starts once the request is
-            // handed over). A later hop keeps the first hop's clock.
-            let mut early = None;
-            let deadline = match deadline {
-                Some(d) => d,
-                None => {
-                    let handed = tokio::time::Instant::now();
-                    early = first_poll(send.as_mut()).await;
-                    if early.is_none() && lane.waits_for_connects() {
-                        // Boxed: rare, and it holds a timer of its own.
-                        let connected = Box::pin(lane.connected());
-                        tokio::select! {
-                            biased;
-                            done = send.as_mut() => early = Some(done),
-                            () = connected => {}
-                        }
+            // first (`biased`), which starts or joins a connect, then the
+            // clock waits for the client's connects to settle (only
+            // `--http2` lanes wait: over HTTP/1.1 it starts once the request
+            // is handed over). A later hop keeps the first hop's clock.
+            // Boxed: an exchange that ends at once is rare.
+            let mut early: Option<Box<Result<Answer, SendError>>> = None;
+            if timer.is_none() {
+                let handed = tokio::time::Instant::now();
+                early = if lane.waits_for_connects() {
+                    // Boxed: rare, and it holds a timer of its own.
+                    let connected = Box::pin(lane.connected());
+                    tokio::select! {
+                        biased;
+                        done = send.as_mut() => Some(Box::new(done)),
+                        () = connected => None,
                     }
-                    // An exchange that ended while its lane was still
-                    // connecting did not wait for that connection.
-                    let start = if early.is_some() {
-                        handed
-                    } else {
-                        tokio::time::Instant::now()
-                    };
-                    *sent = Some(start);
-                    let d = Deadline::starting_at(start, limit);
-                    timer.set(Some(tokio::time::sleep_until(d.at)));
-                    *deadline.insert(d)
-                }
-            };
+                } else {
+                    first_poll(send.as_mut()).await.map(Box::new)
+                };
+                // An exchange that ended while its lane was still
+                // connecting did not wait for that connection.
+                let start = if early.is_some() {
+                    handed
+                } else {
+                    tokio::time::Instant::now()
+                };
+                *sent = Some(start);
+                timer.set(Some(tokio::time::sleep_until(deadline(start, limit))));
+            }
             let answer = match early {
-                Some(done) => Some(done),
+                Some(done) => Some(*done),
                 None => Within::new(send, timer.as_mut()).await,
             };
-            (deadline, answer)
-        };
-        let resp = match answer {
-            Some(Ok(resp)) => resp,
-            Some(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
-            None => return Outcome::Failed(deadline.expired(None)),
+            match answer {
+                Some(Ok(resp)) => resp,
+                Some(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
+                None => return Outcome::Failed(timed_out(limit, None)),
+            }
         };
         let status = resp.status.as_u16();
         if !(100..=599).contains(&status) {
@@ -269,13 +253,12 @@ async fn exchange(
                 followed += 1;
             }
             Redirect::Stop(note) => {
-                let mut resp = resp;
                 let length = resp.content_length();
                 let read = read_body(&mut resp.body, length, &resp.headers, config);
                 let read = Within::new(std::pin::pin!(read), timer.as_mut()).await;
                 drop(lane);
                 let final_url = (followed > 0).then(|| sending.url.clone());
-                return finish(resp, read, config, final_url, note, deadline);
+                return finish(resp, read, config, final_url, note, limit);
             }
         }
     }
@@ -432,7 +415,7 @@ fn finish(
     config: &Config,
     final_url: Option<Url>,
     note: Option<String>,
-    deadline: Deadline,
+    limit: Duration,
 ) -> Outcome {
     let status = resp.status.as_u16();
     let transport = transport_of(&resp);
@@ -445,7 +428,7 @@ fn finish(
             return Outcome::Failed(failed);
         }
         None => {
-            let mut failed = deadline.expired(Some(status));
+            let mut failed = timed_out(limit, Some(status));
             failed.headers = Some(headers);
             return Outcome::Failed(failed);
         }
