@@ -7,8 +7,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use reqwest::Method;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
 use futures::TryStreamExt as _;
@@ -76,46 +78,35 @@ pub enum Outcome {
 /// Performs one attempt of `req` within its timeout, which starts when the
 /// request is handed to a connection that can send it at once; `sent` is
 /// set to that moment (it stays `None` if the attempt ended before).
-pub async fn perform(
-    client: &Clients,
-    config: &Config,
-    req: &Request,
-    sent: &mut Option<tokio::time::Instant>,
-) -> Outcome {
-    let limit = req.timeout.unwrap_or(config.timeout);
-    exchange(client, config, req, limit, sent).await
+pub fn perform<'a>(
+    client: &'a Clients,
+    config: &'a Config,
+    req: &'a Request,
+    sent: &'a mut Option<tokio::time::Instant>,
+) -> impl Future<Output = Outcome> + Send + 'a {
+    // Not an `async fn` of its own: that would hold its arguments beside
+    // the exchange's for the attempt's whole life.
+    exchange(client, config, req, sent)
 }
 
 /// The end of an attempt's time, shared by sending and reading the body so a
 /// timeout while reading still records the status that arrived.
-#[derive(Clone, Copy)]
-struct Deadline {
-    at: tokio::time::Instant,
-    limit: Duration,
+fn deadline(start: tokio::time::Instant, limit: Duration) -> tokio::time::Instant {
+    start
+        .checked_add(limit)
+        .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86_400))
 }
 
-impl Deadline {
-    fn starting_at(now: tokio::time::Instant, limit: Duration) -> Deadline {
-        Deadline {
-            at: now
-                .checked_add(limit)
-                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400)),
-            limit,
-        }
-    }
-
-    fn expired(&self, status: Option<u16>) -> Failed {
-        Failed {
-            kind: ErrorKind::Timeout,
-            sent: true,
-            message: format!(
-                "no complete response within the timeout of {}",
-                show(self.limit)
-            ),
-            status,
-            local: false,
-            headers: None,
-        }
+/// An attempt that ran out of its time `limit` (with the status, when one
+/// had arrived).
+fn timed_out(limit: Duration, status: Option<u16>) -> Failed {
+    Failed {
+        kind: ErrorKind::Timeout,
+        sent: true,
+        message: format!("no complete response within the timeout of {}", show(limit)),
+        status,
+        local: false,
+        headers: None,
     }
 }
 
@@ -136,63 +127,114 @@ struct Hop {
     body: Option<Bytes>,
 }
 
+/// The hop being sent, borrowed: the first from the request itself (most
+/// requests are sent as they are: no copy of their URL, and nothing of
+/// them held in the attempt's future), a later one from its [`Hop`].
+#[derive(Clone, Copy)]
+struct Sending<'a> {
+    method: &'a Method,
+    url: &'a Url,
+    headers: &'a HeaderMap,
+    body: Option<&'a Bytes>,
+}
+
+impl<'a> Sending<'a> {
+    fn of(hop: &'a Hop) -> Sending<'a> {
+        Sending {
+            method: &hop.method,
+            url: &hop.url,
+            headers: &hop.headers,
+            body: hop.body.as_ref(),
+        }
+    }
+}
+
+/// An attempt's timer: one for the whole attempt (sending, each redirect
+/// hop, reading the body), set when its clock starts. One timer a request
+/// rather than one per phase, and the phases' futures hold none of it:
+/// an attempt's future is copied whole into its task.
+type Timer<'a> = Pin<&'a mut Option<tokio::time::Sleep>>;
+
 async fn exchange(
     client: &Clients,
     config: &Config,
     req: &Request,
-    limit: Duration,
     sent: &mut Option<tokio::time::Instant>,
 ) -> Outcome {
-    let mut hop = Hop {
-        method: req.method.clone(),
-        url: req.url.clone(),
-        headers: merged_headers(config, req),
-        body: req.body.clone(),
-    };
+    let limit = req.timeout.unwrap_or(config.timeout);
+    // Boxed, and only when the request is not sent as it is (run-wide
+    // headers to merge, or a redirect followed).
+    let mut hop: Option<Box<Hop>> = merged_headers(config, req).map(|headers| {
+        Box::new(Hop {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            headers,
+            body: req.body.clone(),
+        })
+    });
     let mut followed = 0;
-    let mut deadline: Option<Deadline> = None;
+    let mut timer: Timer<'_> = std::pin::pin!(None);
     loop {
+        let sending = match &hop {
+            Some(hop) => Sending::of(hop),
+            None => Sending {
+                method: &req.method,
+                url: &req.url,
+                headers: &req.headers,
+                body: req.body.as_ref(),
+            },
+        };
         // Held until the response is read: under --http2, the stream.
-        let lane = client.checkout(&hop.url).await;
-        let (deadline, answer) = {
-            let mut send =
-                std::pin::pin!(lane.send(&hop.method, &hop.url, &hop.headers, hop.body.as_ref()));
+        let lane = client.checkout(sending.url).await;
+        // The sending's own locals end with this block, so the attempt's
+        // future overlaps them with the body's.
+        let mut resp = {
+            let mut send = std::pin::pin!(lane.send(
+                sending.method,
+                sending.url,
+                sending.headers,
+                sending.body
+            ));
             // The clock starts once the connection the request needs is
             // there (see `connecting`): the request is handed to the client
             // first (`biased`), which starts or joins a connect, then the
-            // clock waits for the client's connects to settle. A later hop
-            // keeps the first hop's clock.
-            let mut early = None;
-            let deadline = match deadline {
-                Some(d) => d,
-                None => {
-                    let handed = tokio::time::Instant::now();
+            // clock waits for the client's connects to settle (only
+            // `--http2` lanes wait: over HTTP/1.1 it starts once the request
+            // is handed over). A later hop keeps the first hop's clock.
+            // Boxed: an exchange that ends at once is rare.
+            let mut early: Option<Box<Result<Answer, SendError>>> = None;
+            if timer.is_none() {
+                let handed = tokio::time::Instant::now();
+                early = if lane.waits_for_connects() {
+                    // Boxed: rare, and it holds a timer of its own.
+                    let connected = Box::pin(lane.connected());
                     tokio::select! {
                         biased;
-                        done = send.as_mut() => early = Some(done),
-                        () = lane.connected() => {}
+                        done = send.as_mut() => Some(Box::new(done)),
+                        () = connected => None,
                     }
-                    // An exchange that ended while its lane was still
-                    // connecting did not wait for that connection.
-                    let start = if early.is_some() {
-                        handed
-                    } else {
-                        tokio::time::Instant::now()
-                    };
-                    *sent = Some(start);
-                    *deadline.insert(Deadline::starting_at(start, limit))
-                }
-            };
+                } else {
+                    first_poll(send.as_mut()).await.map(Box::new)
+                };
+                // An exchange that ended while its lane was still
+                // connecting did not wait for that connection.
+                let start = if early.is_some() {
+                    handed
+                } else {
+                    tokio::time::Instant::now()
+                };
+                *sent = Some(start);
+                timer.set(Some(tokio::time::sleep_until(deadline(start, limit))));
+            }
             let answer = match early {
-                Some(done) => Ok(done),
-                None => tokio::time::timeout_at(deadline.at, send).await,
+                Some(done) => Some(*done),
+                None => Within::new(send, timer.as_mut()).await,
             };
-            (deadline, answer)
-        };
-        let resp = match answer {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
-            Err(_) => return Outcome::Failed(deadline.expired(None)),
+            match answer {
+                Some(Ok(resp)) => resp,
+                Some(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
+                None => return Outcome::Failed(timed_out(limit, None)),
+            }
         };
         let status = resp.status.as_u16();
         if !(100..=599).contains(&status) {
@@ -205,23 +247,66 @@ async fn exchange(
                 headers: None,
             });
         }
-        match next_hop(&hop, &resp, followed, &config.redactor) {
+        match next_hop(sending, &resp, followed, &config.redactor) {
             Redirect::Follow(next) => {
-                hop = *next;
+                hop = Some(next);
                 followed += 1;
             }
             Redirect::Stop(note) => {
-                let final_url = (followed > 0).then(|| hop.url.clone());
-                let outcome = finish(resp, config, final_url, note, deadline).await;
+                let length = resp.content_length();
+                let read = read_body(&mut resp.body, length, &resp.headers, config);
+                let read = Within::new(std::pin::pin!(read), timer.as_mut()).await;
                 drop(lane);
-                return outcome;
+                let final_url = (followed > 0).then(|| sending.url.clone());
+                return finish(resp, read, config, final_url, note, limit);
             }
         }
     }
 }
 
-/// Run-wide headers, overridden by name by the request's own.
-fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
+/// A future raced against the attempt's timer: `None` when the timer fired
+/// first. As tokio's `Timeout`, but with the attempt's one timer; like it,
+/// the timer is still polled when the work used up the task's budget, so a
+/// body that never stops arriving still times out.
+struct Within<'a, F> {
+    work: F,
+    timer: Timer<'a>,
+}
+
+impl<'a, F: Future + Unpin> Within<'a, F> {
+    fn new(work: F, timer: Timer<'a>) -> Self {
+        Within { work, timer }
+    }
+}
+
+impl<F: Future + Unpin> Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let had_budget = tokio::task::coop::has_budget_remaining();
+        if let Poll::Ready(done) = Pin::new(&mut self.work).poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        let Some(sleep) = self.timer.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let fired = if had_budget && !tokio::task::coop::has_budget_remaining() {
+            Pin::new(&mut tokio::task::coop::unconstrained(sleep)).poll(cx)
+        } else {
+            sleep.poll(cx)
+        };
+        fired.map(|()| None)
+    }
+}
+
+/// Run-wide headers, overridden by name by the request's own; `None` when
+/// that is just the request's own (no map to clone and search).
+fn merged_headers(config: &Config, req: &Request) -> Option<HeaderMap> {
+    let adds_type = req.json_body && !req.headers.contains_key(CONTENT_TYPE);
+    let adds_coding = config.compressed && !req.headers.contains_key(ACCEPT_ENCODING);
+    if config.headers.is_empty() && !adds_type && !adds_coding {
+        return None;
+    }
     let mut headers = config.headers.clone();
     for name in req.headers.keys() {
         headers.remove(name);
@@ -235,7 +320,19 @@ fn merged_headers(config: &Config, req: &Request) -> HeaderMap {
     if config.compressed && !headers.contains_key(ACCEPT_ENCODING) {
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED_CODINGS));
     }
-    headers
+    Some(headers)
+}
+
+/// Polls `send` once: hands the request to its client, which starts or
+/// joins a connect. Its output if that was enough.
+async fn first_poll<F: Future + Unpin>(mut send: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut send).poll(cx) {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 enum Redirect {
@@ -246,7 +343,7 @@ enum Redirect {
 /// Decides whether a response is a redirect to follow: at most 10 hops,
 /// never from https to http, and a 301/302/303 answer to anything but
 /// GET/HEAD is recorded rather than followed.
-fn next_hop(hop: &Hop, resp: &Answer, followed: usize, redactor: &Redactor) -> Redirect {
+fn next_hop(hop: Sending<'_>, resp: &Answer, followed: usize, redactor: &Redactor) -> Redirect {
     let status = resp.status.as_u16();
     if !matches!(status, 301 | 302 | 303 | 307 | 308) {
         return Redirect::Stop(None);
@@ -260,7 +357,7 @@ fn next_hop(hop: &Hop, resp: &Answer, followed: usize, redactor: &Redactor) -> R
         return Redirect::Stop(Some("redirect without a usable Location".into()));
     };
     let keeps_method = matches!(status, 307 | 308);
-    let is_get = matches!(hop.method, Method::GET | Method::HEAD);
+    let is_get = matches!(*hop.method, Method::GET | Method::HEAD);
     let stop = if followed >= MAX_REDIRECTS {
         Some(format!("stopped after {MAX_REDIRECTS} redirects"))
     } else if !matches!(target.scheme(), "http" | "https") {
@@ -289,7 +386,11 @@ fn next_hop(hop: &Hop, resp: &Answer, followed: usize, redactor: &Redactor) -> R
         method: hop.method.clone(),
         url: target,
         headers,
-        body: if keeps_method { hop.body.clone() } else { None },
+        body: if keeps_method {
+            hop.body.cloned()
+        } else {
+            None
+        },
     }))
 }
 
@@ -305,28 +406,29 @@ fn strip_secrets(headers: &mut HeaderMap, redactor: &Redactor) {
     }
 }
 
-async fn finish(
+/// The outcome of an exchange whose body was read (`Some`) or whose time
+/// ran out first (`None`): a plain function, run after the last await, so
+/// the attempt's future holds none of it.
+fn finish(
     resp: Answer,
+    read: Option<Result<Bytes, Failed>>,
     config: &Config,
     final_url: Option<Url>,
     note: Option<String>,
-    deadline: Deadline,
+    limit: Duration,
 ) -> Outcome {
     let status = resp.status.as_u16();
     let transport = transport_of(&resp);
-    let length = resp.content_length();
-    let Answer { headers, body, .. } = resp;
-    let read =
-        tokio::time::timeout_at(deadline.at, read_body(body, length, &headers, config)).await;
+    let headers = resp.headers;
     let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(mut failed)) => {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(mut failed)) => {
             failed.status = Some(status);
             failed.headers = Some(headers);
             return Outcome::Failed(failed);
         }
-        Err(_) => {
-            let mut failed = deadline.expired(Some(status));
+        None => {
+            let mut failed = timed_out(limit, Some(status));
             failed.headers = Some(headers);
             return Outcome::Failed(failed);
         }
@@ -390,7 +492,7 @@ fn coding(headers: &HeaderMap, config: &Config) -> Option<Coding> {
 /// the record keeps the response's `content-encoding`; the decoder yields
 /// only what is read, so a compression bomb stops at the limit too.
 async fn read_body(
-    mut stream: AnswerBody,
+    stream: &mut AnswerBody,
     length: Option<u64>,
     headers: &HeaderMap,
     config: &Config,
@@ -414,7 +516,7 @@ async fn read_body(
         return Err(too_large());
     }
     let Some(coding) = coding else {
-        return join_chunks(&mut stream, max, too_large).await;
+        return join_chunks(stream, max, too_large).await;
     };
     let raw = tokio_util::io::StreamReader::new(stream);
     let mut reader: Pin<Box<dyn AsyncRead + Send>> = match coding {

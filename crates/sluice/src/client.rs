@@ -280,6 +280,12 @@ impl Checkout {
         }
     }
 
+    /// Whether [`connected`](Checkout::connected) may wait: only an
+    /// `--http2` lane's stream does.
+    pub fn waits_for_connects(&self) -> bool {
+        matches!((&self._stream, &self.route), (Some(_), Route::Reqwest(_)))
+    }
+
     /// Under `--http2`, resolves when the lane is making no connection (at
     /// once when it makes none). Called right after a request has been
     /// handed to the lane, it waits for the one connection the request

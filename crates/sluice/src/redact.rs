@@ -172,6 +172,12 @@ mod tests {
         assert_eq!(r.url(&frag), "http://h/cb#state=1&access_token=REDACTED");
         let plain = Url::parse("http://h/a?q=1").unwrap();
         assert_eq!(r.url(&plain), "http://h/a?q=1");
+        let user_only = Url::parse("http://u@h/p").unwrap();
+        assert_eq!(r.url(&user_only), "http://REDACTED@h/p");
+        let password_only = Url::parse("http://:pw@h/p").unwrap();
+        assert_eq!(r.url(&password_only), "http://REDACTED@h/p");
+        let bare = Url::parse("https://h.example:8443/a/b").unwrap();
+        assert_eq!(r.url(&bare), "https://h.example:8443/a/b");
     }
 
     #[test]

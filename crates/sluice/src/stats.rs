@@ -64,10 +64,7 @@ impl Protocols {
         let Some(origin) = origin_of(url) else {
             return;
         };
-        let versions: Cow<'static, str> = match t.tls_version {
-            Some(tls) => Cow::Owned(format!("{} {tls}", t.http_version)),
-            None => Cow::Borrowed(t.http_version),
-        };
+        let versions = versions_label(t.http_version, t.tls_version);
         // Looked up before allocating: this runs once per record.
         let by_version = match self.0.get_mut(origin.as_ref()) {
             Some(found) => found,
@@ -82,18 +79,49 @@ impl Protocols {
     }
 }
 
+/// "HTTP/1.1 TLSv1.3": the versions that carried a response, as the
+/// summary names them. The common pairs are constants: this runs once per
+/// record, and formatting allocated for every `https://` one.
+fn versions_label(http: &'static str, tls: Option<&'static str>) -> Cow<'static, str> {
+    let Some(tls) = tls else {
+        return Cow::Borrowed(http);
+    };
+    Cow::Borrowed(match (http, tls) {
+        ("HTTP/1.1", "TLSv1.3") => "HTTP/1.1 TLSv1.3",
+        ("HTTP/1.1", "TLSv1.2") => "HTTP/1.1 TLSv1.2",
+        ("HTTP/2", "TLSv1.3") => "HTTP/2 TLSv1.3",
+        ("HTTP/2", "TLSv1.2") => "HTTP/2 TLSv1.2",
+        _ => return Cow::Owned(format!("{http} {tls}")),
+    })
+}
+
 /// The origin of a record's URL as `Url::origin` serialises it. A record's
 /// URL was written by `url` (scheme and host lower case, no default port),
 /// so without user info its origin is the text before the path.
 fn origin_of(url: &str) -> Option<Cow<'_, str>> {
-    // Byte scans (the separators are ASCII): this runs once per record.
+    // One pass over the authority's bytes (the separators are ASCII): this
+    // runs once per record.
     let bytes = url.as_bytes();
-    let authority_at = bytes.windows(3).position(|w| w == b"://")? + 3;
-    let end = bytes[authority_at..]
-        .iter()
-        .position(|b| matches!(b, b'/' | b'?' | b'#'))
-        .map_or(url.len(), |i| authority_at + i);
-    if bytes[authority_at..end].contains(&b'@') {
+    let authority_at = if url.starts_with("http://") {
+        7
+    } else if url.starts_with("https://") {
+        8
+    } else {
+        bytes.windows(3).position(|w| w == b"://")? + 3
+    };
+    let mut end = url.len();
+    let mut userinfo = false;
+    for (i, &b) in bytes[authority_at..].iter().enumerate() {
+        match b {
+            b'/' | b'?' | b'#' => {
+                end = authority_at + i;
+                break;
+            }
+            b'@' => userinfo = true,
+            _ => {}
+        }
+    }
+    if userinfo {
         let parsed = url::Url::parse(url).ok()?;
         return Some(Cow::Owned(parsed.origin().ascii_serialization()));
     }
@@ -251,6 +279,9 @@ mod tests {
             "http://[::1]:3000/a#b",
             "http://user:REDACTED@example.com:81/x",
             "https://xn--bcher-kva.example/p?q",
+            "http://user@example.com/",
+            "https://example.com/a@b",
+            "ws://example.com:9/x",
         ] {
             let url = url::Url::parse(written).unwrap().to_string();
             let want = url::Url::parse(&url)
@@ -258,6 +289,17 @@ mod tests {
                 .origin()
                 .ascii_serialization();
             assert_eq!(origin_of(&url).as_deref(), Some(want.as_str()), "{url}");
+        }
+    }
+
+    /// The constant labels are the formatted ones.
+    #[test]
+    fn versions_label_is_http_then_tls() {
+        for http in ["HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3"] {
+            assert_eq!(versions_label(http, None), http);
+            for tls in ["TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"] {
+                assert_eq!(versions_label(http, Some(tls)), format!("{http} {tls}"));
+            }
         }
     }
 }

@@ -81,6 +81,11 @@ fn family(name: &str) -> Option<Dialect> {
         "x-ratelimit-reset",
     ];
     const LEGACY: [&str; 3] = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"];
+    // Every name above starts with `a`, `x` or `r`: one byte rules out
+    // the common headers (content-type, date, ...), seen on every response.
+    if !matches!(name.as_bytes().first(), Some(b'a' | b'x' | b'r')) {
+        return None;
+    }
     if name.starts_with("anthropic-ratelimit-") {
         Some(Dialect::Anthropic)
     } else if name.starts_with("x-ratelimit-") {
