@@ -187,15 +187,7 @@ async fn endless_and_exploding_bodies_stop_at_the_size_limit() {
     let bomb = std::sync::Arc::new(gzip_zeros(64 << 20));
     let raw = RawServer::start(move |req| {
         if req.path == "/endless" {
-            let mut piece = b"10000\r\n".to_vec();
-            piece.extend(std::iter::repeat_n(b'a', 0x10000));
-            piece.extend_from_slice(b"\r\n");
-            Act::Stream {
-                head: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
-                piece,
-                every: std::time::Duration::ZERO,
-                limit: 1 << 30,
-            }
+            Act::endless_chunks(0x10000, std::time::Duration::ZERO)
         } else {
             Act::Keep(response("200 OK", &["Content-Encoding: gzip"], &bomb))
         }

@@ -7,7 +7,7 @@
 
 mod acceptance_audit;
 mod adaptive;
-mod attempt_timer_wire2;
+mod attempt_timer;
 mod batch_formats;
 mod batch_resume;
 mod bodies;

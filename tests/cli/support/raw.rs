@@ -42,6 +42,22 @@ pub enum Act {
     },
 }
 
+impl Act {
+    /// A `200 OK` whose chunked body never ends: chunks of `size` bytes,
+    /// `every` apart, until 1 GiB is out or the client goes away.
+    pub fn endless_chunks(size: usize, every: Duration) -> Act {
+        let mut piece = format!("{size:x}\r\n").into_bytes();
+        piece.extend(std::iter::repeat_n(b'a', size));
+        piece.extend_from_slice(b"\r\n");
+        Act::Stream {
+            head: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            piece,
+            every,
+            limit: 1 << 30,
+        }
+    }
+}
+
 /// What the server does with a connection before reading from it.
 #[derive(Clone, Copy)]
 enum Accept {

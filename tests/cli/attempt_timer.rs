@@ -1,4 +1,4 @@
-//! The attempt's one timer (branch wire2): it covers sending and reading
+//! The attempt's one timer: it covers sending and reading
 //! the body, and fires while a body keeps arriving.
 
 use crate::support::*;
@@ -7,18 +7,9 @@ use crate::support::*;
 /// attempt's timeout: `timeout` with the status that arrived, one attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_keeps_arriving_times_out() {
-    let raw = RawServer::start(|_req| {
-        let mut piece = b"1000\r\n".to_vec();
-        piece.extend(std::iter::repeat_n(b'a', 0x1000));
-        piece.extend_from_slice(b"\r\n");
-        Act::Stream {
-            head: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
-            piece,
-            every: std::time::Duration::from_millis(1),
-            limit: 1 << 30,
-        }
-    })
-    .await;
+    let raw =
+        RawServer::start(|_req| Act::endless_chunks(0x1000, std::time::Duration::from_millis(1)))
+            .await;
     let input = lines(&[format!("{}/long", raw.url)]);
     let started = std::time::Instant::now();
     let out = Sluice::run([
