@@ -458,6 +458,16 @@ impl State {
         self.all.as_ref().unwrap_or(&self.this_run)
     }
 
+    /// Attempts the server saw that leave no record (a dropped or
+    /// cancelled request): counted in this run's tally and, under
+    /// `--resume`, in the whole output's.
+    fn unrecorded(&mut self, attempts: u32) {
+        self.this_run.add_unrecorded_attempts(attempts);
+        if let Some(all) = &mut self.all {
+            all.add_unrecorded_attempts(attempts);
+        }
+    }
+
     fn handle(&mut self, event: Event, sink: &mut Sink, display: &Screen) {
         display.log(&event);
         match event {
@@ -499,10 +509,7 @@ impl State {
             }
             Event::Dropped { attempts, line } => {
                 self.forget(line);
-                self.this_run.add_unrecorded_attempts(attempts);
-                if let Some(all) = &mut self.all {
-                    all.add_unrecorded_attempts(attempts);
-                }
+                self.unrecorded(attempts);
             }
             Event::Waiting { line, .. } => {
                 self.waiting.insert(line);
@@ -555,11 +562,8 @@ impl State {
     /// The server saw those attempts, so the statistics count them.
     fn cancel(&mut self, signal: Signal, display: &Screen) {
         let n = self.in_flight_lines.len() as u64;
-        for (_, attempts) in self.in_flight_lines.drain() {
-            self.this_run.add_unrecorded_attempts(attempts);
-            if let Some(all) = &mut self.all {
-                all.add_unrecorded_attempts(attempts);
-            }
+        for (_, attempts) in std::mem::take(&mut self.in_flight_lines) {
+            self.unrecorded(attempts);
         }
         self.cancelled = Some(n);
         let again = if self.resumable {
