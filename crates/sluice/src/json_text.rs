@@ -402,10 +402,24 @@ fn special(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// The index of the first byte from `at` that is [`special`] (or the end).
+/// The index of the first byte from `at` that is [`special`] (or the end),
+/// with AVX2 where the CPU has it (x86_64 CPUs since 2013; std caches the
+/// check), which halves the instructions a byte of SSE2's four vectors a
+/// step: a 4 KiB JSON answer is mostly string.
+fn plain_run_end(bytes: &[u8], at: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2::plain_run_end(bytes, at) };
+    }
+    plain_run_end_by(bytes, at, specials)
+}
+
+/// [`plain_run_end`] with `specials` marking a step's special bytes.
 /// Sixty-four bytes a step, the last step overlapping the one before it;
 /// byte by byte only in text shorter than a step.
-fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
+#[inline(always)]
+fn plain_run_end_by(bytes: &[u8], mut at: usize, specials: impl Fn(&[u8; STEP]) -> u64) -> usize {
     while let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<STEP>) {
         let hits = specials(block);
         if hits != 0 {
@@ -465,6 +479,51 @@ fn specials(block: &[u8; STEP]) -> u64 {
         quarters.iter().enumerate().fold(0, |bits, (i, &q)| {
             bits | (u64::from(_mm_movemask_epi8(q) as u16) << (16 * i))
         })
+    }
+}
+
+/// [`plain_run_end`] and [`specials`] with AVX2: two vectors of 32 bytes a
+/// step rather than four of 16.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8,
+    };
+
+    use super::STEP;
+
+    /// [`super::plain_run_end`] on a CPU with AVX2.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn plain_run_end(bytes: &[u8], at: usize) -> usize {
+        super::plain_run_end_by(bytes, at, |block| specials(block))
+    }
+
+    /// [`super::specials`] on a CPU with AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn specials(block: &[u8; STEP]) -> u64 {
+        let marks = |at: usize| {
+            // SAFETY: the load reads 32 of the 64 bytes `block` borrows (at
+            // 0 or 32), and `loadu` needs no alignment.
+            let v: __m256i = unsafe { _mm256_loadu_si256(block.as_ptr().add(at).cast()) };
+            let quote = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8));
+            let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
+            // Unsigned `b <= 0x1f` is `max(b, 0x1f) == 0x1f`.
+            let limit = _mm256_set1_epi8(0x1f);
+            let control = _mm256_cmpeq_epi8(_mm256_max_epu8(v, limit), limit);
+            _mm256_or_si256(_mm256_or_si256(quote, backslash), control)
+        };
+        let (low, high) = (marks(0), marks(32));
+        // Most steps find nothing: one test of both, the bits only then.
+        if _mm256_movemask_epi8(_mm256_or_si256(low, high)) == 0 {
+            return 0;
+        }
+        u64::from(_mm256_movemask_epi8(low) as u32)
+            | (u64::from(_mm256_movemask_epi8(high) as u32) << 32)
     }
 }
 

@@ -340,6 +340,12 @@ proptest! {
         for block in bytes.chunks_exact(STEP) {
             let block: &[u8; STEP] = block.try_into().expect("a whole step");
             prop_assert_eq!(specials(block), specials_by_words(block));
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                prop_assert_eq!(unsafe { avx2::specials(block) }, specials_by_words(block));
+            }
         }
+        prop_assert_eq!(plain_run_end_by(&bytes, at, specials), first_special(&bytes, at));
     }
 }

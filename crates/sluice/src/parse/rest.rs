@@ -87,7 +87,10 @@ fn read_body(fields: &Fields) -> Result<(Option<Bytes>, bool), Problem> {
     match bodies.as_slice() {
         [] => Ok((None, false)),
         [("body", raw)] => Ok((Some(Bytes::from(compact_json(raw))), true)),
-        [("body_text", raw)] => Ok((Some(Bytes::from(string_of(raw, "body_text")?)), false)),
+        [("body_text", raw)] => Ok((
+            Some(Bytes::from(string_of(raw, "body_text")?.into_owned())),
+            false,
+        )),
         [(_, raw)] => Ok((Some(Bytes::from(read_base64(raw)?)), false)),
         [(first, _), (second, _), ..] => Err(Problem::TwoBodies { first, second }),
     }

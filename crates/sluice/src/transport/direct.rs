@@ -26,9 +26,9 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use url::{Position, Url};
+use url::Url;
 
-use super::pool::{Conn, Key, Pool};
+use super::pool::{Conn, Key, Pool, Shared};
 use super::{Answer, AnswerBody};
 use crate::classify::{DnsError, Phase};
 use crate::client::{BoxError, ClientError};
@@ -160,7 +160,8 @@ impl Direct {
                 // otherwise make every attempt's future as large.
                 None => (Box::pin(self.connect(key, url)).await?, false),
             };
-            let request = request(method, url, headers, body, &conn.head)?;
+            let uri = conn.shared.target(url).map_err(Error::exchange)?;
+            let request = request(method, uri, url, headers, body, &conn.shared.head);
             match conn.sender.send_request(request).await {
                 Ok(response) => return Ok(self.answer(response, conn)),
                 // hyper gave the request back unwritten: a kept-alive
@@ -213,8 +214,10 @@ impl Direct {
                 sender,
                 tls_version,
                 https: key.https,
-                authority: key.authority.into(),
-                head: self.head(key.authority).map_err(Error::connect)?,
+                shared: Shared::new(
+                    key.authority,
+                    self.head(key.authority).map_err(Error::connect)?,
+                ),
             }),
             Ok(Err(e)) => Err(Error::connect(e)),
             Err(_) => Err(Error::connect(io::Error::new(
@@ -228,14 +231,13 @@ impl Direct {
     }
 
     /// The headers the client adds to every request on a connection to
-    /// `authority`, unless the request sets them itself. Boxed: a
-    /// connection moves with every request and response it carries.
-    fn head(&self, authority: &str) -> Result<Box<HeaderMap>, http::header::InvalidHeaderValue> {
+    /// `authority`, unless the request sets them itself.
+    fn head(&self, authority: &str) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
         let mut head = HeaderMap::with_capacity(3);
         head.insert(USER_AGENT, self.0.user_agent.clone());
         head.insert(ACCEPT, HeaderValue::from_static("*/*"));
         head.insert(HOST, HeaderValue::from_str(authority)?);
-        Ok(Box::new(head))
+        Ok(head)
     }
 
     async fn open(
@@ -266,20 +268,19 @@ impl Direct {
     }
 }
 
-/// The request hyper sends: `headers` (the run's and the request's own),
-/// then those of the connection's `head` that they do not set, then
-/// `Authorization` from the URL's user information if they set none. The
-/// common request, with no headers of its own, copies the head whole
-/// rather than looking each name up.
+/// The request hyper sends to `uri` (`url`'s path and query): `headers`
+/// (the run's and the request's own), then those of the connection's
+/// `head` that they do not set, then `Authorization` from the URL's user
+/// information if they set none. The common request, with no headers of
+/// its own, copies the head whole rather than looking each name up.
 fn request(
     method: &Method,
+    uri: Uri,
     url: &Url,
     headers: &HeaderMap,
     body: Option<&Bytes>,
     head: &HeaderMap,
-) -> Result<http::Request<Full<Bytes>>, Error> {
-    let uri =
-        Uri::try_from(&url[Position::BeforePath..Position::AfterQuery]).map_err(Error::exchange)?;
+) -> http::Request<Full<Bytes>> {
     let mut request = http::Request::new(Full::new(body.cloned().unwrap_or_default()));
     *request.method_mut() = method.clone();
     *request.uri_mut() = uri;
@@ -297,7 +298,7 @@ fn request(
     {
         sent.insert(AUTHORIZATION, credentials);
     }
-    Ok(request)
+    request
 }
 
 /// `Authorization: Basic` from a URL's user information (percent-decoded),

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Uri};
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
@@ -40,19 +41,58 @@ impl<'a> Key<'a> {
 
 /// One HTTP/1.1 connection: hyper's handle to send on it (its I/O runs in a
 /// task of its own), the TLS version it negotiated, and what every request
-/// on it shares (its origin; the headers the client adds, `User-Agent`,
-/// `Accept` and `Host`), made once per connection.
+/// on it shares.
 pub(super) struct Conn {
     pub(super) sender: SendRequest<Full<Bytes>>,
     pub(super) tls_version: Option<&'static str>,
     pub(super) https: bool,
-    pub(super) authority: Box<str>,
-    pub(super) head: Box<HeaderMap>,
+    /// Boxed: a connection moves with every request and response it
+    /// carries, and every byte of it is copied each time.
+    pub(super) shared: Box<Shared>,
 }
 
+/// What every request on a connection shares, made once per connection:
+/// its origin, the headers the client adds (`User-Agent`, `Accept` and
+/// `Host`), and the request target it last sent.
+pub(super) struct Shared {
+    pub(super) authority: Box<str>,
+    pub(super) head: HeaderMap,
+    target: Option<Uri>,
+}
+
+impl Shared {
+    pub(super) fn new(authority: &str, head: HeaderMap) -> Box<Shared> {
+        Box::new(Shared {
+            authority: authority.into(),
+            head,
+            target: None,
+        })
+    }
+}
+
+impl Shared {
+    /// The request target of `url` (its path and query) as hyper takes
+    /// it. Kept from one request to the next: a run often sends one URL
+    /// again and again (every line POSTs to one endpoint), and a kept
+    /// target is shared, not parsed and copied again.
+    pub(super) fn target(&mut self, url: &Url) -> Result<Uri, http::uri::InvalidUri> {
+        let text = &url[Position::BeforePath..Position::AfterQuery];
+        if let Some(uri) = &self.target
+            && uri.path_and_query().map(PathAndQuery::as_str) == Some(text)
+        {
+            return Ok(uri.clone());
+        }
+        let uri = Uri::try_from(text)?;
+        self.target = Some(uri.clone());
+        Ok(uri)
+    }
+}
+
+/// An idle connection, and when it will have been idle too long (one
+/// comparison of instants a lookup, no duration computed).
 struct Idle {
     conn: Conn,
-    since: Instant,
+    expires: Instant,
 }
 
 /// Idle connections by origin.
@@ -107,12 +147,16 @@ impl Pool {
     pub(super) fn put(self: &Arc<Pool>, conn: Conn, now: Instant) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let origins = state.origins(conn.https);
-        let idle = match origins.get_mut(&conn.authority) {
+        let idle = match origins.get_mut(&conn.shared.authority) {
             Some(idle) => idle,
-            None => origins.entry(conn.authority.clone()).or_default(),
+            None => origins.entry(conn.shared.authority.clone()).or_default(),
         };
         self.expire(idle, now);
-        idle.push_back(Idle { conn, since: now });
+        // An idle timeout too large to add never expires.
+        let expires = now
+            .checked_add(self.idle_timeout)
+            .unwrap_or_else(far_future);
+        idle.push_back(Idle { conn, expires });
         if !state.reaping {
             state.reaping = true;
             tokio::spawn(reap(Arc::downgrade(self)));
@@ -121,10 +165,7 @@ impl Pool {
 
     /// Drops the connections of one origin idle too long (the oldest first).
     fn expire(&self, idle: &mut VecDeque<Idle>, now: Instant) {
-        while idle
-            .front()
-            .is_some_and(|i| now.saturating_duration_since(i.since) >= self.idle_timeout)
-        {
+        while idle.front().is_some_and(|i| now >= i.expires) {
             idle.pop_front();
         }
     }
@@ -142,7 +183,7 @@ impl Pool {
             });
             let oldest = (origins.values())
                 .filter_map(|idle| idle.front())
-                .map(|oldest| oldest.since + self.idle_timeout)
+                .map(|oldest| oldest.expires)
                 .min();
             next = match (next, oldest) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -154,11 +195,19 @@ impl Pool {
     }
 }
 
+/// An instant no run reaches (a century from now).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
 /// Closes idle connections once they have been idle for the timeout, so a
 /// run leaves none open to an origin it has finished with; ends when none
 /// is idle (the next one given back starts it again) or the pool is gone.
 async fn reap(pool: Weak<Pool>) {
-    let Some(mut at) = pool.upgrade().map(|p| Instant::now() + p.idle_timeout) else {
+    let Some(mut at) = pool
+        .upgrade()
+        .map(|p| (Instant::now().checked_add(p.idle_timeout)).unwrap_or_else(far_future))
+    else {
         return;
     };
     loop {
