@@ -19,10 +19,10 @@ pub struct MiMalloc;
 /// Turns transparent huge pages off for the process, first thing in
 /// `main`. mimalloc reserves its arena with `MADV_HUGEPAGE`, and under the
 /// kernel's usual `madvise` setting every first touch of a 2 MiB region then
-/// faults in (and zeroes) a whole huge page: an empty run held 17–21 MiB
+/// faults in (and zeroes) a whole huge page: an empty run held 16–21 MiB
 /// resident and spent about 1 ms more of its start-up on them, and a paced
 /// run of hours gains nothing from them (measured: the same CPU either way).
-/// With them off an empty run is ~11 MiB. This is what mimalloc's own
+/// With them off an empty run holds about 10 MiB. This is what mimalloc's own
 /// `allow_thp` option does (`MIMALLOC_ALLOW_THP=0`), but mimalloc reads its
 /// options when the process is loaded, before `main` could set one, and
 /// `libmimalloc-sys` does not name that option; the kernel's per-process
