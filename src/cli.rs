@@ -18,14 +18,21 @@ use sluice::{BodyMode, Config, RetryOn};
 
 use crate::help;
 
-/// The command line as clap sees it, with each default of `sluice run` and
-/// `sluice mock` stated in its help from the one place it is written: the
-/// engine's [`Config::default`] (the options are `Option`s, resolved over
-/// it) and the mock's constants.
+/// The command line as clap sees it, with its help texts: the text after
+/// each `--help`, and each default of `sluice run` and `sluice mock` stated
+/// in its help from the one place it is written: the engine's
+/// [`Config::default`] (the options are `Option`s, resolved over it) and
+/// the mock's constants.
 pub fn command() -> clap::Command {
     Cli::command()
-        .mut_subcommand("run", |run| state_defaults(run, &run_defaults()))
-        .mut_subcommand("mock", |mock| state_defaults(mock, &mock_defaults()))
+        .after_help(help::main_after_help())
+        .mut_subcommand("run", |run| {
+            state_defaults(run.after_help(help::run_after_help()), &run_defaults())
+        })
+        .mut_subcommand("mock", |mock| {
+            state_defaults(mock.after_help(help::mock_after_help()), &mock_defaults())
+        })
+        .mut_subcommand("help", |topic| topic.after_help(help::topics_help()))
 }
 
 /// Parses the process's arguments with [`command`].
@@ -47,7 +54,16 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let matches = command().try_get_matches_from(argv)?;
+    // The help texts (the mock's endpoint table, the exit statuses, every
+    // stated default) took half of the instructions of a run's start-up,
+    // and only help and errors show them: the arguments are parsed without
+    // them first, and again with them when clap has something to show, so
+    // what it shows is unchanged.
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(matches) => matches,
+        Err(_) => command().try_get_matches_from(argv)?,
+    };
     Cli::from_arg_matches(&matches)
 }
 
@@ -112,7 +128,7 @@ fn state_defaults(
 /// Execute large batches of HTTP API calls fast, politely, and without losing a result.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about, long_about = None)]
-#[command(disable_help_subcommand = true, after_help = help::main_after_help())]
+#[command(disable_help_subcommand = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -121,14 +137,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Execute a batch: one request per input line, one JSON result line per request.
-    #[command(after_help = help::run_after_help())]
     Run(Box<RunArgs>),
     /// Start the fault-injecting test upstream (for demos, tests and benchmarks).
     ///
     /// An HTTP/1.1 server (HTTP/2 with prior knowledge on the same port) whose
     /// endpoints each do one thing a real API does to its clients. It prints
     /// the address it bound and serves until Ctrl-C.
-    #[command(after_help = help::mock_after_help())]
     Mock {
         /// Address to listen on: HOST:PORT, or a port alone (on 127.0.0.1); port 0 picks a free one.
         #[arg(long, default_value = sluice_mock::DEFAULT_LISTEN, value_parser = parse_listen)]
@@ -152,7 +166,6 @@ pub enum Command {
     /// server saw (15: one per slot, reused) and where the records are.
     Demo(DemoArgs),
     /// Print help: of sluice, of a command, or of a topic.
-    #[command(after_help = help::topics_help())]
     Help {
         /// A command (run, report, mock, demo) or a topic (input, output, exit-status).
         #[arg(value_name = "COMMAND|TOPIC")]
@@ -752,4 +765,28 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| {
             format!("`{text}` is not an address: write HOST:PORT (127.0.0.1:8080) or a port")
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Arguments parse without the help texts, and help still shows them:
+    /// `--help` is answered by the second parse, which has them.
+    #[test]
+    fn help_texts_are_made_only_to_be_shown() {
+        let cli = parse_from(["sluice", "run", "-c", "5", "in.txt"]).expect("parses");
+        assert!(matches!(cli.command, Command::Run(_)));
+        let shown = |argv: &[&str]| {
+            let error = parse_from(argv).expect_err("help is shown as clap's error");
+            error.render().to_string()
+        };
+        let mock = shown(&["sluice", "mock", "--help"]);
+        assert!(mock.contains("Endpoints"), "{mock}");
+        let run = shown(&["sluice", "run", "--help"]);
+        assert!(
+            run.contains("Exit status") && run.contains("[default: "),
+            "{run}"
+        );
+    }
 }

@@ -52,6 +52,8 @@ use crate::cli::Command;
 use crate::exit::{ExitCode, Stop};
 
 fn main() {
+    // Before anything touches the heap's fresh pages.
+    allocator::no_huge_pages();
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {

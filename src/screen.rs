@@ -59,18 +59,19 @@ impl Screen {
 
     /// Updates what is shown.
     pub fn update(&self, p: &Progress) {
-        let message = p.message();
+        // The message is made only where it is shown: under `--progress
+        // never` a paced run's ticks would format it for nothing.
         if let Some(bar) = &self.bar {
             // Never 0/0: indicatif draws that as a full bar (done), which is
             // what a terminal showed while waiting for standard input.
             bar.set_length(p.total.max(p.done).max(1));
             bar.set_position(p.done);
-            bar.set_message(message);
+            bar.set_message(p.message());
         } else if let Some(last) = &self.plain
             && last.get().elapsed() >= Duration::from_secs(1)
         {
             last.set(std::time::Instant::now());
-            eprintln!("sluice: {message}");
+            eprintln!("sluice: {}", p.message());
         }
     }
 
