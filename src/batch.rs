@@ -698,12 +698,18 @@ impl State {
         insecure: bool,
     ) -> Summary {
         // Records a failed write lost: the server saw their attempts.
-        let (mut all, mut this_run) = (self.all().clone(), self.this_run.clone());
-        for lost in &self.pending {
-            all.add_unrecorded_attempts(lost.attempts);
-            this_run.add_unrecorded_attempts(lost.attempts);
-        }
-        let mut s = Summary::new(&all, &this_run, wall);
+        // Without --resume the whole output's tally is this run's: one
+        // copy (a tally's histogram is a few hundred KiB).
+        let lost = |tally: &Tally| {
+            let mut tally = tally.clone();
+            for lost in &self.pending {
+                tally.add_unrecorded_attempts(lost.attempts);
+            }
+            tally
+        };
+        let this_run = lost(&self.this_run);
+        let all = self.all.as_ref().map(lost);
+        let mut s = Summary::new(all.as_ref().unwrap_or(&this_run), &this_run, wall);
         s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
         s.learned = self.learned.values().cloned().collect();
