@@ -2,7 +2,7 @@
 //! through the sink, feeds the display and the statistics, turns signals
 //! into a drain (first) or a cancel (second), and decides the exit status.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -233,36 +233,8 @@ impl Batch {
         ui: Ui,
         stop_tx: oneshot::Sender<()>,
     ) -> Batch {
-        let resumed = prior.is_some();
-        let state = State {
-            all: prior,
-            this_run: Tally::default(),
-            in_flight: 0,
-            closed: Vec::new(),
-            report: ui.report.as_ref().map(|_| Report::default()),
-            started: Instant::now(),
-            pending: std::collections::VecDeque::new(),
-            protocols: sluice::stats::Protocols::default(),
-            settled: 0,
-            resumed,
-            resumable: ui.resumable,
-            stop_tx: Some(stop_tx),
-            signal: None,
-            write_error: None,
-            engine_error: None,
-            in_flight_lines: HashMap::default(),
-            retry_lines: HashSet::default(),
-            waiting: HashSet::default(),
-            paused: HashMap::new(),
-            redis_down: None,
-            learned: std::collections::BTreeMap::new(),
-            retry_budget: None,
-            adaptive: None,
-            ceiling: config.concurrency.get(),
-            sent: 0,
-            sent_recorded: 0,
-            cancelled: None,
-        };
+        let report = ui.report.as_ref().map(|_| Report::default());
+        let state = State::new(config, prior, report, ui.resumable, stop_tx);
         Batch {
             state,
             sink,
@@ -378,7 +350,7 @@ impl Batch {
 
 /// The hasher of the sets of line numbers kept per request: a line number
 /// times a large odd constant (Fibonacci hashing) spreads sequential lines
-/// over the table, for a multiplication instead of a SipHash (five of
+/// over the table, for a multiplication instead of a SipHash (three of
 /// them a request).
 type ByLine = std::hash::BuildHasherDefault<LineHasher>;
 
@@ -402,6 +374,17 @@ impl std::hash::Hasher for LineHasher {
     }
 }
 
+/// Where a request read and not yet recorded is.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    /// Waiting for its first attempt.
+    Waiting,
+    /// In flight, with the attempts it has started.
+    InFlight(u32),
+    /// Waiting to retry.
+    Retrying,
+}
+
 struct State {
     /// Under `--resume`: the earlier runs' records and this run's. Without
     /// it the two are the same, so only `this_run` is kept (a record is
@@ -417,19 +400,21 @@ struct State {
     /// only once written, so the summary says how far the output got.
     pending: std::collections::VecDeque<sluice::stats::RecordFacts>,
     /// HTTP and TLS versions per origin.
-    protocols: sluice::stats::Protocols,
+    protocols: sluice::stats::ProtocolCounter,
     settled: u64,
     resumed: bool,
     stop_tx: Option<oneshot::Sender<()>>,
     signal: Option<Signal>,
     write_error: Option<String>,
     engine_error: Option<String>,
-    /// Requests in flight, by line, with the attempts they have started.
-    in_flight_lines: HashMap<u64, u32, ByLine>,
-    /// Requests waiting to retry, by line.
-    retry_lines: HashSet<u64, ByLine>,
-    /// Requests read and waiting for their first attempt, by line.
-    waiting: HashSet<u64, ByLine>,
+    /// Requests read and not yet recorded or dropped, by line: one entry
+    /// each, moved from stage to stage (three hash operations a request,
+    /// where a set per stage took seven).
+    lines: HashMap<u64, Stage, ByLine>,
+    /// Of those, the requests waiting for their first attempt.
+    waiting: usize,
+    /// Of those, the requests waiting to retry.
+    retrying: usize,
     /// Paused origins and until when.
     paused: HashMap<String, (SystemTime, String)>,
     /// Under `--redis`: since when Redis has been unreachable.
@@ -453,6 +438,45 @@ struct State {
 }
 
 impl State {
+    fn new(
+        config: &Config,
+        prior: Option<Tally>,
+        report: Option<Report>,
+        resumable: bool,
+        stop_tx: oneshot::Sender<()>,
+    ) -> State {
+        let resumed = prior.is_some();
+        State {
+            all: prior,
+            this_run: Tally::default(),
+            in_flight: 0,
+            closed: Vec::new(),
+            report,
+            started: Instant::now(),
+            pending: std::collections::VecDeque::new(),
+            protocols: sluice::stats::ProtocolCounter::default(),
+            settled: 0,
+            resumed,
+            resumable,
+            stop_tx: Some(stop_tx),
+            signal: None,
+            write_error: None,
+            engine_error: None,
+            lines: HashMap::default(),
+            waiting: 0,
+            retrying: 0,
+            paused: HashMap::new(),
+            redis_down: None,
+            learned: std::collections::BTreeMap::new(),
+            retry_budget: None,
+            adaptive: None,
+            ceiling: config.concurrency.get(),
+            sent: 0,
+            sent_recorded: 0,
+            cancelled: None,
+        }
+    }
+
     /// Every record of the output: the earlier runs' too under `--resume`.
     fn all(&self) -> &Tally {
         self.all.as_ref().unwrap_or(&self.this_run)
@@ -494,14 +518,11 @@ impl State {
                 ..
             } => {
                 self.in_flight = in_flight;
-                self.waiting.remove(&line);
-                self.retry_lines.remove(&line);
-                self.in_flight_lines.insert(line, attempt);
+                self.enter(line, Stage::InFlight(attempt));
             }
             Event::Retrying { line, .. } => {
                 self.in_flight = self.in_flight.saturating_sub(1);
-                self.in_flight_lines.remove(&line);
-                self.retry_lines.insert(line);
+                self.enter(line, Stage::Retrying);
             }
             Event::OriginClosed { origin, reason } => {
                 display.println(&format!("sluice: closed {origin}: {reason}"));
@@ -511,9 +532,7 @@ impl State {
                 self.forget(line);
                 self.unrecorded(attempts);
             }
-            Event::Waiting { line, .. } => {
-                self.waiting.insert(line);
-            }
+            Event::Waiting { line, .. } => self.enter(line, Stage::Waiting),
             Event::Paused {
                 origin,
                 wait,
@@ -550,19 +569,44 @@ impl State {
         }
     }
 
+    /// Request `line` is at `stage` now.
+    fn enter(&mut self, line: u64, stage: Stage) {
+        let was = self.lines.insert(line, stage);
+        self.count(was, -1);
+        self.count(Some(stage), 1);
+    }
+
     /// A request has its record, or was dropped: it is no longer in flight,
     /// waiting to retry, or (never attempted) waiting.
     fn forget(&mut self, line: u64) {
-        self.in_flight_lines.remove(&line);
-        self.retry_lines.remove(&line);
-        self.waiting.remove(&line);
+        let was = self.lines.remove(&line);
+        self.count(was, -1);
+    }
+
+    /// Moves the counts of waiting and retrying requests by `by` for a
+    /// request at `stage`.
+    fn count(&mut self, stage: Option<Stage>, by: isize) {
+        let counter = match stage {
+            Some(Stage::Waiting) => &mut self.waiting,
+            Some(Stage::Retrying) => &mut self.retrying,
+            Some(Stage::InFlight(_)) | None => return,
+        };
+        *counter = counter.saturating_add_signed(by);
     }
 
     /// A second interrupt: what is in flight is abandoned without a record.
     /// The server saw those attempts, so the statistics count them.
     fn cancel(&mut self, signal: Signal, display: &Screen) {
-        let n = self.in_flight_lines.len() as u64;
-        for (_, attempts) in std::mem::take(&mut self.in_flight_lines) {
+        let in_flight: Vec<u32> = (self.lines.values())
+            .filter_map(|stage| match stage {
+                Stage::InFlight(attempts) => Some(*attempts),
+                _ => None,
+            })
+            .collect();
+        self.lines
+            .retain(|_, stage| !matches!(stage, Stage::InFlight(_)));
+        let n = in_flight.len() as u64;
+        for attempts in in_flight {
             self.unrecorded(attempts);
         }
         self.cancelled = Some(n);
@@ -593,8 +637,8 @@ impl State {
             total,
             exact,
             in_flight: self.in_flight,
-            waiting: self.waiting.len(),
-            retrying: self.retry_lines.len(),
+            waiting: self.waiting,
+            retrying: self.retrying,
             paused: self
                 .paused
                 .iter()
@@ -654,18 +698,24 @@ impl State {
         insecure: bool,
     ) -> Summary {
         // Records a failed write lost: the server saw their attempts.
-        let (mut all, mut this_run) = (self.all().clone(), self.this_run.clone());
-        for lost in &self.pending {
-            all.add_unrecorded_attempts(lost.attempts);
-            this_run.add_unrecorded_attempts(lost.attempts);
-        }
-        let mut s = Summary::new(&all, &this_run, wall);
+        // Without --resume the whole output's tally is this run's: one
+        // copy (a tally's histogram is a few hundred KiB).
+        let lost = |tally: &Tally| {
+            let mut tally = tally.clone();
+            for lost in &self.pending {
+                tally.add_unrecorded_attempts(lost.attempts);
+            }
+            tally
+        };
+        let this_run = lost(&self.this_run);
+        let all = self.all.as_ref().map(lost);
+        let mut s = Summary::new(all.as_ref().unwrap_or(&this_run), &this_run, wall);
         s.resumed = self.resumed;
         s.closed_origins = self.closed.clone();
         s.learned = self.learned.values().cloned().collect();
         s.retry_budget = self.retry_budget;
         s.adaptive = self.adaptive.map(|(a, _)| a);
-        s.protocols = self.protocols.clone();
+        s.protocols = self.protocols.counts();
         (s.not_written, s.not_written_exact) = feed.remaining(self.all(), &self.this_run);
         s.insecure = insecure;
         s.resumable = self.resumable;
@@ -721,6 +771,85 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice::Id;
+
+    /// Each request read is in one stage until its record or its drop:
+    /// the progress counts follow the events, and a second interrupt
+    /// cancels exactly the requests in flight, with the attempts the
+    /// server saw.
+    #[test]
+    fn requests_move_from_stage_to_stage_until_recorded_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = Sink::open(
+            &dir.path().join("out.jsonl"),
+            sluice::sink::OpenMode::Fresh,
+            false,
+        )
+        .unwrap();
+        let display = Screen::new(crate::cli::ProgressMode::Never, true, false);
+        let config = Config::default();
+        let (stop_tx, _stop_rx) = oneshot::channel();
+        let mut state = State::new(&config, None, None, false, stop_tx);
+        let id = |line| Id::line(line);
+        let mut feed = |state: &mut State, event| state.handle(event, &mut sink, &display);
+        for line in 1..=5 {
+            feed(&mut state, Event::Waiting { line, id: id(line) });
+        }
+        let started = |line, attempt| Event::Started {
+            line,
+            id: id(line),
+            attempt,
+            in_flight: 1,
+        };
+        let retrying = |line, attempt| Event::Retrying {
+            line,
+            id: id(line),
+            attempt,
+            wait: Duration::from_millis(10),
+            reason: String::new(),
+        };
+        feed(&mut state, started(1, 1));
+        feed(&mut state, started(2, 1));
+        feed(&mut state, retrying(1, 1));
+        assert_eq!((state.waiting, state.retrying), (3, 1));
+        feed(&mut state, started(1, 2));
+        feed(&mut state, started(3, 1));
+        feed(&mut state, retrying(3, 1));
+        // Dropped while waiting, and while waiting to retry.
+        feed(
+            &mut state,
+            Event::Dropped {
+                line: 4,
+                attempts: 0,
+            },
+        );
+        feed(
+            &mut state,
+            Event::Dropped {
+                line: 3,
+                attempts: 1,
+            },
+        );
+        assert_eq!((state.waiting, state.retrying), (1, 0));
+        let mut record = sluice::Record::unsent(
+            id(2),
+            2,
+            None,
+            None,
+            sluice::ErrorKind::Connect,
+            String::new(),
+        );
+        record.attempts = 1;
+        feed(&mut state, Event::Record(Box::new(record)));
+        // In flight: line 1 (its second attempt); line 5 still waits.
+        assert_eq!((state.waiting, state.retrying), (1, 0));
+        assert_eq!(state.lines.len(), 2);
+        let attempts = state.this_run.attempts;
+        state.cancel(Signal::Interrupt, &display);
+        assert_eq!(state.cancelled, Some(1));
+        assert_eq!(state.this_run.attempts - attempts, 2);
+        assert_eq!((state.lines.len(), state.waiting), (1, 1));
+    }
 
     /// While records come at least every tick, the tick's work rides on
     /// them (every tick, on a record) and the timer never fires; when they

@@ -166,7 +166,13 @@ impl Intake {
 /// Budget cells for a cost: fractional costs are rounded up.
 pub fn cost_cells(cost: f64) -> u64 {
     if cost.is_finite() && cost > 0.0 {
-        cost.ceil().min(u64::MAX as f64) as u64
+        // A whole cost (most are 1) without `ceil`, a library call.
+        let whole = cost as u64;
+        if whole as f64 == cost {
+            whole
+        } else {
+            cost.ceil().min(u64::MAX as f64) as u64
+        }
     } else {
         0
     }
@@ -331,6 +337,23 @@ mod tests {
         );
         assert_eq!(cost_cells(0.0), 0);
         assert_eq!(cost_cells(2.1), 3);
+        // Whole costs (no `ceil`) and the rest agree with `ceil` everywhere.
+        for cost in [
+            1.0,
+            2.0,
+            0.5,
+            1e-300,
+            1e15 + 0.5,
+            1.8e19,
+            2f64.powi(64),
+            1e30,
+        ] {
+            let want = cost.ceil().min(u64::MAX as f64) as u64;
+            assert_eq!(cost_cells(cost), want, "{cost}");
+        }
+        for cost in [-1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(cost_cells(cost), 0, "{cost}");
+        }
     }
 
     /// The engine names the field; a front end names its own option.

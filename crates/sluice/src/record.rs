@@ -348,7 +348,7 @@ impl Record {
     /// the record's `Serialize` (a test holds them equal), placed by hand,
     /// with no intermediate string: this runs once per request.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        use crate::json::{push_f64, push_opt_str, push_str, push_u64};
+        use crate::json::{push_duration_ms, push_opt_str, push_str, push_u64};
         out.extend_from_slice(b"{\"id\":");
         if self.id.numeric {
             // The digits were checked when the id was made.
@@ -379,7 +379,7 @@ impl Record {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"duration_ms\":");
-        push_f64(out, duration_ms(self.duration));
+        push_duration_ms(out, self.duration);
         if let Some(t) = &self.timing {
             out.extend_from_slice(b",\"queued_at\":");
             push_rfc3339(out, t.queued_at);

@@ -139,13 +139,8 @@ impl Budget {
     }
 
     fn refill(&mut self, now: Instant) {
-        let elapsed = if now > self.last {
-            let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-            self.last = now;
-            elapsed
-        } else {
-            0.0
-        };
+        let since = self.last;
+        self.last = since.max(now);
         // More than WINDOW old: `now - t > WINDOW`, i.e. `now > t + WINDOW`.
         while self.front_leaves.is_some_and(|leaves| now > leaves) {
             if let Some((_, n)) = self.recent.pop_front() {
@@ -156,8 +151,15 @@ impl Budget {
         if self.recent.is_empty() {
             self.back_ends = None;
         }
-        let cap = self.spec.per_second + self.spec.share * self.firsts as f64;
-        self.balance = (self.balance + elapsed * self.spec.per_second).min(cap.max(1.0));
+        let cap = (self.spec.per_second + self.spec.share * self.firsts as f64).max(1.0);
+        if self.balance >= cap {
+            // At the cap (a run whose retries spend little stays there),
+            // time adds nothing: no subtraction of instants, one a start.
+            self.balance = cap;
+            return;
+        }
+        let elapsed = now.saturating_duration_since(since).as_secs_f64();
+        self.balance = (self.balance + elapsed * self.spec.per_second).min(cap);
     }
 
     /// A first attempt started: it adds its share.

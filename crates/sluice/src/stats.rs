@@ -64,19 +64,105 @@ impl Protocols {
         let Some(origin) = origin_of(url) else {
             return;
         };
-        let versions = versions_label(t.http_version, t.tls_version);
-        // Looked up before allocating: this runs once per record.
-        let by_version = match self.0.get_mut(origin.as_ref()) {
+        self.add(&origin, t.http_version, t.tls_version, 1);
+    }
+
+    /// Counts `n` responses of `origin` over these versions.
+    fn add(&mut self, origin: &str, http: &'static str, tls: Option<&'static str>, n: u64) {
+        let versions = versions_label(http, tls);
+        // Looked up before allocating.
+        let by_version = match self.0.get_mut(origin) {
             Some(found) => found,
-            None => self.0.entry(origin.into_owned()).or_default(),
+            None => self.0.entry(origin.to_owned()).or_default(),
         };
         match by_version.get_mut(versions.as_ref()) {
-            Some(n) => *n += 1,
+            Some(count) => *count += n,
             None => {
-                by_version.insert(versions.into_owned(), 1);
+                by_version.insert(versions.into_owned(), n);
             }
         }
     }
+}
+
+/// [`Protocols`] counted a record at a time: a run's records come mostly
+/// from one origin over one protocol, so the last origin and versions are
+/// remembered with their records not yet counted, and a record like the
+/// last costs a comparison of its URL's start, not an origin's parse and
+/// two map lookups by text.
+#[derive(Debug, Default)]
+pub struct ProtocolCounter {
+    counted: Protocols,
+    last: Option<LastProtocol>,
+}
+
+/// The origin and versions of the last record counted, and how many
+/// records like it are not yet in the map.
+#[derive(Debug)]
+struct LastProtocol {
+    origin: String,
+    http: &'static str,
+    tls: Option<&'static str>,
+    pending: u64,
+}
+
+impl ProtocolCounter {
+    /// Counts one record's response, if it had one (as [`Protocols::note`]).
+    pub fn note(&mut self, r: &Record) {
+        let (Some(t), Some(url)) = (r.transport, r.url.as_deref()) else {
+            return;
+        };
+        if let Some(last) = &mut self.last
+            && same_text(last.http, t.http_version)
+            && match (last.tls, t.tls_version) {
+                (Some(a), Some(b)) => same_text(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
+            && has_origin(url, &last.origin)
+        {
+            last.pending += 1;
+            return;
+        }
+        let Some(origin) = origin_of(url) else {
+            return;
+        };
+        self.settle();
+        self.last = Some(LastProtocol {
+            origin: origin.into_owned(),
+            http: t.http_version,
+            tls: t.tls_version,
+            pending: 1,
+        });
+    }
+
+    /// Every record counted so far.
+    pub fn counts(&self) -> Protocols {
+        let mut all = self.counted.clone();
+        if let Some(last) = &self.last {
+            all.add(&last.origin, last.http, last.tls, last.pending);
+        }
+        all
+    }
+
+    /// Moves the last origin's pending records into the map.
+    fn settle(&mut self) {
+        if let Some(last) = self.last.take() {
+            (self.counted).add(&last.origin, last.http, last.tls, last.pending);
+        }
+    }
+}
+
+/// Equal texts, most often the same constant (compared by address first).
+fn same_text(a: &'static str, b: &'static str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+/// True when `url`, a record's URL, is at `origin` (a serialised origin):
+/// its text starts with the origin's and its authority ends there. An
+/// origin's text has no user information, so a URL with some never
+/// matches (it is then parsed).
+fn has_origin(url: &str, origin: &str) -> bool {
+    url.strip_prefix(origin)
+        .is_some_and(|rest| matches!(rest.bytes().next(), None | Some(b'/' | b'?' | b'#')))
 }
 
 /// "HTTP/1.1 TLSv1.3": the versions that carried a response, as the
@@ -190,11 +276,14 @@ impl Tally {
         self.attempts += u64::from(o.attempts);
         self.retries += u64::from(o.attempts.saturating_sub(1));
         if o.attempts > 0 {
-            self.max_ms = self.max_ms.max(crate::record::duration_ms(o.duration));
-            let us = u64::try_from(o.duration.as_micros())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            self.latency_us.saturating_record(us);
+            // Converted from a `u64`, not the `u128` of `duration_ms` (a
+            // library call each): the same float below 2^64 microseconds.
+            let (us, ms) = match u64::try_from(o.duration.as_micros()) {
+                Ok(us) => (us, us as f64 / 1000.0),
+                Err(_) => (u64::MAX, crate::record::duration_ms(o.duration)),
+            };
+            self.max_ms = self.max_ms.max(ms);
+            self.latency_us.saturating_record(us.max(1));
         }
     }
 
@@ -290,6 +379,56 @@ mod tests {
                 .ascii_serialization();
             assert_eq!(origin_of(&url).as_deref(), Some(want.as_str()), "{url}");
         }
+    }
+
+    /// Counting a record at a time, remembering the last origin, counts
+    /// as `Protocols::note` does, whatever the order of origins and
+    /// versions (user information, ports, paths and queries included).
+    #[test]
+    fn the_counter_counts_as_protocols_do() {
+        let urls = [
+            "http://127.0.0.1:8080/fast?x=1",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:80800/fast",
+            "http://127.0.0.1:8080@evil.example/x",
+            "http://user:REDACTED@127.0.0.1:8080/x",
+            "https://example.com/a@b",
+            "https://example.com#f",
+            "https://example.com?q",
+            "https://example.community/",
+        ];
+        let versions = [
+            ("HTTP/1.1", None),
+            ("HTTP/1.1", Some("TLSv1.3")),
+            ("HTTP/2", Some("TLSv1.3")),
+        ];
+        let mut rng = fastrand::Rng::with_seed(11);
+        let (mut counter, mut protocols) = (ProtocolCounter::default(), Protocols::default());
+        for i in 0..2_000 {
+            let mut r = Record::unsent(
+                crate::record::Id::line(1),
+                1,
+                None,
+                None,
+                ErrorKind::Connect,
+                String::new(),
+            );
+            // Runs of the same origin, as a run's records mostly come.
+            let url = urls[rng.usize(..urls.len()).min(i % 7)];
+            r.url = (i % 13 != 0).then(|| url.to_string());
+            let (http, tls) = versions[rng.usize(..versions.len()) * usize::from(i % 5 == 0)];
+            r.transport = (i % 11 != 0).then_some(crate::record::Transport {
+                http_version: http,
+                tls_version: tls,
+            });
+            counter.note(&r);
+            protocols.note(&r);
+            if i % 500 == 0 {
+                assert_eq!(counter.counts(), protocols, "after {i}");
+            }
+        }
+        assert_eq!(counter.counts(), protocols);
+        assert!(protocols.0.len() > 3, "{protocols:?}");
     }
 
     /// The constant labels are the formatted ones.

@@ -178,10 +178,17 @@ impl Stopwatch {
         self.waits.rate += ms(now.saturating_sub(rate_from));
         let first = *self.first.get_or_insert(now);
         self.running = Some(now);
-        self.attempts.push(AttemptTime {
+        let attempt = AttemptTime {
             start_ms: ms(now.saturating_sub(first)),
             ..AttemptTime::default()
-        });
+        };
+        if self.attempts.is_empty() {
+            // Most requests make one attempt: room for exactly one, where
+            // a push reserved four through the growth path.
+            self.attempts = vec![attempt];
+        } else {
+            self.attempts.push(attempt);
+        }
     }
 
     /// The running attempt ended at `now`.

@@ -446,18 +446,23 @@ impl Scheduler {
     }
 
     fn origin_of(&mut self, req: &Request, now: Instant) -> usize {
+        let url = &req.url;
+        // The last origin's name, then the path: that origin (a name has
+        // no user information, so a URL with some never passes), found
+        // without asking the URL for its parts.
+        if let Some(last) = self.origins.get(self.last_origin)
+            && (url.as_str().strip_prefix(last.name())).is_some_and(|rest| rest.starts_with('/'))
+        {
+            return self.last_origin;
+        }
         // Without user information, an http(s) URL's text before the path
         // is its origin's serialisation: no allocation per request.
-        let url = &req.url;
         let name: std::borrow::Cow<'_, str> =
             if url.username().is_empty() && url.password().is_none() {
                 std::borrow::Cow::Borrowed(&url[..url::Position::BeforePath])
             } else {
                 std::borrow::Cow::Owned(url.origin().ascii_serialization())
             };
-        if (self.origins.get(self.last_origin)).is_some_and(|o| o.name() == name.as_ref()) {
-            return self.last_origin;
-        }
         if let Some(&i) = self.by_name.get(name.as_ref()) {
             self.last_origin = i;
             return i;
