@@ -1,0 +1,112 @@
+//! A run with a [`sluice::worker::Worker`]: its attempts run on the
+//! worker's thread, with the same records and exact concurrency as on one
+//! thread, and dropping the run still cancels everything in flight.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sluice::worker::Worker;
+use sluice::{Config, Event, Input, Request};
+use sluice_mock::MockServer;
+
+/// Polls the mock's counters every 10 ms for at most 10 s until `done`.
+async fn until(mock: &MockServer, done: impl Fn(&sluice_mock::Stats) -> bool) -> bool {
+    for _ in 0..1000 {
+        if done(&mock.stats()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+async fn mock() -> MockServer {
+    MockServer::start("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the mock starts")
+}
+
+fn gets(mock: &MockServer, path: &str, n: u64) -> impl Iterator<Item = Input> + use<> {
+    let url = url::Url::parse(&format!("{}{path}", mock.url())).expect("a URL");
+    (1..=n).map(move |line| Input::from(Request::get(line, url.clone())))
+}
+
+fn concurrency(c: usize) -> Config {
+    Config::builder()
+        .concurrency(NonZeroUsize::new(c).expect("not zero"))
+        .build()
+        .expect("a config")
+}
+
+#[tokio::test]
+async fn a_run_on_a_worker_gives_one_record_per_request_at_exactly_c() {
+    let mock = mock().await;
+    let worker = Worker::start().expect("the worker starts");
+    let inputs = futures::stream::iter(gets(&mock, "/delay/0.05", 60));
+    let run = sluice::engine::run_with_worker(
+        concurrency(6),
+        None,
+        inputs,
+        std::future::pending(),
+        &worker,
+    )
+    .expect("the run starts");
+    // The caller may let its handle go: the run keeps the worker.
+    drop(worker);
+    let mut lines: Vec<u64> = tokio::time::timeout(Duration::from_secs(30), async {
+        run.filter_map(|e| async move {
+            match e {
+                Event::Record(r) if r.ok => Some(r.line),
+                _ => None,
+            }
+        })
+        .collect()
+        .await
+    })
+    .await
+    .expect("the run ends");
+    lines.sort_unstable();
+    assert_eq!(lines, (1..=60).collect::<Vec<_>>());
+    let stats = mock.stats();
+    assert_eq!(stats.requests, 60);
+    assert_eq!(stats.peak_in_flight, 6);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropping_a_run_on_a_worker_aborts_the_attempts_in_flight() {
+    let mock = mock().await;
+    let worker = Worker::start().expect("the worker starts");
+    // Answers that would take a minute.
+    let inputs = futures::stream::iter(gets(&mock, "/delay/60", 3));
+    let mut run = sluice::engine::run_with_worker(
+        concurrency(3),
+        None,
+        inputs,
+        std::future::pending(),
+        &worker,
+    )
+    .expect("the run starts");
+    let mut started = 0;
+    while started < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), run.next()).await {
+            Ok(Some(Event::Started { .. })) => started += 1,
+            Ok(Some(_)) => {}
+            other => panic!("the run ended or stalled before three starts: {other:?}"),
+        }
+    }
+    assert!(
+        until(&mock, |s| s.in_flight == 3).await,
+        "three requests in flight at the server"
+    );
+    // The worker lives on (the caller holds it): only the run's attempts go.
+    drop(run);
+    assert!(
+        until(&mock, |s| s.open_connections == 0).await,
+        "the connections closed once the run was dropped: {} open",
+        mock.stats().open_connections
+    );
+    drop(worker);
+    mock.shutdown().await;
+}
