@@ -252,7 +252,7 @@ impl Report {
     fn send(&mut self, outcome: Option<Outcome>) {
         self.done = true;
         let end = (self.ticket, outcome, self.sent, Instant::now());
-        let _ = self.ends.send((self.key, end));
+        crate::worker::send_end(&self.ends, self.key, end);
     }
 }
 
