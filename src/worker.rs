@@ -1,9 +1,8 @@
-//! The CLI's second thread: an unpaced run's engine (its driver, attempts
-//! and connections) runs there while the batch loop (records to the
-//! output, the display, signals) stays on the main thread (see
-//! ARCHITECTURE.md, "The process"). Started by the first run that splits,
-//! it lives as long as the process: at exit, or after a second Ctrl-C (the
-//! run dropped, its attempts aborted), nothing waits for it.
+//! The CLI's second thread: an unpaced run's attempts and connections run
+//! there while the engine's driver and the batch loop stay on the main
+//! thread (see ARCHITECTURE.md, "The process"). Started by the first run
+//! that splits, it lives as long as the process: at exit, or after a second
+//! Ctrl-C (the run dropped, its attempts aborted), nothing waits for it.
 
 use std::future::Future;
 use std::sync::OnceLock;

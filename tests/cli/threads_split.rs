@@ -1,7 +1,6 @@
-//! An unpaced run carries its engine (driver, attempts, connections) on a
-//! second thread (`sluice-worker`) while the main thread writes the
-//! records, with the same exact concurrency and one record per line; a
-//! paced run stays on one thread.
+//! An unpaced run carries its attempts and connections on a second thread
+//! (`sluice-worker`) beside the engine's driver, with the same exact
+//! concurrency and one record per line; a paced run stays on one thread.
 
 use crate::support::*;
 
@@ -40,7 +39,7 @@ async fn worker_while_in_flight(extra: &[&str]) -> bool {
 }
 
 #[tokio::test]
-async fn an_unpaced_run_carries_its_engine_on_a_worker_thread() {
+async fn an_unpaced_run_carries_its_attempts_on_a_worker_thread() {
     assert!(worker_while_in_flight(&[]).await, "a sluice-worker thread");
 }
 

@@ -171,15 +171,13 @@ where
     S: Stream<Item = Input> + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    start(config, limiter, inputs, shutdown, None)
+    start(config, limiter, inputs, shutdown, Placement::Here)
 }
 
-/// [`run_shared`], with the engine on `worker`'s thread when [`splits`]
-/// says so: the driver, the attempts and their connections run there, and
-/// the caller's thread only consumes the events (an unpaced run's consumer,
-/// writing records, takes a tenth of its CPU). Otherwise the run stays on
-/// the current runtime whole. The run keeps the worker's thread while it
-/// lasts.
+/// [`run_shared`], with the attempts (and their connections) on `worker`'s
+/// thread when [`splits`] says so, the driver staying on the current
+/// runtime: two cores carry an unpaced run. Otherwise the run stays on the
+/// current runtime whole.
 ///
 /// # Errors
 /// As [`run`]: a configuration the HTTP client cannot be built from.
@@ -194,16 +192,21 @@ where
     S: Stream<Item = Input> + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let worker = splits(&config).then_some(worker);
-    start(config, limiter, inputs, shutdown, worker)
+    start(
+        config,
+        limiter,
+        inputs,
+        shutdown,
+        Placement::Attempts(worker),
+    )
 }
 
-/// True when [`run_with_worker`] puts a run's engine on the worker: the run
-/// is not paced (no rate, budget or per-origin rate, nothing shared on
-/// Redis). A paced run's events come one or a few at a time, and across
-/// threads each batch would cost a wake-up of the consumer's thread, more
-/// CPU than the work itself (see ARCHITECTURE.md, "The process"); it stays
-/// on one thread, and so needs no worker.
+/// True when [`run_with_worker`] puts a run's attempts on the worker: the
+/// run is not paced (no rate, budget or per-origin rate, nothing shared on
+/// Redis). A paced run's starts come one or a few at a time, and on two
+/// threads each would cost a wake-up of the worker and another of the
+/// driver at its end, more CPU than the work itself (see ARCHITECTURE.md,
+/// "The process"); it stays on one thread, and so needs no worker.
 pub fn splits(config: &Config) -> bool {
     config.rate.is_none()
         && config.budget.is_none()
@@ -211,18 +214,29 @@ pub fn splits(config: &Config) -> bool {
         && config.shared.is_none()
 }
 
-/// Builds the run and spawns its driver, on `worker`'s runtime if given.
+/// Where a run's attempts run.
+enum Placement<'w> {
+    /// On the driver's runtime.
+    Here,
+    /// On a worker's thread.
+    Attempts(&'w Worker),
+}
+
 fn start<S, F>(
     config: Config,
     limiter: Option<Limiter>,
     inputs: S,
     shutdown: F,
-    worker: Option<&Worker>,
+    placement: Placement<'_>,
 ) -> Result<Run, ClientError>
 where
     S: Stream<Item = Input> + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    let placement = match placement {
+        Placement::Attempts(_) if !splits(&config) => Placement::Here,
+        other => other,
+    };
     let client = client::build(&config)?;
     let (tx, rx) = mpsc::channel(EVENT_BATCHES);
     let (ended, ends) = mpsc::unbounded_channel();
@@ -238,21 +252,20 @@ where
         #[cfg(test)]
         panic_after_exchange: false,
     };
+    let tasks = match placement {
+        Placement::Attempts(worker) => Tasks::on(worker, crew, ended),
+        Placement::Here => Tasks::here(crew, ended),
+    };
     let driver = Driver {
         scheduler,
         events: tx,
         outbox: Vec::new(),
-        tasks: Tasks::new(crew, ended),
+        tasks,
         ends,
         shared: limiter.map(Link::start),
         began,
-        _worker: worker.cloned(),
     };
-    let carry_out = driver.carry_out(Box::pin(inputs), Box::pin(shutdown));
-    let task = match worker {
-        Some(worker) => worker.handle().spawn(carry_out),
-        None => tokio::spawn(carry_out),
-    };
+    let task = tokio::spawn(driver.carry_out(Box::pin(inputs), Box::pin(shutdown)));
     Ok(Run {
         events: rx,
         batch: Vec::new().into_iter(),
@@ -281,8 +294,6 @@ struct Driver {
     /// When the scheduler paces starts: each attempt's ticket and the
     /// instant its task first ran, read before the next step.
     began: Option<Began>,
-    /// The thread the driver runs on, if a worker's: kept while it runs.
-    _worker: Option<Worker>,
 }
 
 /// At most this many finished attempts, or input lines already read, are
@@ -389,6 +400,7 @@ impl Driver {
                 }
             }
         }
+        self.tasks.hand_over();
         if !self.outbox.is_empty() {
             // The next batch is likely as long: room for it at once, not a
             // growth step at a time.

@@ -1,6 +1,6 @@
 //! The attempts' tasks: each attempt runs as a task of its own, on the
-//! driver's runtime, and reports its end to the driver exactly once,
-//! whatever becomes of it (see [`Report`]).
+//! driver's runtime or on a [`Worker`]'s, and reports its end to the driver
+//! exactly once, whatever becomes of it (see [`Report`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,7 @@ use crate::client::Clients;
 use crate::config::Config;
 use crate::record::ErrorKind;
 use crate::scheduler::{Attempt, Ticket};
+use crate::worker::Worker;
 
 /// What an attempt's task gives back: its ticket, its outcome (`None`:
 /// abandoned), when its request was sent and when it ended.
@@ -23,7 +24,9 @@ pub(crate) type Ended = (Ticket, Option<Outcome>, Option<Instant>, Instant);
 
 /// Where attempts' tasks send what became of them, with their key in
 /// [`Tasks`]: a channel's send and receive, where a `JoinSet` cost a locked
-/// list's entry each and about 1 K instructions an attempt.
+/// list's entry each and about 1 K instructions an attempt. Its receiver's
+/// waker is taken by the first send, so a driver busy elsewhere (or on
+/// another thread) is woken once for all the ends that come meanwhile.
 pub(crate) type Ends = mpsc::UnboundedSender<(usize, Ended)>;
 
 /// The instants attempts began, as they write them: no wake-up of the
@@ -46,46 +49,137 @@ pub(crate) struct Crew {
     pub(crate) panic_after_exchange: bool,
 }
 
-/// The attempts' tasks running, each under the key its end is reported
-/// with, on the runtime the driver runs on (hyper's connection tasks, spawned
-/// from the attempt, with them). Dropped with the driver, it aborts them
-/// all (a dropped [`crate::Run`] closes its connections at once).
+/// The attempts in flight as the driver sees them: a key each (a slab of
+/// keys: the driver hears an end by its key), and where their tasks run.
+/// Dropped with the driver, it cancels every attempt in flight (a dropped
+/// [`crate::Run`] closes its connections at once).
 pub(crate) struct Tasks {
-    tasks: Slab<JoinHandle<()>>,
-    crew: Crew,
+    keys: Slab<()>,
     ends: Ends,
+    place: Place,
 }
 
+enum Place {
+    /// On the driver's own runtime.
+    Here(Spawner),
+    /// On a worker thread: the starts of one turn of the driver are handed
+    /// over in one send (one wake-up of the worker, not one a start), to a
+    /// task there that spawns them ([`spawn_handed`]).
+    Worker {
+        starts: Vec<Job>,
+        to: mpsc::UnboundedSender<Vec<Job>>,
+        /// Held so the worker's thread lives as long as the run.
+        _worker: Worker,
+    },
+}
+
+/// An attempt handed to a spawner, with the report of its end.
+type Job = (Attempt, Report);
+
 impl Tasks {
-    pub(crate) fn new(crew: Crew, ends: Ends) -> Tasks {
+    /// Attempts run as tasks of the runtime the driver runs on.
+    pub(crate) fn here(crew: Crew, ends: Ends) -> Tasks {
         Tasks {
-            tasks: Slab::new(),
-            crew,
+            keys: Slab::new(),
             ends,
+            place: Place::Here(Spawner::new(crew)),
+        }
+    }
+
+    /// Attempts run as tasks on `worker`'s thread (and with them the
+    /// connections they open: hyper's connection tasks are spawned from
+    /// the attempt), started in batches.
+    pub(crate) fn on(worker: &Worker, crew: Crew, ends: Ends) -> Tasks {
+        let (to, handed) = mpsc::unbounded_channel();
+        worker
+            .handle()
+            .spawn(spawn_handed(handed, Spawner::new(crew)));
+        Tasks {
+            keys: Slab::new(),
+            ends,
+            place: Place::Worker {
+                starts: Vec::new(),
+                to,
+                _worker: worker.clone(),
+            },
         }
     }
 
     /// True when no attempt is in flight.
     pub(crate) fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.keys.is_empty()
     }
 
-    /// Starts `attempt` as a task of its own.
+    /// Starts `attempt` (on a worker: at the next [`Tasks::hand_over`]).
     pub(crate) fn start(&mut self, attempt: Attempt) {
-        let report = Report::new(self.tasks.vacant_key(), attempt.ticket, self.ends.clone());
-        let task = tokio::spawn(attempt_task(self.crew.clone(), attempt, report));
-        self.tasks.insert(task);
+        let key = self.keys.insert(());
+        let report = Report::new(key, attempt.ticket, self.ends.clone());
+        match &mut self.place {
+            Place::Here(spawner) => spawner.spawn(attempt, report),
+            Place::Worker { starts, .. } => starts.push((attempt, report)),
+        }
+    }
+
+    /// Hands the starts decided since the last call to the worker, in one
+    /// send. A worker gone (its thread died) drops them, and each reports
+    /// an internal failure.
+    pub(crate) fn hand_over(&mut self) {
+        if let Place::Worker { starts, to, .. } = &mut self.place
+            && !starts.is_empty()
+        {
+            // The next turn likely starts as many: room for them at once.
+            let room = Vec::with_capacity(starts.len());
+            let _ = to.send(std::mem::replace(starts, room));
+        }
     }
 
     /// The attempt of `key` has ended: its key can be used again.
     pub(crate) fn ended(&mut self, key: usize) {
-        self.tasks.try_remove(key);
+        self.keys.try_remove(key);
     }
 }
 
-impl Drop for Tasks {
+/// The worker's side of [`Place::Worker`]: spawns the attempts handed over
+/// until the driver goes, then (dropping the spawner) aborts those still
+/// running.
+async fn spawn_handed(mut handed: mpsc::UnboundedReceiver<Vec<Job>>, mut spawner: Spawner) {
+    while let Some(jobs) = handed.recv().await {
+        for (attempt, report) in jobs {
+            spawner.spawn(attempt, report);
+        }
+    }
+}
+
+/// Spawns attempts on the runtime it runs on and keeps their handles, one
+/// per key: a key comes back only once its attempt has ended, so the
+/// handle it holds then is done with and is replaced. Dropped, it aborts
+/// every task still running.
+struct Spawner {
+    crew: Crew,
+    handles: Vec<Option<JoinHandle<()>>>,
+}
+
+impl Spawner {
+    fn new(crew: Crew) -> Spawner {
+        Spawner {
+            crew,
+            handles: Vec::new(),
+        }
+    }
+
+    fn spawn(&mut self, attempt: Attempt, report: Report) {
+        let key = report.key;
+        let task = tokio::spawn(attempt_task(self.crew.clone(), attempt, report));
+        if self.handles.len() <= key {
+            self.handles.resize_with(key + 1, || None);
+        }
+        self.handles[key] = Some(task);
+    }
+}
+
+impl Drop for Spawner {
     fn drop(&mut self) {
-        for task in self.tasks.drain() {
+        for task in self.handles.iter().flatten() {
             task.abort();
         }
     }
@@ -129,7 +223,7 @@ async fn attempt_task(crew: Crew, attempt: Attempt, mut report: Report) {
 /// out reports exactly once: [`Report::send`] at its end, or, dropped
 /// unsent, an internal failure — when its task panics outside the
 /// exchange's own `catch_unwind` (the abandon `select!`), is aborted, or
-/// is dropped before it ran (its runtime shut down first). A report sent
+/// is dropped before it ran (a hand-over to a worker lost). A report sent
 /// after the driver has gone is dropped unread. (The outcome is not kept
 /// in it: it would make every attempt's task larger, and a task is copied
 /// whole when it is spawned and when it ends.)
@@ -158,7 +252,7 @@ impl Report {
     fn send(&mut self, outcome: Option<Outcome>) {
         self.done = true;
         let end = (self.ticket, outcome, self.sent, Instant::now());
-        let _ = self.ends.send((self.key, end));
+        crate::worker::send_end(&self.ends, self.key, end);
     }
 }
 
@@ -246,23 +340,18 @@ mod tests {
         }
     }
 
-    /// An attempt's task dropped before it ran (its runtime shut down
-    /// first) reports an internal failure.
+    /// An attempt handed over but never run (its worker gone with the
+    /// hand-over) reports an internal failure when it is dropped.
     #[test]
-    fn a_task_dropped_before_it_ran_reports_its_end() {
+    fn a_job_dropped_before_it_ran_reports_its_end() {
         let config = Arc::new(Config::default());
         let attempt = first_attempt(&config, "http://127.0.0.1:9/");
         let ticket = attempt.ticket;
-        let crew = Crew {
-            client: crate::client::build(&config).expect("a client"),
-            config,
-            began: None,
-            panic_after_exchange: false,
-        };
         let (ends, mut ended) = mpsc::unbounded_channel();
-        drop(attempt_task(crew, attempt, Report::new(3, ticket, ends)));
-        let (key, (got, outcome, sent, _)) = ended.try_recv().expect("the dropped task reported");
-        assert_eq!((key, got), (3, ticket));
+        let job: Job = (attempt, Report::new(3, ticket, ends));
+        drop(job);
+        let (key, (_, outcome, sent, _)) = ended.try_recv().expect("the dropped job reported");
+        assert_eq!(key, 3);
         assert!(sent.is_none());
         assert!(matches!(outcome, Some(Outcome::Failed(_))));
     }

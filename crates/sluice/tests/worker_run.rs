@@ -1,7 +1,6 @@
-//! A run with a [`sluice::worker::Worker`]: its engine (driver, attempts,
-//! connections) runs on the worker's thread, with the same records and
-//! exact concurrency as on one thread, and dropping the run still cancels
-//! everything in flight.
+//! A run with a [`sluice::worker::Worker`]: its attempts run on the
+//! worker's thread, with the same records and exact concurrency as on one
+//! thread, and dropping the run still cancels everything in flight.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
