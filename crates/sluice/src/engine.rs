@@ -176,7 +176,7 @@ where
 
 /// [`run_shared`], with the attempts (and their connections) on `worker`'s
 /// thread when [`splits`] says so, the driver staying on the current
-/// runtime: two cores carry an unpaced run. Otherwise the run stays on the
+/// runtime: two cores carry a busy unpaced run. Otherwise the run stays on the
 /// current runtime whole.
 ///
 /// # Errors
@@ -203,16 +203,25 @@ where
 
 /// True when [`run_with_worker`] puts a run's attempts on the worker: the
 /// run is not paced (no rate, budget or per-origin rate, nothing shared on
-/// Redis). A paced run's starts come one or a few at a time, and on two
-/// threads each would cost a wake-up of the worker and another of the
-/// driver at its end, more CPU than the work itself (see ARCHITECTURE.md,
-/// "The process"); it stays on one thread, and so needs no worker.
+/// Redis) and has at least [`SPLIT_CONCURRENCY`] slots. Every start and end
+/// then crosses threads, and only a run with many attempts in flight
+/// hands them over in batches large enough to pay for it; a paced run's
+/// starts come one or a few at a time, each a wake-up of the worker and
+/// another of the driver at its end, more CPU than the work itself (see
+/// ARCHITECTURE.md, "The process"). Such runs stay on one thread.
 pub fn splits(config: &Config) -> bool {
-    config.rate.is_none()
+    config.concurrency.get() >= SPLIT_CONCURRENCY
+        && config.rate.is_none()
         && config.budget.is_none()
         && config.per_host_rate.is_none()
         && config.shared.is_none()
 }
+
+/// The least `concurrency` a run splits at. Measured on a quiet 2-core
+/// machine against a one-thread upstream (BENCHMARKS.md, "A second thread
+/// for unpaced runs"): two threads were 15% faster at 200 slots, 6% at
+/// 100, even at 50 and 18% slower at 15.
+pub const SPLIT_CONCURRENCY: usize = 100;
 
 /// Where a run's attempts run.
 enum Placement<'w> {

@@ -1,11 +1,13 @@
-//! A run with a [`sluice::worker::Worker`]: its attempts run on the
-//! worker's thread, with the same records and exact concurrency as on one
-//! thread, and dropping the run still cancels everything in flight.
+//! A run with a [`sluice::worker::Worker`] and enough slots to split: its
+//! attempts run on the worker's thread, with the same records and exact
+//! concurrency as on one thread, and dropping the run still cancels
+//! everything in flight.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use futures::StreamExt;
+use sluice::engine::SPLIT_CONCURRENCY;
 use sluice::worker::Worker;
 use sluice::{Config, Event, Input, Request};
 use sluice_mock::MockServer;
@@ -43,9 +45,11 @@ fn concurrency(c: usize) -> Config {
 async fn a_run_on_a_worker_gives_one_record_per_request_at_exactly_c() {
     let mock = mock().await;
     let worker = Worker::start().expect("the worker starts");
-    let inputs = futures::stream::iter(gets(&mock, "/delay/0.05", 60));
+    let c = SPLIT_CONCURRENCY;
+    let n = 3 * c as u64;
+    let inputs = futures::stream::iter(gets(&mock, "/delay/0.05", n));
     let run = sluice::engine::run_with_worker(
-        concurrency(6),
+        concurrency(c),
         None,
         inputs,
         std::future::pending(),
@@ -67,10 +71,10 @@ async fn a_run_on_a_worker_gives_one_record_per_request_at_exactly_c() {
     .await
     .expect("the run ends");
     lines.sort_unstable();
-    assert_eq!(lines, (1..=60).collect::<Vec<_>>());
+    assert_eq!(lines, (1..=n).collect::<Vec<_>>());
     let stats = mock.stats();
-    assert_eq!(stats.requests, 60);
-    assert_eq!(stats.peak_in_flight, 6);
+    assert_eq!(stats.requests, n);
+    assert_eq!(stats.peak_in_flight, c as u64);
     mock.shutdown().await;
 }
 
@@ -79,9 +83,10 @@ async fn dropping_a_run_on_a_worker_aborts_the_attempts_in_flight() {
     let mock = mock().await;
     let worker = Worker::start().expect("the worker starts");
     // Answers that would take a minute.
-    let inputs = futures::stream::iter(gets(&mock, "/delay/60", 3));
+    let c = SPLIT_CONCURRENCY;
+    let inputs = futures::stream::iter(gets(&mock, "/delay/60", c as u64));
     let mut run = sluice::engine::run_with_worker(
-        concurrency(3),
+        concurrency(c),
         None,
         inputs,
         std::future::pending(),
@@ -89,16 +94,16 @@ async fn dropping_a_run_on_a_worker_aborts_the_attempts_in_flight() {
     )
     .expect("the run starts");
     let mut started = 0;
-    while started < 3 {
+    while started < c {
         match tokio::time::timeout(Duration::from_secs(10), run.next()).await {
             Ok(Some(Event::Started { .. })) => started += 1,
             Ok(Some(_)) => {}
-            other => panic!("the run ended or stalled before three starts: {other:?}"),
+            other => panic!("the run ended or stalled before {c} starts: {other:?}"),
         }
     }
     assert!(
-        until(&mock, |s| s.in_flight == 3).await,
-        "three requests in flight at the server"
+        until(&mock, |s| s.in_flight == c as u64).await,
+        "every request in flight at the server"
     );
     // The worker lives on (the caller holds it): only the run's attempts go.
     drop(run);
