@@ -68,8 +68,9 @@ fn main() {
     // One thread runs the command (see ARCHITECTURE.md, "The process"):
     // the engine, its attempts and hyper's connections hand work to each
     // other several times a request, and across threads every hand-over is
-    // a wake-up and context switches. An unpaced run's attempts and their
-    // connections go to a second thread (`worker`), handed over in batches.
+    // a wake-up and context switches. A busy unpaced run's attempts and
+    // their connections go to a second thread (`worker`), handed over in
+    // batches.
     // Blocking work (reading input files, building TLS lanes) goes to
     // tokio's blocking pool.
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -1,4 +1,4 @@
-//! The CLI's second thread: an unpaced run's attempts and connections run
+//! The CLI's second thread: a busy unpaced run's attempts and connections run
 //! there while the engine's driver and the batch loop stay on the main
 //! thread (see ARCHITECTURE.md, "The process"). Started by the first run
 //! that splits, it lives as long as the process: at exit, or after a second
