@@ -219,8 +219,8 @@ pub fn splits(config: &Config) -> bool {
 
 /// The least `concurrency` a run splits at. Measured on a quiet 2-core
 /// machine against a one-thread upstream (BENCHMARKS.md, "A second thread
-/// for unpaced runs"): two threads were 15% faster at 200 slots, 6% at
-/// 100, even at 50 and 18% slower at 15.
+/// for unpaced runs"): two threads took 6–15% less time at 200 slots (two
+/// quiet windows), 6% at 100, as long at 50 and 18% longer at 15.
 pub const SPLIT_CONCURRENCY: usize = 100;
 
 /// Where a run's attempts run.
