@@ -141,7 +141,7 @@ pub async fn drive(
     };
     let shared = ui.shared.take();
     let mut batch = Batch::new(&config, feed, sink, prior, ui, stop_tx);
-    let mut run = sluice::engine::run_shared(config, shared, inputs, shutdown)
+    let mut run = crate::worker::start_run(config, shared, inputs, shutdown)
         .map_err(|e| crate::run::Usage(e.into()))?;
     batch.greet();
     let mut tick = Tick::new();

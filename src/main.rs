@@ -40,6 +40,7 @@ mod run;
 mod screen;
 mod settings;
 mod signals;
+mod worker;
 
 // mimalloc: each request makes many small, short-lived allocations
 // (headers, URLs, futures, records); mimalloc serves them faster than
@@ -66,11 +67,14 @@ fn main() {
             std::process::exit(code.code());
         }
     };
-    // One thread runs everything (see ARCHITECTURE.md, "The process"): the
-    // engine, its attempts and hyper's connections hand work to each other
-    // several times a request, and across threads every hand-over is a
-    // futex wake-up and context switches. Blocking work (reading input
-    // files, building TLS lanes) goes to tokio's blocking pool.
+    // One thread runs the command (see ARCHITECTURE.md, "The process"):
+    // the engine, its attempts and hyper's connections hand work to each
+    // other several times a request, and across threads every hand-over is
+    // a wake-up and context switches. A busy unpaced run's attempts and
+    // their connections go to a second thread (`worker`), handed over in
+    // batches.
+    // Blocking work (reading input files, building TLS lanes) goes to
+    // tokio's blocking pool.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -48,6 +48,7 @@ mod shared_limits;
 mod signals;
 mod snapshots;
 mod support;
+mod threads_split;
 mod tls;
 mod tokens;
 mod transport;

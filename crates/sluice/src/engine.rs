@@ -4,27 +4,25 @@
 //! Attempts run as their own tasks; a request waiting to retry holds no slot.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use futures::{FutureExt, Stream, StreamExt};
-use slab::Slab;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::alarm::Alarm;
-use crate::attempt::{self, Outcome};
-use crate::client::{self, ClientError, Clients};
+use crate::client::{self, ClientError};
 use crate::config::Config;
 use crate::event::Event;
-use crate::record::ErrorKind;
 use crate::request::Input;
-use crate::scheduler::{Action, Attempt, Scheduler, Ticket};
+use crate::scheduler::{Action, Scheduler};
 use crate::shared::{Limiter, Link, link};
+use crate::tasks::{Began, Crew, Ended, Tasks};
+use crate::worker::Worker;
 
 /// A running batch: a stream of [`Event`]s that ends when every request has
 /// its record (or the run drained). Dropping it cancels everything in flight.
@@ -173,6 +171,81 @@ where
     S: Stream<Item = Input> + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    start(config, limiter, inputs, shutdown, Placement::Here)
+}
+
+/// [`run_shared`], with the attempts (and their connections) on `worker`'s
+/// thread when [`splits`] says so, the driver staying on the current
+/// runtime: two cores carry a busy unpaced run. Otherwise the run stays on the
+/// current runtime whole.
+///
+/// # Errors
+/// As [`run`]: a configuration the HTTP client cannot be built from.
+pub fn run_with_worker<S, F>(
+    config: Config,
+    limiter: Option<Limiter>,
+    inputs: S,
+    shutdown: F,
+    worker: &Worker,
+) -> Result<Run, ClientError>
+where
+    S: Stream<Item = Input> + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    start(
+        config,
+        limiter,
+        inputs,
+        shutdown,
+        Placement::Attempts(worker),
+    )
+}
+
+/// True when [`run_with_worker`] puts a run's attempts on the worker: the
+/// run is not paced (no rate, budget or per-origin rate, nothing shared on
+/// Redis) and has at least [`SPLIT_CONCURRENCY`] slots. Every start and end
+/// then crosses threads, and only a run with many attempts in flight
+/// hands them over in batches large enough to pay for it; a paced run's
+/// starts come one or a few at a time, each a wake-up of the worker and
+/// another of the driver at its end, more CPU than the work itself (see
+/// ARCHITECTURE.md, "The process"). Such runs stay on one thread.
+pub fn splits(config: &Config) -> bool {
+    config.concurrency.get() >= SPLIT_CONCURRENCY
+        && config.rate.is_none()
+        && config.budget.is_none()
+        && config.per_host_rate.is_none()
+        && config.shared.is_none()
+}
+
+/// The least `concurrency` a run splits at. Measured on a quiet 2-core
+/// machine against a one-thread upstream (BENCHMARKS.md, "A second thread
+/// for unpaced runs"): two threads took 6–15% less time at 200 slots (two
+/// quiet windows), 6% at 100, as long at 50 and 18% longer at 15.
+pub const SPLIT_CONCURRENCY: usize = 100;
+
+/// Where a run's attempts run.
+enum Placement<'w> {
+    /// On the driver's runtime.
+    Here,
+    /// On a worker's thread.
+    Attempts(&'w Worker),
+}
+
+fn start<S, F>(
+    config: Config,
+    limiter: Option<Limiter>,
+    inputs: S,
+    shutdown: F,
+    placement: Placement<'_>,
+) -> Result<Run, ClientError>
+where
+    S: Stream<Item = Input> + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let placement = match placement {
+        Placement::Attempts(_) if !splits(&config) => Placement::Here,
+        other => other,
+    };
     let client = client::build(&config)?;
     let (tx, rx) = mpsc::channel(EVENT_BATCHES);
     let (ended, ends) = mpsc::unbounded_channel();
@@ -180,17 +253,26 @@ where
     let seed = fastrand::u64(..);
     let scheduler = Scheduler::new(Arc::clone(&config), Instant::now(), SystemTime::now(), seed);
     let scheduler_paces = scheduler.paces();
+    let began: Option<Began> = scheduler_paces.then(Default::default);
+    let crew = Crew {
+        client,
+        config,
+        began: began.clone(),
+        #[cfg(test)]
+        panic_after_exchange: false,
+    };
+    let tasks = match placement {
+        Placement::Attempts(worker) => Tasks::on(worker, crew, ended),
+        Placement::Here => Tasks::here(crew, ended),
+    };
     let driver = Driver {
         scheduler,
-        config,
-        client,
         events: tx,
         outbox: Vec::new(),
-        tasks: Tasks::default(),
-        ended,
+        tasks,
         ends,
         shared: limiter.map(Link::start),
-        began: scheduler_paces.then(Default::default),
+        began,
     };
     let task = tokio::spawn(driver.carry_out(Box::pin(inputs), Box::pin(shutdown)));
     Ok(Run {
@@ -208,40 +290,19 @@ const EVENT_BATCHES: usize = 128;
 /// happens (inputs, outcomes, time, shutdown). It decides nothing itself.
 struct Driver {
     scheduler: Scheduler,
-    config: Arc<Config>,
-    client: Clients,
     events: mpsc::Sender<Vec<Event>>,
     /// Events decided, handed to the consumer as one batch.
     outbox: Vec<Event>,
-    /// Attempts running.
+    /// Attempts running (dropped with the driver, they are cancelled).
     tasks: Tasks,
     /// Each attempt's task sends what became of it here, with its key in
-    /// `tasks`: a channel's send and receive, where a `JoinSet` cost a
-    /// locked list's entry each and about 1 K instructions an attempt.
-    ended: mpsc::UnboundedSender<(usize, Ended)>,
+    /// `tasks` (see [`crate::tasks::Ends`]).
     ends: mpsc::UnboundedReceiver<(usize, Ended)>,
     /// Under `--redis`, the link to the shared limiter.
     shared: Option<Link>,
     /// When the scheduler paces starts: each attempt's ticket and the
     /// instant its task first ran, read before the next step.
     began: Option<Began>,
-}
-
-/// What an attempt's task gives back: its ticket, its outcome (`None`:
-/// abandoned), when its request was sent and when it ended.
-type Ended = (Ticket, Option<Outcome>, Option<Instant>, Instant);
-
-/// The attempts' tasks running, aborted when the driver goes (a dropped
-/// [`Run`] cancels everything in flight).
-#[derive(Default)]
-struct Tasks(Slab<JoinHandle<()>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for task in self.0.drain() {
-            task.abort();
-        }
-    }
 }
 
 /// At most this many finished attempts, or input lines already read, are
@@ -251,11 +312,6 @@ impl Drop for Tasks {
 /// hand-over each; the bound keeps the starts they decide from waiting
 /// long for the turn's end.
 const TURN: usize = 64;
-
-/// The instants attempts began, as they write them: no wake-up of the
-/// driver, which reads them before its next decision (see
-/// [`Scheduler::began`]).
-type Began = Arc<Mutex<Vec<(Ticket, Instant)>>>;
 
 impl Driver {
     async fn carry_out(
@@ -282,7 +338,7 @@ impl Driver {
                 _ = &mut shutdown, if !self.scheduler.is_draining() => {
                     self.scheduler.drain(Instant::now());
                 }
-                Some(done) = self.ends.recv(), if !self.tasks.0.is_empty() => {
+                Some(done) = self.ends.recv(), if !self.tasks.is_empty() => {
                     self.ended(done);
                     // Those that finished meanwhile, in the same turn.
                     for _ in 1..TURN {
@@ -319,7 +375,7 @@ impl Driver {
     /// An attempt's task has ended: the scheduler hears when it was sent
     /// and how it ended.
     fn ended(&mut self, (key, (ticket, outcome, sent, at)): (usize, Ended)) {
-        self.tasks.0.try_remove(key);
+        self.tasks.ended(key);
         self.absorb_began(at);
         if let Some(sent) = sent {
             self.scheduler.sent(ticket, sent);
@@ -344,7 +400,7 @@ impl Driver {
     async fn act(&mut self) -> Result<(), ()> {
         while let Some(action) = self.scheduler.next_action() {
             match action {
-                Action::Start(attempt) => self.spawn(attempt),
+                Action::Start(attempt) => self.tasks.start(attempt),
                 Action::Emit(event) => {
                     if let Some(link) = &self.shared {
                         link::publish(link, &event);
@@ -353,6 +409,7 @@ impl Driver {
                 }
             }
         }
+        self.tasks.hand_over();
         if !self.outbox.is_empty() {
             // The next batch is likely as long: room for it at once, not a
             // growth step at a time.
@@ -373,50 +430,4 @@ impl Driver {
             self.scheduler.began(ticket, at, now);
         }
     }
-
-    fn spawn(&mut self, attempt: Attempt) {
-        let (client, config) = (self.client.clone(), Arc::clone(&self.config));
-        let (began, ended) = (self.began.clone(), self.ended.clone());
-        let key = self.tasks.0.vacant_key();
-        let task = tokio::spawn(async move {
-            if let Some(Ok(mut list)) = began.as_ref().map(|b| b.lock()) {
-                list.push((attempt.ticket, Instant::now()));
-            }
-            let mut sent = None;
-            // Boxed: an attempt's future (reqwest's and hyper's state
-            // within) takes kilobytes, which spawning the task and wrapping
-            // the future would otherwise copy, each; boxed where it is
-            // made, it is copied once and the task moves a pointer.
-            let exchange = AssertUnwindSafe(Box::pin(attempt::perform(
-                &client,
-                &config,
-                &attempt.request,
-                &mut sent,
-            )))
-            .catch_unwind()
-            .map(|done| done.unwrap_or_else(|_| internal_failure()));
-            let outcome = match &attempt.request.abandon {
-                Some(abandon) => tokio::select! {
-                    outcome = exchange => Some(outcome),
-                    () = abandon.abandoned() => None,
-                },
-                None => Some(exchange.await),
-            };
-            // Attempts catch their own panics (above), so every task
-            // reports; the driver gone, nobody is listening.
-            let _ = ended.send((key, (attempt.ticket, outcome, sent, Instant::now())));
-        });
-        self.tasks.0.insert(task);
-    }
-}
-
-fn internal_failure() -> Outcome {
-    Outcome::Failed(attempt::Failed {
-        kind: ErrorKind::Protocol,
-        sent: true,
-        message: "internal error while handling the response (please report this)".into(),
-        status: None,
-        local: false,
-        headers: None,
-    })
 }

@@ -47,6 +47,7 @@ pub mod shared;
 pub mod sink;
 pub mod source;
 pub mod stats;
+mod tasks;
 #[cfg(target_os = "linux")]
 mod timerfd;
 pub mod timing;
@@ -54,6 +55,7 @@ pub mod transport;
 pub mod trust;
 pub mod units;
 mod utf8;
+pub mod worker;
 
 pub use config::{BodyMode, Config, ConfigBuilder, ConfigError, ProxyConfig, Setting, TlsConfig};
 pub use engine::{Run, RunError, run};

@@ -300,6 +300,12 @@ impl Running {
         assert_eq!(rc, 0, "kill({}, {signal})", self.child.id());
     }
 
+    /// The child's process id (valid until it is reaped: [`Running::until`]
+    /// and [`Running::finish`] reap it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// True once the child has exited (it is then reaped).
     pub fn exited(&mut self) -> bool {
         if self.status.is_none() {

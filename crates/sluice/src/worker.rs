@@ -1,0 +1,107 @@
+//! A second thread for a run: its own current-thread tokio runtime, where
+//! [`crate::engine::run_with_worker`] runs the attempts and their
+//! connections while the driver (and the caller's consumer) stay on the
+//! caller's thread. See ARCHITECTURE.md, "The process".
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use crate::tasks::{Ended, Ends};
+
+/// A thread running a tokio runtime of its own. Cheap to clone: the thread
+/// stops once the last clone is dropped (every [`crate::Run`] started on it
+/// holds one), and the tasks still on it are then dropped (their
+/// connections closed).
+#[derive(Clone, Debug)]
+pub struct Worker(Arc<Thread>);
+
+#[derive(Debug)]
+struct Thread {
+    handle: Handle,
+    /// Dropped, it tells the thread to stop.
+    _stop: oneshot::Sender<()>,
+}
+
+impl Worker {
+    /// Starts the thread (named `sluice-worker`) and its runtime, with IO
+    /// and time enabled.
+    ///
+    /// # Errors
+    ///
+    /// When the runtime or the thread cannot be created (the process is
+    /// out of threads or file descriptors).
+    pub fn start() -> std::io::Result<Worker> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(send_held)
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("sluice-worker".into())
+            .spawn(move || {
+                HELD.set(Some(Vec::new()));
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                // Nothing waits for blocking calls still running (a name
+                // being resolved): like the process's own runtime at exit.
+                runtime.shutdown_background();
+            })?;
+        Ok(Worker(Arc::new(Thread {
+            handle,
+            _stop: stop,
+        })))
+    }
+
+    /// The worker's runtime, to spawn on.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.0.handle
+    }
+}
+
+thread_local! {
+    /// On a worker's thread, the ends of attempts not yet sent to their
+    /// drivers (`None` on every other thread).
+    static HELD: RefCell<Option<Vec<(Ends, usize, Ended)>>> = const { RefCell::new(None) };
+}
+
+/// At most this many ends are held before they are sent.
+const HOLD: usize = 64;
+
+/// Sends an attempt's end to its driver. On a worker's thread the ends are
+/// held until the thread is about to park (it has nothing else to do) or
+/// [`HOLD`] are held, then sent together: the first send wakes the driver's
+/// thread, the rest find it already woken. Sent one by one, each batch of
+/// the few that ended during one turn of the worker cost a wake-up of the
+/// other thread (an `eventfd` write, an `epoll_wait` return, a context
+/// switch).
+pub(crate) fn send_end(ends: &Ends, key: usize, end: Ended) {
+    let full = HELD.with_borrow_mut(|held| match held {
+        Some(held) => {
+            held.push((ends.clone(), key, end));
+            held.len() >= HOLD
+        }
+        None => {
+            let _ = ends.send((key, end));
+            false
+        }
+    });
+    if full {
+        send_held();
+    }
+}
+
+/// Sends the ends held on this thread (a worker's, about to park).
+fn send_held() {
+    HELD.with_borrow_mut(|held| {
+        // A send wakes a task of another runtime: no code of this thread
+        // runs meanwhile, so the list stays borrowed (and keeps its room).
+        for (ends, key, end) in held.iter_mut().flat_map(|h| h.drain(..)) {
+            let _ = ends.send((key, end));
+        }
+    });
+}
