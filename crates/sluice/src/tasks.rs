@@ -340,6 +340,34 @@ mod tests {
         }
     }
 
+    /// An end reported on a worker that stays busy (its run queue never
+    /// empties, so the thread never parks: here a task that keeps yielding,
+    /// in a run a few large downloads) reaches the driver at the worker's
+    /// next turn, not once the worker falls idle or 64 ends are held.
+    #[tokio::test]
+    async fn an_end_on_a_busy_worker_reaches_the_driver_at_once() {
+        let config = Arc::new(Config::default());
+        let ticket = first_attempt(&config, "http://127.0.0.1:9/").ticket;
+        let worker = Worker::start().expect("the worker starts");
+        let busy_until = std::time::Instant::now() + Duration::from_secs(5);
+        worker.handle().spawn(async move {
+            while std::time::Instant::now() < busy_until {
+                tokio::task::yield_now().await;
+            }
+        });
+        let (ends, mut ended) = mpsc::unbounded_channel();
+        worker.handle().spawn(async move {
+            crate::worker::send_end(&ends, 4, (ticket, None, None, Instant::now()));
+            // The sender stays: a closed channel would end `recv` at once.
+            std::future::pending::<()>().await;
+        });
+        let (key, _) = tokio::time::timeout(Duration::from_secs(1), ended.recv())
+            .await
+            .expect("the end came while the worker was busy")
+            .expect("an end");
+        assert_eq!(key, 4);
+    }
+
     /// An attempt handed over but never run (its worker gone with the
     /// hand-over) reports an internal failure when it is dropped.
     #[test]

@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -45,6 +46,7 @@ impl Worker {
             .spawn(move || {
                 HELD.set(Some(Vec::new()));
                 runtime.block_on(async {
+                    let _flusher = tokio::spawn(flush_held());
                     let _ = stopped.await;
                 });
                 // Nothing waits for blocking calls still running (a name
@@ -69,28 +71,58 @@ thread_local! {
     static HELD: RefCell<Option<Vec<(Ends, usize, Ended)>>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// On a worker's thread, [`flush_held`]'s waker while no end is held.
+    static FLUSHER: RefCell<Option<Waker>> = const { RefCell::new(None) };
+}
+
 /// At most this many ends are held before they are sent.
 const HOLD: usize = 64;
 
 /// Sends an attempt's end to its driver. On a worker's thread the ends are
-/// held until the thread is about to park (it has nothing else to do) or
-/// [`HOLD`] are held, then sent together: the first send wakes the driver's
+/// held until the thread is about to park (it has nothing else to do), its
+/// next turn ([`flush_held`]: a busy worker may never park) or [`HOLD`]
+/// are held, then sent together: the first send wakes the driver's
 /// thread, the rest find it already woken. Sent one by one, each batch of
 /// the few that ended during one turn of the worker cost a wake-up of the
 /// other thread (an `eventfd` write, an `epoll_wait` return, a context
 /// switch).
 pub(crate) fn send_end(ends: &Ends, key: usize, end: Ended) {
-    let full = HELD.with_borrow_mut(|held| match held {
+    let (first, full) = HELD.with_borrow_mut(|held| match held {
         Some(held) => {
             held.push((ends.clone(), key, end));
-            held.len() >= HOLD
+            (held.len() == 1, held.len() >= HOLD)
         }
         None => {
             let _ = ends.send((key, end));
-            false
+            (false, false)
         }
     });
+    if first && let Some(flusher) = FLUSHER.take() {
+        flusher.wake();
+    }
     if full {
+        send_held();
+    }
+}
+
+/// Sends the ends held on a worker's thread at its next turn: woken by the
+/// first end held, it yields once (the tasks ready now run, and IO is
+/// polled, so the ends they make join the batch), then sends them. A
+/// worker that never runs out of ready tasks (a few large downloads) never
+/// parks, and would otherwise hold its ends until [`HOLD`] are held.
+async fn flush_held() {
+    loop {
+        std::future::poll_fn(|cx| {
+            if HELD.with_borrow(|held| held.as_ref().is_some_and(|h| !h.is_empty())) {
+                Poll::Ready(())
+            } else {
+                FLUSHER.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await;
+        tokio::task::yield_now().await;
         send_held();
     }
 }
