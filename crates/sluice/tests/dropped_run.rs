@@ -8,16 +8,8 @@ use futures::StreamExt;
 use sluice::{Config, Event, Input, Request};
 use sluice_mock::MockServer;
 
-/// Polls the mock's counters every 10 ms for at most 10 s until `done`.
-async fn until(mock: &MockServer, done: impl Fn(&sluice_mock::Stats) -> bool) -> bool {
-    for _ in 0..1000 {
-        if done(&mock.stats()) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
+mod support;
+use support::until;
 
 #[tokio::test]
 async fn dropping_a_run_aborts_the_attempts_in_flight() {

@@ -12,16 +12,8 @@ use sluice::worker::Worker;
 use sluice::{Config, Event, Input, Request};
 use sluice_mock::MockServer;
 
-/// Polls the mock's counters every 10 ms for at most 10 s until `done`.
-async fn until(mock: &MockServer, done: impl Fn(&sluice_mock::Stats) -> bool) -> bool {
-    for _ in 0..1000 {
-        if done(&mock.stats()) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
+mod support;
+use support::until;
 
 async fn mock() -> MockServer {
     MockServer::start("127.0.0.1:0".parse().expect("an address"))
