@@ -33,21 +33,22 @@ fn concurrency(c: usize) -> Config {
         .expect("a config")
 }
 
+/// A run of `n` GETs of `path` at exactly [`SPLIT_CONCURRENCY`] slots, its
+/// attempts on `worker`.
+fn gets_on(worker: &Worker, mock: &MockServer, path: &str, n: u64) -> sluice::engine::Run {
+    let inputs = futures::stream::iter(gets(mock, path, n));
+    let config = concurrency(SPLIT_CONCURRENCY);
+    sluice::engine::run_with_worker(config, None, inputs, std::future::pending(), worker)
+        .expect("the run starts")
+}
+
 #[tokio::test]
 async fn a_run_on_a_worker_gives_one_record_per_request_at_exactly_c() {
     let mock = mock().await;
     let worker = Worker::start().expect("the worker starts");
     let c = SPLIT_CONCURRENCY;
     let n = 3 * c as u64;
-    let inputs = futures::stream::iter(gets(&mock, "/delay/0.05", n));
-    let run = sluice::engine::run_with_worker(
-        concurrency(c),
-        None,
-        inputs,
-        std::future::pending(),
-        &worker,
-    )
-    .expect("the run starts");
+    let run = gets_on(&worker, &mock, "/delay/0.05", n);
     // The caller may let its handle go: the run keeps the worker.
     drop(worker);
     let mut lines: Vec<u64> = tokio::time::timeout(Duration::from_secs(30), async {
@@ -76,15 +77,7 @@ async fn dropping_a_run_on_a_worker_aborts_the_attempts_in_flight() {
     let worker = Worker::start().expect("the worker starts");
     // Answers that would take a minute.
     let c = SPLIT_CONCURRENCY;
-    let inputs = futures::stream::iter(gets(&mock, "/delay/60", c as u64));
-    let mut run = sluice::engine::run_with_worker(
-        concurrency(c),
-        None,
-        inputs,
-        std::future::pending(),
-        &worker,
-    )
-    .expect("the run starts");
+    let mut run = gets_on(&worker, &mock, "/delay/60", c as u64);
     let mut started = 0;
     while started < c {
         match tokio::time::timeout(Duration::from_secs(10), run.next()).await {
