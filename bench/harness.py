@@ -5,9 +5,22 @@ builds the binaries and installs the peers first; see BENCHMARKS.md.
 
 Each scenario runs every tool in turn, then again, BENCH_REPS times (sluice,
 peer 1, peer 2, ..., sluice, peer 1, ...), so slow drifts of a shared machine
-hit every tool alike. A run is one process: its wall time, user and system CPU
-and peak RSS come from wait4(2) (the client process only); the requests it
-made, its connections and its arrival times come from the upstream's /stats.
+hit every tool alike. A run is one process: its wall time, user and system CPU,
+voluntary context switches and peak RSS come from wait4(2) (the client process
+only); the requests it made, its connections and its arrival times come from
+the upstream's /stats.
+
+CPU is user + system time from wait4, the kernel's own account of the
+process: on Linux its total is the scheduler's exact runtime of every thread
+(sum_exec_runtime, the same figure as the process's CPU clock), not a count of
+timer ticks; ticks only split it into user and system. The scheduler charges
+a thread from the instant it is woken, so each wake-up also pays for the
+interrupt's return and the switch that bring the thread in. `perf stat`'s
+task-clock starts counting only once the thread is switched in, so for a
+process that sleeps and wakes thousands of times (a paced run) it reads lower,
+by 6-13 us a sleep on this VM; for a busy one the two agree. Both are applied alike to every tool; the
+harness keeps wait4's, which is what the machine spends because the client
+woke (BENCHMARKS.md, "What the numbers mean").
 Medians over the repetitions are reported, with ratios to sluice, and each
 performance target is checked. The exit status is 1 when a target is missed
 or a run failed (a non-zero exit, or fewer requests at the server than sent).
@@ -93,8 +106,10 @@ class Upstream:
 class Run:
     """One measured process: what wait4 and the upstream saw."""
 
-    def __init__(self, tool, rc, wall, cpu, rss_kib, stats, sent, out):
+    def __init__(self, tool, rc, wall, cpu, rss_kib, stats, sent, out, sleeps=0):
         self.tool, self.rc, self.wall, self.cpu, self.rss_kib = tool, rc, wall, cpu, rss_kib
+        # Voluntary context switches: each is a sleep, so a wake-up after it.
+        self.sleeps = sleeps
         self.stats, self.sent, self.out = stats, sent, out
         self.requests = stats["requests"]
 
@@ -111,7 +126,8 @@ def measure(upstream, tool, argv, work, name, sent):
     carries the peak RSS across fork and exec, so a process started by this
     (much larger) Python process directly would inherit Python's. The CPU
     time comes from wait4 on `time`, which includes its waited-for child's
-    to the microsecond (and time's own, about a millisecond).
+    to the microsecond (and time's own, about a millisecond), and its
+    voluntary context switches likewise (time's own: a handful).
     """
     upstream.reset()
     out_path = os.path.join(work, name + ".out")
@@ -127,7 +143,7 @@ def measure(upstream, tool, argv, work, name, sent):
         # On a non-zero exit, GNU time writes "Command exited with ..." first.
         rss_kib = int(f.read().split()[-1])
     run = Run(tool, proc.returncode, wall, usage.ru_utime + usage.ru_stime, rss_kib,
-              upstream.stats(), sent, out_path)
+              upstream.stats(), sent, out_path, sleeps=usage.ru_nvcsw)
     if run.failed:
         log(f"{name}: FAILED (exit {run.rc}, {run.requests} of {sent} requests at the server; "
             f"see {work}/{name}.err)")
@@ -323,7 +339,7 @@ def pacing_row(label, rate, n, runs, allowed_cpu, report, per_port=False):
                  all(abs((r.stats[k] or 0.0) - rate) <= 0.01 * rate for r in ok for k in keys))
     wall = med(ok, lambda r: r.wall)
     return (f"| {label} | {n:,} | {len(ok)} | {wall:.2f} | {cpu:.3f} | {cpu / n * 1e6:.0f} | "
-            f"{worst_window} | {achieved:.2f} | {med(ok, rss_mib):.1f} |")
+            f"{med(ok, lambda r: r.sleeps) / n:.2f} | {worst_window} | {achieved:.2f} | {med(ok, rss_mib):.1f} |")
 
 
 def scenario_pacing(work, report, results):
@@ -331,9 +347,10 @@ def scenario_pacing(work, report, results):
     rows = ["### Pacing: client CPU and exactness at the server", "",
             "sluice at `-c 200 --burst 1`; arrivals timed by the upstream. `achieved` is (n − 1) ÷ "
             "(last − first arrival); `max in 1 s` is the most arrivals in any window [t, t + 1 s), "
-            "worst of the runs. oha's `-q` (its rate limit) is shown for comparison, unchecked.", "",
-            "| run | requests | runs | wall s | CPU s | CPU µs/request | max in 1 s | achieved /s | peak RSS MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "worst of the runs; `wake-ups/request` is the client's voluntary context switches (sleeps) "
+            "over its requests. oha's `-q` (its rate limit) is shown for comparison, unchecked.", "",
+            "| run | requests | runs | wall s | CPU s | CPU µs/request | wake-ups/request | max in 1 s | achieved /s | peak RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     up = Upstream(1, work)
     try:
         url = up.base + "/fast"
@@ -352,7 +369,8 @@ def scenario_pacing(work, report, results):
             rs = runs[f"oha -q {rate}"]
             cpu = med(rs, lambda r: r.cpu)
             rows.append(f"| oha -q {rate} (peer) | {n:,} | {len(rs)} | {med(rs, lambda r: r.wall):.2f} | "
-                        f"{cpu:.3f} | {cpu / n * 1e6:.0f} | {max(r.stats['max_in_1s'] for r in rs)} | "
+                        f"{cpu:.3f} | {cpu / n * 1e6:.0f} | {med(rs, lambda r: r.sleeps) / n:.2f} | "
+                        f"{max(r.stats['max_in_1s'] for r in rs)} | "
                         f"{med(rs, lambda r: r.stats['achieved_rate'] or 0.0):.2f} | {med(rs, rss_mib):.1f} |")
         results["pacing"] = runs
     finally:
