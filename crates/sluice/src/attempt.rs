@@ -38,8 +38,8 @@ pub struct Response {
     pub status: u16,
     /// The final response's headers (for Retry-After and `--include-headers`).
     pub headers: HeaderMap,
-    /// The body as it will be stored.
-    pub body: Option<Body>,
+    /// The body as read, for its record (`None` under `--body none`).
+    pub body: Option<ReadBody>,
     /// The final URL, when redirects were followed.
     pub final_url: Option<Url>,
     /// Why a redirect was not followed, if one was not.
@@ -433,8 +433,7 @@ fn finish(
             return Outcome::Failed(failed);
         }
     };
-    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = store(bytes, config.body_mode, content_type);
+    let body = ReadBody::new(bytes, config.body_mode, &headers);
     Outcome::Response(Box::new(Response {
         status,
         headers,
@@ -596,9 +595,78 @@ fn from_classified(c: Classified) -> Failed {
     }
 }
 
+/// A response body as read, converted to its stored form ([`Body`]) only
+/// where its record is made. In a run split over two threads the attempt
+/// runs on the worker, the busier thread, and the record is made on the
+/// driver's: checking a 4 KiB answer's UTF-8 and JSON and copying it there
+/// takes that work off the worker (the bytes cross either way, in a
+/// pointer).
+#[derive(Debug)]
+pub struct ReadBody(Kept);
+
+#[derive(Debug)]
+enum Kept {
+    /// Bytes to store under `mode`; `json` when the response declared JSON.
+    Bytes {
+        bytes: Bytes,
+        mode: BodyMode,
+        json: bool,
+    },
+    /// Already stored.
+    Stored(Body),
+}
+
+impl ReadBody {
+    /// The body of a response with `headers`, to be stored under `mode`;
+    /// `None` under `--body none` (nothing kept).
+    pub fn new(bytes: Bytes, mode: BodyMode, headers: &HeaderMap) -> Option<ReadBody> {
+        if mode == BodyMode::None {
+            return None;
+        }
+        let json = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(declares_json);
+        Some(ReadBody(Kept::Bytes { bytes, mode, json }))
+    }
+
+    /// The body in its stored form, as [`store`] makes it.
+    pub fn store(self) -> Option<Body> {
+        match self.0 {
+            Kept::Bytes { bytes, mode, json } => store_as(bytes, mode, json),
+            Kept::Stored(body) => Some(body),
+        }
+    }
+
+    /// The body's text when it would be stored as JSON or text (for the
+    /// `usage` of token-limited origins); `None` for a body stored as
+    /// base64.
+    pub fn text(&self) -> Option<&str> {
+        match &self.0 {
+            Kept::Bytes { mode, .. } if *mode == BodyMode::Base64 => None,
+            Kept::Bytes { bytes, .. } => crate::utf8::text(bytes).ok(),
+            Kept::Stored(Body::Json(raw)) => Some(raw.get()),
+            Kept::Stored(Body::Text(text)) => Some(text),
+            Kept::Stored(Body::Base64(_)) => None,
+        }
+    }
+}
+
+impl From<Body> for ReadBody {
+    /// A body already in its stored form.
+    fn from(body: Body) -> ReadBody {
+        ReadBody(Kept::Stored(body))
+    }
+}
+
 /// Converts a body to its stored form under `mode`: under `auto`, JSON as
 /// JSON, else UTF-8 text, else base64; nothing is ever lost.
 pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option<Body> {
+    store_as(bytes, mode, content_type.is_some_and(declares_json))
+}
+
+/// [`store`], with whether the response declared JSON already decided.
+fn store_as(bytes: Bytes, mode: BodyMode, declared_json: bool) -> Option<Body> {
     let b64 = |b: &[u8]| Body::Base64(base64::engine::general_purpose::STANDARD.encode(b));
     match mode {
         BodyMode::None => None,
@@ -609,7 +677,7 @@ pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option
         }),
         BodyMode::Auto => Some(match crate::utf8::text(&bytes) {
             Ok(text) => {
-                json_body(text, content_type).unwrap_or_else(|| Body::Text(text.to_owned()))
+                json_body(text, declared_json).unwrap_or_else(|| Body::Text(text.to_owned()))
             }
             Err(_) => b64(&bytes),
         }),
@@ -619,8 +687,7 @@ pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option
 /// The body as embedded JSON, when it is JSON: declared so, or an object or
 /// array. Whitespace is removed so the record stays one line; numbers keep
 /// their digits because the text is never re-encoded.
-fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
-    let declared = content_type.is_some_and(declares_json);
+fn json_body(text: &str, declared: bool) -> Option<Body> {
     let trimmed = text.trim_start();
     if !declared && !trimmed.starts_with(['{', '[']) {
         return None;
