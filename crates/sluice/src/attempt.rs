@@ -162,16 +162,12 @@ async fn exchange(
     sent: &mut Option<tokio::time::Instant>,
 ) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
-    // Boxed, and only when the request is not sent as it is (run-wide
-    // headers to merge, or a redirect followed).
-    let mut hop: Option<Box<Hop>> = merged_headers(config, req).map(|headers| {
-        Box::new(Hop {
-            method: req.method.clone(),
-            url: req.url.clone(),
-            headers,
-            body: req.body.clone(),
-        })
-    });
+    // Boxed, and only when the request's own headers are not all it sends
+    // (run-wide headers, or the `Content-Type` of a JSON body): the rest of
+    // the first hop is borrowed from the request, not copied.
+    let merged: Option<Box<HeaderMap>> = merged_headers(config, req).map(Box::new);
+    // Boxed, and only once a redirect is followed.
+    let mut hop: Option<Box<Hop>> = None;
     let mut followed = 0;
     let mut timer: Timer<'_> = std::pin::pin!(None);
     loop {
@@ -180,7 +176,7 @@ async fn exchange(
             None => Sending {
                 method: &req.method,
                 url: &req.url,
-                headers: &req.headers,
+                headers: merged.as_deref().unwrap_or(&req.headers),
                 body: req.body.as_ref(),
             },
         };
@@ -741,6 +737,56 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A body stored where its record is made is the body `store` makes
+    /// in the attempt, in every mode; its text is what a token-limited
+    /// origin reads `usage` from.
+    #[test]
+    fn a_read_body_stores_as_store_does() {
+        let bodies: [&[u8]; 5] = [b"{ \"a\": 1 }", b"[1 2]", b"hello", b"", &[0xff, 0x00]];
+        let types = [None, Some("application/json"), Some("text/plain")];
+        let modes = [
+            BodyMode::Auto,
+            BodyMode::Text,
+            BodyMode::Base64,
+            BodyMode::None,
+        ];
+        for (bytes, content_type, mode) in every_case(&bodies, &types, &modes) {
+            let mut headers = HeaderMap::new();
+            if let Some(ct) = content_type {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            }
+            let bytes = Bytes::copy_from_slice(bytes);
+            let read = ReadBody::new(bytes.clone(), mode, &headers);
+            let text = read.as_ref().and_then(ReadBody::text).map(str::to_owned);
+            let stored = read.and_then(ReadBody::store);
+            let wanted = match mode {
+                BodyMode::Base64 | BodyMode::None => None,
+                _ => std::str::from_utf8(&bytes).ok().map(str::to_owned),
+            };
+            assert_eq!(
+                stored,
+                store(bytes, mode, content_type),
+                "{content_type:?} {mode:?}"
+            );
+            assert_eq!(text, wanted, "{content_type:?} {mode:?}");
+        }
+        let stored = ReadBody::from(Body::Text("x".into()));
+        assert_eq!(stored.text(), Some("x"));
+        assert_eq!(stored.store(), Some(Body::Text("x".into())));
+    }
+
+    fn every_case<'a>(
+        bodies: &'a [&'a [u8]],
+        types: &'a [Option<&'static str>],
+        modes: &'a [BodyMode],
+    ) -> impl Iterator<Item = (&'a [u8], Option<&'static str>, BodyMode)> + 'a {
+        bodies.iter().flat_map(move |&b| {
+            types
+                .iter()
+                .flat_map(move |&t| modes.iter().map(move |&m| (b, t, m)))
+        })
     }
 
     #[test]
