@@ -38,8 +38,8 @@ pub struct Response {
     pub status: u16,
     /// The final response's headers (for Retry-After and `--include-headers`).
     pub headers: HeaderMap,
-    /// The body as it will be stored.
-    pub body: Option<Body>,
+    /// The body as read, for its record (`None` under `--body none`).
+    pub body: Option<ReadBody>,
     /// The final URL, when redirects were followed.
     pub final_url: Option<Url>,
     /// Why a redirect was not followed, if one was not.
@@ -162,16 +162,12 @@ async fn exchange(
     sent: &mut Option<tokio::time::Instant>,
 ) -> Outcome {
     let limit = req.timeout.unwrap_or(config.timeout);
-    // Boxed, and only when the request is not sent as it is (run-wide
-    // headers to merge, or a redirect followed).
-    let mut hop: Option<Box<Hop>> = merged_headers(config, req).map(|headers| {
-        Box::new(Hop {
-            method: req.method.clone(),
-            url: req.url.clone(),
-            headers,
-            body: req.body.clone(),
-        })
-    });
+    // Boxed, and only when the request's own headers are not all it sends
+    // (run-wide headers, or the `Content-Type` of a JSON body): the rest of
+    // the first hop is borrowed from the request, not copied.
+    let merged: Option<Box<HeaderMap>> = merged_headers(config, req).map(Box::new);
+    // Boxed, and only once a redirect is followed.
+    let mut hop: Option<Box<Hop>> = None;
     let mut followed = 0;
     let mut timer: Timer<'_> = std::pin::pin!(None);
     loop {
@@ -180,7 +176,7 @@ async fn exchange(
             None => Sending {
                 method: &req.method,
                 url: &req.url,
-                headers: &req.headers,
+                headers: merged.as_deref().unwrap_or(&req.headers),
                 body: req.body.as_ref(),
             },
         };
@@ -433,8 +429,7 @@ fn finish(
             return Outcome::Failed(failed);
         }
     };
-    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = store(bytes, config.body_mode, content_type);
+    let body = ReadBody::new(bytes, config.body_mode, &headers);
     Outcome::Response(Box::new(Response {
         status,
         headers,
@@ -596,9 +591,78 @@ fn from_classified(c: Classified) -> Failed {
     }
 }
 
+/// A response body as read, converted to its stored form ([`Body`]) only
+/// where its record is made. In a run split over two threads the attempt
+/// runs on the worker, the busier thread, and the record is made on the
+/// driver's: checking a 4 KiB answer's UTF-8 and JSON and copying it there
+/// takes that work off the worker (the bytes cross either way, in a
+/// pointer).
+#[derive(Debug)]
+pub struct ReadBody(Kept);
+
+#[derive(Debug)]
+enum Kept {
+    /// Bytes to store under `mode`; `json` when the response declared JSON.
+    Bytes {
+        bytes: Bytes,
+        mode: BodyMode,
+        json: bool,
+    },
+    /// Already stored.
+    Stored(Body),
+}
+
+impl ReadBody {
+    /// The body of a response with `headers`, to be stored under `mode`;
+    /// `None` under `--body none` (nothing kept).
+    pub fn new(bytes: Bytes, mode: BodyMode, headers: &HeaderMap) -> Option<ReadBody> {
+        if mode == BodyMode::None {
+            return None;
+        }
+        let json = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(declares_json);
+        Some(ReadBody(Kept::Bytes { bytes, mode, json }))
+    }
+
+    /// The body in its stored form, as [`store`] makes it.
+    pub fn store(self) -> Option<Body> {
+        match self.0 {
+            Kept::Bytes { bytes, mode, json } => store_as(bytes, mode, json),
+            Kept::Stored(body) => Some(body),
+        }
+    }
+
+    /// The body's text when it would be stored as JSON or text (for the
+    /// `usage` of token-limited origins); `None` for a body stored as
+    /// base64.
+    pub fn text(&self) -> Option<&str> {
+        match &self.0 {
+            Kept::Bytes { mode, .. } if *mode == BodyMode::Base64 => None,
+            Kept::Bytes { bytes, .. } => crate::utf8::text(bytes).ok(),
+            Kept::Stored(Body::Json(raw)) => Some(raw.get()),
+            Kept::Stored(Body::Text(text)) => Some(text),
+            Kept::Stored(Body::Base64(_)) => None,
+        }
+    }
+}
+
+impl From<Body> for ReadBody {
+    /// A body already in its stored form.
+    fn from(body: Body) -> ReadBody {
+        ReadBody(Kept::Stored(body))
+    }
+}
+
 /// Converts a body to its stored form under `mode`: under `auto`, JSON as
 /// JSON, else UTF-8 text, else base64; nothing is ever lost.
 pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option<Body> {
+    store_as(bytes, mode, content_type.is_some_and(declares_json))
+}
+
+/// [`store`], with whether the response declared JSON already decided.
+fn store_as(bytes: Bytes, mode: BodyMode, declared_json: bool) -> Option<Body> {
     let b64 = |b: &[u8]| Body::Base64(base64::engine::general_purpose::STANDARD.encode(b));
     match mode {
         BodyMode::None => None,
@@ -609,7 +673,7 @@ pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option
         }),
         BodyMode::Auto => Some(match crate::utf8::text(&bytes) {
             Ok(text) => {
-                json_body(text, content_type).unwrap_or_else(|| Body::Text(text.to_owned()))
+                json_body(text, declared_json).unwrap_or_else(|| Body::Text(text.to_owned()))
             }
             Err(_) => b64(&bytes),
         }),
@@ -619,8 +683,7 @@ pub fn store(bytes: Bytes, mode: BodyMode, content_type: Option<&str>) -> Option
 /// The body as embedded JSON, when it is JSON: declared so, or an object or
 /// array. Whitespace is removed so the record stays one line; numbers keep
 /// their digits because the text is never re-encoded.
-fn json_body(text: &str, content_type: Option<&str>) -> Option<Body> {
-    let declared = content_type.is_some_and(declares_json);
+fn json_body(text: &str, declared: bool) -> Option<Body> {
     let trimmed = text.trim_start();
     if !declared && !trimmed.starts_with(['{', '[']) {
         return None;
@@ -674,6 +737,56 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A body stored where its record is made is the body `store` makes
+    /// in the attempt, in every mode; its text is what a token-limited
+    /// origin reads `usage` from.
+    #[test]
+    fn a_read_body_stores_as_store_does() {
+        let bodies: [&[u8]; 5] = [b"{ \"a\": 1 }", b"[1 2]", b"hello", b"", &[0xff, 0x00]];
+        let types = [None, Some("application/json"), Some("text/plain")];
+        let modes = [
+            BodyMode::Auto,
+            BodyMode::Text,
+            BodyMode::Base64,
+            BodyMode::None,
+        ];
+        for (bytes, content_type, mode) in every_case(&bodies, &types, &modes) {
+            let mut headers = HeaderMap::new();
+            if let Some(ct) = content_type {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            }
+            let bytes = Bytes::copy_from_slice(bytes);
+            let read = ReadBody::new(bytes.clone(), mode, &headers);
+            let text = read.as_ref().and_then(ReadBody::text).map(str::to_owned);
+            let stored = read.and_then(ReadBody::store);
+            let wanted = match mode {
+                BodyMode::Base64 | BodyMode::None => None,
+                _ => std::str::from_utf8(&bytes).ok().map(str::to_owned),
+            };
+            assert_eq!(
+                stored,
+                store(bytes, mode, content_type),
+                "{content_type:?} {mode:?}"
+            );
+            assert_eq!(text, wanted, "{content_type:?} {mode:?}");
+        }
+        let stored = ReadBody::from(Body::Text("x".into()));
+        assert_eq!(stored.text(), Some("x"));
+        assert_eq!(stored.store(), Some(Body::Text("x".into())));
+    }
+
+    fn every_case<'a>(
+        bodies: &'a [&'a [u8]],
+        types: &'a [Option<&'static str>],
+        modes: &'a [BodyMode],
+    ) -> impl Iterator<Item = (&'a [u8], Option<&'static str>, BodyMode)> + 'a {
+        bodies.iter().flat_map(move |&b| {
+            types
+                .iter()
+                .flat_map(move |&t| modes.iter().map(move |&m| (b, t, m)))
+        })
     }
 
     #[test]

@@ -125,15 +125,16 @@ pub(crate) fn check(text: &str) -> Option<Spacing> {
     })
 }
 
-/// Calls `member` with the key (its text between the quotes) and the value
-/// (its JSON text) of each member of `text`'s object, in order, and says how
-/// deep the object's brackets nest. `None` when
+/// Calls `member` with the key (its text between the quotes), the value
+/// (its JSON text) and whether the value holds whitespace to remove, of
+/// each member of `text`'s object, in order, and says how deep the
+/// object's brackets nest. `None` when
 /// `text` is not one valid JSON object (whitespace around it allowed), when
 /// a key holds an escape (its text is not the key), or when `member` says
 /// `None`.
 pub(crate) fn members<'a>(
     text: &'a str,
-    mut member: impl FnMut(&'a str, &'a str) -> Option<()>,
+    mut member: impl FnMut(&'a str, &'a str, Spacing) -> Option<()>,
 ) -> Option<Depth> {
     let mut scan = Scan {
         bytes: text.as_bytes(),
@@ -164,8 +165,15 @@ pub(crate) fn members<'a>(
             }
             scan.whitespace();
             let start = scan.at;
+            // Whitespace met from here on is the value's own.
+            scan.spaced = false;
             scan.value()?;
-            member(key, text.get(start..scan.at)?)?;
+            let spacing = if scan.spaced {
+                Spacing::Spaced
+            } else {
+                Spacing::Compact
+            };
+            member(key, text.get(start..scan.at)?, spacing)?;
             scan.whitespace();
             match scan.next()? {
                 b',' => scan.whitespace(),

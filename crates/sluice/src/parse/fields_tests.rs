@@ -87,8 +87,11 @@ proptest! {
     fn one_scan_splits_a_line_as_serde_json_does(text in line()) {
         let split = split_fields(&text);
         let serde = serde_fields(&text).ok();
-        if let Some((fields, Depth(depth))) = &split {
+        if let Some((fields, Depth(depth), compact_body)) = &split {
             prop_assert_eq!(Some(fields), serde.as_ref(), "{:?}", text);
+            // A body said to be compact is one compacting leaves as it is.
+            let compact = fields.body.is_some_and(|b| crate::json::compact_json(b) == b);
+            prop_assert_eq!(*compact_body, compact, "{:?}", text);
             // The depth the split measured is the one the bracket count finds.
             prop_assert!(nesting_exceeds(&text, depth - 1), "{:?}", text);
             prop_assert!(!nesting_exceeds(&text, *depth), "{:?}", text);
@@ -112,7 +115,29 @@ fn a_field_given_twice_is_left_to_serde_json() {
     // A key that names no field may repeat, as serde ignores it.
     let text = r#"{"x":1,"url":"http://h/","x":2}"#;
     assert_eq!(
-        split_fields(text).and_then(|(f, _)| f.url),
+        split_fields(text).and_then(|(f, _, _)| f.url),
         Some("\"http://h/\"")
     );
+}
+
+#[test]
+fn the_split_tells_a_compact_body_from_a_spaced_one() {
+    let compact = |text| split_fields(text).map(|(_, _, compact)| compact);
+    assert_eq!(
+        compact(r#"{"url":"http://h/","body":{"a":"x y","b":[1,2]}}"#),
+        Some(true)
+    );
+    assert_eq!(
+        compact(r#"{"url":"http://h/","body":{"a":1, "b":2}}"#),
+        Some(false)
+    );
+    assert_eq!(
+        compact(r#"{"url":"http://h/", "body":[1,2] , "x": 1}"#),
+        Some(true)
+    );
+    assert_eq!(
+        compact(r#"{"url":"http://h/","body":[1,{"c" :2}]}"#),
+        Some(false)
+    );
+    assert_eq!(compact(r#"{"url":"http://h/"}"#), Some(false));
 }

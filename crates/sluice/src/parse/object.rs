@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::config::Setting;
 use crate::json::{JsonKind, compact_json, kind_of};
-use crate::json_text::{self, Depth};
+use crate::json_text::{self, Depth, Spacing};
 use crate::parse::ParseOptions;
 use crate::record::Id;
 use crate::request::Input;
@@ -102,19 +102,25 @@ fn serde_fields(text: &str) -> Result<Fields<'_>, serde_json::Error> {
 /// escape and name no field twice, and how deep its brackets nest: the
 /// common line, split by [`json_text::members`], which skips string bodies
 /// a block at a time (the body of a POST is most of its line). Any other
-/// line is `None`, for serde_json to decide.
-fn split_fields(text: &str) -> Option<(Fields<'_>, Depth)> {
+/// line is `None`, for serde_json to decide. With them, whether the `body`
+/// field is compact JSON as it is (found on the way: sent as it is, not
+/// searched again for whitespace).
+fn split_fields(text: &str) -> Option<(Fields<'_>, Depth, bool)> {
     let mut fields = Fields::default();
-    let depth = json_text::members(text, |key, value| {
+    let mut compact_body = false;
+    let depth = json_text::members(text, |key, value, spacing| {
         if let Some(slot) = fields.slot(key) {
             if slot.is_some() {
                 return None;
             }
             *slot = Some(value);
+            if key == "body" {
+                compact_body = spacing == Spacing::Compact;
+            }
         }
         Some(())
     })?;
-    Some((fields, depth))
+    Some((fields, depth, compact_body))
 }
 
 pub(super) fn parse_object(text: &str, line: &Line) -> Input {
@@ -123,16 +129,16 @@ pub(super) fn parse_object(text: &str, line: &Line) -> Input {
     // only for a deep line, or one the split left to serde_json.
     let shallow = split
         .as_ref()
-        .is_some_and(|(_, depth)| *depth <= Depth(MAX_JSON_DEPTH));
+        .is_some_and(|(_, depth, _)| *depth <= Depth(MAX_JSON_DEPTH));
     if !shallow && nesting_exceeds(text, MAX_JSON_DEPTH) {
         let problem = Problem::TooDeep {
             limit: MAX_JSON_DEPTH,
         };
         return line.invalid(Known::default(), problem);
     }
-    let read = match split {
-        Some((fields, _)) => Ok(fields),
-        None => serde_fields(text),
+    let (read, compact_body) = match split {
+        Some((fields, _, compact_body)) => (Ok(fields), compact_body),
+        None => (serde_fields(text), false),
     };
     let fields = match read {
         Ok(fields) => fields,
@@ -151,7 +157,8 @@ pub(super) fn parse_object(text: &str, line: &Line) -> Input {
     let id = read_id(&fields, line.number);
     let method = read_method(fields.method);
     let url = read_url(fields.url, line);
-    match (id, method, url, read_rest(&fields, &line.opts.redactor)) {
+    let rest = read_rest(&fields, &line.opts.redactor, compact_body);
+    match (id, method, url, rest) {
         (Ok(id), Ok(method), Ok(url), Ok(rest)) => {
             Input::from(rest.into_request(id, line.number, method, url))
         }
@@ -222,7 +229,7 @@ fn parse_anthropic(fields: &Fields, line: &Line) -> Input {
             base_url: line.opts.name(Setting::BaseUrl),
         })),
     };
-    let rest = read_rest(fields, &line.opts.redactor).and_then(|mut rest| {
+    let rest = read_rest(fields, &line.opts.redactor, false).and_then(|mut rest| {
         let params = fields.params.ok_or(Problem::ParamsMissing)?;
         let kind = kind_of(params);
         if kind != JsonKind::Object {

@@ -58,12 +58,16 @@ impl Rest {
     }
 }
 
-pub(super) fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, Problem> {
+pub(super) fn read_rest(
+    fields: &Fields,
+    redactor: &Redactor,
+    compact_body: bool,
+) -> Result<Rest, Problem> {
     let headers = match given(fields.headers) {
         Some(raw) => read_headers(raw, redactor)?,
         None => HeaderMap::new(),
     };
-    let (body, json_body) = read_body(fields)?;
+    let (body, json_body) = read_body(fields, compact_body)?;
     Ok(Rest {
         headers,
         body,
@@ -75,7 +79,8 @@ pub(super) fn read_rest(fields: &Fields, redactor: &Redactor) -> Result<Rest, Pr
 }
 
 /// At most one of `body` (JSON, sent compact), `body_text`, `body_base64`.
-fn read_body(fields: &Fields) -> Result<(Option<Bytes>, bool), Problem> {
+/// `compact_body`: the `body` is known to hold no whitespace to remove.
+fn read_body(fields: &Fields, compact_body: bool) -> Result<(Option<Bytes>, bool), Problem> {
     let bodies: Vec<(&'static str, &str)> = [
         ("body", fields.body),
         ("body_text", fields.body_text),
@@ -86,6 +91,7 @@ fn read_body(fields: &Fields) -> Result<(Option<Bytes>, bool), Problem> {
     .collect();
     match bodies.as_slice() {
         [] => Ok((None, false)),
+        [("body", raw)] if compact_body => Ok((Some(Bytes::copy_from_slice(raw.as_bytes())), true)),
         [("body", raw)] => Ok((Some(Bytes::from(compact_json(raw))), true)),
         [("body_text", raw)] => Ok((
             Some(Bytes::from(string_of(raw, "body_text")?.into_owned())),

@@ -876,7 +876,8 @@ impl Scheduler {
                     record.headers = Some(attempt::recorded_headers(&r.headers, redactor));
                 }
                 record.transport = Some(r.transport);
-                record.body = r.body;
+                // Stored here, on the driver's thread (see `ReadBody`).
+                record.body = r.body.and_then(attempt::ReadBody::store);
                 record.final_url = r.final_url.map(|u| redactor.url(&u));
             }
             Outcome::Failed(f) => record.status = f.status,

@@ -22,7 +22,7 @@ pub(crate) fn response(status: u16, headers: HeaderMap, body: Option<Body>) -> O
     Outcome::Response(Box::new(Response {
         status,
         headers,
-        body,
+        body: body.map(crate::attempt::ReadBody::from),
         final_url: None,
         note: None,
         transport: Transport {

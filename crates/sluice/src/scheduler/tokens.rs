@@ -33,12 +33,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::attempt::Outcome;
+use crate::attempt::{Outcome, ReadBody};
 use crate::event::TokenPace;
 use crate::gcra::Gcra;
 use crate::ratelimit::cost;
 use crate::ratelimit::{Dimension, Headroom, Limit, MAX_RATE, Snapshot, Tokens, Window};
-use crate::record::Body;
 
 use super::learned::{REBUILD_TOLERANCE, burst, refill};
 
@@ -329,11 +328,9 @@ impl super::Scheduler {
         let Outcome::Response(response) = outcome else {
             return;
         };
-        let actual = match &response.body {
-            Some(Body::Json(raw)) => cost::usage(raw.get()),
-            Some(Body::Text(text)) => cost::usage(text),
-            _ => None,
-        };
+        let actual = (response.body.as_ref())
+            .and_then(ReadBody::text)
+            .and_then(cost::usage);
         if let Some(actual) = actual {
             origin.used(&job.dispatch, actual, now);
         }
