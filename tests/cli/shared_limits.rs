@@ -453,7 +453,11 @@ async fn four_shards_share_one_budget() {
     );
     let achieved = achieved_rate(&at);
     // First to last arrival: the burst (4 requests) at the start counts too.
-    assert!((25.0..=43.0).contains(&achieved), "{achieved:.1}/s at 40/s");
+    // The floor is a smoke check, as in `four_shards_share_one_rate` (a
+    // process woken too late drops its grant): it catches a halved rate
+    // (every start charged twice: 4 at once, 76 at 20/s, 20.8/s first to
+    // last) and no more. 25/s broke at load 12 on 2 cores (23.9/s).
+    assert!((21.5..=43.0).contains(&achieved), "{achieved:.1}/s at 40/s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
