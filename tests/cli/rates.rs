@@ -7,8 +7,7 @@
 
 use serde_json::json;
 
-use crate::support::arrivals::{achieved_rate, arrivals, max_in_window};
-use crate::support::records::Record;
+use crate::support::arrivals::{achieved_rate, arrivals, max_in_window, sent_ms};
 use crate::support::*;
 
 /// At 100/s with burst 1: at most 101 starts in any 1 s window, and over the
@@ -43,32 +42,6 @@ fn assert_paced_at_100(what: &str, sorted: &[f64], sent: &[f64]) {
         achieved >= 60.0,
         "{what}: only {achieved:.1}/s achieved at 100/s"
     );
-}
-
-/// Sorted send instants of the records whose URL starts with `url`, in ms
-/// (comparable within a run), from their `started_at`
-/// (`YYYY-MM-DDTHH:MM:SS.mmmZ`); a run crossing midnight only shifts the
-/// instants after it by more than a day, which no 1 s window sees twice.
-fn sent_ms(records: &[Record], url: &str) -> Vec<f64> {
-    let mut ms: Vec<f64> = records
-        .iter()
-        .filter(|r| r.json["url"].as_str().is_some_and(|u| u.starts_with(url)))
-        .map(|r| {
-            let at = r.json["started_at"].as_str().expect("a started_at");
-            let (day, time) = at.split_once('T').expect("an RFC 3339 instant");
-            let day: f64 = day.replace('-', "").parse().expect("a date");
-            let field = |range: std::ops::Range<usize>| -> f64 {
-                time[range].parse().expect("a time field")
-            };
-            day * 86_400_000.0
-                + field(0..2) * 3_600_000.0
-                + field(3..5) * 60_000.0
-                + field(6..8) * 1000.0
-                + field(9..12)
-        })
-        .collect();
-    ms.sort_by(f64::total_cmp);
-    ms
 }
 
 /// `n` × /fast under --rate `rate`; the sorted arrival times, and sluice's

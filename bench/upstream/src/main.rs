@@ -221,7 +221,9 @@ fn main() -> std::io::Result<()> {
         let post_body = post_response();
         let mut numbers = Vec::new();
         for index in 0..ports.max(1) {
-            let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+            // The mock's listener: a backlog that 150 connections opened at
+            // once do not overflow (tokio's `bind` asks for 128).
+            let listener = sluice_mock::listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
             numbers.push(listener.local_addr()?.port().to_string());
             tokio::spawn(serve(listener, index, stats.clone(), post_body.clone()));
         }

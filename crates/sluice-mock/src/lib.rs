@@ -69,7 +69,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -103,6 +103,37 @@ pub struct MockOptions {
     pub goaway_after: Option<u64>,
     /// Close connections idle this long (no request in progress).
     pub keep_alive: Option<Duration>,
+}
+
+/// The listen backlog asked of the kernel (capped by `net.core.somaxconn`,
+/// 4096 on current Linux). tokio's and std's `bind` ask for 128: a client
+/// that opens more connections at once than that (`-c 150`) overflows the
+/// queue before the accept loop drains it, and each dropped SYN is retried
+/// by the client's kernel one second later (a 1 s stall in the records).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener on `addr` with [`LISTEN_BACKLOG`] (and
+/// `SO_REUSEADDR`, as `TcpListener::bind` sets it). Every test upstream
+/// listens through it, so none stalls a client that connects many at once.
+///
+/// # Errors
+///
+/// Creating, binding or listening on the socket failed (address in use, no
+/// permission, ...).
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// How long the accept loop backs off after an accept error (for instance
@@ -150,7 +181,7 @@ impl MockServer {
     ///
     /// Binding failed (address in use, no permission, ...).
     pub async fn start_with(addr: SocketAddr, options: MockOptions) -> io::Result<MockServer> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listen(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new());
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -10,7 +10,6 @@ use std::time::Duration;
 use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 /// One request as the server read it.
@@ -111,7 +110,9 @@ impl RawServer {
     }
 
     async fn listen(tls: Option<TlsAcceptor>, accept: Accept, handler: Handler) -> RawServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        // The mock's backlog: a burst of connections is never dropped.
+        let listener =
+            sluice_mock::listen("127.0.0.1:0".parse().expect("an address")).expect("bind");
         let addr = listener.local_addr().expect("address").to_string();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let server = RawServer {
