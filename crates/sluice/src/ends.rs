@@ -1,0 +1,151 @@
+//! Where attempts leave what became of them for their driver: a list
+//! behind a lock, taken whole by the driver, which is woken by the first
+//! end left while it waits.
+//!
+//! A tokio channel cost about 220 instructions an end: a send writes the
+//! end into a block of slots (atomics on the block and the semaphore, the
+//! receiver's waker), a receive reads it out and through a `Result` again.
+//! Here an end is one push under an uncontended lock, the driver takes every
+//! end left so far in one swap (one lock a batch), and a worker hands over
+//! the ends it held in one lock a batch too ([`EndsOut::leave_all`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use tokio::time::Instant;
+
+use crate::attempt::Outcome;
+use crate::scheduler::Ticket;
+
+/// What an attempt's task gives back: its ticket, its outcome (`None`:
+/// abandoned), when its request was sent and when it ended.
+pub(crate) type Ended = (Ticket, Option<Outcome>, Option<Instant>, Instant);
+
+/// An attempt's end with its key in the driver's [`crate::tasks::Tasks`].
+pub(crate) type End = (usize, Ended);
+
+/// The list both sides share.
+#[derive(Default)]
+struct Shared {
+    ends: VecDeque<End>,
+    /// The driver's waker while it waits with nothing left to take.
+    waker: Option<Waker>,
+    /// The driver has gone: ends left are dropped at once.
+    closed: bool,
+}
+
+/// The attempts' side: cheap to clone (one per attempt's report).
+#[derive(Clone)]
+pub(crate) struct EndsOut(Arc<Mutex<Shared>>);
+
+/// The driver's side: the ends taken but not yet handed to it.
+pub(crate) struct EndsIn {
+    shared: Arc<Mutex<Shared>>,
+    taken: VecDeque<End>,
+}
+
+/// A new list: where attempts leave their ends, and where the driver takes
+/// them.
+pub(crate) fn list() -> (EndsOut, EndsIn) {
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let ends_in = EndsIn {
+        shared: Arc::clone(&shared),
+        taken: VecDeque::new(),
+    };
+    (EndsOut(shared), ends_in)
+}
+
+impl EndsOut {
+    /// Leaves one end; the first one left while the driver waits wakes it.
+    pub(crate) fn leave(&self, end: End) {
+        let waker = {
+            let mut shared = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.leave(end);
+            shared.waker.take()
+        };
+        // Woken outside the lock: the driver may run at once (another thread).
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// Leaves `held` ends (each with its list, in the order they ended), one
+/// lock for each run of ends of the same list: a worker's batch, most
+/// often all of one run.
+pub(crate) fn leave_all(held: impl IntoIterator<Item = (EndsOut, End)>) {
+    let mut held = held.into_iter().peekable();
+    while let Some((out, end)) = held.next() {
+        let waker = {
+            let mut shared = out.0.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.leave(end);
+            while let Some((_, end)) = held.next_if(|(next, _)| Arc::ptr_eq(&next.0, &out.0)) {
+                shared.leave(end);
+            }
+            shared.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Shared {
+    /// Keeps `end` for the driver, unless the driver has gone.
+    fn leave(&mut self, end: End) {
+        if !self.closed {
+            self.ends.push_back(end);
+        }
+    }
+}
+
+impl EndsIn {
+    /// The next end, waiting for one if none was left yet.
+    pub(crate) async fn next(&mut self) -> End {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// The next end already left, without waiting.
+    pub(crate) fn next_ready(&mut self) -> Option<End> {
+        if self.taken.is_empty() {
+            self.take();
+        }
+        self.taken.pop_front()
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        if let Some(end) = self.taken.pop_front() {
+            return Poll::Ready(end);
+        }
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if shared.ends.is_empty() {
+            if !shared
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                shared.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut shared.ends, &mut self.taken);
+        drop(shared);
+        self.taken.pop_front().map_or(Poll::Pending, Poll::Ready)
+    }
+
+    /// Takes every end left so far (into an empty `taken`).
+    fn take(&mut self) {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut shared.ends, &mut self.taken);
+    }
+}
+
+impl Drop for EndsIn {
+    fn drop(&mut self) {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.closed = true;
+        shared.waker = None;
+        shared.ends.clear();
+    }
+}
