@@ -71,16 +71,19 @@ impl EndsOut {
     }
 }
 
-/// Leaves `held` ends (each with its list, in the order they ended), one
-/// lock for each run of ends of the same list: a worker's batch, most
-/// often all of one run.
-pub(crate) fn leave_all(held: impl IntoIterator<Item = (EndsOut, End)>) {
-    let mut held = held.into_iter().peekable();
-    while let Some((out, end)) = held.next() {
+/// Leaves the ends `held` (each with its list, in the order they ended),
+/// one lock for each run of ends of the same list: a worker's batch, most
+/// often all of one run. Each end is copied once, into its list.
+pub(crate) fn leave_all(held: &mut Vec<(EndsOut, End)>) {
+    while let Some((out, _)) = held.first() {
+        let out = out.clone();
+        let run = held
+            .iter()
+            .take_while(|(next, _)| Arc::ptr_eq(&next.0, &out.0))
+            .count();
         let waker = {
             let mut shared = out.0.lock().unwrap_or_else(PoisonError::into_inner);
-            shared.leave(end);
-            while let Some((_, end)) = held.next_if(|(next, _)| Arc::ptr_eq(&next.0, &out.0)) {
+            for (_, end) in held.drain(..run) {
                 shared.leave(end);
             }
             shared.waker.take()

@@ -134,7 +134,7 @@ fn send_held() {
         // A wake-up wakes a task of another runtime: no code of this thread
         // runs meanwhile, so the list stays borrowed (and keeps its room).
         if let Some(held) = held {
-            ends::leave_all(held.drain(..));
+            ends::leave_all(held);
         }
     });
 }
