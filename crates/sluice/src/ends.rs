@@ -152,3 +152,87 @@ impl Drop for EndsIn {
         shared.ends.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::request::{Input, Request};
+    use crate::scheduler::{Action, Scheduler};
+
+    /// An end under `key` (its ticket a real one: the scheduler's first).
+    fn end(key: usize) -> End {
+        let now = Instant::now();
+        let config = Arc::new(Config::default());
+        let mut scheduler = Scheduler::new(config, now, std::time::SystemTime::now(), 1);
+        let url = url::Url::parse("http://127.0.0.1:9/").expect("a URL");
+        scheduler.offer(Input::from(Request::get(1, url)), now);
+        let ticket = std::iter::from_fn(|| scheduler.next_action())
+            .find_map(|a| match a {
+                Action::Start(attempt) => Some(attempt.ticket),
+                Action::Emit(_) => None,
+            })
+            .expect("the scheduler starts the request it was offered");
+        (key, (ticket, None, None, now))
+    }
+
+    /// Counts its wake-ups.
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A worker's batch holding the ends of two runs, interleaved: each
+    /// run's list gets its own, in the order they ended, and nothing is
+    /// left held.
+    #[test]
+    fn held_ends_reach_their_own_lists_in_order() {
+        let (a, mut a_in) = list();
+        let (b, mut b_in) = list();
+        let mut held = vec![
+            (a.clone(), end(1)),
+            (a.clone(), end(2)),
+            (b.clone(), end(10)),
+            (a.clone(), end(3)),
+        ];
+        leave_all(&mut held);
+        assert!(held.is_empty());
+        let keys = |ends: &mut EndsIn| {
+            std::iter::from_fn(|| ends.next_ready().map(|e| e.0)).collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&mut a_in), [1, 2, 3]);
+        assert_eq!(keys(&mut b_in), [10]);
+    }
+
+    /// The driver waiting with nothing to take is woken by the first end
+    /// left, once, and takes every end left meanwhile.
+    #[test]
+    fn the_first_end_wakes_the_waiting_driver_once() {
+        let (out, mut ends_in) = list();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        assert!(ends_in.poll_next(&mut cx).is_pending());
+        out.leave(end(1));
+        out.leave(end(2));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(ends_in.poll_next(&mut cx), Poll::Ready((1, _))));
+        assert_eq!(ends_in.next_ready().map(|e| e.0), Some(2));
+        assert!(ends_in.next_ready().is_none());
+    }
+
+    /// Ends left after the driver went are dropped at once, not kept for
+    /// as long as an attempt holds the list.
+    #[test]
+    fn ends_left_after_the_driver_went_are_dropped() {
+        let (out, ends_in) = list();
+        drop(ends_in);
+        out.leave(end(1));
+        assert!(out.0.lock().expect("not poisoned").ends.is_empty());
+    }
+}
