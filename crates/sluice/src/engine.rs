@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::alarm::Alarm;
 use crate::client::{self, ClientError};
 use crate::config::Config;
+use crate::ends::{self, EndsIn};
 use crate::event::Event;
 use crate::request::Input;
 use crate::scheduler::{Action, Scheduler};
@@ -248,7 +249,7 @@ where
     };
     let client = client::build(&config)?;
     let (tx, rx) = mpsc::channel(EVENT_BATCHES);
-    let (ended, ends) = mpsc::unbounded_channel();
+    let (ended, ends) = ends::list();
     let config = Arc::new(config);
     let seed = fastrand::u64(..);
     let scheduler = Scheduler::new(Arc::clone(&config), Instant::now(), SystemTime::now(), seed);
@@ -297,7 +298,7 @@ struct Driver {
     tasks: Tasks,
     /// Each attempt's task sends what became of it here, with its key in
     /// `tasks` (see [`crate::tasks::Ends`]).
-    ends: mpsc::UnboundedReceiver<(usize, Ended)>,
+    ends: EndsIn,
     /// Under `--redis`, the link to the shared limiter.
     shared: Option<Link>,
     /// When the scheduler paces starts: each attempt's ticket and the
@@ -338,11 +339,11 @@ impl Driver {
                 _ = &mut shutdown, if !self.scheduler.is_draining() => {
                     self.scheduler.drain(Instant::now());
                 }
-                Some(done) = self.ends.recv(), if !self.tasks.is_empty() => {
+                done = self.ends.next(), if !self.tasks.is_empty() => {
                     self.ended(done);
                     // Those that finished meanwhile, in the same turn.
                     for _ in 1..TURN {
-                        let Ok(done) = self.ends.try_recv() else { break };
+                        let Some(done) = self.ends.next_ready() else { break };
                         self.ended(done);
                     }
                 }

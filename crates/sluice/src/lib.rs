@@ -22,6 +22,7 @@ pub mod classify;
 pub mod client;
 pub mod config;
 mod connecting;
+mod ends;
 pub mod engine;
 pub mod event;
 pub mod filejob;

@@ -14,20 +14,20 @@ use tokio::time::Instant;
 use crate::attempt::{self, Outcome};
 use crate::client::Clients;
 use crate::config::Config;
+use crate::ends::EndsOut;
 use crate::record::ErrorKind;
 use crate::scheduler::{Attempt, Ticket};
 use crate::worker::Worker;
 
-/// What an attempt's task gives back: its ticket, its outcome (`None`:
-/// abandoned), when its request was sent and when it ended.
-pub(crate) type Ended = (Ticket, Option<Outcome>, Option<Instant>, Instant);
+/// Where attempts' tasks leave what became of them, with their key in
+/// [`Tasks`] ([`crate::ends`]: where a `JoinSet` cost a locked list's entry
+/// each and about 1 K instructions an attempt, and a tokio channel about
+/// 220 an end). The first end left wakes the driver, so a driver busy
+/// elsewhere (or on another thread) is woken once for all the ends that
+/// come meanwhile.
+pub(crate) type Ends = EndsOut;
 
-/// Where attempts' tasks send what became of them, with their key in
-/// [`Tasks`]: a channel's send and receive, where a `JoinSet` cost a locked
-/// list's entry each and about 1 K instructions an attempt. Its receiver's
-/// waker is taken by the first send, so a driver busy elsewhere (or on
-/// another thread) is woken once for all the ends that come meanwhile.
-pub(crate) type Ends = mpsc::UnboundedSender<(usize, Ended)>;
+pub(crate) use crate::ends::Ended;
 
 /// The instants attempts began, as they write them: no wake-up of the
 /// driver, which reads them before its next decision (see
@@ -82,7 +82,7 @@ impl Tasks {
         Tasks {
             keys: Slab::new(),
             ends,
-            place: Place::Here(Spawner::new(crew)),
+            place: Place::Here(Spawner::new(Arc::new(crew))),
         }
     }
 
@@ -93,7 +93,7 @@ impl Tasks {
         let (to, handed) = mpsc::unbounded_channel();
         worker
             .handle()
-            .spawn(spawn_handed(handed, Spawner::new(crew)));
+            .spawn(spawn_handed(handed, Spawner::new(Arc::new(crew))));
         Tasks {
             keys: Slab::new(),
             ends,
@@ -155,12 +155,13 @@ async fn spawn_handed(mut handed: mpsc::UnboundedReceiver<Vec<Job>>, mut spawner
 /// handle it holds then is done with and is replaced. Dropped, it aborts
 /// every task still running.
 struct Spawner {
-    crew: Crew,
+    /// Shared: each task holds a pointer to it (see [`attempt_task`]).
+    crew: Arc<Crew>,
     handles: Vec<Option<JoinHandle<()>>>,
 }
 
 impl Spawner {
-    fn new(crew: Crew) -> Spawner {
+    fn new(crew: Arc<Crew>) -> Spawner {
         Spawner {
             crew,
             handles: Vec::new(),
@@ -169,7 +170,7 @@ impl Spawner {
 
     fn spawn(&mut self, attempt: Attempt, report: Report) {
         let key = report.key;
-        let task = tokio::spawn(attempt_task(self.crew.clone(), attempt, report));
+        let task = tokio::spawn(attempt_task(Arc::clone(&self.crew), attempt, report));
         if self.handles.len() <= key {
             self.handles.resize_with(key + 1, || None);
         }
@@ -188,15 +189,22 @@ impl Drop for Spawner {
 /// An attempt's task: its exchange, given up if its request is abandoned
 /// first, and what became of it sent through `report` (which sends an
 /// internal failure instead if the task unwinds before).
-async fn attempt_task(crew: Crew, attempt: Attempt, mut report: Report) {
+///
+/// The task itself is kept to a few words: what it shares with the others
+/// is behind a pointer (`crew`), and what it waits on is boxed. tokio
+/// copies a task's future whole when it spawns it, into its cell, and three
+/// times more as the task ends (its stage set to finished, then consumed):
+/// with the crew inline, that was hundreds of bytes each, about 700
+/// instructions a request in `memcpy`.
+async fn attempt_task(crew: Arc<Crew>, attempt: Attempt, mut report: Report) {
     if let Some(Ok(mut list)) = crew.began.as_ref().map(|b| b.lock()) {
         list.push((attempt.ticket, Instant::now()));
     }
-    // Boxed: an attempt's future (reqwest's and hyper's state within) takes
-    // kilobytes, which spawning the task and wrapping the future would
-    // otherwise copy, each; boxed where it is made, it is copied once and
-    // the task moves a pointer. Its panics become an internal failure
-    // here; those outside it, the report's.
+    // Boxed: an attempt's future (hyper's state within) takes kilobytes,
+    // which spawning the task and wrapping the future would otherwise
+    // copy, each; boxed where it is made, it is copied once and the task
+    // moves a pointer. Its panics become an internal failure here; those
+    // outside it, the report's.
     let exchange = AssertUnwindSafe(Box::pin(attempt::perform(
         &crew.client,
         &crew.config,
@@ -206,10 +214,17 @@ async fn attempt_task(crew: Crew, attempt: Attempt, mut report: Report) {
     .catch_unwind()
     .map(|done| done.unwrap_or_else(|_| internal_failure()));
     let outcome = match &attempt.request.abandon {
-        Some(abandon) => tokio::select! {
-            outcome = exchange => Some(outcome),
-            () = abandon.abandoned() => None,
-        },
+        // Boxed too: rare (the Python package's cancellation), and the
+        // wait for it would make every task larger.
+        Some(abandon) => {
+            Box::pin(async move {
+                tokio::select! {
+                    outcome = exchange => Some(outcome),
+                    () = abandon.abandoned() => None,
+                }
+            })
+            .await
+        }
         None => Some(exchange.await),
     };
     #[cfg(test)]
@@ -318,14 +333,17 @@ mod tests {
             began: None,
             panic_after_exchange: true,
         };
-        let (ends, mut ended) = mpsc::unbounded_channel();
-        let task = tokio::spawn(attempt_task(crew, attempt, Report::new(7, ticket, ends)));
+        let (ends, mut ended) = crate::ends::list();
+        let task = tokio::spawn(attempt_task(
+            Arc::new(crew),
+            attempt,
+            Report::new(7, ticket, ends),
+        ));
         assert!(task.await.expect_err("the task panicked").is_panic());
         let (key, (got, outcome, _, _)) =
-            tokio::time::timeout(Duration::from_secs(10), ended.recv())
+            tokio::time::timeout(Duration::from_secs(10), ended.next())
                 .await
-                .expect("the end comes at once")
-                .expect("the task reported its end before its sender went");
+                .expect("the end comes at once");
         assert_eq!((key, got), (7, ticket));
         match outcome {
             Some(Outcome::Failed(failed)) => {
@@ -355,16 +373,15 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         });
-        let (ends, mut ended) = mpsc::unbounded_channel();
+        let (ends, mut ended) = crate::ends::list();
         worker.handle().spawn(async move {
             crate::worker::send_end(&ends, 4, (ticket, None, None, Instant::now()));
             // The sender stays: a closed channel would end `recv` at once.
             std::future::pending::<()>().await;
         });
-        let (key, _) = tokio::time::timeout(Duration::from_secs(1), ended.recv())
+        let (key, _) = tokio::time::timeout(Duration::from_secs(1), ended.next())
             .await
-            .expect("the end came while the worker was busy")
-            .expect("an end");
+            .expect("the end came while the worker was busy");
         assert_eq!(key, 4);
     }
 
@@ -375,10 +392,10 @@ mod tests {
         let config = Arc::new(Config::default());
         let attempt = first_attempt(&config, "http://127.0.0.1:9/");
         let ticket = attempt.ticket;
-        let (ends, mut ended) = mpsc::unbounded_channel();
+        let (ends, mut ended) = crate::ends::list();
         let job: Job = (attempt, Report::new(3, ticket, ends));
         drop(job);
-        let (key, (_, outcome, sent, _)) = ended.try_recv().expect("the dropped job reported");
+        let (key, (_, outcome, sent, _)) = ended.next_ready().expect("the dropped job reported");
         assert_eq!(key, 3);
         assert!(sent.is_none());
         assert!(matches!(outcome, Some(Outcome::Failed(_))));

@@ -10,6 +10,7 @@ use std::task::{Poll, Waker};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
+use crate::ends;
 use crate::tasks::{Ended, Ends};
 
 /// A thread running a tokio runtime of its own. Cheap to clone: the thread
@@ -68,7 +69,7 @@ impl Worker {
 thread_local! {
     /// On a worker's thread, the ends of attempts not yet sent to their
     /// drivers (`None` on every other thread).
-    static HELD: RefCell<Option<Vec<(Ends, usize, Ended)>>> = const { RefCell::new(None) };
+    static HELD: RefCell<Option<Vec<(Ends, ends::End)>>> = const { RefCell::new(None) };
 }
 
 thread_local! {
@@ -90,11 +91,11 @@ const HOLD: usize = 64;
 pub(crate) fn send_end(ends: &Ends, key: usize, end: Ended) {
     let (first, full) = HELD.with_borrow_mut(|held| match held {
         Some(held) => {
-            held.push((ends.clone(), key, end));
+            held.push((ends.clone(), (key, end)));
             (held.len() == 1, held.len() >= HOLD)
         }
         None => {
-            let _ = ends.send((key, end));
+            ends.leave((key, end));
             (false, false)
         }
     });
@@ -130,10 +131,10 @@ async fn flush_held() {
 /// Sends the ends held on this thread (a worker's, about to park).
 fn send_held() {
     HELD.with_borrow_mut(|held| {
-        // A send wakes a task of another runtime: no code of this thread
+        // A wake-up wakes a task of another runtime: no code of this thread
         // runs meanwhile, so the list stays borrowed (and keeps its room).
-        for (ends, key, end) in held.iter_mut().flat_map(|h| h.drain(..)) {
-            let _ = ends.send((key, end));
+        if let Some(held) = held {
+            ends::leave_all(held);
         }
     });
 }

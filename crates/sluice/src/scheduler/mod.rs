@@ -39,6 +39,7 @@ mod learned;
 mod origin;
 #[cfg(test)]
 mod pacing_tests;
+mod ready;
 mod retrying;
 mod shared;
 #[cfg(test)]
@@ -69,6 +70,7 @@ use crate::retry::{self, Failure};
 use crate::timing::{RunClock, Stopwatch, later};
 
 use origin::{Job, JobState, Origin, Readiness};
+use ready::Ready;
 
 /// Identifies one attempt between [`Action::Start`] and
 /// [`Scheduler::complete`]: its slot among the attempts in flight, and its
@@ -118,7 +120,7 @@ pub struct Scheduler {
     /// in runs of lines, so its name is compared before any hashing.
     last_origin: usize,
     /// Origins that could start their head request now, by the head's seq.
-    ready: BTreeMap<u64, usize>,
+    ready: Ready,
     /// Origins waiting for an instant (pause, spread, their own rate).
     wakes: BTreeSet<(Instant, usize)>,
     /// Requests waiting to retry, by due instant and seq. They hold no slot.
@@ -176,7 +178,7 @@ impl Scheduler {
             origins: Vec::new(),
             by_name: FnvHashMap::default(),
             last_origin: usize::MAX,
-            ready: BTreeMap::new(),
+            ready: Ready::default(),
             wakes: BTreeSet::new(),
             retries: BTreeMap::new(),
             global_wake: None,
@@ -498,7 +500,7 @@ impl Scheduler {
     /// Takes origin `o` out of `ready` before its queue or limits change.
     fn unready(&mut self, o: usize) {
         if let Some(key) = self.origins[o].ready_key.take() {
-            self.ready.remove(&key);
+            self.ready.remove(key);
             self.ready_queued -= std::mem::take(&mut self.origins[o].counted);
         }
     }
@@ -589,7 +591,7 @@ impl Scheduler {
     fn dispatch(&mut self, now: Instant) {
         self.global_wake = None;
         while !self.draining && self.in_flight.len() < self.concurrency_limit() {
-            let Some((_, &o)) = self.ready.first_key_value() else {
+            let Some((_, o)) = self.ready.first() else {
                 return;
             };
             if self.origins[o].head().is_some_and(|j| j.req.is_abandoned()) {
@@ -958,7 +960,7 @@ impl Scheduler {
             && self.origins.iter().all(|o| o.in_flight() <= per_host);
         // The hand-kept counts agree with what they count.
         let queued: usize = self.origins.iter().map(Origin::queued).sum();
-        let counted: usize = self.ready.values().map(|&o| self.origins[o].counted).sum();
+        let counted: usize = self.ready.origins().map(|o| self.origins[o].counted).sum();
         let counts = queued == self.queued
             && counted == self.ready_queued
             && self.wakes.len() == self.origins.iter().filter(|o| o.wake_at.is_some()).count();
@@ -968,7 +970,7 @@ impl Scheduler {
             let head = o.head().map(|j| j.seq);
             match o.ready_key {
                 Some(key) => {
-                    self.ready.get(&key) == Some(&i)
+                    self.ready.get(key) == Some(i)
                         && head == Some(key)
                         && o.counted == o.queued()
                         && !o.is_closed()
@@ -976,7 +978,8 @@ impl Scheduler {
                 }
                 None => o.counted == 0,
             }
-        }) && self.ready.len() <= self.origins.len();
+        }) && self.ready.len() <= self.origins.len()
+            && self.ready.well_ordered();
         // Nothing stalls: an origin that could start its head but is not
         // ready has a wake-up; ready work with a free slot waits only for the
         // global rate or budget.

@@ -220,7 +220,7 @@ impl Scheduler {
             if self.ready.is_empty() || !queue.wants_more(self.ready_queued, now, ahead) {
                 return None;
             }
-            let o = self.ready.first_key_value().map(|(_, &o)| o);
+            let o = self.ready.first().map(|(_, o)| o);
             (o, self.ready_queued, queue.starts.len())
         };
         let cells = o
