@@ -41,12 +41,15 @@ fn value() -> impl Strategy<Value = String> {
         Just("true".to_string()),
         Just("7".to_string()),
     ];
+    // Whitespace between a nested value's tokens too, so a body that is
+    // compact only at its top level is told from a compact one.
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
-            prop::collection::vec((key(), inner), 0..4).prop_map(|m| {
-                let m: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-                format!("{{{}}}", m.join(","))
+            (prop::collection::vec(inner.clone(), 0..4), space())
+                .prop_map(|(v, s)| format!("[{s}{}]", v.join(&format!("{s},")))),
+            (prop::collection::vec((key(), inner), 0..4), space()).prop_map(|(m, s)| {
+                let m: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\"{s}:{v}")).collect();
+                format!("{{{}{s}}}", m.join(","))
             }),
         ]
     })
