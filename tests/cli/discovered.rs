@@ -27,9 +27,10 @@ const N: usize = 1000;
 const BURST: u64 = 10;
 /// The meter drains `BURST` per this many seconds: 50 a second.
 const WINDOW: f64 = 0.2;
-/// The makespan's bound over the ideal here: a halved pace (or a third of
-/// the run spent in pauses) fails it; a loaded machine's few seconds do not.
-const SLACK: f64 = 1.5;
+/// The makespan's bound over the ideal here: a pace a quarter slow (or a
+/// fifth of the run spent in pauses) fails it; a loaded machine's seconds
+/// do not (the worst seen at load 11-13 on 2 cores: 1.17 of the ideal).
+const SLACK: f64 = 1.3;
 
 async fn case(key: &str, retry_after: bool) {
     let server = mock().await;
