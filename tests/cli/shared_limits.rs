@@ -92,6 +92,10 @@ async fn four_shards_share_one_rate() {
     for window_ms in [1000.0, 2000.0] {
         let most = max_in_window(&at, window_ms);
         let bound = (200.0 * window_ms / 1000.0).floor() as usize + 1;
+        eprintln!(
+            "most in {window_ms} ms: {most} arrivals, {} sends (bound {bound})",
+            max_in_window(&sent, window_ms + 1.0)
+        );
         assert!(
             most <= bound,
             "{most} arrivals in {window_ms} ms, bound {bound} (sluice's own sends, \
