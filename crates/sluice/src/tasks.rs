@@ -366,6 +366,42 @@ mod tests {
         }
     }
 
+    /// An attempt whose task first runs after its grant's latest instant
+    /// does not send: it reports `Unsent`, and the server never sees a
+    /// connection.
+    #[tokio::test]
+    async fn an_attempt_past_its_send_by_is_not_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("its address").port();
+        let config = Arc::new(Config::default());
+        let mut attempt = first_attempt(&config, &format!("http://127.0.0.1:{port}/"));
+        let ticket = attempt.ticket;
+        attempt.send_by = Instant::now().checked_sub(Duration::from_millis(1));
+        assert!(attempt.send_by.is_some());
+        let crew = Crew {
+            client: crate::client::build(&config).expect("a client"),
+            config,
+            began: None,
+            panic_after_exchange: false,
+        };
+        let (ends, mut ended) = crate::ends::list();
+        let task = attempt_task(Arc::new(crew), attempt, Report::new(5, ticket, ends));
+        // Sent, it would wait for an answer that never comes.
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("it ends at once");
+        let (key, (got, fate, sent, _)) = ended.next_ready().expect("it reported");
+        assert_eq!((key, got), (5, ticket));
+        assert!(matches!(fate, Fate::Unsent), "{fate:?}");
+        assert!(sent.is_none());
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "no connection reached the server: {accepted:?}"
+        );
+    }
+
     /// An end reported on a worker that stays busy (its run queue never
     /// empties, so the thread never parks: here a task that keeps yielding,
     /// in a run a few large downloads) reaches the driver at the worker's
