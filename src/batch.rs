@@ -560,6 +560,8 @@ impl State {
             Event::Concurrency(c) => {
                 self.adaptive = Some(((&c).into(), self.ceiling));
             }
+            // Told under -v only (`Screen::log`).
+            Event::StaleGrants { .. } => {}
             Event::RetryBudget { waited, held } => {
                 self.retry_budget = Some(crate::screen::RetryBudgetAccount {
                     waited_seconds: waited.as_secs_f64(),

@@ -122,6 +122,10 @@ impl Screen {
             }
             Event::Learned(l) => learned_line(l),
             Event::Concurrency(c) => concurrency_line(c),
+            Event::StaleGrants { dropped, unsent } => format!(
+                "Redis grants gone stale (each cost one start, none went late): \
+                 {dropped} dropped before a start, {unsent} not sent when their attempt ran"
+            ),
             Event::RetryBudget { waited, held } => format!(
                 "retries waited {} for the retry budget ({} held)",
                 show(*waited),

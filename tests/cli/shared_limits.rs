@@ -84,7 +84,10 @@ async fn four_shards_share_one_rate() {
     // on a loaded machine (load 6-8 on 2 cores, 1 run in 10) both read 203
     // in a second, so the processes sent them so (a start sent more than
     // the 7.5 ms left to "the way to the server" after its check), not the
-    // mock stamping late.
+    // mock stamping late. Since then the attempt checks its grant again
+    // just before its request is handed to a connection; the exceedances
+    // seen after (and some before) at loads of 6-14 were the mock's
+    // (202-212 arrivals, sluice's own sends within 201: BENCHMARKS.md).
     let records: Vec<Record> = (0..SHARDS)
         .flat_map(|k| file_results(&dir.path().join(format!("out-{k}.jsonl"))).into_values())
         .collect();
@@ -92,6 +95,10 @@ async fn four_shards_share_one_rate() {
     for window_ms in [1000.0, 2000.0] {
         let most = max_in_window(&at, window_ms);
         let bound = (200.0 * window_ms / 1000.0).floor() as usize + 1;
+        eprintln!(
+            "most in {window_ms} ms: {most} arrivals, {} sends (bound {bound})",
+            max_in_window(&sent, window_ms + 1.0)
+        );
         assert!(
             most <= bound,
             "{most} arrivals in {window_ms} ms, bound {bound} (sluice's own sends, \

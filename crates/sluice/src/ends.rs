@@ -18,9 +18,21 @@ use tokio::time::Instant;
 use crate::attempt::Outcome;
 use crate::scheduler::Ticket;
 
-/// What an attempt's task gives back: its ticket, its outcome (`None`:
-/// abandoned), when its request was sent and when it ended.
-pub(crate) type Ended = (Ticket, Option<Outcome>, Option<Instant>, Instant);
+/// What became of an attempt.
+#[derive(Debug)]
+pub(crate) enum Fate {
+    /// It ran: how it ended.
+    Done(Outcome),
+    /// Its request was abandoned ([`crate::Abandon`]) first.
+    Abandoned,
+    /// Not sent: its task first ran after the latest instant its shared
+    /// grant allowed ([`crate::scheduler::Attempt::send_by`]).
+    Unsent,
+}
+
+/// What an attempt's task gives back: its ticket, what became of it, when
+/// its request was sent and when it ended.
+pub(crate) type Ended = (Ticket, Fate, Option<Instant>, Instant);
 
 /// An attempt's end with its key in the driver's [`crate::tasks::Tasks`].
 pub(crate) type End = (usize, Ended);
@@ -176,7 +188,7 @@ mod tests {
                 Action::Emit(_) => None,
             })
             .expect("the scheduler starts the request it was offered");
-        (key, (ticket, None, None, now))
+        (key, (ticket, Fate::Abandoned, None, now))
     }
 
     /// Counts its wake-ups.

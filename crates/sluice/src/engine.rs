@@ -22,7 +22,7 @@ use crate::event::Event;
 use crate::request::Input;
 use crate::scheduler::{Action, Scheduler};
 use crate::shared::{Limiter, Link, link};
-use crate::tasks::{Began, Crew, Ended, Tasks};
+use crate::tasks::{Began, Crew, Ended, Fate, Tasks};
 use crate::worker::Worker;
 
 /// A running batch: a stream of [`Event`]s that ends when every request has
@@ -375,15 +375,16 @@ impl Driver {
 
     /// An attempt's task has ended: the scheduler hears when it was sent
     /// and how it ended.
-    fn ended(&mut self, (key, (ticket, outcome, sent, at)): (usize, Ended)) {
+    fn ended(&mut self, (key, (ticket, fate, sent, at)): (usize, Ended)) {
         self.tasks.ended(key);
         self.absorb_began(at);
         if let Some(sent) = sent {
             self.scheduler.sent(ticket, sent);
         }
-        match outcome {
-            Some(outcome) => self.scheduler.complete(ticket, outcome, at),
-            None => self.scheduler.abandoned(ticket, at),
+        match fate {
+            Fate::Done(outcome) => self.scheduler.complete(ticket, outcome, at),
+            Fate::Abandoned => self.scheduler.abandoned(ticket, at),
+            Fate::Unsent => self.scheduler.unsent(ticket, at),
         }
     }
 

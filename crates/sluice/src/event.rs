@@ -82,6 +82,18 @@ pub enum Event {
         /// Retries that had to wait.
         held: u64,
     },
+    /// Once, when a run under `--redis` has finished and some of the
+    /// starts it reserved there went stale (each cost the job one start of
+    /// its rate, never a start late): `dropped` were found past the
+    /// lateness allowed when the scheduler came to them (its process woke
+    /// too late), `unsent` when their attempt's task first ran (its request
+    /// went back to its queue, unsent, for a new grant).
+    StaleGrants {
+        /// Dropped before a start.
+        dropped: u64,
+        /// Attempts not sent.
+        unsent: u64,
+    },
     /// A request was dropped without a record (the run is draining, or its
     /// origin closed); `--resume` sends it again.
     Dropped {

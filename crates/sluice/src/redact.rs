@@ -111,11 +111,15 @@ impl Redactor {
     /// A raw URL string as it may be shown, for lines whose URL did not parse.
     ///
     /// Without a parse we cannot find the parts reliably, so anything that
-    /// looks like userinfo or a query is cut.
+    /// looks like userinfo or a query is cut. Text with a space or a
+    /// control character is not parsed at all: the url crate would drop
+    /// its tabs and line breaks and encode its spaces, showing a URL
+    /// rejected for one of them without it.
     pub fn raw_url(&self, raw: &str) -> String {
-        match Url::parse(raw) {
-            Ok(url) => self.url(&url),
-            Err(_) => {
+        let as_written = raw.contains(|c: char| c.is_ascii_control() || c == ' ');
+        match Url::parse(raw).ok().filter(|_| !as_written) {
+            Some(url) => self.url(&url),
+            None => {
                 let mut shown = raw.split(['?', '#']).next().unwrap_or("").to_string();
                 if let Some(at) = shown.rfind('@') {
                     let start = shown.find("://").map(|i| i + 3).unwrap_or(0);
@@ -186,6 +190,17 @@ mod tests {
         assert_eq!(
             r.raw_url("http://u:p@exa mple/?key=1"),
             "http://REDACTED@exa mple/?…"
+        );
+    }
+
+    #[test]
+    fn raw_urls_with_a_space_or_a_tab_are_shown_as_written() {
+        let r = Redactor::default();
+        assert_eq!(r.raw_url("http://h/a\tb"), "http://h/a\tb");
+        assert_eq!(r.raw_url("https://h/ v1"), "https://h/ v1");
+        assert_eq!(
+            r.raw_url("http://u:p@h/a b?key=1"),
+            "http://REDACTED@h/a b?…"
         );
     }
 

@@ -90,6 +90,8 @@ pub(crate) struct RetryHold {
     pub(crate) exempt: bool,
     /// Since when the coming retry has waited for budget.
     pub(crate) since: Option<Instant>,
+    /// Its first attempt added its share to the budget.
+    pub(crate) filled: bool,
 }
 
 /// The budget of one run: a balance of retries, capped at a second's worth

@@ -27,7 +27,7 @@ use crate::worker::Worker;
 /// come meanwhile.
 pub(crate) type Ends = EndsOut;
 
-pub(crate) use crate::ends::Ended;
+pub(crate) use crate::ends::{Ended, Fate};
 
 /// The instants attempts began, as they write them: no wake-up of the
 /// driver, which reads them before its next decision (see
@@ -200,6 +200,14 @@ async fn attempt_task(crew: Arc<Crew>, attempt: Attempt, mut report: Report) {
     if let Some(Ok(mut list)) = crew.began.as_ref().map(|b| b.lock()) {
         list.push((attempt.ticket, Instant::now()));
     }
+    // Under `--redis`: checked here, just before the request is handed to
+    // its connection, as close to the wire as the engine sees. A task that
+    // first ran after its grant's latest instant does not send (sent, it
+    // would bunch with starts other processes reserved after it): its
+    // request goes back to its queue for a new grant.
+    if attempt.send_by.is_some_and(|by| Instant::now() > by) {
+        return report.send(Fate::Unsent);
+    }
     // Boxed: an attempt's future (hyper's state within) takes kilobytes,
     // which spawning the task and wrapping the future would otherwise
     // copy, each; boxed where it is made, it is copied once and the task
@@ -213,25 +221,25 @@ async fn attempt_task(crew: Arc<Crew>, attempt: Attempt, mut report: Report) {
     )))
     .catch_unwind()
     .map(|done| done.unwrap_or_else(|_| internal_failure()));
-    let outcome = match &attempt.request.abandon {
+    let fate = match &attempt.request.abandon {
         // Boxed too: rare (the Python package's cancellation), and the
         // wait for it would make every task larger.
         Some(abandon) => {
             Box::pin(async move {
                 tokio::select! {
-                    outcome = exchange => Some(outcome),
-                    () = abandon.abandoned() => None,
+                    outcome = exchange => Fate::Done(outcome),
+                    () = abandon.abandoned() => Fate::Abandoned,
                 }
             })
             .await
         }
-        None => Some(exchange.await),
+        None => Fate::Done(exchange.await),
     };
     #[cfg(test)]
     if crew.panic_after_exchange {
         panic!("this test's attempt task panics after its exchange (expected)");
     }
-    report.send(outcome);
+    report.send(fate);
 }
 
 /// How an attempt's end reaches the driver, so that every attempt handed
@@ -263,10 +271,10 @@ impl Report {
         }
     }
 
-    /// Sends the attempt's `outcome` (`None`: abandoned).
-    fn send(&mut self, outcome: Option<Outcome>) {
+    /// Sends what became of the attempt.
+    fn send(&mut self, fate: Fate) {
         self.done = true;
-        let end = (self.ticket, outcome, self.sent, Instant::now());
+        let end = (self.ticket, fate, self.sent, Instant::now());
         crate::worker::send_end(&self.ends, self.key, end);
     }
 }
@@ -274,7 +282,7 @@ impl Report {
 impl Drop for Report {
     fn drop(&mut self) {
         if !self.done {
-            self.send(Some(internal_failure()));
+            self.send(Fate::Done(internal_failure()));
         }
     }
 }
@@ -346,7 +354,7 @@ mod tests {
                 .expect("the end comes at once");
         assert_eq!((key, got), (7, ticket));
         match outcome {
-            Some(Outcome::Failed(failed)) => {
+            Fate::Done(Outcome::Failed(failed)) => {
                 assert_eq!(failed.kind, ErrorKind::Protocol);
                 assert!(
                     failed.message.contains("internal error"),
@@ -356,6 +364,42 @@ mod tests {
             }
             other => panic!("an internal failure, not {other:?}"),
         }
+    }
+
+    /// An attempt whose task first runs after its grant's latest instant
+    /// does not send: it reports `Unsent`, and the server never sees a
+    /// connection.
+    #[tokio::test]
+    async fn an_attempt_past_its_send_by_is_not_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("its address").port();
+        let config = Arc::new(Config::default());
+        let mut attempt = first_attempt(&config, &format!("http://127.0.0.1:{port}/"));
+        let ticket = attempt.ticket;
+        attempt.send_by = Instant::now().checked_sub(Duration::from_millis(1));
+        assert!(attempt.send_by.is_some());
+        let crew = Crew {
+            client: crate::client::build(&config).expect("a client"),
+            config,
+            began: None,
+            panic_after_exchange: false,
+        };
+        let (ends, mut ended) = crate::ends::list();
+        let task = attempt_task(Arc::new(crew), attempt, Report::new(5, ticket, ends));
+        // Sent, it would wait for an answer that never comes.
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("it ends at once");
+        let (key, (got, fate, sent, _)) = ended.next_ready().expect("it reported");
+        assert_eq!((key, got), (5, ticket));
+        assert!(matches!(fate, Fate::Unsent), "{fate:?}");
+        assert!(sent.is_none());
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "no connection reached the server: {accepted:?}"
+        );
     }
 
     /// An end reported on a worker that stays busy (its run queue never
@@ -375,7 +419,7 @@ mod tests {
         });
         let (ends, mut ended) = crate::ends::list();
         worker.handle().spawn(async move {
-            crate::worker::send_end(&ends, 4, (ticket, None, None, Instant::now()));
+            crate::worker::send_end(&ends, 4, (ticket, Fate::Abandoned, None, Instant::now()));
             // The sender stays: a closed channel would end `recv` at once.
             std::future::pending::<()>().await;
         });
@@ -398,6 +442,6 @@ mod tests {
         let (key, (_, outcome, sent, _)) = ended.next_ready().expect("the dropped job reported");
         assert_eq!(key, 3);
         assert!(sent.is_none());
-        assert!(matches!(outcome, Some(Outcome::Failed(_))));
+        assert!(matches!(outcome, Fate::Done(Outcome::Failed(_))));
     }
 }

@@ -191,6 +191,20 @@ impl Stopwatch {
         }
     }
 
+    /// The running attempt was not sent after all (its shared grant went
+    /// stale before its task ran): it leaves no trace in `attempt_log`, and
+    /// the time since its start counts as waiting for a rate limit, so a
+    /// request's time still sums up.
+    pub fn unstarted(&mut self, now: u64) {
+        if let Some(start) = self.running.take() {
+            self.attempts.pop();
+            if self.attempts.is_empty() {
+                self.first = None;
+            }
+            self.waits.rate += ms(now.saturating_sub(start));
+        }
+    }
+
     /// The running attempt ended at `now`.
     pub fn ended(&mut self, now: u64) {
         if let (Some(start), Some(last)) = (self.running.take(), self.attempts.last_mut()) {

@@ -330,6 +330,16 @@ mod tests {
     }
 
     #[test]
+    fn a_url_rejected_for_a_tab_or_a_space_is_shown_as_written() {
+        // The url crate would show `http://h/ab` and `http://h/a%20b`.
+        let tab = rejects("http://h/a\tb", &["`http://h/a\\tb`", "a tab"]);
+        assert_eq!(tab.url.as_deref(), Some("http://h/a\\tb"));
+        let space = rejects("http://h/a b?key=SECRET", &["`http://h/a b?…`", "a space"]);
+        assert_eq!(space.url.as_deref(), Some("http://h/a b?…"));
+        assert!(!space.message.contains("SECRET"), "{}", space.message);
+    }
+
+    #[test]
     fn control_characters_in_urls_are_rejected_not_stripped() {
         for (url, what) in [
             ("http://h/a\tb", "a tab"),

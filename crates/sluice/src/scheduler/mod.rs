@@ -91,6 +91,10 @@ pub struct Attempt {
     pub request: Arc<Request>,
     /// 1 for the first attempt.
     pub number: u32,
+    /// Under `--redis`: the latest instant its request may be sent (its
+    /// grant's instant plus the lateness allowed). Its task checks it when
+    /// it first runs: later, it does not send ([`Scheduler::unsent`]).
+    pub send_by: Option<Instant>,
 }
 
 /// What the scheduler asks its driver to do, in order.
@@ -324,6 +328,7 @@ impl Scheduler {
         if self.finished() {
             self.learned_last_words();
             self.retry_budget_account();
+            self.shared_last_word();
             self.adaptive_last_word(now);
         }
         debug_assert!(self.invariants_hold(), "scheduler invariants broken");
@@ -656,9 +661,7 @@ impl Scheduler {
     }
 
     fn start(&mut self, o: usize, cells: u64, now: Instant) {
-        if let Some(g) = &mut self.grants {
-            g.take(o, now);
-        }
+        let send_by = self.grants.as_mut().and_then(|g| g.take(o, now));
         let rate = self.rate.as_mut().map(|g| g.take(now, 1));
         let budget = (self.budget.as_mut())
             .filter(|_| cells > 0)
@@ -671,7 +674,7 @@ impl Scheduler {
         self.queued -= 1;
         job.attempts += 1;
         job.adaptive = self.adaptive_start(now);
-        self.first_attempt_fills_budget(&job, now);
+        self.first_attempt_fills_budget(&mut job, now);
         let t = self.clock.nanos(now);
         job.first_started.get_or_insert(t);
         job.watch.started(t);
@@ -682,6 +685,7 @@ impl Scheduler {
             ticket: Ticket { slot, seq },
             request: Arc::clone(&request),
             number,
+            send_by,
         }));
         self.emit(Event::Started {
             line: request.line,

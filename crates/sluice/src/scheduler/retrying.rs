@@ -9,9 +9,11 @@ use crate::event::Event;
 use super::Job;
 
 impl super::Scheduler {
-    /// A first attempt starts: it adds its share to the budget.
-    pub(super) fn first_attempt_fills_budget(&mut self, job: &Job, now: Instant) {
+    /// A first attempt starts: it adds its share to the budget, once (a
+    /// first attempt not sent, [`super::Scheduler::unsent`], starts again).
+    pub(super) fn first_attempt_fills_budget(&mut self, job: &mut Job, now: Instant) {
         if job.attempts == 1
+            && !std::mem::replace(&mut job.budget.filled, true)
             && let Some(b) = &mut self.retry_budget
         {
             b.first_attempt(now);

@@ -66,21 +66,24 @@ impl Queue {
     /// are dropped (their cells go unused, which only ever lowers the
     /// rate), and so are grants later than [`late_allowed`] (used, they
     /// would bunch up with starts other processes reserved after them).
-    fn gate(&mut self, now: Instant, cells: u64, asked: bool, late: Duration) -> Gate {
+    /// Also says how many grants it dropped as stale.
+    fn gate(&mut self, now: Instant, cells: u64, asked: bool, late: Duration) -> (Gate, u64) {
         let stale = |at: Instant| at + late < now;
-        while self
-            .starts
-            .front()
-            .is_some_and(|&(at, c)| c < cells || stale(at))
-        {
+        let mut dropped = 0;
+        while let Some(&(at, c)) = self.starts.front() {
+            if c >= cells && !stale(at) {
+                break;
+            }
+            dropped += u64::from(stale(at));
             self.starts.pop_front();
         }
-        match (self.starts.front(), self.not_before) {
+        let gate = match (self.starts.front(), self.not_before) {
             (Some(&(at, _)), _) if at <= now => Gate::Open,
             (Some(&(at, _)), _) => Gate::At(at),
             (None, Some(at)) if at > now && !asked => Gate::At(at),
             (None, _) => Gate::Shut,
-        }
+        };
+        (gate, dropped)
     }
 
     /// Whether more grants should be asked for now, for `queued` requests:
@@ -124,6 +127,12 @@ pub(super) struct Grants {
     asked: bool,
     /// How late a grant may be used ([`late_allowed`]).
     late: Duration,
+    /// Grants that went stale: dropped here (found later than `late`),
+    /// and spent on attempts not sent (their task ran later than that).
+    dropped: u64,
+    unsent: u64,
+    /// Their account was given, at the run's end.
+    told: bool,
     /// Learned limits to publish: origin, rate, burst, requests left.
     learned_out: Vec<(String, f64, u64, i64)>,
     /// Redis is gone for good: every origin is closed, new ones too.
@@ -160,10 +169,12 @@ impl Grants {
     /// Whether the oldest ready request, of origin `o`, may start.
     pub(super) fn gate(&mut self, o: usize, now: Instant, cells: u64) -> Gate {
         let (asked, late) = (self.asked, self.late);
-        match self.per_host {
+        let (gate, dropped) = match self.per_host {
             false => self.global.gate(now, cells, asked, late),
             true => (self.hosts.entry(o).or_default()).gate(now, cells, asked, late),
-        }
+        };
+        self.dropped += dropped;
+        gate
     }
 
     /// Whether every grant is an origin's.
@@ -171,17 +182,19 @@ impl Grants {
         self.per_host
     }
 
-    /// Spends the grant [`Grants::gate`] opened.
-    pub(super) fn take(&mut self, o: usize, now: Instant) {
+    /// Spends the grant [`Grants::gate`] opened: the latest instant its
+    /// request may be sent ([`crate::scheduler::Attempt::send_by`]).
+    pub(super) fn take(&mut self, o: usize, now: Instant) -> Option<Instant> {
         let queue = match self.per_host {
             false => &mut self.global,
             true => self.hosts.entry(o).or_default(),
         };
-        queue.starts.pop_front();
+        let spent = queue.starts.pop_front();
         let low = (queue.starts.back()).is_none_or(|&(last, _)| last < now + self.ahead);
         if self.per_host && low {
             self.low.insert(o);
         }
+        spent.map(|(at, _)| at + self.late)
     }
 
     /// Waiting for Redis: no grant, and a reservation asked for (or Redis gone).
@@ -331,6 +344,52 @@ impl Scheduler {
     /// Tells the run's consumer about Redis trouble (progress, `-v`).
     pub fn shared_trouble(&mut self, trouble: crate::shared::Trouble) {
         self.emit(crate::event::Event::Redis(trouble));
+    }
+
+    /// The attempt was not sent: its task first ran after its grant's
+    /// latest instant ([`super::Attempt::send_by`]), and sent it would
+    /// bunch with the starts other processes reserved after it. Its request
+    /// goes back to its place in its origin's queue (as a retry keeps its
+    /// place) as if it had not started: its slot is free, no attempt is
+    /// counted, no record or `attempt_log` entry written, no retry budget
+    /// spent, and it waits for a new grant. The stale one is spent: one
+    /// start of the job's rate, as a grant dropped at [`Grants::gate`].
+    pub fn unsent(&mut self, ticket: super::Ticket, now: Instant) {
+        if let Some(mut job) = self.take_in_flight(ticket) {
+            let o = job.origin;
+            self.origins[o].attempt_ended(&job.dispatch);
+            job.attempts -= 1;
+            if job.attempts == 0 {
+                job.first_started = None;
+            }
+            job.watch.unstarted(self.clock.nanos(now));
+            if let Some(grants) = self.grants.as_mut() {
+                grants.unsent += 1;
+            }
+            if self.draining || self.origins[o].is_closed() || job.req.is_abandoned() {
+                self.drop_line(job.req.line, job.attempts);
+                self.refresh(o, now);
+            } else {
+                self.emit(crate::event::Event::Waiting {
+                    line: job.req.line,
+                    id: job.req.id.clone(),
+                });
+                self.requeue(job, now);
+            }
+        }
+        self.step(now);
+    }
+
+    /// Once the run has finished: how many grants went stale, if any.
+    pub(super) fn shared_last_word(&mut self) {
+        let Some(grants) = self.grants.as_mut().filter(|g| !g.told) else {
+            return;
+        };
+        grants.told = true;
+        let (dropped, unsent) = (grants.dropped, grants.unsent);
+        if dropped + unsent > 0 {
+            self.emit(crate::event::Event::StaleGrants { dropped, unsent });
+        }
     }
 
     /// Redis did not answer; the reservation may be asked for again.
@@ -711,6 +770,201 @@ mod tests {
         assert_eq!(s.shared_demand(t0, AHEAD), None);
     }
 
+    /// The attempts started since the last call (the events dropped).
+    fn started(s: &mut Scheduler) -> Vec<crate::scheduler::Attempt> {
+        std::iter::from_fn(|| s.next_action())
+            .filter_map(|a| match a {
+                Action::Start(attempt) => Some(attempt),
+                Action::Emit(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_attempt_not_sent_goes_back_to_its_place_for_a_new_grant() {
+        let ms = Duration::from_millis;
+        let t0 = tokio::time::Instant::now();
+        let mut s = scheduler(t0);
+        offer(&mut s, 1..=2, t0);
+        s.shared_demand(t0, AHEAD);
+        s.shared_granted(grant(vec![t0], None), t0);
+        let first = started(&mut s);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].request.line, 1);
+        // At 10/s a grant may be sent up to 55.5 ms after its instant.
+        let rate = "10/s".parse().unwrap();
+        assert_eq!(first[0].send_by, Some(t0 + super::late_allowed([rate])));
+        // Its task first ran 60 ms after the grant's instant: not sent.
+        let stale = t0 + ms(60);
+        s.unsent(first[0].ticket, stale);
+        let events: Vec<Action> = std::iter::from_fn(|| s.next_action()).collect();
+        assert!(
+            matches!(&events[..], [Action::Emit(Event::Waiting { line: 1, .. })]),
+            "back to waiting, no record, no drop: {events:?}"
+        );
+        assert_eq!(s.in_flight(), 0, "its slot is free");
+        // The stale grant is spent: both requests want one.
+        assert_eq!(s.shared_demand(stale, AHEAD), Some((2, 0, None)));
+        s.shared_granted(grant(vec![stale], None), stale);
+        let again = started(&mut s);
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            (again[0].request.line, again[0].number),
+            (1, 1),
+            "first in line, attempt 1"
+        );
+        s.complete(again[0].ticket, ok(), stale + ms(5));
+        let record = std::iter::from_fn(|| s.next_action())
+            .find_map(|a| match a {
+                Action::Emit(Event::Record(r)) => Some(r),
+                _ => None,
+            })
+            .expect("its record");
+        assert_eq!((record.line, record.attempts), (1, 1));
+        assert_eq!(record.started_at, Some(SystemTime::UNIX_EPOCH + ms(60)));
+        let timing = record.timing.expect("timing");
+        assert_eq!(
+            timing.attempts.len(),
+            1,
+            "no attempt_log entry for the unsent"
+        );
+        assert_eq!(
+            timing.waits.rate, 60.0,
+            "the unsent's time is waiting for a grant"
+        );
+        s.drain(stale + ms(5));
+        let told = std::iter::from_fn(|| s.next_action()).find_map(|a| match a {
+            Action::Emit(Event::StaleGrants { dropped, unsent }) => Some((dropped, unsent)),
+            _ => None,
+        });
+        assert_eq!(told, Some((0, 1)), "counted once the run has finished");
+    }
+
+    /// What a random sequence of [`unsent_holds_the_contract`] does next.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Redis answers with up to this many starts due now.
+        Grant(usize),
+        /// The attempt in flight at this index (modulo) was not sent.
+        Unsent(usize),
+        /// It ended with a 200.
+        Ok(usize),
+        /// Time passes (grants held may go stale).
+        Sleep(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1..4usize).prop_map(Op::Grant),
+            (0..4usize).prop_map(Op::Unsent),
+            (0..4usize).prop_map(Op::Ok),
+            (0..80u64).prop_map(Op::Sleep),
+        ]
+    }
+
+    /// One shared run of `lines` requests at -c 2 driven by `ops`, then
+    /// granted and answered until it finishes: every start is of the
+    /// oldest request waiting (an unsent one keeps its place), never more
+    /// than -c in flight (and the scheduler's invariants after every step),
+    /// every line ends with one record of one attempt, and the unsent are
+    /// counted exactly.
+    fn unsent_holds_the_contract(lines: u64, ops: &[Op]) {
+        let t0 = tokio::time::Instant::now();
+        let mut s = shared_scheduler(t0, 1, |b| {
+            b.rate("10/s".parse().unwrap())
+                .learn_limits(false)
+                .concurrency(std::num::NonZeroUsize::new(2).unwrap())
+        });
+        offer(&mut s, 1..=lines, t0);
+        s.end_input(t0);
+        let mut now = t0;
+        let mut waiting: std::collections::BTreeSet<u64> = (1..=lines).collect();
+        let mut in_flight: Vec<crate::scheduler::Attempt> = Vec::new();
+        let mut records: Vec<(u64, u32, usize)> = Vec::new();
+        let mut told = None;
+        let mut unsent = 0;
+        let mut collect = |s: &mut Scheduler, in_flight: &mut Vec<_>| {
+            while let Some(action) = s.next_action() {
+                match action {
+                    Action::Start(a) => {
+                        assert_eq!(waiting.first(), Some(&a.request.line), "oldest first");
+                        assert_eq!(a.number, 1, "an unsent attempt is not counted");
+                        waiting.remove(&a.request.line);
+                        in_flight.push(a);
+                    }
+                    Action::Emit(Event::Waiting { line, .. }) => {
+                        waiting.insert(line);
+                    }
+                    Action::Emit(Event::Record(r)) => {
+                        let logged = r.timing.as_ref().map_or(0, |t| t.attempts.len());
+                        records.push((r.line, r.attempts, logged));
+                    }
+                    Action::Emit(Event::StaleGrants { unsent, .. }) => told = Some(unsent),
+                    Action::Emit(Event::Dropped { line, .. }) => panic!("line {line} dropped"),
+                    Action::Emit(_) => {}
+                }
+            }
+            assert!(in_flight.len() <= 2 && s.in_flight() == in_flight.len());
+        };
+        let answer = |s: &mut Scheduler, most: usize, now| {
+            if let Some((wanted, _, _)) = s.shared_demand(now, AHEAD) {
+                let n = most.min(wanted as usize);
+                s.shared_granted(grant(vec![now; n], None), now);
+            }
+        };
+        for op in ops {
+            match *op {
+                Op::Grant(n) => answer(&mut s, n, now),
+                Op::Unsent(i) if !in_flight.is_empty() => {
+                    let a = in_flight.remove(i % in_flight.len());
+                    unsent += 1;
+                    s.unsent(a.ticket, now);
+                }
+                Op::Ok(i) if !in_flight.is_empty() => {
+                    let a = in_flight.remove(i % in_flight.len());
+                    s.complete(a.ticket, ok(), now);
+                }
+                Op::Sleep(ms) => {
+                    now += Duration::from_millis(ms);
+                    s.advance(now);
+                }
+                _ => {}
+            }
+            collect(&mut s, &mut in_flight);
+        }
+        for _ in 0..10 * lines + 10 {
+            if s.finished() {
+                break;
+            }
+            answer(&mut s, usize::MAX, now);
+            collect(&mut s, &mut in_flight);
+            for a in std::mem::take(&mut in_flight) {
+                s.complete(a.ticket, ok(), now);
+            }
+            collect(&mut s, &mut in_flight);
+            now += Duration::from_millis(1);
+            s.advance(now);
+        }
+        assert!(s.finished());
+        collect(&mut s, &mut in_flight);
+        records.sort();
+        let want: Vec<(u64, u32, usize)> = (1..=lines).map(|l| (l, 1, 1)).collect();
+        assert_eq!(records, want, "one record of one attempt per line");
+        assert_eq!(told.unwrap_or(0), unsent);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        #[test]
+        fn unsent_attempts_keep_the_contract(
+            lines in 1..10u64,
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
+            unsent_holds_the_contract(lines, &ops);
+        }
+    }
+
     /// A 200 answer.
     fn ok() -> crate::attempt::Outcome {
         crate::attempt::Outcome::Response(Box::new(crate::attempt::Response {
@@ -727,11 +981,12 @@ mod tests {
     }
 
     /// One process of a simulated job: its scheduler, the grants on their
-    /// way to it, its attempts in flight, and its timer (late by its own
-    /// amount each time it is armed).
+    /// way to it, its attempts waiting for their task's first run and in
+    /// flight, and its timer (late by its own amount each time it is armed).
     struct Process {
         s: Scheduler,
         coming: Vec<(tokio::time::Instant, Grant)>,
+        to_run: Vec<(tokio::time::Instant, crate::scheduler::Attempt)>,
         in_flight: Vec<(tokio::time::Instant, crate::scheduler::Ticket)>,
         armed: Option<tokio::time::Instant>,
         fires: Option<tokio::time::Instant>,
@@ -741,8 +996,16 @@ mod tests {
     /// script's arithmetic: `Gcra::earliest`, then `Gcra::charge`, at the
     /// paced rate, with its lead and horizon), answers 1-4 ms after they
     /// are asked, every timer late by up to `late` and, once in `stall`
-    /// wake-ups, by 20 ms more. Returns every start and the rate reached.
-    fn simulated_job(late: Duration, stall: u32, seed: u64) -> (Vec<tokio::time::Instant>, f64) {
+    /// wake-ups, by 20 ms more; once in `run_late` starts, the attempt's
+    /// task first runs 5-25 ms after its start (else at once), and does
+    /// not send past its grant's `send_by`. Returns every send, the rate
+    /// reached and the attempts not sent.
+    fn simulated_job(
+        late: Duration,
+        stall: u32,
+        run_late: u32,
+        seed: u64,
+    ) -> (Vec<tokio::time::Instant>, f64, u64) {
         use crate::gcra::Gcra;
         let ms = Duration::from_millis;
         let t0 = tokio::time::Instant::now();
@@ -760,6 +1023,7 @@ mod tests {
                 Process {
                     s,
                     coming: Vec::new(),
+                    to_run: Vec::new(),
                     in_flight: Vec::new(),
                     armed: None,
                     fires: None,
@@ -767,6 +1031,7 @@ mod tests {
             })
             .collect();
         let mut started = Vec::new();
+        let (mut unsent, mut told) = (0, 0);
         let step = Duration::from_micros(100);
         let mut now = t0;
         while processes.iter().any(|p| !p.s.finished()) && now < t0 + Duration::from_secs(10) {
@@ -788,10 +1053,30 @@ mod tests {
                     p.armed = None;
                     p.s.advance(now);
                 }
-                while let Some(action) = p.s.next_action() {
-                    if let Action::Start(attempt) = action {
+                let (due, later): (Vec<_>, Vec<_>) =
+                    p.to_run.drain(..).partition(|(at, _)| *at <= now);
+                p.to_run = later;
+                for (_, attempt) in due {
+                    if attempt.send_by.is_some_and(|by| now > by) {
+                        unsent += 1;
+                        p.s.unsent(attempt.ticket, now);
+                    } else {
                         started.push(now);
                         p.in_flight.push((now + ms(2), attempt.ticket));
+                    }
+                }
+                while let Some(action) = p.s.next_action() {
+                    match action {
+                        Action::Start(attempt) if run_late > 0 && rng.u32(..run_late) == 0 => {
+                            let first_run = now + Duration::from_micros(rng.u64(5000..=25_000));
+                            p.to_run.push((first_run, attempt));
+                        }
+                        Action::Start(attempt) => {
+                            started.push(now);
+                            p.in_flight.push((now + ms(2), attempt.ticket));
+                        }
+                        Action::Emit(Event::StaleGrants { unsent, .. }) => told += unsent,
+                        Action::Emit(_) => {}
                     }
                 }
                 if let Some((wanted, _, origin)) = p.s.shared_demand(now, AHEAD) {
@@ -828,10 +1113,18 @@ mod tests {
             }
             now += step;
         }
+        for p in &mut processes {
+            while let Some(action) = p.s.next_action() {
+                if let Action::Emit(Event::StaleGrants { unsent, .. }) = action {
+                    told += unsent;
+                }
+            }
+        }
+        assert_eq!(told, unsent, "every attempt not sent is counted");
         started.sort();
         let span = (*started.last().unwrap() - started[0]).as_secs_f64();
         let reached = (started.len() - 1) as f64 / span;
-        (started, reached)
+        (started, reached, unsent)
     }
 
     /// The most starts in any window of `window` (from each start).
@@ -851,7 +1144,7 @@ mod tests {
     fn four_processes_reach_the_rate_within_2_percent_with_late_timers() {
         for seed in 0..2 {
             // Timers late by up to 5 ms: within what a grant may be late.
-            let (starts, reached) = simulated_job(Duration::from_millis(5), 0, seed);
+            let (starts, reached, _) = simulated_job(Duration::from_millis(5), 0, 0, seed);
             assert_eq!(starts.len(), 600);
             assert!(
                 (196.0..=200.0).contains(&reached),
@@ -867,10 +1160,24 @@ mod tests {
         for seed in 0..2 {
             // One wake-up in 20 is 20 ms later still: its grants are
             // dropped (one start each), never sent late.
-            let (starts, reached) = simulated_job(Duration::from_millis(5), 20, seed);
+            let (starts, reached, _) = simulated_job(Duration::from_millis(5), 20, 0, seed);
             assert_eq!(starts.len(), 600);
             assert!(most_in(&starts, Duration::from_secs(1)) <= 201);
             assert!(most_in(&starts, Duration::from_secs(2)) <= 401);
+            assert!(reached > 150.0, "{reached:.1}/s");
+        }
+    }
+
+    #[test]
+    fn attempts_whose_task_runs_too_late_are_not_sent_and_never_exceed() {
+        for seed in 0..2 {
+            // One attempt in 10 first runs 5-25 ms after its start: those
+            // past their grant's 7.5 ms go back for a new grant, unsent.
+            let (sends, reached, unsent) = simulated_job(Duration::from_millis(5), 0, 10, seed);
+            assert_eq!(sends.len(), 600, "each request sent once");
+            assert!(unsent > 0, "the simulation sends some too late");
+            assert!(most_in(&sends, Duration::from_secs(1)) <= 201);
+            assert!(most_in(&sends, Duration::from_secs(2)) <= 401);
             assert!(reached > 150.0, "{reached:.1}/s");
         }
     }
