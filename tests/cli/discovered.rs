@@ -82,3 +82,47 @@ async fn headerless_limit_with_retry_after() {
 async fn headerless_limit_without_retry_after() {
     case("nginx-backoff", false).await;
 }
+
+/// Refusals no rate avoids: every tenth line asks `/fail` for a 429 (no
+/// `Retry-After`, no rate-limit header) at each of its 4 attempts, the
+/// others go to `/fast`. Before the key-bound rule every such refusal
+/// lowered the discovered rate (and paused the origin), which sat at its
+/// floor of one request a second: the 270 others would have taken minutes.
+/// Now lowering is seen not to pay and the others go on at full speed.
+/// Counted at the server: each refused line exactly 4 times, each other
+/// line once; the makespan is a smoke check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_bound_to_lines_do_not_slow_the_others() {
+    const LINES: usize = 300;
+    let server = mock().await;
+    let m = server.url();
+    let input: Vec<String> = (1..=LINES)
+        .map(|i| match i % 10 {
+            0 => format!("{m}/fail/100/line{i}?status=429"),
+            _ => format!("{m}/fast"),
+        })
+        .collect();
+    let out = Sluice::run(["-c", "15", "-q"])
+        .stdin(lines(&input))
+        .output()
+        .await;
+    out.code(1);
+    let records = out.results();
+    assert_eq!(records.len(), LINES);
+    assert_eq!(records.iter().filter(|r| r.ok).count(), LINES - LINES / 10);
+    assert_eq!(path_requests(&server, "/fast"), (LINES - LINES / 10) as u64);
+    for i in (10..=LINES).step_by(10) {
+        assert_eq!(
+            path_requests(&server, &format!("/fail/100/line{i}")),
+            4,
+            "line {i}"
+        );
+    }
+    let fast = crate::support::arrivals::arrivals(&server, |p| p == "/fast");
+    let (first, last) = (fast.first().copied(), fast.last().copied());
+    let makespan = (last.unwrap_or(0.0) - first.unwrap_or(0.0)) / 1000.0;
+    eprintln!("the {} others in {makespan:.2} s", fast.len());
+    // At the floor's one a second they would take 270 s.
+    assert!(makespan < 60.0, "{makespan:.2} s");
+    server.shutdown().await;
+}

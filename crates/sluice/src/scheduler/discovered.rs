@@ -25,9 +25,27 @@
 //!   or the server's burst as the first wave proved it, once slow start has ended,
 //!   so when a pause ends the waiting requests start at the rate, not with
 //!   every slot at once.
+//! - **Key-bound refusals.** Some refusals no rate avoids (a key without
+//!   quota, one backend shard down: the same lines refused at any pace).
+//!   Each lowering starts an epoch (the requests started until the next);
+//!   at a refusal that would lower, the latest epochs holding [`EVIDENCE`]
+//!   refusals are compared with earlier ones at [`APART`] times their rate
+//!   or more. A rate limit accepts a larger share of what is sent at a
+//!   lower rate (as many a second, of fewer); if the share accepted did not
+//!   rise by [`PAID`], lowering did not pay: the refusals are key-bound
+//!   (when at most half the answers were refused). The rate then goes back
+//!   to the lowest of those higher rates and climbs again as in slow start,
+//!   and from then on a refusal lowers it only when the requests started
+//!   since the rate last changed hold more refusals than the key-bound
+//!   share (measured at the lower rates) explains, by [`SIGMAS`] standard
+//!   deviations: among first attempts, or among all (a limiter may refuse
+//!   mostly the retries a pause released together). Lowering again stays
+//!   on the same probation.
 //!
-//! The pause a 429 or 503 asks for is the scheduler's, as before;
-//! this only decides the pace once it has ended.
+//! The pause a 429 or 503 asks for is the scheduler's, as before, except
+//! that a refusal judged key-bound without `Retry-After` does not pause its
+//! origin (only its own retry waits); this only decides the pace once a
+//! pause has ended.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -97,6 +115,55 @@ const WAVE: Duration = Duration::from_millis(100);
 /// one (answers at once arrive with some jitter).
 const HELD_JITTER: Duration = Duration::from_millis(5);
 
+/// The rate epochs (requests started between two lowerings) kept for the
+/// key-bound test.
+const EPOCHS: usize = 16;
+
+/// The key-bound test compares the latest epochs with earlier ones at
+/// rates at least this factor above theirs.
+const APART: f64 = 1.5;
+
+/// A lowering paid when it raised the share of answers accepted by more
+/// than this factor (a rate limit's, above its limit, rises by the factor
+/// the rate fell: at least [`APART`]).
+const PAID: f64 = 1.2;
+
+/// Each pool of the key-bound test needs at least this many refusals.
+const EVIDENCE: u64 = 3;
+
+/// Refusals of more than this share of answers are never judged key-bound
+/// (most answers must be successes: a server down, or far past its limit,
+/// keeps being paused).
+const MOST_KEY_BOUND: f64 = 0.5;
+
+/// Refusals beyond the key-bound share by this many standard deviations
+/// are the rate's.
+const SIGMAS: f64 = 3.0;
+
+/// Answers and refusals of the requests started between two lowerings.
+#[derive(Clone, Copy, Debug, Default)]
+struct Epoch {
+    /// Its first start (the origin's starts so far, plus one, at the lowering).
+    first: u64,
+    /// The rate the lowering set.
+    rate: f64,
+    /// Successes and refusals (other outcomes say nothing of the rate).
+    answers: u64,
+    refusals: u64,
+    /// Those of first attempts.
+    first_answers: u64,
+    first_refusals: u64,
+}
+
+impl Epoch {
+    fn add(&mut self, other: &Epoch) {
+        self.answers += other.answers;
+        self.refusals += other.refusals;
+        self.first_answers += other.first_answers;
+        self.first_refusals += other.first_refusals;
+    }
+}
+
 /// What became of a start of the first wave or of slow start's climb.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fate {
@@ -150,6 +217,14 @@ pub(crate) struct Discovered {
     /// Success raises the rate no higher than this, once the climb
     /// bounded the server's rate (a later refusal forgets it).
     top: Option<f64>,
+    /// The last [`EPOCHS`] rate epochs, the current one last.
+    epochs: VecDeque<Epoch>,
+    /// The shares of first attempts' answers and of all answers refused
+    /// whatever the rate, once lowering it proved not to pay (see
+    /// [`Discovered::unpaid`]).
+    key_share: Option<(f64, f64)>,
+    /// The last completion was a refusal judged key-bound.
+    key_bound: bool,
 }
 
 impl Discovered {
@@ -161,6 +236,12 @@ impl Discovered {
     /// How many refusals lowered the rate.
     pub(crate) fn lowerings(&self) -> u64 {
         self.lowerings
+    }
+
+    /// The last completion was a refusal that lowering the rate would not
+    /// avoid (see the module doc): its origin need not pause for it.
+    pub(crate) fn key_bound(&self) -> bool {
+        self.key_bound
     }
 
     /// The limiter's burst.
@@ -218,18 +299,24 @@ impl Discovered {
     }
 
     /// An attempt completed: `refused` when it was a 429 or 503 that no
-    /// rate-limit header predicted; `number` is the start it answers;
-    /// `ceiling` the user's own rate for the origin, if any. True when the
-    /// rate changed enough to tell.
+    /// rate-limit header predicted; `first` when it was its request's first
+    /// attempt; `number` is the start it answers; `ceiling` the user's own
+    /// rate for the origin, if any. True when the rate changed enough to
+    /// tell.
     pub(crate) fn completed(
         &mut self,
         refused: bool,
         success: bool,
+        first: bool,
         number: u64,
         ceiling: Option<f64>,
         now: Instant,
     ) -> bool {
         self.note(success, now);
+        self.key_bound = false;
+        if refused || success {
+            self.tally(refused, first, number);
+        }
         let fate = if success { Fate::Admitted } else { Fate::Other };
         for starts in [&mut self.wave, &mut self.climb] {
             if let Some(i) = position(starts, number) {
@@ -293,7 +380,8 @@ impl Discovered {
     }
 
     fn lower(&mut self, number: u64, ceiling: Option<f64>, now: Instant) {
-        if number <= self.lowered_after {
+        self.key_bound = self.judge_key_bound(number, ceiling);
+        if self.key_bound || number <= self.lowered_after {
             return;
         }
         let next = match self.rate {
@@ -307,7 +395,9 @@ impl Discovered {
                 // cost another refusal, another pause).
                 self.slow_start = false;
                 let (least, most) = self.wave_burst(rate);
-                self.server_burst = least;
+                // The first wave is measured once (a slow start again,
+                // after key-bound refusals, has none).
+                self.server_burst = self.server_burst.max(least);
                 let climb = std::mem::take(&mut self.climb);
                 let halved = rate * AFTER_SLOW_START;
                 let stretch = self.stretch(now);
@@ -348,10 +438,116 @@ impl Discovered {
             self.starts = VecDeque::new();
         }
         let next = cap(next.max(LOWEST), ceiling);
-        self.rate = Some(next);
-        self.lowered_to = next;
-        self.lowered_after = self.dispatched;
+        self.set_epoch(next);
         self.lowerings += 1;
+    }
+
+    /// A new rate epoch at `rate`: the requests started from now on.
+    fn set_epoch(&mut self, rate: f64) {
+        self.rate = Some(rate);
+        self.lowered_to = rate;
+        self.lowered_after = self.dispatched;
+        if self.epochs.len() >= EPOCHS {
+            self.epochs.pop_front();
+        }
+        self.epochs.push_back(Epoch {
+            first: self.dispatched + 1,
+            rate,
+            ..Epoch::default()
+        });
+    }
+
+    /// Counts an answer (a success or a refusal) of start `number` in its
+    /// epoch.
+    fn tally(&mut self, refused: bool, first: bool, number: u64) {
+        if self.rate.is_none() {
+            return;
+        }
+        if let Some(e) = self.epochs.iter_mut().rev().find(|e| e.first <= number) {
+            e.answers += 1;
+            e.refusals += u64::from(refused);
+            e.first_answers += u64::from(first);
+            e.first_refusals += u64::from(first && refused);
+        }
+    }
+
+    /// Whether a refusal (already tallied) is one lowering the rate would
+    /// not avoid. Once lowering proved not to pay (`unpaid`), the rate
+    /// climbs back (slow start again, from where the useless lowerings
+    /// began) and refusals are key-bound while the requests started since
+    /// the last change of rate hold no more of them than the key-bound
+    /// shares explain (`beyond`).
+    fn judge_key_bound(&mut self, number: u64, ceiling: Option<f64>) -> bool {
+        if self.rate.is_none() {
+            return false;
+        }
+        if number > self.lowered_after
+            && let Some((share, rate)) = self.unpaid()
+        {
+            self.key_share = Some(share);
+            self.slow_start = true;
+            self.top = None;
+            self.climb.clear();
+            self.epochs.clear();
+            self.set_epoch(cap(rate, ceiling));
+            return true;
+        }
+        self.key_share.is_some_and(|share| !self.beyond(share))
+    }
+
+    /// Lowering did not pay: the share of answers accepted in the latest
+    /// epochs (as many as hold [`EVIDENCE`] refusals) is not [`PAID`] times
+    /// that of the earlier epochs at [`APART`] times their highest rate or
+    /// more (with as many refusals). A rate limit accepts a larger share at
+    /// a lower rate (as many a second, of fewer sent); refusals bound to
+    /// keys or lines (a key without quota, a shard down) are the same share
+    /// at any rate. Returns the key-bound shares (see [`Discovered::beyond`])
+    /// and the lowest rate of the earlier epochs (the rate to go back to).
+    fn unpaid(&self) -> Option<((f64, f64), f64)> {
+        let (mut low, mut high) = (Epoch::default(), Epoch::default());
+        high.rate = f64::INFINITY;
+        for e in self.epochs.iter().rev() {
+            if low.refusals < EVIDENCE {
+                low.rate = low.rate.max(e.rate);
+                low.add(e);
+            } else if e.rate >= low.rate * APART {
+                high.rate = high.rate.min(e.rate);
+                high.add(e);
+            }
+        }
+        if low.refusals < EVIDENCE || high.refusals < EVIDENCE {
+            return None;
+        }
+        let refused = |e: &Epoch| e.refusals as f64 / e.answers as f64;
+        let (low_share, high_share) = (refused(&low), refused(&high));
+        let paid = 1.0 - low_share > (1.0 - high_share) * PAID;
+        // What later refusals are held to: the share of first attempts
+        // refused at the low rates (a rate limit's refusals, if any, came
+        // at the high ones; retries of key-bound requests, refused again,
+        // come at their backoff's pace, not the rate's), one refusal in two
+        // answers added so that a few answers do not say it is nil.
+        let first = (low.first_refusals as f64 + 1.0) / (low.first_answers as f64 + 2.0);
+        let shares = (first.min(MOST_KEY_BOUND), low_share);
+        (!paid && low_share <= MOST_KEY_BOUND).then_some((shares, high.rate))
+    }
+
+    /// More refusals among the answers to requests started since the last
+    /// change of rate than the key-bound shares explain (`first` of first
+    /// attempts, `all` of all: a rate limit may refuse mostly retries, sent
+    /// together when a pause ends), by [`SIGMAS`] standard deviations and
+    /// one more: the rate's own. Only answers since then: a rate lowered
+    /// for its refusals must be judged afresh.
+    fn beyond(&self, (first, all): (f64, f64)) -> bool {
+        let Some(epoch) = self.epochs.back() else {
+            return false;
+        };
+        let over = |refusals: u64, answers: u64, share: f64| {
+            let expected = share * answers as f64;
+            let spread = (expected * (1.0 - share)).sqrt();
+            refusals as f64 > expected + SIGMAS * spread + 1.0
+        };
+        over(epoch.first_refusals, epoch.first_answers, first)
+            || over(epoch.refusals, epoch.answers, all)
     }
 
     /// What the first wave proves of the server's burst, at least and at
@@ -607,10 +803,10 @@ mod tests {
         let mut d = Discovered::default();
         for i in 0..40 {
             d.start(at(t0, i * 10));
-            assert!(!d.completed(false, true, i + 1, None, at(t0, i * 10 + 5)));
+            assert!(!d.completed(false, true, true, i + 1, None, at(t0, i * 10 + 5)));
         }
         assert_eq!(d.rate(), None, "no refusal, no rate");
-        assert!(d.completed(true, false, 40, None, at(t0, 400)));
+        assert!(d.completed(true, false, true, 40, None, at(t0, 400)));
         assert_eq!(d.rate(), Some(40.0));
         // Started empty: the next start waits.
         assert!(d.ready_at(at(t0, 400)).is_some());
@@ -623,28 +819,28 @@ mod tests {
         for n in 1..=20 {
             d.start(t0);
             if n <= 10 {
-                d.completed(false, true, n, None, t0);
+                d.completed(false, true, true, n, None, t0);
             }
         }
-        d.completed(true, false, 11, None, t0);
+        d.completed(true, false, true, 11, None, t0);
         let first = d.rate().expect("started");
         // The other 19 were sent before the lowering: no further change.
         assert_eq!(first, 20.0);
         for n in 12..=20 {
-            d.completed(true, false, n, None, t0);
+            d.completed(true, false, true, n, None, t0);
         }
         assert_eq!(d.rate(), Some(first));
         // A request sent after it, refused, lowers it (ending slow start),
         // and the next one by the factor.
         let n = d.start(at(t0, 2000));
-        d.completed(true, false, n, None, at(t0, 2001));
+        d.completed(true, false, true, n, None, at(t0, 2001));
         let halved = d.rate().expect("rate");
         assert!(
             (halved - first * AFTER_SLOW_START).abs() < 1e-9,
             "{halved} vs {first}"
         );
         let n = d.start(at(t0, 4000));
-        d.completed(true, false, n, None, at(t0, 4001));
+        d.completed(true, false, true, n, None, at(t0, 4001));
         let lowered = d.rate().expect("rate");
         assert!(
             (lowered - halved * DECREASE).abs() < 1e-9,
@@ -658,11 +854,11 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Discovered::default();
         let n = d.start(t0);
-        d.completed(true, false, n, Some(5.0), t0);
+        d.completed(true, false, true, n, Some(5.0), t0);
         assert!(d.rate().expect("rate") <= 5.0);
         for i in 0..1000 {
             let n = d.start(at(t0, i));
-            d.completed(false, true, n, Some(5.0), at(t0, i + 1));
+            d.completed(false, true, true, n, Some(5.0), at(t0, i + 1));
             assert!(d.rate().expect("rate") <= 5.0);
         }
         assert_eq!(d.rate(), Some(5.0));
@@ -674,14 +870,14 @@ mod tests {
         let mut d = Discovered::default();
         for _ in 0..100 {
             let n = d.start(t0);
-            d.completed(false, true, n, None, t0);
+            d.completed(false, true, true, n, None, t0);
         }
         let n = d.start(t0);
-        d.completed(true, false, n, None, t0);
+        d.completed(true, false, true, n, None, t0);
         assert!(d.slow_start);
         let started = d.rate().expect("rate");
         let n = d.start(at(t0, 10));
-        d.completed(true, false, n, None, at(t0, 10));
+        d.completed(true, false, true, n, None, at(t0, 10));
         assert!(!d.slow_start);
         let lowered = d.rate().expect("rate");
         assert!((lowered - started * AFTER_SLOW_START).abs() < 1e-9);
@@ -691,7 +887,7 @@ mod tests {
         let mut count = 0.0;
         while count < lowered {
             let n = d.start(at(t0, ms));
-            d.completed(false, true, n, None, at(t0, ms));
+            d.completed(false, true, true, n, None, at(t0, ms));
             ms += 1;
             count += 1.0;
             rate = d.rate().expect("rate");
@@ -709,10 +905,10 @@ mod tests {
         let mut d = Discovered::default();
         for _ in 0..100 {
             let n = d.start(t0);
-            d.completed(false, true, n, None, t0);
+            d.completed(false, true, true, n, None, t0);
         }
         let n = d.start(t0);
-        d.completed(true, false, n, None, t0);
+        d.completed(true, false, true, n, None, t0);
         // A second later (the pause over), 15 waiting requests start no
         // faster than the rate's small burst allows.
         let resume = at(t0, 1000);
@@ -733,6 +929,39 @@ mod tests {
         assert!(burst as f64 <= rate / 10.0 && burst < 15, "{burst}");
         let spread = (starts[14] - starts[0]).as_secs_f64();
         assert!(spread >= (15 - burst) as f64 / rate * 0.99, "{spread}");
+    }
+
+    /// Refusals of a steady share while the rate falls: after a few
+    /// lowerings they are judged key-bound, the rate goes back up and no
+    /// longer falls; refusals whose share falls with the rate (a limit's)
+    /// keep lowering it.
+    #[test]
+    fn a_refused_share_that_lowering_does_not_move_is_key_bound() {
+        for (limiter, key_bound) in [(false, true), (true, false)] {
+            let t0 = Instant::now();
+            let mut d = Discovered::default();
+            let (mut ms, mut lowest, mut judged) = (0, f64::MAX, false);
+            for i in 1..=2000u64 {
+                ms += 10;
+                let n = d.start(at(t0, ms));
+                let rate = d.rate().unwrap_or(100.0);
+                // One in eight refused at any rate, or (a limit of 20 a
+                // second) the share sent above 20.
+                let refused = match limiter {
+                    false => i % 8 == 0,
+                    true => (i % 100) as f64 >= 100.0 * 20.0 / rate.max(20.0),
+                };
+                d.completed(refused, !refused, true, n, None, at(t0, ms + 5));
+                judged |= d.key_bound();
+                lowest = lowest.min(d.rate().unwrap_or(f64::MAX));
+            }
+            assert_eq!(judged, key_bound, "limiter {limiter}");
+            assert_eq!(d.key_share.is_some(), key_bound, "limiter {limiter}");
+            if key_bound {
+                assert!(lowest > LOWEST * 2.0, "{lowest}");
+                assert!(d.rate().expect("a rate") > lowest * APART, "{:?}", d.rate());
+            }
+        }
     }
 
     proptest::proptest! {
@@ -760,7 +989,7 @@ mod tests {
                 }
                 let number = in_flight.remove(pick as usize % in_flight.len());
                 let before = d.lowerings();
-                d.completed(kind == 1, kind == 2, number, ceiling, now);
+                d.completed(kind == 1, kind == 2, true, number, ceiling, now);
                 if d.lowerings() > before {
                     proptest::prop_assert!(number > last_lowering_after);
                     last_lowering_after = d.dispatched;

@@ -575,9 +575,9 @@ impl super::Scheduler {
             .reduce(f64::min);
         let refused = matches!(status, Some(429 | 503));
         let success = status.is_some_and(|s| (200..300).contains(&s));
-        let number = job.dispatch.number;
+        let (number, first) = (job.dispatch.number, job.attempts <= 1);
         if let Some(report) =
-            self.origins[job.origin].discover(refused, success, number, ceiling, now)
+            self.origins[job.origin].discover(refused, success, first, number, ceiling, now)
         {
             self.emit(Event::Learned(Box::new(report)));
         }

@@ -370,21 +370,28 @@ impl Origin {
 
     /// Tells the discovered rate of an attempt that ended (no rate-limit
     /// header spoke for the origin): `refused` a 429 or 503, which the
-    /// headers did not predict since there are none. An event when the
-    /// rate started or a refusal lowered it.
+    /// headers did not predict since there are none; `first` its request's
+    /// first attempt. An event when the rate started or a refusal moved it.
     pub(crate) fn discover(
         &mut self,
         refused: bool,
         success: bool,
+        first: bool,
         number: u64,
         ceiling: Option<f64>,
         now: Instant,
     ) -> Option<Report> {
         let refused = refused && !self.learned.knows();
         self.discovered
-            .completed(refused, success, number, ceiling, now)
+            .completed(refused, success, first, number, ceiling, now)
             .then(|| self.discovered_report(false))
             .flatten()
+    }
+
+    /// The last attempt's refusal was one a lower rate would not avoid
+    /// (`discovered`): it need not pause the origin.
+    pub(crate) fn refusal_key_bound(&self) -> bool {
+        self.discovered.key_bound()
     }
 
     fn discovered_report(&self, last: bool) -> Option<Report> {

@@ -71,8 +71,8 @@ impl Network {
 
 /// Runs `requests` over `net` against a server that answers each
 /// (`answer`: seconds since the start, the request) as it arrives. Returns
-/// (makespan to the last record in seconds, records ok, every other event
-/// with its time in seconds since the start).
+/// (makespan to the last record in seconds, records ok, every event with
+/// its time in seconds since the start, records included).
 pub(crate) fn delayed(
     requests: impl IntoIterator<Item = Request>,
     net: &Network,
@@ -118,6 +118,7 @@ pub(crate) fn delayed(
                 Action::Emit(Event::Record(r)) => {
                     ok += u64::from(r.ok);
                     last_record = now;
+                    events.push(((now - t0).as_secs_f64(), Event::Record(r)));
                 }
                 Action::Emit(e) => events.push(((now - t0).as_secs_f64(), e)),
             }
