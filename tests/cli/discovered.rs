@@ -40,7 +40,7 @@ async fn case(key: &str, retry_after: bool) {
     );
     let path = format!("/limited/leaky/none/{key}");
     let url = format!("{}{path}?{query}", server.url());
-    let out = Sluice::run(["-c", "15", "-q"])
+    let out = Sluice::run(["-c", "15", "-q", "--retries", "1"])
         .stdin(lines(&vec![url; N]))
         .output()
         .await;
@@ -84,16 +84,17 @@ async fn headerless_limit_without_retry_after() {
 }
 
 /// Refusals no rate avoids: every tenth line asks `/fail` for a 429 (no
-/// `Retry-After`, no rate-limit header) at each of its 4 attempts, the
-/// others go to `/fast`. Before the key-bound rule every such refusal
-/// lowered the discovered rate (and paused the origin), which sat at its
-/// floor of one request a second: the 270 others would have taken minutes.
-/// Now lowering is seen not to pay and the others go on at full speed.
-/// Counted at the server: each refused line exactly 4 times, each other
+/// `Retry-After`, no rate-limit header) at each of its 2 attempts
+/// (`--retries 1`), the others go to `/fast`. Before the key-bound rule
+/// every such refusal lowered the discovered rate, which sat at its floor
+/// of one request a second: the 180 others took 130 s. Now lowering is
+/// seen not to pay and the rate climbs back; what is left is the pause
+/// each 429 still costs its origin (the backoff): 17 s on a quiet machine.
+/// Counted at the server: each refused line exactly twice, each other
 /// line once; the makespan is a smoke check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_bound_to_lines_do_not_slow_the_others() {
-    const LINES: usize = 300;
+    const LINES: usize = 200;
     let server = mock().await;
     let m = server.url();
     let input: Vec<String> = (1..=LINES)
@@ -102,7 +103,7 @@ async fn refusals_bound_to_lines_do_not_slow_the_others() {
             _ => format!("{m}/fast"),
         })
         .collect();
-    let out = Sluice::run(["-c", "15", "-q"])
+    let out = Sluice::run(["-c", "15", "-q", "--retries", "1"])
         .stdin(lines(&input))
         .output()
         .await;
@@ -114,7 +115,7 @@ async fn refusals_bound_to_lines_do_not_slow_the_others() {
     for i in (10..=LINES).step_by(10) {
         assert_eq!(
             path_requests(&server, &format!("/fail/100/line{i}")),
-            4,
+            2,
             "line {i}"
         );
     }
@@ -122,7 +123,7 @@ async fn refusals_bound_to_lines_do_not_slow_the_others() {
     let (first, last) = (fast.first().copied(), fast.last().copied());
     let makespan = (last.unwrap_or(0.0) - first.unwrap_or(0.0)) / 1000.0;
     eprintln!("the {} others in {makespan:.2} s", fast.len());
-    // At the floor's one a second they would take 270 s.
+    // At the floor's one a second they took 130 s.
     assert!(makespan < 60.0, "{makespan:.2} s");
     server.shutdown().await;
 }

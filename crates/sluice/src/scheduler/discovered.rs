@@ -42,9 +42,9 @@
 //!   mostly the retries a pause released together). Lowering again stays
 //!   on the same probation.
 //!
-//! The pause a 429 or 503 asks for is the scheduler's, as before, except
-//! that a refusal judged key-bound without `Retry-After` does not pause its
-//! origin (only its own retry waits); this only decides the pace once a
+//! The pause a 429 or 503 asks for is the scheduler's, as before, for
+//! key-bound refusals too (every 429 or 503 pauses its origin, until the
+//! `Retry-After` or for the backoff); this only decides the pace once a
 //! pause has ended.
 
 use std::collections::VecDeque;
@@ -133,7 +133,7 @@ const EVIDENCE: u64 = 3;
 
 /// Refusals of more than this share of answers are never judged key-bound
 /// (most answers must be successes: a server down, or far past its limit,
-/// keeps being paused).
+/// keeps its rate lowered).
 const MOST_KEY_BOUND: f64 = 0.5;
 
 /// Refusals beyond the key-bound share by this many standard deviations
@@ -239,7 +239,9 @@ impl Discovered {
     }
 
     /// The last completion was a refusal that lowering the rate would not
-    /// avoid (see the module doc): its origin need not pause for it.
+    /// avoid (see the module doc). It lowers nothing, but it still pauses
+    /// its origin as every 429 or 503 does: the pause is the contract's.
+    #[cfg(test)]
     pub(crate) fn key_bound(&self) -> bool {
         self.key_bound
     }

@@ -755,11 +755,7 @@ impl Scheduler {
                 Some(_) => format!("Retry-After on HTTP {status}"),
                 None => format!("HTTP {status} without Retry-After (backoff)"),
             };
-            // A refusal without Retry-After that a lower rate would not
-            // avoid (`discovered`: key-bound) waits for its own retry only.
-            if asked.is_some() || !self.origins[job.origin].refusal_key_bound() {
-                self.pause(job.origin, asked.unwrap_or(backoff), reason, now);
-            }
+            self.pause(job.origin, asked.unwrap_or(backoff), reason, now);
         }
         let allowed = job.attempts <= self.config.retries
             && retry::wants_retry(&self.config.retry_on, failure, job.repeatable);

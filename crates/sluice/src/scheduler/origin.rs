@@ -388,12 +388,6 @@ impl Origin {
             .flatten()
     }
 
-    /// The last attempt's refusal was one a lower rate would not avoid
-    /// (`discovered`): it need not pause the origin.
-    pub(crate) fn refusal_key_bound(&self) -> bool {
-        self.discovered.key_bound()
-    }
-
     fn discovered_report(&self, last: bool) -> Option<Report> {
         let rate = self.discovered.rate()?;
         Some(Report {
