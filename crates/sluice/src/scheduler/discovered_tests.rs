@@ -209,7 +209,7 @@ impl KeyBound {
             self.refused += 1;
             return refusal;
         }
-        let status = if line % self.every == 0 {
+        let status = if line.is_multiple_of(self.every) {
             self.status
         } else {
             200
