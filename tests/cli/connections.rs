@@ -205,3 +205,25 @@ async fn abort_before_any_response_is_reset_on_both_protocols() {
     }
     server.shutdown().await;
 }
+
+/// A pooled connection the server closed while it sat idle (keep-alive
+/// 100 ms, the pool keeping connections 10 s; a POST every 500 ms) is seen
+/// closed before a request is written to it: each POST goes out on a new
+/// connection, is received once, and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_while_idle_carries_no_request() {
+    let server = mock_with(MockOptions {
+        keep_alive: Some(Duration::from_millis(100)),
+        ..MockOptions::default()
+    })
+    .await;
+    let url = format!("{}/fast", server.url());
+    let out = Sluice::run(["-c", "1", "--rate", "2/s", "--pool-idle-timeout", "10s"])
+        .stdin(posts(&url, 4))
+        .output()
+        .await;
+    all_received_once(&out.results(), path_requests(&server, "/fast"), 4);
+    assert_eq!(server.stats().connections, 4, "{:?}", server.stats());
+    out.code(0);
+    server.shutdown().await;
+}

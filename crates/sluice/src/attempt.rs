@@ -199,7 +199,8 @@ async fn exchange(
             // is handed over). A later hop keeps the first hop's clock.
             // Boxed: an exchange that ends at once is rare.
             let mut early: Option<Box<Result<Answer, SendError>>> = None;
-            if timer.is_none() {
+            let first = timer.is_none();
+            if first {
                 let handed = tokio::time::Instant::now();
                 early = if lane.waits_for_connects() {
                     // Boxed: rare, and it holds a timer of its own.
@@ -224,7 +225,7 @@ async fn exchange(
             }
             let answer = match early {
                 Some(done) => Some(*done),
-                None => Within::new(send, timer.as_mut()).await,
+                None => Within::new(send, timer.as_mut(), first).await,
             };
             match answer {
                 Some(Ok(resp)) => resp,
@@ -251,7 +252,7 @@ async fn exchange(
             Redirect::Stop(note) => {
                 let length = resp.content_length();
                 let read = read_body(&mut resp.body, length, &resp.headers, config);
-                let read = Within::new(std::pin::pin!(read), timer.as_mut()).await;
+                let read = Within::new(std::pin::pin!(read), timer.as_mut(), false).await;
                 drop(lane);
                 let final_url = (followed > 0).then(|| sending.url.clone());
                 return finish(resp, read, config, final_url, note, limit);
@@ -267,11 +268,20 @@ async fn exchange(
 struct Within<'a, F> {
     work: F,
     timer: Timer<'a>,
+    /// `work` was polled in this same poll of the task (the first hop's
+    /// [`first_poll`]): its first poll here is skipped, as polling it
+    /// again at once would redo its work for nothing (the direct client's
+    /// connection I/O, 1 K instructions a request).
+    polled: bool,
 }
 
 impl<'a, F: Future + Unpin> Within<'a, F> {
-    fn new(work: F, timer: Timer<'a>) -> Self {
-        Within { work, timer }
+    fn new(work: F, timer: Timer<'a>, polled: bool) -> Self {
+        Within {
+            work,
+            timer,
+            polled,
+        }
     }
 }
 
@@ -280,7 +290,9 @@ impl<F: Future + Unpin> Future for Within<'_, F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let had_budget = tokio::task::coop::has_budget_remaining();
-        if let Poll::Ready(done) = Pin::new(&mut self.work).poll(cx) {
+        if !std::mem::take(&mut self.polled)
+            && let Poll::Ready(done) = Pin::new(&mut self.work).poll(cx)
+        {
             return Poll::Ready(Some(done));
         }
         let Some(sleep) = self.timer.as_mut().as_pin_mut() else {

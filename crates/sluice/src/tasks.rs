@@ -87,8 +87,8 @@ impl Tasks {
     }
 
     /// Attempts run as tasks on `worker`'s thread (and with them the
-    /// connections they open: hyper's connection tasks are spawned from
-    /// the attempt), started in batches.
+    /// connections they open: polled by the attempt, or reqwest's
+    /// connection tasks spawned from it), started in batches.
     pub(crate) fn on(worker: &Worker, crew: Crew, ends: Ends) -> Tasks {
         let (to, handed) = mpsc::unbounded_channel();
         worker

@@ -6,13 +6,16 @@
 //! `Accept: */*`, reuse kept-alive connections, resend a request a reused
 //! connection gave back unsent — with none of its per-request work (URL
 //! parses, redirect and retry layers, boxing), and never more connections
-//! to an origin than requests in flight to it.
+//! to an origin than requests in flight to it. A connection has no task of
+//! its own: the attempt holding it polls its I/O (`pool::Conn::drive`)
+//! while it waits for the response and reads the body.
 
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use url::Url;
 
-use super::pool::{Conn, Key, Pool, Shared};
+use super::pool::{Conn, Io, Key, Pool, Shared};
 use super::{Answer, AnswerBody};
 use crate::classify::{DnsError, Phase};
 use crate::client::{BoxError, ClientError};
@@ -162,7 +165,8 @@ impl Direct {
             };
             let uri = conn.shared.target(url).map_err(Error::exchange)?;
             let request = request(method, uri, url, headers, body, &conn.shared.head);
-            match conn.sender.send_request(request).await {
+            let response = conn.sender.send_request(request);
+            match carried(&mut conn, response).await {
                 Ok(response) => return Ok(self.answer(response, conn)),
                 // hyper gave the request back unwritten: a kept-alive
                 // connection was closing. Another connection may carry it.
@@ -176,7 +180,7 @@ impl Direct {
     async fn idle(&self, key: Key<'_>) -> Option<Conn> {
         loop {
             let mut conn = self.0.pool.take(key, Instant::now())?;
-            if conn.sender.ready().await.is_ok() {
+            if poll_fn(|cx| conn.poll_ready(cx)).await {
                 return Some(conn);
             }
         }
@@ -197,10 +201,8 @@ impl Direct {
             tls_version,
             body: AnswerBody::Direct(Body {
                 incoming,
-                back: keep_alive.then(|| GiveBack {
-                    client: Arc::clone(&self.0),
-                    conn,
-                }),
+                conn: Some(conn),
+                back: keep_alive.then(|| Arc::clone(&self.0)),
             }),
         }
     }
@@ -210,8 +212,13 @@ impl Direct {
     async fn connect(&self, key: Key<'_>, url: &Url) -> Result<Conn, Error> {
         let within = self.0.connect_timeout;
         match tokio::time::timeout(within, self.open(key, url)).await {
-            Ok(Ok((sender, tls_version))) => Ok(Conn {
+            Ok(Ok(Opened {
                 sender,
+                io,
+                tls_version,
+            })) => Ok(Conn {
+                sender,
+                io: Some(io),
                 tls_version,
                 https: key.https,
                 shared: Shared::new(
@@ -240,11 +247,7 @@ impl Direct {
         Ok(head)
     }
 
-    async fn open(
-        &self,
-        key: Key<'_>,
-        url: &Url,
-    ) -> Result<(Sender, Option<&'static str>), BoxError> {
+    async fn open(&self, key: Key<'_>, url: &Url) -> Result<Opened, BoxError> {
         let port = url.port_or_known_default().ok_or("the URL has no port")?;
         let tcp = tcp(&resolve(url, port).await?).await?;
         let _ = tcp.set_nodelay(true);
@@ -359,37 +362,62 @@ async fn tcp(addrs: &[SocketAddr]) -> Result<TcpStream, io::Error> {
     Err(last)
 }
 
-/// hyper's handle to send requests on a connection.
-type Sender = SendRequest<Full<Bytes>>;
-
-/// hyper's HTTP/1.1 handshake over `io`; the connection's I/O runs in a
-/// task of its own until the connection closes.
-async fn handshake<T>(
-    io: T,
+/// A connection just made: hyper's handle to send on it, its I/O, and the
+/// TLS version it negotiated.
+struct Opened {
+    sender: SendRequest<Full<Bytes>>,
+    io: Io,
     tls_version: Option<&'static str>,
-) -> Result<(Sender, Option<&'static str>), BoxError>
+}
+
+/// hyper's HTTP/1.1 handshake over `io`. The connection's I/O is kept, to
+/// be polled by the attempts the connection carries.
+async fn handshake<T>(io: T, tls_version: Option<&'static str>) -> Result<Opened, BoxError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    tokio::spawn(async move {
-        // Its errors reach the request on it.
-        let _ = connection.await;
-    });
-    Ok((sender, tls_version))
+    Ok(Opened {
+        sender,
+        io: Box::pin(connection),
+        tls_version,
+    })
 }
 
-/// A response body from the direct client, as a stream of chunks. Read to
-/// its end, it gives its connection back to the pool (unless the server
-/// said `Connection: close`); dropped before, it closes the connection.
+/// A context whose waker does nothing, for what only a connection's I/O
+/// can make ready: the response and the body's chunks are put there by
+/// hyper while [`Conn::drive`] polls it, in the attempt's own task, and the
+/// I/O's wakers (the socket's) wake that task. Polled with the task's own
+/// waker, they would wake the task that is running, which tokio then polls
+/// once more for nothing.
+fn quiet() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+/// The response to the request just queued on `conn`: the connection's I/O
+/// polled in this task (it writes the request, then reads the answer),
+/// then the response. The response is polled outside tokio's budget: once
+/// spent, a tokio channel would return pending and wake the no-op waker.
+async fn carried<F: Future>(conn: &mut Conn, response: F) -> F::Output {
+    let mut response = pin!(tokio::task::coop::unconstrained(response));
+    poll_fn(|cx| {
+        conn.drive(cx);
+        response.as_mut().poll(&mut quiet())
+    })
+    .await
+}
+
+/// A response body from the direct client, as a stream of chunks, read
+/// while its connection's I/O is polled. Read to its end, it gives the
+/// connection back to the pool (unless the server said `Connection:
+/// close`); dropped before, or on an error, it closes the connection.
 pub struct Body {
     incoming: Incoming,
-    back: Option<GiveBack>,
-}
-
-struct GiveBack {
-    client: Arc<Inner>,
-    conn: Conn,
+    /// `None` once the body has ended.
+    conn: Option<Conn>,
+    /// The client whose pool the connection goes back to; `None` when it
+    /// must not be reused.
+    back: Option<Arc<Inner>>,
 }
 
 impl Body {
@@ -397,28 +425,48 @@ impl Body {
     pub fn content_length(&self) -> Option<u64> {
         self.incoming.size_hint().exact()
     }
+
+    /// The next frame hyper has read; when none is there yet, the
+    /// connection's I/O is polled (it reads what has arrived) and the body
+    /// looked at again. A body that came with its head (most small ones)
+    /// is read without polling the I/O again.
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let incoming = Pin::new(&mut self.incoming);
+        if let Poll::Ready(frame) = incoming.poll_frame(&mut quiet()) {
+            return Poll::Ready(frame);
+        }
+        if let Some(conn) = &mut self.conn {
+            conn.drive(cx);
+        }
+        Pin::new(&mut self.incoming).poll_frame(&mut quiet())
+    }
 }
 
 impl Stream for Body {
     type Item = Result<Bytes, hyper::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
         loop {
-            match ready!(Pin::new(&mut self.incoming).poll_frame(cx)) {
+            match ready!(this.poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if !data.is_empty() => return Poll::Ready(Some(Ok(data))),
                     // Empty chunks and trailers.
                     _ => {}
                 },
                 Some(Err(e)) => {
-                    self.back = None;
+                    this.conn = None;
                     return Poll::Ready(Some(Err(e)));
                 }
                 None => {
-                    if let Some(back) = self.back.take()
-                        && !back.conn.sender.is_closed()
+                    if let Some(conn) = this.conn.take()
+                        && let Some(client) = this.back.take()
+                        && conn.is_open()
                     {
-                        back.client.pool.put(back.conn, Instant::now());
+                        client.pool.put(conn, Instant::now());
                     }
                     return Poll::Ready(None);
                 }
