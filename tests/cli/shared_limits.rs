@@ -75,35 +75,38 @@ async fn four_shards_share_one_rate() {
     // starts 1% below the rate, a process never starts one before its
     // instant (Redis's clock is mapped on its own with the latest offset
     // the replies allow) and at most 7.5 ms after it (`late_allowed`: half
-    // of what keeps a second at 201); the other half is the server's (the
-    // mock stamps an arrival when its task runs, on the same loaded
-    // machine). Windows of 1 s and 2 s: as for one process, shorter ones
-    // see connection setup bunch arrivals.
-    // Should the bound be exceeded, sluice's own send instants (each
-    // record's `started_at`, to the millisecond) tell which side it was:
-    // on a loaded machine (load 6-8 on 2 cores, 1 run in 10) both read 203
-    // in a second, so the processes sent them so (a start sent more than
-    // the 7.5 ms left to "the way to the server" after its check), not the
-    // mock stamping late. Since then the attempt checks its grant again
-    // just before its request is handed to a connection; the exceedances
-    // seen after (and some before) at loads of 6-14 were the mock's
-    // (202-212 arrivals, sluice's own sends within 201: BENCHMARKS.md).
+    // of what keeps a second at 201), checked when the scheduler decides
+    // the start and again when its attempt first runs, just before its
+    // request is handed to a connection. Windows of 1 s and 2 s: as for
+    // one process, shorter ones see connection setup bunch arrivals.
+    // What sluice sends is held to the bound exactly: each record's
+    // `started_at` (to the millisecond, so windows a millisecond longer).
+    // At the mock, an arrival is stamped when the mock's task runs, on the
+    // same starved machine: with the suite's other tests beside it (load
+    // 6-14 on 2 cores) 1 run in 5 to 10 read 202-205 arrivals in a second
+    // (once 212) while sluice's own sends read 199-201 in each
+    // (BENCHMARKS.md, "A shared grant checked again"): the mock's lateness,
+    // not sluice's. So the arrivals are held to the bound plus 5% for it,
+    // which still catches a process that ignores the others' grants (four
+    // at once: 4 × 201 in a second) or starts late grants in a bunch.
     let records: Vec<Record> = (0..SHARDS)
         .flat_map(|k| file_results(&dir.path().join(format!("out-{k}.jsonl"))).into_values())
         .collect();
     let sent = sent_ms(&records, &server.url());
+    assert_eq!(sent.len(), n, "a send instant for each request");
     for window_ms in [1000.0, 2000.0] {
         let most = max_in_window(&at, window_ms);
+        let sends = max_in_window(&sent, window_ms + 1.0);
         let bound = (200.0 * window_ms / 1000.0).floor() as usize + 1;
-        eprintln!(
-            "most in {window_ms} ms: {most} arrivals, {} sends (bound {bound})",
-            max_in_window(&sent, window_ms + 1.0)
+        eprintln!("most in {window_ms} ms: {most} arrivals, {sends} sends (bound {bound})");
+        assert!(
+            sends <= bound,
+            "sluice sent {sends} in {window_ms} ms ± 1 ms, bound {bound}"
         );
         assert!(
-            most <= bound,
-            "{most} arrivals in {window_ms} ms, bound {bound} (sluice's own sends, \
-             to the millisecond: at most {} in {window_ms} ms ± 1 ms)",
-            max_in_window(&sent, window_ms + 1.0)
+            most <= bound + bound / 20,
+            "{most} arrivals in {window_ms} ms, bound {bound} and 5% for the mock's \
+             stamping (sluice's own sends: at most {sends})"
         );
     }
     // Never above the rate; below it, only a smoke check against a gross
