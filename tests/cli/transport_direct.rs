@@ -2,7 +2,8 @@
 //! requests in flight to it, and the request head reqwest used to send
 //! (Host, User-Agent, Accept, credentials from the URL).
 
-use crate::support::{Sluice, by_line, lines, mock};
+use crate::support::raw::{Act, RawServer, ok, response};
+use crate::support::{Sluice, by_line, json_line, lines, mock};
 
 /// 3,000 quick GETs at `-c 50`: the server sees at most 50 connections
 /// (the reqwest pool opened a new one whenever no idle one was ready at
@@ -55,4 +56,44 @@ async fn the_request_head_has_host_agent_accept_and_url_credentials() {
     );
     assert_eq!(echoed(2)["authorization"], "Bearer mine");
     server.shutdown().await;
+}
+
+/// A server that refuses an 8 MiB POST before reading its body (a 413 at
+/// once) and keeps the connection open: the requests after it, at `-c 1`,
+/// are each answered on another connection, none timed out (was: the
+/// connection went back to the pool with hyper still writing that body,
+/// which the server never reads, and the next request on it waited behind
+/// it until its timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_writing_a_refused_body_is_not_reused() {
+    let raw = RawServer::start(|req| match req.path.as_str() {
+        "/upload" => Act::Early(response("413 Payload Too Large", &[], b"")),
+        _ => Act::Keep(ok("fine")),
+    })
+    .await;
+    let mut input = vec![json_line(serde_json::json!({
+        "url": format!("{}/upload", raw.url),
+        "method": "POST",
+        "body_text": "a".repeat(8 << 20),
+    }))];
+    input.extend((0..3).map(|_| format!("{}/after", raw.url)));
+    let started = std::time::Instant::now();
+    let out = Sluice::run(["-q", "-c", "1", "--timeout", "3s", "--retries", "0"])
+        .stdin(lines(&input))
+        .output()
+        .await;
+    let records = by_line(&out.results());
+    assert_eq!(records[&1].status, Some(413), "{}", records[&1]);
+    for line in 2..=4 {
+        let record = &records[&line];
+        assert_eq!(record.status, Some(200), "{record}");
+        assert_eq!(record.attempts, 1, "{record}");
+    }
+    assert_eq!(raw.requests("/upload"), 1);
+    assert_eq!(raw.requests("/after"), 3);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

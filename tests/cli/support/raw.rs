@@ -28,6 +28,10 @@ pub enum Act {
     After(Duration, Vec<u8>),
     /// Writes the bytes and closes the connection.
     Last(Vec<u8>),
+    /// Writes the bytes before reading the request's body, then holds the
+    /// connection open without reading from it again (a server that
+    /// refuses a large upload at once and keeps the connection).
+    Early(Vec<u8>),
     /// Closes the connection without writing a byte (over TLS, without
     /// close_notify, as a crashing server does).
     Close,
@@ -203,9 +207,23 @@ impl Conn {
     async fn serve(self, mut stream: impl AsyncRead + AsyncWrite + Unpin) {
         let mut buf: Vec<u8> = Vec::new();
         let mut nth = 0;
-        while let Some(path) = read_request(&mut stream, &mut buf, &self.seen).await {
+        while let Some(head) = read_head(&mut stream, &mut buf).await {
             nth += 1;
-            let act = (self.handler)(&Req { path, nth });
+            let act = (self.handler)(&Req {
+                path: head.path.clone(),
+                nth,
+            });
+            if let Act::Early(bytes) = act {
+                self.seen.lock().expect("seen").push(head.line);
+                if stream.write_all(&bytes).await.is_ok() {
+                    std::future::pending::<()>().await;
+                }
+                return;
+            }
+            if !read_body(&mut stream, &mut buf, head.length).await {
+                return;
+            }
+            self.seen.lock().expect("seen").push(head.line);
             if !self.act(&mut stream, act).await {
                 return;
             }
@@ -225,7 +243,7 @@ impl Conn {
                 let _ = stream.shutdown().await;
                 false
             }
-            Act::Close => false,
+            Act::Close | Act::Early(_) => false,
             Act::Stream {
                 head,
                 piece,
@@ -254,14 +272,19 @@ impl Conn {
     }
 }
 
-/// Reads one request (head, and a `Content-Length` body) from `stream`
-/// into `buf`, records `METHOD /path` in `seen`, and returns the path;
-/// `None` when the client goes or sends more than 1 MiB of head.
-async fn read_request(
-    stream: &mut (impl AsyncRead + Unpin),
-    buf: &mut Vec<u8>,
-    seen: &Mutex<Vec<String>>,
-) -> Option<String> {
+/// A request head as the server read it.
+struct Head {
+    /// `METHOD /path`, as [`RawServer`] records it.
+    line: String,
+    path: String,
+    /// The `Content-Length` of its body (0 without one).
+    length: usize,
+}
+
+/// Reads one request head from `stream` (through `buf`, which keeps what
+/// follows it); `None` when the client goes or sends more than 1 MiB of
+/// head.
+async fn read_head(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<Head> {
     let mut chunk = vec![0u8; 64 * 1024];
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -276,24 +299,39 @@ async fn read_request(
         }
     };
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
     let length = head
         .lines()
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
-    while buf.len() < end + length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    buf.drain(..end + length);
     let mut words = head.split_whitespace();
     let method = words.next().unwrap_or("");
     let path = words.next().unwrap_or("").to_string();
-    seen.lock().expect("seen").push(format!("{method} {path}"));
-    Some(path)
+    Some(Head {
+        line: format!("{method} {path}"),
+        path,
+        length,
+    })
+}
+
+/// Reads and discards a body of `length` bytes (through `buf`); false when
+/// the client goes first.
+async fn read_body(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+    length: usize,
+) -> bool {
+    let mut chunk = vec![0u8; 64 * 1024];
+    while buf.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    buf.drain(..length);
+    true
 }
 
 /// A complete HTTP/1.1 response with a `Content-Length`.

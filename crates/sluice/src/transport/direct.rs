@@ -176,11 +176,12 @@ impl Direct {
         }
     }
 
-    /// An idle connection to `key` that is ready for a request.
+    /// An idle connection to `key` that is ready for a request; those that
+    /// are not are dropped (closed).
     async fn idle(&self, key: Key<'_>) -> Option<Conn> {
         loop {
             let mut conn = self.0.pool.take(key, Instant::now())?;
-            if poll_fn(|cx| conn.poll_ready(cx)).await {
+            if poll_fn(|cx| Poll::Ready(conn.ready(cx))).await {
                 return Some(conn);
             }
         }
@@ -410,7 +411,9 @@ async fn carried<F: Future>(conn: &mut Conn, response: F) -> F::Output {
 /// A response body from the direct client, as a stream of chunks, read
 /// while its connection's I/O is polled. Read to its end, it gives the
 /// connection back to the pool (unless the server said `Connection:
-/// close`); dropped before, or on an error, it closes the connection.
+/// close`, or hyper is still writing the request's body: see
+/// [`Conn::ready`]); dropped before, or on an error, it closes the
+/// connection.
 pub struct Body {
     incoming: Incoming,
     /// `None` once the body has ended.
@@ -462,9 +465,9 @@ impl Stream for Body {
                     return Poll::Ready(Some(Err(e)));
                 }
                 None => {
-                    if let Some(conn) = this.conn.take()
+                    if let Some(mut conn) = this.conn.take()
                         && let Some(client) = this.back.take()
-                        && conn.is_open()
+                        && conn.ready(cx)
                     {
                         client.pool.put(conn, Instant::now());
                     }

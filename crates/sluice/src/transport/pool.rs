@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,24 +84,24 @@ impl Conn {
         self.io.is_some() && !self.sender.is_closed()
     }
 
-    /// Whether a connection taken from the pool can carry a request. When
-    /// hyper is ready for one (the common case) its I/O is not polled here:
-    /// a connection the server closed while it sat idle is seen closed by
-    /// the first poll of its I/O once the request is queued, before
-    /// anything is written (hyper reads before it writes), and the request
-    /// is handed back unwritten (`is_canceled`) to go out on another.
-    /// Polling it here as well cost 0.8 K instructions a request. Pending
-    /// while hyper finishes the connection's last exchange (the rest of a
-    /// request body the server answered before reading it), its I/O polled
-    /// meanwhile.
-    pub(super) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        if self.sender.is_ready() {
-            return Poll::Ready(self.is_open());
+    /// Whether the connection can carry a new request, now: it is open and
+    /// hyper is ready for one. When hyper is (the common case) its I/O is
+    /// not polled here: a connection the server closed while it sat idle
+    /// is seen closed by the first poll of its I/O once the request is
+    /// queued, before anything is written (hyper reads before it writes),
+    /// and the request is handed back unwritten (`is_canceled`) to go out
+    /// on another. Polling it here as well cost 0.8 K instructions a
+    /// request. When hyper is not ready, its I/O is polled once: a
+    /// connection still writing the last exchange's request body after
+    /// that (the server answered before reading it, and may never read
+    /// it) is not ready, and is not waited for: a request queued on it
+    /// would wait behind that body until its timeout, so it is closed,
+    /// as curl and browsers do.
+    pub(super) fn ready(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.sender.is_ready() {
+            self.drive(cx);
         }
-        if !self.drive(cx) {
-            return Poll::Ready(false);
-        }
-        self.sender.poll_ready(cx).map(|r| r.is_ok())
+        self.sender.is_ready() && self.is_open()
     }
 }
 
