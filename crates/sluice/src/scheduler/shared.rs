@@ -353,7 +353,7 @@ impl Scheduler {
     /// place) as if it had not started: its slot is free, no attempt is
     /// counted, no record or `attempt_log` entry written, no retry budget
     /// spent, and it waits for a new grant. The stale one is spent: one
-    /// start of the job's rate, as a grant dropped at [`Grants::gate`].
+    /// start of the job's rate, as a grant dropped at `Grants::gate`.
     pub fn unsent(&mut self, ticket: super::Ticket, now: Instant) {
         if let Some(mut job) = self.take_in_flight(ticket) {
             let o = job.origin;

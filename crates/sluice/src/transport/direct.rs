@@ -412,7 +412,7 @@ async fn carried<F: Future>(conn: &mut Conn, response: F) -> F::Output {
 /// while its connection's I/O is polled. Read to its end, it gives the
 /// connection back to the pool (unless the server said `Connection:
 /// close`, or hyper is still writing the request's body: see
-/// [`Conn::ready`]); dropped before, or on an error, it closes the
+/// `pool::Conn::ready`); dropped before, or on an error, it closes the
 /// connection.
 pub struct Body {
     incoming: Incoming,
