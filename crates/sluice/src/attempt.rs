@@ -72,8 +72,18 @@ pub struct Failed {
 pub enum Outcome {
     /// A complete response arrived.
     Response(Box<Response>),
-    /// It failed.
-    Failed(Failed),
+    /// It failed. Boxed: an outcome is moved from the attempt's task to
+    /// the driver in its end, copied whole at each hand-over, and a
+    /// failure (its headers within) is four times a pointer's size and
+    /// rare.
+    Failed(Box<Failed>),
+}
+
+impl Outcome {
+    /// The outcome of an attempt that failed.
+    pub fn failed(failed: Failed) -> Outcome {
+        Outcome::Failed(Box::new(failed))
+    }
 }
 
 /// Performs one attempt of `req` within its timeout, which starts when the
@@ -233,13 +243,13 @@ async fn exchange(
             };
             match answer {
                 Some(Ok(resp)) => resp,
-                Some(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
-                None => return Outcome::Failed(timed_out(limit, None)),
+                Some(Err(e)) => return Outcome::failed(from_classified(e.classify())),
+                None => return Outcome::failed(timed_out(limit, None)),
             }
         };
         let status = resp.status.as_u16();
         if !(100..=599).contains(&status) {
-            return Outcome::Failed(Failed {
+            return Outcome::failed(Failed {
                 kind: ErrorKind::Protocol,
                 sent: true,
                 message: format!("the server answered with status {status}, outside 100-599"),
@@ -438,12 +448,12 @@ fn finish(
         Some(Err(mut failed)) => {
             failed.status = Some(status);
             failed.headers = Some(headers);
-            return Outcome::Failed(failed);
+            return Outcome::failed(failed);
         }
         None => {
             let mut failed = timed_out(limit, Some(status));
             failed.headers = Some(headers);
-            return Outcome::Failed(failed);
+            return Outcome::failed(failed);
         }
     };
     let body = ReadBody::new(bytes, config.body_mode, &headers);

@@ -291,7 +291,7 @@ impl Drop for Report {
 }
 
 fn internal_failure() -> Outcome {
-    Outcome::Failed(attempt::Failed {
+    Outcome::failed(attempt::Failed {
         kind: ErrorKind::Protocol,
         sent: true,
         message: "internal error while handling the response (please report this)".into(),
