@@ -27,6 +27,7 @@ use crate::json_text::JsonText;
 use crate::record::{Body, ErrorKind, Transport};
 use crate::redact::Redactor;
 use crate::request::Request;
+use crate::timers::{Timer, Timers};
 use crate::transport::{Answer, AnswerBody, SendError};
 
 const MAX_REDIRECTS: usize = 10;
@@ -71,22 +72,33 @@ pub struct Failed {
 pub enum Outcome {
     /// A complete response arrived.
     Response(Box<Response>),
-    /// It failed.
-    Failed(Failed),
+    /// It failed. Boxed: an outcome is moved from the attempt's task to
+    /// the driver in its end, copied whole at each hand-over, and a
+    /// failure (its headers within) is four times a pointer's size and
+    /// rare.
+    Failed(Box<Failed>),
+}
+
+impl Outcome {
+    /// The outcome of an attempt that failed.
+    pub fn failed(failed: Failed) -> Outcome {
+        Outcome::Failed(Box::new(failed))
+    }
 }
 
 /// Performs one attempt of `req` within its timeout, which starts when the
 /// request is handed to a connection that can send it at once; `sent` is
 /// set to that moment (it stays `None` if the attempt ended before).
-pub fn perform<'a>(
+pub(crate) fn perform<'a>(
     client: &'a Clients,
     config: &'a Config,
+    timers: &'a Timers,
     req: &'a Request,
     sent: &'a mut Option<tokio::time::Instant>,
 ) -> impl Future<Output = Outcome> + Send + 'a {
     // Not an `async fn` of its own: that would hold its arguments beside
     // the exchange's for the attempt's whole life.
-    exchange(client, config, req, sent)
+    exchange(client, config, timers, req, sent)
 }
 
 /// The end of an attempt's time, shared by sending and reading the body so a
@@ -150,14 +162,16 @@ impl<'a> Sending<'a> {
 }
 
 /// An attempt's timer: one for the whole attempt (sending, each redirect
-/// hop, reading the body), set when its clock starts. One timer a request
-/// rather than one per phase, and the phases' futures hold none of it:
-/// an attempt's future is copied whole into its task.
-type Timer<'a> = Pin<&'a mut Option<tokio::time::Sleep>>;
+/// hop, reading the body), taken from the run's kept ones ([`Timers`])
+/// when its clock starts. One timer a request rather than one per phase,
+/// and the phases' futures hold none of it: an attempt's future is copied
+/// whole into its task.
+type Clock<'t, 'a> = &'t mut Option<Timer<'a>>;
 
 async fn exchange(
     client: &Clients,
     config: &Config,
+    timers: &Timers,
     req: &Request,
     sent: &mut Option<tokio::time::Instant>,
 ) -> Outcome {
@@ -169,7 +183,7 @@ async fn exchange(
     // Boxed, and only once a redirect is followed.
     let mut hop: Option<Box<Hop>> = None;
     let mut followed = 0;
-    let mut timer: Timer<'_> = std::pin::pin!(None);
+    let mut timer: Option<Timer<'_>> = None;
     loop {
         let sending = match &hop {
             Some(hop) => Sending::of(hop),
@@ -221,21 +235,21 @@ async fn exchange(
                     tokio::time::Instant::now()
                 };
                 *sent = Some(start);
-                timer.set(Some(tokio::time::sleep_until(deadline(start, limit))));
+                timer = Some(timers.take(deadline(start, limit)));
             }
             let answer = match early {
                 Some(done) => Some(*done),
-                None => Within::new(send, timer.as_mut(), first).await,
+                None => Within::new(send, &mut timer, first).await,
             };
             match answer {
                 Some(Ok(resp)) => resp,
-                Some(Err(e)) => return Outcome::Failed(from_classified(e.classify())),
-                None => return Outcome::Failed(timed_out(limit, None)),
+                Some(Err(e)) => return Outcome::failed(from_classified(e.classify())),
+                None => return Outcome::failed(timed_out(limit, None)),
             }
         };
         let status = resp.status.as_u16();
         if !(100..=599).contains(&status) {
-            return Outcome::Failed(Failed {
+            return Outcome::failed(Failed {
                 kind: ErrorKind::Protocol,
                 sent: true,
                 message: format!("the server answered with status {status}, outside 100-599"),
@@ -252,7 +266,7 @@ async fn exchange(
             Redirect::Stop(note) => {
                 let length = resp.content_length();
                 let read = read_body(&mut resp.body, length, &resp.headers, config);
-                let read = Within::new(std::pin::pin!(read), timer.as_mut(), false).await;
+                let read = Within::new(std::pin::pin!(read), &mut timer, false).await;
                 drop(lane);
                 let final_url = (followed > 0).then(|| sending.url.clone());
                 return finish(resp, read, config, final_url, note, limit);
@@ -265,9 +279,9 @@ async fn exchange(
 /// first. As tokio's `Timeout`, but with the attempt's one timer; like it,
 /// the timer is still polled when the work used up the task's budget, so a
 /// body that never stops arriving still times out.
-struct Within<'a, F> {
+struct Within<'t, 'a, F> {
     work: F,
-    timer: Timer<'a>,
+    timer: Clock<'t, 'a>,
     /// `work` was polled in this same poll of the task (the first hop's
     /// [`first_poll`]): its first poll here is skipped, as polling it
     /// again at once would redo its work for nothing (the direct client's
@@ -275,8 +289,8 @@ struct Within<'a, F> {
     polled: bool,
 }
 
-impl<'a, F: Future + Unpin> Within<'a, F> {
-    fn new(work: F, timer: Timer<'a>, polled: bool) -> Self {
+impl<'t, 'a, F: Future + Unpin> Within<'t, 'a, F> {
+    fn new(work: F, timer: Clock<'t, 'a>, polled: bool) -> Self {
         Within {
             work,
             timer,
@@ -285,7 +299,7 @@ impl<'a, F: Future + Unpin> Within<'a, F> {
     }
 }
 
-impl<F: Future + Unpin> Future for Within<'_, F> {
+impl<F: Future + Unpin> Future for Within<'_, '_, F> {
     type Output = Option<F::Output>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -295,13 +309,14 @@ impl<F: Future + Unpin> Future for Within<'_, F> {
         {
             return Poll::Ready(Some(done));
         }
-        let Some(sleep) = self.timer.as_mut().as_pin_mut() else {
+        let Some(timer) = self.timer.as_mut() else {
             return Poll::Pending;
         };
         let fired = if had_budget && !tokio::task::coop::has_budget_remaining() {
-            Pin::new(&mut tokio::task::coop::unconstrained(sleep)).poll(cx)
+            let timer = std::future::poll_fn(|cx| timer.poll(cx));
+            Pin::new(&mut tokio::task::coop::unconstrained(timer)).poll(cx)
         } else {
-            sleep.poll(cx)
+            timer.poll(cx)
         };
         fired.map(|()| None)
     }
@@ -433,12 +448,12 @@ fn finish(
         Some(Err(mut failed)) => {
             failed.status = Some(status);
             failed.headers = Some(headers);
-            return Outcome::Failed(failed);
+            return Outcome::failed(failed);
         }
         None => {
             let mut failed = timed_out(limit, Some(status));
             failed.headers = Some(headers);
-            return Outcome::Failed(failed);
+            return Outcome::failed(failed);
         }
     };
     let body = ReadBody::new(bytes, config.body_mode, &headers);

@@ -258,6 +258,7 @@ where
     let crew = Crew {
         client,
         config,
+        timers: Default::default(),
         began: began.clone(),
         #[cfg(test)]
         panic_after_exchange: false,

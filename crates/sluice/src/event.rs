@@ -178,10 +178,15 @@ mod tests {
             ("Action", size_of::<crate::scheduler::Action>()),
             ("Input", size_of::<crate::Input>()),
             ("Id", size_of::<Id>()),
+            ("Ended", size_of::<crate::ends::Ended>()),
         ];
         for (name, size) in sizes {
             assert!(size <= 96, "{name} is {size} bytes: box its large variant");
         }
         assert!(size_of::<crate::Input>() <= 48, "{sizes:?}");
+        // An attempt's end crosses from its task to the driver in four
+        // moves: its failure is boxed (a failure's headers took it to
+        // 176 bytes).
+        assert!(size_of::<crate::ends::Ended>() <= 80, "{sizes:?}");
     }
 }

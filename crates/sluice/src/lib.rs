@@ -51,6 +51,7 @@ pub mod stats;
 mod tasks;
 #[cfg(target_os = "linux")]
 mod timerfd;
+mod timers;
 pub mod timing;
 pub mod transport;
 pub mod trust;

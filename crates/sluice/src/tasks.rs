@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::ends::EndsOut;
 use crate::record::ErrorKind;
 use crate::scheduler::{Attempt, Ticket};
+use crate::timers::Timers;
 use crate::worker::Worker;
 
 /// Where attempts' tasks leave what became of them, with their key in
@@ -35,10 +36,11 @@ pub(crate) use crate::ends::{Ended, Fate};
 pub(crate) type Began = Arc<Mutex<Vec<(Ticket, Instant)>>>;
 
 /// What every attempt's task shares.
-#[derive(Clone)]
 pub(crate) struct Crew {
     pub(crate) client: Clients,
     pub(crate) config: Arc<Config>,
+    /// The attempts' timers, kept from one to the next.
+    pub(crate) timers: Timers,
     /// When the scheduler paces starts: where each task writes the instant
     /// it first ran.
     pub(crate) began: Option<Began>,
@@ -216,6 +218,7 @@ async fn attempt_task(crew: Arc<Crew>, attempt: Attempt, mut report: Report) {
     let exchange = AssertUnwindSafe(Box::pin(attempt::perform(
         &crew.client,
         &crew.config,
+        &crew.timers,
         &attempt.request,
         &mut report.sent,
     )))
@@ -288,7 +291,7 @@ impl Drop for Report {
 }
 
 fn internal_failure() -> Outcome {
-    Outcome::Failed(attempt::Failed {
+    Outcome::failed(attempt::Failed {
         kind: ErrorKind::Protocol,
         sent: true,
         message: "internal error while handling the response (please report this)".into(),
@@ -338,6 +341,7 @@ mod tests {
         let crew = Crew {
             client: crate::client::build(&config).expect("a client"),
             config,
+            timers: Timers::default(),
             began: None,
             panic_after_exchange: true,
         };
@@ -382,6 +386,7 @@ mod tests {
         let crew = Crew {
             client: crate::client::build(&config).expect("a client"),
             config,
+            timers: Timers::default(),
             began: None,
             panic_after_exchange: false,
         };

@@ -33,7 +33,7 @@ enum End {
 fn outcome(end: End) -> Outcome {
     let response = |status, headers| super::simulated::response(status, headers, None);
     let failed = |kind| {
-        Outcome::Failed(Failed {
+        Outcome::failed(Failed {
             kind,
             sent: true,
             message: "simulated".into(),
