@@ -488,7 +488,13 @@ fn plain_run_end_by<const HIGH: bool>(
     mut at: usize,
     marks: impl Fn(&[u8; STEP]) -> u64,
 ) -> usize {
-    while let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<STEP>) {
+    // The loop's test is one comparison with the last step's start (a
+    // slice's `first_chunk` from `at` took three more instructions a step).
+    let last_step = bytes.len().saturating_sub(STEP);
+    while at <= last_step {
+        let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<STEP>) else {
+            break;
+        };
         let hits = marks(block);
         if hits != 0 {
             return at + hits.trailing_zeros() as usize;
