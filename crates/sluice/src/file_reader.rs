@@ -97,8 +97,8 @@ impl AsyncBufRead for FileReader {
 }
 
 impl AsyncRead for FileReader {
-    /// What [`AsyncBufRead`] gives, copied: for the readers that want
-    /// `AsyncRead` (lines are taken through the buffer, with no copy).
+    /// What [`AsyncBufRead`] gives, copied (tokio asks every buffered
+    /// reader to be one; lines are taken through the buffer, with no copy).
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
