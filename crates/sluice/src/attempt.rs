@@ -698,26 +698,33 @@ fn store_as(bytes: Bytes, mode: BodyMode, declared_json: bool) -> Option<Body> {
             Ok(text) => Body::Text(text.to_owned()),
             Err(_) => b64(&bytes),
         }),
-        BodyMode::Auto => Some(match crate::utf8::text(&bytes) {
-            Ok(text) => {
-                json_body(text, declared_json).unwrap_or_else(|| Body::Text(text.to_owned()))
-            }
-            Err(_) => b64(&bytes),
+        BodyMode::Auto => Some(match json_body(&bytes, declared_json) {
+            Some(json) => json,
+            None => match crate::utf8::text(&bytes) {
+                Ok(text) => Body::Text(text.to_owned()),
+                Err(_) => b64(&bytes),
+            },
         }),
     }
 }
 
-/// The body as embedded JSON, when it is JSON: declared so, or an object or
-/// array. Whitespace is removed so the record stays one line; numbers keep
-/// their digits because the text is never re-encoded.
-fn json_body(text: &str, declared: bool) -> Option<Body> {
-    let trimmed = text.trim_start();
-    if !declared && !trimmed.starts_with(['{', '[']) {
+/// The body as embedded JSON, when it is UTF-8 and JSON: declared so, or
+/// an object or array. Whitespace is removed so the record stays one line;
+/// numbers keep their digits because the text is never re-encoded. Checked
+/// as bytes: the JSON check finds whether they are ASCII on the way, and
+/// UTF-8 needs a pass of its own only when they are not.
+fn json_body(bytes: &[u8], declared: bool) -> Option<Body> {
+    // JSON's own whitespace: text with other whitespace before its bracket
+    // (where `str::trim_start` would go on) is not JSON either way.
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\n' | b'\t' | b'\r'));
+    if !declared && !matches!(first, Some(b'{' | b'[')) {
         return None;
     }
     // The text as received is checked, not its compact copy: compacting
     // can turn non-JSON such as `[1 2 3]` into JSON (`[123]`).
-    JsonText::parse(text).map(Body::Json)
+    JsonText::from_bytes(bytes).map(Body::Json)
 }
 
 /// Whether a content type names JSON (`application/json`, `...+json`), in
@@ -802,6 +809,46 @@ mod tests {
         let stored = ReadBody::from(Body::Text("x".into()));
         assert_eq!(stored.text(), Some("x"));
         assert_eq!(stored.store(), Some(Body::Text("x".into())));
+    }
+
+    /// `store` under `auto` as it was before the JSON check learned to
+    /// tell ASCII: UTF-8 first, then JSON when declared or when the text
+    /// trimmed of any whitespace opens an object or array.
+    fn store_text_first(bytes: &[u8], declared: bool) -> Body {
+        let b64 = |b: &[u8]| Body::Base64(base64::engine::general_purpose::STANDARD.encode(b));
+        match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                let opens = text.trim_start().starts_with(['{', '[']);
+                let json = (declared || opens).then(|| JsonText::parse(text)).flatten();
+                json.map_or_else(|| Body::Text(text.to_owned()), Body::Json)
+            }
+            Err(_) => b64(bytes),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Random JSON text, damaged or not, after whitespace JSON has or
+        /// lacks, is stored as the text-first way stored it.
+        #[test]
+        fn auto_stores_bytes_as_the_text_first_way_did(
+            lead in proptest::sample::select(vec!["", " ", "\t\r\n", "\u{a0}", "\u{b}", "\u{2028} ", "x"]),
+            text in crate::json_text::tests::json_text(),
+            damages in proptest::collection::vec(crate::json_text::tests::damage(), 0..2),
+            content_type in proptest::sample::select(vec![None, Some("application/json"), Some("text/plain")]),
+        ) {
+            let mut bytes = format!("{lead}{text}").into_bytes();
+            for d in &damages {
+                bytes = crate::json_text::tests::apply(&String::from_utf8_lossy(&bytes), d);
+            }
+            let declared = content_type.is_some_and(declares_json);
+            proptest::prop_assert_eq!(
+                store(Bytes::from(bytes.clone()), BodyMode::Auto, content_type),
+                Some(store_text_first(&bytes, declared)),
+                "{:?}", String::from_utf8_lossy(&bytes)
+            );
+        }
     }
 
     fn every_case<'a>(

@@ -22,11 +22,34 @@ impl JsonText {
     /// `text` as JSON text when it is valid JSON, without its insignificant
     /// whitespace (every other byte, and so every digit, kept).
     pub fn parse(text: &str) -> Option<JsonText> {
-        let compact = match check(text)? {
+        Some(JsonText::compacted(text, check(text)?))
+    }
+
+    /// `bytes` as JSON text when they are UTF-8 and valid JSON, as
+    /// [`JsonText::parse`] of their text decides, in one pass: the scan
+    /// also finds whether every byte is ASCII (a 4 KiB answer almost always
+    /// is), so UTF-8 is checked on its own only for text that is not.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<JsonText> {
+        let (spacing, ascii) = check_bytes(bytes)?;
+        let text = if ascii {
+            debug_assert!(bytes.is_ascii());
+            // SAFETY: `check_bytes` found every byte ASCII (`Scan::ascii`:
+            // the grammar outside strings takes ASCII bytes only, and a
+            // string's bytes went through `plain_run_end::<true>`, which
+            // stops at any byte above 0x7f), and ASCII is UTF-8.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        } else {
+            crate::utf8::text(bytes).ok()?
+        };
+        Some(JsonText::compacted(text, spacing))
+    }
+
+    /// `text`, valid JSON with `spacing`, without its whitespace.
+    fn compacted(text: &str, spacing: Spacing) -> JsonText {
+        JsonText(match spacing {
             Spacing::Compact => text.into(),
             Spacing::Spaced => without_space(text).into_boxed_str(),
-        };
-        Some(JsonText(compact))
+        })
     }
 
     /// The JSON text.
@@ -85,7 +108,7 @@ fn without_space(text: &str) -> String {
 /// starts at `at`.
 fn string_end(bytes: &[u8], mut at: usize) -> usize {
     loop {
-        at = plain_run_end(bytes, at);
+        at = plain_run_end::<false>(bytes, at);
         match bytes.get(at) {
             Some(b'"') | None => return (at + 1).min(bytes.len()),
             // A backslash and the byte it escapes (the rest of a `\u`
@@ -110,19 +133,24 @@ pub(crate) enum Spacing {
 /// it is, whether compacting it would remove anything (found on the way,
 /// so the text is read once).
 pub(crate) fn check(text: &str) -> Option<Spacing> {
-    let mut scan = Scan {
-        bytes: text.as_bytes(),
-        at: 0,
-        spaced: false,
-        deepest: 0,
-    };
+    check_bytes(text.as_bytes()).map(|(spacing, _)| spacing)
+}
+
+/// [`check`] on bytes not yet known to be UTF-8: the grammar alone (a
+/// string's bytes above 0x7f are taken as they come), and whether every
+/// byte is ASCII. Bytes it accepts are valid JSON when they are UTF-8,
+/// which is certain when they are ASCII, and checked by the caller when
+/// they are not.
+pub(crate) fn check_bytes(bytes: &[u8]) -> Option<(Spacing, bool)> {
+    let mut scan = Scan::new(bytes);
     scan.value()?;
     scan.whitespace();
-    (scan.at == scan.bytes.len()).then_some(if scan.spaced {
+    let spacing = if scan.spaced {
         Spacing::Spaced
     } else {
         Spacing::Compact
-    })
+    };
+    (scan.at == scan.bytes.len()).then_some((spacing, scan.ascii))
 }
 
 /// Calls `member` with the key (its text between the quotes), the value
@@ -136,12 +164,7 @@ pub(crate) fn members<'a>(
     text: &'a str,
     mut member: impl FnMut(&'a str, &'a str, Spacing) -> Option<()>,
 ) -> Option<Depth> {
-    let mut scan = Scan {
-        bytes: text.as_bytes(),
-        at: 0,
-        spaced: false,
-        deepest: 0,
-    };
+    let mut scan = Scan::new(text.as_bytes());
     scan.whitespace();
     if scan.next()? != b'{' {
         return None;
@@ -200,6 +223,25 @@ struct Scan<'a> {
     spaced: bool,
     /// The most arrays and objects [`Scan::value`] found open at once.
     deepest: usize,
+    /// Whether every byte read so far is ASCII: the grammar takes nothing
+    /// else outside strings, so only strings clear it, at their first byte
+    /// above 0x7f. Until then their runs are found by the scan that also
+    /// stops at such bytes (no dearer than the one that does not); after,
+    /// by the one that does not, so text mostly not ASCII is not stopped
+    /// at every character.
+    ascii: bool,
+}
+
+impl<'a> Scan<'a> {
+    fn new(bytes: &'a [u8]) -> Scan<'a> {
+        Scan {
+            bytes,
+            at: 0,
+            spaced: false,
+            deepest: 0,
+            ascii: true,
+        }
+    }
 }
 
 impl Scan<'_> {
@@ -295,7 +337,11 @@ impl Scan<'_> {
     /// The rest of a string after its opening quote.
     fn string(&mut self) -> Option<()> {
         loop {
-            self.at = plain_run_end(self.bytes, self.at);
+            self.at = if self.ascii {
+                plain_run_end::<true>(self.bytes, self.at)
+            } else {
+                plain_run_end::<false>(self.bytes, self.at)
+            };
             match self.next()? {
                 b'"' => return Some(()),
                 b'\\' => match self.next()? {
@@ -309,6 +355,9 @@ impl Scan<'_> {
                     }
                     _ => return None,
                 },
+                // Not ASCII: a string may hold it (its UTF-8 is not this
+                // scan's to check).
+                0x80.. => self.ascii = false,
                 // A control character.
                 _ => return None,
             }
@@ -410,26 +459,43 @@ fn special(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// The index of the first byte from `at` that is [`special`] (or the end),
-/// with AVX2 where the CPU has it (x86_64 CPUs since 2013; std caches the
-/// check), which halves the instructions a byte of SSE2's four vectors a
-/// step: a 4 KiB JSON answer is mostly string.
-fn plain_run_end(bytes: &[u8], at: usize) -> usize {
+/// Whether a run of a string's plain bytes ends at `b`: at a [`special`]
+/// byte, and with `HIGH` at any byte above 0x7f too (the scan that also
+/// tells whether text is ASCII).
+fn stops<const HIGH: bool>(b: u8) -> bool {
+    special(b) || (HIGH && b >= 0x80)
+}
+
+/// The index of the first byte from `at` that [`stops`] a run (or the
+/// end), with AVX2 where the CPU has it (x86_64 CPUs since 2013; std
+/// caches the check), which halves the instructions a byte of SSE2's four
+/// vectors a step: a 4 KiB JSON answer is mostly string.
+fn plain_run_end<const HIGH: bool>(bytes: &[u8], at: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { avx2::plain_run_end(bytes, at) };
+        return unsafe { avx2::plain_run_end::<HIGH>(bytes, at) };
     }
-    plain_run_end_by(bytes, at, specials)
+    plain_run_end_by::<HIGH>(bytes, at, stops_in::<HIGH>)
 }
 
-/// [`plain_run_end`] with `specials` marking a step's special bytes.
+/// [`plain_run_end`] with `marks` marking a step's bytes that stop a run.
 /// Sixty-four bytes a step, the last step overlapping the one before it;
 /// byte by byte only in text shorter than a step.
 #[inline(always)]
-fn plain_run_end_by(bytes: &[u8], mut at: usize, specials: impl Fn(&[u8; STEP]) -> u64) -> usize {
-    while let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<STEP>) {
-        let hits = specials(block);
+fn plain_run_end_by<const HIGH: bool>(
+    bytes: &[u8],
+    mut at: usize,
+    marks: impl Fn(&[u8; STEP]) -> u64,
+) -> usize {
+    // The loop's test is one comparison with the last step's start (a
+    // slice's `first_chunk` from `at` took three more instructions a step).
+    let last_step = bytes.len().saturating_sub(STEP);
+    while at <= last_step {
+        let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<STEP>) else {
+            break;
+        };
+        let hits = marks(block);
         if hits != 0 {
             return at + hits.trailing_zeros() as usize;
         }
@@ -441,10 +507,10 @@ fn plain_run_end_by(bytes: &[u8], mut at: usize, specials: impl Fn(&[u8; STEP]) 
         && at < bytes.len()
     {
         let skip = at + STEP - bytes.len();
-        let hits = specials(last) >> skip;
+        let hits = marks(last) >> skip;
         return at + (hits.trailing_zeros() as usize).min(bytes.len() - at);
     }
-    while bytes.get(at).is_some_and(|&b| !special(b)) {
+    while bytes.get(at).is_some_and(|&b| !stops::<HIGH>(b)) {
         at += 1;
     }
     at.min(bytes.len())
@@ -453,13 +519,20 @@ fn plain_run_end_by(bytes: &[u8], mut at: usize, specials: impl Fn(&[u8; STEP]) 
 /// Bytes a step of [`plain_run_end`]: four vectors, tested together.
 const STEP: usize = 64;
 
-/// One bit per byte of `block` (bit `i` for byte `i`), set for the
-/// [`special`] bytes.
+// How a vector finds the bytes that stop a run, in the fewest operations:
+// `b ^ 2` keeps every byte apart and turns the quote (0x22) into 0x20 and
+// the control characters into control characters, so `b ^ 2 <= 0x20`
+// (unsigned) holds for exactly the quote and the control characters, and
+// `b ^ 2 < 0x21` as signed bytes for those and every byte above 0x7f (the
+// negative ones); the backslash is the one byte tested on its own.
+
+/// One bit per byte of `block` (bit `i` for byte `i`), set for the bytes
+/// that [`stops`] a run.
 #[cfg(target_arch = "x86_64")]
-fn specials(block: &[u8; STEP]) -> u64 {
+fn stops_in<const HIGH: bool>(block: &[u8; STEP]) -> u64 {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_xor_si128,
     };
     // SAFETY: SSE2 is part of every x86_64 target (the baseline), so these
     // instructions exist wherever this compiles; each load reads 16 of the
@@ -468,12 +541,14 @@ fn specials(block: &[u8; STEP]) -> u64 {
     unsafe {
         let marks = |at: usize| {
             let v: __m128i = _mm_loadu_si128(block.as_ptr().add(at).cast());
-            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let flipped = _mm_xor_si128(v, _mm_set1_epi8(2));
+            let low = if HIGH {
+                _mm_cmplt_epi8(flipped, _mm_set1_epi8(0x21))
+            } else {
+                _mm_cmpeq_epi8(_mm_min_epu8(flipped, _mm_set1_epi8(0x20)), flipped)
+            };
             let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-            // Unsigned `b <= 0x1f` is `max(b, 0x1f) == 0x1f`.
-            let limit = _mm_set1_epi8(0x1f);
-            let control = _mm_cmpeq_epi8(_mm_max_epu8(v, limit), limit);
-            _mm_or_si128(_mm_or_si128(quote, backslash), control)
+            _mm_or_si128(low, backslash)
         };
         let quarters = [marks(0), marks(16), marks(32), marks(48)];
         // Most steps find nothing: one test of all four, the bits only then.
@@ -490,13 +565,13 @@ fn specials(block: &[u8; STEP]) -> u64 {
     }
 }
 
-/// [`plain_run_end`] and [`specials`] with AVX2: two vectors of 32 bytes a
+/// [`plain_run_end`] and [`stops_in`] with AVX2: two vectors of 32 bytes a
 /// step rather than four of 16.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_set1_epi8,
+        __m256i, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_min_epu8,
+        _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8, _mm256_xor_si256,
     };
 
     use super::STEP;
@@ -507,23 +582,25 @@ mod avx2 {
     ///
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn plain_run_end(bytes: &[u8], at: usize) -> usize {
-        super::plain_run_end_by(bytes, at, |block| specials(block))
+    pub(super) unsafe fn plain_run_end<const HIGH: bool>(bytes: &[u8], at: usize) -> usize {
+        super::plain_run_end_by::<HIGH>(bytes, at, |block| stops_in::<HIGH>(block))
     }
 
-    /// [`super::specials`] on a CPU with AVX2.
+    /// [`super::stops_in`] on a CPU with AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) fn specials(block: &[u8; STEP]) -> u64 {
+    pub(super) fn stops_in<const HIGH: bool>(block: &[u8; STEP]) -> u64 {
         let marks = |at: usize| {
             // SAFETY: the load reads 32 of the 64 bytes `block` borrows (at
             // 0 or 32), and `loadu` needs no alignment.
             let v: __m256i = unsafe { _mm256_loadu_si256(block.as_ptr().add(at).cast()) };
-            let quote = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8));
+            let flipped = _mm256_xor_si256(v, _mm256_set1_epi8(2));
+            let low = if HIGH {
+                _mm256_cmpgt_epi8(_mm256_set1_epi8(0x21), flipped)
+            } else {
+                _mm256_cmpeq_epi8(_mm256_min_epu8(flipped, _mm256_set1_epi8(0x20)), flipped)
+            };
             let backslash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
-            // Unsigned `b <= 0x1f` is `max(b, 0x1f) == 0x1f`.
-            let limit = _mm256_set1_epi8(0x1f);
-            let control = _mm256_cmpeq_epi8(_mm256_max_epu8(v, limit), limit);
-            _mm256_or_si256(_mm256_or_si256(quote, backslash), control)
+            _mm256_or_si256(low, backslash)
         };
         let (low, high) = (marks(0), marks(32));
         // Most steps find nothing: one test of both, the bits only then.
@@ -535,10 +612,10 @@ mod avx2 {
     }
 }
 
-/// [`specials`] without vector instructions: eight bytes a word, each
+/// [`stops_in`] without vector instructions: eight bytes a word, each
 /// test setting a byte's top bit (Mycroft's zero-byte trick).
 #[cfg(any(not(target_arch = "x86_64"), test))]
-fn specials_by_words(block: &[u8; STEP]) -> u64 {
+fn stops_by_words<const HIGH: bool>(block: &[u8; STEP]) -> u64 {
     const ONES: u64 = u64::MAX / 255;
     const TOPS: u64 = ONES << 7;
     let mut bits = 0u64;
@@ -550,13 +627,14 @@ fn specials_by_words(block: &[u8; STEP]) -> u64 {
         let quote = zero_in(w ^ (ONES * u64::from(b'"')));
         let backslash = zero_in(w ^ (ONES * u64::from(b'\\')));
         let control = w.wrapping_sub(ONES * 0x20) & !w;
+        let high = if HIGH { w } else { 0 };
         // The trick can also mark a byte just above a marked one (a borrow
         // carried through it): so each byte is tested again on its own
         // below, and the bits tell only where to look.
-        let marked = (quote | backslash | control) & TOPS;
+        let marked = (quote | backslash | control | high) & TOPS;
         if marked != 0 {
             for (i, &b) in word.iter().enumerate() {
-                bits |= u64::from(special(b)) << (n * 8 + i);
+                bits |= u64::from(stops::<HIGH>(b)) << (n * 8 + i);
             }
         }
     }
@@ -564,8 +642,8 @@ fn specials_by_words(block: &[u8; STEP]) -> u64 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-use specials_by_words as specials;
+use stops_by_words as stops_in;
 
 #[cfg(test)]
 #[path = "json_text_tests.rs"]
-mod tests;
+pub(crate) mod tests;

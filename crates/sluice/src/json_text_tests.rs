@@ -131,6 +131,11 @@ fn edge_cases_are_decided_as_serde_json_decides_them() {
             "serde_json on {shown:?}"
         );
         assert_eq!(is_valid(&text), ok, "{shown:?}");
+        assert_eq!(
+            JsonText::from_bytes(text.as_bytes()).is_some(),
+            ok,
+            "{shown:?}"
+        );
     }
 }
 
@@ -146,6 +151,7 @@ fn invalid_utf8_is_refused_as_serde_json_refuses_it() {
     ] {
         assert!(!serde_accepts(bytes), "{bytes:?}");
         assert!(!accepts(bytes), "{bytes:?}");
+        assert_eq!(JsonText::from_bytes(bytes), None, "{bytes:?}");
     }
 }
 
@@ -164,11 +170,40 @@ fn json_text_is_compact_and_written_raw() {
     );
 }
 
-/// The first special byte from `at`, byte by byte.
-fn first_special(bytes: &[u8], at: usize) -> usize {
+/// The first byte from `at` that stops a run, byte by byte.
+fn first_stop<const HIGH: bool>(bytes: &[u8], at: usize) -> usize {
     (at..bytes.len())
-        .find(|&i| special(bytes[i]))
+        .find(|&i| stops::<HIGH>(bytes[i]))
         .unwrap_or(bytes.len())
+}
+
+/// The run's end by every way of finding it, each as a byte-by-byte look
+/// finds it.
+fn run_ends_agree<const HIGH: bool>(bytes: &[u8], at: usize) -> Result<(), TestCaseError> {
+    let wanted = first_stop::<HIGH>(bytes, at);
+    prop_assert_eq!(plain_run_end::<HIGH>(bytes, at), wanted);
+    prop_assert_eq!(
+        plain_run_end_by::<HIGH>(bytes, at, stops_in::<HIGH>),
+        wanted
+    );
+    prop_assert_eq!(
+        plain_run_end_by::<HIGH>(bytes, at, stops_by_words::<HIGH>),
+        wanted
+    );
+    for block in bytes.chunks_exact(STEP) {
+        let block: &[u8; STEP] = block.try_into().expect("a whole step");
+        let by_bytes = (0..STEP).fold(0u64, |bits, i| {
+            bits | u64::from(stops::<HIGH>(block[i])) << i
+        });
+        prop_assert_eq!(stops_in::<HIGH>(block), by_bytes);
+        prop_assert_eq!(stops_by_words::<HIGH>(block), by_bytes);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            prop_assert_eq!(unsafe { avx2::stops_in::<HIGH>(block) }, by_bytes);
+        }
+    }
+    Ok(())
 }
 
 /// Bytes that are special or next to special in their encodings: the
@@ -221,7 +256,7 @@ fn whitespace() -> impl Strategy<Value = String> {
 }
 
 /// Any JSON text: values nested a few levels, whitespace between tokens.
-fn json_text() -> impl Strategy<Value = String> {
+pub(crate) fn json_text() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
         string_literal(),
         number(),
@@ -249,9 +284,25 @@ fn json_text() -> impl Strategy<Value = String> {
     (whitespace(), value, whitespace()).prop_map(|(a, v, b)| a + &v + &b)
 }
 
+/// `JsonText::from_bytes` (one pass, UTF-8 checked only where the bytes
+/// are not ASCII) gives what `JsonText::parse` gives the bytes' text, and
+/// calls the bytes it accepts ASCII exactly when they are.
+fn from_bytes_decides_as_parse(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let shown = || String::from_utf8_lossy(bytes).into_owned();
+    let parsed = std::str::from_utf8(bytes).ok().and_then(JsonText::parse);
+    prop_assert_eq!(JsonText::from_bytes(bytes), parsed, "{:?}", shown());
+    if let Some((spacing, ascii)) = check_bytes(bytes) {
+        prop_assert_eq!(ascii, bytes.is_ascii(), "{:?}", shown());
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            prop_assert_eq!(Some(spacing), check(text), "{:?}", shown());
+        }
+    }
+    Ok(())
+}
+
 /// One change that may break JSON text.
 #[derive(Clone, Debug)]
-enum Damage {
+pub(crate) enum Damage {
     Truncate(prop::sample::Index),
     Replace(prop::sample::Index, u8),
     Insert(prop::sample::Index, u8),
@@ -260,7 +311,7 @@ enum Damage {
     Wrap(usize),
 }
 
-fn damage() -> impl Strategy<Value = Damage> {
+pub(crate) fn damage() -> impl Strategy<Value = Damage> {
     let index = any::<prop::sample::Index>;
     prop_oneof![
         index().prop_map(Damage::Truncate),
@@ -279,7 +330,7 @@ fn damage() -> impl Strategy<Value = Damage> {
     ]
 }
 
-fn apply(text: &str, damage: &Damage) -> Vec<u8> {
+pub(crate) fn apply(text: &str, damage: &Damage) -> Vec<u8> {
     let mut bytes = text.as_bytes().to_vec();
     let at = |i: &prop::sample::Index, len: usize| i.index(len + 1);
     match damage {
@@ -321,10 +372,12 @@ proptest! {
         let spacing = if spaced { Spacing::Spaced } else { Spacing::Compact };
         prop_assert_eq!(check(&text), Some(spacing), "{:?}", text);
         prop_assert_eq!(without_space(&text), crate::json::compact_json(&text), "{:?}", text);
+        from_bytes_decides_as_parse(text.as_bytes())?;
         let mut broken = text;
         for d in &damages {
             let bytes = apply(&broken, d);
             prop_assert_eq!(accepts(&bytes), serde_accepts(&bytes), "{:?}", String::from_utf8_lossy(&bytes));
+            from_bytes_decides_as_parse(&bytes)?;
             // Go on from text, even if the damage broke its UTF-8.
             broken = String::from_utf8_lossy(&bytes).into_owned();
         }
@@ -336,16 +389,7 @@ proptest! {
         at in any::<prop::sample::Index>(),
     ) {
         let at = at.index(bytes.len() + 1);
-        prop_assert_eq!(plain_run_end(&bytes, at), first_special(&bytes, at));
-        for block in bytes.chunks_exact(STEP) {
-            let block: &[u8; STEP] = block.try_into().expect("a whole step");
-            prop_assert_eq!(specials(block), specials_by_words(block));
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2, checked just above.
-                prop_assert_eq!(unsafe { avx2::specials(block) }, specials_by_words(block));
-            }
-        }
-        prop_assert_eq!(plain_run_end_by(&bytes, at, specials), first_special(&bytes, at));
+        run_ends_agree::<false>(&bytes, at)?;
+        run_ends_agree::<true>(&bytes, at)?;
     }
 }

@@ -25,6 +25,7 @@ mod connecting;
 mod ends;
 pub mod engine;
 pub mod event;
+mod file_reader;
 pub mod filejob;
 pub mod format;
 pub mod gcra;

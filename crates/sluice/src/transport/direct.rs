@@ -292,7 +292,13 @@ fn request(
     if headers.is_empty() {
         sent.clone_from(head);
     } else {
-        sent.clone_from(headers);
+        // Room for them all, and the `Content-Length` hyper adds to a
+        // body's: a clone of `headers` has room for those alone, and grew
+        // twice (a reallocation each) as the head's were added.
+        *sent = HeaderMap::with_capacity(headers.len() + head.len() + 1);
+        for (name, value) in headers {
+            sent.append(name, value.clone());
+        }
         for (name, value) in head {
             sent.entry(name).or_insert_with(|| value.clone());
         }
