@@ -4,7 +4,7 @@
 //! once. (A paced run meets this against a server whose keep-alive timeout
 //! is about its interval: nginx's `keepalive_timeout 1s` at `--rate 1/s`.)
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,13 @@ use sluice::transport::direct::Direct;
 /// How long the server keeps an idle connection.
 const KEEP_ALIVE: Duration = Duration::from_millis(100);
 
-/// What the server saw: connections accepted, request targets read.
+/// What the server saw: connections accepted, request targets read, and
+/// connections it closed for being idle.
 #[derive(Default)]
 struct Seen {
     accepts: AtomicUsize,
     targets: Mutex<Vec<String>>,
+    closed_idle: AtomicUsize,
 }
 
 /// A server on 127.0.0.1 (blocking sockets, a thread a connection) that
@@ -58,7 +60,15 @@ fn keep_alive(mut tcp: TcpStream, seen: &Seen) {
             return;
         }
         let n = match tcp.read(&mut buf) {
-            Ok(0) | Err(_) => return, // the client went, or idle too long: closed
+            Ok(0) => return, // the client went
+            Err(e)
+                if answered && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                drop(tcp); // idle too long: closed (a FIN)
+                seen.closed_idle.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            Err(_) => return,
             Ok(n) => n,
         };
         head.extend_from_slice(&buf[..n]);
@@ -94,7 +104,7 @@ async fn get(client: &Direct, url: &str) -> Result<u16, String> {
 }
 
 /// The first GET leaves its connection idle in the pool; the server
-/// closes it 100 ms later while this runtime's only thread sleeps without
+/// closes it 100 ms later while this runtime's only thread waits without
 /// yielding, so tokio's reactor does not see the close (as when a paced
 /// start wakes just after a keep-alive timeout's FIN arrived). The second
 /// GET must not be written into the closed connection (a reset, reported
@@ -104,7 +114,16 @@ async fn a_connection_the_server_closed_while_idle_is_not_reused() {
     let (base, seen) = serve();
     let client = Direct::new(&Config::default(), Duration::from_secs(5)).expect("a client");
     assert_eq!(get(&client, &format!("{base}/one")).await, Ok(200));
-    std::thread::sleep(KEEP_ALIVE * 4);
+    // Blocking waits: tokio's reactor must not run before the second GET.
+    for _ in 0..1000 {
+        if seen.closed_idle.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(seen.closed_idle.load(Ordering::SeqCst), 1, "closed idle");
+    // Past 250 ms idle, so the pool looks; the FIN is in by then.
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(get(&client, &format!("{base}/two")).await, Ok(200));
     assert_eq!(seen.accepts.load(Ordering::SeqCst), 2, "a new connection");
     let targets = seen.targets.lock().expect("targets").clone();
