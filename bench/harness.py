@@ -47,6 +47,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", "/tmp/target-bench")
 SLUICE = os.path.join(TARGET, "release", "sluice")
 UPSTREAM = os.path.join(TARGET, "release", "bench-upstream")
+# bench/floor.c, compiled by bench/run.sh when a C compiler is present.
+FLOOR = os.path.join(TARGET, "release", "bench-floor")
 GNU_TIME = "/usr/bin/time"
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 PY_N = int(os.environ.get("BENCH_PY_N", "5000"))
@@ -218,6 +220,7 @@ class Report:
     def __init__(self):
         self.sections = []
         self.checks = []  # (target, measured, wanted, met)
+        self.notes = []  # lines printed under the targets, checking nothing
         self.failures = []
 
     def table(self, title, runs, note=""):
@@ -255,6 +258,8 @@ class Report:
         out += ["### Targets", "", "| target | measured (medians) | wanted | met |",
                 "|---|---|---|---|"]
         out += [f"| {t} | {m} | {w} | {'met' if ok else '**missed**'} |" for t, m, w, ok in self.checks]
+        if self.notes:
+            out += [""] + self.notes
         if self.failures:
             out += ["", "Failed runs: " + "; ".join(self.failures)]
         return "\n".join(out) + "\n"
@@ -342,13 +347,38 @@ def pacing_row(label, rate, n, runs, allowed_cpu, report, per_port=False):
             f"{med(ok, lambda r: r.sleeps) / n:.2f} | {worst_window} | {achieved:.2f} | {med(ok, rss_mib):.1f} |")
 
 
+def pacing_peer_row(label, n, rs):
+    """A peer's row of the pacing table (medians of its runs that did not
+    fail), checking nothing; its median CPU s, or None when every run failed."""
+    ok = [r for r in rs if not r.failed]
+    if not ok:
+        return f"| {label} | {n:,} | 0 of {len(rs)} ok | | | | | | | |", None
+    cpu = med(ok, lambda r: r.cpu)
+    return (f"| {label} | {n:,} | {len(ok)} | {med(ok, lambda r: r.wall):.2f} | "
+            f"{cpu:.3f} | {cpu / n * 1e6:.0f} | {med(ok, lambda r: r.sleeps) / n:.2f} | "
+            f"{max(r.stats['max_in_1s'] for r in ok)} | "
+            f"{med(ok, lambda r: r.stats['achieved_rate'] or 0.0):.2f} | {med(ok, rss_mib):.1f} |"), cpu
+
+
+def floor_label(rate):
+    return f"C floor (blocking socket, clock_nanosleep), {rate}/s"
+
+
 def scenario_pacing(work, report, results):
-    """Pacing: client CPU, achieved rate and window maxima at the server."""
+    """Pacing: client CPU, achieved rate and window maxima at the server;
+    oha -q and the C floor (bench/floor.c) beside sluice, unchecked."""
+    floor = os.access(FLOOR, os.X_OK)
+    floor_note = ("The C floor is `bench/floor.c`: one thread, one kept-alive connection, a `clock_nanosleep` "
+                  "to each request's instant (one wake-up a request), then the answer before it read without "
+                  "waiting and its line written, then the request: the least a paced client can do, so what "
+                  "this machine charges for the wake-ups alone."
+                  if floor else f"No C floor: {FLOOR} was not built (no C compiler).")
     rows = ["### Pacing: client CPU and exactness at the server", "",
             "sluice at `-c 200 --burst 1`; arrivals timed by the upstream. `achieved` is (n − 1) ÷ "
             "(last − first arrival); `max in 1 s` is the most arrivals in any window [t, t + 1 s), "
             "worst of the runs; `wake-ups/request` is the client's voluntary context switches (sleeps) "
-            "over its requests. oha's `-q` (its rate limit) is shown for comparison, unchecked.", "",
+            "over its requests. oha's `-q` (its rate limit) and the C floor are shown for comparison, "
+            "unchecked. " + floor_note, "",
             "| run | requests | runs | wall s | CPU s | CPU µs/request | wake-ups/request | max in 1 s | achieved /s | peak RSS MiB |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     up = Upstream(1, work)
@@ -361,17 +391,25 @@ def scenario_pacing(work, report, results):
             tools.append((label, sluice(work, "pace", inp, "-c", "200", "--burst", "1", option, f"{rate}/s"), n))
         for rate, n in sorted({(r, n) for _, _, r, n, _ in PACING}, reverse=True):
             tools.append((f"oha -q {rate}", ["oha", "-n", str(n), "-c", "200", "--no-tui", "-q", str(rate), url], n))
+            if floor:
+                tools.append((floor_label(rate), [FLOOR, "127.0.0.1", str(up.ports[0]), "/fast", str(rate), str(n)], n))
         runs = alternate(up, work, "pacing", tools)
         for label, _, rate, n, allowed in PACING:
             rows.append(pacing_row(label, rate, n, runs[label], allowed, report))
             report.failures += [f"pacing {label} (exit {r.rc})" for r in runs[label] if r.failed]
         for rate, n in sorted({(r, n) for _, _, r, n, _ in PACING}, reverse=True):
-            rs = runs[f"oha -q {rate}"]
-            cpu = med(rs, lambda r: r.cpu)
-            rows.append(f"| oha -q {rate} (peer) | {n:,} | {len(rs)} | {med(rs, lambda r: r.wall):.2f} | "
-                        f"{cpu:.3f} | {cpu / n * 1e6:.0f} | {med(rs, lambda r: r.sleeps) / n:.2f} | "
-                        f"{max(r.stats['max_in_1s'] for r in rs)} | "
-                        f"{med(rs, lambda r: r.stats['achieved_rate'] or 0.0):.2f} | {med(rs, rss_mib):.1f} |")
+            rows.append(pacing_peer_row(f"oha -q {rate} (peer)", n, runs[f"oha -q {rate}"])[0])
+        floors = []
+        for rate, n, allowed in sorted({(r, n, a) for _, _, r, n, a in PACING}, reverse=True) if floor else []:
+            row, cpu = pacing_peer_row(floor_label(rate), n, runs[floor_label(rate)])
+            rows.append(row)
+            if cpu is not None:
+                above = " (above it: no client paced by sleeping meets it here)" if cpu > allowed else ""
+                floors.append(f"{cpu:.3f} CPU s for {n:,} requests at {rate}/s against target 4's "
+                              f"{allowed} s{above}")
+        if floors:
+            report.notes.append("The machine's pacing floor (the C floor, medians): "
+                                + "; ".join(reversed(floors)) + ".")
         results["pacing"] = runs
     finally:
         up.stop()

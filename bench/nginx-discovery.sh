@@ -32,7 +32,7 @@ WORK=$(mktemp -d /tmp/sluice-nginx-discovery.XXXXXX)
 NGINX_PID=
 cleanup() {
     local status=$?
-    [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+    [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
     [[ ${KEEP:-0} == 1 ]] && log "work directory kept: $WORK" || rm -rf "$WORK"
     exit "$status"
 }

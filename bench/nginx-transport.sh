@@ -46,8 +46,8 @@ WORK=$(mktemp -d /tmp/sluice-nginx.XXXXXX)
 MOCK_PID= NGINX_PID=
 cleanup() {
     local status=$?
-    [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
-    [[ -n $MOCK_PID ]] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null
+    [[ -n $NGINX_PID ]] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
+    [[ -n $MOCK_PID ]] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null || true
     [[ ${KEEP:-0} == 1 ]] && log "work directory kept: $WORK" || rm -rf "$WORK"
     exit "$status"
 }

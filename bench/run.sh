@@ -7,7 +7,8 @@
 #
 # Builds sluice and bench-upstream (the one-thread hyper upstream) in release
 # mode, installs the peers that are missing (oha with cargo install; wrk, hey
-# and GNU time with apt-get; httpx and aiohttp with pip), then runs
+# and GNU time with apt-get; httpx and aiohttp with pip), compiles the
+# pacing table's C floor (bench/floor.c) when a C compiler is present, then runs
 # bench/harness.py, which prints the Markdown tables of BENCHMARKS.md and
 # exits 1 when a performance target is missed or a run failed.
 #
@@ -47,5 +48,13 @@ done
 # --- build ----------------------------------------------------------------------
 log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --release --quiet -p sluice-cli -p bench-upstream --bins
+# The pacing table's C floor (bench/floor.c); its row is left out without
+# a C compiler (nothing is installed for it).
+rm -f "$CARGO_TARGET_DIR/release/bench-floor"
+if ! command -v cc >/dev/null; then
+    log "no C compiler (cc): the pacing table will have no C floor row"
+elif ! cc -O2 -o "$CARGO_TARGET_DIR/release/bench-floor" bench/floor.c; then
+    log "bench/floor.c did not compile: the pacing table will have no C floor row"
+fi
 
 exec python3 bench/harness.py "$@"

@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use url::Url;
 
-use super::pool::{Conn, Io, Key, Pool, Shared};
+use super::pool::{Conn, Io, Key, Pool, Shared, Socket};
 use super::{Answer, AnswerBody};
 use crate::classify::{DnsError, Phase};
 use crate::client::{BoxError, ClientError};
@@ -216,10 +216,12 @@ impl Direct {
             Ok(Ok(Opened {
                 sender,
                 io,
+                socket,
                 tls_version,
             })) => Ok(Conn {
                 sender,
                 io: Some(io),
+                socket,
                 tls_version,
                 https: key.https,
                 shared: Shared::new(
@@ -252,8 +254,9 @@ impl Direct {
         let port = url.port_or_known_default().ok_or("the URL has no port")?;
         let tcp = tcp(&resolve(url, port).await?).await?;
         let _ = tcp.set_nodelay(true);
+        let socket = socket(&tcp);
         if !key.https {
-            return handshake(tcp, None).await;
+            return handshake(tcp, socket, None).await;
         }
         let connector = self.0.tls.connector()?;
         let name = match url.host() {
@@ -268,7 +271,7 @@ impl Direct {
             Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
             _ => None,
         };
-        handshake(stream, version).await
+        handshake(stream, socket, version).await
     }
 }
 
@@ -369,17 +372,31 @@ async fn tcp(addrs: &[SocketAddr]) -> Result<TcpStream, io::Error> {
     Err(last)
 }
 
-/// A connection just made: hyper's handle to send on it, its I/O, and the
-/// TLS version it negotiated.
+/// A connection just made: hyper's handle to send on it, its I/O, its
+/// socket, and the TLS version it negotiated.
 struct Opened {
     sender: SendRequest<Full<Bytes>>,
     io: Io,
+    socket: Socket,
     tls_version: Option<&'static str>,
 }
 
+/// The socket's descriptor, for the pool to look at (`pool::Socket`).
+#[cfg(unix)]
+fn socket(tcp: &TcpStream) -> Socket {
+    std::os::fd::AsRawFd::as_raw_fd(tcp)
+}
+
+#[cfg(not(unix))]
+fn socket(_: &TcpStream) -> Socket {}
+
 /// hyper's HTTP/1.1 handshake over `io`. The connection's I/O is kept, to
 /// be polled by the attempts the connection carries.
-async fn handshake<T>(io: T, tls_version: Option<&'static str>) -> Result<Opened, BoxError>
+async fn handshake<T>(
+    io: T,
+    socket: Socket,
+    tls_version: Option<&'static str>,
+) -> Result<Opened, BoxError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -387,6 +404,7 @@ where
     Ok(Opened {
         sender,
         io: Box::pin(connection),
+        socket,
         tls_version,
     })
 }

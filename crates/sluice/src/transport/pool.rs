@@ -6,7 +6,10 @@
 //! sat idle behind the few that the driver's lag keeps free, aged out, and
 //! were opened again (1,391 connections for `-c 1000`). One idle for
 //! `idle_timeout` is dropped rather than reused, before a server's
-//! keep-alive could close it under a request.
+//! keep-alive could close it under a request; one idle for [`LOOK_AFTER`]
+//! or more has its socket looked at first (`Conn::peer_open`), since a
+//! server's keep-alive (nginx's: 75 s, often set to a second or a few) may
+//! have closed it meanwhile.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -42,6 +45,22 @@ impl<'a> Key<'a> {
     }
 }
 
+/// How long a connection sits idle before it is looked at when taken
+/// (`Conn::peer_open`, one syscall): about the shortest keep-alive
+/// timeout servers set (nginx's `keepalive_timeout 1s`) with room for a
+/// start that comes late, and far above a busy run's idle times (micro- to
+/// milliseconds), which stay free of it.
+const LOOK_AFTER: Duration = Duration::from_millis(250);
+
+/// The descriptor of a connection's TCP socket (under TLS as well), for
+/// `Conn::peer_open`; valid while the connection's I/O, which owns the
+/// socket, has not been dropped.
+#[cfg(unix)]
+pub(super) type Socket = std::os::fd::RawFd;
+/// No socket to look at on other platforms.
+#[cfg(not(unix))]
+pub(super) type Socket = ();
+
 /// hyper's connection future (`http1::Connection`, over TCP or TLS): the
 /// connection's reads and writes, done each time it is polled.
 pub(super) type Io = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
@@ -56,6 +75,8 @@ pub(super) struct Conn {
     /// and a poll each way) on its way out and back. Not polled while idle
     /// in the pool. `None` once it has ended.
     pub(super) io: Option<Io>,
+    /// The socket that `io` reads and writes.
+    pub(super) socket: Socket,
     pub(super) tls_version: Option<&'static str>,
     pub(super) https: bool,
     /// Boxed: a connection moves with every request and response it
@@ -90,7 +111,8 @@ impl Conn {
     /// is seen closed by the first poll of its I/O once the request is
     /// queued, before anything is written (hyper reads before it writes),
     /// and the request is handed back unwritten (`is_canceled`) to go out
-    /// on another. Polling it here as well cost 0.8 K instructions a
+    /// on another, if tokio has seen the close by then (else see
+    /// `peer_open`, which the pool does after a long idle). Polling it here as well cost 0.8 K instructions a
     /// request. When hyper is not ready, its I/O is polled once: a
     /// connection still writing the last exchange's request body after
     /// that (the server answered before reading it, and may never read
@@ -102,6 +124,44 @@ impl Conn {
             self.drive(cx);
         }
         self.sender.is_ready() && self.is_open()
+    }
+
+    /// Whether the server has not closed the connection while it sat idle,
+    /// as its socket shows now: one `recv(MSG_PEEK | MSG_DONTWAIT)`.
+    /// Nothing to read (`EAGAIN`) is open; the end of the stream (the
+    /// server's FIN), an error (a reset) or bytes the server sent unasked
+    /// (a `408`, a TLS alert) are not. hyper's first read would not see
+    /// it in time: tokio tries a read only once its reactor has seen the
+    /// socket readable, so a close that came after the reactor last
+    /// looked (a paced start woken just after a server's keep-alive
+    /// timeout closed it) is seen only after the request was written into
+    /// it, a failure that may have been applied. A close still on the
+    /// wire is missed all the same: the race is narrowed, not closed.
+    #[cfg(unix)]
+    fn peer_open(&self) -> bool {
+        if self.io.is_none() {
+            // The socket is closed, and its number may be another's now.
+            return false;
+        }
+        let mut byte = 0u8;
+        // SAFETY: `socket` is the descriptor of the TCP stream owned by
+        // `io`, open while `io` is (checked above), and at most one byte
+        // is written, into `byte`; MSG_PEEK leaves it in the socket.
+        let read = unsafe {
+            libc::recv(
+                self.socket,
+                (&raw mut byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        read < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+
+    /// No socket to look at: open, as far as the pool can tell.
+    #[cfg(not(unix))]
+    fn peer_open(&self) -> bool {
+        true
     }
 }
 
@@ -142,10 +202,12 @@ impl Shared {
     }
 }
 
-/// An idle connection, and when it will have been idle too long (one
-/// comparison of instants a lookup, no duration computed).
+/// An idle connection, when it will have been idle long enough to be
+/// looked at when taken, and when too long (a comparison of instants
+/// each, no duration computed).
 struct Idle {
     conn: Conn,
+    look: Instant,
     expires: Instant,
 }
 
@@ -188,12 +250,18 @@ impl Pool {
     }
 
     /// The connection to `key` idle longest that has not been idle too
-    /// long; those that have are dropped (closed).
+    /// long, nor closed by the server (looked at after [`LOOK_AFTER`]);
+    /// the others are dropped (closed).
     pub(super) fn take(&self, key: Key<'_>, now: Instant) -> Option<Conn> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let idle = state.origins(key.https).get_mut(key.authority)?;
         self.expire(idle, now);
-        idle.pop_front().map(|i| i.conn)
+        while let Some(i) = idle.pop_front() {
+            if now < i.look || i.conn.peer_open() {
+                return Some(i.conn);
+            }
+        }
+        None
     }
 
     /// Keeps `conn` for a later request to its origin, and drops those
@@ -210,7 +278,12 @@ impl Pool {
         let expires = now
             .checked_add(self.idle_timeout)
             .unwrap_or_else(far_future);
-        idle.push_back(Idle { conn, expires });
+        let look = now.checked_add(LOOK_AFTER).unwrap_or(expires);
+        idle.push_back(Idle {
+            conn,
+            look,
+            expires,
+        });
         if !state.reaping {
             state.reaping = true;
             tokio::spawn(reap(Arc::downgrade(self)));
