@@ -25,7 +25,6 @@ mod connecting;
 mod ends;
 pub mod engine;
 pub mod event;
-mod file_reader;
 pub mod filejob;
 pub mod format;
 pub mod gcra;

@@ -10,11 +10,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use futures::Stream;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
-#[cfg(test)]
-use tokio::io::{AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::file_reader::FileReader;
 use crate::parse::{BOM, LineOrigin, ParseOptions, UrlCache, line_too_long, parse_line_cached};
 use crate::request::Input;
 use crate::shard::Shard;
@@ -91,14 +88,13 @@ enum Kind {
 }
 
 impl Opened {
-    /// Lines are taken from the reader's buffer, which a file's reads fill
-    /// directly (`FileReader`: no buffer of tokio's between).
-    fn reader(self) -> Box<dyn AsyncBufRead + Send + Unpin> {
-        match self.kind {
-            Kind::File(file) => Box::new(FileReader::new(file, READ_BUFFER_BYTES)),
+    fn reader(self) -> BufReader<Box<dyn AsyncRead + Send + Unpin>> {
+        let read: Box<dyn AsyncRead + Send + Unpin> = match self.kind {
+            Kind::File(file) => Box::new(tokio::fs::File::from_std(file)),
             #[cfg(test)]
-            Kind::Reader(reader) => Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, reader.0)),
-        }
+            Kind::Reader(reader) => reader.0,
+        };
+        BufReader::with_capacity(READ_BUFFER_BYTES, read)
     }
 }
 
@@ -345,7 +341,7 @@ struct Current {
     path: PathBuf,
     /// The path as shown in messages.
     name: String,
-    reader: Box<dyn AsyncBufRead + Send + Unpin>,
+    reader: BufReader<Box<dyn AsyncRead + Send + Unpin>>,
     /// Lines of this file read so far.
     file_line: u64,
 }
